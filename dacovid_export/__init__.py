@@ -1,0 +1,16 @@
+"""dacovid-export: DA-COVID Net from PyTorch to ONNX and TensorRT, with parity and latency proof.
+
+Importing this package is cheap: torch, onnx and tensorrt are imported only by
+the modules that need them, so ``import dacovid_export`` and every ``--help``
+work on a machine without them.
+"""
+
+from dacovid_export.errors import (
+    DacovidError,
+    MissingDependencyError,
+    UserInputError,
+)
+
+__all__ = ["__version__", "DacovidError", "MissingDependencyError", "UserInputError"]
+
+__version__ = "0.1.0"

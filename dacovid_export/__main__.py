@@ -1,0 +1,3 @@
+from dacovid_export.cli.main import main
+
+main()

@@ -1,0 +1,45 @@
+"""Exceptions that carry a message meant for the user and a process exit code.
+
+The CLI turns any :class:`DacovidError` into one line on stderr and its
+``exit_code``; everything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DacovidError",
+    "UserInputError",
+    "MissingDependencyError",
+    "IncompatibleArtifactError",
+    "CheckFailedError",
+]
+
+
+class DacovidError(Exception):
+    """Base class: an error with a message for the user."""
+
+    exit_code: int = 2
+
+
+class UserInputError(DacovidError, ValueError):
+    """Bad option, missing or corrupt file, wrong shape: the user can fix it."""
+
+    exit_code = 2
+
+
+class MissingDependencyError(DacovidError, ImportError):
+    """An optional package (TensorRT, CUDA bindings, ...) or a GPU is not available."""
+
+    exit_code = 2
+
+
+class IncompatibleArtifactError(DacovidError):
+    """An artifact made for another TensorRT version, GPU or project version."""
+
+    exit_code = 2
+
+
+class CheckFailedError(DacovidError):
+    """A self-check of an export (graph pattern, operator support, numeric match) failed."""
+
+    exit_code = 1

@@ -1,0 +1,141 @@
+"""Checkpoints: weights plus everything needed to use them (classes, preprocessing, options, metrics, versions).
+
+Read with ``torch.load(weights_only=True)``: loading a checkpoint never runs code.
+Only plain Python values and tensors are stored, which that loader accepts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import zipfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from dacovid_export.errors import UserInputError
+from dacovid_export.fileio import atomic_path, sha256_file
+from dacovid_export.model.network import DACovidNet, ModelConfig
+from dacovid_export.preprocessing import Preprocessing
+from dacovid_export.versions import package_versions
+
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointMetadata", "save_checkpoint", "load_checkpoint", "read_checkpoint"]
+
+CHECKPOINT_FORMAT = "dacovid-checkpoint"
+_FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointMetadata:
+    class_names: tuple[str, ...]
+    preprocessing: Preprocessing
+    model_config: ModelConfig
+    training: Mapping[str, Any]
+    metrics: Mapping[str, Any]
+    versions: Mapping[str, str]
+    epoch: int
+    sha256: str
+    path: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "class_names": list(self.class_names),
+            "preprocessing": self.preprocessing.to_dict(),
+            "model_config": self.model_config.to_dict(),
+            "training": dict(self.training),
+            "metrics": dict(self.metrics),
+            "versions": dict(self.versions),
+            "epoch": self.epoch,
+            "sha256": self.sha256,
+            "path": self.path,
+        }
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    model: DACovidNet,
+    *,
+    class_names: Sequence[str],
+    preprocessing: Preprocessing,
+    training: Mapping[str, Any] | None = None,
+    metrics: Mapping[str, Any] | None = None,
+    epoch: int = 0,
+    extra_state: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write a checkpoint atomically. ``extra_state`` (optimizer, scheduler, RNG) is for ``--resume``."""
+    if len(class_names) != model.config.num_classes:
+        raise ValueError(f"{len(class_names)} class names for a model with {model.config.num_classes} outputs")
+    # unwrap DDP / torch.compile wrappers so keys never carry "module." prefixes
+    inner = getattr(model, "module", model)
+    inner = getattr(inner, "_orig_mod", inner)
+    payload: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": _FORMAT_VERSION,
+        "state_dict": {k: v.detach().cpu() for k, v in inner.state_dict().items()},
+        "class_names": list(class_names),
+        "preprocessing": preprocessing.to_dict(),
+        "model_config": inner.config.to_dict(),
+        "training": dict(training or {}),
+        "metrics": dict(metrics or {}),
+        "versions": package_versions(),
+        "epoch": int(epoch),
+    }
+    if extra_state:
+        payload["extra_state"] = dict(extra_state)
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """The raw checkpoint dictionary, validated; :class:`UserInputError` for anything that is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"checkpoint {str(path)!r} does not exist or is not a file")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserInputError(f"{str(path)!r} is not a dacovid-export checkpoint (torch.load failed: {first})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise UserInputError(
+            f"{str(path)!r} is not a dacovid-export checkpoint (no '{CHECKPOINT_FORMAT}' format tag); "
+            "make one with dacovid-train"
+        )
+    if payload.get("format_version", 0) > _FORMAT_VERSION:
+        raise UserInputError(
+            f"{str(path)!r} has checkpoint format {payload['format_version']}, newer than this dacovid-export "
+            f"understands ({_FORMAT_VERSION}); upgrade dacovid-export"
+        )
+    return payload
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> tuple[DACovidNet, CheckpointMetadata]:
+    """Model in eval mode on the CPU, and its metadata."""
+    payload = read_checkpoint(path)
+    try:
+        config = ModelConfig.from_dict(payload["model_config"])
+        preprocessing = Preprocessing.from_dict(payload["preprocessing"])
+        model = DACovidNet(config)
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+        if isinstance(exc, UserInputError):
+            raise
+        raise UserInputError(f"checkpoint {str(path)!r} is damaged or from an incompatible version: {exc}") from exc
+    model.eval()
+    meta = CheckpointMetadata(
+        class_names=tuple(payload["class_names"]),
+        preprocessing=preprocessing,
+        model_config=config,
+        training=payload.get("training", {}),
+        metrics=payload.get("metrics", {}),
+        versions=payload.get("versions", {}),
+        epoch=int(payload.get("epoch", 0)),
+        sha256=sha256_file(path),
+        path=str(path),
+    )
+    return model, meta
