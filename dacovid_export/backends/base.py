@@ -42,6 +42,28 @@ class Backend(abc.ABC):
     def close(self) -> None:
         """Free runtime resources; idempotent."""
 
+    # Timing hooks for dacovid-bench: end-to-end = stage + execute_staged + fetch;
+    # compute-only = execute_staged on inputs already on the device. GPU backends
+    # override all four and expose their stream as ``cuda_stream`` (a
+    # torch.cuda.Stream) so the bench can record CUDA events on it. The CPU
+    # defaults below make compute-only equal end-to-end, which is true on a CPU.
+    cuda_stream: object | None = None
+
+    def stage(self, batch: np.ndarray) -> None:
+        """Copy a preprocessed batch to where ``execute_staged`` reads it (host-to-device on a GPU)."""
+        self._staged = check_batch(batch, self.info)
+
+    def execute_staged(self) -> None:
+        """Run the network on the staged batch; may return before a GPU finishes (see ``synchronize``)."""
+        self._staged_out = self.run(self._staged)
+
+    def fetch(self) -> np.ndarray:
+        """Outputs of the last ``execute_staged`` as host float32 logits (device-to-host on a GPU)."""
+        return self._staged_out
+
+    def synchronize(self) -> None:
+        """Wait for queued device work; nothing to wait for on a CPU."""
+
     def __enter__(self) -> "Backend":
         return self
 
