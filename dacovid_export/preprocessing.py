@@ -66,7 +66,10 @@ class Preprocessing:
     def __post_init__(self) -> None:
         if not isinstance(self.image_size, int) or self.image_size < 32:
             raise UserInputError(f"image_size={self.image_size!r}: must be an integer >= 32 (the backbone downsamples 32x)")
-        if self.resize_size is not None and (not isinstance(self.resize_size, int) or self.resize_size < self.image_size):
+        if self.resize_size is None:
+            # resolved once here so equality and the stored metadata never depend on "None"
+            object.__setattr__(self, "resize_size", int(round(self.image_size * 8 / 7)))
+        if not isinstance(self.resize_size, int) or self.resize_size < self.image_size:
             raise UserInputError(
                 f"resize_size={self.resize_size!r}: must be an integer >= image_size ({self.image_size}) or None"
             )
@@ -84,7 +87,7 @@ class Preprocessing:
 
     @property
     def effective_resize_size(self) -> int:
-        return self.resize_size if self.resize_size is not None else int(round(self.image_size * 8 / 7))
+        return int(self.resize_size)  # type: ignore[arg-type]  # resolved in __post_init__
 
     def to_dict(self) -> dict[str, Any]:
         return {
