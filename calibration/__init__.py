@@ -1,1 +1,53 @@
-"""Calibration data and the ONNX precision step (FP16 AutoCast, INT8 Q/DQ)."""
+"""Calibration data and the ONNX precision step (FP16 AutoCast, INT8 Q/DQ).
+
+Public API, imported lazily so ``import dacovid_export.calibration`` stays cheap
+(Model Optimizer, ONNX and ONNX Runtime load only when a function runs):
+
+- :func:`load_calibration_set` / :class:`CalibrationSet` (``calibration.data``)
+- :func:`convert_fp16` (``calibration.fp16``)
+- :func:`quantize_int8` (``calibration.int8``)
+- :class:`PrecisionResult` (``calibration.result``)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+__all__ = [
+    "MIN_CALIBRATION_IMAGES",
+    "CalibrationSet",
+    "load_calibration_set",
+    "convert_fp16",
+    "quantize_int8",
+    "PrecisionResult",
+    "default_cache_dir",
+]
+
+_WHERE = {
+    "MIN_CALIBRATION_IMAGES": "data",
+    "CalibrationSet": "data",
+    "load_calibration_set": "data",
+    "convert_fp16": "fp16",
+    "quantize_int8": "int8",
+    "PrecisionResult": "result",
+    "default_cache_dir": "cache",
+}
+
+if TYPE_CHECKING:
+    from dacovid_export.calibration.cache import default_cache_dir
+    from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES, CalibrationSet, load_calibration_set
+    from dacovid_export.calibration.fp16 import convert_fp16
+    from dacovid_export.calibration.int8 import quantize_int8
+    from dacovid_export.calibration.result import PrecisionResult
+
+
+def __getattr__(name: str) -> Any:
+    if name in _WHERE:
+        module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
+        return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(list(globals()) + __all__)

@@ -66,3 +66,112 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
     save_checkpoint(path, model, class_names=TINY_CLASSES, preprocessing=Preprocessing(image_size=TINY_IMAGE_SIZE))
     return path
+
+
+# --- training (tests/train and anyone who needs a trained model) ---------------------------
+
+
+def tiny_train_config(**overrides):
+    """TrainConfig for the tiny model at 64x64: batch 4, lr 1e-3 (fast to learn the synthetic classes), no workers."""
+    from dacovid_export.train import TrainConfig
+
+    options = dict(
+        epochs=1,
+        batch_size=4,
+        lr=1e-3,
+        image_size=TINY_IMAGE_SIZE,
+        workers=0,
+        show_progress=False,
+        **tiny_model_kwargs(),
+    )
+    options.update(overrides)
+    return TrainConfig(**options)
+
+
+@pytest.fixture(scope="session")
+def trained_tiny_checkpoint(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.pt of the tiny model trained 6 epochs on ``synthetic_dir`` at 64x64 (split.json beside it).
+
+    It separates the synthetic classes clearly better than chance (a trained model
+    for FP16/INT8 parity); ``dacovid_export.train.heldout_files(path)`` gives its held-out images.
+    """
+    from dacovid_export.train import train_model
+
+    run = tmp_path_factory.mktemp("trained_tiny")
+    result = train_model(synthetic_dir, run, tiny_train_config(epochs=6), log=lambda _: None)
+    return result.best_checkpoint
+
+
+# --- backends, parity, runtime ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_fp32_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Self-checked FP32 ONNX export (dynamic batch, with metadata) of ``tiny_checkpoint``."""
+    from dacovid_export.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("onnx_fp32") / "tiny.onnx"
+    export_onnx(tiny_checkpoint, path)
+    return path
+
+
+
+@pytest.fixture(scope="session")
+def make_toy_onnx(tiny_checkpoint: Path):
+    """Factory of hand-made ONNX models with dacovid-export metadata, tiny and instant to run.
+
+    ``logits = ReduceMean(input, axes=[2, 3]) * scale`` (N x 3 x S x S -> N x 3, the
+    channel means): nothing like the real network, but a real ONNX file for testing
+    dtype casts (``input_dtype="float16"``), a static batch (``batch=2``), NaN
+    outputs (``scale=float("nan")``) and metadata checks. Metadata defaults to
+    ``tiny_checkpoint``'s (classes, preprocessing, sha256).
+    """
+    import json
+
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from dacovid_export.fileio import sha256_file
+    from dacovid_export.onnx_metadata import write_metadata
+    from dacovid_export.preprocessing import Preprocessing
+
+    checkpoint_sha = sha256_file(tiny_checkpoint)
+
+    def make(path: Path, *, input_dtype: str = "float32", batch: int | None = None, scale: float = 1.0,
+             class_names=TINY_CLASSES, precision: str = "fp32", source_sha256: str | None = None,
+             image_size: int = TINY_IMAGE_SIZE) -> Path:
+        elem = TensorProto.FLOAT16 if input_dtype == "float16" else TensorProto.FLOAT
+        n = batch if batch is not None else "batch"
+        nodes = [
+            helper.make_node("ReduceMean", ["input", "axes"], ["mean"], keepdims=0),
+            helper.make_node("Cast", ["mean"], ["mean32"], to=TensorProto.FLOAT),
+            helper.make_node("Mul", ["mean32", "scale"], ["logits"]),
+        ]
+        graph = helper.make_graph(
+            nodes,
+            "toy",
+            [helper.make_tensor_value_info("input", elem, [n, 3, image_size, image_size])],
+            [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [n, 3])],
+            initializer=[
+                numpy_helper.from_array(np.array([2, 3], dtype=np.int64), "axes"),
+                numpy_helper.from_array(np.array(scale, dtype=np.float32), "scale"),
+            ],
+        )
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])
+        model.ir_version = 9
+        write_metadata(
+            model,
+            {
+                "format": "dacovid-onnx",
+                "format_version": "1",
+                "class_names": list(class_names),
+                "preprocessing": Preprocessing(image_size=image_size).to_dict(),
+                "precision": precision,
+                "source_sha256": source_sha256 or checkpoint_sha,
+            },
+        )
+        onnx.save(model, str(path))
+        return path
+
+    return make

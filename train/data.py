@@ -41,6 +41,7 @@ __all__ = [
     "ClassFiles",
     "DataSplit",
     "detect_layout",
+    "kaggle_subfolders",
     "scan_dataset",
     "verify_images",
     "stratified_split",
@@ -128,7 +129,8 @@ class DataSplit:
             raise UserInputError(f"{source} is incomplete or malformed ({type(exc).__name__}: {exc})") from exc
 
 
-def _kaggle_dirs(root: Path) -> tuple[Path, Path] | None:
+def kaggle_subfolders(root: Path) -> tuple[Path, Path] | None:
+    """``(train dir, test dir)`` when ``root`` has both (any letter case), else ``None``."""
     if not root.is_dir():
         return None
     subdirs = {p.name.lower(): p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")}
@@ -139,7 +141,7 @@ def _kaggle_dirs(root: Path) -> tuple[Path, Path] | None:
 
 def detect_layout(data_dir: str | os.PathLike[str]) -> Layout:
     """``"kaggle"`` when ``data_dir`` holds both ``train/`` and ``test/`` folders, else ``"folders"``."""
-    return "kaggle" if _kaggle_dirs(Path(data_dir)) is not None else "folders"
+    return "kaggle" if kaggle_subfolders(Path(data_dir)) is not None else "folders"
 
 
 def _canonical_classes(folders: Mapping[str, list[Path]], where: Path) -> ClassFiles:
@@ -159,7 +161,7 @@ def _canonical_classes(folders: Mapping[str, list[Path]], where: Path) -> ClassF
 def scan_dataset(data_dir: str | os.PathLike[str]) -> tuple[Layout, ClassFiles, ClassFiles | None]:
     """``(layout, training files, evaluation files or None)``; the evaluation files exist for the Kaggle layout only."""
     root = Path(data_dir)
-    kaggle = _kaggle_dirs(root)
+    kaggle = kaggle_subfolders(root)
     if kaggle is None:
         return "folders", _canonical_classes(scan_class_folders(root, min_classes=2), root), None
     train_dir, test_dir = kaggle

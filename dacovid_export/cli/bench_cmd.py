@@ -1,18 +1,95 @@
-"""`dacovid-bench`."""
+"""`dacovid-bench` (also `dacovid-export bench`): latency of checkpoints, ONNX models and engines."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from dacovid_export.cli.common import not_yet_implemented
+from dacovid_export.benchmark import AUTOCAST_CHOICES, BACKEND_CHOICES, DEFAULT_ITERATIONS, DEFAULT_WARMUP, DEVICE_CHOICES
+from dacovid_export.cli.common import handle_errors
+from dacovid_export.errors import UserInputError
 
 __all__ = ["bench", "main"]
 
+_OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 
-@click.command(name="bench", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def bench() -> None:
-    """Not yet implemented."""
-    not_yet_implemented("bench")
+
+@click.command(name="bench", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+# backend and device are checked by BenchConfig, so a wrong value is one line, like every other error
+@click.option("--backend", default="auto", show_default=True, metavar="|".join(BACKEND_CHOICES),
+              help="auto: torch for checkpoints, onnxruntime for .onnx, tensorrt for engines.")
+@click.option("--device", default="auto", show_default=True, metavar="|".join(DEVICE_CHOICES),
+              help="auto: cuda when a GPU is visible, else cpu.")
+@click.option("--batch", "batch", default="1", show_default=True, metavar="LIST", help="Batch sizes, e.g. 1,8,32.")
+@click.option("--image-size", type=int, default=None, help="Check that every artifact takes N x N inputs (default: each artifact's own).")
+@click.option("--warmup", type=int, default=DEFAULT_WARMUP, show_default=True, help="Untimed runs before each series.")
+@click.option("--iterations", type=int, default=None, help=f"Timed runs per series [default: {DEFAULT_ITERATIONS}].")
+@click.option("--duration", type=float, default=None, metavar="SECONDS", help="Time each series for this long instead of --iterations.")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime (default: torch's setting; ORT: physical cores).")
+@click.option("--autocast", default=None, metavar="LIST", help=f"PyTorch autocast precisions to add ({','.join(AUTOCAST_CHOICES)}).")
+@click.option("--channels-last", is_flag=True, help="PyTorch: channels-last memory format.")
+@click.option("--cuda-graphs", is_flag=True, help="PyTorch on CUDA: capture and replay CUDA graphs.")
+@click.option("--compile", "compile_", is_flag=True, help="PyTorch: torch.compile (Inductor).")
+@click.option("--cost", is_flag=True, help="Also print parameters/GFLOPs of each artifact and the model-option cost table.")
+@click.option("--json", "json_out", type=_OUT, default=None, help="Write the records and environment as JSON.")
+@click.option("--csv", "csv_out", type=_OUT, default=None, help="Write the records as CSV.")
+@click.option("--plot", "plot_out", type=_OUT, default=None, help="Write a latency/throughput-versus-batch PNG.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic input images.")
+@click.option("--no-progress", is_flag=True, help="No progress bars on stderr.")
+@handle_errors
+def bench(
+    artifacts: tuple[Path, ...],
+    backend: str,
+    device: str,
+    batch: str,
+    image_size: int | None,
+    warmup: int,
+    iterations: int | None,
+    duration: float | None,
+    threads: int | None,
+    autocast: str | None,
+    channels_last: bool,
+    cuda_graphs: bool,
+    compile_: bool,
+    cost: bool,
+    json_out: Path | None,
+    csv_out: Path | None,
+    plot_out: Path | None,
+    seed: int,
+    no_progress: bool,
+) -> None:
+    """Time ARTIFACT... (checkpoints, ONNX models, TensorRT engines) and print a markdown latency table.
+
+    GPU work is timed with CUDA events (compute-only and end-to-end series);
+    CPU work with a monotonic clock. Percentiles follow trtexec (nearest rank).
+    """
+    from dacovid_export.benchmark import BenchConfig, parse_int_list, run_benchmark
+
+    if plot_out is not None and plot_out.suffix.lower() != ".png":
+        raise UserInputError(f"--plot {str(plot_out)!r}: the plot is a PNG; give a path ending in .png")
+    config = BenchConfig(
+        backend=backend,
+        device=device,
+        batch_sizes=parse_int_list(batch, "--batch"),
+        image_size=image_size,
+        warmup=warmup,
+        iterations=iterations,
+        duration_s=duration,
+        threads=threads,
+        autocast=tuple(p.strip() for p in autocast.split(",")) if autocast else (),
+        channels_last=channels_last,
+        cuda_graphs=cuda_graphs,
+        compile=compile_,
+        cost=cost,
+        seed=seed,
+        progress=not no_progress,
+    )
+    result = run_benchmark([str(a) for a in artifacts], config)
+    click.echo(result.format_markdown(), nl=False)
+    for path in result.save(json=json_out, csv=csv_out, plot=plot_out):
+        click.echo(f"wrote {path}", err=True)
 
 
 def main() -> None:

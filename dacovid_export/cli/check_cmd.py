@@ -1,15 +1,106 @@
-"""`dacovid-export check`."""
+"""`dacovid-export check`: the parity verdict of exported models against their checkpoint."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import click
 
-from dacovid_export.cli.common import not_yet_implemented
+from dacovid_export.cli.common import handle_errors
 
 __all__ = ["check"]
 
+_OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 
-@click.command(name="check", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def check() -> None:
-    """Not yet implemented."""
-    not_yet_implemented("check")
+# (precision, criterion, help); the defaults live in ParityConfig, shown in --help text only
+_TOLERANCE_OPTIONS = (
+    ("fp32", "min_agreement", "FP32 models: minimum top-1 agreement (fraction) [default: 1.0]."),
+    ("fp32", "max_logit_rel", "FP32 models: max |logit diff| / max |reference logit| [default: 1e-3]."),
+    ("fp32", "max_prob_diff", "FP32 models: max |probability diff| [default: 1e-3]."),
+    ("fp32", "max_accuracy_drop", "FP32 models: max accuracy drop, fraction (0.01 = 1 point) [default: unchecked]."),
+    ("fp16", "min_agreement", "FP16 models: minimum top-1 agreement [default: 0.995]."),
+    ("fp16", "max_logit_rel", "FP16 models: max |logit diff| / max |reference logit| [default: 0.02]."),
+    ("fp16", "max_prob_diff", "FP16 models: max |probability diff| [default: 0.05]."),
+    ("fp16", "max_accuracy_drop", "FP16 models: max accuracy drop, fraction [default: unchecked]."),
+    ("int8", "min_agreement", "INT8 models: minimum top-1 agreement [default: 0.98]."),
+    ("int8", "max_logit_rel", "INT8 models: max |logit diff| / max |reference logit| [default: unchecked]."),
+    ("int8", "max_prob_diff", "INT8 models: max |probability diff| [default: unchecked]."),
+    ("int8", "max_accuracy_drop", "INT8 models: max accuracy drop vs the FP32 reference, fraction (0.01 = 1 point) [default: 0.01]."),
+)
+
+
+def _tolerance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    for precision, criterion, text in reversed(_TOLERANCE_OPTIONS):
+        flag = f"--{precision}-{criterion.replace('_', '-')}"
+        fn = click.option(flag, f"{precision}_{criterion}", type=float, default=None, metavar="X", help=text)(fn)
+    return fn
+
+
+@click.command(name="check", context_settings={"help_option_names": ["-h", "--help"]})
+@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="The PyTorch checkpoint: the reference.")
+@click.option("--images", type=click.Path(path_type=Path), default=None,
+              help="Class-per-folder labelled images (adds accuracy, per-class metrics, confusion matrices). "
+                   "Without it: seeded synthetic inputs.")
+@click.option("--json", "json_out", type=_OUT, default=None, help="Write the full report as JSON.")
+@click.option("--confusion-png", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
+              help="Write confusion-matrix PNGs (labelled images only).")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Images per batch (split further to each model's max batch).")
+@click.option("--synthetic-count", type=int, default=32, show_default=True, help="Synthetic inputs when --images is not given.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic inputs.")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda",
+              help="Where the reference and the models run (TensorRT engines: always cuda).")
+@click.option("--allow-source-mismatch", is_flag=True,
+              help="A model exported from another checkpoint file is a warning instead of a failure.")
+@_tolerance_options
+@click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@handle_errors
+def check(
+    models: tuple[Path, ...],
+    checkpoint: Path,
+    images: Path | None,
+    json_out: Path | None,
+    confusion_png: Path | None,
+    batch_size: int,
+    synthetic_count: int,
+    seed: int,
+    device: str,
+    allow_source_mismatch: bool,
+    no_progress: bool,
+    **tolerances: float | None,
+) -> None:
+    """Compare MODEL... (ONNX models, TensorRT engines) with --checkpoint on the same inputs.
+
+    Each model is judged by the tolerance of its precision (from its metadata).
+    Prints a table; exits 0 when every model passes, 1 when one fails, 2 for bad input.
+    """
+    from dacovid_export.errors import CheckFailedError, UserInputError
+    from dacovid_export.parity import ParityConfig, run_parity
+
+    if confusion_png is not None and images is None:
+        raise UserInputError("--confusion-png needs --images: synthetic inputs have no labels")
+    config = ParityConfig(require_same_source=not allow_source_mismatch).with_overrides(
+        {k: v for k, v in tolerances.items() if v is not None}
+    )
+    report = run_parity(
+        checkpoint,
+        [str(m) for m in models],
+        images=images,
+        config=config,
+        batch_size=batch_size,
+        synthetic_count=synthetic_count,
+        seed=seed,
+        device=device,
+        progress=not no_progress,
+    )
+    click.echo(report.format_table())
+    if json_out is not None:
+        click.echo(f"wrote {report.write_json(json_out)}", err=True)
+    if confusion_png is not None:
+        for path in report.write_confusion_pngs(confusion_png):
+            click.echo(f"wrote {path}", err=True)
+    if not report:
+        names = ", ".join(Path(m.path).name for m in report.failed_models)
+        raise CheckFailedError(f"parity failed for {len(report.failed_models)} of {len(report.models)} model(s): {names}")

@@ -1,15 +1,72 @@
-"""`dacovid-export onnx`."""
+"""`dacovid-export onnx`: checkpoint -> self-checked ONNX model (FP32, FP16 or INT8)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from dacovid_export.cli.common import not_yet_implemented
+from dacovid_export.cli.common import handle_errors
+from dacovid_export.onnx_export import DEFAULT_CALIB_SIZE, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, OnnxExportConfig, export_onnx
 
 __all__ = ["onnx"]
 
 
-@click.command(name="onnx", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def onnx() -> None:
-    """Not yet implemented."""
-    not_yet_implemented("onnx")
+@click.command(name="onnx")
+@click.argument("checkpoint", metavar="CHECKPOINT")
+@click.option("-o", "--output", required=True, metavar="OUT.onnx", help="ONNX file to write (one file, weights embedded).")
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "fp16", "int8"]),
+    default="fp32",
+    show_default=True,
+    help="fp16: mixed precision, attention kept FP32; int8: Q/DQ from calibration images.",
+)
+@click.option("--calib-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Calibration images (needed for int8; optional range data for fp16).")
+@click.option("--calib-size", type=int, default=None, metavar="N", help=f"Calibration images to use  [default: {DEFAULT_CALIB_SIZE}]")
+@click.option("--calib-method", type=click.Choice(["entropy", "max"]), default=None, help="INT8 calibration  [default: entropy]")
+@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, metavar="N", help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}.")
+@click.option("--max-batch", type=int, default=None, metavar="N", help="Static: the batch size (default 1). Dynamic: hint for engine profiles.")
+@click.option("--static-batch", is_flag=True, help="Fix the batch dimension instead of leaving it dynamic.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the self-check inputs and calibration sampling.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Reuse INT8 calibration results across runs.")
+@click.option("--atol", type=float, default=None, help="Self-check absolute tolerance on logits (default by precision).")
+@click.option("--rtol", type=float, default=None, help="Self-check tolerance relative to the logits' scale (default by precision).")
+@handle_errors
+def onnx(
+    checkpoint: str,
+    output: str,
+    precision: str,
+    calib_data: Path | None,
+    calib_size: int | None,
+    calib_method: str | None,
+    opset: int,
+    max_batch: int | None,
+    static_batch: bool,
+    seed: int,
+    cache_dir: Path | None,
+    atol: float | None,
+    rtol: float | None,
+) -> None:
+    """Export CHECKPOINT to ONNX, check the graph and compare it with PyTorch.
+
+    The output is written only when every check passes: valid ONNX, operators
+    the TensorRT parser supports, PAM and CAM as MatMul -> Softmax -> MatMul,
+    and ONNX Runtime matching PyTorch at batch 1 and 3.
+    """
+    config = OnnxExportConfig(
+        precision=precision,  # type: ignore[arg-type]
+        opset=opset,
+        max_batch=max_batch,
+        static_batch=static_batch,
+        calib_data=calib_data,
+        calib_size=calib_size,
+        calib_method=calib_method,  # type: ignore[arg-type]
+        seed=seed,
+        cache_dir=cache_dir,
+        atol=atol,
+        rtol=rtol,
+    )
+    result = export_onnx(checkpoint, output, config, progress=True)
+    for line in result.summary_lines():
+        click.echo(line)

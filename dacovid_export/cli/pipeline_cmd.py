@@ -1,15 +1,92 @@
-"""`dacovid-export pipeline`."""
+"""`dacovid-export pipeline`: checkpoint -> ONNX FP32/FP16/INT8 -> engines -> parity -> latency -> report."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import click
 
-from dacovid_export.cli.common import not_yet_implemented
+from dacovid_export.cli.common import handle_errors
+from dacovid_export.errors import UserInputError
 
 __all__ = ["pipeline"]
 
+_DIR = click.Path(file_okay=False, path_type=Path)
 
-@click.command(name="pipeline", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def pipeline() -> None:
-    """Not yet implemented."""
-    not_yet_implemented("pipeline")
+
+def _model_options(values: tuple[str, ...]) -> dict[str, int]:
+    options: dict[str, int] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not value.strip().lstrip("-").isdigit():
+            raise UserInputError(f"--model-option {item!r}: write KEY=INTEGER, e.g. output_stride=16")
+        options[key.strip()] = int(value)
+    return options
+
+
+@click.command(name="pipeline", context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Trained checkpoint. Without it: the embedded default (seeded untrained model, synthetic images).")
+@click.option("--images", type=_DIR, default=None, help="Class-per-folder images for parity (default: synthetic images).")
+@click.option("--calib-data", type=_DIR, default=None, help="Calibration images for INT8 (training images, not the parity set).")
+@click.option("--out", "out", type=_DIR, required=True, help="Folder for the models, engines, report.md/json and plots.")
+@click.option("--image-size", type=int, default=None, help="Embedded default only: input size [default: 224].")
+@click.option("--model-option", "model_option", multiple=True, metavar="KEY=N",
+              help="Embedded default only: output_stride=8|16|32, reduction_kernel_size=3|1, reduction_channels=N.")
+@click.option("--batch", default="1", show_default=True, metavar="LIST", help="Batch sizes to time, e.g. 1,8.")
+@click.option("--iterations", type=int, default=10, show_default=True, help="Timed iterations per latency series.")
+@click.option("--warmup", type=int, default=2, show_default=True, help="Warm-up runs per latency series.")
+@click.option("--calib-size", type=int, default=None, help="Calibration images to sample (default: all for the embedded default, 256 otherwise).")
+@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda", help="Where parity and latency run.")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime while timing.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--no-progress", is_flag=True, help="No step lines or progress bars on stderr.")
+@handle_errors
+def pipeline(
+    checkpoint: Path | None,
+    images: Path | None,
+    calib_data: Path | None,
+    out: Path,
+    image_size: int | None,
+    model_option: tuple[str, ...],
+    batch: str,
+    iterations: int,
+    warmup: int,
+    calib_size: int | None,
+    device: str,
+    threads: int | None,
+    seed: int,
+    no_progress: bool,
+) -> None:
+    """Export, check and time a model in one go, and write report.md, report.json and plots to --out.
+
+    TensorRT engines are built when TensorRT and a GPU are present; otherwise
+    the report says they were skipped and why. Exit status 1 when a model
+    fails its parity tolerance or a step fails its self-check (the report is
+    still written).
+    """
+    from dacovid_export.benchmark import parse_int_list
+    from dacovid_export.pipeline import PipelineConfig, run_pipeline
+
+    config = PipelineConfig(
+        out=out,
+        checkpoint=checkpoint,
+        images=images,
+        calib_data=calib_data,
+        image_size=image_size,
+        model_options=_model_options(model_option),
+        batch_sizes=parse_int_list(batch, "--batch"),
+        iterations=iterations,
+        warmup=warmup,
+        calib_size=calib_size,
+        device=device,
+        threads=threads,
+        seed=seed,
+        progress=not no_progress,
+    )
+    result = run_pipeline(config)
+    click.echo("\n".join(result.summary_lines()))
+    if not result.passed:
+        click.echo(f"error: the pipeline found failures; see {result.report_md}", err=True)
+        sys.exit(1)

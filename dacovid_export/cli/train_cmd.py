@@ -1,18 +1,57 @@
-"""`dacovid-train`."""
+"""`dacovid-train` (also `dacovid-export train`): options -> TrainConfig -> train_model -> summary."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
-from dacovid_export.cli.common import not_yet_implemented
+from dacovid_export.cli.common import handle_errors
 
 __all__ = ["train", "main"]
 
 
-@click.command(name="train", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def train() -> None:
-    """Not yet implemented."""
-    not_yet_implemented("train")
+@click.command(name="train", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.argument("data_dir", type=click.Path(path_type=Path))
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run folder: best.pt, last.pt, metrics.json, split.json, confusion_matrix.png.")
+@click.option("--epochs", type=int, default=30, help="Epochs to train (with --resume: the total, counting those done).")
+@click.option("--batch-size", type=int, default=48, help="Global batch size (split across processes under torchrun).")
+@click.option("--lr", type=float, default=1e-4, help="Adam learning rate.")
+@click.option("--image-size", type=int, default=224, help="Network input size (square, >= 32).")
+@click.option("--output-stride", type=int, default=8, help="Backbone output stride: 8 (paper, dilated layer3+4), 16 or 32.")
+@click.option("--reduction-channels", type=int, default=512, help="Channels of the 2048->C reductions before PAM/CAM (multiple of 8).")
+@click.option("--reduction-kernel", "reduction_kernel_size", type=int, default=3, help="Kernel of those reductions: 3 (DANet) or 1 (cheaper).")
+@click.option("--dropout", type=float, default=0.1, help="Dropout before the classifier.")
+@click.option("--val-fraction", type=float, default=0.2, help="Held-out share of every class (ignored for a Kaggle train/ test/ tree).")
+@click.option("--seed", type=int, default=0, help="Seed of the split, initial weights, shuffling and augmentation.")
+@click.option("--device", default="auto", help="auto (cuda if available), cpu, cuda or cuda:N.")
+@click.option("--workers", type=int, default=None, help="Image-loading processes [default: min(4, CPU count)].")
+@click.option("--backbone-weights", type=click.Path(path_type=Path), default=None, help="Local torchvision ResNet50 state dict (e.g. ImageNet); without it the backbone starts from scratch.")
+@click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency.")
+@click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt (optimizer state included).")
+@click.option("--unreadable", default="skip", help="Images that fail to decode: skip (list and leave out) or error (stop).")
+@click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bars on stderr.")
+@handle_errors
+def train(data_dir: Path, out_dir: Path, **options: object) -> None:
+    """Train DA-COVID Net on DATA_DIR: one folder per class (e.g. covid/ normal/ pneumonia/),
+    or a Kaggle tree with train/ and test/ folders (test/ is then the evaluation set).
+
+    Defaults are the paper's: Adam, lr 1e-4, batch 48, cross-entropy, 30 epochs, 224x224,
+    random crop + horizontal flip. Multi-GPU: torchrun --nproc-per-node N $(which dacovid-train) ...
+    """
+    from dacovid_export.train import TrainConfig, train_model
+
+    backbone = options.pop("backbone_weights")
+    config = TrainConfig(**options, backbone_weights=None if backbone is None else str(backbone))  # type: ignore[arg-type]
+    result = train_model(data_dir, out_dir, config)
+    if result.rank != 0:
+        return
+    report = result.best_report
+    click.echo(f"best epoch {result.best_epoch} of {result.epochs_completed}: validation accuracy {report.accuracy * 100:.2f}%, loss {result.best_val_loss:.4f}")
+    click.echo(report.format_table())
+    click.echo(f"best checkpoint: {result.best_checkpoint}")
+    click.echo(f"last checkpoint: {result.last_checkpoint}  (continue with --resume)")
+    click.echo(f"metrics: {result.metrics_file}; held-out files: {result.split_file}")
 
 
 def main() -> None:

@@ -1,15 +1,123 @@
-"""`dacovid-export trt`."""
+"""`dacovid-export trt`: build a strongly typed TensorRT engine from an ONNX model (or print the trtexec line)."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import TYPE_CHECKING
+
 import click
 
-from dacovid_export.cli.common import not_yet_implemented
+from dacovid_export.cli.common import handle_errors
+
+if TYPE_CHECKING:
+    from dacovid_export.engine_build import EngineBuildConfig
 
 __all__ = ["trt"]
 
 
-@click.command(name="trt", context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
-def trt() -> None:
-    """Not yet implemented."""
-    not_yet_implemented("trt")
+def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
+    from dacovid_export.errors import UserInputError
+
+    chosen = [name for name, on in (("fp16", fp16), ("int8", int8), ("fp32", fp32)) if on]
+    if len(chosen) != 1:
+        given = ", ".join(f"--{c}" for c in chosen) if chosen else "none"
+        raise UserInputError(f"give exactly one precision, --fp16, --int8 or --fp32 (given: {given})")
+    return chosen[0]
+
+
+@click.command(name="trt")
+@click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--fp16", is_flag=True, help="FP16 engine (an FP32 ONNX first goes through AutoCast; attention stays FP32).")
+@click.option("--int8", is_flag=True, help="INT8 engine (an FP32 ONNX is first quantized to Q/DQ; needs --calib-data).")
+@click.option("--fp32", is_flag=True, help="FP32 engine from an FP32 ONNX.")
+@click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Engine file (.engine/.plan); its metadata goes to OUTPUT.json.")
+@click.option("--calib-data", type=click.Path(path_type=Path, file_okay=False), help="Class-per-folder calibration images (INT8 from an FP32 ONNX).")
+@click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch the engine accepts.")
+@click.option("--opt-batch", type=int, default=None, help="Batch TensorRT tunes for  [default: --max-batch]; 1 favours single-image latency.")
+@click.option("--max-batch", type=int, default=8, show_default=True, help="Largest batch the engine accepts.")
+@click.option("--workspace", type=float, default=4.0, show_default=True, help="TensorRT workspace limit in GiB.")
+@click.option("--opt-level", type=int, default=3, show_default=True, help="Builder optimization level 0-5 (higher: slower build, maybe faster engine).")
+@click.option("--timing-cache", type=click.Path(path_type=Path, dir_okay=False), help="Timing cache file, read if present and saved after the build (one per GPU type).")
+@click.option("--hardware-compatible", is_flag=True, help="Engine that runs on any Ampere or newer GPU (compute capability >= 8.0); may be slower.")
+@click.option("--print-trtexec", is_flag=True, help="Only print the equivalent trtexec command (no TensorRT needed) and exit.")
+@click.option("--trt-major", type=click.Choice(["10", "11"]), default=None, help="With --print-trtexec: flags for this TensorRT major version [default: the installed one, else both].")
+@handle_errors
+def trt(
+    model: Path,
+    fp16: bool,
+    int8: bool,
+    fp32: bool,
+    output: Path,
+    calib_data: Path | None,
+    min_batch: int,
+    opt_batch: int | None,
+    max_batch: int,
+    workspace: float,
+    opt_level: int,
+    timing_cache: Path | None,
+    hardware_compatible: bool,
+    print_trtexec: bool,
+    trt_major: str | None,
+) -> None:
+    """Build a TensorRT engine from MODEL.onnx as a strongly typed network.
+
+    The precision comes from the ONNX graph, never from builder flags (TensorRT 11
+    has none): an FP32 ONNX with --fp16/--int8 first becomes the FP16/INT8 ONNX
+    (written beside the engine), which is then built. Works with TensorRT 10.8+
+    and 11.x; needs an NVIDIA GPU.
+    """
+    from dacovid_export.engine_build import EngineBuildConfig
+    from dacovid_export.errors import UserInputError
+
+    config = EngineBuildConfig(
+        precision=_precision(fp16, int8, fp32),
+        min_batch=min_batch,
+        opt_batch=opt_batch,
+        max_batch=max_batch,
+        workspace_gib=workspace,
+        opt_level=opt_level,
+        timing_cache=timing_cache,
+        hardware_compatible=hardware_compatible,
+    )
+    if trt_major is not None and not print_trtexec:
+        raise UserInputError("--trt-major only applies to --print-trtexec (a build uses the installed TensorRT)")
+    if print_trtexec:
+        _print_trtexec(model, output, config, int(trt_major) if trt_major else None)
+        return
+
+    from dacovid_export.engine_build import build_engine
+
+    result = build_engine(
+        model, output, config, calib_data=calib_data, log=lambda line: click.echo(line, err=True), progress=True
+    )
+    meta = result.metadata
+    click.echo(
+        f"wrote {result.engine_path} ({meta.engine_bytes / 2**20:.1f} MiB, {meta.precision}, batch "
+        f"{meta.min_batch}..{meta.max_batch} opt {meta.opt_batch}, TensorRT {meta.tensorrt_version}, "
+        f"{meta.gpu_name} cc {meta.compute_capability_str}{', ampere+' if meta.hardware_compatible else ''})"
+    )
+    click.echo(f"metadata {result.metadata_path}")
+    if result.converted_onnx is not None:
+        click.echo(f"built from {result.converted_onnx} (precision step from {model})")
+    if result.timing_cache is not None:
+        click.echo(f"timing cache {result.timing_cache}")
+    click.echo(f"total {result.total_seconds:.1f} s")
+
+
+def _print_trtexec(model: Path, output: Path, config: "EngineBuildConfig", trt_major: int | None) -> None:
+    from dacovid_export.engine_build import trtexec_equivalent
+    from dacovid_export.trtexec import format_command
+
+    commands = trtexec_equivalent(model, output, config, trt_major=trt_major)
+    for major, cmd in commands:
+        if len(commands) > 1:
+            click.echo(f"# TensorRT {major}.x")
+        click.echo(format_command(cmd))
+    onnx_arg = commands[0][1][1].removeprefix("--onnx=")
+    if Path(onnx_arg) != model:
+        click.echo(
+            f"note: {onnx_arg} is the {config.precision} ONNX that the precision step of 'dacovid-export trt' writes "
+            "before building; trtexec has no such step, so make that ONNX first (e.g. run the same command without "
+            "--print-trtexec on a machine with TensorRT)",
+            err=True,
+        )

@@ -1,0 +1,204 @@
+"""Calibration images: a seeded, class-stratified sample, preprocessed exactly as for evaluation.
+
+Choices, so that calibration is reproducible and its cache key means something:
+
+- Sampling is stratified by class folder (``dacovid_export.image_folder.scan_class_folders``)
+  and proportional to each class's share of the folder (largest remainder; every class
+  gets at least one image when ``size`` allows). A flat folder of images without class
+  subfolders is one stratum. Within a class the images are drawn without replacement
+  by ``numpy.random.default_rng(seed)``; the result is sorted by relative path.
+- At least :data:`MIN_CALIBRATION_IMAGES` images must be available. When fewer than
+  ``size`` are available (but enough), all of them are used and a line on stderr says so.
+- An unreadable sampled image stops the run with a :class:`UserInputError` naming the
+  file (no skip-and-continue): skipping would silently calibrate on a different set
+  than the one the hash and the report describe. Images that were not sampled are not
+  opened, so a corrupt file elsewhere in the folder does not matter.
+- ``CalibrationSet.sha256`` is a content hash: SHA-256 over the preprocessing settings
+  and, for every selected image in order, its relative path and the SHA-256 of its
+  bytes. It does not depend on mtimes, so copying the folder keeps the hash (and the
+  INT8 calibration cache) valid, while any change to a selected image changes it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+
+from dacovid_export.errors import UserInputError
+from dacovid_export.image_folder import find_images, scan_class_folders
+from dacovid_export.preprocessing import IMAGE_EXTENSIONS, Preprocessing, preprocess
+
+__all__ = ["MIN_CALIBRATION_IMAGES", "CalibrationSet", "load_calibration_set"]
+
+MIN_CALIBRATION_IMAGES = 8
+"""Fewer images than this give activation ranges that say more about the sample than the data."""
+
+_HASH_FORMAT = "dacovid-calibration-set/1"
+_FLAT_STRATUM = ""  # the one stratum of a folder without class subfolders
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class CalibrationSet:
+    """Preprocessed calibration images.
+
+    ``array``: float32 ``N x 3 x S x S`` (read-only), row ``i`` is ``paths[i]``.
+    ``sha256``: content hash of the selection (see the module docstring).
+    ``class_counts``: images taken per class folder (key ``""`` for a flat folder).
+    ``requested_size``: the ``size`` asked for; ``len(paths)`` may be smaller.
+    """
+
+    array: np.ndarray
+    paths: tuple[Path, ...]
+    sha256: str
+    root: Path
+    preprocessing: Preprocessing
+    class_counts: Mapping[str, int]
+    requested_size: int
+    seed: int
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def describe(self) -> dict[str, object]:
+        """JSON-serialisable summary for artifact metadata."""
+        return {
+            "root": str(self.root),
+            "images": len(self.paths),
+            "requested_size": self.requested_size,
+            "seed": self.seed,
+            "class_counts": dict(self.class_counts),
+            "sha256": self.sha256,
+            "image_size": self.preprocessing.image_size,
+        }
+
+
+def _strata(folder: Path) -> dict[str, list[Path]]:
+    if not folder.exists():
+        raise UserInputError(f"calibration folder {str(folder)!r} does not exist")
+    if not folder.is_dir():
+        raise UserInputError(f"calibration folder {str(folder)!r} is not a folder")
+    has_subfolders = any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
+    if not has_subfolders:
+        images = find_images(folder)
+        if not images:
+            raise UserInputError(
+                f"calibration folder {str(folder)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+            )
+        return {_FLAT_STRATUM: images}
+    loose = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
+    if loose:
+        print(
+            f"calibration: {len(loose)} image(s) directly in {str(folder)!r} beside class folders are not used",
+            file=sys.stderr,
+        )
+    return scan_class_folders(folder)
+
+
+def _allocate(counts: Mapping[str, int], size: int) -> dict[str, int]:
+    """Images per stratum: proportional to its size, largest remainder, >= 1 each when possible."""
+    total = sum(counts.values())
+    names = sorted(counts)
+    exact = {name: size * counts[name] / total for name in names}
+    quota = {name: int(exact[name]) for name in names}
+    # hand out what flooring left over, largest fractional part first (ties: name order)
+    for name in sorted(names, key=lambda n: (-(exact[n] - quota[n]), n))[: size - sum(quota.values())]:
+        quota[name] += 1
+    if size >= len(names):
+        for name in names:
+            if quota[name] == 0:
+                donor = max(names, key=lambda n: (quota[n], n))
+                quota[donor] -= 1
+                quota[name] = 1
+    return quota
+
+
+def _content_hash(root: Path, paths: list[Path], preprocessing: Preprocessing) -> str:
+    digest = hashlib.sha256()
+    header = {"format": _HASH_FORMAT, "preprocessing": preprocessing.to_dict()}
+    digest.update(json.dumps(header, sort_keys=True).encode("utf-8") + b"\n")
+    for path in paths:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise UserInputError(f"calibration image {str(path)!r} cannot be read: {exc}") from exc
+        digest.update(path.relative_to(root).as_posix().encode("utf-8"))
+        digest.update(b"\0" + hashlib.sha256(data).hexdigest().encode("ascii") + b"\n")
+    return digest.hexdigest()
+
+
+def load_calibration_set(
+    folder: str | os.PathLike[str],
+    preprocessing: Preprocessing,
+    *,
+    size: int,
+    seed: int = 0,
+) -> CalibrationSet:
+    """A seeded, class-stratified sample of ``size`` images from ``folder``, preprocessed for the model.
+
+    Raises :class:`UserInputError` for a missing or empty folder, fewer than
+    :data:`MIN_CALIBRATION_IMAGES` images, a bad ``size`` or an unreadable sampled image.
+    """
+    if not isinstance(preprocessing, Preprocessing):
+        raise UserInputError(f"preprocessing={preprocessing!r}: give a dacovid_export.preprocessing.Preprocessing")
+    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_CALIBRATION_IMAGES:
+        raise UserInputError(
+            f"calibration size={size!r}: give an integer >= {MIN_CALIBRATION_IMAGES} (64-512 images is typical)"
+        )
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserInputError(f"calibration seed={seed!r}: give a non-negative integer")
+    root = Path(folder)
+    strata = _strata(root)
+    available = sum(len(v) for v in strata.values())
+    if available < MIN_CALIBRATION_IMAGES:
+        raise UserInputError(
+            f"calibration folder {str(root)!r} has {available} image(s); at least {MIN_CALIBRATION_IMAGES} are "
+            "needed for meaningful activation ranges"
+        )
+    take = size
+    if available < size:
+        print(
+            f"calibration: {str(root)!r} has only {available} images, fewer than the requested {size}: "
+            f"using all {available}",
+            file=sys.stderr,
+        )
+        take = available
+
+    rng = np.random.default_rng(seed)
+    quota = _allocate({name: len(images) for name, images in strata.items()}, take)
+    selected: list[Path] = []
+    for name in sorted(strata):
+        images = strata[name]
+        picks = rng.choice(len(images), size=quota[name], replace=False) if quota[name] else []
+        selected.extend(images[int(i)] for i in sorted(picks))
+    selected.sort(key=lambda p: p.relative_to(root).as_posix())
+
+    sha256 = _content_hash(root, selected, preprocessing)
+    array = np.empty((len(selected), 3, preprocessing.image_size, preprocessing.image_size), dtype=np.float32)
+    from tqdm import tqdm
+
+    for i, path in enumerate(tqdm(selected, desc="calibration images", unit="img", file=sys.stderr, leave=False, disable=None)):
+        try:
+            array[i] = preprocess(path, preprocessing)  # 3 x S x S
+        except UserInputError as exc:
+            raise UserInputError(
+                f"calibration image {str(path)!r} is unreadable ({exc.__cause__ or exc}); remove or replace it "
+                "(calibration stops rather than quietly using a different image set)"
+            ) from exc
+    array.flags.writeable = False
+    return CalibrationSet(
+        array=array,
+        paths=tuple(selected),
+        sha256=sha256,
+        root=root,
+        preprocessing=preprocessing,
+        class_counts={name: quota[name] for name in sorted(strata)},
+        requested_size=size,
+        seed=seed,
+    )

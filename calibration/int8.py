@@ -1,0 +1,237 @@
+"""INT8 step: explicit quantization (QuantizeLinear/DequantizeLinear) by Model Optimizer, calibrated on real images.
+
+The output is what TensorRT's strongly typed INT8 path takes: symmetric signed INT8
+(zero point 0, int8), per-output-channel weight scales, per-tensor activation scales
+from entropy or max calibration, and everything not quantized left in FP32
+(``high_precision_dtype="fp32"``; Model Optimizer's default "fp16" casts the attention
+to FP16 and breaks the CAM, design.md section 4).
+
+Kept out of quantization, found by structure:
+
+- every MatMul -> Softmax -> MatMul attention chain and the Reshape/Transpose nodes
+  feeding it (so TensorRT sees a float attention pattern, not INT8 MatMuls);
+- every other consumer of a tensor that feeds an attention chain (in DA-COVID Net: the
+  CAM residual ``beta * out + A``). ONNX Runtime's quantizer puts one shared Q/DQ pair
+  on a tensor for all consumers, so quantizing that Add would also quantize the CAM's
+  input ``A``, whose ``A A^T`` energies (~2e6) amplify any rounding.
+
+The result is checked (:func:`dacovid_export.calibration.qdq.check_qdq`) and cached
+(:mod:`dacovid_export.calibration.cache`): a second call with the same source model,
+calibration images, method and tool versions copies the cached model and does not
+calibrate again. Calibration runs with ONNX Runtime's CPU provider only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from dacovid_export.calibration.cache import CalibrationCache, cache_key
+from dacovid_export.calibration.data import CalibrationSet
+from dacovid_export.calibration.graph import (
+    AttentionChain,
+    SourceModel,
+    check_calibration_array,
+    check_output_path,
+    ensure_node_names,
+    exact_name_patterns,
+    find_attention_chains,
+    load_source_model,
+    restore_metadata,
+    write_checked_model,
+)
+from dacovid_export.calibration.qdq import check_qdq
+from dacovid_export.calibration.result import PrecisionResult
+from dacovid_export.calibration.tooling import CPU_PROVIDERS, modelopt_version, onnxruntime_version, quiet_modelopt
+from dacovid_export.deps import require
+from dacovid_export.errors import UserInputError
+
+__all__ = ["CALIBRATION_METHODS", "RECIPE_VERSION", "quantize_int8", "int8_exclusions"]
+
+CALIBRATION_METHODS = ("entropy", "max")
+# bump when the quantization options or exclusion rules change: old cache entries then stop matching
+RECIPE_VERSION = "int8-qdq/1"
+# logged as errors by Model Optimizer but expected here: it probes NVML for GPUs even
+# when calibrating with the CPU provider only
+_BENIGN_MESSAGES = ("Failed to get GPU count",)
+
+
+def int8_exclusions(model: "object", chains: Sequence[AttentionChain]) -> list[str]:
+    """Node names kept out of quantization: the attention chains, their feeders, and other consumers of their inputs."""
+    consumers: dict[str, list[str]] = {}
+    for node in model.graph.node:  # type: ignore[attr-defined]
+        for name in node.input:
+            consumers.setdefault(name, []).append(node.name)
+    excluded: list[str] = []
+    for chain in chains:
+        excluded.extend(chain.nodes)
+        excluded.extend(chain.entry_nodes)
+    for chain in chains:
+        for tensor in chain.entry_tensors:
+            excluded.extend(consumers.get(tensor, []))
+    return list(dict.fromkeys(excluded))
+
+
+def _reader(input_name: str, array: np.ndarray, bar: object) -> object:
+    """An ONNX Runtime CalibrationDataReader over the images one at a time, ticking ``bar`` per image."""
+    from onnxruntime.quantization.calibrate import CalibrationDataReader
+
+    class ImageBatches(CalibrationDataReader):
+        def __init__(self) -> None:
+            # N x 3 x S x S -> N batches of 1 x 3 x S x S
+            self.batches = [{input_name: np.ascontiguousarray(array[i : i + 1])} for i in range(len(array))]
+            self.rewind()
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            batch = next(self._iter, None)
+            if batch is not None:
+                bar.update(1)  # type: ignore[attr-defined]
+            return batch
+
+        def get_first(self) -> dict[str, np.ndarray]:  # Model Optimizer's shape probes use it
+            return self.batches[0]
+
+        def rewind(self) -> None:
+            self._iter = iter(self.batches)
+
+        def __len__(self) -> int:
+            return len(self.batches)
+
+    return ImageBatches()
+
+
+def _calibrate(src: SourceModel, array: np.ndarray, method: str, excluded: Sequence[str]) -> "object":
+    """Run Model Optimizer's INT8 quantization in a private folder; returns the quantized ModelProto."""
+    onnx = require("onnx", "write the INT8 model")
+    quantization = require("modelopt.onnx.quantization", "quantize the ONNX model to INT8 (Model Optimizer)")
+    from tqdm import tqdm
+
+    with tempfile.TemporaryDirectory(prefix="dacovid-int8-") as tmp:
+        # Model Optimizer rewrites its input in place (shape inference) and writes side
+        # files beside it and beside the output: work on a private copy.
+        work_path = Path(tmp) / "source.onnx"
+        out_path = Path(tmp) / "quantized.onnx"
+        onnx.save(src.model, str(work_path), save_as_external_data=False)
+        bar = tqdm(total=len(array), desc=f"INT8 calibration ({method})", unit="img", file=sys.stderr, leave=False, disable=None)
+        reader = _reader(src.input_name, array, bar)
+        # ONNX Runtime prints a histogram banner and a progress bar per image; keep them
+        # out of the user's terminal and show only warnings afterwards (or all of it on failure)
+        captured = io.StringIO()
+        try:
+            with quiet_modelopt(), contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+                quantization.quantize(
+                    onnx_path=str(work_path),
+                    quantize_mode="int8",
+                    calibration_method=method,
+                    calibration_data_reader=reader,
+                    calibration_eps=list(CPU_PROVIDERS),
+                    nodes_to_exclude=exact_name_patterns(excluded),
+                    disable_mha_qdq=True,
+                    high_precision_dtype="fp32",
+                    use_external_data_format=False,
+                    output_path=str(out_path),
+                    log_level="WARNING",
+                )
+        except BaseException:
+            sys.stderr.write(captured.getvalue()[-4000:])
+            raise
+        finally:
+            bar.close()
+        for line in captured.getvalue().splitlines():
+            if (" - WARNING - " in line or " - ERROR - " in line) and not any(b in line for b in _BENIGN_MESSAGES):
+                print(line, file=sys.stderr)
+        return onnx.load(str(out_path))
+
+
+def quantize_int8(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    calibration: CalibrationSet,
+    method: str = "entropy",
+    cache_dir: str | os.PathLike[str] | None = None,
+) -> PrecisionResult:
+    """Write an explicitly quantized (Q/DQ, S8S8, per-channel weights) version of the FP32 ONNX model ``source``.
+
+    ``calibration``: images from :func:`load_calibration_set`, preprocessed for this model.
+    ``method``: ``"entropy"`` (KL-divergence thresholds, TensorRT's classic default) or
+    ``"max"`` (absolute maximum). ``cache_dir``: where calibrated models are cached
+    (default ``~/.cache/dacovid-export/calibration``, honouring ``XDG_CACHE_HOME``).
+    The output is checked and written atomically; on any error ``output`` is left as it was.
+    """
+    started = time.perf_counter()
+    if method not in CALIBRATION_METHODS:
+        raise UserInputError(f"calibration method {method!r}: choose one of {', '.join(CALIBRATION_METHODS)}")
+    if not isinstance(calibration, CalibrationSet):
+        raise UserInputError(
+            f"calibration of type {type(calibration).__name__}: give a CalibrationSet from load_calibration_set()"
+        )
+    src = load_source_model(source)
+    output = check_output_path(src.path, output)
+    array = check_calibration_array(calibration.array, src)
+    cache = CalibrationCache(cache_dir)
+
+    ensure_node_names(src.model)
+    chains = find_attention_chains(src.model)
+    excluded = int8_exclusions(src.model, chains)
+    fields = {
+        "recipe": RECIPE_VERSION,
+        "source_sha256": src.sha256,
+        "calibration_sha256": calibration.sha256,
+        "calibration_array_sha256": hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest(),
+        "calibration_shape": list(array.shape),
+        "method": method,
+        "modelopt": modelopt_version(),
+        "onnxruntime": onnxruntime_version(),
+    }
+    key = cache_key(fields)
+
+    onnx = require("onnx", "read the INT8 model")
+    cached = cache.lookup(key)
+    if cached is not None:
+        model_bytes = cached.read_bytes()
+        model = onnx.load_from_string(model_bytes)
+    else:
+        model = _calibrate(src, array, method, excluded)
+        restore_metadata(model, src.model)
+        model_bytes = model.SerializeToString()
+
+    summary = check_qdq(model, chains)
+    digest = write_checked_model(model_bytes, output)
+    cache_path = cached if cached is not None else cache.store(key, model_bytes, fields)
+
+    details = {
+        "tool": "modelopt.onnx.quantization.quantize",
+        "quantize_mode": "int8",
+        "method": method,
+        "high_precision_dtype": "fp32",
+        "symmetric": True,
+        "per_channel_weights": True,
+        "weights": "fp32 initializers behind QuantizeLinear/DequantizeLinear (TensorRT folds them)",
+        "calibration": calibration.describe(),
+        "excluded_nodes": excluded,
+        "attention_chains": [{"softmax": c.softmax, "nodes": list(c.nodes)} for c in chains],
+        "qdq": summary.to_dict(),
+        "cache": {"key": key, "path": None if cache_path is None else str(cache_path), "hit": cached is not None},
+        "source_sha256": src.sha256,
+        "output_sha256": digest,
+        "providers": ["CPUExecutionProvider"],
+        "modelopt": fields["modelopt"],
+        "onnxruntime": fields["onnxruntime"],
+    }
+    return PrecisionResult(
+        precision="int8",
+        fp32_nodes=summary.fp32_nodes,
+        seconds=time.perf_counter() - started,
+        cache_hit=cached is not None,
+        details=details,
+    )

@@ -1,0 +1,295 @@
+"""ONNX Runtime backend: runs any of the project's ONNX models (FP32, mixed FP16, Q/DQ INT8).
+
+Session settings follow ONNX Runtime's performance-tuning guide: all graph
+optimisations, sequential execution, intra-op threads = physical cores
+(ORT's own default when the count is 0), one inter-op thread.
+
+On CUDA the batch goes through I/O binding: the input and output live in
+device buffers bound to the session, and ORT computes on a ``torch.cuda.Stream``
+handed to the CUDA execution provider as ``user_compute_stream``. So the timing
+hooks work like the PyTorch backend's: ``stage`` = host-to-device copy on that
+stream, ``execute_staged`` = ``run_with_iobinding`` without the end-of-run
+synchronisation, ``fetch`` = device-to-host copy; the bench can record CUDA
+events on :attr:`cuda_stream`. The device buffers are torch tensors (torch is
+a hard dependency of this project) bound by pointer.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dacovid_export.artifact import ArtifactInfo, read_artifact_info
+from dacovid_export.backends import check_finite_logits
+from dacovid_export.backends.base import Backend, check_batch
+from dacovid_export.deps import require
+from dacovid_export.errors import IncompatibleArtifactError, MissingDependencyError, UserInputError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["OnnxRuntimeBackend", "ORT_PROVIDERS", "GRAPH_OPTIMIZATIONS"]
+
+# our short names -> ONNX Runtime execution provider names
+ORT_PROVIDERS = {
+    "cpu": "CPUExecutionProvider",
+    "cuda": "CUDAExecutionProvider",
+    "tensorrt": "TensorrtExecutionProvider",
+}
+GRAPH_OPTIMIZATIONS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+# ONNX tensor type strings -> numpy dtypes the backend can feed or read
+_ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
+
+
+def _ort_errors(ort: Any) -> tuple[type[BaseException], ...]:
+    """ORT's own exception classes (plain ``Exception`` subclasses) plus the usual OS/runtime ones."""
+    state = ort.capi.onnxruntime_pybind11_state
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NotImplemented", "RuntimeException", "EPFail")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError, OSError)
+
+
+class OnnxRuntimeBackend(Backend):
+    """Run an ONNX model with ONNX Runtime.
+
+    ``provider``: ``"cpu"``, ``"cuda"`` or ``"tensorrt"`` (ORT's TensorRT execution
+    provider, which builds its own engine when the session starts: minutes).
+    ``None`` picks ``"cpu"`` on the CPU and ``"cuda"`` on a GPU; the TensorRT
+    provider is never picked implicitly because its engine build is slow and it
+    needs TensorRT's libraries (use the ``tensorrt`` backend for this project's
+    prebuilt engines). A provider ORT cannot start is an error, never a silent
+    fall-back to the CPU.
+
+    ``info``: the artifact's metadata when the caller already has it (saves a re-read).
+
+    ``run`` is safe to call from several threads on the CPU (ORT sessions are);
+    the CUDA timing hooks share one set of buffers and are not.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "cpu",
+        provider: str | None = None,
+        intra_op_threads: int | None = None,
+        graph_optimization: str = "all",
+        info: ArtifactInfo | None = None,
+    ) -> None:
+        from dacovid_export.backends.torch_backend import parse_device
+
+        ort = require("onnxruntime", "run ONNX models")
+        device = parse_device(device)
+        provider = _choose_provider(device, provider)
+        if intra_op_threads is not None and (not isinstance(intra_op_threads, int) or isinstance(intra_op_threads, bool) or intra_op_threads < 1):
+            raise UserInputError(f"intra_op_threads={intra_op_threads!r}: give an integer >= 1, or None for the physical core count")
+        if graph_optimization not in GRAPH_OPTIMIZATIONS:
+            raise UserInputError(f"graph_optimization={graph_optimization!r}: use one of {', '.join(GRAPH_OPTIMIZATIONS)}")
+        info = info if info is not None else read_artifact_info(path)
+        if info.kind != "onnx":
+            raise UserInputError(f"{str(path)!r} is a {info.kind}, not an ONNX model: the onnxruntime backend runs .onnx files")
+        super().__init__(info, device)
+        self._ort = ort
+        self.provider = provider
+        self._closed = False
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATIONS[graph_optimization])
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # 0 = ORT's default: one thread per physical core, pinned
+        options.intra_op_num_threads = intra_op_threads or 0
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3  # errors only: ORT's warnings are about its own internals
+        self.intra_op_threads = intra_op_threads
+
+        self.cuda_stream = None
+        providers: list[Any] = ["CPUExecutionProvider"]
+        if device.startswith("cuda"):
+            import torch
+
+            self._torch = torch
+            self._torch_device = torch.device(device)
+            self._device_id = self._torch_device.index or 0
+            self._stream = torch.cuda.Stream(device=self._torch_device)
+            self.cuda_stream = self._stream
+            gpu_options = {"device_id": str(self._device_id), "user_compute_stream": str(self._stream.cuda_stream)}
+            providers = [("CUDAExecutionProvider", gpu_options), "CPUExecutionProvider"]
+            if provider == "tensorrt":
+                providers.insert(0, ("TensorrtExecutionProvider", dict(gpu_options)))
+        try:
+            self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
+        except _ort_errors(ort) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserInputError(f"ONNX Runtime could not load {str(path)!r}: {first}") from exc
+        active = self._session.get_providers()
+        if active[0] != ORT_PROVIDERS[provider]:
+            raise MissingDependencyError(
+                f"ONNX Runtime could not start {ORT_PROVIDERS[provider]} for {str(path)!r} (active: {', '.join(active)}); "
+                "install onnxruntime-gpu matching your CUDA and cuDNN"
+                + (" and TensorRT's libraries" if provider == "tensorrt" else "")
+                + ", or use --device cpu"
+            )
+        self._input_name, self._input_dtype = self._pick_io(self._session.get_inputs(), info.input_name, "input")
+        self._output_name, self._output_dtype = self._pick_io(self._session.get_outputs(), info.output_name, "output")
+
+        if device.startswith("cuda"):
+            self._binding = self._session.io_binding()
+            # no cudaStreamSynchronize at the end of run: execute_staged stays asynchronous
+            self._async_run = ort.RunOptions()
+            self._async_run.add_run_config_entry("disable_synchronize_execution_providers", "1")
+            self._host_in: dict[int, torch.Tensor] = {}
+            self._dev_in: dict[int, torch.Tensor] = {}
+            self._dev_out: dict[int, torch.Tensor] = {}
+            self._host_out: dict[int, torch.Tensor] = {}
+            self._h2d_done = torch.cuda.Event()
+            self._bound_n: int | None = None
+            self._staged_n: int | None = None
+
+    def _pick_io(self, args: list[Any], wanted: str, what: str) -> tuple[str, Any]:
+        names = [a.name for a in args]
+        if wanted in names:
+            arg = args[names.index(wanted)]
+        elif len(args) == 1:
+            arg = args[0]  # metadata names are advisory; a one-input model is unambiguous
+        else:
+            raise IncompatibleArtifactError(
+                f"{self.info.path}: no {what} named {wanted!r} among {names}; is this a DA-COVID Net export?"
+            )
+        if arg.type not in _ONNX_TYPES:
+            raise IncompatibleArtifactError(
+                f"{self.info.path}: {what} {arg.name!r} has type {arg.type}; expected float32 or float16"
+            )
+        return arg.name, _ONNX_TYPES[arg.type]
+
+    def describe(self) -> str:
+        threads = self.intra_op_threads or "physical cores"
+        return f"onnxruntime/{self.device} ({ORT_PROVIDERS[self.provider]}, {threads} threads) {self.info.precision} {self.info.path}"
+
+    # ------------------------------------------------------------------ running
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self._check_open()
+        if not self.device.startswith("cuda"):
+            # float32 I/O is the project's convention even for FP16/INT8 models; cast if a model differs
+            x = check_batch(batch, self.info).astype(self._input_dtype, copy=False)  # N x 3 x S x S
+            out = self._session.run([self._output_name], {self._input_name: x})[0]
+            out = self._check_output(np.asarray(out), len(x))
+        else:
+            self.stage(batch)
+            self.execute_staged()
+            out = self.fetch()
+        return check_finite_logits(out, self.info, self.describe())
+
+    def _check_output(self, out: np.ndarray, n: int) -> np.ndarray:
+        if out.shape != (n, self.info.num_classes):
+            raise IncompatibleArtifactError(
+                f"{self.info.path}: output of shape {out.shape}, expected ({n}, {self.info.num_classes}) "
+                f"for classes {list(self.info.class_names)}"
+            )
+        return out.astype(np.float32, copy=False)
+
+    # --------------------------------------------------------- CUDA timing hooks
+
+    def _torch_dtype(self, dtype: Any) -> "torch.dtype":
+        return {np.float32: self._torch.float32, np.float16: self._torch.float16, np.float64: self._torch.float64}[dtype]
+
+    def _bind(self, n: int) -> None:
+        """Allocate (once per batch size) and bind the device input/output buffers."""
+        torch = self._torch
+        if n not in self._dev_in:
+            s = self.info.image_size
+            k = self.info.num_classes
+            in_dtype, out_dtype = self._torch_dtype(self._input_dtype), self._torch_dtype(self._output_dtype)
+            self._host_in[n] = torch.empty((n, 3, s, s), dtype=in_dtype, pin_memory=True)
+            self._dev_in[n] = torch.empty((n, 3, s, s), dtype=in_dtype, device=self._torch_device)
+            self._dev_out[n] = torch.empty((n, k), dtype=out_dtype, device=self._torch_device)
+            self._host_out[n] = torch.empty((n, k), dtype=out_dtype, pin_memory=True)
+        if self._bound_n != n:
+            dev_in, dev_out = self._dev_in[n], self._dev_out[n]
+            self._binding.bind_input(
+                self._input_name, "cuda", self._device_id, self._input_dtype, tuple(dev_in.shape), dev_in.data_ptr()
+            )
+            self._binding.bind_output(
+                self._output_name, "cuda", self._device_id, self._output_dtype, tuple(dev_out.shape), dev_out.data_ptr()
+            )
+            self._bound_n = n
+
+    def stage(self, batch: np.ndarray) -> None:
+        if not self.device.startswith("cuda"):
+            return super().stage(batch)
+        self._check_open()
+        batch = check_batch(batch, self.info)
+        n = len(batch)
+        self._bind(n)
+        host, dev = self._host_in[n], self._dev_in[n]
+        self._h2d_done.synchronize()  # the previous copy may still read the pinned buffer
+        host.copy_(self._torch.from_numpy(batch.astype(self._input_dtype, copy=False)))
+        with self._torch.cuda.stream(self._stream):
+            dev.copy_(host, non_blocking=True)
+            self._h2d_done.record(self._stream)
+        self._staged_n = n
+
+    def execute_staged(self) -> None:
+        if not self.device.startswith("cuda"):
+            return super().execute_staged()
+        if self._staged_n is None:
+            raise UserInputError("execute_staged() before stage(): stage a batch first")
+        self._bind(self._staged_n)
+        # ORT computes on self._stream (user_compute_stream), after the staged copy
+        self._session.run_with_iobinding(self._binding, self._async_run)
+
+    def fetch(self) -> np.ndarray:
+        if not self.device.startswith("cuda"):
+            return super().fetch()
+        if self._staged_n is None:
+            raise UserInputError("fetch() before execute_staged(): run a staged batch first")
+        n = self._staged_n
+        host = self._host_out[n]
+        with self._torch.cuda.stream(self._stream):
+            host.copy_(self._dev_out[n], non_blocking=True)
+        self._stream.synchronize()
+        return self._check_output(host.numpy().copy(), n)
+
+    def synchronize(self) -> None:
+        if self.device.startswith("cuda") and not self._closed:
+            self._stream.synchronize()
+
+    # ---------------------------------------------------------------- lifetime
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UserInputError(f"{self.describe()}: backend is closed")
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.device.startswith("cuda"):
+            self._stream.synchronize()
+            self._binding.clear_binding_inputs()
+            self._binding.clear_binding_outputs()
+            for buffers in (self._host_in, self._dev_in, self._dev_out, self._host_out):
+                buffers.clear()
+        # dropping the session frees its arena (device memory on CUDA)
+        self._session = None
+
+
+def _choose_provider(device: str, provider: str | None) -> str:
+    if provider is None:
+        return "cuda" if device.startswith("cuda") else "cpu"
+    if provider not in ORT_PROVIDERS:
+        raise UserInputError(f"provider={provider!r}: use one of {', '.join(ORT_PROVIDERS)} (or None to pick by device)")
+    on_gpu = device.startswith("cuda")
+    if on_gpu and provider == "cpu":
+        raise UserInputError(f"provider='cpu' contradicts device={device!r}: use device='cpu' for the CPU provider")
+    if not on_gpu and provider != "cpu":
+        raise UserInputError(f"provider={provider!r} runs on a GPU: use device='cuda'")
+    return provider

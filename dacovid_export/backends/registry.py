@@ -1,0 +1,104 @@
+"""Which backend runs which artifact, and :func:`open_backend` to get one.
+
+File kind decides the default: checkpoint -> PyTorch, ``.onnx`` -> ONNX Runtime,
+``.engine``/``.plan`` -> TensorRT. Backend modules are imported only when chosen,
+so a missing optional package is reported as one line naming what to install.
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from dacovid_export.artifact import ArtifactKind, artifact_kind
+from dacovid_export.backends import BACKEND_NAMES
+from dacovid_export.backends.base import Backend
+from dacovid_export.deps import require
+from dacovid_export.errors import MissingDependencyError, UserInputError
+
+__all__ = ["BACKEND_FOR_KIND", "DEVICES", "open_backend", "backend_class", "resolve_device"]
+
+BACKEND_FOR_KIND: Mapping[ArtifactKind, str] = {"checkpoint": "torch", "onnx": "onnxruntime", "engine": "tensorrt"}
+DEVICES = ("auto", "cpu", "cuda")
+_KIND_WORDS = {"checkpoint": "a checkpoint (.pt/.pth)", "onnx": "an ONNX model (.onnx)", "engine": "a TensorRT engine (.engine/.plan)"}
+
+
+def backend_class(backend: str) -> type[Backend]:
+    """The class behind a backend name, imported now; :class:`MissingDependencyError` if its package is absent."""
+    if backend == "torch":
+        from dacovid_export.backends.torch_backend import TorchBackend
+
+        return TorchBackend
+    if backend == "onnxruntime":
+        require("onnxruntime", "run ONNX models")
+        from dacovid_export.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        return OnnxRuntimeBackend
+    if backend == "tensorrt":
+        require("tensorrt", "run TensorRT engines")
+        try:
+            from dacovid_export.backends.tensorrt_backend import TensorRTBackend
+        except ModuleNotFoundError as exc:
+            if exc.name != "dacovid_export.backends.tensorrt_backend":
+                raise
+            raise MissingDependencyError("this dacovid-export installation has no TensorRT backend module") from exc
+        return TensorRTBackend
+    raise UserInputError(f"unknown backend {backend!r}: use 'auto' or one of {', '.join(BACKEND_NAMES)}")
+
+
+def resolve_device(device: str, backend: str) -> str:
+    """``"auto"`` -> ``"cuda"`` when a GPU is usable (always for TensorRT), else ``"cpu"``; others validated."""
+    if device == "auto":
+        if backend == "tensorrt":
+            return "cuda"
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    prefix, _, index = device.partition(":") if isinstance(device, str) else ("", "", "")
+    if not (device == "cpu" or (prefix == "cuda" and (index == "" or index.isdigit()))):
+        raise UserInputError(f"device={device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if backend == "tensorrt" and device == "cpu":
+        raise UserInputError("TensorRT engines run on an NVIDIA GPU only: use device 'cuda' (or 'auto')")
+    return device
+
+
+def open_backend(
+    path: str | os.PathLike[str], *, backend: str = "auto", device: str = "auto", **options: Any
+) -> Backend:
+    """Load ``path`` into the backend that runs it and return that backend (a context manager).
+
+    ``backend="auto"`` picks by file kind; naming a backend that cannot run this
+    kind of file is an error, not a conversion. ``options`` go to the backend's
+    constructor (e.g. ``precision``/``cuda_graphs`` for torch, ``provider``/
+    ``intra_op_threads`` for onnxruntime); an option the backend does not take is
+    an error that lists the ones it does.
+    """
+    kind = artifact_kind(path)
+    if backend == "auto":
+        backend = BACKEND_FOR_KIND[kind]
+    elif backend not in BACKEND_NAMES:
+        raise UserInputError(f"unknown backend {backend!r}: use 'auto' or one of {', '.join(BACKEND_NAMES)}")
+    if BACKEND_FOR_KIND[kind] != backend:
+        raise UserInputError(
+            f"backend {backend!r} cannot run {str(path)!r}, which is {_KIND_WORDS[kind]}; "
+            f"use backend {BACKEND_FOR_KIND[kind]!r} (or 'auto')"
+        )
+    device = resolve_device(device, backend)
+    cls = backend_class(backend)
+    _check_options(cls, backend, options)
+    return cls(path, device=device, **options)
+
+
+def _check_options(cls: type[Backend], backend: str, options: Mapping[str, Any]) -> None:
+    params = inspect.signature(cls.__init__).parameters
+    accepted = sorted(
+        name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("device",)
+    )
+    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    unknown = sorted(set(options) - set(accepted))
+    if unknown and not takes_any:
+        raise UserInputError(
+            f"the {backend} backend has no option(s) {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'none'}"
+        )

@@ -1,0 +1,223 @@
+"""TensorRT backend: runs a serialized engine built by ``dacovid-export trt``.
+
+Loading checks the engine's sidecar first (TensorRT version and GPU compute
+capability, :func:`dacovid_export.engine_metadata.check_engine_compatibility`),
+then the engine's bytes against the sidecar's sha256, then deserializes it
+(``Runtime.deserialize_cuda_engine``). Buffers are torch CUDA tensors sized
+for the profile's maximum batch, bound once with ``set_tensor_address``; a
+call sets the batch with ``set_input_shape`` and enqueues with
+``execute_async_v3`` on this backend's own ``torch.cuda.Stream``.
+
+Thread safety: one backend owns one execution context, one stream and one set
+of buffers, so it is not thread-safe. Use one backend per thread (each
+deserializes its own copy of the engine), or serialize calls with a lock.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from dacovid_export.backends import check_finite_logits
+from dacovid_export.backends.base import Backend, check_batch
+from dacovid_export.errors import DacovidError, IncompatibleArtifactError, UserInputError
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["TensorRTBackend"]
+
+
+class TensorRTBackend(Backend):
+    """Run a dacovid-export TensorRT engine (``.engine``/``.plan``) on a CUDA GPU.
+
+    ``device``: ``"cuda"`` or ``"cuda:N"``. Raises :class:`MissingDependencyError`
+    without TensorRT or a GPU, :class:`IncompatibleArtifactError` when the engine
+    was built for another TensorRT version or GPU architecture (the message holds
+    the command that rebuilds it), :class:`UserInputError` for a missing or
+    mismatched sidecar.
+    """
+
+    name = "tensorrt"
+
+    def __init__(self, path: str | os.PathLike[str], *, device: str = "cuda") -> None:
+        import torch
+
+        from dacovid_export.engine_metadata import (
+            check_engine_compatibility,
+            engine_artifact_info,
+            read_engine_metadata,
+            rebuild_command,
+        )
+        from dacovid_export.tensorrt_api import get_logger, gpu_info, import_tensorrt
+
+        meta = read_engine_metadata(path)
+        trt = import_tensorrt()
+        gpu = gpu_info(device)
+        check_engine_compatibility(
+            meta, trt_version=str(trt.__version__), compute_capability=gpu.compute_capability, gpu_name=gpu.name
+        )
+        super().__init__(engine_artifact_info(meta, path), device)
+        self._closed = True  # until everything below exists
+        self._torch = torch
+        self._trt = trt
+        self._meta = meta
+        self._device = torch.device("cuda", gpu.index)
+
+        blob = Path(path).read_bytes()
+        if hashlib.sha256(blob).hexdigest() != meta.engine_sha256:
+            raise UserInputError(
+                f"engine {str(path)!r} does not match the sha256 in its sidecar: it was changed or damaged after "
+                f"the build; rebuild with: {rebuild_command(meta, path)}"
+            )
+
+        logger, self._log = get_logger(trt)
+        self._log.take_errors()
+        with torch.cuda.device(self._device):
+            self._runtime = trt.Runtime(logger)
+            self._engine = self._runtime.deserialize_cuda_engine(blob)
+            del blob
+            if self._engine is None:
+                raise IncompatibleArtifactError(
+                    f"TensorRT {trt.__version__} could not deserialize {str(path)!r} ({self._said()}); "
+                    f"rebuild it here with: {rebuild_command(meta, path)}"
+                )
+            self._check_io()
+            self._context = self._engine.create_execution_context()
+            if self._context is None:
+                raise DacovidError(
+                    f"TensorRT could not create an execution context for {str(path)!r} ({self._said()}): "
+                    "usually too little free GPU memory; close other GPU programs or rebuild with a smaller --max-batch"
+                )
+            self._stream = torch.cuda.Stream(device=self._device)
+            self._allocate()
+        self.cuda_stream = self._stream
+        self._closed = False
+
+    # ------------------------------------------------------------------ setup
+
+    def _said(self) -> str:
+        errors = self._log.take_errors()
+        return f"TensorRT said: {errors[-1]}" if errors else "TensorRT gave no reason"
+
+    def _check_io(self) -> None:
+        trt, engine, info = self._trt, self._engine, self.info
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if inputs != [info.input_name] or outputs != [info.output_name]:
+            raise UserInputError(
+                f"{info.path}: engine has inputs {inputs} and outputs {outputs} but its sidecar names "
+                f"[{info.input_name!r}] and [{info.output_name!r}]: the sidecar belongs to another engine"
+            )
+
+    def _torch_dtype(self, name: str) -> "torch.dtype":
+        dtype = self._engine.get_tensor_dtype(name)
+        if dtype == self._trt.DataType.FLOAT:
+            return self._torch.float32
+        if dtype == self._trt.DataType.HALF:
+            return self._torch.float16
+        raise UserInputError(f"{self.info.path}: tensor {name!r} is {dtype}; this backend supports float32/float16 I/O")
+
+    def _allocate(self) -> None:
+        torch, info = self._torch, self.info
+        n, s, k = int(info.max_batch or 1), info.image_size, info.num_classes
+        in_dtype, out_dtype = self._torch_dtype(info.input_name), self._torch_dtype(info.output_name)
+        # max-batch buffers: a smaller batch uses their first rows, so addresses are bound once
+        self._dev_in = torch.empty((n, 3, s, s), dtype=in_dtype, device=self._device)  # N x 3 x S x S
+        self._dev_out = torch.empty((n, k), dtype=out_dtype, device=self._device)  # N x K
+        self._host_in = torch.empty((n, 3, s, s), dtype=in_dtype, pin_memory=True)
+        self._host_out = torch.empty((n, k), dtype=out_dtype, pin_memory=True)
+        self._h2d_done = torch.cuda.Event()
+        for name, tensor in ((info.input_name, self._dev_in), (info.output_name, self._dev_out)):
+            if not self._context.set_tensor_address(name, tensor.data_ptr()):
+                raise DacovidError(f"TensorRT refused the buffer address for {name!r}: {self._said()}")
+        self._shape_n: int | None = None
+        self._staged_n: int | None = None
+        self._out_n: int | None = None
+
+    # ---------------------------------------------------------------- running
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        self.stage(batch)
+        self.execute_staged()
+        return check_finite_logits(self.fetch(), self.info, self.describe())
+
+    def stage(self, batch: np.ndarray) -> None:
+        """Host-to-device copy of a preprocessed batch on :attr:`cuda_stream` (asynchronous)."""
+        self._check_open()
+        batch = check_batch(batch, self.info)
+        n = len(batch)
+        # the previous asynchronous copy may still be reading the pinned buffer
+        self._h2d_done.synchronize()
+        self._host_in[:n].copy_(self._torch.from_numpy(batch))
+        with self._torch.cuda.stream(self._stream):
+            self._dev_in[:n].copy_(self._host_in[:n], non_blocking=True)
+            self._h2d_done.record(self._stream)
+        self._staged_n = n
+
+    def execute_staged(self) -> None:
+        """Enqueue the engine on the staged batch; returns before the GPU finishes."""
+        self._check_open()
+        n = self._staged_n
+        if n is None:
+            raise UserInputError("execute_staged() before stage(): stage a batch first")
+        s = self.info.image_size
+        with self._torch.cuda.device(self._device):
+            if n != self._shape_n:
+                if not self._context.set_input_shape(self.info.input_name, (n, 3, s, s)):
+                    raise UserInputError(f"{self.info.path}: TensorRT rejected batch shape {(n, 3, s, s)}: {self._said()}")
+                self._shape_n = n
+            if not self._context.execute_async_v3(self._stream.cuda_stream):
+                raise DacovidError(f"TensorRT failed to enqueue {self.info.path} on batch {n}: {self._said()}")
+        self._out_n = n
+
+    def fetch(self) -> np.ndarray:
+        """Device-to-host copy of the last execution's logits; waits for the stream. float32 N x K."""
+        self._check_open()
+        n = self._out_n
+        if n is None:
+            raise UserInputError("fetch() before execute_staged(): run a staged batch first")
+        with self._torch.cuda.stream(self._stream):
+            self._host_out[:n].copy_(self._dev_out[:n], non_blocking=True)
+        self._stream.synchronize()
+        return self._host_out[:n].float().numpy().copy()
+
+    def synchronize(self) -> None:
+        if not self._closed:
+            self._stream.synchronize()
+
+    def describe(self) -> str:
+        return (
+            f"tensorrt/{self.device} {self.info.precision} TensorRT {self._meta.tensorrt_version} "
+            f"batch {self.info.min_batch}..{self.info.max_batch} {self.info.path}"
+        )
+
+    # ---------------------------------------------------------------- lifetime
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UserInputError(f"{self.info.path}: backend is closed")
+
+    def close(self) -> None:
+        """Wait for queued work, then free the context, engine, runtime and buffers; idempotent."""
+        if getattr(self, "_closed", True):
+            return
+        self._closed = True
+        self._stream.synchronize()
+        # context before engine before runtime: each depends on the next
+        for attr in ("_context", "_engine", "_runtime", "_dev_in", "_dev_out", "_host_in", "_host_out"):
+            if hasattr(self, attr):
+                delattr(self, attr)
+        self.cuda_stream = None
+        self._torch.cuda.empty_cache()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown may have torn down CUDA already
+            pass

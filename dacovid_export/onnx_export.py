@@ -1,0 +1,701 @@
+"""Checkpoint -> self-checked ONNX model (FP32, or FP16 / INT8 through the precision step).
+
+The FP32 export uses torch.onnx's dynamo exporter with a dynamic batch
+dimension (or a fixed one), embeds all weights in one ``.onnx`` file, stamps the
+metadata of :mod:`dacovid_export.onnx_metadata`, and refuses to write the file
+unless it passes the checks of :mod:`dacovid_export.onnx_checks` and matches
+PyTorch in ONNX Runtime. FP16 and INT8 models start from such an FP32 file
+(:func:`convert_precision`), so the TensorRT step can also start from one.
+
+Every file is built in a temporary folder beside the target and renamed into
+place only after all checks passed: a failed check leaves no output behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import time
+import warnings
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES as MIN_CALIB_SIZE
+from dacovid_export.errors import CheckFailedError, UserInputError
+from dacovid_export.fileio import atomic_path, sha256_file
+from dacovid_export.onnx_checks import (
+    AttentionBlock,
+    NumericComparison,
+    check_numeric,
+    compare_logits,
+    onnxruntime_session,
+    run_onnxruntime,
+    run_structural_checks,
+    validate_model,
+)
+from dacovid_export.onnx_metadata import (
+    ONNX_FORMAT,
+    ONNX_FORMAT_VERSION,
+    info_from_model,
+    load_onnx,
+    metadata_of,
+    read_onnx_info,
+    write_metadata,
+)
+from dacovid_export.preprocessing import Preprocessing
+
+if TYPE_CHECKING:
+    import onnx
+    import torch
+
+    from dacovid_export.artifact import ArtifactInfo
+
+__all__ = [
+    "Precision",
+    "PRECISIONS",
+    "DEFAULT_OPSET",
+    "MIN_OPSET",
+    "MAX_OPSET",
+    "DEFAULT_CALIB_SIZE",
+    "MIN_CALIB_SIZE",
+    "DEFAULT_TOLERANCES",
+    "OnnxExportConfig",
+    "OnnxExportResult",
+    "export_onnx",
+    "convert_precision",
+    "sample_batch",
+]
+
+Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+
+# Opset 20: read by the TensorRT 10.x/11.x parsers (9..24) and ONNX Runtime 1.24,
+# and above the minimum of Model Optimizer 0.47's INT8 path (19), so the precision
+# step never has to up-convert the graph (modelopt/onnx/quantization/quantize.py).
+DEFAULT_OPSET = 20
+MIN_OPSET = 19
+MAX_OPSET = 24
+DEFAULT_CALIB_SIZE = 256
+_MAX_BATCH_LIMIT = 4096
+_VERIFY_BATCHES = (1, 3)
+_TWO_GB = 2**31
+
+# (atol, rtol) of the numeric self-check: allowed max |diff| = atol + rtol * max|reference logit|.
+# FP32: ORT vs PyTorch differ by reordered float sums only (8e-5 on logits of ~30 measured).
+# FP16/INT8: against the FP32 ONNX model; loose enough for honest rounding, tight enough
+# to catch an attention overflow (which changed logits by ~70% of their scale, design brief 4).
+DEFAULT_TOLERANCES: Mapping[str, tuple[float, float]] = {
+    "fp32": (1e-4, 1e-3),
+    "fp16": (1e-3, 5e-2),
+    "int8": (1e-2, 2.5e-1),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxExportConfig:
+    """Options of :func:`export_onnx`, validated on construction.
+
+    ``max_batch``: with ``static_batch`` the fixed batch size (1 when unset);
+    with a dynamic batch a hint stored as ``suggested_max_batch`` for engine
+    profiles, and the cap of the self-check's batch sizes.
+    ``calib_size``/``calib_method``: ``None`` means the default (256, ``entropy``);
+    they may only be given with a precision that uses them.
+    ``atol``/``rtol``: ``None`` means :data:`DEFAULT_TOLERANCES` of the precision.
+    """
+
+    precision: Precision = "fp32"
+    opset: int = DEFAULT_OPSET
+    max_batch: int | None = None
+    static_batch: bool = False
+    calib_data: Path | None = None
+    calib_size: int | None = None
+    calib_method: Literal["entropy", "max"] | None = None
+    seed: int = 0
+    cache_dir: Path | None = None
+    atol: float | None = None
+    rtol: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UserInputError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise UserInputError(
+                f"opset={self.opset!r}: choose {MIN_OPSET}..{MAX_OPSET} (TensorRT's parser reads up to {MAX_OPSET}; "
+                f"Model Optimizer's INT8 step needs >= {MIN_OPSET}); the default is {DEFAULT_OPSET}"
+            )
+        if self.max_batch is not None and (
+            isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or not 1 <= self.max_batch <= _MAX_BATCH_LIMIT
+        ):
+            raise UserInputError(f"max_batch={self.max_batch!r}: need an integer in 1..{_MAX_BATCH_LIMIT}")
+        if not isinstance(self.static_batch, bool):
+            raise UserInputError(f"static_batch={self.static_batch!r}: need True or False")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UserInputError(f"seed={self.seed!r}: need an integer >= 0")
+        for name in ("atol", "rtol"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
+                raise UserInputError(f"{name}={value!r}: need a finite number >= 0")
+        for name in ("calib_data", "cache_dir"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+        self._validate_calibration()
+
+    def _validate_calibration(self) -> None:
+        if self.calib_size is not None and (
+            isinstance(self.calib_size, bool) or not isinstance(self.calib_size, int) or self.calib_size < MIN_CALIB_SIZE
+        ):
+            raise UserInputError(f"calib_size={self.calib_size!r}: need an integer >= {MIN_CALIB_SIZE}")
+        if self.calib_method is not None and self.calib_method not in ("entropy", "max"):
+            raise UserInputError(f"calib_method={self.calib_method!r}: choose 'entropy' or 'max'")
+        if self.precision == "fp32":
+            given = [n for n in ("calib_data", "calib_size", "calib_method") if getattr(self, n) is not None]
+            if given:
+                raise UserInputError(
+                    f"{', '.join(given)} given with precision 'fp32': calibration is used by fp16/int8 only; "
+                    "drop the option or pick --precision fp16/int8"
+                )
+        if self.precision == "fp16" and self.calib_method is not None:
+            raise UserInputError(
+                "calib_method is an INT8 option; FP16 uses calibration images only for its range check (--calib-data)"
+            )
+        if self.precision == "int8" and self.calib_data is None:
+            raise UserInputError(
+                "precision 'int8' needs calibration images: pass --calib-data DIR (class folders or a flat folder of "
+                "images like those the model will see)"
+            )
+        if self.calib_data is not None and not self.calib_data.is_dir():
+            raise UserInputError(f"calibration data {str(self.calib_data)!r} is not a directory")
+        if self.cache_dir is not None and self.cache_dir.exists() and not self.cache_dir.is_dir():
+            raise UserInputError(f"cache_dir {str(self.cache_dir)!r} exists and is not a directory")
+
+    @property
+    def effective_calib_size(self) -> int:
+        return self.calib_size if self.calib_size is not None else DEFAULT_CALIB_SIZE
+
+    @property
+    def effective_calib_method(self) -> str:
+        return self.calib_method or "entropy"
+
+    @property
+    def tolerance(self) -> tuple[float, float]:
+        """(atol, rtol) of the numeric self-check of this precision."""
+        atol, rtol = DEFAULT_TOLERANCES[self.precision]
+        return (atol if self.atol is None else float(self.atol), rtol if self.rtol is None else float(self.rtol))
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size baked into the graph, or ``None`` for a dynamic batch."""
+        return (self.max_batch or 1) if self.static_batch else None
+
+    def verify_batches(self) -> tuple[int, ...]:
+        if self.fixed_batch is not None:
+            return (self.fixed_batch,)
+        cap = self.max_batch or max(_VERIFY_BATCHES)
+        return tuple(sorted({min(b, cap) for b in _VERIFY_BATCHES}))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for name in ("calib_data", "cache_dir"):
+            out[name] = None if out[name] is None else str(out[name])
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxExportResult:
+    """What an export or precision conversion wrote and how it checked it."""
+
+    path: Path
+    precision: str
+    opset: int
+    batch: int | None  # fixed batch size; None = dynamic
+    size_bytes: int
+    sha256: str
+    source_sha256: str  # the checkpoint's
+    histogram: Mapping[str, int]
+    checks: tuple[str, ...]
+    attention: tuple[AttentionBlock, ...]
+    # label ("onnxruntime fp32 vs pytorch", ...) -> one comparison per batch size
+    verification: Mapping[str, tuple[NumericComparison, ...]]
+    fp32_nodes: tuple[str, ...]  # nodes the precision step left in FP32 (empty for FP32 exports)
+    timings: Mapping[str, float]  # step -> wall seconds
+    precision_details: Mapping[str, Any]
+    metadata: Mapping[str, str]
+
+    def summary_lines(self) -> list[str]:
+        """Human-readable report: what was written, checks, numerics, FP32 nodes, timings."""
+        batch = "dynamic batch" if self.batch is None else f"static batch {self.batch}"
+        lines = [
+            f"wrote {self.path} ({self.size_bytes / 2**20:.1f} MiB, {self.precision}, opset {self.opset}, {batch})",
+            f"sha256 {self.sha256}",
+            "operators: " + ", ".join(f"{op} {n}" for op, n in self.histogram.items()),
+        ]
+        lines += [f"check passed: {c}" for c in self.checks]
+        for label, comparisons in self.verification.items():
+            lines += [f"{label}: {c.describe()}" for c in comparisons]
+        if self.precision != "fp32":
+            shown = ", ".join(self.fp32_nodes[:20]) + (f", ... ({len(self.fp32_nodes)} in all)" if len(self.fp32_nodes) > 20 else "")
+            lines.append(f"nodes kept in FP32 ({len(self.fp32_nodes)}): {shown or 'none'}")
+        lines.append("time: " + ", ".join(f"{k} {v:.1f}s" for k, v in self.timings.items()))
+        return lines
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "precision": self.precision,
+            "opset": self.opset,
+            "batch": self.batch,
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "source_sha256": self.source_sha256,
+            "histogram": dict(self.histogram),
+            "checks": list(self.checks),
+            "attention": [dataclasses.asdict(b) for b in self.attention],
+            "verification": {k: [c.to_dict() for c in v] for k, v in self.verification.items()},
+            "fp32_nodes": list(self.fp32_nodes),
+            "timings": dict(self.timings),
+            "precision_details": _jsonable(self.precision_details),
+            "metadata": dict(self.metadata),
+        }
+
+
+# ---------------------------------------------------------------------------
+# public entry points
+
+
+def export_onnx(
+    checkpoint: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    config: OnnxExportConfig = OnnxExportConfig(),
+    *,
+    progress: bool = False,
+) -> OnnxExportResult:
+    """Export a checkpoint to a self-checked ONNX model at ``output``.
+
+    FP16/INT8: the FP32 model is exported and checked in a temporary folder,
+    then :func:`convert_precision` turns it into ``output``.
+    Raises :class:`UserInputError` for a bad checkpoint or option and
+    :class:`CheckFailedError` when the model fails a self-check (no file is written then).
+    """
+    from dacovid_export.model.checkpoint import load_checkpoint
+
+    output = _check_output(output, source=checkpoint)
+    # before any progress output, so a bad checkpoint gives exactly one line of error
+    started = time.perf_counter()
+    model, meta = load_checkpoint(checkpoint)
+    timings: dict[str, float] = {"load": time.perf_counter() - started}
+    with _Steps(progress, total=3 if config.precision == "fp32" else 6) as steps:
+        with _scratch_dir(output) as scratch:
+            fp32_path = scratch / "model.fp32.onnx"
+            steps.start("torch.onnx export (dynamo)")
+            proto = _torch_export(model, meta.preprocessing.image_size, config)
+            write_metadata(proto, _export_metadata(meta, config))
+            _save(proto, fp32_path)
+            del proto
+            timings["export"] = steps.elapsed()
+
+            steps.start("graph checks")
+            report = run_structural_checks(validate_model(fp32_path), precision="fp32")
+            timings["checks"] = steps.elapsed()
+
+            steps.start("onnxruntime vs pytorch")
+            comparisons = _verify_against_torch(model, fp32_path, meta.preprocessing, config)
+            timings["verification"] = steps.elapsed()
+            check_numeric(comparisons, "ONNX Runtime (FP32) against PyTorch")
+            verification = {"onnxruntime fp32 vs pytorch": comparisons}
+            del model
+
+            if config.precision == "fp32":
+                _publish(fp32_path, output)
+                return _result(output, config.fixed_batch, report, verification, (), timings, {})
+            inner = _convert(fp32_path, output, config, steps)
+        merged = {**timings, **{k: v for k, v in inner.timings.items() if k != "total"}}
+        return dataclasses.replace(
+            inner,
+            verification={**verification, **inner.verification},
+            timings={**merged, "total": sum(merged.values())},
+        )
+
+
+def convert_precision(
+    fp32_onnx: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    precision: Precision,
+    calib_data: str | os.PathLike[str] | None = None,
+    calib_size: int | None = None,
+    calib_method: Literal["entropy", "max"] | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    progress: bool = False,
+) -> OnnxExportResult:
+    """Turn an FP32 ONNX model written by this tool into an FP16 or INT8 one at ``output``.
+
+    The metadata (classes, preprocessing, checkpoint checksum) comes from the
+    FP32 file. The result gets the structural checks that apply to its precision
+    and is compared with the FP32 model in ONNX Runtime, on the calibration
+    images when given, on seeded synthetic inputs otherwise.
+    """
+    if precision not in ("fp16", "int8"):
+        raise UserInputError(f"precision={precision!r}: convert_precision makes 'fp16' or 'int8' models")
+    info = read_onnx_info(fp32_onnx)
+    if info.precision != "fp32":
+        raise UserInputError(
+            f"{str(fp32_onnx)!r} is a {info.precision} model; the precision step starts from the FP32 export"
+        )
+    opset = info.extra.get("opset")
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UserInputError(
+            f"{str(fp32_onnx)!r} uses opset {opset}; the precision step needs {MIN_OPSET}..{MAX_OPSET}: re-export it"
+        )
+    config = OnnxExportConfig(
+        precision=precision,
+        opset=opset,
+        max_batch=info.max_batch if info.max_batch is not None else info.extra.get("suggested_max_batch"),
+        static_batch=info.max_batch is not None,
+        calib_data=None if calib_data is None else Path(calib_data),
+        calib_size=calib_size,
+        calib_method=calib_method,
+        seed=seed,
+        cache_dir=None if cache_dir is None else Path(cache_dir),
+        atol=atol,
+        rtol=rtol,
+    )
+    output = _check_output(output, source=fp32_onnx)
+    with _Steps(progress, total=3) as steps:
+        return _convert(Path(fp32_onnx), output, config, steps)
+
+
+def sample_batch(preprocessing: Preprocessing, n: int, seed: int) -> np.ndarray:
+    """Seeded float32 ``n x 3 x S x S`` inputs in the range real preprocessed images have.
+
+    Uniform gray levels in [0, 1], normalised like a real X-ray, so every
+    channel spans the same values a deployed model sees.
+    """
+    rng = np.random.default_rng(seed)
+    s = preprocessing.image_size
+    gray = rng.random((n, 1, s, s), dtype=np.float32)
+    mean = np.asarray(preprocessing.mean, dtype=np.float32)[None, :, None, None]
+    std = np.asarray(preprocessing.std, dtype=np.float32)[None, :, None, None]
+    return np.ascontiguousarray((gray - mean) / std, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------
+# the precision step
+
+
+def _convert(fp32_path: Path, output: Path, config: OnnxExportConfig, steps: "_Steps") -> OnnxExportResult:
+    info = read_onnx_info(fp32_path)
+    timings: dict[str, float] = {}
+    steps.start(f"{config.precision} conversion")
+    calibration = None
+    if config.calib_data is not None:
+        from dacovid_export.calibration.data import load_calibration_set
+
+        calibration = load_calibration_set(
+            config.calib_data, info.preprocessing, size=config.effective_calib_size, seed=config.seed
+        )
+    with _scratch_dir(output) as scratch:
+        raw = scratch / f"model.{config.precision}.raw.onnx"
+        final = scratch / f"model.{config.precision}.onnx"
+        if config.precision == "fp16":
+            from dacovid_export.calibration.fp16 import convert_fp16
+
+            step = convert_fp16(fp32_path, raw, calibration=None if calibration is None else calibration.array)
+        else:
+            from dacovid_export.calibration.int8 import quantize_int8
+
+            step = quantize_int8(
+                fp32_path, raw, calibration=calibration, method=config.effective_calib_method, cache_dir=config.cache_dir
+            )
+        proto = load_onnx(raw)
+        # the precision tools write a plain ONNX file: stamp our metadata again
+        write_metadata(proto, _precision_metadata(fp32_path, info, config, step, calibration))
+        _save(proto, final)
+        del proto
+        timings["precision"] = steps.elapsed()
+
+        steps.start(f"{config.precision} graph checks")
+        report = run_structural_checks(validate_model(final), precision=config.precision)
+        timings["precision_checks"] = steps.elapsed()
+
+        steps.start(f"onnxruntime {config.precision} vs fp32")
+        comparisons = _verify_against_onnx(fp32_path, final, info.preprocessing, config, calibration)
+        timings["precision_verification"] = steps.elapsed()
+        check_numeric(comparisons, f"ONNX Runtime {config.precision.upper()} against the FP32 model")
+        _publish(final, output)
+    details = {
+        "seconds": float(step.seconds),
+        "cache_hit": bool(step.cache_hit),
+        **dict(step.details),
+    }
+    return _result(
+        output,
+        info.max_batch,
+        report,
+        {f"onnxruntime {config.precision} vs onnxruntime fp32": comparisons},
+        tuple(step.fp32_nodes),
+        timings,
+        details,
+    )
+
+
+# ---------------------------------------------------------------------------
+# export internals
+
+
+def _torch_export(model: "torch.nn.Module", image_size: int, config: OnnxExportConfig) -> "onnx.ModelProto":
+    """The dynamo exporter's graph, weights embedded in the proto."""
+    import torch
+
+    from dacovid_export.deps import require
+
+    require("onnxscript", "run torch.onnx's dynamo exporter")
+    fixed = config.fixed_batch
+    # batch 2 while tracing: torch.export specialises dimensions whose example size is 1
+    example = torch.zeros(fixed or 2, 3, image_size, image_size)
+    dynamic_shapes = None if fixed is not None else {"x": {0: torch.export.Dim("batch", min=1)}}
+    with torch.no_grad(), warnings.catch_warnings():
+        # the exporter warns about its own internals (deprecations, onnxscript versions)
+        warnings.simplefilter("ignore")
+        program = torch.onnx.export(
+            model,
+            (example,),
+            None,
+            dynamo=True,
+            verbose=False,
+            input_names=["input"],
+            output_names=["logits"],
+            opset_version=config.opset,
+            dynamic_shapes=dynamic_shapes,
+            optimize=True,
+        )
+    if program is None:  # only the legacy exporter returns None
+        raise CheckFailedError("torch.onnx.export returned no program; the dynamo exporter is required")
+    proto = program.model_proto
+    proto.doc_string = "DA-COVID Net chest X-ray classifier, exported by dacovid-export"
+    return proto
+
+
+def _export_metadata(meta: Any, config: OnnxExportConfig) -> dict[str, Any]:
+    from dacovid_export import __version__
+    from dacovid_export.versions import package_versions
+
+    versions = package_versions()
+    pre: Preprocessing = meta.preprocessing
+    values: dict[str, Any] = {
+        "format": ONNX_FORMAT,
+        "format_version": str(ONNX_FORMAT_VERSION),
+        "class_names": list(meta.class_names),
+        "image_size": str(pre.image_size),
+        "mean": list(pre.mean),
+        "std": list(pre.std),
+        "preprocessing": pre.to_dict(),
+        "precision": "fp32",
+        "source_sha256": meta.sha256,
+        "source_name": Path(meta.path).name,
+        "model_config": meta.model_config.to_dict(),
+        "versions": versions,
+        "torch_version": versions.get("torch", ""),
+        "onnx_version": versions.get("onnx", ""),
+        "dacovid_export_version": __version__,
+        "producer": {
+            "name": "dacovid-export",
+            "version": __version__,
+            "exporter": "torch.onnx.export(dynamo=True)",
+            "opset": config.opset,
+        },
+        "opset": str(config.opset),
+        "input_layout": "NCHW float32, preprocessed (see preprocessing)",
+    }
+    if config.fixed_batch is not None:
+        values["max_batch"] = str(config.fixed_batch)
+    elif config.max_batch is not None:
+        values["suggested_max_batch"] = str(config.max_batch)
+    return values
+
+
+def _precision_metadata(
+    fp32_path: Path, info: "ArtifactInfo", config: OnnxExportConfig, step: Any, calibration: Any
+) -> dict[str, Any]:
+    from dacovid_export.versions import package_versions
+
+    meta: dict[str, Any] = dict(metadata_of(load_onnx(fp32_path)))
+    producer = json.loads(meta.get("producer", "{}"))
+    producer["precision_step"] = f"dacovid_export.calibration ({config.precision}, nvidia-modelopt)"
+    versions = package_versions()
+    meta.update(
+        {
+            "precision": config.precision,
+            "fp32_nodes": list(step.fp32_nodes),
+            "parent_sha256": sha256_file(fp32_path),
+            "producer": producer,
+            "versions": versions,
+        }
+    )
+    if calibration is not None:
+        meta["calibration"] = {
+            **calibration.describe(),
+            "method": config.effective_calib_method if config.precision == "int8" else None,
+        }
+    return meta
+
+
+def _verify_against_torch(
+    model: "torch.nn.Module", path: Path, preprocessing: Preprocessing, config: OnnxExportConfig
+) -> tuple[NumericComparison, ...]:
+    import torch
+
+    atol, rtol = DEFAULT_TOLERANCES["fp32"] if config.precision != "fp32" else config.tolerance
+    session = onnxruntime_session(path)
+    out = []
+    for i, n in enumerate(config.verify_batches()):
+        batch = sample_batch(preprocessing, n, seed=config.seed + i)
+        with torch.no_grad():
+            reference = model(torch.from_numpy(batch)).numpy()
+        out.append(compare_logits(reference, run_onnxruntime(session, batch), atol=atol, rtol=rtol))
+    return tuple(out)
+
+
+def _verify_against_onnx(
+    fp32_path: Path, candidate: Path, preprocessing: Preprocessing, config: OnnxExportConfig, calibration: Any
+) -> tuple[NumericComparison, ...]:
+    atol, rtol = config.tolerance
+    reference_session = onnxruntime_session(fp32_path)
+    candidate_session = onnxruntime_session(candidate)
+    out = []
+    for i, n in enumerate(config.verify_batches()):
+        if calibration is not None and len(calibration.array) >= n:
+            # real images where we have them: the precision step is judged on the data it was calibrated for
+            batch = np.ascontiguousarray(calibration.array[:n], dtype=np.float32)
+        else:
+            batch = sample_batch(preprocessing, n, seed=config.seed + i)
+        reference = run_onnxruntime(reference_session, batch)
+        out.append(compare_logits(reference, run_onnxruntime(candidate_session, batch), atol=atol, rtol=rtol))
+    return tuple(out)
+
+
+def _result(
+    path: Path,
+    batch: int | None,
+    report: Any,
+    verification: Mapping[str, tuple[NumericComparison, ...]],
+    fp32_nodes: tuple[str, ...],
+    timings: Mapping[str, float],
+    details: Mapping[str, Any],
+) -> OnnxExportResult:
+    proto = load_onnx(path)
+    info = info_from_model(proto, path)
+    return OnnxExportResult(
+        path=path,
+        precision=info.precision,
+        opset=int(info.extra.get("opset") or 0),
+        batch=batch,
+        size_bytes=path.stat().st_size,
+        sha256=sha256_file(path),
+        source_sha256=info.source_sha256,
+        histogram=dict(report.histogram),
+        checks=tuple(report.checks),
+        attention=tuple(report.attention),
+        verification=dict(verification),
+        fp32_nodes=tuple(fp32_nodes),
+        timings={**timings, "total": sum(timings.values())},
+        precision_details=dict(details),
+        metadata=metadata_of(proto),
+    )
+
+
+# ---------------------------------------------------------------------------
+# files
+
+
+def _check_output(output: str | os.PathLike[str], *, source: str | os.PathLike[str]) -> Path:
+    output = Path(output)
+    if output.suffix.lower() != ".onnx":
+        raise UserInputError(f"output {str(output)!r} must end in .onnx (tools pick the artifact type by suffix)")
+    if output.is_dir():
+        raise UserInputError(f"output {str(output)!r} is a directory; give a file name ending in .onnx")
+    if Path(source).exists() and output.exists() and output.resolve() == Path(source).resolve():
+        raise UserInputError(f"output {str(output)!r} is the input file; choose another name")
+    return output
+
+
+@contextlib.contextmanager
+def _scratch_dir(output: Path) -> Iterator[Path]:
+    """A temporary folder beside ``output`` (same file system, so the final rename is atomic); always removed."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
+        yield Path(tmp)
+
+
+def _save(proto: "onnx.ModelProto", path: Path) -> None:
+    """One self-contained file: every tensor embedded (the dynamo exporter defaults to external data)."""
+    import onnx
+
+    size = proto.ByteSize()
+    if size >= _TWO_GB:
+        raise CheckFailedError(
+            f"the model is {size / 2**30:.2f} GiB; protobuf cannot embed more than 2 GiB in one .onnx file. "
+            "Use a smaller model configuration"
+        )
+    onnx.save(proto, str(path), save_as_external_data=False)
+
+
+def _publish(built: Path, output: Path) -> None:
+    with atomic_path(output) as tmp:
+        shutil.move(str(built), str(tmp))
+
+
+def _jsonable(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+class _Steps:
+    """Step-wise progress on stderr (tqdm) and wall time per step."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.enabled = enabled
+        self.total = total
+        self._bar: Any = None
+        self._t0 = time.perf_counter()
+
+    def __enter__(self) -> "_Steps":
+        if self.enabled:
+            from tqdm import tqdm
+
+            # disable=None: silent when stderr is not a terminal (logs, CI)
+            self._bar = tqdm(
+                total=self.total,
+                file=sys.stderr,
+                bar_format="{desc} [{n_fmt}/{total_fmt}] {elapsed}",
+                leave=False,
+                disable=None,
+            )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+    def start(self, name: str) -> None:
+        self._t0 = time.perf_counter()
+        if self._bar is not None:
+            self._bar.set_description_str(name)
+            self._bar.refresh()
+
+    def elapsed(self) -> float:
+        seconds = time.perf_counter() - self._t0
+        if self._bar is not None:
+            self._bar.update(1)
+        return seconds

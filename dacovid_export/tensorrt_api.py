@@ -1,0 +1,293 @@
+"""The one module that imports TensorRT: lazy import, version rules, logger, GPU facts.
+
+Everything else in the package gets the ``tensorrt`` module object from
+:func:`import_tensorrt` and never imports it itself, so ``import dacovid_export``
+and every ``--help`` work without TensorRT, and the version policy lives here.
+
+Version policy. Supported: TensorRT 10.x from :data:`MIN_TRT_VERSION` (10.8) and
+11.x. Every Python API used (``Builder.create_network``, ``OnnxParser.parse_from_file``
+and ``IParserError.node_name/node_operator``, ``IBuilderConfig.set_memory_pool_limit``,
+``builder_optimization_level``, ``hardware_compatibility_level``, ``progress_monitor``,
+timing caches, ``build_serialized_network``, ``Runtime.deserialize_cuda_engine``,
+``set_input_shape``/``set_tensor_address``/``execute_async_v3``) already exists in
+10.0; 10.8 is the floor because 10.7 taught the ONNX parser mixed-precision
+BatchNormalization in strongly typed mode and 10.8 fixed wrong results with
+optimization profiles (TensorRT OSS changelog), both on the path this project takes.
+
+Strong typing. On 10.x the network is created with the opt-in
+``NetworkDefinitionCreationFlag.STRONGLY_TYPED``; 11.x networks are always
+strongly typed and the flag is kept only as a deprecated no-op, so nothing is
+passed there. No precision builder flag is ever set (11.x removed them).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import threading
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from dacovid_export.errors import MissingDependencyError, UserInputError
+
+__all__ = [
+    "MIN_TRT_VERSION",
+    "SUPPORTED_TRT_MAJORS",
+    "TRT_INSTALL_HINT",
+    "HARDWARE_COMPATIBLE_MIN_CC",
+    "GpuInfo",
+    "import_tensorrt",
+    "tensorrt_version",
+    "installed_tensorrt_version",
+    "parse_version",
+    "format_version",
+    "check_tensorrt_version",
+    "network_creation_flags",
+    "gpu_info",
+    "TrtLog",
+    "get_logger",
+    "make_progress_monitor",
+]
+
+MIN_TRT_VERSION: tuple[int, int] = (10, 8)
+SUPPORTED_TRT_MAJORS: tuple[int, ...] = (10, 11)
+TRT_INSTALL_HINT = "pip install 'dacovid-export[trt]' (TensorRT >= 10.8; needs an NVIDIA GPU and driver)"
+# HardwareCompatibilityLevel.AMPERE_PLUS engines run on Ampere (SM 8.0) and newer GPUs only
+HARDWARE_COMPATIBLE_MIN_CC: tuple[int, int] = (8, 0)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    """``"10.8.0.43"`` -> ``(10, 8, 0, 43)``; :class:`UserInputError` for anything else.
+
+    Pre-release tails (``"11.0.0rc1"``) keep their leading digits; at least
+    ``major.minor`` is required.
+    """
+    parts: list[int] = []
+    for piece in str(text).strip().split("."):
+        digits = ""
+        for ch in piece:
+            if not ch.isdigit():
+                break
+            digits += ch
+        if not digits:
+            break
+        parts.append(int(digits))
+        if len(digits) != len(piece):
+            break
+    if len(parts) < 2:
+        raise UserInputError(f"TensorRT version {text!r} is not of the form MAJOR.MINOR[.PATCH[.BUILD]]")
+    return tuple(parts)
+
+
+def format_version(version: tuple[int, ...]) -> str:
+    return ".".join(str(v) for v in version)
+
+
+def check_tensorrt_version(version: str) -> tuple[int, ...]:
+    """Parsed ``version``, or :class:`MissingDependencyError` when it is older than :data:`MIN_TRT_VERSION`."""
+    parsed = parse_version(version)
+    if parsed[:2] < MIN_TRT_VERSION:
+        raise MissingDependencyError(
+            f"TensorRT {version} is installed but dacovid-export needs TensorRT >= {format_version(MIN_TRT_VERSION)} "
+            f"(strongly typed ONNX builds): pip install -U 'dacovid-export[trt]'"
+        )
+    return parsed
+
+
+def import_tensorrt() -> ModuleType:
+    """The ``tensorrt`` module, checked against the version policy.
+
+    Raises :class:`MissingDependencyError` (one line, naming the ``[trt]`` extra)
+    when TensorRT is missing, its libraries cannot be loaded, or it is too old.
+    """
+    try:
+        import tensorrt as trt  # noqa: PLC0415 - the project's single TensorRT import
+    except (ImportError, OSError) as exc:
+        # OSError: the Python bindings are there but libnvinfer could not be loaded
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MissingDependencyError(
+            f"TensorRT is not available (needed to build and run engines): {TRT_INSTALL_HINT}. Import error: {first}"
+        ) from exc
+    version = getattr(trt, "__version__", None)
+    if not isinstance(version, str):
+        raise MissingDependencyError(
+            f"the installed 'tensorrt' package has no version (a stub or a broken install): {TRT_INSTALL_HINT}"
+        )
+    check_tensorrt_version(version)
+    return trt
+
+
+def tensorrt_version() -> str:
+    """Version string of the importable TensorRT (imports it; raises like :func:`import_tensorrt`)."""
+    return str(import_tensorrt().__version__)
+
+
+def installed_tensorrt_version() -> str | None:
+    """TensorRT's version from package metadata without importing it, or ``None`` if not installed.
+
+    Used to pick trtexec flags on a machine where TensorRT may be installed
+    but unusable (no GPU), so it must not import the bindings.
+    """
+    from importlib import metadata
+
+    for name in ("tensorrt", "tensorrt-cu13", "tensorrt-cu12", "tensorrt-cu11"):
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def network_creation_flags(trt: ModuleType) -> int:
+    """Flags for ``Builder.create_network`` that give a strongly typed network on 10.x and 11.x."""
+    major = parse_version(trt.__version__)[0]
+    if major >= 11:
+        # always strongly typed; STRONGLY_TYPED survives only as a deprecated no-op
+        return 0
+    return 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+
+
+@dataclasses.dataclass(frozen=True)
+class GpuInfo:
+    """The CUDA device an engine is built on or runs on."""
+
+    index: int
+    name: str
+    compute_capability: tuple[int, int]
+    total_memory_bytes: int
+
+    @property
+    def compute_capability_str(self) -> str:
+        return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
+
+
+def gpu_info(device: str | int = "cuda") -> GpuInfo:
+    """Name and compute capability of ``device`` (``"cuda"``, ``"cuda:N"`` or an index), read via ``torch.cuda``.
+
+    Raises :class:`MissingDependencyError` when no CUDA GPU is visible and
+    :class:`UserInputError` for a bad device string or index.
+    """
+    import torch
+
+    index = _device_index(device)
+    if not torch.cuda.is_available():
+        raise MissingDependencyError(
+            "no CUDA GPU is visible (torch.cuda.is_available() is False): TensorRT engines are built and run on an "
+            "NVIDIA GPU; run on a machine with a GPU and driver, with " + TRT_INSTALL_HINT.split(" (")[0]
+        )
+    count = torch.cuda.device_count()
+    if index >= count:
+        raise UserInputError(f"device={device!r}: only {count} CUDA device(s) visible")
+    props = torch.cuda.get_device_properties(index)
+    return GpuInfo(
+        index=index,
+        name=str(props.name),
+        compute_capability=(int(props.major), int(props.minor)),
+        total_memory_bytes=int(props.total_memory),
+    )
+
+
+def _device_index(device: str | int) -> int:
+    if isinstance(device, int) and not isinstance(device, bool) and device >= 0:
+        return device
+    if isinstance(device, str):
+        prefix, _, index = device.partition(":")
+        if prefix == "cuda" and (index == "" or index.isdigit()):
+            return int(index) if index else 0
+    raise UserInputError(f"device={device!r}: TensorRT runs on a GPU; use 'cuda' or 'cuda:N'")
+
+
+class TrtLog:
+    """What TensorRT logged: errors kept for the one-line failure message, warnings forwarded.
+
+    One instance per process (see :func:`get_logger`): TensorRT's documentation
+    asks that the logger outlive every builder and runtime made with it, and its
+    callbacks may come from several threads, hence the lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._errors: list[str] = []
+        self.echo: Callable[[str], None] | None = None
+        self.verbose = False
+
+    def record(self, severity: int, message: str) -> None:
+        # severity: 0 internal error, 1 error, 2 warning, 3 info, 4 verbose (ILogger.Severity)
+        with self._lock:
+            if severity <= 1:
+                self._errors.append(message.strip())
+            echo = self.echo
+        if echo is not None and (severity <= 2 or self.verbose):
+            label = {0: "internal error", 1: "error", 2: "warning", 3: "info"}.get(severity, "verbose")
+            echo(f"[TensorRT {label}] {message.strip()}")
+
+    def take_errors(self) -> list[str]:
+        with self._lock:
+            errors, self._errors = self._errors, []
+        return errors
+
+    def last_error(self) -> str | None:
+        with self._lock:
+            return self._errors[-1] if self._errors else None
+
+
+_LOG = TrtLog()
+_TRT_LOGGER: Any = None
+_LOGGER_LOCK = threading.Lock()
+
+
+def get_logger(trt: ModuleType) -> tuple[Any, TrtLog]:
+    """The process-wide ``trt.ILogger`` and the :class:`TrtLog` it writes to."""
+    global _TRT_LOGGER
+    with _LOGGER_LOCK:
+        if _TRT_LOGGER is None:
+
+            class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+                def __init__(self) -> None:
+                    trt.ILogger.__init__(self)
+
+                def log(self, severity: Any, msg: str) -> None:
+                    _LOG.record(int(severity), str(msg))
+
+            _TRT_LOGGER = _Logger()
+    return _TRT_LOGGER, _LOG
+
+
+def make_progress_monitor(trt: ModuleType, *, stream: Any = None) -> Any:
+    """A ``trt.IProgressMonitor`` that shows TensorRT's top-level build phases as tqdm bars on stderr.
+
+    Nested phases are not drawn (their names and counts change between TensorRT
+    versions). The callbacks may come from several builder threads.
+    """
+    from tqdm import tqdm
+
+    out = stream if stream is not None else sys.stderr
+
+    class _Monitor(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self._lock = threading.Lock()
+            self._bars: dict[str, Any] = {}
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            if parent_phase is not None:
+                return
+            with self._lock:
+                self._bars[phase_name] = tqdm(total=num_steps, desc=f"TensorRT: {phase_name}", file=out, leave=False)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            with self._lock:
+                bar = self._bars.get(phase_name)
+                if bar is not None:
+                    bar.n = step + 1
+                    bar.refresh()
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            with self._lock:
+                bar = self._bars.pop(phase_name, None)
+            if bar is not None:
+                bar.close()
+
+    return _Monitor()

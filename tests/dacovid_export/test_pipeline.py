@@ -1,0 +1,145 @@
+"""`dacovid-export pipeline`: the embedded default at 64x64 with the tiny head, end to end, and its up-front errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import TINY_IMAGE_SIZE
+from dacovid_export.errors import MissingDependencyError, UserInputError
+from dacovid_export.pipeline import EMBEDDED_NOTICE, PipelineConfig
+
+SPEC_KEYS = ("artifact", "backend", "precision", "batch", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput_ips")
+
+
+def _tensorrt_importable() -> bool:
+    try:
+        from dacovid_export.tensorrt_api import import_tensorrt
+
+        import_tensorrt()
+    except MissingDependencyError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def embedded_run(tmp_path_factory: pytest.TempPathFactory):
+    """The CLI on the embedded default, shrunk: 64x64, narrow 1x1 reduction head, 2 iterations."""
+    from dacovid_export.cli.main import cli
+
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    args = [
+        "pipeline", "--out", str(out), "--image-size", str(TINY_IMAGE_SIZE),
+        "--model-option", "reduction_channels=16", "--model-option", "reduction_kernel_size=1",
+        "--iterations", "2", "--warmup", "1", "--device", "cpu", "--no-progress",
+    ]
+    result = CliRunner().invoke(cli, args)
+    return out, result
+
+
+def test_embedded_run_succeeds_and_says_accuracy_means_nothing(embedded_run) -> None:
+    out, result = embedded_run
+    assert result.exit_code == 0, result.output
+    assert EMBEDDED_NOTICE in result.output
+    assert EMBEDDED_NOTICE in (out / "report.md").read_text()
+    assert "parity: 3/3 model(s) passed -> PASS" in result.output
+
+
+def test_embedded_run_writes_models_inputs_and_plots(embedded_run) -> None:
+    out, _ = embedded_run
+    for name in ("embedded-default.pt", "model.onnx", "model.fp16.onnx", "model.int8.onnx", "latency.png", "bench.csv"):
+        assert (out / name).is_file(), name
+    images = sorted((out / "synthetic-images").rglob("*.png"))
+    assert len(images) == 24
+    confusion = sorted(p.name for p in (out / "confusion").glob("*.png"))
+    assert "reference_confusion.png" in confusion and len(confusion) == 4
+
+
+def test_report_json_holds_bench_parity_and_provenance(embedded_run) -> None:
+    out, _ = embedded_run
+    report = json.loads((out / "report.json").read_text())
+    assert report["embedded_default"] is True and report["passed"] is True
+    bench = report["bench"]
+    assert [(r["backend"], r["precision"]) for r in bench] == [
+        ("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8")
+    ]
+    assert all(set(SPEC_KEYS) <= set(r) and r["batch"] == 1 and r["iterations"] == 2 for r in bench)
+    parity = report["parity"]
+    assert parity["passed"] is True
+    assert [m["precision"] for m in parity["models"]] == ["fp32", "fp16", "int8"]
+    assert parity["inputs"]["count"] == 24
+    roles = [a["role"] for a in report["artifacts"]]
+    assert roles == ["checkpoint", "onnx fp32", "onnx fp16", "onnx int8"]
+    assert all(len(a["sha256"]) == 64 and a["size_bytes"] > 0 for a in report["artifacts"])
+    # the FP16 step must have kept the attention (MatMul/Softmax) in FP32
+    assert any("softmax" in n.lower() for n in report["export"]["fp16"]["fp32_nodes"])
+    assert report["environment"]["cpu"]["logical_cores"] >= 1
+    comparisons = {h["comparison"] for h in report["headline"]}
+    assert "ONNX Runtime FP32 vs PyTorch eager FP32" in comparisons
+
+
+@pytest.mark.skipif(_tensorrt_importable(), reason="TensorRT is installed here")
+def test_engines_are_skipped_with_the_reason(embedded_run) -> None:
+    out, _ = embedded_run
+    report = json.loads((out / "report.json").read_text())
+    (skip,) = [s for s in report["skipped"] if s["step"] == "TensorRT engines"]
+    assert "TensorRT" in skip["reason"] and "pip install" in skip["reason"]
+    assert "skipped **TensorRT engines**" in (out / "report.md").read_text()
+    assert not list(out.glob("*.engine"))
+
+
+# ------------------------------------------------------------------ up-front errors
+
+
+def test_config_rejects_embedded_options_with_a_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="--image-size"):
+        PipelineConfig(out=tmp_path / "o", checkpoint=tiny_checkpoint, image_size=64)
+    with pytest.raises(UserInputError, match="model options"):
+        PipelineConfig(out=tmp_path / "o", checkpoint=tiny_checkpoint, model_options={"output_stride": 16})
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"model_options": {"depth": 3}}, "depth"),
+        ({"model_options": {"output_stride": 4}}, "output_stride"),
+        ({"image_size": 8}, "image_size=8"),
+        ({"batch_sizes": (0,)}, "batch size=0"),
+        ({"iterations": 0}, "iterations=0"),
+        ({"calib_size": 2}, "calib_size=2"),
+        ({"device": "tpu"}, "tpu"),
+        ({"checkpoint": Path("missing.pt")}, "missing.pt"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs: dict, fragment: str, tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match=fragment):
+        PipelineConfig(out=tmp_path / "o", **kwargs)
+
+
+def test_out_must_not_be_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserInputError, match="not a folder"):
+        PipelineConfig(out=tmp_path / "file")
+
+
+def test_cli_error_is_one_line_exit_2(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from dacovid_export.cli.main import cli
+
+    result = CliRunner().invoke(
+        cli, ["pipeline", "--out", str(tmp_path / "o"), "--checkpoint", str(tiny_checkpoint), "--image-size", "64"]
+    )
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--image-size" in lines[0]
+    assert not (tmp_path / "o").exists()  # nothing written before the options were checked
+
+
+def test_cli_bad_model_option_syntax(tmp_path: Path) -> None:
+    from dacovid_export.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["pipeline", "--out", str(tmp_path / "o"), "--model-option", "output_stride"])
+    assert result.exit_code == 2
+    assert "KEY=INTEGER" in result.output
