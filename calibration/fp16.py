@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dacovid_export.calibration.data import CalibrationSet
 from dacovid_export.calibration.graph import (
     check_calibration_array,
     check_output_path,
@@ -58,14 +59,16 @@ def convert_fp16(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
-    calibration: np.ndarray | None = None,
+    calibration: "np.ndarray | CalibrationSet | None" = None,
     max_range_images: int = MAX_RANGE_CHECK_IMAGES,
 ) -> PrecisionResult:
     """Write a mixed FP16/FP32 version of the FP32 ONNX model ``source`` to ``output``.
 
-    ``calibration``: preprocessed images (float32 ``N x 3 x S x S``) for AutoCast's range
-    check; without it AutoCast uses random inputs and the attention rule alone protects
-    the overflowing nodes. The output is checked with ``onnx.checker`` and written
+    ``calibration``: preprocessed images (float32 ``N x 3 x S x S``, or a
+    :class:`CalibrationSet`) for AutoCast's range check; without it AutoCast uses random
+    inputs and the attention rule alone protects the overflowing nodes.
+    ``max_range_images``: at most this many (evenly spaced) images go to the range check,
+    which holds all intermediate tensors in memory. The output is checked with ``onnx.checker`` and written
     atomically; on any error ``output`` is left as it was.
     """
     started = time.perf_counter()
@@ -73,6 +76,8 @@ def convert_fp16(
     output = check_output_path(src.path, output)
     if isinstance(max_range_images, bool) or not isinstance(max_range_images, int) or max_range_images < 1:
         raise UserInputError(f"max_range_images={max_range_images!r}: give an integer >= 1")
+    if isinstance(calibration, CalibrationSet):
+        calibration = calibration.array
     range_data = None if calibration is None else check_calibration_array(calibration, src)
     if range_data is not None and len(range_data) > max_range_images:
         picks = np.unique(np.linspace(0, len(range_data) - 1, max_range_images).round().astype(int))

@@ -117,7 +117,8 @@ def load_source_model(path: str | os.PathLike[str]) -> SourceModel:
     if not header.graph.node or not header.graph.input or not header.graph.output:
         raise UserInputError(f"{str(path)!r} is not a usable ONNX model (empty graph, or no inputs/outputs)")
     digest = hashlib.sha256(sha256_file(path).encode("ascii"))
-    for location in _external_locations(header):
+    locations = _external_locations(header)
+    for location in locations:
         data_path = path.parent / location
         if not data_path.is_file():
             raise UserInputError(
@@ -125,10 +126,12 @@ def load_source_model(path: str | os.PathLike[str]) -> SourceModel:
                 "keep the .onnx and its data file together"
             )
         digest.update(location.encode("utf-8") + b"\0" + sha256_file(data_path).encode("ascii"))
+    model = header  # weights stored inline are already loaded
     try:
-        model = onnx.load(str(path), load_external_data=True)
+        if locations:
+            onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
         onnx.checker.check_model(model)
-    except (DecodeError, ValueError, OSError, onnx.checker.ValidationError) as exc:
+    except (ValueError, OSError, onnx.checker.ValidationError) as exc:
         raise UserInputError(f"ONNX model {str(path)!r} is invalid: {str(exc).strip().splitlines()[0]}") from exc
 
     initializers = {init.name for init in model.graph.initializer}
@@ -153,6 +156,10 @@ def load_source_model(path: str | os.PathLike[str]) -> SourceModel:
     if quantized:
         raise UserInputError(
             f"ONNX model {str(path)!r} is already quantized ({len(quantized)} Q/DQ nodes); give the FP32 export"
+        )
+    if any(init.data_type in (onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16) for init in model.graph.initializer):
+        raise UserInputError(
+            f"ONNX model {str(path)!r} already holds FP16/BF16 weights (a converted model); give the FP32 export"
         )
     return SourceModel(path=path, model=model, sha256=digest.hexdigest(), input_name=inputs[0].name, input_shape=shape)
 

@@ -338,8 +338,8 @@ def _build_on_device(
     log: Log | None,
     progress: bool,
 ) -> EngineBuildResult:
-    from dacovid_export.tensorrt_api import get_logger, make_progress_monitor, network_creation_flags
-    from dacovid_export.trtexec import trtexec_command
+    from dacovid_export.tensorrt_api import get_logger, make_progress_monitor, network_creation_flags, parse_version
+    from dacovid_export.trtexec import TRTEXEC_MAJORS, trtexec_command
 
     logger, tlog = get_logger(trt)
     tlog.take_errors()
@@ -384,10 +384,12 @@ def _build_on_device(
             io = _verify_engine(trt, logger, tlog, blob, info, shapes)
 
         with phases.phase("write", str(output)):
+            # flags are known for 10.x and 11.x; a newer major records the 11.x form
+            major = min(parse_version(str(trt.__version__))[0], TRTEXEC_MAJORS[-1])
             trtexec = trtexec_command(
                 source,
                 output,
-                trt_major=int(str(trt.__version__).split(".")[0]),
+                trt_major=major,
                 input_name=info.input_name,
                 image_size=chw[1],
                 channels=chw[0],

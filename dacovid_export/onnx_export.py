@@ -57,8 +57,6 @@ if TYPE_CHECKING:
     import onnx
     import torch
 
-    from dacovid_export.artifact import ArtifactInfo
-
 __all__ = [
     "Precision",
     "PRECISIONS",
@@ -288,6 +286,11 @@ def export_onnx(
     """
     from dacovid_export.model.checkpoint import load_checkpoint
 
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        raise UserInputError(
+            f"{str(checkpoint)!r} is an ONNX model; this step exports a checkpoint (.pt). To turn an FP32 ONNX "
+            "model into FP16/INT8 use dacovid_export.onnx_export.convert_precision"
+        )
     output = _check_output(output, source=checkpoint)
     # before any progress output, so a bad checkpoint gives exactly one line of error
     started = time.perf_counter()
@@ -396,7 +399,10 @@ def sample_batch(preprocessing: Preprocessing, n: int, seed: int) -> np.ndarray:
 
 
 def _convert(fp32_path: Path, output: Path, config: OnnxExportConfig, steps: "_Steps") -> OnnxExportResult:
-    info = read_onnx_info(fp32_path)
+    fp32_proto = load_onnx(fp32_path)
+    info = info_from_model(fp32_proto, fp32_path)
+    fp32_meta = metadata_of(fp32_proto)
+    del fp32_proto  # up to ~170 MB of weights; the tools below read the file themselves
     timings: dict[str, float] = {}
     steps.start(f"{config.precision} conversion")
     calibration = None
@@ -421,7 +427,7 @@ def _convert(fp32_path: Path, output: Path, config: OnnxExportConfig, steps: "_S
             )
         proto = load_onnx(raw)
         # the precision tools write a plain ONNX file: stamp our metadata again
-        write_metadata(proto, _precision_metadata(fp32_path, info, config, step, calibration))
+        write_metadata(proto, _precision_metadata(fp32_path, fp32_meta, config, step, calibration))
         _save(proto, final)
         del proto
         timings["precision"] = steps.elapsed()
@@ -527,11 +533,11 @@ def _export_metadata(meta: Any, config: OnnxExportConfig) -> dict[str, Any]:
 
 
 def _precision_metadata(
-    fp32_path: Path, info: "ArtifactInfo", config: OnnxExportConfig, step: Any, calibration: Any
+    fp32_path: Path, fp32_meta: Mapping[str, str], config: OnnxExportConfig, step: Any, calibration: Any
 ) -> dict[str, Any]:
     from dacovid_export.versions import package_versions
 
-    meta: dict[str, Any] = dict(metadata_of(load_onnx(fp32_path)))
+    meta: dict[str, Any] = dict(fp32_meta)
     producer = json.loads(meta.get("producer", "{}"))
     producer["precision_step"] = f"dacovid_export.calibration ({config.precision}, nvidia-modelopt)"
     versions = package_versions()
@@ -575,10 +581,12 @@ def _verify_against_onnx(
     reference_session = onnxruntime_session(fp32_path)
     candidate_session = onnxruntime_session(candidate)
     out = []
+    start = 0
     for i, n in enumerate(config.verify_batches()):
-        if calibration is not None and len(calibration.array) >= n:
-            # real images where we have them: the precision step is judged on the data it was calibrated for
-            batch = np.ascontiguousarray(calibration.array[:n], dtype=np.float32)
+        if calibration is not None and len(calibration.array) >= start + n:
+            # real images where we have them (each batch its own), judged on the data the step was calibrated for
+            batch = np.ascontiguousarray(calibration.array[start : start + n], dtype=np.float32)
+            start += n
         else:
             batch = sample_batch(preprocessing, n, seed=config.seed + i)
         reference = run_onnxruntime(reference_session, batch)

@@ -111,8 +111,15 @@ class PipelineConfig:
             if value is not None:
                 object.__setattr__(self, name, Path(value))
         if self.checkpoint is not None:
+            from dacovid_export.artifact import artifact_kind
+
             if not self.checkpoint.is_file():
                 raise UserInputError(f"checkpoint {str(self.checkpoint)!r} does not exist or is not a file")
+            if artifact_kind(self.checkpoint) != "checkpoint":
+                raise UserInputError(
+                    f"--checkpoint {str(self.checkpoint)!r} is not a PyTorch checkpoint (.pt/.pth): the pipeline starts "
+                    "from the checkpoint and makes the ONNX models and engines itself"
+                )
             if self.image_size is not None:
                 raise UserInputError(
                     f"--image-size {self.image_size} shapes the embedded default only; the checkpoint fixes its own "
@@ -425,9 +432,12 @@ def _prepare_inputs(config: PipelineConfig, log: _Log) -> tuple[Path, Path | Non
 
         checkpoint = config.checkpoint  # type: ignore[assignment]
         info = read_artifact_info(checkpoint)
-        if info.kind != "checkpoint":
-            raise UserInputError(f"--checkpoint {str(checkpoint)!r} is a {info.kind}; give a PyTorch checkpoint (.pt)")
         size = info.image_size
+        if config.images is not None:
+            from dacovid_export.image_folder import match_folders_to_classes, scan_class_folders
+
+            # a folder that cannot be matched to the classes would stop parity after minutes of export: say it now
+            match_folders_to_classes(list(scan_class_folders(config.images)), info.class_names)
     images = config.images
     calib_data = config.calib_data
     calib_size = config.calib_size

@@ -114,8 +114,25 @@ def import_tensorrt() -> ModuleType:
         raise MissingDependencyError(
             f"the installed 'tensorrt' package has no version (a stub or a broken install): {TRT_INSTALL_HINT}"
         )
-    check_tensorrt_version(version)
+    parsed = check_tensorrt_version(version)
+    if parsed[0] not in SUPPORTED_TRT_MAJORS and not _WARNED_NEWER:
+        _warn_newer(version)
     return trt
+
+
+_WARNED_NEWER = False
+
+
+def _warn_newer(version: str) -> None:
+    global _WARNED_NEWER
+    import warnings
+
+    _WARNED_NEWER = True
+    warnings.warn(
+        f"TensorRT {version} is newer than the versions dacovid-export is written for "
+        f"({format_version(MIN_TRT_VERSION)}+ and 11.x); if a TensorRT call fails, use TensorRT 11.x",
+        stacklevel=3,
+    )
 
 
 def tensorrt_version() -> str:

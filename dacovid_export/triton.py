@@ -180,7 +180,8 @@ def write_triton_repository(
     """Write ``repo_dir/name`` for ``model_path`` (an engine or an ONNX model) and return that folder.
 
     ``max_batch``: Triton's ``max_batch_size``; defaults to the engine's profile
-    maximum (and may not exceed it) or :data:`DEFAULT_ONNX_MAX_BATCH` for ONNX.
+    maximum (and may not exceed it), for ONNX to the export's ``suggested_max_batch``
+    or else :data:`DEFAULT_ONNX_MAX_BATCH`.
     ``instances``: model instances per GPU (or on the CPU). ``kind``: ``"gpu"``
     (default) or ``"cpu"`` (ONNX Runtime only). ``overwrite``: replace an
     existing ``repo_dir/name`` model; otherwise that is an error.
@@ -248,7 +249,9 @@ def write_triton_repository(
                 f"{str(model_path)!r} has a fixed batch of {info.max_batch}; Triton's dynamic batching needs a dynamic "
                 "batch dimension: export the ONNX with a dynamic batch"
             )
-        batch = max_batch if max_batch is not None else DEFAULT_ONNX_MAX_BATCH
+        hint = info.extra.get("suggested_max_batch")  # the export's --max-batch, if it was given
+        default = hint if isinstance(hint, int) and not isinstance(hint, bool) and hint >= 1 else DEFAULT_ONNX_MAX_BATCH
+        batch = max_batch if max_batch is not None else default
         platform, filename = "onnxruntime_onnx", "model.onnx"
         input_type = output_type = "TYPE_FP32"
         preferred = [batch] if batch > 1 else []

@@ -20,6 +20,7 @@ from dacovid_export.train.amp import Precision
 from dacovid_export.train.data import kaggle_subfolders, heldout_files, verify_images
 from dacovid_export.train.dataset import ImageDataset, make_loader
 from dacovid_export.train.distributed import resolve_device
+from dacovid_export.train.resume import GARBAGE_LOAD_ERRORS
 
 __all__ = ["predict", "evaluate_checkpoint"]
 
@@ -89,7 +90,12 @@ def evaluate_checkpoint(
         raise UserInputError(f"batch_size={batch_size!r}: must be an integer >= 1")
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
         raise UserInputError(f"workers={workers!r}: must be an integer >= 0")
-    model, meta = load_checkpoint(checkpoint)
+    try:
+        model, meta = load_checkpoint(checkpoint)
+    except UserInputError:
+        raise
+    except GARBAGE_LOAD_ERRORS as exc:
+        raise UserInputError(f"{str(checkpoint)!r} is not a dacovid-export checkpoint (torch.load failed: {type(exc).__name__}: {exc})") from exc
     if data_dir is None:
         files = heldout_files(checkpoint)
         mapping = match_folders_to_classes(list(files), meta.class_names)

@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import pickle
 import sys
 import time
 import warnings
-import zipfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -56,7 +54,7 @@ from dacovid_export.train.distributed import (
     shutdown,
 )
 from dacovid_export.train.evaluate import predict
-from dacovid_export.train.resume import ResumeState, compare_configs, read_resume_state
+from dacovid_export.train.resume import GARBAGE_LOAD_ERRORS, ResumeState, compare_configs, read_resume_state
 
 __all__ = ["TrainResult", "train_model", "BEST_NAME", "LAST_NAME", "METRICS_NAME", "CONFUSION_NAME"]
 
@@ -163,8 +161,8 @@ class _Run:
                 f"{str(self.run_dir)!r} already holds a training run ({LAST_NAME}/{BEST_NAME}); "
                 "pass --resume to continue it or choose another --out folder"
             )
-        if self.config.backbone_weights is not None and not Path(self.config.backbone_weights).is_file():
-            raise UserInputError(f"backbone weights {self.config.backbone_weights!r} do not exist or are not a file")
+        if self.config.backbone_weights is not None:
+            _check_backbone_file(self.config.backbone_weights)
         return None
 
     def _split(self, resume: ResumeState | None) -> DataSplit:
@@ -222,10 +220,8 @@ class _Run:
             return model
         try:
             model = dacovid_net(**kwargs, backbone_weights=weights)
-        except (FileNotFoundError, ValueError, RuntimeError, OSError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile) as exc:
-            raise UserInputError(
-                f"backbone weights {weights!r} are not a usable torchvision ResNet50 state dict: {_first_line(exc)}"
-            ) from exc
+        except GARBAGE_LOAD_ERRORS as exc:
+            raise _backbone_error(weights, exc) from exc
         self.say(f"backbone initialised from {weights!r}")
         return model
 
@@ -520,6 +516,30 @@ class _Run:
                 "history": history,
             },
         )
+
+
+def _backbone_error(path: str, exc: BaseException) -> UserInputError:
+    if isinstance(exc, ValueError) and "backbone weights" in str(exc):
+        return UserInputError(_first_line(exc))  # load_backbone_weights' own diagnosis (missing tensors, shapes)
+    # torch's text for unreadable pickles suggests weights_only=False, which is exactly what not to do
+    return UserInputError(
+        f"backbone weights {path!r} are not a torchvision ResNet50 state dict (torch.load(weights_only=True) failed: "
+        f"{type(exc).__name__})"
+    )
+
+
+def _check_backbone_file(path: str) -> None:
+    """Fail before the image scan, not after it, when the weights file is missing or is no state dict."""
+    if not Path(path).is_file():
+        raise UserInputError(f"backbone weights {path!r} do not exist or are not a file")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except GARBAGE_LOAD_ERRORS as exc:
+        raise _backbone_error(path, exc) from exc
+    if isinstance(state, Mapping) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not any(str(k).removeprefix("module.").startswith("layer4.") for k in state):
+        raise UserInputError(f"backbone weights {path!r} are not a torchvision ResNet50 state dict (no layer4 tensors)")
 
 
 def _report_from_dict(data: Mapping[str, Any], class_names: tuple[str, ...]) -> ClassificationReport:

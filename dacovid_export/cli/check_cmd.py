@@ -14,27 +14,26 @@ __all__ = ["check"]
 
 _OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 
-# (precision, criterion, help); the defaults live in ParityConfig, shown in --help text only
-_TOLERANCE_OPTIONS = (
-    ("fp32", "min_agreement", "FP32 models: minimum top-1 agreement (fraction) [default: 1.0]."),
-    ("fp32", "max_logit_rel", "FP32 models: max |logit diff| / max |reference logit| [default: 1e-3]."),
-    ("fp32", "max_prob_diff", "FP32 models: max |probability diff| [default: 1e-3]."),
-    ("fp32", "max_accuracy_drop", "FP32 models: max accuracy drop, fraction (0.01 = 1 point) [default: unchecked]."),
-    ("fp16", "min_agreement", "FP16 models: minimum top-1 agreement [default: 0.995]."),
-    ("fp16", "max_logit_rel", "FP16 models: max |logit diff| / max |reference logit| [default: 0.02]."),
-    ("fp16", "max_prob_diff", "FP16 models: max |probability diff| [default: 0.05]."),
-    ("fp16", "max_accuracy_drop", "FP16 models: max accuracy drop, fraction [default: unchecked]."),
-    ("int8", "min_agreement", "INT8 models: minimum top-1 agreement [default: 0.98]."),
-    ("int8", "max_logit_rel", "INT8 models: max |logit diff| / max |reference logit| [default: unchecked]."),
-    ("int8", "max_prob_diff", "INT8 models: max |probability diff| [default: unchecked]."),
-    ("int8", "max_accuracy_drop", "INT8 models: max accuracy drop vs the FP32 reference, fraction (0.01 = 1 point) [default: 0.01]."),
-)
+_CRITERIA = {
+    "min_agreement": "minimum top-1 agreement with the reference (fraction)",
+    "max_logit_rel": "max |logit diff| / max |reference logit|",
+    "max_prob_diff": "max |probability diff|",
+    "max_accuracy_drop": "max accuracy drop vs the reference, labelled images (fraction: 0.01 = 1 point)",
+}
 
 
 def _tolerance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    for precision, criterion, text in reversed(_TOLERANCE_OPTIONS):
-        flag = f"--{precision}-{criterion.replace('_', '-')}"
-        fn = click.option(flag, f"{precision}_{criterion}", type=float, default=None, metavar="X", help=text)(fn)
+    """``--<precision>-<criterion> X`` for every tolerance, with ParityConfig's defaults in the help."""
+    from dacovid_export.parity import ParityConfig
+
+    defaults = ParityConfig()
+    for precision in reversed(defaults.precisions):
+        tolerance = defaults.tolerance_for(precision).to_dict()
+        for criterion in reversed(list(_CRITERIA)):
+            value = tolerance[criterion]
+            text = f"{precision.upper()} models: {_CRITERIA[criterion]} [default: {'unchecked' if value is None else value}]."
+            flag = f"--{precision}-{criterion.replace('_', '-')}"
+            fn = click.option(flag, f"{precision}_{criterion}", type=float, default=None, metavar="X", help=text)(fn)
     return fn
 
 

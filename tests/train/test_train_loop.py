@@ -108,21 +108,17 @@ def test_existing_run_is_not_overwritten_without_resume(three_epoch_run, synthet
         train_model(synthetic_dir, result.run_dir, tiny_train_config(), log=_quiet)
 
 
-def test_kaggle_layout_trains_on_train_and_validates_on_test(tmp_path: Path) -> None:
+def test_kaggle_layout_trains_on_train_and_validates_on_test_with_class_weights(tmp_path: Path) -> None:
     root = make_synthetic_dataset(tmp_path / "kaggle", per_class=4, size=64, seed=2, layout="kaggle", test_per_class=2)
-    result = train_model(root, tmp_path / "run", tiny_train_config(epochs=1), log=_quiet)
+    for p in sorted((root / "train" / "covid").iterdir())[2:]:
+        p.unlink()  # train counts 4 / 4 / 2
+    result = train_model(root, tmp_path / "run", tiny_train_config(epochs=1, class_weights=True), log=_quiet)
     split = json.loads(result.split_file.read_text())
     assert split["layout"] == "kaggle"
+    assert split["counts"]["train"] == {"Normal": 4, "Pneumonia": 4, "COVID-19": 2}
     assert split["counts"]["val"] == {"Normal": 2, "Pneumonia": 2, "COVID-19": 2}
     assert sum(result.best_report.support) == 6
     assert all(p.parent.parent.name == "test" for paths in heldout_files(result.run_dir).values() for p in paths)
-
-
-def test_class_weights_are_recorded(tmp_path: Path) -> None:
-    data = make_synthetic_dataset(tmp_path / "d", per_class=4, size=64, seed=0)
-    for p in sorted((data / "covid").iterdir())[2:]:
-        p.unlink()  # 4 / 4 / 2 images
-    result = train_model(data, tmp_path / "run", tiny_train_config(epochs=1, class_weights=True, val_fraction=0.25), log=_quiet)
+    # "balanced" weights: n / (classes * count)
     weights = read_checkpoint(result.best_checkpoint)["training"]["class_weights"]
-    # train counts 3 / 3 / 1 (one of each held out): weight = 7 / (3 * count)
-    assert weights == pytest.approx([7 / 9, 7 / 9, 7 / 3])
+    assert weights == pytest.approx([10 / 12, 10 / 12, 10 / 6])
