@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import datetime
 import math
 import os
 from collections.abc import Iterator, Mapping, Sequence
@@ -38,6 +39,7 @@ import numpy as np
 from dacovid_export.artifact import ArtifactInfo, artifact_kind, read_artifact_info
 from dacovid_export.backends.base import Backend
 from dacovid_export.errors import CheckFailedError, UserInputError
+from dacovid_export.fileio import sha256_file
 from dacovid_export.metrics import classification_report
 from dacovid_export.parity_report import CheckResult, ModelParity, ParityReport, ReferenceResult
 
@@ -380,6 +382,7 @@ def run_parity(
         config=config.to_dict(),
         class_names=reference_info.class_names,
         versions=package_versions(),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
     )
 
 
@@ -433,8 +436,8 @@ def _model_result(
     else:
         warnings.extend(source_problems)
     common = dict(
-        path=info.path, kind=info.kind, precision=info.precision, backend=description, source_sha256=info.source_sha256,
-        count=len(ref_logits),
+        path=info.path, kind=info.kind, precision=info.precision, backend=description, sha256=sha256_file(info.path),
+        source_sha256=info.source_sha256, count=len(ref_logits),
     )
     if error is not None:
         return ModelParity(

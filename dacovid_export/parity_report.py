@@ -72,6 +72,7 @@ class ModelParity:
     kind: str
     precision: str
     backend: str
+    sha256: str  # of the model file itself: which bytes were checked
     source_sha256: str
     count: int
     max_abs_logit_diff: float | None
@@ -102,6 +103,7 @@ class ModelParity:
             "kind": self.kind,
             "precision": self.precision,
             "backend": self.backend,
+            "sha256": self.sha256,
             "source_sha256": self.source_sha256,
             "passed": self.passed,
             "count": self.count,
@@ -130,6 +132,7 @@ class ParityReport:
     config: Mapping[str, Any]  # ParityConfig.to_dict()
     class_names: tuple[str, ...]
     versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    created: str = ""  # ISO 8601 UTC time of the check
 
     def __bool__(self) -> bool:
         return bool(self.models) and all(m.passed for m in self.models)
@@ -147,6 +150,7 @@ class ParityReport:
             "format": "dacovid-parity",
             "format_version": 1,
             "passed": self.passed,
+            "created": self.created,
             "class_names": list(self.class_names),
             "inputs": dict(self.inputs),
             "tolerances": dict(self.config),
@@ -231,9 +235,12 @@ class ParityReport:
         return "\n".join(lines)
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]], text_columns: int = 3) -> list[str]:
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    fmt = lambda cells: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))  # noqa: E731
+    def fmt(cells: Sequence[str]) -> str:
+        # names left, numbers right
+        return "  ".join(c.ljust(w) if i < text_columns else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
     return [fmt(header), fmt(["-" * w for w in widths])] + [fmt(r) for r in rows]
 
 

@@ -16,7 +16,7 @@ from dacovid_export.artifact import ArtifactKind, artifact_kind
 from dacovid_export.backends import BACKEND_NAMES
 from dacovid_export.backends.base import Backend
 from dacovid_export.deps import require
-from dacovid_export.errors import MissingDependencyError, UserInputError
+from dacovid_export.errors import UserInputError
 
 __all__ = ["BACKEND_FOR_KIND", "DEVICES", "open_backend", "backend_class", "resolve_device"]
 
@@ -37,13 +37,11 @@ def backend_class(backend: str) -> type[Backend]:
 
         return OnnxRuntimeBackend
     if backend == "tensorrt":
-        require("tensorrt", "run TensorRT engines")
-        try:
-            from dacovid_export.backends.tensorrt_backend import TensorRTBackend
-        except ModuleNotFoundError as exc:
-            if exc.name != "dacovid_export.backends.tensorrt_backend":
-                raise
-            raise MissingDependencyError("this dacovid-export installation has no TensorRT backend module") from exc
+        # tensorrt_api is the one module that imports tensorrt; it also checks the version
+        from dacovid_export.backends.tensorrt_backend import TensorRTBackend
+        from dacovid_export.tensorrt_api import import_tensorrt
+
+        import_tensorrt()
         return TensorRTBackend
     raise UserInputError(f"unknown backend {backend!r}: use 'auto' or one of {', '.join(BACKEND_NAMES)}")
 

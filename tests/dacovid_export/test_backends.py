@@ -205,7 +205,7 @@ def test_tensorrt_missing_is_one_line(tmp_path: Path) -> None:
         open_backend(engine)
     message = str(info.value)
     assert "\n" not in message
-    assert "tensorrt is not installed" in message and "pip install" in message
+    assert "TensorRT" in message and "pip install" in message and "[trt]" in message
 
 
 def test_cuda_requested_without_gpu(tiny_checkpoint: Path) -> None:

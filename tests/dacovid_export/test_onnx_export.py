@@ -201,6 +201,11 @@ def test_cli_bad_options_exit_2(tmp_path: Path, tiny_checkpoint: Path, extra: li
     assert message in result.output and len(result.output.strip().splitlines()) == 1
 
 
+def test_cli_onnx_file_as_checkpoint_is_refused(tmp_path: Path, tiny_fp32_onnx: Path) -> None:
+    result = _run(["onnx", str(tiny_fp32_onnx), "-o", str(tmp_path / "out.onnx"), "--precision", "fp16"])
+    assert result.exit_code == 2 and "is an ONNX model" in result.output and "convert_precision" in result.output
+
+
 def test_cli_output_must_be_onnx(tmp_path: Path, tiny_checkpoint: Path) -> None:
     result = _run(["onnx", str(tiny_checkpoint), "-o", str(tmp_path / "model.bin")])
     assert result.exit_code == 2 and "must end in .onnx" in result.output

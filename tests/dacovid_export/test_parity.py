@@ -11,6 +11,7 @@ from click.testing import CliRunner
 
 from dacovid_export.cli.main import cli
 from dacovid_export.errors import UserInputError
+from dacovid_export.fileio import sha256_file
 from dacovid_export.parity import ParityConfig, Tolerance, compare_logits, run_parity
 
 
@@ -171,6 +172,8 @@ def test_cli_pass_writes_json_and_pngs(tiny_checkpoint: Path, tiny_fp32_onnx: Pa
     assert "parity: 1/1 model(s) passed -> PASS" in result.output
     data = json.loads(out.read_text())
     assert data["passed"] is True and data["models"][0]["top1_agreement"] == 1.0
+    assert data["models"][0]["sha256"] == sha256_file(tiny_fp32_onnx) and data["created"].endswith("+00:00")
+    assert data["models"][0]["source_sha256"] == data["reference"]["sha256"] == sha256_file(tiny_checkpoint)
     assert data["reference"]["classification"]["accuracy"] == data["models"][0]["classification"]["accuracy"]
     assert sorted(p.name for p in pngs.iterdir()) == ["01_tiny.onnx_confusion.png", "reference_confusion.png"]
 

@@ -143,3 +143,22 @@ def test_cli_bad_model_option_syntax(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["pipeline", "--out", str(tmp_path / "o"), "--model-option", "output_stride"])
     assert result.exit_code == 2
     assert "KEY=INTEGER" in result.output
+
+
+def test_checkpoint_must_be_a_checkpoint(make_toy_onnx, tmp_path: Path) -> None:
+    toy = make_toy_onnx(tmp_path / "toy.onnx")
+    with pytest.raises(UserInputError, match="not a PyTorch checkpoint"):
+        PipelineConfig(out=tmp_path / "o", checkpoint=toy)
+
+
+def test_unmatched_image_folders_fail_before_any_export(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from dacovid_export.pipeline import run_pipeline
+
+    (tmp_path / "images" / "cats").mkdir(parents=True)
+    Image.new("L", (64, 64)).save(tmp_path / "images" / "cats" / "a.png")
+    config = PipelineConfig(out=tmp_path / "o", checkpoint=tiny_checkpoint, images=tmp_path / "images", progress=False)
+    with pytest.raises(UserInputError, match="cats"):
+        run_pipeline(config)
+    assert not (tmp_path / "o" / "model.onnx").exists()
