@@ -83,6 +83,9 @@ class CalibrationCache:
             }
             atomic_write_json(self._meta_path(key), meta)
         except OSError as exc:
-            print(f"calibration cache: cannot write to {str(self.directory)!r} ({exc}); result not cached", file=sys.stderr)
+            print(
+                f"calibration cache: cannot write to {str(self.directory)!r} ({exc}); result not cached",
+                file=sys.stderr,
+            )
             return None
         return model_path

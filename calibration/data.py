@@ -183,7 +183,8 @@ def load_calibration_set(
     array = np.empty((len(selected), 3, preprocessing.image_size, preprocessing.image_size), dtype=np.float32)
     from tqdm import tqdm
 
-    for i, path in enumerate(tqdm(selected, desc="calibration images", unit="img", file=sys.stderr, leave=False, disable=None)):
+    progress = tqdm(selected, desc="calibration images", unit="img", file=sys.stderr, leave=False, disable=None)
+    for i, path in enumerate(progress):
         try:
             array[i] = preprocess(path, preprocessing)  # 3 x S x S
         except UserInputError as exc:

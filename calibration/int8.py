@@ -121,7 +121,9 @@ def _calibrate(src: SourceModel, array: np.ndarray, method: str, excluded: Seque
         work_path = Path(tmp) / "source.onnx"
         out_path = Path(tmp) / "quantized.onnx"
         onnx.save(src.model, str(work_path), save_as_external_data=False)
-        bar = tqdm(total=len(array), desc=f"INT8 calibration ({method})", unit="img", file=sys.stderr, leave=False, disable=None)
+        bar = tqdm(
+            total=len(array), desc=f"INT8 calibration ({method})", unit="img", file=sys.stderr, leave=False, disable=None
+        )
         reader = _reader(src.input_name, array, bar)
         # ONNX Runtime prints a histogram banner and a progress bar per image; keep them
         # out of the user's terminal and show only warnings afterwards (or all of it on failure)

@@ -403,7 +403,7 @@ def _check_batches(info: ArtifactInfo, config: BenchConfig) -> None:
     """Every batch size against an artifact's limits (an engine's profile, a static ONNX batch)."""
     s = info.image_size
     for b in config.batch_sizes:
-        # a zero-strided view: check_batch reads the shape, the memory is one float
+        # a zero-strided view of one float: check_batch rejects a bad shape before it copies anything
         check_batch(np.broadcast_to(np.zeros((), dtype=np.float32), (b, 3, s, s)), info)
 
 

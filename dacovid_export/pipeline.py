@@ -321,6 +321,9 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     with log.step("inputs"):
         checkpoint, images, calib_data, calib_size, inputs_note = _prepare_inputs(config, log)
     artifacts.append(_artifact_entry("checkpoint", checkpoint, "fp32"))
+    from dacovid_export.cost import artifact_cost
+
+    model_cost = artifact_cost(checkpoint)  # shapes only (meta device): well under a second
 
     # 2-4. ONNX models; the FP32 export must succeed, the precision steps may fail their checks
     onnx_models: dict[str, Path] = {}
@@ -410,7 +413,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
         plots=tuple(plots),
         wall_time_s=wall,
     )
-    _write_reports(result_obj, config, export, inputs_note, log.timings)
+    _write_reports(result_obj, config, export, inputs_note, log.timings, model_cost.to_dict())
     return result_obj
 
 
@@ -578,7 +581,12 @@ def _headline_text(h: Mapping[str, Any]) -> str:
 
 
 def _write_reports(
-    result: PipelineResult, config: PipelineConfig, export: Mapping[str, Any], inputs_note: str, steps: Mapping[str, float]
+    result: PipelineResult,
+    config: PipelineConfig,
+    export: Mapping[str, Any],
+    inputs_note: str,
+    steps: Mapping[str, float],
+    cost: Mapping[str, Any],
 ) -> None:
     from dacovid_export.bench_report import format_markdown as bench_markdown
     from dacovid_export.fileio import atomic_write_json, atomic_write_text
@@ -592,6 +600,7 @@ def _write_reports(
         "passed": result.passed,
         "config": config.to_dict(),
         "artifacts": list(result.artifacts),
+        "model_cost": dict(cost),
         "export": dict(export),
         "step_seconds": dict(steps),
         "skipped": list(result.skipped),
@@ -618,6 +627,13 @@ def _write_reports(
             "",
         ]
     md += [f"Verdict: **{'PASS' if result.passed else 'FAIL'}** (wall time {result.wall_time_s:.0f} s).", ""]
+    if cost.get("gflops") is not None:
+        md += [
+            f"Model: {cost['label']} (output stride, reduction kernel, reduction channels): "
+            f"{cost['parameters_m']:.1f} M parameters, {cost['gflops']:.1f} GFLOPs per image at "
+            f"{cost['image_size']}x{cost['image_size']} (1 multiply-add = 2 FLOPs).",
+            "",
+        ]
     md += ["## Artifacts", "", "| role | file | precision | size (MiB) | sha256 |", "|---|---|---|---:|---|"]
     for a in result.artifacts:
         md.append(f"| {a['role']} | {Path(a['path']).name} | {a['precision']} | {a['size_bytes'] / 2**20:.1f} | `{a['sha256'][:16]}...` |")

@@ -77,6 +77,7 @@ def test_report_json_holds_bench_parity_and_provenance(embedded_run) -> None:
     # the FP16 step must have kept the attention (MatMul/Softmax) in FP32
     assert any("softmax" in n.lower() for n in report["export"]["fp16"]["fp32_nodes"])
     assert report["environment"]["cpu"]["logical_cores"] >= 1
+    assert report["model_cost"]["image_size"] == TINY_IMAGE_SIZE and report["model_cost"]["gflops"] > 0
     comparisons = {h["comparison"] for h in report["headline"]}
     assert "ONNX Runtime FP32 vs PyTorch eager FP32" in comparisons
 
