@@ -45,7 +45,7 @@ from dacovid_export.calibration.graph import (
     write_checked_model,
 )
 from dacovid_export.calibration.result import PrecisionResult
-from dacovid_export.calibration.tooling import CPU_PROVIDERS, modelopt_version, onnxruntime_version, quiet_modelopt
+from dacovid_export.calibration.tooling import CPU_PROVIDERS, modelopt_version, onnxruntime_version, tool_output_filtered
 from dacovid_export.deps import require
 from dacovid_export.errors import CheckFailedError, UserInputError
 
@@ -102,7 +102,7 @@ def convert_fp16(
         if range_data is not None:
             data_path = Path(tmp) / "calibration.npz"
             np.savez(data_path, **{src.input_name: np.ascontiguousarray(range_data)})
-        with quiet_modelopt():
+        with tool_output_filtered():
             converted = autocast.convert_to_mixed_precision(
                 onnx_path=str(work_path),
                 low_precision_type="fp16",

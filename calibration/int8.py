@@ -23,9 +23,7 @@ calibrate again. Calibration runs with ONNX Runtime's CPU provider only.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
-import io
 import os
 import sys
 import tempfile
@@ -51,7 +49,7 @@ from dacovid_export.calibration.graph import (
 )
 from dacovid_export.calibration.qdq import check_qdq
 from dacovid_export.calibration.result import PrecisionResult
-from dacovid_export.calibration.tooling import CPU_PROVIDERS, modelopt_version, onnxruntime_version, quiet_modelopt
+from dacovid_export.calibration.tooling import CPU_PROVIDERS, modelopt_version, onnxruntime_version, tool_output_filtered
 from dacovid_export.deps import require
 from dacovid_export.errors import UserInputError
 
@@ -60,9 +58,6 @@ __all__ = ["CALIBRATION_METHODS", "RECIPE_VERSION", "quantize_int8", "int8_exclu
 CALIBRATION_METHODS = ("entropy", "max")
 # bump when the quantization options or exclusion rules change: old cache entries then stop matching
 RECIPE_VERSION = "int8-qdq/1"
-# logged as errors by Model Optimizer but expected here: it probes NVML for GPUs even
-# when calibrating with the CPU provider only
-_BENIGN_MESSAGES = ("Failed to get GPU count",)
 
 
 def int8_exclusions(model: "object", chains: Sequence[AttentionChain]) -> list[str]:
@@ -125,11 +120,8 @@ def _calibrate(src: SourceModel, array: np.ndarray, method: str, excluded: Seque
             total=len(array), desc=f"INT8 calibration ({method})", unit="img", file=sys.stderr, leave=False, disable=None
         )
         reader = _reader(src.input_name, array, bar)
-        # ONNX Runtime prints a histogram banner and a progress bar per image; keep them
-        # out of the user's terminal and show only warnings afterwards (or all of it on failure)
-        captured = io.StringIO()
         try:
-            with quiet_modelopt(), contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
+            with tool_output_filtered():
                 quantization.quantize(
                     onnx_path=str(work_path),
                     quantize_mode="int8",
@@ -143,14 +135,8 @@ def _calibrate(src: SourceModel, array: np.ndarray, method: str, excluded: Seque
                     output_path=str(out_path),
                     log_level="WARNING",
                 )
-        except BaseException:
-            sys.stderr.write(captured.getvalue()[-4000:])
-            raise
         finally:
             bar.close()
-        for line in captured.getvalue().splitlines():
-            if (" - WARNING - " in line or " - ERROR - " in line) and not any(b in line for b in _BENIGN_MESSAGES):
-                print(line, file=sys.stderr)
         return onnx.load(str(out_path))
 
 

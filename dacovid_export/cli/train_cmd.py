@@ -37,7 +37,16 @@ def train(data_dir: Path, out_dir: Path, **options: object) -> None:
     or a Kaggle tree with train/ and test/ folders (test/ is then the evaluation set).
 
     Defaults are the paper's: Adam, lr 1e-4, batch 48, cross-entropy, 30 epochs, 224x224,
-    random crop + horizontal flip. Multi-GPU: torchrun --nproc-per-node N $(which dacovid-train) ...
+    random crop + horizontal flip. For a class-per-folder tree a seeded, stratified
+    --val-fraction of every class is held out; split.json in the run folder lists the files.
+
+    Every image is decoded once before training: unreadable files are listed and left out
+    (--unreadable error stops instead); a class left without images is an error.
+    On CUDA: mixed precision (bf16, or fp16 with loss scaling; attention kept in FP32) and
+    channels_last. Multi-GPU, one process per GPU:
+
+    \b
+        torchrun --nproc-per-node N $(which dacovid-train) DATA_DIR --out RUN_DIR
     """
     from dacovid_export.train import TrainConfig, train_model
 
