@@ -33,6 +33,7 @@ import numpy as np
 
 from dacovid_export.calibration.data import CalibrationSet
 from dacovid_export.calibration.graph import (
+    batches_for_model,
     check_calibration_array,
     check_output_path,
     ensure_node_names,
@@ -45,7 +46,12 @@ from dacovid_export.calibration.graph import (
     write_checked_model,
 )
 from dacovid_export.calibration.result import PrecisionResult
-from dacovid_export.calibration.tooling import CPU_PROVIDERS, modelopt_version, onnxruntime_version, tool_output_filtered
+from dacovid_export.calibration.tooling import (
+    CPU_PROVIDERS,
+    modelopt_version,
+    onnxruntime_version,
+    tool_output_filtered,
+)
 from dacovid_export.deps import require
 from dacovid_export.errors import CheckFailedError, UserInputError
 
@@ -68,8 +74,9 @@ def convert_fp16(
     :class:`CalibrationSet`) for AutoCast's range check; without it AutoCast uses random
     inputs and the attention rule alone protects the overflowing nodes.
     ``max_range_images``: at most this many (evenly spaced) images go to the range check,
-    which holds all intermediate tensors in memory. The output is checked with ``onnx.checker`` and written
-    atomically; on any error ``output`` is left as it was.
+    which holds all intermediate tensors in memory (a model with a fixed batch size B
+    gets whole batches: at least B images). The output is checked with ``onnx.checker``
+    and written atomically; on any error ``output`` is left as it was.
     """
     started = time.perf_counter()
     src = load_source_model(source)
@@ -79,14 +86,18 @@ def convert_fp16(
     if isinstance(calibration, CalibrationSet):
         calibration = calibration.array
     range_data = None if calibration is None else check_calibration_array(calibration, src)
-    if range_data is not None and len(range_data) > max_range_images:
-        picks = np.unique(np.linspace(0, len(range_data) - 1, max_range_images).round().astype(int))
+    batch = src.static_batch
+    limit = max_range_images if batch is None else max(1, max_range_images // batch) * batch
+    if range_data is not None and len(range_data) > limit:
+        picks = np.unique(np.linspace(0, len(range_data) - 1, limit).round().astype(int))
         print(
             f"fp16: AutoCast's range check holds every intermediate tensor in memory; using {len(picks)} of the "
             f"{len(range_data)} calibration images (evenly spaced) for it",
             file=sys.stderr,
         )
         range_data = range_data[picks]
+    if range_data is not None:
+        range_data = np.concatenate(batches_for_model(range_data, src, purpose="fp16"))
 
     onnx = require("onnx", "write the FP16 model")
     autocast = require("modelopt.onnx.autocast", "convert the ONNX model to FP16 (Model Optimizer AutoCast)")

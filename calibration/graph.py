@@ -34,6 +34,7 @@ __all__ = [
     "load_source_model",
     "check_output_path",
     "check_calibration_array",
+    "batches_for_model",
     "ensure_node_names",
     "find_attention_chains",
     "constant_names",
@@ -82,6 +83,12 @@ class SourceModel:
     sha256: str  # of the .onnx file plus any external data files, see :func:`load_source_model`
     input_name: str
     input_shape: tuple[int | str, ...]  # e.g. ("batch", 3, 224, 224)
+
+    @property
+    def static_batch(self) -> int | None:
+        """The fixed batch size of a model exported without a dynamic batch, else None."""
+        first = self.input_shape[0]
+        return first if isinstance(first, int) and first > 0 else None
 
 
 def _onnx() -> "onnx":  # type: ignore[valid-type]
@@ -195,6 +202,28 @@ def check_calibration_array(calibration: object, source: SourceModel) -> np.ndar
     if not np.all(np.isfinite(calibration)):
         raise UserInputError("calibration data contains NaN or infinite values")
     return calibration
+
+
+def batches_for_model(array: np.ndarray, source: SourceModel, *, purpose: str) -> list[np.ndarray]:
+    """``array`` cut into the batches ``source`` accepts: single images, or its fixed batch size.
+
+    With a fixed batch size B, images beyond the last full batch are left out (a line on
+    stderr says how many); fewer than B images raise :class:`UserInputError`.
+    """
+    import sys
+
+    size = source.static_batch or 1
+    usable = len(array) // size * size
+    if usable == 0:
+        raise UserInputError(
+            f"{len(array)} calibration image(s) for a model with a fixed batch of {size}: give at least {size}"
+        )
+    if usable < len(array):
+        print(
+            f"{purpose}: the model has a fixed batch of {size}; using {usable} of {len(array)} calibration images",
+            file=sys.stderr,
+        )
+    return [np.ascontiguousarray(array[i : i + size]) for i in range(0, usable, size)]
 
 
 def ensure_node_names(model: "onnx.ModelProto") -> None:

@@ -38,6 +38,7 @@ from dacovid_export.calibration.data import CalibrationSet
 from dacovid_export.calibration.graph import (
     AttentionChain,
     SourceModel,
+    batches_for_model,
     check_calibration_array,
     check_output_path,
     ensure_node_names,
@@ -49,7 +50,12 @@ from dacovid_export.calibration.graph import (
 )
 from dacovid_export.calibration.qdq import check_qdq
 from dacovid_export.calibration.result import PrecisionResult
-from dacovid_export.calibration.tooling import CPU_PROVIDERS, modelopt_version, onnxruntime_version, tool_output_filtered
+from dacovid_export.calibration.tooling import (
+    CPU_PROVIDERS,
+    modelopt_version,
+    onnxruntime_version,
+    tool_output_filtered,
+)
 from dacovid_export.deps import require
 from dacovid_export.errors import UserInputError
 
@@ -76,20 +82,19 @@ def int8_exclusions(model: "object", chains: Sequence[AttentionChain]) -> list[s
     return list(dict.fromkeys(excluded))
 
 
-def _reader(input_name: str, array: np.ndarray, bar: object) -> object:
-    """An ONNX Runtime CalibrationDataReader over the images one at a time, ticking ``bar`` per image."""
+def _reader(input_name: str, batches: Sequence[np.ndarray], bar: object) -> object:
+    """An ONNX Runtime CalibrationDataReader over ``batches``, ticking ``bar`` per image."""
     from onnxruntime.quantization.calibrate import CalibrationDataReader
 
     class ImageBatches(CalibrationDataReader):
         def __init__(self) -> None:
-            # N x 3 x S x S -> N batches of 1 x 3 x S x S
-            self.batches = [{input_name: np.ascontiguousarray(array[i : i + 1])} for i in range(len(array))]
+            self.batches = [{input_name: batch} for batch in batches]
             self.rewind()
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self._iter, None)
             if batch is not None:
-                bar.update(1)  # type: ignore[attr-defined]
+                bar.update(len(batch[input_name]))  # type: ignore[attr-defined]
             return batch
 
         def get_first(self) -> dict[str, np.ndarray]:  # Model Optimizer's shape probes use it
@@ -116,10 +121,17 @@ def _calibrate(src: SourceModel, array: np.ndarray, method: str, excluded: Seque
         work_path = Path(tmp) / "source.onnx"
         out_path = Path(tmp) / "quantized.onnx"
         onnx.save(src.model, str(work_path), save_as_external_data=False)
+        # one image per step, or the model's fixed batch: N x 3 x S x S -> [B x 3 x S x S]
+        batches = batches_for_model(array, src, purpose="int8")
         bar = tqdm(
-            total=len(array), desc=f"INT8 calibration ({method})", unit="img", file=sys.stderr, leave=False, disable=None
+            total=sum(len(b) for b in batches),
+            desc=f"INT8 calibration ({method})",
+            unit="img",
+            file=sys.stderr,
+            leave=False,
+            disable=None,
         )
-        reader = _reader(src.input_name, array, bar)
+        reader = _reader(src.input_name, batches, bar)
         try:
             with tool_output_filtered():
                 quantization.quantize(

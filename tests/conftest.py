@@ -22,6 +22,12 @@ def tiny_model_kwargs() -> dict:
 
 
 @pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # the INT8 calibration cache defaults to ~/.cache: keep test runs out of the user's cache
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+
+
+@pytest.fixture(scope="session", autouse=True)
 def _limit_threads() -> None:
     import torch
 
