@@ -46,7 +46,7 @@ def train(data_dir: Path, out_dir: Path, **options: object) -> None:
     channels_last. Multi-GPU, one process per GPU:
 
     \b
-        torchrun --nproc-per-node N $(which dacovid-train) DATA_DIR --out RUN_DIR
+        torchrun --nproc-per-node N -m dacovid_export train DATA_DIR --out RUN_DIR
     """
     from dacovid_export.train import TrainConfig, train_model
 

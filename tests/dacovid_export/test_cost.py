@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TINY_IMAGE_SIZE, tiny_model_kwargs
+from tiny import TINY_IMAGE_SIZE, tiny_model_kwargs
 from dacovid_export.cost import (
     MODEL_OPTION_GRID,
     artifact_cost,

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from conftest import TINY_IMAGE_SIZE
+from tiny import TINY_IMAGE_SIZE
 from dacovid_export.errors import MissingDependencyError, UserInputError
 from dacovid_export.pipeline import EMBEDDED_NOTICE, PipelineConfig
 

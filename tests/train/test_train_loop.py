@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_CLASSES, tiny_model_kwargs, tiny_train_config
+from tiny import TINY_CLASSES, tiny_model_kwargs, tiny_train_config
 
 from dacovid_export.errors import UserInputError
 from dacovid_export.model import load_checkpoint, read_checkpoint
