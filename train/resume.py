@@ -8,7 +8,6 @@ import pickle
 import struct
 import zipfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from dacovid_export.errors import UserInputError
@@ -87,6 +86,3 @@ def compare_configs(previous: Mapping[str, Any], current: TrainConfig) -> list[s
         if name in previous and name != "show_progress" and not _same(previous[name], now[name])
     ]
 
-
-def same_data_dir(recorded: Path, given: str | os.PathLike[str]) -> bool:
-    return Path(given).resolve() == Path(recorded)
