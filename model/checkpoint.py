@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import pickle
+import struct
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,7 +23,24 @@ from dacovid_export.model.network import DACovidNet, ModelConfig
 from dacovid_export.preprocessing import Preprocessing
 from dacovid_export.versions import package_versions
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointMetadata", "save_checkpoint", "load_checkpoint", "read_checkpoint"]
+# What torch.load(weights_only=True) raises on files that are not checkpoints: truncated
+# zips, random bytes (IndexError from the unpickler), foreign pickles, text files.
+LOAD_ERRORS: tuple[type[BaseException], ...] = (
+    RuntimeError,
+    pickle.UnpicklingError,
+    zipfile.BadZipFile,
+    EOFError,
+    ValueError,
+    OSError,
+    IndexError,
+    KeyError,
+    TypeError,
+    AttributeError,
+    UnicodeDecodeError,
+    struct.error,
+)
+
+__all__ = ["CHECKPOINT_FORMAT", "LOAD_ERRORS", "CheckpointMetadata", "save_checkpoint", "load_checkpoint", "read_checkpoint"]
 
 CHECKPOINT_FORMAT = "dacovid-checkpoint"
 _FORMAT_VERSION = 1
@@ -98,9 +116,8 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise UserInputError(f"checkpoint {str(path)!r} does not exist or is not a file")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, zipfile.BadZipFile, EOFError, ValueError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserInputError(f"{str(path)!r} is not a dacovid-export checkpoint (torch.load failed: {first})") from exc
+    except LOAD_ERRORS as exc:
+        raise UserInputError(f"{str(path)!r} is not a dacovid-export checkpoint ({_why_load_failed(exc)})") from exc
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise UserInputError(
             f"{str(path)!r} is not a dacovid-export checkpoint (no '{CHECKPOINT_FORMAT}' format tag); "
@@ -112,6 +129,18 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"understands ({_FORMAT_VERSION}); upgrade dacovid-export"
         )
     return payload
+
+
+def _why_load_failed(exc: BaseException) -> str:
+    # torch's own message advises weights_only=False, which would run the file's code: never pass that on
+    text = str(exc)
+    if "Unsupported global" in text:
+        return "it holds Python objects besides tensors, which a safe load refuses"
+    if "Unsupported operand" in text:
+        return "not a torch file, or damaged"
+    if isinstance(exc, (zipfile.BadZipFile, EOFError)) or "zip archive" in text:
+        return "not a torch file or truncated"
+    return f"torch.load could not read it: {type(exc).__name__}"
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[DACovidNet, CheckpointMetadata]:

@@ -101,7 +101,12 @@ def load_backbone_weights(model: DACovidNet, path: str | os.PathLike[str]) -> No
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights {str(path)!r} do not exist")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    from dacovid_export.model.checkpoint import LOAD_ERRORS
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except LOAD_ERRORS as exc:
+        raise ValueError(f"backbone weights {str(path)!r} cannot be read as a torch state dict ({type(exc).__name__})") from exc
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping):
