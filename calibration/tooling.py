@@ -48,6 +48,11 @@ def tool_output_filtered() -> Iterator[None]:
     captured = io.StringIO()
     loggers = [logging.getLogger(name) for name in _LOGGERS]
     handlers = [list(lg.handlers) for lg in loggers]
+    # Model Optimizer's handler was bound to the real stdout at import time, so
+    # redirect_stdout alone does not catch it: point the handlers at the buffer too.
+    streams = [
+        (h, h.setStream(captured)) for hs in handlers for h in hs if isinstance(h, logging.StreamHandler)
+    ]
     try:
         with quiet_modelopt(), contextlib.redirect_stdout(captured), contextlib.redirect_stderr(captured):
             yield
@@ -58,6 +63,9 @@ def tool_output_filtered() -> Iterator[None]:
         # quantize() re-creates its log handler on the redirected stream; put the old ones back
         for lg, old in zip(loggers, handlers):
             lg.handlers[:] = old
+        for handler, stream in streams:
+            if stream is not None:
+                handler.setStream(stream)
     for line in captured.getvalue().splitlines():
         if (" - WARNING - " in line or " - ERROR - " in line) and not any(b in line for b in _BENIGN_MESSAGES):
             print(line, file=sys.stderr)
