@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from dacovid_export.errors import UserInputError
-from dacovid_export.image_folder import find_images, scan_class_folders
+from dacovid_export.image_folder import find_images, is_split_file, read_split_file, scan_class_folders
 from dacovid_export.preprocessing import IMAGE_EXTENSIONS, Preprocessing, preprocess
 
 __all__ = ["MIN_CALIBRATION_IMAGES", "CalibrationSet", "load_calibration_set"]
@@ -154,7 +154,15 @@ def load_calibration_set(
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserInputError(f"calibration seed={seed!r}: give a non-negative integer")
     root = Path(folder)
-    strata = _strata(root)
+    if is_split_file(root):
+        # a training run's split.json: calibrate on its training images only, never the held-out ones
+        _, strata = read_split_file(root, "train")
+        # hash and sort relative to the images' common folder, as for a folder tree
+        root = Path(os.path.commonpath([str(p) for paths in strata.values() for p in paths]))
+        if root.is_file():
+            root = root.parent
+    else:
+        strata = _strata(root)
     available = sum(len(v) for v in strata.values())
     if available < MIN_CALIBRATION_IMAGES:
         raise UserInputError(

@@ -182,8 +182,10 @@ def _check_calib_dir(calib_data: str | os.PathLike[str] | None) -> Path | None:
     if calib_data is None:
         return None
     path = Path(calib_data)
-    if not path.is_dir():
-        raise UserInputError(f"calibration data {str(path)!r} does not exist or is not a folder of images")
+    if not (path.is_dir() or (path.is_file() and path.suffix.lower() == ".json")):
+        raise UserInputError(
+            f"calibration data {str(path)!r} does not exist or is not a folder of images (or a dacovid-train split.json)"
+        )
     return path
 
 

@@ -15,7 +15,20 @@ from pathlib import Path
 from dacovid_export.errors import UserInputError
 from dacovid_export.preprocessing import IMAGE_EXTENSIONS
 
-__all__ = ["find_images", "scan_class_folders", "canonical_class_name", "match_folders_to_classes", "order_classes"]
+__all__ = [
+    "SPLIT_FORMAT",
+    "find_images",
+    "scan_class_folders",
+    "canonical_class_name",
+    "match_folders_to_classes",
+    "order_classes",
+    "is_split_file",
+    "read_split_file",
+    "labelled_images",
+]
+
+# split.json written by dacovid-train: {"format": SPLIT_FORMAT, "data_dir": ..., "train": {class: [rel paths]}, "val": {...}}
+SPLIT_FORMAT = "dacovid-split"
 
 # lower-cased, punctuation-stripped folder name -> the paper's class name
 _ALIASES: dict[str, str] = {
@@ -102,3 +115,55 @@ def match_folders_to_classes(folder_names: Sequence[str], class_names: Sequence[
             )
         mapping[folder] = index
     return mapping
+
+
+def is_split_file(path: str | os.PathLike[str]) -> bool:
+    """True for a ``.json`` path: a training run's ``split.json`` stands in for an image folder."""
+    return Path(path).suffix.lower() == ".json"
+
+
+def read_split_file(path: str | os.PathLike[str], part: str) -> tuple[Path, dict[str, list[Path]]]:
+    """``(data_dir, {class name: [image paths]})`` of one part (``"val"`` held-out, ``"train"``) of a split.json.
+
+    Lets ``check`` run on exactly the images a model was validated on, and
+    calibration draw only from the training images, without copying folders.
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"split file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserInputError(f"split file {str(path)!r} is not readable JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != SPLIT_FORMAT:
+        raise UserInputError(
+            f"{str(path)!r} is not a dacovid-train split file (no '{SPLIT_FORMAT}' format tag); "
+            "give a class-per-folder image tree or a run's split.json"
+        )
+    classes = data.get(part)
+    if not isinstance(classes, dict) or not classes:
+        raise UserInputError(f"split file {str(path)!r} has no {part!r} images")
+    data_dir = Path(str(data.get("data_dir", path.parent)))
+    out: dict[str, list[Path]] = {}
+    for name, files in classes.items():
+        paths = [p if p.is_absolute() else data_dir / p for p in (Path(str(f)) for f in files)]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise UserInputError(
+                f"split file {str(path)!r}: {len(missing)} {part} image(s) of class {name!r} are missing "
+                f"(first: {str(missing[0])!r}); was the data folder moved?"
+            )
+        if paths:
+            out[str(name)] = paths
+    if not out:
+        raise UserInputError(f"split file {str(path)!r} has no {part!r} images")
+    return data_dir, out
+
+
+def labelled_images(source: str | os.PathLike[str], *, part: str = "val") -> dict[str, list[Path]]:
+    """``{class folder or class name: [paths]}`` from a class-per-folder tree or a run's split.json (its ``part``)."""
+    if is_split_file(source):
+        return read_split_file(source, part)[1]
+    return scan_class_folders(source)

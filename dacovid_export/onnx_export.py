@@ -171,8 +171,12 @@ class OnnxExportConfig:
                 "precision 'int8' needs calibration images: pass --calib-data DIR (class folders or a flat folder of "
                 "images like those the model will see)"
             )
-        if self.calib_data is not None and not self.calib_data.is_dir():
-            raise UserInputError(f"calibration data {str(self.calib_data)!r} is not a directory")
+        if self.calib_data is not None and not (
+            self.calib_data.is_dir() or (self.calib_data.is_file() and self.calib_data.suffix.lower() == ".json")
+        ):
+            raise UserInputError(
+                f"calibration data {str(self.calib_data)!r} is neither a directory nor a dacovid-train split.json"
+            )
         if self.cache_dir is not None and self.cache_dir.exists() and not self.cache_dir.is_dir():
             raise UserInputError(f"cache_dir {str(self.cache_dir)!r} exists and is not a directory")
 

@@ -164,10 +164,11 @@ class _Inputs:
 
 
 def _image_inputs(images: str | os.PathLike[str], reference: ArtifactInfo, batch_size: int) -> _Inputs:
-    from dacovid_export.image_folder import match_folders_to_classes, scan_class_folders
+    from dacovid_export.image_folder import labelled_images, match_folders_to_classes
     from dacovid_export.preprocessing import preprocess_batch
 
-    folders = scan_class_folders(images)
+    # a training run's split.json means its held-out ("val") images
+    folders = labelled_images(images, part="val")
     mapping = match_folders_to_classes(list(folders), reference.class_names)
     files: list[Path] = []
     labels: list[int] = []

@@ -129,8 +129,10 @@ class PipelineConfig:
                 raise UserInputError("model options shape the embedded default only; the checkpoint fixes its own: drop them")
         for name in ("images", "calib_data"):
             value = getattr(self, name)
-            if value is not None and not value.is_dir():
-                raise UserInputError(f"{name.replace('_', '-')} {str(value)!r} is not a folder")
+            if value is not None and not (value.is_dir() or (value.is_file() and value.suffix.lower() == ".json")):
+                raise UserInputError(
+                    f"{name.replace('_', '-')} {str(value)!r} is neither a folder nor a dacovid-train split.json"
+                )
         if self.image_size is not None and (
             isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 32
         ):
@@ -437,10 +439,10 @@ def _prepare_inputs(config: PipelineConfig, log: _Log) -> tuple[Path, Path | Non
         info = read_artifact_info(checkpoint)
         size = info.image_size
         if config.images is not None:
-            from dacovid_export.image_folder import match_folders_to_classes, scan_class_folders
+            from dacovid_export.image_folder import labelled_images, match_folders_to_classes
 
             # a folder that cannot be matched to the classes would stop parity after minutes of export: say it now
-            match_folders_to_classes(list(scan_class_folders(config.images)), info.class_names)
+            match_folders_to_classes(list(labelled_images(config.images, part="val")), info.class_names)
     images = config.images
     calib_data = config.calib_data
     calib_size = config.calib_size

@@ -41,7 +41,7 @@ def _tolerance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="The PyTorch checkpoint: the reference.")
 @click.option("--images", type=click.Path(path_type=Path), default=None,
-              help="Class-per-folder labelled images (adds accuracy, per-class metrics, confusion matrices). "
+              help="Class-per-folder labelled images, or a dacovid-train split.json for its held-out images (adds accuracy, per-class metrics, confusion matrices). "
                    "Without it: seeded synthetic inputs.")
 @click.option("--json", "json_out", type=_OUT, default=None, help="Write the full report as JSON.")
 @click.option("--confusion-png", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",

@@ -22,7 +22,7 @@ __all__ = ["onnx"]
     show_default=True,
     help="fp16: mixed precision, attention kept FP32; int8: Q/DQ from calibration images.",
 )
-@click.option("--calib-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Calibration images (needed for int8; optional range data for fp16).")
+@click.option("--calib-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Calibration images, or a dacovid-train split.json (its training images); needed for int8, optional range data for fp16.")
 @click.option("--calib-size", type=int, default=None, metavar="N", help=f"Calibration images to use  [default: {DEFAULT_CALIB_SIZE}]")
 @click.option("--calib-method", type=click.Choice(["entropy", "max"]), default=None, help="INT8 calibration  [default: entropy]")
 @click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, metavar="N", help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}.")

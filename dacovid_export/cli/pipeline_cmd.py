@@ -28,8 +28,8 @@ def _model_options(values: tuple[str, ...]) -> dict[str, int]:
 @click.command(name="pipeline", context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--checkpoint", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Trained checkpoint. Without it: the embedded default (seeded untrained model, synthetic images).")
-@click.option("--images", type=_DIR, default=None, help="Class-per-folder images for parity (default: synthetic images).")
-@click.option("--calib-data", type=_DIR, default=None, help="Calibration images for INT8 (training images, not the parity set).")
+@click.option("--images", type=click.Path(path_type=Path), default=None, help="Class-per-folder images for parity, or a dacovid-train split.json (its held-out images) (default: synthetic images).")
+@click.option("--calib-data", type=click.Path(path_type=Path), default=None, help="Calibration images for INT8 (training images, not the parity set), or a split.json (its training images).")
 @click.option("--out", "out", type=_DIR, required=True, help="Folder for the models, engines, report.md/json and plots.")
 @click.option("--image-size", type=int, default=None, help="Embedded default only: input size [default: 224].")
 @click.option("--model-option", "model_option", multiple=True, metavar="KEY=N",

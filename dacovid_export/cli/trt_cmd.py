@@ -31,7 +31,7 @@ def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
 @click.option("--int8", is_flag=True, help="INT8 engine (an FP32 ONNX is first quantized to Q/DQ; needs --calib-data).")
 @click.option("--fp32", is_flag=True, help="FP32 engine from an FP32 ONNX.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Engine file (.engine/.plan); its metadata goes to OUTPUT.json.")
-@click.option("--calib-data", type=click.Path(path_type=Path, file_okay=False), help="Class-per-folder calibration images (INT8 from an FP32 ONNX).")
+@click.option("--calib-data", type=click.Path(path_type=Path), help="Class-per-folder calibration images, or a dacovid-train split.json (its training images); INT8 from an FP32 ONNX.")
 @click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch the engine accepts.")
 @click.option("--opt-batch", type=int, default=None, help="Batch TensorRT tunes for  [default: --max-batch]; 1 favours single-image latency.")
 @click.option("--max-batch", type=int, default=8, show_default=True, help="Largest batch the engine accepts.")

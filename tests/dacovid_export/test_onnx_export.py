@@ -143,7 +143,7 @@ def test_convert_precision_rejects_bad_sources(tmp_path: Path, tiny_fp32_onnx: P
         ({"precision": "int8"}, "needs calibration images"),
         ({"calib_size": 64}, "fp32"),
         ({"precision": "fp16", "calib_method": "max"}, "INT8 option"),
-        ({"precision": "int8", "calib_data": "missing-dir"}, "is not a directory"),
+        ({"precision": "int8", "calib_data": "missing-dir"}, "is neither a directory"),
         ({"rtol": -1.0}, "rtol=-1.0"),
         ({"seed": -3}, "seed=-3"),
     ],
