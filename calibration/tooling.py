@@ -7,7 +7,8 @@ import io
 import logging
 import sys
 from collections.abc import Iterator
-from importlib import metadata
+
+from dacovid_export.versions import package_version
 
 __all__ = ["CPU_PROVIDERS", "quiet_modelopt", "tool_output_filtered", "modelopt_version", "onnxruntime_version"]
 
@@ -72,12 +73,7 @@ def tool_output_filtered() -> Iterator[None]:
 
 
 def _version(*names: str) -> str:
-    for name in names:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return "unknown"
+    return package_version(*names)
 
 
 def modelopt_version() -> str:

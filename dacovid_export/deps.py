@@ -12,7 +12,6 @@ __all__ = ["require"]
 # module name -> what the user should install to get it
 _INSTALL_HINTS: dict[str, str] = {
     "tensorrt": "pip install 'dacovid-export[trt]' (TensorRT >= 10.8, needs an NVIDIA GPU and driver)",
-    "cuda": "pip install 'dacovid-export[trt]' (cuda-python)",
     "modelopt": "pip install 'nvidia-modelopt[onnx]==0.47.0'",
     "onnxruntime": "pip install onnxruntime-gpu (or onnxruntime)",
     "onnx": "pip install onnx",

@@ -11,8 +11,9 @@ from __future__ import annotations
 import os
 import platform
 from collections.abc import Mapping
-from importlib import metadata
 from typing import Any
+
+from dacovid_export.versions import package_version
 
 __all__ = ["NOT_INSTALLED", "physical_cores", "collect_environment", "format_environment"]
 
@@ -63,12 +64,7 @@ def _usable_cores() -> int:
 
 
 def _version(*names: str) -> str:
-    for name in names:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return NOT_INSTALLED
+    return package_version(*names, default=NOT_INSTALLED)
 
 
 def _gpu() -> dict[str, Any]:

@@ -23,6 +23,7 @@ __all__ = [
     "match_folders_to_classes",
     "order_classes",
     "is_split_file",
+    "load_split_json",
     "read_split_file",
     "labelled_images",
 ]
@@ -122,12 +123,8 @@ def is_split_file(path: str | os.PathLike[str]) -> bool:
     return Path(path).suffix.lower() == ".json"
 
 
-def read_split_file(path: str | os.PathLike[str], part: str) -> tuple[Path, dict[str, list[Path]]]:
-    """``(data_dir, {class name: [image paths]})`` of one part (``"val"`` held-out, ``"train"``) of a split.json.
-
-    Lets ``check`` run on exactly the images a model was validated on, and
-    calibration draw only from the training images, without copying folders.
-    """
+def load_split_json(path: str | os.PathLike[str]) -> dict:
+    """The raw contents of a dacovid-train ``split.json``; :class:`UserInputError` for anything else."""
     import json
 
     path = Path(path)
@@ -142,6 +139,17 @@ def read_split_file(path: str | os.PathLike[str], part: str) -> tuple[Path, dict
             f"{str(path)!r} is not a dacovid-train split file (no '{SPLIT_FORMAT}' format tag); "
             "give a class-per-folder image tree or a run's split.json"
         )
+    return data
+
+
+def read_split_file(path: str | os.PathLike[str], part: str) -> tuple[Path, dict[str, list[Path]]]:
+    """``(data_dir, {class name: [image paths]})`` of one part (``"val"`` held-out, ``"train"``) of a split.json.
+
+    Lets ``check`` run on exactly the images a model was validated on, and
+    calibration draw only from the training images, without copying folders.
+    """
+    path = Path(path)
+    data = load_split_json(path)
     classes = data.get(part)
     if not isinstance(classes, dict) or not classes:
         raise UserInputError(f"split file {str(path)!r} has no {part!r} images")

@@ -5,9 +5,19 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 
-__all__ = ["package_versions"]
+__all__ = ["package_version", "package_versions"]
 
 _PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime-gpu", "onnxruntime", "nvidia-modelopt", "tensorrt", "numpy")
+
+
+def package_version(*names: str, default: str = "unknown") -> str:
+    """Installed version of the first of ``names`` (distribution names) that is installed, else ``default``."""
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return default
 
 
 def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
@@ -16,8 +26,7 @@ def package_versions(extra: tuple[str, ...] = ()) -> dict[str, str]:
 
     out = {"dacovid-export": __version__, "python": platform.python_version()}
     for name in _PACKAGES + extra:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
+        version = package_version(name, default="")
+        if version:
+            out[name] = version
     return out

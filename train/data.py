@@ -32,7 +32,7 @@ import numpy as np
 
 from dacovid_export.errors import UserInputError
 from dacovid_export.fileio import atomic_write_json
-from dacovid_export.image_folder import canonical_class_name, order_classes, scan_class_folders
+from dacovid_export.image_folder import SPLIT_FORMAT, canonical_class_name, load_split_json, order_classes, scan_class_folders
 from dacovid_export.preprocessing import load_image
 
 __all__ = [
@@ -54,7 +54,6 @@ __all__ = [
 ]
 
 SPLIT_FILENAME = "split.json"
-_SPLIT_FORMAT = "dacovid-split"
 _SPLIT_VERSION = 1
 
 Layout = Literal["folders", "kaggle"]
@@ -91,7 +90,7 @@ class DataSplit:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "format": _SPLIT_FORMAT,
+            "format": SPLIT_FORMAT,
             "format_version": _SPLIT_VERSION,
             "data_dir": str(self.data_dir),
             "layout": self.layout,
@@ -111,8 +110,8 @@ class DataSplit:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "split") -> "DataSplit":
-        if not isinstance(data, Mapping) or data.get("format") != _SPLIT_FORMAT:
-            raise UserInputError(f"{source} is not a dacovid-train split file (no '{_SPLIT_FORMAT}' format tag)")
+        if not isinstance(data, Mapping) or data.get("format") != SPLIT_FORMAT:
+            raise UserInputError(f"{source} is not a dacovid-train split file (no '{SPLIT_FORMAT}' format tag)")
         try:
             names = tuple(str(n) for n in data["class_names"])
             return cls(
@@ -290,14 +289,7 @@ def write_split(path: str | os.PathLike[str], split: DataSplit) -> Path:
 
 
 def read_split(path: str | os.PathLike[str]) -> DataSplit:
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"split file {str(path)!r} does not exist")
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UserInputError(f"split file {str(path)!r} is not readable JSON: {exc}") from exc
-    return DataSplit.from_dict(data, source=f"split file {str(path)!r}")
+    return DataSplit.from_dict(load_split_json(path), source=f"split file {str(path)!r}")
 
 
 def find_split_file(location: str | os.PathLike[str]) -> Path:
