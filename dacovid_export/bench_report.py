@@ -94,6 +94,8 @@ def format_markdown(result: BenchResult, *, heading_level: int = 2) -> str:
         "",
         format_records_table(result.records),
         "",
+        *[f"- skipped {Path(path).name}: {reason}" for path, reason in result.skipped],
+        *([""] if result.skipped else []),
         _run_line(result),
         STATISTICS_NOTE,
         "",

@@ -241,10 +241,12 @@ class BenchResult:
     config: BenchConfig
     artifact_costs: tuple["ArtifactCost", ...] = ()
     cost_table: "CostTable | None" = None
+    skipped: tuple[tuple[str, str], ...] = ()  # (artifact path, why it cannot run here)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "records": [r.to_dict() for r in self.records],
+            "skipped": [{"artifact": path, "reason": reason} for path, reason in self.skipped],
             "environment": dict(self.environment),
             "config": self.config.to_dict(),
             "cost": None
@@ -354,8 +356,11 @@ def _torch_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[_Run
     return runs
 
 
-def _plan(artifacts: Sequence[str | os.PathLike[str]], config: BenchConfig) -> list[_Run]:
-    from dacovid_export.backends.registry import BACKEND_FOR_KIND, backend_class
+def _plan(
+    artifacts: Sequence[str | os.PathLike[str]], config: BenchConfig
+) -> tuple[list[_Run], list[tuple[str, str]]]:
+    """The runs to time, and the engines skipped because they cannot run here (with the reason)."""
+    from dacovid_export.backends.registry import BACKEND_FOR_KIND, backend_class, unavailable_reason
 
     if not artifacts:
         raise UserInputError("no artifacts given: name at least one checkpoint, ONNX model or engine")
@@ -363,6 +368,7 @@ def _plan(artifacts: Sequence[str | os.PathLike[str]], config: BenchConfig) -> l
         # a runtime that is not installed is the first thing to say, whatever the artifacts
         backend_class(config.backend)
     runs: list[_Run] = []
+    skipped: list[tuple[str, str]] = []
     seen: set[str] = set()
     for artifact in artifacts:
         path = str(artifact)
@@ -370,6 +376,10 @@ def _plan(artifacts: Sequence[str | os.PathLike[str]], config: BenchConfig) -> l
             raise UserInputError(f"artifact {path!r} is named twice")
         seen.add(path)
         info = read_artifact_info(path)
+        reason = unavailable_reason(path)
+        if reason is not None:
+            skipped.append((path, reason))
+            continue
         if config.backend == "auto":
             backend_class(BACKEND_FOR_KIND[info.kind])
         if config.image_size is not None and config.image_size != info.image_size:
@@ -387,7 +397,11 @@ def _plan(artifacts: Sequence[str | os.PathLike[str]], config: BenchConfig) -> l
         raise UserInputError(
             "--autocast/--channels-last/--cuda-graphs/--compile apply to PyTorch checkpoints, and no checkpoint was given"
         )
-    return runs
+    if not runs:
+        from dacovid_export.errors import MissingDependencyError
+
+        raise MissingDependencyError("nothing can run here: " + "; ".join(f"{p}: {r}" for p, r in skipped))
+    return runs, skipped
 
 
 def _open(run: _Run, config: BenchConfig) -> Backend:
@@ -542,7 +556,9 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
     from dacovid_export.environment import collect_environment
     from dacovid_export.synthetic import synthetic_batch
 
-    runs = _plan(artifacts, config)
+    runs, skipped = _plan(artifacts, config)
+    for path, reason in skipped:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
     records: list[BenchRecord] = []
     with contextlib.ExitStack() as stack, _torch_threads(config.threads):
         opened: list[tuple[_Run, Backend]] = []
@@ -602,6 +618,7 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
         config=config,
         artifact_costs=artifact_costs,
         cost_table=table,
+        skipped=tuple(skipped),
     )
 
 

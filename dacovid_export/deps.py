@@ -12,6 +12,7 @@ __all__ = ["require"]
 # module name -> what the user should install to get it
 _INSTALL_HINTS: dict[str, str] = {
     "tensorrt": "pip install 'dacovid-export[trt]' (TensorRT >= 10.8, needs an NVIDIA GPU and driver)",
+    "tensorrt_rtx": "pip install 'dacovid-export[rtx]' (TensorRT-RTX >= 1.1; builds without a GPU)",
     "modelopt": "pip install 'nvidia-modelopt[onnx]==0.47.0'",
     "onnxruntime": "pip install onnxruntime-gpu (or onnxruntime)",
     "onnx": "pip install onnx",

@@ -1,4 +1,4 @@
-"""Build a strongly typed TensorRT engine from a dacovid-export ONNX model.
+"""Build a strongly typed TensorRT or TensorRT-RTX engine from a dacovid-export ONNX model.
 
 Precision lives in the ONNX graph, not in builder flags: an FP16 engine is
 built from the mixed-precision ONNX (AutoCast), an INT8 engine from the Q/DQ
@@ -16,6 +16,14 @@ timing cache that later builds reuse -> ``build_serialized_network`` ->
 deserialize once to check the engine's inputs and outputs -> write the engine
 and its sidecar JSON atomically. Any failure leaves no new engine and no
 sidecar behind and is reported as one line (exit code 2 in the CLI).
+
+Two runtimes (:mod:`dacovid_export.tensorrt_api`): ``tensorrt`` builds on the
+GPU that will run the engine; ``tensorrt-rtx`` builds on any machine for a list
+of target compute capabilities (``target_cc``) and compiles kernels on the RTX
+GPU at run time, so without a GPU its engine is built and described but cannot
+be deserialized here (the sidecar says so under ``build.verified``). Either way
+the sidecar records the precision the real parser gave every ONNX node
+(:mod:`dacovid_export.engine_network`).
 """
 
 from __future__ import annotations
@@ -32,14 +40,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.errors import DacovidError, UserInputError
+from dacovid_export.errors import EngineBuildError, UserInputError
 from dacovid_export.fileio import atomic_path, atomic_write_bytes, sha256_file
+from dacovid_export.tensorrt_api import RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIME_CHOICES
 
 if TYPE_CHECKING:
     from types import ModuleType
 
     from dacovid_export.artifact import ArtifactInfo
     from dacovid_export.engine_metadata import EngineMetadata
+    from dacovid_export.engine_network import LayerPrecisions
     from dacovid_export.tensorrt_api import GpuInfo, TrtLog
 
 __all__ = [
@@ -60,12 +70,6 @@ _MAX_BATCH_LIMIT = 4096
 Log = Callable[[str], None]
 
 
-class EngineBuildError(DacovidError):
-    """TensorRT could not parse or build the model (or TensorRT/GPU trouble found mid-build)."""
-
-    exit_code = 2
-
-
 @dataclasses.dataclass(frozen=True)
 class EngineBuildConfig:
     """How to build: precision, batch profile, workspace, optimization level, cache, portability.
@@ -76,6 +80,9 @@ class EngineBuildConfig:
     ``opt_level`` is ``builder_optimization_level`` (0-5, TensorRT's default 3).
     ``hardware_compatible`` builds an ``ampere+`` engine that runs on any GPU of
     compute capability >= 8.0 (it must be built on one; may be slower).
+    ``runtime`` is ``"auto"``, ``"tensorrt"`` or ``"tensorrt-rtx"``;
+    ``target_cc`` (TensorRT-RTX only) the compute capabilities to compile for,
+    e.g. ``("8.6", "8.9")``; empty: TensorRT-RTX's default set.
     """
 
     precision: str
@@ -86,6 +93,8 @@ class EngineBuildConfig:
     opt_level: int = 3
     timing_cache: Path | None = None
     hardware_compatible: bool = False
+    runtime: str = "auto"
+    target_cc: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.precision not in ENGINE_PRECISIONS:
@@ -114,6 +123,41 @@ class EngineBuildConfig:
             object.__setattr__(self, "timing_cache", cache)
         if not isinstance(self.hardware_compatible, bool):
             raise UserInputError(f"hardware_compatible={self.hardware_compatible!r}: must be True or False")
+        if self.runtime not in RUNTIME_CHOICES:
+            raise UserInputError(f"runtime={self.runtime!r}: use one of {', '.join(RUNTIME_CHOICES)}")
+        if isinstance(self.target_cc, str) or not all(isinstance(t, str) for t in self.target_cc):
+            raise UserInputError(f"target_cc={self.target_cc!r}: give a tuple of compute capabilities like ('8.6', '8.9')")
+        targets = tuple(self.target_cc)
+        unknown = [t for t in targets if t not in RTX_TARGETS]
+        if unknown:
+            raise UserInputError(
+                f"--target-cc {','.join(targets)}: {', '.join(unknown)} is not a TensorRT-RTX target; choose from "
+                f"{', '.join(RTX_TARGETS)} (no 9.0: Hopper GPUs such as the H100/H200 need --runtime tensorrt)"
+            )
+        if len(set(targets)) != len(targets):
+            raise UserInputError(f"--target-cc {','.join(targets)}: a compute capability is listed twice")
+        object.__setattr__(self, "target_cc", targets)
+        if self.runtime != "auto":
+            self.check_runtime(self.runtime)
+
+    def check_runtime(self, runtime: str, why: str = "") -> None:
+        """Refuse the options that ``runtime`` does not have (``why``: how that runtime was chosen)."""
+        chosen = f" ({why})" if why else ""
+        if runtime == "tensorrt" and self.target_cc:
+            raise UserInputError(
+                f"--target-cc applies to TensorRT-RTX, but the runtime is TensorRT{chosen}, which builds for the GPU "
+                "it runs on: drop --target-cc, or give --runtime tensorrt-rtx"
+            )
+        if runtime == "tensorrt-rtx" and self.hardware_compatible:
+            raise UserInputError(
+                f"--hardware-compatible is a TensorRT option, but the runtime is TensorRT-RTX{chosen}: choose its "
+                "target GPUs with --target-cc instead (e.g. --target-cc 8.6,8.9,12.0)"
+            )
+        if runtime == "tensorrt-rtx" and self.timing_cache is not None:
+            raise UserInputError(
+                f"--timing-cache does nothing with TensorRT-RTX{chosen} (it compiles kernels on the GPU at run time "
+                "and keeps them in a runtime cache next to the engine): drop --timing-cache"
+            )
 
     @property
     def workspace_bytes(self) -> int:
@@ -129,6 +173,8 @@ class EngineBuildConfig:
             "opt_level": self.opt_level,
             "timing_cache": str(self.timing_cache) if self.timing_cache is not None else None,
             "hardware_compatible": self.hardware_compatible,
+            "runtime": self.runtime,
+            "target_cc": list(self.target_cc),
         }
 
 
@@ -146,7 +192,10 @@ class EngineBuildResult:
     metadata: "EngineMetadata"
     phase_seconds: dict[str, float]
     timing_cache: Path | None
-    trtexec: list[str]
+    trtexec: list[str]  # empty for TensorRT-RTX (its tool is tensorrt_rtx, not trtexec)
+    layer_precisions: "LayerPrecisions"
+    runtime_reason: str = ""  # how the runtime was chosen ("auto: ...")
+    verified: str = ""  # "deserialized on <GPU>" or why the engine could not be loaded here
 
     @property
     def total_seconds(self) -> float:
@@ -260,10 +309,11 @@ def build_engine(
     warnings; ``progress`` draws TensorRT's build phases as tqdm bars on stderr.
 
     Raises :class:`UserInputError` for bad paths or options,
-    :class:`MissingDependencyError` without TensorRT (>= 10.8) or a GPU, and
-    :class:`EngineBuildError` when TensorRT rejects the model.
+    :class:`MissingDependencyError` without the runtime's library (or, for
+    TensorRT, without a GPU), and :class:`EngineBuildError` when TensorRT rejects
+    the model.
     """
-    from dacovid_export.tensorrt_api import gpu_info, import_tensorrt
+    from dacovid_export.tensorrt_api import cuda_visible, gpu_info, import_runtime, resolve_runtime
 
     onnx_path, output = Path(onnx_path), Path(output)
     if not isinstance(config, EngineBuildConfig):
@@ -276,9 +326,14 @@ def build_engine(
     info = read_onnx_info(onnx_path)
     source, convert = _resolve_source(info, onnx_path, output, config, calib_dir)
 
-    trt = import_tensorrt()
-    gpu = gpu_info(device)
-    if config.hardware_compatible and gpu.compute_capability < (8, 0):
+    runtime, why = resolve_runtime(config.runtime)
+    config.check_runtime(runtime, why)
+    trt = import_runtime(runtime)
+    if log is not None:
+        log(f"runtime: {runtime} {trt.__version__} ({why})")
+    # TensorRT builds on the GPU it targets; TensorRT-RTX needs one only to load the engine it built
+    gpu = gpu_info(device) if runtime == "tensorrt" or cuda_visible() else None
+    if config.hardware_compatible and gpu is not None and gpu.compute_capability < (8, 0):
         raise UserInputError(
             f"--hardware-compatible (ampere+) engines must be built on a GPU of compute capability >= 8.0, "
             f"but {gpu.name} is {gpu.compute_capability_str}: build without it"
@@ -299,10 +354,14 @@ def build_engine(
                 "this is a bug in the precision step"
             )
 
-    import torch
+    if gpu is None:
+        result = _build_on_device(trt, gpu, info, source, converted, output, config, phases, log, progress)
+    else:
+        import torch
 
-    with torch.cuda.device(gpu.index):
-        return _build_on_device(trt, gpu, info, source, converted, output, config, phases, log, progress)
+        with torch.cuda.device(gpu.index):
+            result = _build_on_device(trt, gpu, info, source, converted, output, config, phases, log, progress)
+    return dataclasses.replace(result, runtime_reason=why)
 
 
 def _run_precision_step(
@@ -330,7 +389,7 @@ def _run_precision_step(
 
 def _build_on_device(
     trt: "ModuleType",
-    gpu: "GpuInfo",
+    gpu: "GpuInfo | None",
     info: "ArtifactInfo",
     source: Path,
     converted: Path | None,
@@ -340,26 +399,28 @@ def _build_on_device(
     log: Log | None,
     progress: bool,
 ) -> EngineBuildResult:
-    from dacovid_export.tensorrt_api import get_logger, make_progress_monitor, network_creation_flags, parse_version
+    from dacovid_export.engine_network import parse_onnx, read_layer_precisions
+    from dacovid_export.tensorrt_api import get_logger, is_rtx, make_progress_monitor, parse_version
     from dacovid_export.trtexec import TRTEXEC_MAJORS, trtexec_command
 
+    rtx = is_rtx(trt)
     logger, tlog = get_logger(trt)
     tlog.take_errors()
     tlog.echo = log
     try:
         with phases.phase("parse", str(source)):
-            builder = trt.Builder(logger)
-            network = builder.create_network(network_creation_flags(trt))
-            parser = trt.OnnxParser(network, logger)
-            # parse_from_file (not parse(bytes)) so external weight files beside the model are found
-            if not parser.parse_from_file(str(source)):
-                raise EngineBuildError(_parser_failure(parser, source, tlog))
+            parsed = parse_onnx(trt, source)
+            builder, network = parsed.builder, parsed.network
             chw = _network_io(network, info, config, source)
+            precisions = read_layer_precisions(trt, network, source)
 
         builder_config = builder.create_builder_config()
         builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_bytes)
         builder_config.builder_optimization_level = config.opt_level
-        if config.hardware_compatible:
+        targets: tuple[str, ...] = ()
+        if rtx:
+            targets = _set_rtx_targets(trt, builder_config, config.target_cc)
+        elif config.hardware_compatible:
             builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
         profile = builder.create_optimization_profile()
         shapes = tuple((b, *chw) for b in (config.min_batch, config.opt_batch, config.max_batch))
@@ -375,35 +436,38 @@ def _build_on_device(
         with phases.phase("build+serialize", f"{config.precision}, batch {config.min_batch}/{config.opt_batch}/{config.max_batch}"):
             serialized = builder.build_serialized_network(network, builder_config)
             if serialized is None:
-                raise EngineBuildError(
-                    f"TensorRT could not build an engine from {str(source)!r}: {_said(tlog)} "
-                    f"(try a larger --workspace than {config.workspace_gib:g} GiB or a smaller --max-batch)"
-                )
+                raise EngineBuildError(_build_failure(tlog, source, config, targets))
             blob = memoryview(serialized).tobytes()
         del serialized
 
         with phases.phase("verify"):
-            io = _verify_engine(trt, logger, tlog, blob, info, shapes)
+            io, verified = _verify_engine(trt, logger, tlog, blob, info, shapes, network, gpu)
+        if log is not None:
+            log(f"verify: {verified}")
 
         with phases.phase("write", str(output)):
-            # flags are known for 10.x and 11.x; a newer major records the 11.x form
-            major = min(parse_version(str(trt.__version__))[0], TRTEXEC_MAJORS[-1])
-            trtexec = trtexec_command(
-                source,
-                output,
-                trt_major=major,
-                input_name=info.input_name,
-                image_size=chw[1],
-                channels=chw[0],
-                min_batch=config.min_batch,
-                opt_batch=config.opt_batch,  # type: ignore[arg-type]
-                max_batch=config.max_batch,
-                workspace_gib=config.workspace_gib,
-                opt_level=config.opt_level,
-                timing_cache=config.timing_cache,
-                hardware_compatible=config.hardware_compatible,
+            trtexec: list[str] = []
+            if not rtx:
+                # flags are known for 10.x and 11.x; a newer major records the 11.x form
+                major = min(parse_version(str(trt.__version__))[0], TRTEXEC_MAJORS[-1])
+                trtexec = trtexec_command(
+                    source,
+                    output,
+                    trt_major=major,
+                    input_name=info.input_name,
+                    image_size=chw[1],
+                    channels=chw[0],
+                    min_batch=config.min_batch,
+                    opt_batch=config.opt_batch,  # type: ignore[arg-type]
+                    max_batch=config.max_batch,
+                    workspace_gib=config.workspace_gib,
+                    opt_level=config.opt_level,
+                    timing_cache=config.timing_cache,
+                    hardware_compatible=config.hardware_compatible,
+                )
+            metadata = _engine_metadata(
+                trt, gpu, info, source, output, config, shapes, io, blob, phases, trtexec, targets, precisions, verified
             )
-            metadata = _engine_metadata(trt, gpu, info, source, output, config, shapes, io, blob, phases, trtexec)
             # the cache first: it is valid on its own, and a failure saving it must not leave an engine behind
             if cache is not None and config.timing_cache is not None:
                 _save_timing_cache(builder_config, config.timing_cache)
@@ -422,6 +486,36 @@ def _build_on_device(
         phase_seconds=dict(phases.seconds),
         timing_cache=config.timing_cache,
         trtexec=trtexec,
+        layer_precisions=precisions,
+        verified=verified,
+    )
+
+
+def _set_rtx_targets(trt: "ModuleType", builder_config: Any, target_cc: tuple[str, ...]) -> tuple[str, ...]:
+    """Set TensorRT-RTX's target compute capabilities; the list the engine is compiled for."""
+    if not target_cc:
+        return RTX_DEFAULT_TARGETS
+    builder_config.num_compute_capabilities = len(target_cc)
+    for i, cc in enumerate(target_cc):
+        builder_config.set_compute_capability(getattr(trt.ComputeCapability, RTX_TARGETS[cc]), i)
+    return target_cc
+
+
+def _build_failure(tlog: "TrtLog", source: Path, config: EngineBuildConfig, targets: tuple[str, ...]) -> str:
+    errors = tlog.take_errors()
+    if "7.5" in targets and any("FP32 GEMM is not supported" in e for e in errors):
+        # TensorRT-RTX has no FP32 GEMM on Turing, and this model's attention must stay FP32 (FP16 overflows)
+        return (
+            "TensorRT-RTX cannot build for Turing (compute capability 7.5): it has no FP32 matrix multiply there, and "
+            "this model's attention MatMuls must stay FP32 because their energies overflow FP16; drop 7.5 from "
+            "--target-cc, or build on the Turing GPU with TensorRT 10.x (--runtime tensorrt)"
+        )
+    said = "TensorRT reported no error message" if not errors else "TensorRT said: " + _one_line(errors[-1])
+    if len(errors) > 1:
+        said += f" (and {len(errors) - 1} earlier error(s))"
+    return (
+        f"TensorRT could not build an engine from {str(source)!r}: {said} "
+        f"(try a larger --workspace than {config.workspace_gib:g} GiB or a smaller --max-batch)"
     )
 
 
@@ -434,25 +528,6 @@ def _said(tlog: "TrtLog") -> str:
 
 def _one_line(text: str) -> str:
     return re.sub(r"\s+", " ", str(text)).strip()
-
-
-def _parser_failure(parser: Any, source: Path, tlog: "TrtLog") -> str:
-    """One line naming the first failing node, its operator and TensorRT's reason."""
-    errors = []
-    for i in range(parser.num_errors):
-        err = parser.get_error(i)
-        code = _one_line(str(err.code()))
-        desc = _one_line(err.desc())
-        node = int(err.node())
-        if node >= 0:
-            errors.append(f"node {node} {err.node_name()!r} (operator {err.node_operator()}): {code}: {desc}")
-        else:
-            errors.append(f"{code}: {desc}")
-    tlog.take_errors()
-    if not errors:
-        return f"TensorRT's ONNX parser rejected {str(source)!r} without an error message"
-    more = f" (and {len(errors) - 1} more parser error(s))" if len(errors) > 1 else ""
-    return f"TensorRT's ONNX parser rejected {str(source)!r}: {errors[0]}{more}"
 
 
 def _network_io(network: Any, info: "ArtifactInfo", config: EngineBuildConfig, source: Path) -> tuple[int, int, int]:
@@ -517,11 +592,44 @@ def _save_timing_cache(builder_config: Any, path: Path) -> None:
     atomic_write_bytes(path, memoryview(serialized).tobytes())
 
 
+def _dtype_name(trt: "ModuleType", dtype: Any, role: str) -> str:
+    if dtype == trt.DataType.FLOAT:
+        return "float32"
+    if dtype == trt.DataType.HALF:
+        return "float16"
+    raise EngineBuildError(f"the engine's {role} is {dtype}; only float32/float16 I/O is supported")
+
+
 def _verify_engine(
-    trt: "ModuleType", logger: Any, tlog: "TrtLog", blob: bytes, info: "ArtifactInfo", shapes: tuple[tuple[int, ...], ...]
-) -> dict[str, str]:
-    """Deserialize the new engine once: it must load here and have the expected I/O. Returns the I/O dtypes."""
+    trt: "ModuleType",
+    logger: Any,
+    tlog: "TrtLog",
+    blob: bytes,
+    info: "ArtifactInfo",
+    shapes: tuple[tuple[int, ...], ...],
+    network: Any,
+    gpu: "GpuInfo | None",
+) -> tuple[dict[str, str], str]:
+    """Deserialize the new engine once where a GPU can: it must load and have the expected I/O.
+
+    Returns the I/O dtypes and one sentence on what was verified. A TensorRT-RTX
+    engine built without a GPU (or for targets that exclude this GPU) cannot be
+    deserialized here; its I/O types are then those of the parsed network.
+    """
+    from dacovid_export.tensorrt_api import engine_invalidity, is_rtx
+
+    io = {
+        "input": _dtype_name(trt, network.get_input(0).dtype, "input"),
+        "output": _dtype_name(trt, network.get_output(0).dtype, "output"),
+    }
+    if gpu is None:
+        return io, "not loaded: no GPU here (TensorRT-RTX compiles its kernels on the RTX GPU at first run)"
     runtime = trt.Runtime(logger)
+    if is_rtx(trt):
+        validity, diagnostics = runtime.get_engine_validity(blob)
+        if validity == trt.EngineValidity.INVALID:
+            tlog.take_errors()
+            return io, f"not loaded: TensorRT-RTX says the engine is not valid on {gpu.name} ({engine_invalidity(trt, diagnostics)})"
     engine = runtime.deserialize_cuda_engine(blob)
     if engine is None:
         raise EngineBuildError(f"the engine TensorRT just built does not deserialize: {_said(tlog)}")
@@ -535,17 +643,12 @@ def _verify_engine(
     profile = [tuple(int(d) for d in dims) for dims in engine.get_tensor_profile_shape(info.input_name, 0)]
     if profile != [tuple(s) for s in shapes]:
         raise EngineBuildError(f"the built engine's profile {profile} differs from the requested {list(shapes)}")
-    dtypes = {}
-    for role, name in (("input", info.input_name), ("output", info.output_name)):
-        dtype = engine.get_tensor_dtype(name)
-        if dtype == trt.DataType.FLOAT:
-            dtypes[role] = "float32"
-        elif dtype == trt.DataType.HALF:
-            dtypes[role] = "float16"
-        else:
-            raise EngineBuildError(f"the built engine's {role} {name!r} is {dtype}; only float32/float16 I/O is supported")
+    io = {
+        "input": _dtype_name(trt, engine.get_tensor_dtype(info.input_name), f"input {info.input_name!r}"),
+        "output": _dtype_name(trt, engine.get_tensor_dtype(info.output_name), f"output {info.output_name!r}"),
+    }
     del engine, runtime
-    return dtypes
+    return io, f"deserialized on {gpu.name} (compute capability {gpu.compute_capability_str}): I/O and profile as built"
 
 
 def _onnx_digests(source: Path) -> tuple[str, dict[str, str]]:
@@ -569,7 +672,7 @@ def _onnx_digests(source: Path) -> tuple[str, dict[str, str]]:
 
 def _engine_metadata(
     trt: "ModuleType",
-    gpu: "GpuInfo",
+    gpu: "GpuInfo | None",
     info: "ArtifactInfo",
     source: Path,
     output: Path,
@@ -579,23 +682,32 @@ def _engine_metadata(
     blob: bytes,
     phases: _Phases,
     trtexec: list[str],
+    targets: tuple[str, ...],
+    precisions: "LayerPrecisions",
+    verified: str,
 ) -> "EngineMetadata":
     from dacovid_export.engine_metadata import EngineMetadata
+    from dacovid_export.tensorrt_api import runtime_of
     from dacovid_export.trtexec import format_command
     from dacovid_export.versions import package_versions
 
     onnx_sha, external = _onnx_digests(source)
     build = config.to_dict()
     build["seconds"] = {k: round(v, 3) for k, v in phases.seconds.items()}
-    build["trtexec"] = format_command(trtexec)
-    build["gpu_memory_gib"] = round(gpu.total_memory_bytes / 2**30, 1)
+    build["trtexec"] = format_command(trtexec) if trtexec else None
+    build["verified"] = verified
+    if gpu is not None:
+        build["gpu_memory_gib"] = round(gpu.total_memory_bytes / 2**30, 1)
+    runtime = runtime_of(trt)
+    if runtime == "tensorrt-rtx":
+        build["default_targets"] = not config.target_cc
     return EngineMetadata(
         engine_file=output.name,
         engine_bytes=len(blob),
         engine_sha256=hashlib.sha256(blob).hexdigest(),
         tensorrt_version=str(trt.__version__),
-        gpu_name=gpu.name,
-        compute_capability=gpu.compute_capability,
+        gpu_name=gpu.name if gpu is not None else "",
+        compute_capability=gpu.compute_capability if gpu is not None else None,
         hardware_compatible=config.hardware_compatible,
         precision=config.precision,
         input_name=info.input_name,
@@ -614,6 +726,9 @@ def _engine_metadata(
         build=build,
         versions=package_versions(),
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        runtime=runtime,
+        compute_capabilities=targets if runtime == "tensorrt-rtx" else (),
+        layer_precisions=precisions.to_dict(),
     )
 
 

@@ -8,6 +8,11 @@ compute capability, precision, profile shapes, checksums of the ONNX model and
 of the checkpoint it came from, class names, preprocessing and package
 versions. Reading it needs neither TensorRT nor a GPU.
 
+Format version 2 adds the runtime (``"tensorrt"`` or ``"tensorrt-rtx"``), the
+target compute capabilities of a TensorRT-RTX engine (built without a GPU, so
+``gpu`` may be null) and ``layer_precisions``: the type TensorRT's own parser
+gave every ONNX node, with counts. Version 1 sidecars (TensorRT only) still read.
+
 Example (``model.fp16.engine.json``)::
 
     {"format": "dacovid-engine", "format_version": 1, "engine_file": "model.fp16.engine",
@@ -30,7 +35,13 @@ from dacovid_export.artifact import ArtifactInfo
 from dacovid_export.errors import IncompatibleArtifactError, UserInputError
 from dacovid_export.fileio import atomic_write_json
 from dacovid_export.preprocessing import Preprocessing
-from dacovid_export.tensorrt_api import HARDWARE_COMPATIBLE_MIN_CC, format_version, parse_version
+from dacovid_export.tensorrt_api import (
+    HARDWARE_COMPATIBLE_MIN_CC,
+    RTX_TARGETS,
+    RUNTIMES,
+    format_version,
+    parse_version,
+)
 
 __all__ = [
     "ENGINE_METADATA_FORMAT",
@@ -46,7 +57,7 @@ __all__ = [
 ]
 
 ENGINE_METADATA_FORMAT = "dacovid-engine"
-ENGINE_METADATA_VERSION = 1
+ENGINE_METADATA_VERSION = 2
 _PRECISIONS = ("fp32", "fp16", "int8")
 _IO_DTYPES = ("float32", "float16")
 
@@ -58,9 +69,9 @@ class EngineMetadata:
     engine_file: str
     engine_bytes: int
     engine_sha256: str
-    tensorrt_version: str
-    gpu_name: str
-    compute_capability: tuple[int, int]
+    tensorrt_version: str  # the version of the library that built it (TensorRT or TensorRT-RTX)
+    gpu_name: str  # the build GPU; "" for a TensorRT-RTX engine built without one
+    compute_capability: tuple[int, int] | None  # the build GPU's; None without one
     hardware_compatible: bool
     precision: str
     input_name: str
@@ -79,6 +90,10 @@ class EngineMetadata:
     build: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # workspace, opt level, timings
     versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
     created: str = ""
+    runtime: str = "tensorrt"
+    # TensorRT-RTX: the compute capabilities the engine was compiled for ("8.6", ...); TensorRT: the build GPU's
+    compute_capabilities: tuple[str, ...] = ()
+    layer_precisions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     path: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -97,10 +112,26 @@ class EngineMetadata:
                 f"engine metadata batch profile {self.profile_min[0]}/{self.profile_opt[0]}/{self.profile_max[0]} "
                 "is not ordered min <= opt <= max"
             )
-        cc = tuple(int(v) for v in self.compute_capability)
-        if len(cc) != 2:
-            raise UserInputError(f"engine metadata compute_capability={self.compute_capability!r}: expected MAJOR.MINOR")
-        object.__setattr__(self, "compute_capability", cc)
+        if self.runtime not in RUNTIMES:
+            raise UserInputError(f"engine metadata runtime={self.runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        if self.compute_capability is not None:
+            cc = tuple(int(v) for v in self.compute_capability)
+            if len(cc) != 2:
+                raise UserInputError(f"engine metadata compute_capability={self.compute_capability!r}: expected MAJOR.MINOR")
+            object.__setattr__(self, "compute_capability", cc)
+        elif self.runtime == "tensorrt":
+            raise UserInputError("engine metadata of a TensorRT engine must name the build GPU's compute capability")
+        targets = tuple(str(t) for t in self.compute_capabilities)
+        if not targets and self.compute_capability is not None:
+            targets = (f"{self.compute_capability[0]}.{self.compute_capability[1]}",)
+        if self.runtime == "tensorrt-rtx":
+            unknown = [t for t in targets if t not in RTX_TARGETS]
+            if not targets or unknown:
+                raise UserInputError(
+                    f"engine metadata compute_capabilities={list(targets)}: expected TensorRT-RTX targets from "
+                    f"{', '.join(RTX_TARGETS)}"
+                )
+        object.__setattr__(self, "compute_capabilities", targets)
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
         parse_version(self.tensorrt_version)  # raises for a malformed version
 
@@ -122,7 +153,14 @@ class EngineMetadata:
 
     @property
     def compute_capability_str(self) -> str:
+        """The build GPU's compute capability, ``""`` when it was built without a GPU."""
+        if self.compute_capability is None:
+            return ""
         return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
+
+    @property
+    def runtime_label(self) -> str:
+        return f"{'TensorRT-RTX' if self.runtime == 'tensorrt-rtx' else 'TensorRT'} {self.tensorrt_version}"
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,8 +169,14 @@ class EngineMetadata:
             "engine_file": self.engine_file,
             "engine_bytes": self.engine_bytes,
             "engine_sha256": self.engine_sha256,
+            "runtime": self.runtime,
             "tensorrt_version": self.tensorrt_version,
-            "gpu": {"name": self.gpu_name, "compute_capability": self.compute_capability_str},
+            "gpu": (
+                {"name": self.gpu_name, "compute_capability": self.compute_capability_str}
+                if self.compute_capability is not None
+                else None
+            ),
+            "compute_capabilities": list(self.compute_capabilities),
             "hardware_compatible": self.hardware_compatible,
             "hardware_compatibility_level": "ampere+" if self.hardware_compatible else "none",
             "precision": self.precision,
@@ -153,6 +197,7 @@ class EngineMetadata:
             "onnx_external_data": dict(self.onnx_external_data),
             "source_sha256": self.source_sha256,
             "build": dict(self.build),
+            "layer_precisions": dict(self.layer_precisions),
             "versions": dict(self.versions),
             "created": self.created,
         }
@@ -177,8 +222,11 @@ class EngineMetadata:
                 engine_bytes=int(data["engine_bytes"]),
                 engine_sha256=str(data["engine_sha256"]),
                 tensorrt_version=str(data["tensorrt_version"]),
-                gpu_name=str(gpu["name"]),
-                compute_capability=_parse_cc(gpu["compute_capability"]),
+                gpu_name=str(gpu["name"]) if gpu is not None else "",
+                compute_capability=_parse_cc(gpu["compute_capability"]) if gpu is not None else None,
+                runtime=str(data.get("runtime", "tensorrt")),
+                compute_capabilities=tuple(str(c) for c in data.get("compute_capabilities", ())),
+                layer_precisions=dict(data.get("layer_precisions", {})),
                 hardware_compatible=_bool(data["hardware_compatible"], "hardware_compatible"),
                 precision=str(data["precision"]),
                 input_name=str(io["input"]["name"]),
@@ -284,7 +332,9 @@ def engine_artifact_info(meta: EngineMetadata, path: str | os.PathLike[str]) -> 
         min_batch=meta.min_batch,
         max_batch=meta.max_batch,
         extra={
+            "runtime": meta.runtime,
             "tensorrt_version": meta.tensorrt_version,
+            "compute_capabilities": list(meta.compute_capabilities),
             "gpu_name": meta.gpu_name,
             "compute_capability": meta.compute_capability_str,
             "hardware_compatible": meta.hardware_compatible,
@@ -299,9 +349,20 @@ def engine_artifact_info(meta: EngineMetadata, path: str | os.PathLike[str]) -> 
     )
 
 
-def rebuild_command(metadata: EngineMetadata, engine_path: str | os.PathLike[str] | None = None) -> str:
-    """The ``dacovid-export trt`` command line that rebuilds this engine with the same settings."""
+def rebuild_command(
+    metadata: EngineMetadata,
+    engine_path: str | os.PathLike[str] | None = None,
+    *,
+    runtime: str | None = None,
+    target_cc: Sequence[str] | None = None,
+) -> str:
+    """The ``dacovid-export trt`` command line that rebuilds this engine with the same settings.
+
+    ``runtime``/``target_cc`` override the engine's own (to rebuild for the
+    library or GPU that is here instead).
+    """
     engine = str(engine_path) if engine_path is not None else (metadata.path or metadata.engine_file)
+    runtime = runtime or metadata.runtime
     args = [
         "dacovid-export",
         "trt",
@@ -309,6 +370,8 @@ def rebuild_command(metadata: EngineMetadata, engine_path: str | os.PathLike[str
         f"--{metadata.precision}",
         "-o",
         engine,
+        "--runtime",
+        runtime,
         "--min-batch",
         str(metadata.min_batch),
         "--opt-batch",
@@ -322,40 +385,81 @@ def rebuild_command(metadata: EngineMetadata, engine_path: str | os.PathLike[str
     level = metadata.build.get("opt_level")
     if isinstance(level, int) and not isinstance(level, bool):
         args += ["--opt-level", str(level)]
-    if metadata.hardware_compatible:
+    if runtime == "tensorrt-rtx":
+        if target_cc is None and metadata.runtime == "tensorrt-rtx" and not metadata.build.get("default_targets"):
+            target_cc = metadata.compute_capabilities
+        if target_cc:
+            args += ["--target-cc", ",".join(target_cc)]
+    elif metadata.hardware_compatible:
         args.append("--hardware-compatible")
     return shlex.join(args)
+
+
+def _runs_on(metadata: EngineMetadata, cc: tuple[int, ...]) -> bool:
+    """Whether a TensorRT-RTX engine's targets include compute capability ``cc``."""
+    here = f"{cc[0]}.{cc[1]}"
+    if here in metadata.compute_capabilities:
+        return True
+    # TensorRT-RTX's default target set reaches every Blackwell GPU (12.0 and newer)
+    return bool(metadata.build.get("default_targets")) and tuple(cc) >= (12, 0)
 
 
 def check_engine_compatibility(
     metadata: EngineMetadata,
     *,
     trt_version: str,
-    compute_capability: tuple[int, int] | Sequence[int],
+    compute_capability: tuple[int, int] | Sequence[int] | None,
     gpu_name: str | None = None,
+    runtime: str = "tensorrt",
 ) -> None:
-    """Raise :class:`IncompatibleArtifactError` if the engine cannot load with this TensorRT on this GPU.
+    """Raise :class:`IncompatibleArtifactError` if the engine cannot load with this library on this GPU.
 
-    TensorRT engines load only in the TensorRT version that built them (version
-    compatibility is not used). Without hardware compatibility they need the same
-    compute capability as the build GPU; hardware-compatible (``ampere+``) engines
-    run on any GPU with compute capability >= 8.0. The message says which differs
-    and the exact command that rebuilds the engine here.
+    An engine loads only in the runtime (TensorRT or TensorRT-RTX) and the exact
+    version that built it (version compatibility is not used; TensorRT-RTX
+    engines never cross releases). A TensorRT engine without hardware
+    compatibility needs the build GPU's compute capability; an ``ampere+`` one
+    any GPU of 8.0 or newer; a TensorRT-RTX engine one of its target compute
+    capabilities. ``compute_capability=None`` (no GPU here) checks the library
+    only. The message says which differs and the exact command that rebuilds
+    the engine here.
     """
     engine = metadata.path or metadata.engine_file
+    if runtime != metadata.runtime:
+        raise IncompatibleArtifactError(
+            f"{engine} is a {metadata.runtime_label} engine but this machine runs it with "
+            f"{'TensorRT-RTX' if runtime == 'tensorrt-rtx' else 'TensorRT'} {trt_version}; rebuild it for that runtime "
+            "with: " + rebuild_command(metadata, runtime=runtime)
+        )
     command = rebuild_command(metadata)
     running = parse_version(trt_version)
     built = parse_version(metadata.tensorrt_version)
     common = min(len(running), len(built))
     if running[:common] != built[:common]:
         raise IncompatibleArtifactError(
-            f"{engine} was built with TensorRT {metadata.tensorrt_version} but TensorRT {trt_version} is installed; "
-            f"an engine only loads in the TensorRT version that built it; rebuild it here with: {command}"
+            f"{engine} was built with {metadata.runtime_label} but "
+            f"{'TensorRT-RTX' if runtime == 'tensorrt-rtx' else 'TensorRT'} {trt_version} is installed; "
+            f"an engine only loads in the version that built it; rebuild it here with: {command}"
         )
+    if compute_capability is None:
+        return
     cc = tuple(int(v) for v in compute_capability)
     if len(cc) != 2:
         raise UserInputError(f"compute_capability={compute_capability!r}: expected (major, minor)")
     here = f"{cc[0]}.{cc[1]}" + (f" ({gpu_name})" if gpu_name else "")
+    if metadata.runtime == "tensorrt-rtx":
+        if _runs_on(metadata, cc):
+            return
+        wanted = f"{cc[0]}.{cc[1]}"
+        if wanted not in RTX_TARGETS:
+            raise IncompatibleArtifactError(
+                f"{engine} is a TensorRT-RTX engine and this GPU is {here}, which TensorRT-RTX does not target "
+                f"(it compiles for {', '.join(RTX_TARGETS)}); build a TensorRT engine on this GPU instead with: "
+                + rebuild_command(metadata, runtime="tensorrt")
+            )
+        raise IncompatibleArtifactError(
+            f"{engine} was compiled for compute capabilities {', '.join(metadata.compute_capabilities)} but this GPU "
+            f"is {here}; rebuild it for this GPU with: " + rebuild_command(metadata, target_cc=[wanted])
+        )
     built_on = f"{metadata.compute_capability_str} ({metadata.gpu_name})"
     if metadata.hardware_compatible:
         if cc < HARDWARE_COMPATIBLE_MIN_CC:

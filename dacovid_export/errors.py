@@ -12,6 +12,7 @@ __all__ = [
     "MissingDependencyError",
     "IncompatibleArtifactError",
     "CheckFailedError",
+    "EngineBuildError",
 ]
 
 
@@ -43,3 +44,9 @@ class CheckFailedError(DacovidError):
     """A self-check of an export (graph pattern, operator support, numeric match) failed."""
 
     exit_code = 1
+
+
+class EngineBuildError(DacovidError):
+    """TensorRT could not parse or build the model (or TensorRT/GPU trouble found mid-build)."""
+
+    exit_code = 2

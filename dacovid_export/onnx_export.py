@@ -311,7 +311,7 @@ def export_onnx(
             timings["export"] = steps.elapsed()
 
             steps.start("graph checks")
-            report = run_structural_checks(validate_model(fp32_path), precision="fp32")
+            report = run_structural_checks(validate_model(fp32_path), precision="fp32", path=fp32_path)
             timings["checks"] = steps.elapsed()
 
             steps.start("onnxruntime vs pytorch")
@@ -437,7 +437,7 @@ def _convert(fp32_path: Path, output: Path, config: OnnxExportConfig, steps: "_S
         timings["precision"] = steps.elapsed()
 
         steps.start(f"{config.precision} graph checks")
-        report = run_structural_checks(validate_model(final), precision=config.precision)
+        report = run_structural_checks(validate_model(final), precision=config.precision, path=final)
         timings["precision_checks"] = steps.elapsed()
 
         steps.start(f"onnxruntime {config.precision} vs fp32")

@@ -38,7 +38,7 @@ import numpy as np
 
 from dacovid_export.artifact import ArtifactInfo, artifact_kind, read_artifact_info
 from dacovid_export.backends.base import Backend
-from dacovid_export.errors import CheckFailedError, UserInputError
+from dacovid_export.errors import CheckFailedError, MissingDependencyError, UserInputError
 from dacovid_export.fileio import sha256_file
 from dacovid_export.metrics import classification_report
 from dacovid_export.parity_report import CheckResult, ModelParity, ParityReport, ReferenceResult
@@ -329,7 +329,7 @@ def run_parity(
     not raise: the report says so and is falsy.
     """
     from dacovid_export.backends.torch_backend import TorchBackend
-    from dacovid_export.backends.registry import open_backend, resolve_device
+    from dacovid_export.backends.registry import open_backend, resolve_device, unavailable_reason
     from dacovid_export.versions import package_versions
 
     if not models:
@@ -345,6 +345,11 @@ def run_parity(
         raise UserInputError(
             f"--checkpoint {str(checkpoint)!r} is a {artifact_kind(checkpoint)}; the reference must be a PyTorch checkpoint (.pt)"
         )
+    # an engine this machine cannot run (no GPU, runtime not installed) is skipped with the reason, not failed
+    skipped = [(str(m), reason) for m in models if (reason := unavailable_reason(m)) is not None]
+    if len(skipped) == len(models):
+        raise MissingDependencyError("no model can run here: " + "; ".join(f"{p}: {r}" for p, r in skipped))
+    models = [m for m in models if str(m) not in {p for p, _ in skipped}]
     with contextlib.ExitStack() as stack:
         # the reference's own metadata (read once, with the weights) is what models must match
         reference = stack.enter_context(TorchBackend(checkpoint, device=resolve_device(device, "torch")))
@@ -384,6 +389,7 @@ def run_parity(
         class_names=reference_info.class_names,
         versions=package_versions(),
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        skipped=tuple(skipped),
     )
 
 

@@ -133,6 +133,8 @@ class ParityReport:
     class_names: tuple[str, ...]
     versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
     created: str = ""  # ISO 8601 UTC time of the check
+    # engines that cannot run on this machine (runtime not installed, no GPU): (path, reason); not in the verdict
+    skipped: tuple[tuple[str, str], ...] = ()
 
     def __bool__(self) -> bool:
         return bool(self.models) and all(m.passed for m in self.models)
@@ -156,6 +158,7 @@ class ParityReport:
             "tolerances": dict(self.config),
             "reference": self.reference.to_dict(),
             "models": [m.to_dict() for m in self.models],
+            "skipped": [{"path": path, "reason": reason} for path, reason in self.skipped],
             "versions": dict(self.versions),
         }
 
@@ -230,8 +233,11 @@ class ParityReport:
             for m in self.models:
                 if m.classification is not None:
                     lines += ["", f"{Path(m.path).name} ({m.precision}):", m.classification.format_table()]
+        for path, reason in self.skipped:
+            lines.append(f"SKIPPED {Path(path).name}: {reason}")
         passed = sum(m.passed for m in self.models)
-        lines += ["", f"parity: {passed}/{len(self.models)} model(s) passed -> {'PASS' if self else 'FAIL'}"]
+        skipped = f" ({len(self.skipped)} skipped, not judged)" if self.skipped else ""
+        lines += ["", f"parity: {passed}/{len(self.models)} model(s) passed{skipped} -> {'PASS' if self else 'FAIL'}"]
         return "\n".join(lines)
 
 

@@ -372,7 +372,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     for precision, path in engines.items():
         artifacts.append(_artifact_entry(f"engine {precision}", path, precision))
 
-    models = [*onnx_models.values(), *engines.values()]
+    models = [*onnx_models.values(), *_runnable_engines(engines, config, skipped)]
 
     # 6. parity against the checkpoint
     from dacovid_export.parity import run_parity
@@ -489,40 +489,73 @@ def _build_engines(
     export: dict[str, Any],
     log: _Log,
 ) -> dict[str, Path]:
-    from dacovid_export.tensorrt_api import gpu_info, import_tensorrt
+    """Build an engine per ONNX model with the runtime ``auto`` picks; returns those built.
+
+    TensorRT needs a GPU to build; TensorRT-RTX builds without one, so its
+    engines are built and described (size, build time, precision table) even
+    where they cannot run; parity and latency then skip them with the reason.
+    """
+    from dacovid_export.tensorrt_api import gpu_info, resolve_runtime
 
     try:
-        import_tensorrt()
-        gpu_info("cuda" if config.device in ("auto", "cpu") else config.device)
+        runtime, why = resolve_runtime("auto")
+        if runtime == "tensorrt":
+            gpu_info("cuda" if config.device in ("auto", "cpu") else config.device)
     except MissingDependencyError as exc:
         skipped.append({"step": "TensorRT engines", "reason": str(exc)})
         log.note(f"skipped: {exc}")
         return {}
-    if config.device == "cpu":
+    if config.device == "cpu" and runtime == "tensorrt":
         skipped.append({"step": "TensorRT engines", "reason": "--device cpu was asked for; TensorRT engines run on a GPU"})
         return {}
-    from dacovid_export.engine_build import EngineBuildConfig, EngineBuildError, build_engine
+    log.note(f"runtime {runtime} ({why})")
+    from dacovid_export.engine_build import EngineBuildConfig, build_engine
+    from dacovid_export.errors import EngineBuildError
 
     largest = max(config.batch_sizes)
     engines: dict[str, Path] = {}
     for precision, onnx_path in onnx_models.items():
         target = config.out / f"model.{precision}.engine"
-        build = EngineBuildConfig(precision=precision, max_batch=max(largest, _PARITY_BATCH), opt_batch=largest)
+        build = EngineBuildConfig(
+            precision=precision, max_batch=max(largest, _PARITY_BATCH), opt_batch=largest, runtime=runtime
+        )
         try:
             t0 = time.perf_counter()
             result = build_engine(onnx_path, target, build, progress=config.progress)
             export[f"engine_{precision}"] = {
                 "path": str(result.engine_path),
+                "runtime": result.metadata.runtime_label,
+                "compute_capabilities": list(result.metadata.compute_capabilities),
+                "size_bytes": result.metadata.engine_bytes,
                 "seconds": round(time.perf_counter() - t0, 2),
                 "phase_seconds": dict(result.phase_seconds),
                 "build": build.to_dict(),
                 "trtexec_equivalent": list(result.trtexec),
+                "precision_counts": result.layer_precisions.counts(),
+                "precision_table": result.layer_precisions.table_lines(),
+                "loaded_here": result.verified,
             }
             engines[precision] = result.engine_path
         except (EngineBuildError, CheckFailedError) as exc:
             # TensorRT rejected this model: keep going with the others, the report says why
             failed.append(_failure(f"TensorRT {precision} engine", exc))
     return engines
+
+
+def _runnable_engines(engines: Mapping[str, Path], config: PipelineConfig, skipped: list[dict[str, str]]) -> list[Path]:
+    """The engines this machine can run; the others are reported as skipped for parity and latency."""
+    from dacovid_export.backends.registry import unavailable_reason
+
+    runnable = []
+    for precision, path in engines.items():
+        reason = unavailable_reason(path)
+        if reason is None and config.device == "cpu":
+            reason = "--device cpu was asked for; engines run on a GPU"
+        if reason is None:
+            runnable.append(path)
+        else:
+            skipped.append({"step": f"parity and latency of the {precision} engine", "reason": reason})
+    return runnable
 
 
 # ---------------------------------------------------------------------------
@@ -646,6 +679,17 @@ def _write_reports(
             nodes = export[precision]["fp32_nodes"]
             shown = ", ".join(nodes[:12]) + (f", ... ({len(nodes)} in all)" if len(nodes) > 12 else "")
             md += ["", f"{precision.upper()} model: {len(nodes)} node(s) kept in FP32: {shown or 'none'}"]
+    built = [(p, export[f"engine_{p}"]) for p in ("fp32", "fp16", "int8") if f"engine_{p}" in export]
+    if built:
+        md += ["", "## Engines", "", "| engine | runtime | targets | size (MiB) | build (s) | loaded here |", "|---|---|---|---:|---:|---|"]
+        for precision, e in built:
+            targets = ", ".join(e["compute_capabilities"]) or "build GPU"
+            md.append(
+                f"| {Path(e['path']).name} | {e['runtime']} | {targets} | {e['size_bytes'] / 2**20:.1f} | "
+                f"{e['seconds']:.1f} | {e['loaded_here']} |"
+            )
+        for precision, e in built:
+            md += ["", f"{precision.upper()} engine:", "", "```", *e["precision_table"], "```"]
     if result.skipped or result.failed:
         md += ["", "## Skipped and failed steps", ""]
         md += [f"- skipped **{s['step']}**: {s['reason']}" for s in result.skipped]

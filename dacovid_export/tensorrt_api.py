@@ -1,8 +1,18 @@
-"""The one module that imports TensorRT: lazy import, version rules, logger, GPU facts.
+"""The one module that imports TensorRT or TensorRT-RTX: lazy import, version rules, logger, GPU facts.
 
-Everything else in the package gets the ``tensorrt`` module object from
-:func:`import_tensorrt` and never imports it itself, so ``import dacovid_export``
-and every ``--help`` work without TensorRT, and the version policy lives here.
+Everything else in the package gets the ``tensorrt`` (or ``tensorrt_rtx``)
+module object from :func:`import_runtime` and never imports either itself, so
+``import dacovid_export`` and every ``--help`` work without them, and the
+version policy lives here.
+
+Two runtimes. ``tensorrt`` (TensorRT 10.8+/11.x) builds on the GPU that will run
+the engine, so building needs a GPU; it serves every NVIDIA GPU from Turing to
+data-centre parts (H100/H200). ``tensorrt-rtx`` (TensorRT for RTX, 1.1+) builds
+ahead of time on any machine, GPU or not, for a list of target compute
+capabilities, and compiles its kernels just in time on the user's RTX GPU
+(Ampere and newer; no SM 9.0 target, and no FP32 GEMM on Turing). Both share
+the Python API this project uses; the differences are handled where they occur
+and checked with :func:`is_rtx`.
 
 Version policy. Supported: TensorRT 10.x from :data:`MIN_TRT_VERSION` (10.8) and
 11.x. Every Python API used (``Builder.create_network``, ``OnnxParser.parse_from_file``
@@ -32,6 +42,21 @@ from typing import Any
 from dacovid_export.errors import MissingDependencyError, UserInputError
 
 __all__ = [
+    "RUNTIMES",
+    "RUNTIME_CHOICES",
+    "MIN_RTX_VERSION",
+    "RTX_INSTALL_HINT",
+    "RTX_TARGETS",
+    "RTX_DEFAULT_TARGETS",
+    "import_runtime",
+    "import_tensorrt_rtx",
+    "installed_runtimes",
+    "resolve_runtime",
+    "runtime_of",
+    "is_rtx",
+    "install_hint",
+    "cuda_visible",
+    "engine_invalidity",
     "MIN_TRT_VERSION",
     "SUPPORTED_TRT_MAJORS",
     "TRT_INSTALL_HINT",
@@ -53,6 +78,24 @@ __all__ = [
 MIN_TRT_VERSION: tuple[int, int] = (10, 8)
 SUPPORTED_TRT_MAJORS: tuple[int, ...] = (10, 11)
 TRT_INSTALL_HINT = "pip install 'dacovid-export[trt]' (TensorRT >= 10.8; needs an NVIDIA GPU and driver)"
+RUNTIMES: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
+RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES)
+# 1.1 added Runtime.get_engine_validity, which the load-time check relies on
+MIN_RTX_VERSION: tuple[int, int] = (1, 1)
+RTX_INSTALL_HINT = (
+    "pip install 'dacovid-export[rtx]' (TensorRT-RTX >= 1.1: builds engines without a GPU; they run on RTX GPUs)"
+)
+# ComputeCapability members of tensorrt_rtx 1.7 (no SM90: TensorRT-RTX does not serve Hopper)
+RTX_TARGETS: dict[str, str] = {
+    "7.5": "SM75",
+    "8.0": "SM80",
+    "8.6": "SM86",
+    "8.9": "SM89",
+    "12.0": "SM120",
+    "12.1": "SM121",
+}
+# what TensorRT-RTX targets when no compute capability is set (its documented default)
+RTX_DEFAULT_TARGETS: tuple[str, ...] = ("8.0", "8.6", "8.9", "12.0")
 # HardwareCompatibilityLevel.AMPERE_PLUS engines run on Ampere (SM 8.0) and newer GPUs only
 HARDWARE_COMPATIBLE_MIN_CC: tuple[int, int] = (8, 0)
 
@@ -156,8 +199,122 @@ def installed_tensorrt_version() -> str | None:
     return None
 
 
+def import_tensorrt_rtx() -> ModuleType:
+    """The ``tensorrt_rtx`` module, checked against :data:`MIN_RTX_VERSION`.
+
+    Raises :class:`MissingDependencyError` (one line, naming the ``[rtx]`` extra)
+    when it is missing, its libraries cannot be loaded, or it is too old.
+    """
+    try:
+        import tensorrt_rtx as trt  # noqa: PLC0415 - the project's single TensorRT-RTX import
+    except (ImportError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MissingDependencyError(
+            f"TensorRT-RTX is not available (needed to build TensorRT-RTX engines): {RTX_INSTALL_HINT}. "
+            f"Import error: {first}"
+        ) from exc
+    version = getattr(trt, "__version__", None)
+    if not isinstance(version, str):
+        raise MissingDependencyError(f"the installed 'tensorrt_rtx' package has no version (a broken install): {RTX_INSTALL_HINT}")
+    if parse_version(version)[:2] < MIN_RTX_VERSION:
+        raise MissingDependencyError(
+            f"TensorRT-RTX {version} is installed but dacovid-export needs >= {format_version(MIN_RTX_VERSION)} "
+            "(engine validity checks): pip install -U 'dacovid-export[rtx]'"
+        )
+    return trt
+
+
+def import_runtime(runtime: str) -> ModuleType:
+    """The module of ``runtime`` (``"tensorrt"`` or ``"tensorrt-rtx"``), imported and version-checked."""
+    if runtime == "tensorrt":
+        return import_tensorrt()
+    if runtime == "tensorrt-rtx":
+        return import_tensorrt_rtx()
+    raise UserInputError(f"runtime={runtime!r}: use one of {', '.join(RUNTIMES)}")
+
+
+def runtime_of(trt: ModuleType) -> str:
+    """``"tensorrt-rtx"`` for the ``tensorrt_rtx`` module, ``"tensorrt"`` otherwise."""
+    return "tensorrt-rtx" if is_rtx(trt) else "tensorrt"
+
+
+def is_rtx(trt: ModuleType) -> bool:
+    return getattr(trt, "__name__", "").split(".")[0] == "tensorrt_rtx"
+
+
+def install_hint(runtime: str) -> str:
+    return RTX_INSTALL_HINT if runtime == "tensorrt-rtx" else TRT_INSTALL_HINT
+
+
+def installed_runtimes() -> dict[str, str]:
+    """``{runtime: version}`` of the TensorRT packages installed, read from package metadata (no import)."""
+    from importlib import metadata
+
+    found: dict[str, str] = {}
+    trt_version = installed_tensorrt_version()
+    if trt_version is not None:
+        found["tensorrt"] = trt_version
+    for name in ("tensorrt-rtx", "tensorrt_rtx"):
+        try:
+            found["tensorrt-rtx"] = metadata.version(name)
+            break
+        except metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def resolve_runtime(requested: str, *, gpu_visible: bool | None = None) -> tuple[str, str]:
+    """``(runtime, why)`` for ``requested`` in :data:`RUNTIME_CHOICES`.
+
+    ``auto``: TensorRT when it is installed and a GPU is visible (it builds for
+    that GPU), else TensorRT-RTX when installed (it builds anywhere), else a
+    :class:`MissingDependencyError` naming both extras. ``why`` is one sentence
+    for the user. ``gpu_visible=None`` asks ``torch.cuda``.
+    """
+    if requested not in RUNTIME_CHOICES:
+        raise UserInputError(f"runtime={requested!r}: use one of {', '.join(RUNTIME_CHOICES)}")
+    if requested != "auto":
+        return requested, f"--runtime {requested}"
+    installed = installed_runtimes()
+    if gpu_visible is None:
+        gpu_visible = cuda_visible()
+    if "tensorrt" in installed and gpu_visible:
+        return "tensorrt", f"auto: TensorRT {installed['tensorrt']} is installed and a GPU is visible"
+    if "tensorrt-rtx" in installed:
+        reason = "no GPU is visible" if "tensorrt" in installed else "TensorRT is not installed"
+        return "tensorrt-rtx", f"auto: TensorRT-RTX {installed['tensorrt-rtx']} ({reason}; it builds without a GPU)"
+    if "tensorrt" in installed:
+        raise MissingDependencyError(
+            "TensorRT is installed but no GPU is visible, and TensorRT builds only on a GPU: run on a GPU machine, "
+            f"or build for RTX GPUs without one: {RTX_INSTALL_HINT}"
+        )
+    raise MissingDependencyError(
+        f"neither TensorRT nor TensorRT-RTX is installed: {RTX_INSTALL_HINT}, or {TRT_INSTALL_HINT}"
+    )
+
+
+def cuda_visible() -> bool:
+    """Whether torch sees a CUDA GPU (TensorRT builds need one; TensorRT-RTX builds do not)."""
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def engine_invalidity(trt: ModuleType, diagnostics: int) -> str:
+    """TensorRT-RTX's ``get_engine_validity`` diagnostics bits as words ("version mismatch, unsupported cc")."""
+    names = [
+        name.lower().replace("_", " ")
+        for name, member in trt.EngineInvalidityDiagnostics.__members__.items()
+        if int(diagnostics) & int(member)  # members are bit values: 1, 2, 4, ...
+    ]
+    return ", ".join(names) if names else "no reason given"
+
+
 def network_creation_flags(trt: ModuleType) -> int:
-    """Flags for ``Builder.create_network`` that give a strongly typed network on 10.x and 11.x."""
+    """Flags for ``Builder.create_network`` that give a strongly typed network (10.x, 11.x and TensorRT-RTX)."""
+    if is_rtx(trt):
+        # always strongly typed; its only creation flag is STRONGLY_TYPED, kept as a no-op
+        return 0
     major = parse_version(trt.__version__)[0]
     if major >= 11:
         # always strongly typed; STRONGLY_TYPED survives only as a deprecated no-op
@@ -216,7 +373,7 @@ def _device_index(device: str | int) -> int:
 
 
 class TrtLog:
-    """What TensorRT logged: errors kept for the one-line failure message, warnings forwarded.
+    """What TensorRT logged: errors kept for the one-line failure message (not echoed), warnings forwarded.
 
     One instance per process (see :func:`get_logger`): TensorRT's documentation
     asks that the logger outlive every builder and runtime made with it, and its
@@ -235,7 +392,8 @@ class TrtLog:
             if severity <= 1:
                 self._errors.append(message.strip())
             echo = self.echo
-        if echo is not None and (severity <= 2 or self.verbose):
+        # errors are not echoed: the failure message quotes the one that matters, on one line
+        if echo is not None and (severity == 2 or (severity > 2 and self.verbose)):
             label = {0: "internal error", 1: "error", 2: "warning", 3: "info"}.get(severity, "verbose")
             echo(f"[TensorRT {label}] {message.strip()}")
 

@@ -18,7 +18,7 @@ from dacovid_export.backends.base import Backend
 from dacovid_export.deps import require
 from dacovid_export.errors import UserInputError
 
-__all__ = ["BACKEND_FOR_KIND", "DEVICES", "open_backend", "backend_class", "resolve_device"]
+__all__ = ["BACKEND_FOR_KIND", "DEVICES", "open_backend", "backend_class", "resolve_device", "unavailable_reason"]
 
 BACKEND_FOR_KIND: Mapping[ArtifactKind, str] = {"checkpoint": "torch", "onnx": "onnxruntime", "engine": "tensorrt"}
 DEVICES = ("auto", "cpu", "cuda")
@@ -37,13 +37,25 @@ def backend_class(backend: str) -> type[Backend]:
 
         return OnnxRuntimeBackend
     if backend == "tensorrt":
-        # tensorrt_api is the one module that imports tensorrt; it also checks the version
+        # the engine's sidecar names its runtime (TensorRT or TensorRT-RTX): the backend imports that one on load
         from dacovid_export.backends.tensorrt_backend import TensorRTBackend
-        from dacovid_export.tensorrt_api import import_tensorrt
 
-        import_tensorrt()
         return TensorRTBackend
     raise UserInputError(f"unknown backend {backend!r}: use 'auto' or one of {', '.join(BACKEND_NAMES)}")
+
+
+def unavailable_reason(path: str | os.PathLike[str]) -> str | None:
+    """Why the artifact at ``path`` cannot run on this machine, or ``None`` if it can (or its problem is an input error).
+
+    Only engines can be unrunnable for reasons that are nobody's fault: their
+    runtime library is not installed, or there is no GPU. Callers skip such an
+    engine and say why instead of failing the whole run.
+    """
+    if artifact_kind(path) != "engine":
+        return None
+    from dacovid_export.backends.tensorrt_backend import engine_unavailable_reason
+
+    return engine_unavailable_reason(path)
 
 
 def resolve_device(device: str, backend: str) -> str:

@@ -1,4 +1,4 @@
-"""TensorRT backend: runs a serialized engine built by ``dacovid-export trt``.
+"""TensorRT backend: runs a serialized TensorRT or TensorRT-RTX engine built by ``dacovid-export trt``.
 
 Loading checks the engine's sidecar first (TensorRT version and GPU compute
 capability, :func:`dacovid_export.engine_metadata.check_engine_compatibility`),
@@ -7,6 +7,13 @@ then the engine's bytes against the sidecar's sha256, then deserializes it
 for the profile's maximum batch, bound once with ``set_tensor_address``; a
 call sets the batch with ``set_input_shape`` and enqueues with
 ``execute_async_v3`` on this backend's own ``torch.cuda.Stream``.
+
+TensorRT-RTX engines (sidecar ``"runtime": "tensorrt-rtx"``) are checked with
+``Runtime.get_engine_validity`` before deserializing, and compile their kernels
+just in time on the RTX GPU. Those kernels are kept in a runtime cache,
+``<engine>.runtime-cache`` next to the engine by default: loaded when present
+and valid for this GPU and library, written back atomically on :meth:`close`,
+so the next process starts without recompiling.
 
 Thread safety: one backend owns one execution context, one stream and one set
 of buffers, so it is not thread-safe. Use one backend per thread (each
@@ -29,7 +36,28 @@ from dacovid_export.errors import DacovidError, IncompatibleArtifactError, UserI
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TensorRTBackend"]
+__all__ = ["TensorRTBackend", "engine_unavailable_reason"]
+
+
+def engine_unavailable_reason(path: str | os.PathLike[str]) -> str | None:
+    """Why the engine at ``path`` cannot run here (its runtime is not installed, no GPU), or ``None``.
+
+    A damaged or missing sidecar is not a reason to skip: it raises
+    :class:`UserInputError` like every bad input.
+    """
+    from dacovid_export.engine_metadata import read_engine_metadata
+    from dacovid_export.errors import MissingDependencyError
+    from dacovid_export.tensorrt_api import cuda_visible, import_runtime
+
+    meta = read_engine_metadata(path)
+    try:
+        import_runtime(meta.runtime)
+    except MissingDependencyError as exc:
+        return str(exc)
+    if not cuda_visible():
+        gpus = "an NVIDIA RTX GPU" if meta.runtime == "tensorrt-rtx" else f"an NVIDIA GPU like its build GPU ({meta.gpu_name})"
+        return f"{meta.runtime_label} engine: it runs on {gpus}, and no CUDA GPU is visible here"
+    return None
 
 
 class TensorRTBackend(Backend):
@@ -39,12 +67,19 @@ class TensorRTBackend(Backend):
     without TensorRT or a GPU, :class:`IncompatibleArtifactError` when the engine
     was built for another TensorRT version or GPU architecture (the message holds
     the command that rebuilds it), :class:`UserInputError` for a missing or
-    mismatched sidecar.
+    mismatched sidecar. ``runtime_cache`` (TensorRT-RTX only): the file that
+    keeps JIT-compiled kernels; ``None``: ``<engine>.runtime-cache``; ``False``: none.
     """
 
     name = "tensorrt"
 
-    def __init__(self, path: str | os.PathLike[str], *, device: str = "cuda") -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "cuda",
+        runtime_cache: "str | os.PathLike[str] | None | bool" = None,
+    ) -> None:
         import torch
 
         from dacovid_export.engine_metadata import (
@@ -53,13 +88,23 @@ class TensorRTBackend(Backend):
             read_engine_metadata,
             rebuild_command,
         )
-        from dacovid_export.tensorrt_api import get_logger, gpu_info, import_tensorrt
+        from dacovid_export.errors import MissingDependencyError
+        from dacovid_export.tensorrt_api import cuda_visible, get_logger, gpu_info, import_runtime, is_rtx
 
         meta = read_engine_metadata(path)
-        trt = import_tensorrt()
+        trt = import_runtime(meta.runtime)
+        if meta.runtime == "tensorrt-rtx" and not cuda_visible():
+            raise MissingDependencyError(
+                f"{str(path)!r} is a TensorRT-RTX engine for compute capabilities "
+                f"{', '.join(meta.compute_capabilities)}: it runs on an NVIDIA RTX GPU, and no CUDA GPU is visible here"
+            )
         gpu = gpu_info(device)
         check_engine_compatibility(
-            meta, trt_version=str(trt.__version__), compute_capability=gpu.compute_capability, gpu_name=gpu.name
+            meta,
+            trt_version=str(trt.__version__),
+            compute_capability=gpu.compute_capability,
+            gpu_name=gpu.name,
+            runtime=meta.runtime,
         )
         super().__init__(engine_artifact_info(meta, path), device)
         self._closed = True  # until everything below exists
@@ -77,8 +122,13 @@ class TensorRTBackend(Backend):
 
         logger, self._log = get_logger(trt)
         self._log.take_errors()
+        self._rtx = is_rtx(trt)
+        self._cache_path: Path | None = None
+        self._runtime_config = None
         with torch.cuda.device(self._device):
             self._runtime = trt.Runtime(logger)
+            if self._rtx:
+                self._check_rtx_validity(blob, path)
             self._engine = self._runtime.deserialize_cuda_engine(blob)
             del blob
             if self._engine is None:
@@ -87,7 +137,10 @@ class TensorRTBackend(Backend):
                     f"rebuild it here with: {rebuild_command(meta, path)}"
                 )
             self._check_io()
-            self._context = self._engine.create_execution_context()
+            if self._rtx:
+                self._context = self._engine.create_execution_context(self._rtx_runtime_config(path, runtime_cache))
+            else:
+                self._context = self._engine.create_execution_context()
             if self._context is None:
                 raise DacovidError(
                     f"TensorRT could not create an execution context for {str(path)!r} ({self._said()}): "
@@ -99,6 +152,61 @@ class TensorRTBackend(Backend):
         self._closed = False
 
     # ------------------------------------------------------------------ setup
+
+    def _check_rtx_validity(self, blob: bytes, path: "str | os.PathLike[str]") -> None:
+        """TensorRT-RTX's own header check (library version, compute capability, driver) before deserializing."""
+        from dacovid_export.engine_metadata import rebuild_command
+        from dacovid_export.tensorrt_api import engine_invalidity
+
+        trt = self._trt
+        validity, diagnostics = self._runtime.get_engine_validity(blob)
+        if validity != trt.EngineValidity.INVALID:
+            return
+        raise IncompatibleArtifactError(
+            f"TensorRT-RTX {trt.__version__} says {str(path)!r} is not valid on this GPU "
+            f"({engine_invalidity(trt, diagnostics)}); rebuild it with: {rebuild_command(self._meta, path)}"
+        )
+
+    def _rtx_runtime_config(self, path: "str | os.PathLike[str]", runtime_cache: object) -> object:
+        """A runtime config whose runtime cache is loaded from (and later saved to) the cache file."""
+        import warnings
+
+        config = self._engine.create_runtime_config()
+        if runtime_cache is False:
+            self._runtime_config = config
+            return config
+        cache_path = Path(runtime_cache) if isinstance(runtime_cache, (str, os.PathLike)) else Path(f"{path}.runtime-cache")
+        cache = config.create_runtime_cache()
+        if cache_path.is_file():
+            try:
+                data = cache_path.read_bytes()
+            except OSError as exc:
+                raise UserInputError(f"runtime cache {str(cache_path)!r} is unreadable: {exc}") from exc
+            if not cache.deserialize(data):
+                # recorded on another GPU, driver or TensorRT-RTX: kernels are compiled again and the file replaced
+                warnings.warn(
+                    f"runtime cache {str(cache_path)!r} does not fit this GPU or TensorRT-RTX version; "
+                    "kernels are compiled again and the cache rewritten",
+                    stacklevel=3,
+                )
+        if not config.set_runtime_cache(cache):
+            raise DacovidError(f"TensorRT-RTX refused the runtime cache for {str(path)!r}: {self._said()}")
+        self._runtime_config, self._cache_path, self._runtime_cache = config, cache_path, cache
+        return config
+
+    def _save_runtime_cache(self) -> None:
+        """Write the JIT kernels back (atomically); an unwritable folder costs only the next start's compile time."""
+        import warnings
+
+        from dacovid_export.fileio import atomic_write_bytes
+
+        if self._cache_path is None:
+            return
+        data = memoryview(self._runtime_cache.serialize()).tobytes()
+        try:
+            atomic_write_bytes(self._cache_path, data)
+        except OSError as exc:
+            warnings.warn(f"could not save the runtime cache {str(self._cache_path)!r}: {exc}", stacklevel=3)
 
     def _said(self) -> str:
         errors = self._log.take_errors()
@@ -193,7 +301,7 @@ class TensorRTBackend(Backend):
 
     def describe(self) -> str:
         return (
-            f"tensorrt/{self.device} {self.info.precision} TensorRT {self._meta.tensorrt_version} "
+            f"tensorrt/{self.device} {self.info.precision} {self._meta.runtime_label} "
             f"batch {self.info.min_batch}..{self.info.max_batch} {self.info.path}"
         )
 
@@ -209,8 +317,10 @@ class TensorRTBackend(Backend):
             return
         self._closed = True
         self._stream.synchronize()
-        # context before engine before runtime: each depends on the next
-        for attr in ("_context", "_engine", "_runtime", "_dev_in", "_dev_out", "_host_in", "_host_out"):
+        if self._rtx:
+            self._save_runtime_cache()
+        # context before its runtime config and engine, engine before runtime: each depends on the next
+        for attr in ("_context", "_runtime_config", "_runtime_cache", "_engine", "_runtime", "_dev_in", "_dev_out", "_host_in", "_host_out"):
             if hasattr(self, attr):
                 delattr(self, attr)
         self.cuda_stream = None

@@ -1,4 +1,4 @@
-"""`dacovid-export trt`: build a strongly typed TensorRT engine from an ONNX model (or print the trtexec line)."""
+"""`dacovid-export trt`: build a strongly typed TensorRT or TensorRT-RTX engine from an ONNX model (or print the trtexec line)."""
 
 from __future__ import annotations
 
@@ -38,7 +38,9 @@ def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
 @click.option("--workspace", type=float, default=4.0, show_default=True, help="TensorRT workspace limit in GiB.")
 @click.option("--opt-level", type=int, default=3, show_default=True, help="Builder optimization level 0-5 (higher: slower build, maybe faster engine).")
 @click.option("--timing-cache", type=click.Path(path_type=Path, dir_okay=False), help="Timing cache file, read if present and saved after the build (one per GPU type).")
-@click.option("--hardware-compatible", is_flag=True, help="Engine that runs on any Ampere or newer GPU (compute capability >= 8.0); may be slower.")
+@click.option("--hardware-compatible", is_flag=True, help="TensorRT: engine that runs on any Ampere or newer GPU (compute capability >= 8.0); may be slower.")
+@click.option("--runtime", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default="auto", show_default=True, help="tensorrt: TensorRT 10.8+/11.x, builds on the GPU it targets (data-centre GPUs, Turing). tensorrt-rtx: TensorRT for RTX GPUs, builds without a GPU. auto: TensorRT where it is installed and a GPU is visible, else TensorRT-RTX.")
+@click.option("--target-cc", default=None, metavar="CC[,CC...]", help="TensorRT-RTX: compute capabilities to compile for, e.g. 8.6,8.9,12.0 (of 7.5, 8.0, 8.6, 8.9, 12.0, 12.1)  [default: TensorRT-RTX's own set, 8.0/8.6/8.9/12.0+].")
 @click.option("--print-trtexec", is_flag=True, help="Only print the equivalent trtexec command (no TensorRT needed) and exit.")
 @click.option("--trt-major", type=click.Choice(["10", "11"]), default=None, help="With --print-trtexec: flags for this TensorRT major version [default: the installed one, else both].")
 @handle_errors
@@ -56,15 +58,19 @@ def trt(
     opt_level: int,
     timing_cache: Path | None,
     hardware_compatible: bool,
+    runtime: str,
+    target_cc: str | None,
     print_trtexec: bool,
     trt_major: str | None,
 ) -> None:
     """Build a TensorRT engine from MODEL.onnx as a strongly typed network.
 
     The precision comes from the ONNX graph, never from builder flags (TensorRT 11
-    has none): an FP32 ONNX with --fp16/--int8 first becomes the FP16/INT8 ONNX
-    (written beside the engine), which is then built. Works with TensorRT 10.8+
-    and 11.x; needs an NVIDIA GPU.
+    and TensorRT-RTX have none): an FP32 ONNX with --fp16/--int8 first becomes the
+    FP16/INT8 ONNX (written beside the engine), which is then built. TensorRT
+    10.8+/11.x builds on the GPU the engine is for; TensorRT-RTX builds on any
+    machine and compiles kernels on the RTX GPU at first run. The precision
+    TensorRT's parser gave each node is printed and kept in OUTPUT.json.
     """
     from dacovid_export.engine_build import EngineBuildConfig
     from dacovid_export.errors import UserInputError
@@ -78,9 +84,16 @@ def trt(
         opt_level=opt_level,
         timing_cache=timing_cache,
         hardware_compatible=hardware_compatible,
+        runtime=runtime,
+        target_cc=_target_cc(target_cc),
     )
     if trt_major is not None and not print_trtexec:
         raise UserInputError("--trt-major only applies to --print-trtexec (a build uses the installed TensorRT)")
+    if print_trtexec and runtime == "tensorrt-rtx":
+        raise UserInputError(
+            "--print-trtexec prints TensorRT's trtexec command; TensorRT-RTX has its own tool (tensorrt_rtx): "
+            "drop --runtime tensorrt-rtx, or drop --print-trtexec"
+        )
     if print_trtexec:
         _print_trtexec(model, output, config, int(trt_major) if trt_major else None)
         return
@@ -91,17 +104,29 @@ def trt(
         model, output, config, calib_data=calib_data, log=lambda line: click.echo(line, err=True), progress=True
     )
     meta = result.metadata
+    if meta.runtime == "tensorrt-rtx":
+        target = f"for compute capabilities {', '.join(meta.compute_capabilities)}"
+    else:
+        target = f"{meta.gpu_name} cc {meta.compute_capability_str}{', ampere+' if meta.hardware_compatible else ''}"
     click.echo(
         f"wrote {result.engine_path} ({meta.engine_bytes / 2**20:.1f} MiB, {meta.precision}, batch "
-        f"{meta.min_batch}..{meta.max_batch} opt {meta.opt_batch}, TensorRT {meta.tensorrt_version}, "
-        f"{meta.gpu_name} cc {meta.compute_capability_str}{', ampere+' if meta.hardware_compatible else ''})"
+        f"{meta.min_batch}..{meta.max_batch} opt {meta.opt_batch}, {meta.runtime_label}, {target})"
     )
+    for line in result.layer_precisions.table_lines():
+        click.echo(line)
+    click.echo(f"loaded here: {result.verified}")
     click.echo(f"metadata {result.metadata_path}")
     if result.converted_onnx is not None:
         click.echo(f"built from {result.converted_onnx} (precision step from {model})")
     if result.timing_cache is not None:
         click.echo(f"timing cache {result.timing_cache}")
     click.echo(f"total {result.total_seconds:.1f} s")
+
+
+def _target_cc(text: str | None) -> tuple[str, ...]:
+    if text is None:
+        return ()
+    return tuple(part.strip() for part in text.split(",") if part.strip()) or (text,)
 
 
 def _print_trtexec(model: Path, output: Path, config: "EngineBuildConfig", trt_major: int | None) -> None:

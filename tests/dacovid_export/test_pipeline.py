@@ -15,14 +15,17 @@ from dacovid_export.pipeline import EMBEDDED_NOTICE, PipelineConfig
 SPEC_KEYS = ("artifact", "backend", "precision", "batch", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput_ips")
 
 
-def _tensorrt_importable() -> bool:
-    try:
-        from dacovid_export.tensorrt_api import import_tensorrt
+def _any_tensorrt_installed() -> bool:
+    from dacovid_export.tensorrt_api import installed_runtimes
 
-        import_tensorrt()
-    except MissingDependencyError:
-        return False
-    return True
+    return bool(installed_runtimes())
+
+
+def _rtx_builds_here() -> bool:
+    from dacovid_export.tensorrt_api import cuda_visible, installed_runtimes
+
+    found = installed_runtimes()
+    return "tensorrt-rtx" in found and not ("tensorrt" in found and cuda_visible())
 
 
 @pytest.fixture(scope="module")
@@ -82,14 +85,34 @@ def test_report_json_holds_bench_parity_and_provenance(embedded_run) -> None:
     assert "ONNX Runtime FP32 vs PyTorch eager FP32" in comparisons
 
 
-@pytest.mark.skipif(_tensorrt_importable(), reason="TensorRT is installed here")
+@pytest.mark.skipif(_any_tensorrt_installed(), reason="TensorRT or TensorRT-RTX is installed here")
 def test_engines_are_skipped_with_the_reason(embedded_run) -> None:
-    out, _ = embedded_run
+    out, result = embedded_run
     report = json.loads((out / "report.json").read_text())
     (skip,) = [s for s in report["skipped"] if s["step"] == "TensorRT engines"]
     assert "TensorRT" in skip["reason"] and "pip install" in skip["reason"]
     assert "skipped **TensorRT engines**" in (out / "report.md").read_text()
     assert not list(out.glob("*.engine"))
+
+
+@pytest.mark.skipif(not _rtx_builds_here(), reason="needs TensorRT-RTX installed, without TensorRT and a GPU")
+def test_rtx_engines_are_built_and_described_without_a_gpu(embedded_run) -> None:
+    """TensorRT-RTX builds without a GPU: engines, sizes and precision tables are reported; running them is skipped."""
+    out, result = embedded_run
+    report = json.loads((out / "report.json").read_text())
+    for precision in ("fp32", "fp16", "int8"):
+        assert (out / f"model.{precision}.engine").is_file()
+        entry = report["export"][f"engine_{precision}"]
+        assert entry["runtime"].startswith("TensorRT-RTX") and entry["size_bytes"] > 0
+        assert entry["precision_counts"]["attention_fp32"] == entry["precision_counts"]["attention_nodes"] == 6
+        assert "not loaded: no GPU here" in entry["loaded_here"]
+        (skip,) = [s for s in report["skipped"] if s["step"] == f"parity and latency of the {precision} engine"]
+        assert "no CUDA GPU is visible" in skip["reason"]
+    assert report["export"]["engine_int8"]["precision_counts"]["convolutions_int8"] == 58
+    md = (out / "report.md").read_text()
+    assert "## Engines" in md and "convolutions fed by INT8 Q/DQ: 58/58" in md
+    # the engines were left out of parity, so the ONNX models alone decide the verdict
+    assert {Path(m["path"]).suffix for m in report["parity"]["models"]} == {".onnx"}
 
 
 # ------------------------------------------------------------------ up-front errors

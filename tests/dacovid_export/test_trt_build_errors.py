@@ -50,7 +50,7 @@ def test_cli_without_tensorrt_one_line_exit_2_no_file(tiny_fp32_onnx: Path, tmp_
     out.parent.mkdir()
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     proc = subprocess.run(
-        [sys.executable, "-m", "dacovid_export", "trt", str(tiny_fp32_onnx), "--fp32", "-o", str(out)],
+        [sys.executable, "-m", "dacovid_export", "trt", str(tiny_fp32_onnx), "--fp32", "-o", str(out), "--runtime", "tensorrt"],
         capture_output=True, text=True, env=env, timeout=300,
     )
     assert proc.returncode == 2, proc.stderr
@@ -66,7 +66,7 @@ def test_cli_without_tensorrt_one_line_exit_2_no_file(tiny_fp32_onnx: Path, tmp_
 def test_fp16_from_fp32_without_tensorrt_writes_nothing(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     """The environment is checked before the (slow) precision step, so no FP16 ONNX appears either."""
     out = tmp_path / "tiny.fp16.engine"
-    result = CliRunner().invoke(cli, ["trt", str(tiny_fp32_onnx), "--fp16", "-o", str(out)])
+    result = CliRunner().invoke(cli, ["trt", str(tiny_fp32_onnx), "--fp16", "-o", str(out), "--runtime", "tensorrt"])
     assert result.exit_code == 2
     assert "dacovid-export[trt]" in result.output
     assert _listing(tmp_path) == []
@@ -142,7 +142,7 @@ def test_missing_or_foreign_onnx(tmp_path: Path) -> None:
 @needs_missing_trt
 def test_library_raises_missing_dependency(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     with pytest.raises(MissingDependencyError, match=r"dacovid-export\[trt\]"):
-        build_engine(tiny_fp32_onnx, tmp_path / "t.engine", EngineBuildConfig(precision="fp32"), progress=False)
+        build_engine(tiny_fp32_onnx, tmp_path / "t.engine", EngineBuildConfig(precision="fp32", runtime="tensorrt"), progress=False)
     assert _listing(tmp_path) == []
 
 

@@ -147,7 +147,7 @@ def test_other_tensorrt_version(engine: Path) -> None:
     assert "compute capability" not in text  # only the thing that differs is named
     command = text.split("rebuild it here with: ", 1)[1]
     assert shlex.split(command) == [
-        "dacovid-export", "trt", "models/tiny.fp16.onnx", "--fp16", "-o", str(engine),
+        "dacovid-export", "trt", "models/tiny.fp16.onnx", "--fp16", "-o", str(engine), "--runtime", "tensorrt",
         "--min-batch", "1", "--opt-batch", "4", "--max-batch", "8", "--workspace", "4", "--opt-level", "3",
     ]
     with pytest.raises(IncompatibleArtifactError, match="10.9.0.34 is installed"):
