@@ -401,7 +401,7 @@ def _build_on_device(
 ) -> EngineBuildResult:
     from dacovid_export.engine_network import parse_onnx, read_layer_precisions
     from dacovid_export.tensorrt_api import get_logger, is_rtx, make_progress_monitor, parse_version
-    from dacovid_export.trtexec import TRTEXEC_MAJORS, trtexec_command
+    from dacovid_export.trtexec import TRTEXEC_MAJORS
 
     rtx = is_rtx(trt)
     logger, tlog = get_logger(trt)
@@ -450,21 +450,7 @@ def _build_on_device(
             if not rtx:
                 # flags are known for 10.x and 11.x; a newer major records the 11.x form
                 major = min(parse_version(str(trt.__version__))[0], TRTEXEC_MAJORS[-1])
-                trtexec = trtexec_command(
-                    source,
-                    output,
-                    trt_major=major,
-                    input_name=info.input_name,
-                    image_size=chw[1],
-                    channels=chw[0],
-                    min_batch=config.min_batch,
-                    opt_batch=config.opt_batch,  # type: ignore[arg-type]
-                    max_batch=config.max_batch,
-                    workspace_gib=config.workspace_gib,
-                    opt_level=config.opt_level,
-                    timing_cache=config.timing_cache,
-                    hardware_compatible=config.hardware_compatible,
-                )
+                trtexec = _trtexec_for(source, output, config, major, info.input_name, chw[1], chw[0])
             metadata = _engine_metadata(
                 trt, gpu, info, source, output, config, shapes, io, blob, phases, trtexec, targets, precisions, verified
             )
@@ -488,6 +474,29 @@ def _build_on_device(
         trtexec=trtexec,
         layer_precisions=precisions,
         verified=verified,
+    )
+
+
+def _trtexec_for(
+    source: Path, output: Path, config: EngineBuildConfig, major: int, input_name: str, image_size: int, channels: int = 3
+) -> list[str]:
+    """The trtexec argv of TensorRT ``major`` that builds what ``config`` asks for."""
+    from dacovid_export.trtexec import trtexec_command
+
+    return trtexec_command(
+        source,
+        output,
+        trt_major=major,
+        input_name=input_name,
+        image_size=image_size,
+        channels=channels,
+        min_batch=config.min_batch,
+        opt_batch=config.opt_batch,  # type: ignore[arg-type]
+        max_batch=config.max_batch,
+        workspace_gib=config.workspace_gib,
+        opt_level=config.opt_level,
+        timing_cache=config.timing_cache,
+        hardware_compatible=config.hardware_compatible,
     )
 
 
@@ -775,7 +784,7 @@ def trtexec_equivalent(
     """
     from dacovid_export.onnx_metadata import read_onnx_info
     from dacovid_export.tensorrt_api import installed_tensorrt_version, parse_version
-    from dacovid_export.trtexec import TRTEXEC_MAJORS, trtexec_command
+    from dacovid_export.trtexec import TRTEXEC_MAJORS
 
     onnx_path, output = Path(onnx_path), Path(output)
     _check_paths(onnx_path, output)
@@ -798,20 +807,7 @@ def trtexec_equivalent(
     return [
         (
             major,
-            trtexec_command(
-                source,
-                output,
-                trt_major=major,  # type: ignore[arg-type]
-                input_name=info.input_name,
-                image_size=info.image_size,
-                min_batch=config.min_batch,
-                opt_batch=config.opt_batch,  # type: ignore[arg-type]
-                max_batch=config.max_batch,
-                workspace_gib=config.workspace_gib,
-                opt_level=config.opt_level,
-                timing_cache=config.timing_cache,
-                hardware_compatible=config.hardware_compatible,
-            ),
+            _trtexec_for(source, output, config, major, info.input_name, info.image_size),  # type: ignore[arg-type]
         )
         for major in majors
     ]

@@ -138,25 +138,30 @@ def check_tensorrt_version(version: str) -> tuple[int, ...]:
     return parsed
 
 
+def _import_library(name: str, label: str, purpose: str, hint: str) -> tuple[ModuleType, str]:
+    """Import ``name`` (``tensorrt`` or ``tensorrt_rtx``); its module and version, or one line naming the extra."""
+    import importlib
+
+    try:
+        trt = importlib.import_module(name)
+    except (ImportError, OSError) as exc:
+        # OSError: the Python bindings are there but the shared library could not be loaded
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise MissingDependencyError(f"{label} is not available (needed to {purpose}): {hint}. Import error: {first}") from exc
+    version = getattr(trt, "__version__", None)
+    if not isinstance(version, str):
+        raise MissingDependencyError(f"the installed {name!r} package has no version (a stub or a broken install): {hint}")
+    return trt, version
+
+
 def import_tensorrt() -> ModuleType:
     """The ``tensorrt`` module, checked against the version policy.
 
     Raises :class:`MissingDependencyError` (one line, naming the ``[trt]`` extra)
     when TensorRT is missing, its libraries cannot be loaded, or it is too old.
     """
-    try:
-        import tensorrt as trt  # noqa: PLC0415 - the project's single TensorRT import
-    except (ImportError, OSError) as exc:
-        # OSError: the Python bindings are there but libnvinfer could not be loaded
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MissingDependencyError(
-            f"TensorRT is not available (needed to build and run engines): {TRT_INSTALL_HINT}. Import error: {first}"
-        ) from exc
-    version = getattr(trt, "__version__", None)
-    if not isinstance(version, str):
-        raise MissingDependencyError(
-            f"the installed 'tensorrt' package has no version (a stub or a broken install): {TRT_INSTALL_HINT}"
-        )
+    # the project's single TensorRT import
+    trt, version = _import_library("tensorrt", "TensorRT", "build and run engines", TRT_INSTALL_HINT)
     parsed = check_tensorrt_version(version)
     if parsed[0] not in SUPPORTED_TRT_MAJORS and not _WARNED_NEWER:
         _warn_newer(version)
@@ -205,17 +210,8 @@ def import_tensorrt_rtx() -> ModuleType:
     Raises :class:`MissingDependencyError` (one line, naming the ``[rtx]`` extra)
     when it is missing, its libraries cannot be loaded, or it is too old.
     """
-    try:
-        import tensorrt_rtx as trt  # noqa: PLC0415 - the project's single TensorRT-RTX import
-    except (ImportError, OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MissingDependencyError(
-            f"TensorRT-RTX is not available (needed to build TensorRT-RTX engines): {RTX_INSTALL_HINT}. "
-            f"Import error: {first}"
-        ) from exc
-    version = getattr(trt, "__version__", None)
-    if not isinstance(version, str):
-        raise MissingDependencyError(f"the installed 'tensorrt_rtx' package has no version (a broken install): {RTX_INSTALL_HINT}")
+    # the project's single TensorRT-RTX import
+    trt, version = _import_library("tensorrt_rtx", "TensorRT-RTX", "build TensorRT-RTX engines", RTX_INSTALL_HINT)
     if parse_version(version)[:2] < MIN_RTX_VERSION:
         raise MissingDependencyError(
             f"TensorRT-RTX {version} is installed but dacovid-export needs >= {format_version(MIN_RTX_VERSION)} "

@@ -212,6 +212,12 @@ def write_triton_repository(
 
         meta = read_engine_metadata(model_path)
         info = engine_artifact_info(meta, model_path)
+        if meta.runtime == "tensorrt-rtx":
+            # Triton's tensorrt_plan backend links TensorRT, which cannot deserialize a TensorRT-RTX engine
+            raise UserInputError(
+                f"{str(model_path)!r} is a TensorRT-RTX engine, and Triton's TensorRT backend runs TensorRT engines "
+                "only: build one with 'dacovid-export trt ... --runtime tensorrt' on the serving GPU, or serve the ONNX model"
+            )
         if kind == "cpu":
             raise UserInputError("a TensorRT engine runs on a GPU only: drop --kind cpu (it is for ONNX models)")
         if meta.min_batch != 1:

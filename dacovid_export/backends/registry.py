@@ -39,7 +39,14 @@ def backend_class(backend: str) -> type[Backend]:
     if backend == "tensorrt":
         # the engine's sidecar names its runtime (TensorRT or TensorRT-RTX): the backend imports that one on load
         from dacovid_export.backends.tensorrt_backend import TensorRTBackend
+        from dacovid_export.errors import MissingDependencyError
+        from dacovid_export.tensorrt_api import RTX_INSTALL_HINT, TRT_INSTALL_HINT, installed_runtimes
 
+        if not installed_runtimes():
+            raise MissingDependencyError(
+                f"neither TensorRT nor TensorRT-RTX is installed (needed to run engines): {TRT_INSTALL_HINT}, "
+                f"or {RTX_INSTALL_HINT}"
+            )
         return TensorRTBackend
     raise UserInputError(f"unknown backend {backend!r}: use 'auto' or one of {', '.join(BACKEND_NAMES)}")
 

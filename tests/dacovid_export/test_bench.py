@@ -238,16 +238,13 @@ def test_unknown_artifact_type(tmp_path: Path) -> None:
 
 
 def _tensorrt_importable() -> bool:
-    try:
-        from dacovid_export.tensorrt_api import import_tensorrt
+    """TensorRT or TensorRT-RTX is installed: the engine backend has a library to load engines with."""
+    from dacovid_export.tensorrt_api import installed_runtimes
 
-        import_tensorrt()
-    except MissingDependencyError:
-        return False
-    return True
+    return bool(installed_runtimes())
 
 
-@pytest.mark.skipif(_tensorrt_importable(), reason="TensorRT is installed here")
+@pytest.mark.skipif(_tensorrt_importable(), reason="TensorRT or TensorRT-RTX is installed here")
 def test_tensorrt_backend_missing_is_a_dependency_error(toy_onnx: Path) -> None:
     with pytest.raises(MissingDependencyError, match="tensorrt"):
         run_benchmark([toy_onnx], BenchConfig(backend="tensorrt", **FAST))
@@ -327,7 +324,7 @@ def test_cli_unknown_backend_is_one_line_exit_2(toy_onnx: Path) -> None:
     assert "nosuch" in _one_line_error(result)
 
 
-@pytest.mark.skipif(_tensorrt_importable(), reason="TensorRT is installed here")
+@pytest.mark.skipif(_tensorrt_importable(), reason="TensorRT or TensorRT-RTX is installed here")
 def test_cli_tensorrt_not_installed_is_one_line_exit_2(toy_onnx: Path) -> None:
     from dacovid_export.cli.bench_cmd import bench
 

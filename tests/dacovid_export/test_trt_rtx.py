@@ -281,3 +281,10 @@ def test_runtime_cache_is_written_and_reused(engines: dict[str, Path]) -> None:
         with open_backend(engines["fp16"]) as engine:
             engine.run(sample_batch(engine.info.preprocessing, 1, seed=0))
         assert cache.is_file() and cache.stat().st_size > 0
+
+
+def test_triton_refuses_rtx_engines(engines: dict[str, Path], tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["triton", str(engines["fp16"]), "--repo", str(tmp_path / "repo")])
+    assert result.exit_code == 2
+    assert "TensorRT-RTX engine" in result.output and "--runtime tensorrt" in result.output
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").rglob("*.plan"))
