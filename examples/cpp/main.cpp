@@ -108,6 +108,12 @@ struct Sidecar {
 Sidecar read_sidecar(const std::string& path) {
     const jsonlite::Value v = jsonlite::parse(read_file(path));
     if (v["format"].str() != "dacovid-engine") throw std::runtime_error("'" + path + "' is not a dacovid-export engine sidecar");
+    const jsonlite::Value* runtime = v.find("runtime");
+    if (runtime != nullptr && runtime->str() == "tensorrt-rtx") {
+        // this client links TensorRT (nvinfer), which cannot load a TensorRT-RTX engine
+        throw std::runtime_error("'" + path + "' describes a TensorRT-RTX engine; this example links TensorRT: build a "
+                                 "TensorRT engine with 'dacovid-export trt ... --runtime tensorrt'");
+    }
     Sidecar s;
     s.tensorrt_version = v["tensorrt_version"].str();
     const std::string cc = v["gpu"]["compute_capability"].str();
