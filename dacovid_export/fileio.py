@@ -198,7 +198,8 @@ def _probe_folder(folder: Path, target: Path, label: str | None) -> None:
     try:
         fd, name = tempfile.mkstemp(prefix=".dacovid-write-test.", dir=folder)
     except OSError as exc:
-        raise _unwritable(target, exc, label) from exc
+        where = f"{label} {str(target)!r}" if label else repr(str(target))
+        raise UserInputError(f"cannot write {where}: no file can be created in {str(folder)!r} ({_reason(exc)})") from exc
     os.close(fd)
     os.unlink(name)
 
@@ -225,8 +226,9 @@ def check_outputs(
         out = Path(out)
         for source in protected:
             if out.exists() and same_file(out, source):
+                alias = "" if str(source) == str(out) else f" ({str(source)!r})"
                 raise UserInputError(
-                    f"{label} {str(out)!r} is an input of this command ({str(source)!r}); writing it would destroy "
+                    f"{label} {str(out)!r} is an input of this command{alias}; writing it would destroy "
                     "that input: choose another output path"
                 )
         if out.is_dir():

@@ -39,7 +39,7 @@ import numpy as np
 from dacovid_export.artifact import ArtifactInfo, artifact_kind, read_artifact_info
 from dacovid_export.backends.base import Backend
 from dacovid_export.errors import CheckFailedError, UserInputError
-from dacovid_export.fileio import sha256_file
+from dacovid_export.fileio import same_file, sha256_file
 from dacovid_export.metrics import classification_report
 from dacovid_export.parity_report import CheckResult, ModelParity, ParityReport, ReferenceResult
 
@@ -345,6 +345,12 @@ def run_parity(
         raise UserInputError(
             f"--checkpoint {str(checkpoint)!r} is a {artifact_kind(checkpoint)}; the reference must be a PyTorch checkpoint (.pt)"
         )
+    for model in models:
+        if Path(model).exists() and same_file(model, checkpoint):
+            raise UserInputError(
+                f"model {str(model)!r} is the checkpoint itself: comparing it with itself proves nothing; "
+                "give the exported .onnx/.engine files"
+            )
     with contextlib.ExitStack() as stack:
         # the reference's own metadata (read once, with the weights) is what models must match
         reference = stack.enter_context(TorchBackend(checkpoint, device=resolve_device(device, "torch")))

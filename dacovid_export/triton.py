@@ -28,7 +28,14 @@ from typing import Any
 
 from dacovid_export.artifact import ArtifactInfo, artifact_kind
 from dacovid_export.errors import UserInputError
-from dacovid_export.fileio import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+from dacovid_export.fileio import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    check_outputs,
+    sha256_file,
+    verify_sha256,
+)
 
 __all__ = ["TRITON_KINDS", "DEFAULT_ONNX_MAX_BATCH", "write_triton_repository", "triton_config_text"]
 
@@ -196,9 +203,14 @@ def write_triton_repository(
         )
     if not model_path.is_file():
         raise UserInputError(f"{file_kind} {str(model_path)!r} does not exist or is not a file")
-    if repo_dir.exists() and not repo_dir.is_dir():
-        raise UserInputError(f"repository {str(repo_dir)!r} exists and is not a folder")
     model_dir = repo_dir / name
+    # before any reading: the repository must be writable and no file of it may be the model itself
+    check_outputs(
+        inputs=[model_path],
+        files={"repository file": model_dir / "config.pbtxt", "repository model": model_dir / "1" / "model.plan",
+               "repository ONNX": model_dir / "1" / "model.onnx"},
+        folders={"--repo": repo_dir},
+    )
     if (model_dir / "config.pbtxt").exists() and not overwrite:
         raise UserInputError(
             f"{str(model_dir)!r} already holds a Triton model: choose another --name or pass --overwrite to replace it"
@@ -208,7 +220,7 @@ def write_triton_repository(
     metadata_doc: dict[str, Any]
     extra_files: list[str] = []
     if file_kind == "engine":
-        from dacovid_export.engine_metadata import engine_artifact_info, read_engine_metadata
+        from dacovid_export.engine_metadata import engine_artifact_info, read_engine_metadata, sidecar_path
 
         meta = read_engine_metadata(model_path)
         info = engine_artifact_info(meta, model_path)
@@ -229,7 +241,10 @@ def write_triton_repository(
         platform, filename = "tensorrt_plan", "model.plan"
         input_type, output_type = _TRITON_DTYPES[meta.input_dtype], _TRITON_DTYPES[meta.output_dtype]
         preferred = sorted({b for b in (meta.opt_batch, batch) if 1 < b <= batch})
-        parameters = _common_parameters(info, meta.engine_sha256)
+        # the sidecar's hash is recorded as the plan's, so the plan must be the bytes that hash describes
+        parameters = _common_parameters(
+            info, verify_sha256(model_path, meta.engine_sha256, recorded_in=f"its sidecar {sidecar_path(model_path).name!r}")
+        )
         parameters.update(
             {
                 "dacovid_tensorrt_version": meta.tensorrt_version,

@@ -66,9 +66,11 @@ def bench(
     CPU work with a monotonic clock. Percentiles follow trtexec (nearest rank).
     """
     from dacovid_export.benchmark import BenchConfig, parse_int_list, run_benchmark
+    from dacovid_export.fileio import check_outputs
 
     if plot_out is not None and plot_out.suffix.lower() != ".png":
         raise UserInputError(f"--plot {str(plot_out)!r}: the plot is a PNG; give a path ending in .png")
+    check_outputs(inputs=artifacts, files={"--json": json_out, "--csv": csv_out, "--plot": plot_out})
     config = BenchConfig(
         backend=backend,
         device=device,
