@@ -220,10 +220,12 @@ def check_outputs(
     for item in inputs:
         if item is not None and Path(item).exists():
             protected.extend(p for p in companion_files(item) if p.exists())
-    for label, out in (files or {}).items():
-        if out is None:
-            continue
-        out = Path(out)
+    named = [(label, Path(out)) for label, out in (files or {}).items() if out is not None]
+    for i, (label, out) in enumerate(named):
+        for other_label, other in named[:i]:
+            if os.path.abspath(out) == os.path.abspath(other) or (out.exists() and same_file(out, other)):
+                raise UserInputError(f"{other_label} and {label} name the same file {str(out)!r}: give each output its own path")
+    for label, out in named:
         for source in protected:
             if out.exists() and same_file(out, source):
                 alias = "" if str(source) == str(out) else f" ({str(source)!r})"
