@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dacovid_export.errors import DacovidError, UserInputError
-from dacovid_export.fileio import atomic_path, atomic_write_bytes, sha256_file
+from dacovid_export.fileio import atomic_path, atomic_write_bytes, check_outputs, sha256_file
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -271,6 +271,10 @@ def build_engine(
     # every user error first (paths, metadata, precision, calibration), then the environment, then slow work
     _check_paths(onnx_path, output)
     calib_dir = _check_calib_dir(calib_data)
+    check_outputs(
+        inputs=[onnx_path, calib_dir],
+        files={"output": output, "metadata": output.with_name(output.name + ".json"), "--timing-cache": config.timing_cache},
+    )
     from dacovid_export.onnx_metadata import read_onnx_info
 
     info = read_onnx_info(onnx_path)
