@@ -21,6 +21,7 @@ import glob
 import hashlib
 import json
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -49,6 +50,9 @@ PathLike = str | os.PathLike[str]
 # A file in every scratch folder: what it is, and the pid of the run that made it
 SCRATCH_MARKER = "DACOVID-SCRATCH-NOT-AN-ARTIFACT"
 _SCRATCH_INFIX = ".scratch-"
+# atomic_path's temporary file: ".<name>.partial-<pid>-<random>.tmp<suffix>"
+_PARTIAL_INFIX = ".partial-"
+_PARTIAL_RE = re.compile(r"^\..+\.partial-(\d+)-[^.]*\.tmp(\.[^.]*)?$")
 
 
 def _reason(exc: OSError) -> str:
@@ -74,7 +78,10 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
     target = Path(target)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+        _sweep_partial(target)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.name}{_PARTIAL_INFIX}{os.getpid()}-", suffix=f".tmp{target.suffix}", dir=target.parent
+        )
         os.close(fd)
     except OSError as exc:
         raise _unwritable(target, exc) from exc
@@ -95,6 +102,15 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             if tmp.exists():
                 tmp.unlink()
+
+
+def _sweep_partial(target: Path) -> None:
+    """Remove temporary files a killed writer left for ``target`` (their pid, in the name, is gone)."""
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}{_PARTIAL_INFIX}*"):
+        match = _PARTIAL_RE.match(leftover.name)
+        if match and leftover.is_file() and not _alive(int(match.group(1))):
+            with contextlib.suppress(OSError):
+                leftover.unlink()
 
 
 def _umask() -> int:
@@ -311,7 +327,12 @@ def _alive(pid: int | None) -> bool:
 
 
 def refuse_scratch(path: PathLike) -> None:
-    """:class:`UserInputError` when ``path`` lies in a scratch folder: an unfinished run's unverified file."""
+    """:class:`UserInputError` when ``path`` is an unfinished run's file: in a scratch folder, or a partial write."""
+    if _PARTIAL_RE.match(Path(path).name):
+        raise UserInputError(
+            f"{str(path)!r} is the temporary file of an unfinished dacovid-export write, never verified: it is not an "
+            "artifact; delete it (the next write to the same output removes it too)"
+        )
     for parent in Path(os.path.abspath(path)).parents:
         if (parent / SCRATCH_MARKER).is_file():
             raise UserInputError(

@@ -277,7 +277,7 @@ def test_an_allocation_failure_is_one_line(exc: BaseException) -> None:
 
 
 def test_scratch_of_a_killed_export_is_marked_refused_and_swept(work: Path, tmp_path: Path) -> None:
-    from dacovid_export.fileio import SCRATCH_MARKER, scratch_dir
+    from dacovid_export.fileio import SCRATCH_MARKER, atomic_write_bytes, scratch_dir
     from dacovid_export.runtime import Predictor
 
     out = tmp_path / "out" / "m8.onnx"
@@ -302,6 +302,14 @@ def test_scratch_of_a_killed_export_is_marked_refused_and_swept(work: Path, tmp_
     with scratch_dir(out) as fresh:  # the next run to the same output
         assert not scratch.exists() and fresh.exists()
     assert sorted(p.name for p in out.parent.iterdir()) == []
+
+    # the same for the temporary file of a single atomic write killed midway
+    partial = out.parent / f".{out.name}.partial-{proc.pid}-k1ll3d.tmp.onnx"
+    shutil.copyfile(work / "toy.onnx", partial)
+    with pytest.raises(UserInputError, match="unfinished dacovid-export write"):
+        Predictor.from_path(partial, device="cpu")
+    atomic_write_bytes(out, b"next run's output")
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
 
 
 # --------------------------------------------------------------------- 7. trust
