@@ -76,16 +76,19 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
     :class:`UserInputError` naming ``target`` and the reason.
     """
     target = Path(target)
+    created: list[Path] = []
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        created = _make_folders(target.parent)
         _sweep_partial(target)
         fd, tmp_name = tempfile.mkstemp(
             prefix=f".{target.name}{_PARTIAL_INFIX}{os.getpid()}-", suffix=f".tmp{target.suffix}", dir=target.parent
         )
         os.close(fd)
     except OSError as exc:
+        _remove_empty(created)
         raise _unwritable(target, exc) from exc
     tmp = Path(tmp_name)
+    done = False
     try:
         try:
             yield tmp
@@ -94,6 +97,7 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
             if tmp.exists():
                 os.chmod(tmp, 0o666 & ~_umask())
             os.replace(tmp, target)
+            done = True
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EACCES, errno.EPERM, errno.EROFS, errno.EDQUOT, errno.EISDIR, errno.ENOTDIR):
                 raise _unwritable(target, exc) from exc
@@ -102,6 +106,28 @@ def atomic_path(target: PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             if tmp.exists():
                 tmp.unlink()
+        if not done:
+            _remove_empty(created)
+
+
+def _make_folders(folder: Path) -> list[Path]:
+    """``mkdir -p folder``; returns the folders it created, deepest first, so a failed write can take them back."""
+    missing = []
+    probe = Path(os.path.abspath(folder))
+    while not probe.exists() and probe != probe.parent:
+        missing.append(probe)
+        probe = probe.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    return missing
+
+
+def _remove_empty(created: list[Path]) -> None:
+    """Remove folders this run created that are still empty: bad input leaves no empty output folders."""
+    for folder in created:  # deepest first
+        try:
+            folder.rmdir()
+        except OSError:
+            return  # not empty (another write landed there) or gone: keep it and its parents
 
 
 def _sweep_partial(target: Path) -> None:
@@ -277,8 +303,9 @@ def scratch_dir(output: PathLike) -> Iterator[Path]:
     what it is, and :func:`refuse_scratch` keeps its files from being used as artifacts.
     """
     output = Path(output)
+    created: list[Path] = []
     try:
-        output.parent.mkdir(parents=True, exist_ok=True)
+        created = _make_folders(output.parent)
         _sweep_scratch(output)
         folder = Path(tempfile.mkdtemp(prefix=f".{output.name}{_SCRATCH_INFIX}", dir=output.parent))
         (folder / SCRATCH_MARKER).write_text(
@@ -287,11 +314,14 @@ def scratch_dir(output: PathLike) -> Iterator[Path]:
             encoding="utf-8",
         )
     except OSError as exc:
+        _remove_empty(created)
         raise _unwritable(output, exc) from exc
     try:
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+        # on success the output now sits in those folders, so this only removes them after a failure
+        _remove_empty(created)
 
 
 def _sweep_scratch(output: Path) -> None:

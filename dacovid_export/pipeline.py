@@ -317,10 +317,15 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
 
     # writable, and no input in its place, before minutes of work; the folder itself appears with the first file
     check_outputs(inputs=[config.checkpoint, config.images, config.calib_data], folders={"--out": out})
+    # empty or too small image sets are said now, not after minutes of export
+    if config.images is not None:
+        from dacovid_export.image_folder import labelled_images
+
+        labelled_images(config.images, part="val")
     if config.calib_data is not None:
         from dacovid_export.calibration.data import find_calibration_images
 
-        find_calibration_images(config.calib_data)  # empty or too small: said now, not after the FP32 export
+        find_calibration_images(config.calib_data)
     log = _Log(config.progress, total=7)
     skipped: list[dict[str, str]] = []
     failed: list[dict[str, str]] = []

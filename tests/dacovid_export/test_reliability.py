@@ -394,3 +394,15 @@ def test_a_checkpoint_that_would_run_code_gets_the_friendly_message(work: Path, 
 
 def test_check_refuses_the_checkpoint_as_its_own_model(work: Path) -> None:
     _assert_one_line(_invoke(["check", f"{work}/./tiny.pt", "--checkpoint", work / "tiny.pt"]), "checkpoint itself")
+
+
+def test_bad_input_leaves_no_empty_output_folder(tmp_path: Path) -> None:
+    from dacovid_export.fileio import atomic_path
+
+    (tmp_path / "empty").mkdir()
+    _assert_one_line(_invoke(["pipeline", "--out", tmp_path / "out", "--images", tmp_path / "empty", "--no-progress"]),
+                     "no class subfolders")
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "a" / "b" / "r.json"):
+            raise RuntimeError("the writer failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
