@@ -40,6 +40,7 @@ from dacovid_export.artifact import ArtifactInfo, artifact_kind, read_artifact_i
 from dacovid_export.backends.base import Backend
 from dacovid_export.errors import CheckFailedError, UserInputError
 from dacovid_export.fileio import same_file, sha256_file
+from dacovid_export.limits import check_batch_size
 from dacovid_export.metrics import classification_report
 from dacovid_export.parity_report import CheckResult, ModelParity, ParityReport, ReferenceResult
 
@@ -334,8 +335,7 @@ def run_parity(
 
     if not models:
         raise UserInputError("no models to check: give one or more .onnx/.engine files")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise UserInputError(f"batch_size={batch_size!r}: give an integer >= 1")
+    check_batch_size(batch_size, "batch_size")
     if images is None and (not isinstance(synthetic_count, int) or synthetic_count < 1):
         raise UserInputError(f"synthetic_count={synthetic_count!r}: give an integer >= 1")
     if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
