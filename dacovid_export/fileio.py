@@ -38,6 +38,7 @@ __all__ = [
     "atomic_write_json",
     "check_outputs",
     "companion_files",
+    "onnx_external_locations",
     "refuse_scratch",
     "same_file",
     "scratch_dir",
@@ -200,23 +201,33 @@ def same_file(a: PathLike, b: PathLike) -> bool:
 
 def companion_files(path: PathLike) -> list[Path]:
     """``path`` and the files that belong to it: an engine's JSON sidecar, an ONNX model's external data."""
+    from dacovid_export.artifact import artifact_kind
+
     path = Path(path)
     out = [path]
-    suffix = path.suffix.lower()
-    if suffix in (".engine", ".plan", ".trt"):
-        out.append(path.with_name(path.name + ".json"))
-    elif suffix == ".onnx" and path.is_file():
-        out.extend(path.parent / loc for loc in _onnx_external_locations(path))
+    try:
+        kind = artifact_kind(path)
+    except UserInputError:
+        kind = None  # a folder or another file: no companions
+    if kind == "engine":
+        from dacovid_export.engine_metadata import sidecar_path
+
+        out.append(sidecar_path(path))
+    elif kind == "onnx" and path.is_file():
+        from google.protobuf.message import Error as ProtobufError
+
+        try:
+            out.extend(path.parent / loc for loc in onnx_external_locations(path))
+        except (ProtobufError, OSError, ValueError, RuntimeError):
+            pass  # a damaged input is reported by its reader, in its own words
     return out
 
 
-def _onnx_external_locations(path: Path) -> list[str]:
-    try:
-        import onnx
+def onnx_external_locations(path: PathLike) -> list[str]:
+    """The external data files an ONNX model references, as written in it (relative to its folder)."""
+    import onnx
 
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception:  # noqa: BLE001  # a damaged input is reported by its reader, not here
-        return []
+    model = onnx.load(str(path), load_external_data=False)
     locations = set()
     for tensor in model.graph.initializer:
         if tensor.data_location == onnx.TensorProto.EXTERNAL:

@@ -33,6 +33,7 @@ from dacovid_export.fileio import (
     atomic_write_json,
     atomic_write_text,
     check_outputs,
+    onnx_external_locations,
     sha256_file,
     verify_sha256,
 )
@@ -127,16 +128,8 @@ def _copy_atomic(source: Path, target: Path) -> None:
 
 
 def _onnx_external_files(path: Path) -> list[str]:
-    """Locations (relative to the model's folder) of the external data files an ONNX model references."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    locations = set()
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    locations.add(entry.value)
+    """Locations (relative to the model's folder) of the external data files an ONNX model references, all present."""
+    locations = onnx_external_locations(path)
     for location in locations:
         if Path(location).is_absolute() or ".." in Path(location).parts:
             raise UserInputError(
@@ -144,7 +137,7 @@ def _onnx_external_files(path: Path) -> list[str]:
             )
         if not (path.parent / location).is_file():
             raise UserInputError(f"{str(path)!r} references the external data file {location!r}, which is missing")
-    return sorted(locations)
+    return locations
 
 
 def _validate(name: str, max_batch: int | None, instances: int, kind: str | None, max_queue_delay_us: int) -> None:

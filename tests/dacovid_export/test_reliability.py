@@ -87,7 +87,7 @@ def images_with_bomb(tmp_path_factory: pytest.TempPathFactory, bomb: Path) -> Pa
 @pytest.mark.parametrize(
     "case",
     ["bench --json model", "bench --json hardlink", "bench --json --csv same", "check --json checkpoint",
-     "check --json model", "onnx -o symlink to checkpoint", "triton repo holds the model"],
+     "check --json model", "bench --json engine sidecar", "onnx -o symlink to checkpoint", "triton repo holds the model"],
 )
 def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: str) -> None:
     folder = tmp_path / "w"
@@ -104,6 +104,9 @@ def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: s
         args, command, fragment = ["check", toy, "--checkpoint", ckpt, "--json", ckpt], cli, "is an input"
     elif case == "check --json model":
         args, command, fragment = ["check", toy, "--checkpoint", ckpt, "--json", f"{folder}/./toy.onnx"], cli, "is an input"
+    elif case == "bench --json engine sidecar":
+        engine = _placeholder_engine(folder, flip=False)
+        args, command, fragment = [engine, "--json", f"{engine}.json"], bench, "is an input"
     elif case == "onnx -o symlink to checkpoint":
         (folder / "link.onnx").symlink_to(ckpt)
         args, command, fragment = ["onnx", ckpt, "-o", folder / "link.onnx"], cli, "is an input"
