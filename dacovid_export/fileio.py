@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from dacovid_export.errors import UserInputError
+from dacovid_export.errors import OutputNotWritableError, UserInputError
 
 __all__ = [
     "SCRATCH_MARKER",
@@ -62,9 +62,9 @@ def _reason(exc: OSError) -> str:
     return str(exc)
 
 
-def _unwritable(path: PathLike, exc: OSError, label: str | None = None) -> UserInputError:
+def _unwritable(path: PathLike, exc: OSError, label: str | None = None) -> OutputNotWritableError:
     where = f"{label} {str(path)!r}" if label else repr(str(path))
-    return UserInputError(f"cannot write {where}: {_reason(exc)}")
+    return OutputNotWritableError(f"cannot write {where}: {_reason(exc)}")
 
 
 @contextlib.contextmanager
@@ -252,7 +252,9 @@ def _probe_folder(folder: Path, target: Path, label: str | None) -> None:
         fd, name = tempfile.mkstemp(prefix=".dacovid-write-test.", dir=folder)
     except OSError as exc:
         where = f"{label} {str(target)!r}" if label else repr(str(target))
-        raise UserInputError(f"cannot write {where}: no file can be created in {str(folder)!r} ({_reason(exc)})") from exc
+        raise OutputNotWritableError(
+            f"cannot write {where}: no file can be created in {str(folder)!r} ({_reason(exc)})"
+        ) from exc
     os.close(fd)
     os.unlink(name)
 

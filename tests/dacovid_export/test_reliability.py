@@ -183,10 +183,15 @@ def test_read_only_folder(work: Path, tmp_path: Path, command: str) -> None:
 
 
 def test_a_write_that_fails_midway_is_one_line(tmp_path: Path) -> None:
+    from dacovid_export.calibration.cache import CalibrationCache
+    from dacovid_export.errors import OutputNotWritableError
     from dacovid_export.fileio import atomic_write_text
 
-    with pytest.raises(UserInputError, match=r"cannot write '/proc/.*'"):
+    with pytest.raises(OutputNotWritableError, match=r"cannot write '/proc/.*'") as caught:
         atomic_write_text("/proc/dacovid-test.txt", "x")
+    assert isinstance(caught.value, UserInputError) and isinstance(caught.value, OSError)
+    # an optional write (the calibration cache) still only costs a recalibration
+    assert CalibrationCache(UNWRITABLE).store("key", b"model", {}) is None
 
 
 # --------------------------------------------------------------------- 3. decompression bombs
