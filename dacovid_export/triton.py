@@ -33,7 +33,9 @@ from dacovid_export.fileio import (
     atomic_write_json,
     atomic_write_text,
     check_outputs,
+    companion_files,
     onnx_external_locations,
+    same_file,
     sha256_file,
     verify_sha256,
 )
@@ -296,10 +298,13 @@ def write_triton_repository(
         _copy_atomic(model_path.parent / location, version_dir / location)
     if overwrite:
         keep = {filename, *(Path(loc).parts[0] for loc in extra_files)}
+        inputs = [p for p in companion_files(model_path) if p.exists()]
         for stale in version_dir.iterdir():
-            # left over from the model this one replaces (e.g. model.onnx and its data after a switch to a plan)
+            # left over from the model this one replaces (e.g. model.onnx and its data after a switch to a plan),
+            # but never the model this repository is made from, should it sit there
             if stale.is_file() and stale.name not in keep and not stale.name.startswith("."):
-                stale.unlink()
+                if not any(same_file(stale, source) for source in inputs):
+                    stale.unlink()
     atomic_write_text(model_dir / "labels.txt", "".join(f"{c}\n" for c in info.class_names))
     atomic_write_json(model_dir / "dacovid_metadata.json", metadata_doc)
     atomic_write_text(model_dir / "config.pbtxt", config)

@@ -87,7 +87,8 @@ def images_with_bomb(tmp_path_factory: pytest.TempPathFactory, bomb: Path) -> Pa
 @pytest.mark.parametrize(
     "case",
     ["bench --json model", "bench --json hardlink", "bench --json --csv same", "check --json checkpoint",
-     "check --json model", "bench --json engine sidecar", "onnx -o symlink to checkpoint", "triton repo holds the model"],
+     "check --json model", "bench --json engine sidecar", "onnx -o symlink to checkpoint", "triton repo holds the model",
+     "triton --overwrite with the model in the repo"],
 )
 def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: str) -> None:
     folder = tmp_path / "w"
@@ -110,6 +111,15 @@ def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: s
     elif case == "onnx -o symlink to checkpoint":
         (folder / "link.onnx").symlink_to(ckpt)
         args, command, fragment = ["onnx", ckpt, "-o", folder / "link.onnx"], cli, "is an input"
+    elif case == "triton --overwrite with the model in the repo":
+        model_dir = folder / "repo" / "dacovid" / "1"
+        model_dir.mkdir(parents=True)
+        shutil.move(toy, model_dir / "other.onnx")
+        assert _invoke(["triton", model_dir / "other.onnx", "--repo", folder / "repo"]).exit_code == 0
+        result = _invoke(["triton", model_dir / "other.onnx", "--repo", folder / "repo", "--overwrite"])
+        assert result.exit_code == 0, result.output
+        assert (model_dir / "other.onnx").read_bytes() == (work / "toy.onnx").read_bytes()
+        return
     else:
         model_dir = folder / "repo" / "dacovid" / "1"
         model_dir.mkdir(parents=True)
