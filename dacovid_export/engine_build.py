@@ -271,10 +271,7 @@ def build_engine(
     # every user error first (paths, metadata, precision, calibration), then the environment, then slow work
     _check_paths(onnx_path, output)
     calib_dir = _check_calib_dir(calib_data)
-    check_outputs(
-        inputs=[onnx_path, calib_dir],
-        files={"output": output, "metadata": output.with_name(output.name + ".json"), "--timing-cache": config.timing_cache},
-    )
+    check_outputs(inputs=[onnx_path, calib_dir], files={"output": output, "--timing-cache": config.timing_cache})
     from dacovid_export.onnx_metadata import read_onnx_info
 
     info = read_onnx_info(onnx_path)
