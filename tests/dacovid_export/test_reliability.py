@@ -87,7 +87,7 @@ def images_with_bomb(tmp_path_factory: pytest.TempPathFactory, bomb: Path) -> Pa
 @pytest.mark.parametrize(
     "case",
     ["bench --json model", "bench --json hardlink", "bench --json --csv same", "check --json checkpoint",
-     "check --json model", "bench --json engine sidecar", "onnx -o symlink to checkpoint", "triton repo holds the model",
+     "check --json model", "bench --json engine sidecar", "trt --timing-cache model", "onnx -o symlink to checkpoint", "triton repo holds the model",
      "triton --overwrite with the model in the repo"],
 )
 def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: str) -> None:
@@ -108,6 +108,8 @@ def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: s
     elif case == "bench --json engine sidecar":
         engine = _placeholder_engine(folder, flip=False)
         args, command, fragment = [engine, "--json", f"{engine}.json"], bench, "is an input"
+    elif case == "trt --timing-cache model":
+        args, command, fragment = ["trt", toy, "--fp32", "-o", folder / "m.engine", "--timing-cache", toy], cli, "is an input"
     elif case == "onnx -o symlink to checkpoint":
         (folder / "link.onnx").symlink_to(ckpt)
         args, command, fragment = ["onnx", ckpt, "-o", folder / "link.onnx"], cli, "is an input"
@@ -135,7 +137,7 @@ def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: s
 
 @pytest.mark.parametrize(
     "command",
-    ["onnx", "check", "bench", "triton", "pipeline", "train"],
+    ["onnx", "check", "bench", "triton", "pipeline", "train", "trt"],
 )
 def test_unwritable_output_is_one_line_before_any_work(work: Path, tmp_path: Path, command: str) -> None:
     folder = tmp_path / "w"
@@ -148,6 +150,7 @@ def test_unwritable_output_is_one_line_before_any_work(work: Path, tmp_path: Pat
         "triton": ["triton", toy, "--repo", UNWRITABLE],
         "pipeline": ["pipeline", "--checkpoint", ckpt, "--out", UNWRITABLE, "--no-progress"],
         "train": ["train", folder, "--out", UNWRITABLE, "--no-progress"],
+        "trt": ["trt", toy, "--fp32", "-o", f"{UNWRITABLE}/m.engine"],
     }[command]
     before = _snapshot(folder)
     _assert_one_line(_invoke(args), "cannot write", UNWRITABLE, "/proc")
