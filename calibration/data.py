@@ -35,7 +35,7 @@ from dacovid_export.errors import UserInputError
 from dacovid_export.image_folder import find_images, is_split_file, read_split_file, scan_class_folders
 from dacovid_export.preprocessing import IMAGE_EXTENSIONS, Preprocessing, preprocess
 
-__all__ = ["MIN_CALIBRATION_IMAGES", "CalibrationSet", "load_calibration_set"]
+__all__ = ["MIN_CALIBRATION_IMAGES", "CalibrationSet", "find_calibration_images", "load_calibration_set"]
 
 MIN_CALIBRATION_IMAGES = 8
 """Fewer images than this give activation ranges that say more about the sample than the data."""
@@ -133,6 +133,32 @@ def _content_hash(root: Path, paths: list[Path], preprocessing: Preprocessing) -
     return digest.hexdigest()
 
 
+def find_calibration_images(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, list[Path]]]:
+    """The calibration images of ``folder`` (a folder tree or a split.json) by stratum, and their common root.
+
+    Cheap (no decoding): callers run it before long work so an empty or too small
+    calibration set is reported first. :class:`UserInputError` for a missing or empty
+    folder or fewer than :data:`MIN_CALIBRATION_IMAGES` images.
+    """
+    root = Path(folder)
+    if is_split_file(root):
+        # a training run's split.json: calibrate on its training images only, never the held-out ones
+        _, strata = read_split_file(root, "train")
+        # hash and sort relative to the images' common folder, as for a folder tree
+        root = Path(os.path.commonpath([str(p) for paths in strata.values() for p in paths]))
+        if root.is_file():
+            root = root.parent
+    else:
+        strata = _strata(root)
+    available = sum(len(v) for v in strata.values())
+    if available < MIN_CALIBRATION_IMAGES:
+        raise UserInputError(
+            f"calibration folder {str(root)!r} has {available} image(s); at least {MIN_CALIBRATION_IMAGES} are "
+            "needed for meaningful activation ranges"
+        )
+    return root, strata
+
+
 def load_calibration_set(
     folder: str | os.PathLike[str],
     preprocessing: Preprocessing,
@@ -153,22 +179,8 @@ def load_calibration_set(
         )
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
         raise UserInputError(f"calibration seed={seed!r}: give a non-negative integer")
-    root = Path(folder)
-    if is_split_file(root):
-        # a training run's split.json: calibrate on its training images only, never the held-out ones
-        _, strata = read_split_file(root, "train")
-        # hash and sort relative to the images' common folder, as for a folder tree
-        root = Path(os.path.commonpath([str(p) for paths in strata.values() for p in paths]))
-        if root.is_file():
-            root = root.parent
-    else:
-        strata = _strata(root)
+    root, strata = find_calibration_images(folder)
     available = sum(len(v) for v in strata.values())
-    if available < MIN_CALIBRATION_IMAGES:
-        raise UserInputError(
-            f"calibration folder {str(root)!r} has {available} image(s); at least {MIN_CALIBRATION_IMAGES} are "
-            "needed for meaningful activation ranges"
-        )
     take = size
     if available < size:
         print(

@@ -67,6 +67,9 @@ class ArtifactInfo:
 
 
 def artifact_kind(path: str | os.PathLike[str]) -> ArtifactKind:
+    from dacovid_export.fileio import refuse_scratch
+
+    refuse_scratch(path)
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIXES:
         raise UserInputError(

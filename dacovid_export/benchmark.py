@@ -40,6 +40,7 @@ from dacovid_export.artifact import ArtifactInfo, read_artifact_info
 from dacovid_export.backends.base import Backend, check_batch
 from dacovid_export.environment import physical_cores
 from dacovid_export.errors import UserInputError
+from dacovid_export.limits import check_batch_size, check_image_size
 
 if TYPE_CHECKING:
     from dacovid_export.cost import ArtifactCost, CostTable
@@ -142,12 +143,12 @@ class BenchConfig:
         if not batches:
             raise UserInputError("batch_sizes is empty: give at least one batch size, e.g. 1,8,32")
         for b in batches:
-            _positive_int("batch size", b)
+            check_batch_size(b, "batch size")
         if len(set(batches)) != len(batches):
             raise UserInputError(f"batch_sizes={list(batches)}: each batch size once, please")
         object.__setattr__(self, "batch_sizes", batches)
         if self.image_size is not None:
-            _positive_int("image_size", self.image_size, minimum=32)
+            check_image_size(self.image_size)
         _positive_int("warmup", self.warmup, minimum=0)
         if self.iterations is not None and self.duration_s is not None:
             raise UserInputError(

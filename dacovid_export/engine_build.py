@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dacovid_export.errors import EngineBuildError, UserInputError
-from dacovid_export.fileio import atomic_path, atomic_write_bytes, sha256_file
+from dacovid_export.fileio import atomic_path, atomic_write_bytes, check_outputs, sha256_file
 from dacovid_export.tensorrt_api import RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIME_CHOICES
 
 if TYPE_CHECKING:
@@ -321,6 +321,7 @@ def build_engine(
     # every user error first (paths, metadata, precision, calibration), then the environment, then slow work
     _check_paths(onnx_path, output)
     calib_dir = _check_calib_dir(calib_data)
+    check_outputs(inputs=[onnx_path, calib_dir], files={"output": output, "--timing-cache": config.timing_cache})
     from dacovid_export.onnx_metadata import read_onnx_info
 
     info = read_onnx_info(onnx_path)

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "DacovidError",
     "UserInputError",
+    "OutputNotWritableError",
     "MissingDependencyError",
     "IncompatibleArtifactError",
     "CheckFailedError",
@@ -24,6 +25,16 @@ class DacovidError(Exception):
 
 class UserInputError(DacovidError, ValueError):
     """Bad option, missing or corrupt file, wrong shape: the user can fix it."""
+
+    exit_code = 2
+
+
+class OutputNotWritableError(UserInputError, OSError):
+    """An output cannot be written (read-only folder or file system, disk full, ``/proc``).
+
+    Also an :class:`OSError`, so code that treats a failed write as optional
+    (e.g. a cache) keeps catching it as before.
+    """
 
     exit_code = 2
 

@@ -13,17 +13,15 @@ place only after all checks passed: a failed check leaves no output behind.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import os
 import shutil
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,7 +29,7 @@ import numpy as np
 
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES as MIN_CALIB_SIZE
 from dacovid_export.errors import CheckFailedError, UserInputError
-from dacovid_export.fileio import atomic_path, sha256_file
+from dacovid_export.fileio import atomic_path, check_outputs, scratch_dir, sha256_file
 from dacovid_export.onnx_checks import (
     AttentionBlock,
     NumericComparison,
@@ -295,13 +293,13 @@ def export_onnx(
             f"{str(checkpoint)!r} is an ONNX model; this step exports a checkpoint (.pt). To turn an FP32 ONNX "
             "model into FP16/INT8 use dacovid_export.onnx_export.convert_precision"
         )
-    output = _check_output(output, source=checkpoint)
+    output = _check_output(output, source=checkpoint, config=config)
     # before any progress output, so a bad checkpoint gives exactly one line of error
     started = time.perf_counter()
     model, meta = load_checkpoint(checkpoint)
     timings: dict[str, float] = {"load": time.perf_counter() - started}
     with _Steps(progress, total=3 if config.precision == "fp32" else 6) as steps:
-        with _scratch_dir(output) as scratch:
+        with scratch_dir(output) as scratch:
             fp32_path = scratch / "model.fp32.onnx"
             steps.start("torch.onnx export (dynamo)")
             proto = _torch_export(model, meta.preprocessing.image_size, config)
@@ -379,7 +377,7 @@ def convert_precision(
         atol=atol,
         rtol=rtol,
     )
-    output = _check_output(output, source=fp32_onnx)
+    output = _check_output(output, source=fp32_onnx, config=config)
     with _Steps(progress, total=3) as steps:
         return _convert(Path(fp32_onnx), output, config, steps)
 
@@ -416,7 +414,7 @@ def _convert(fp32_path: Path, output: Path, config: OnnxExportConfig, steps: "_S
         calibration = load_calibration_set(
             config.calib_data, info.preprocessing, size=config.effective_calib_size, seed=config.seed
         )
-    with _scratch_dir(output) as scratch:
+    with scratch_dir(output) as scratch:
         raw = scratch / f"model.{config.precision}.raw.onnx"
         final = scratch / f"model.{config.precision}.onnx"
         if config.precision == "fp16":
@@ -632,23 +630,27 @@ def _result(
 # files
 
 
-def _check_output(output: str | os.PathLike[str], *, source: str | os.PathLike[str]) -> Path:
+def _check_output(
+    output: str | os.PathLike[str], *, source: str | os.PathLike[str], config: OnnxExportConfig | None = None
+) -> Path:
+    """Before any work: the output's name, that it destroys no input and can be written, and the calibration set."""
     output = Path(output)
     if output.suffix.lower() != ".onnx":
         raise UserInputError(f"output {str(output)!r} must end in .onnx (tools pick the artifact type by suffix)")
     if output.is_dir():
         raise UserInputError(f"output {str(output)!r} is a directory; give a file name ending in .onnx")
-    if Path(source).exists() and output.exists() and output.resolve() == Path(source).resolve():
-        raise UserInputError(f"output {str(output)!r} is the input file; choose another name")
+    calib = None if config is None else config.calib_data
+    check_outputs(
+        inputs=[source, calib],
+        files={"output": output},
+        folders={"--cache-dir": None if config is None else config.cache_dir},
+    )
+    if calib is not None:
+        from dacovid_export.calibration.data import find_calibration_images
+
+        # an empty or too small calibration set is found now, not after minutes of FP32 export
+        find_calibration_images(calib)
     return output
-
-
-@contextlib.contextmanager
-def _scratch_dir(output: Path) -> Iterator[Path]:
-    """A temporary folder beside ``output`` (same file system, so the final rename is atomic); always removed."""
-    output.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=f".{output.name}.", dir=output.parent) as tmp:
-        yield Path(tmp)
 
 
 def _save(proto: "onnx.ModelProto", path: Path) -> None:

@@ -120,6 +120,7 @@ def info_from_model(model: "onnx.ModelProto", path: str | os.PathLike[str]) -> A
     versions = _json(meta, "versions", dict, name) if "versions" in meta else {}
 
     input_name, batch_dim, input_shape = _graph_input(model, name)
+    _check_consistent(meta, preprocessing, input_shape, name)
     output_names = [o.name for o in model.graph.output]
     if len(output_names) != 1:
         raise UserInputError(f"{name!r} has {len(output_names)} outputs {output_names}; expected one (logits)")
@@ -154,6 +155,45 @@ def info_from_model(model: "onnx.ModelProto", path: str | os.PathLike[str]) -> A
         max_batch=max_batch,
         extra=extra,
     )
+
+
+def _check_consistent(meta: Mapping[str, str], preprocessing: Preprocessing, input_shape: list[int | str], name: str) -> None:
+    """The convenience copies (top-level ``image_size``/``mean``/``std``) and the graph must agree with ``preprocessing``.
+
+    A model whose metadata contradicts itself cannot say how to feed it; whichever
+    copy a consumer reads, it must get the same answer, so a contradiction is refused.
+    """
+    import math
+
+    problems = []
+    if "image_size" in meta:
+        try:
+            top = int(meta["image_size"])
+        except ValueError:
+            top = None
+        if top != preprocessing.image_size:
+            problems.append(f"image_size {meta['image_size']!r} vs preprocessing image_size {preprocessing.image_size}")
+    for key in ("mean", "std"):
+        if key not in meta:
+            continue
+        expected = getattr(preprocessing, key)
+        try:
+            top_values = [float(v) for v in json.loads(meta[key])]
+            same = len(top_values) == len(expected) and all(
+                math.isclose(a, b, rel_tol=0, abs_tol=1e-7) for a, b in zip(top_values, expected)
+            )
+        except (ValueError, TypeError):
+            same = False
+        if not same:
+            problems.append(f"{key} {meta[key]} vs preprocessing {key} {list(expected)}")
+    spatial = [d for d in input_shape[1:] if isinstance(d, int)]
+    if len(spatial) == 3 and spatial != [3, preprocessing.image_size, preprocessing.image_size]:
+        problems.append(f"graph input {input_shape} vs preprocessing image_size {preprocessing.image_size}")
+    if problems:
+        raise UserInputError(
+            f"{name!r}: its metadata contradicts itself ({'; '.join(problems)}), so it cannot say how to feed the model; "
+            "re-export it with 'dacovid-export onnx'"
+        )
 
 
 def _json(meta: Mapping[str, str], key: str, kind: type | tuple[type, ...], name: str) -> Any:

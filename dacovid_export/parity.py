@@ -39,7 +39,8 @@ import numpy as np
 from dacovid_export.artifact import ArtifactInfo, artifact_kind, read_artifact_info
 from dacovid_export.backends.base import Backend
 from dacovid_export.errors import CheckFailedError, MissingDependencyError, UserInputError
-from dacovid_export.fileio import sha256_file
+from dacovid_export.fileio import same_file, sha256_file
+from dacovid_export.limits import check_batch_size
 from dacovid_export.metrics import classification_report
 from dacovid_export.parity_report import CheckResult, ModelParity, ParityReport, ReferenceResult
 
@@ -334,8 +335,7 @@ def run_parity(
 
     if not models:
         raise UserInputError("no models to check: give one or more .onnx/.engine files")
-    if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-        raise UserInputError(f"batch_size={batch_size!r}: give an integer >= 1")
+    check_batch_size(batch_size, "batch_size")
     if images is None and (not isinstance(synthetic_count, int) or synthetic_count < 1):
         raise UserInputError(f"synthetic_count={synthetic_count!r}: give an integer >= 1")
     if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
@@ -345,6 +345,12 @@ def run_parity(
         raise UserInputError(
             f"--checkpoint {str(checkpoint)!r} is a {artifact_kind(checkpoint)}; the reference must be a PyTorch checkpoint (.pt)"
         )
+    for model in models:
+        if Path(model).exists() and same_file(model, checkpoint):
+            raise UserInputError(
+                f"model {str(model)!r} is the checkpoint itself: comparing it with itself proves nothing; "
+                "give the exported .onnx/.engine files"
+            )
     # an engine this machine cannot run (no GPU, runtime not installed) is skipped with the reason, not failed
     skipped = [(str(m), reason) for m in models if (reason := unavailable_reason(m)) is not None]
     if len(skipped) == len(models):

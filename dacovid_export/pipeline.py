@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dacovid_export.errors import CheckFailedError, DacovidError, MissingDependencyError, UserInputError
+from dacovid_export.limits import check_batch_size, check_image_size
 
 if TYPE_CHECKING:
     from dacovid_export.benchmark import BenchResult
@@ -133,10 +134,10 @@ class PipelineConfig:
                 raise UserInputError(
                     f"{name.replace('_', '-')} {str(value)!r} is neither a folder nor a dacovid-train split.json"
                 )
-        if self.image_size is not None and (
-            isinstance(self.image_size, bool) or not isinstance(self.image_size, int) or self.image_size < 32
-        ):
-            raise UserInputError(f"image_size={self.image_size!r}: give an integer >= 32")
+        if self.image_size is not None:
+            check_image_size(self.image_size)
+        for b in self.batch_sizes:
+            check_batch_size(b, "batch size")
         options = dict(self.model_options)
         unknown = sorted(set(options) - set(_MODEL_OPTION_KEYS))
         if unknown:
@@ -312,7 +313,19 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
 
     t_start = time.perf_counter()
     out = config.out
-    out.mkdir(parents=True, exist_ok=True)
+    from dacovid_export.fileio import check_outputs
+
+    # writable, and no input in its place, before minutes of work; the folder itself appears with the first file
+    check_outputs(inputs=[config.checkpoint, config.images, config.calib_data], folders={"--out": out})
+    # empty or too small image sets are said now, not after minutes of export
+    if config.images is not None:
+        from dacovid_export.image_folder import labelled_images
+
+        labelled_images(config.images, part="val")
+    if config.calib_data is not None:
+        from dacovid_export.calibration.data import find_calibration_images
+
+        find_calibration_images(config.calib_data)
     log = _Log(config.progress, total=7)
     skipped: list[dict[str, str]] = []
     failed: list[dict[str, str]] = []

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Literal, Union
@@ -24,6 +25,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dacovid_export.errors import UserInputError
+from dacovid_export.limits import check_image_size
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -64,8 +66,7 @@ class Preprocessing:
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"
 
     def __post_init__(self) -> None:
-        if not isinstance(self.image_size, int) or self.image_size < 32:
-            raise UserInputError(f"image_size={self.image_size!r}: must be an integer >= 32 (the backbone downsamples 32x)")
+        check_image_size(self.image_size)
         if self.resize_size is None:
             # resolved once here so equality and the stored metadata never depend on "None"
             object.__setattr__(self, "resize_size", int(round(self.image_size * 8 / 7)))
@@ -120,26 +121,53 @@ class Preprocessing:
 
 
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
-    """Open and fully decode an image; a missing or corrupt file raises :class:`UserInputError`."""
+    """Open and fully decode an image; a missing, corrupt or oversized file raises :class:`UserInputError`.
+
+    An image over Pillow's pixel limit (``Image.MAX_IMAGE_PIXELS``, which also flags
+    decompression bombs: a 14000x14000 PNG can be 200 kB) is unreadable like any
+    other bad file, so every caller's per-image handling applies to it.
+    """
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"image {str(path)!r} does not exist or is not a file")
     try:
-        with Image.open(path) as img:
-            img.load()
-            return ImageOps.exif_transpose(img) or img
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its limit; such an image is as unusable as one over 2x
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                return ImageOps.exif_transpose(img) or img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UserInputError(
+            f"image {str(path)!r} is unreadable: too large to decode safely ({exc.args[0] if exc.args else exc})"
+        ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserInputError(f"image {str(path)!r} is unreadable or corrupt: {exc}") from exc
+    except MemoryError as exc:
+        raise UserInputError(f"image {str(path)!r} is unreadable: not enough memory to decode it") from exc
 
 
 def to_float_gray(image: ImageInput) -> np.ndarray:
-    """Any supported input -> float32 ``H x W`` luminance in [0, 1]."""
+    """Any supported input -> float32 ``H x W`` luminance in [0, 1]; :class:`UserInputError` for anything unusable."""
     if isinstance(image, (str, os.PathLike)):
         image = load_image(image)
     if isinstance(image, np.ndarray):
-        return _array_to_gray(image)
-    if not isinstance(image, Image.Image):
+        gray = _array_to_gray(image)
+    elif isinstance(image, Image.Image):
+        try:
+            gray = _pil_to_gray(image)
+        except (ValueError, OSError, SyntaxError) as exc:
+            if isinstance(exc, UserInputError):
+                raise
+            raise UserInputError(f"PIL image in mode {image.mode!r} cannot be read as a grayscale picture: {exc}") from exc
+    else:
         raise UserInputError(f"unsupported image input of type {type(image).__name__}: give a path, a PIL image or a numpy array")
+    if gray.size == 0:
+        raise UserInputError(f"image of {gray.shape[1]}x{gray.shape[0]} pixels is empty: nothing to classify")
+    return gray
+
+
+def _pil_to_gray(image: Image.Image) -> np.ndarray:
     mode = image.mode
     if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         # 16-bit PNGs decode to "I;16" or "I"; scale by the 16-bit range, not per image,
@@ -147,14 +175,23 @@ def to_float_gray(image: ImageInput) -> np.ndarray:
         arr = np.asarray(image, dtype=np.float32) / 65535.0
         return np.clip(arr, 0.0, 1.0)
     if mode == "F":
-        return np.clip(np.asarray(image, dtype=np.float32), 0.0, 1.0)
+        arr = np.asarray(image, dtype=np.float32)
+        if not np.all(np.isfinite(arr)):
+            raise UserInputError("PIL image in mode 'F' contains NaN or infinite values")
+        return np.clip(arr, 0.0, 1.0)
+    if mode == "LAB":
+        # no PIL conversion from LAB; its L band is the lightness on 0-255
+        return np.asarray(image.getchannel("L"), dtype=np.float32) / 255.0
     if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
         # Transparent pixels become black (the film background), not undefined colour.
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
         image = Image.alpha_composite(background, rgba)
     if image.mode != "L":
-        image = image.convert("L")
+        try:
+            image = image.convert("L")
+        except ValueError:
+            image = image.convert("RGB").convert("L")  # modes PIL converts to RGB only (e.g. HSV)
     return np.asarray(image, dtype=np.float32) / 255.0
 
 

@@ -17,7 +17,7 @@ import os
 import threading
 from collections.abc import Mapping, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal, overload
 
 import numpy as np
 from PIL import Image
@@ -28,7 +28,7 @@ from dacovid_export.backends.base import Backend
 from dacovid_export.errors import UserInputError
 from dacovid_export.preprocessing import ImageInput, Preprocessing, preprocess
 
-__all__ = ["Prediction", "Predictor", "softmax", "run_any_batch", "DEFAULT_BATCH_SIZE"]
+__all__ = ["Prediction", "ImageFailure", "Predictor", "softmax", "run_any_batch", "DEFAULT_BATCH_SIZE"]
 
 # images per backend call when neither the caller nor the artifact says otherwise:
 # large enough to fill a GPU for this model, small enough for CPU memory at 224x224
@@ -45,6 +45,8 @@ class Prediction:
     logits: tuple[float, ...]
     source: str | None = None  # the file, when the image was given as a path
 
+    ok = True  # an ImageFailure says False: results of predict(errors="return") tell apart with .ok
+
     @property
     def confidence(self) -> float:
         return self.probabilities[self.class_name]
@@ -58,6 +60,20 @@ class Prediction:
             "logits": list(self.logits),
             "source": self.source,
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFailure:
+    """An image that could not be classified (``predict(..., errors="return")``): which one, and why."""
+
+    index: int  # position in the list given to predict
+    reason: str  # the UserInputError's message: missing file, corrupt or oversized image, empty array, ...
+    source: str | None = None  # the file, when the image was given as a path
+
+    ok = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "error": self.reason, "source": self.source}
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -165,21 +181,54 @@ class Predictor:
 
     # ---------------------------------------------------------------- predict
 
-    def predict(self, images: ImageInput | Sequence[ImageInput]) -> list[Prediction]:
+    @overload
+    def predict(
+        self, images: ImageInput | Sequence[ImageInput], *, errors: Literal["raise"] = "raise"
+    ) -> list[Prediction]: ...
+
+    @overload
+    def predict(
+        self, images: ImageInput | Sequence[ImageInput], *, errors: Literal["return"]
+    ) -> list[Prediction | ImageFailure]: ...
+
+    def predict(
+        self, images: ImageInput | Sequence[ImageInput], *, errors: Literal["raise", "return"] = "raise"
+    ) -> list[Prediction] | list[Prediction | ImageFailure]:
         """One :class:`Prediction` per image, in order.
 
         ``images``: one image or a list of them; each a file path, a PIL image
-        (any mode: 8/16-bit grey, RGB, RGBA) or a numpy array (``H x W``,
+        (any mode: 8/16-bit grey, RGB, RGBA, LAB, CMYK, ...) or a numpy array (``H x W``,
         ``H x W x 1/3/4``; uint8, uint16 or float in [0, 1]). A numpy array is
         always one image; pass a list for several.
+
+        ``errors``: ``"raise"`` (default): the first image that cannot be used
+        (missing, corrupt, over Pillow's pixel limit, empty, unsupported type)
+        raises :class:`~dacovid_export.errors.UserInputError` naming it, and
+        nothing is returned. ``"return"``: that image's place in the list holds
+        an :class:`ImageFailure` with the reason and the other images are still
+        classified; check ``result.ok``.
         """
+        if errors not in ("raise", "return"):
+            raise UserInputError(f"errors={errors!r}: use 'raise' or 'return'")
         items = _as_list(images)
-        results: list[Prediction] = []
+        results: list[Prediction | ImageFailure] = []
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
-            batch = np.stack([preprocess(img, self.preprocessing) for img in chunk])  # n x 3 x S x S
-            logits = self.predict_logits(batch)
-            results.extend(self._predictions(logits, chunk))
+            slots: list[Prediction | ImageFailure | None] = []
+            good: list[tuple[ImageInput, np.ndarray]] = []
+            for offset, img in enumerate(chunk):
+                try:
+                    good.append((img, preprocess(img, self.preprocessing)))  # 3 x S x S
+                    slots.append(None)
+                except UserInputError as exc:
+                    if errors == "raise":
+                        raise
+                    slots.append(ImageFailure(index=start + offset, reason=str(exc), source=_source(img)))
+            if good:
+                logits = self.predict_logits(np.stack([x for _, x in good]))  # n x 3 x S x S
+                done = iter(self._predictions(logits, [img for img, _ in good]))
+                slots = [next(done) if slot is None else slot for slot in slots]
+            results.extend(slot for slot in slots if slot is not None)
         return results
 
     def predict_one(self, image: ImageInput) -> Prediction:
@@ -203,7 +252,7 @@ class Predictor:
                     index=index,
                     probabilities={name: float(p) for name, p in zip(names, row_probs)},
                     logits=tuple(float(v) for v in row_logits),
-                    source=os.fspath(image) if isinstance(image, (str, os.PathLike)) else None,
+                    source=_source(image),
                 )
             )
         return out
@@ -224,6 +273,10 @@ class Predictor:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.close()
+
+
+def _source(image: object) -> str | None:
+    return os.fspath(image) if isinstance(image, (str, os.PathLike)) else None
 
 
 def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:

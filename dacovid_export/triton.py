@@ -28,7 +28,17 @@ from typing import Any
 
 from dacovid_export.artifact import ArtifactInfo, artifact_kind
 from dacovid_export.errors import UserInputError
-from dacovid_export.fileio import atomic_path, atomic_write_json, atomic_write_text, sha256_file
+from dacovid_export.fileio import (
+    atomic_path,
+    atomic_write_json,
+    atomic_write_text,
+    check_outputs,
+    companion_files,
+    onnx_external_locations,
+    same_file,
+    sha256_file,
+    verify_sha256,
+)
 
 __all__ = ["TRITON_KINDS", "DEFAULT_ONNX_MAX_BATCH", "write_triton_repository", "triton_config_text"]
 
@@ -120,16 +130,8 @@ def _copy_atomic(source: Path, target: Path) -> None:
 
 
 def _onnx_external_files(path: Path) -> list[str]:
-    """Locations (relative to the model's folder) of the external data files an ONNX model references."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    locations = set()
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    locations.add(entry.value)
+    """Locations (relative to the model's folder) of the external data files an ONNX model references, all present."""
+    locations = onnx_external_locations(path)
     for location in locations:
         if Path(location).is_absolute() or ".." in Path(location).parts:
             raise UserInputError(
@@ -137,7 +139,7 @@ def _onnx_external_files(path: Path) -> list[str]:
             )
         if not (path.parent / location).is_file():
             raise UserInputError(f"{str(path)!r} references the external data file {location!r}, which is missing")
-    return sorted(locations)
+    return locations
 
 
 def _validate(name: str, max_batch: int | None, instances: int, kind: str | None, max_queue_delay_us: int) -> None:
@@ -196,9 +198,14 @@ def write_triton_repository(
         )
     if not model_path.is_file():
         raise UserInputError(f"{file_kind} {str(model_path)!r} does not exist or is not a file")
-    if repo_dir.exists() and not repo_dir.is_dir():
-        raise UserInputError(f"repository {str(repo_dir)!r} exists and is not a folder")
     model_dir = repo_dir / name
+    # before any reading: the repository must be writable and no file of it may be the model itself
+    check_outputs(
+        inputs=[model_path],
+        files={"repository file": model_dir / "config.pbtxt", "repository model": model_dir / "1" / "model.plan",
+               "repository ONNX": model_dir / "1" / "model.onnx"},
+        folders={"--repo": repo_dir},
+    )
     if (model_dir / "config.pbtxt").exists() and not overwrite:
         raise UserInputError(
             f"{str(model_dir)!r} already holds a Triton model: choose another --name or pass --overwrite to replace it"
@@ -208,7 +215,7 @@ def write_triton_repository(
     metadata_doc: dict[str, Any]
     extra_files: list[str] = []
     if file_kind == "engine":
-        from dacovid_export.engine_metadata import engine_artifact_info, read_engine_metadata
+        from dacovid_export.engine_metadata import engine_artifact_info, read_engine_metadata, sidecar_path
 
         meta = read_engine_metadata(model_path)
         info = engine_artifact_info(meta, model_path)
@@ -235,7 +242,10 @@ def write_triton_repository(
         platform, filename = "tensorrt_plan", "model.plan"
         input_type, output_type = _TRITON_DTYPES[meta.input_dtype], _TRITON_DTYPES[meta.output_dtype]
         preferred = sorted({b for b in (meta.opt_batch, batch) if 1 < b <= batch})
-        parameters = _common_parameters(info, meta.engine_sha256)
+        # the sidecar's hash is recorded as the plan's, so the plan must be the bytes that hash describes
+        parameters = _common_parameters(
+            info, verify_sha256(model_path, meta.engine_sha256, recorded_in=f"its sidecar {sidecar_path(model_path).name!r}")
+        )
         parameters.update(
             {
                 "dacovid_tensorrt_version": meta.tensorrt_version,
@@ -294,10 +304,13 @@ def write_triton_repository(
         _copy_atomic(model_path.parent / location, version_dir / location)
     if overwrite:
         keep = {filename, *(Path(loc).parts[0] for loc in extra_files)}
+        inputs = [p for p in companion_files(model_path) if p.exists()]
         for stale in version_dir.iterdir():
-            # left over from the model this one replaces (e.g. model.onnx and its data after a switch to a plan)
+            # left over from the model this one replaces (e.g. model.onnx and its data after a switch to a plan),
+            # but never the model this repository is made from, should it sit there
             if stale.is_file() and stale.name not in keep and not stale.name.startswith("."):
-                stale.unlink()
+                if not any(same_file(stale, source) for source in inputs):
+                    stale.unlink()
     atomic_write_text(model_dir / "labels.txt", "".join(f"{c}\n" for c in info.class_names))
     atomic_write_json(model_dir / "dacovid_metadata.json", metadata_doc)
     atomic_write_text(model_dir / "config.pbtxt", config)

@@ -134,9 +134,12 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
 def _why_load_failed(exc: BaseException) -> str:
     # torch's own message advises weights_only=False, which would run the file's code: never pass that on
     text = str(exc)
-    if "Unsupported global" in text:
-        return "it holds Python objects besides tensors, which a safe load refuses"
-    if "Unsupported operand" in text:
+    lowered = " ".join(text.lower().split())
+    # torch words this differently by version and pickle kind ("Unsupported global: GLOBAL x",
+    # "unsupported GLOBAL x whose module x is blocked", "not an allowed global"): match the word, not the phrase
+    if "global" in lowered and ("unsupported" in lowered or "not an allowed" in lowered or "blocked" in lowered):
+        return "it holds Python objects besides tensors, which a safe load refuses; it may run code: never load it unsafely"
+    if "unsupported operand" in lowered:
         return "not a torch file, or damaged"
     if isinstance(exc, (zipfile.BadZipFile, EOFError)) or "zip archive" in text:
         return "not a torch file or truncated"

@@ -9,6 +9,7 @@ import re
 from typing import TYPE_CHECKING, Any, Literal
 
 from dacovid_export.errors import UserInputError
+from dacovid_export.limits import check_batch_size, check_image_size
 from dacovid_export.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -72,11 +73,11 @@ class TrainConfig:
             raise UserInputError(
                 f"batch_size={self.batch_size!r}: must be an integer >= 2 (BatchNorm needs two images per step)"
             )
+        check_batch_size(self.batch_size, "batch_size", minimum=2)
         if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
             raise UserInputError(f"lr={self.lr!r}: must be a finite number > 0 (the paper uses 1e-4)")
         object.__setattr__(self, "lr", float(self.lr))
-        if not _is_int(self.image_size) or self.image_size < 32:
-            raise UserInputError(f"image_size={self.image_size!r}: must be an integer >= 32 (the backbone downsamples 32x)")
+        check_image_size(self.image_size)
         if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) or not 0.0 < self.val_fraction < 1.0:
             raise UserInputError(
                 f"val_fraction={self.val_fraction!r}: must be strictly between 0 and 1 (e.g. 0.2 holds out 20% per class)"

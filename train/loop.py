@@ -31,7 +31,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from dacovid_export.errors import UserInputError
-from dacovid_export.fileio import atomic_write_json
+from dacovid_export.fileio import atomic_write_json, check_outputs
 from dacovid_export.metrics import ClassificationReport, classification_report, plot_confusion_matrix
 from dacovid_export.preprocessing import Preprocessing
 from dacovid_export.train.amp import Precision, choose_precision, keep_attention_fp32
@@ -144,6 +144,8 @@ class _Run:
     def _prepare_run_dir(self) -> ResumeState | None:
         if self.run_dir.exists() and not self.run_dir.is_dir():
             raise UserInputError(f"--out {str(self.run_dir)!r} is a file, not a folder")
+        # before decoding a single image: the run folder must be writable
+        check_outputs(inputs=[self.data_dir, self.config.backbone_weights], folders={"--out": self.run_dir})
         if self.config.resume:
             if not self.last_path.is_file():
                 raise UserInputError(f"nothing to resume: {str(self.last_path)!r} does not exist")

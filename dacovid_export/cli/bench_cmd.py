@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from dacovid_export.benchmark import AUTOCAST_CHOICES, BACKEND_CHOICES, DEFAULT_ITERATIONS, DEFAULT_WARMUP, DEVICE_CHOICES
-from dacovid_export.cli.common import handle_errors
+from dacovid_export.cli.common import OneLineErrorsCommand, handle_errors
 from dacovid_export.errors import UserInputError
 
 __all__ = ["bench", "main"]
@@ -15,7 +15,7 @@ __all__ = ["bench", "main"]
 _OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 
 
-@click.command(name="bench", context_settings={"help_option_names": ["-h", "--help"]})
+@click.command(name="bench", cls=OneLineErrorsCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 # backend and device are checked by BenchConfig, so a wrong value is one line, like every other error
 @click.option("--backend", default="auto", show_default=True, metavar="|".join(BACKEND_CHOICES),
@@ -66,9 +66,11 @@ def bench(
     CPU work with a monotonic clock. Percentiles follow trtexec (nearest rank).
     """
     from dacovid_export.benchmark import BenchConfig, parse_int_list, run_benchmark
+    from dacovid_export.fileio import check_outputs
 
     if plot_out is not None and plot_out.suffix.lower() != ".png":
         raise UserInputError(f"--plot {str(plot_out)!r}: the plot is a PNG; give a path ending in .png")
+    check_outputs(inputs=artifacts, files={"--json": json_out, "--csv": csv_out, "--plot": plot_out})
     config = BenchConfig(
         backend=backend,
         device=device,

@@ -76,10 +76,14 @@ def check(
     Prints a table; exits 0 when every model passes, 1 when one fails, 2 for bad input.
     """
     from dacovid_export.errors import CheckFailedError, UserInputError
+    from dacovid_export.fileio import check_outputs
     from dacovid_export.parity import ParityConfig, run_parity
 
     if confusion_png is not None and images is None:
         raise UserInputError("--confusion-png needs --images: synthetic inputs have no labels")
+    check_outputs(
+        inputs=[checkpoint, *models, images], files={"--json": json_out}, folders={"--confusion-png": confusion_png}
+    )
     config = ParityConfig(require_same_source=not allow_source_mismatch).with_overrides(
         {k: v for k, v in tolerances.items() if v is not None}
     )

@@ -1,37 +1,105 @@
-"""What every command shares: turning library errors into one line and an exit code."""
+"""What every command shares: turning library errors and Click usage errors into one line and an exit code."""
 
 from __future__ import annotations
 
 import functools
 import sys
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import click
 
 from dacovid_export.errors import DacovidError
 
-__all__ = ["handle_errors", "not_yet_implemented", "NOT_IMPLEMENTED_EXIT"]
+__all__ = [
+    "OneLineErrorsCommand",
+    "OneLineErrorsGroup",
+    "handle_errors",
+    "not_yet_implemented",
+    "NOT_IMPLEMENTED_EXIT",
+    "USAGE_EXIT",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 NOT_IMPLEMENTED_EXIT = 2
+USAGE_EXIT = 2
+
+# What allocators say when a request does not fit (torch CPU/CUDA, numpy, ONNX Runtime)
+_ALLOCATION_FAILURES = ("can't allocate memory", "out of memory", "unable to allocate", "failed to allocate", "bad_alloc")
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _out_of_memory(exc: BaseException) -> NoReturn:
+    detail = " ".join(str(exc).split())[:160]
+    _fail(
+        "out of memory"
+        + (f" ({detail})" if detail else "")
+        + ": use a smaller --batch/--batch-size or --image-size, or a machine with more memory",
+        USAGE_EXIT,
+    )
 
 
 def handle_errors(fn: F) -> F:
-    """Run a command body; a :class:`DacovidError` becomes ``error: ...`` on stderr and its exit code."""
+    """Run a command body; a :class:`DacovidError` becomes ``error: ...`` on stderr and its exit code.
+
+    An allocation failure (MemoryError, or a runtime's out-of-memory error) is a
+    request too large for this machine, not a bug: one line too, exit 2.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
         except DacovidError as exc:
-            click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            _fail(str(exc), exc.exit_code)
+        except MemoryError as exc:
+            _out_of_memory(exc)
+        except RuntimeError as exc:
+            if any(text in str(exc).lower() for text in _ALLOCATION_FAILURES):
+                _out_of_memory(exc)
+            raise
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+class _OneLineErrors:
+    """Click's usage errors (unknown option, missing argument, bad value) as one ``error:`` line, exit 2.
+
+    Click prints usage, a hint and the error on three lines; a service log or a
+    script wants the one line that says what to fix.
+    """
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)  # type: ignore[misc]
+        try:
+            rv = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)  # type: ignore[misc]
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            _fail(" ".join(exc.format_message().split()) + hint, USAGE_EXIT)
+        except click.ClickException as exc:
+            _fail(" ".join(exc.format_message().split()), USAGE_EXIT)
+        except click.exceptions.Abort:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+        # non-standalone Click returns the exit code of ctx.exit() (--help, --version) or the command's value
+        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+
+
+class OneLineErrorsCommand(_OneLineErrors, click.Command):
+    """A :class:`click.Command` whose usage errors are one line."""
+
+
+class OneLineErrorsGroup(_OneLineErrors, click.Group):
+    """A :class:`click.Group` whose usage errors (its own and its subcommands') are one line."""
 
 
 def not_yet_implemented(name: str) -> None:

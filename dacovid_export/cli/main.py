@@ -7,6 +7,7 @@ import click
 from dacovid_export import __version__
 from dacovid_export.cli.bench_cmd import bench
 from dacovid_export.cli.check_cmd import check
+from dacovid_export.cli.common import OneLineErrorsGroup
 from dacovid_export.cli.onnx_cmd import onnx
 from dacovid_export.cli.pipeline_cmd import pipeline
 from dacovid_export.cli.train_cmd import train
@@ -16,7 +17,7 @@ from dacovid_export.cli.triton_cmd import triton
 __all__ = ["cli", "main"]
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=OneLineErrorsGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="dacovid-export")
 def cli() -> None:
     """DA-COVID Net from a PyTorch checkpoint to ONNX and TensorRT, with proof of parity and speed."""

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.cli.common import handle_errors
+from dacovid_export.cli.common import OneLineErrorsCommand, handle_errors
 
 __all__ = ["train", "main"]
 
 
-@click.command(name="train", context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
+@click.command(name="train", cls=OneLineErrorsCommand, context_settings={"help_option_names": ["-h", "--help"], "show_default": True})
 @click.argument("data_dir", type=click.Path(path_type=Path))
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Run folder: best.pt, last.pt, metrics.json, split.json, confusion_matrix.png.")
 @click.option("--epochs", type=int, default=30, help="Epochs to train (with --resume: the total, counting those done).")

@@ -243,4 +243,5 @@ def test_failed_check_leaves_no_output(tmp_path: Path, tiny_checkpoint: Path, mo
     with pytest.raises(CheckFailedError, match="Exp -> ReduceSum -> Div"):
         export_onnx(tiny_checkpoint, out, OnnxExportConfig())
     assert not out.exists()
-    assert list((tmp_path / "sub").iterdir()) == []  # no temporary files either
+    # no temporary files either (the folder the run created goes too: a failed run leaves no empty folders)
+    assert not (tmp_path / "sub").exists() or list((tmp_path / "sub").iterdir()) == []
