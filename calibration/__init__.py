@@ -5,7 +5,9 @@ Public API, imported lazily so ``import dacovid_export.calibration`` stays cheap
 
 - :func:`load_calibration_set` / :class:`CalibrationSet` (``calibration.data``)
 - :func:`convert_fp16` (``calibration.fp16``)
-- :func:`quantize_int8` (``calibration.int8``)
+- :func:`quantize_int8` (``calibration.int8``): one calibration pass, unchecked accuracy
+- :func:`guarded_quantize_int8` / :class:`GuardConfig` (``calibration.guard``): INT8 that must agree with FP32
+  on validation images (:func:`split_calibration_set`, :func:`load_validation_set`), with per-node fallback
 - :class:`PrecisionResult` (``calibration.result``)
 """
 
@@ -18,6 +20,12 @@ __all__ = [
     "MIN_CALIBRATION_IMAGES",
     "CalibrationSet",
     "load_calibration_set",
+    "load_validation_set",
+    "split_calibration_set",
+    "GuardConfig",
+    "GuardReport",
+    "GuardFailedError",
+    "guarded_quantize_int8",
     "convert_fp16",
     "quantize_int8",
     "PrecisionResult",
@@ -28,6 +36,12 @@ _WHERE = {
     "MIN_CALIBRATION_IMAGES": "data",
     "CalibrationSet": "data",
     "load_calibration_set": "data",
+    "load_validation_set": "data",
+    "split_calibration_set": "data",
+    "GuardConfig": "guard",
+    "GuardReport": "guard",
+    "GuardFailedError": "guard",
+    "guarded_quantize_int8": "guard",
     "convert_fp16": "fp16",
     "quantize_int8": "int8",
     "PrecisionResult": "result",
@@ -36,7 +50,14 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from dacovid_export.calibration.cache import default_cache_dir
-    from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES, CalibrationSet, load_calibration_set
+    from dacovid_export.calibration.data import (
+        MIN_CALIBRATION_IMAGES,
+        CalibrationSet,
+        load_calibration_set,
+        load_validation_set,
+        split_calibration_set,
+    )
+    from dacovid_export.calibration.guard import GuardConfig, GuardFailedError, GuardReport, guarded_quantize_int8
     from dacovid_export.calibration.fp16 import convert_fp16
     from dacovid_export.calibration.int8 import quantize_int8
     from dacovid_export.calibration.result import PrecisionResult

@@ -35,10 +35,27 @@ from dacovid_export.errors import UserInputError
 from dacovid_export.image_folder import find_images, is_split_file, read_split_file, scan_class_folders
 from dacovid_export.preprocessing import IMAGE_EXTENSIONS, Preprocessing, preprocess
 
-__all__ = ["MIN_CALIBRATION_IMAGES", "CalibrationSet", "find_calibration_images", "load_calibration_set"]
+__all__ = [
+    "MIN_CALIBRATION_IMAGES",
+    "MIN_VALIDATION_IMAGES",
+    "DEFAULT_VALIDATION_SHARE",
+    "MAX_VALIDATION_IMAGES",
+    "CalibrationSet",
+    "find_calibration_images",
+    "load_calibration_set",
+    "load_validation_set",
+    "split_calibration_set",
+]
 
 MIN_CALIBRATION_IMAGES = 8
 """Fewer images than this give activation ranges that say more about the sample than the data."""
+
+MIN_VALIDATION_IMAGES = 4
+"""The accuracy guard's agreement on fewer images says nothing."""
+DEFAULT_VALIDATION_SHARE = 0.25
+MAX_VALIDATION_IMAGES = 256
+# the validation draw must not repeat the calibration draw's random stream
+_VALIDATION_SEED_OFFSET = 7919
 
 _HASH_FORMAT = "dacovid-calibration-set/1"
 _FLAT_STRATUM = ""  # the one stratum of a folder without class subfolders
@@ -133,23 +150,27 @@ def _content_hash(root: Path, paths: list[Path], preprocessing: Preprocessing) -
     return digest.hexdigest()
 
 
+def _source_strata(folder: str | os.PathLike[str], part: str) -> tuple[Path, dict[str, list[Path]]]:
+    """``(root, {class: images})`` of a folder tree, or of one part of a dacovid-train split.json."""
+    root = Path(folder)
+    if is_split_file(root):
+        _, strata = read_split_file(root, part)
+        # hash and sort relative to the images' common folder, as for a folder tree
+        root = Path(os.path.commonpath([str(p) for paths in strata.values() for p in paths]))
+        if root.is_file():
+            root = root.parent
+        return root, strata
+    return root, _strata(root)
+
+
 def find_calibration_images(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, list[Path]]]:
-    """The calibration images of ``folder`` (a folder tree or a split.json) by stratum, and their common root.
+    """The calibration images of ``folder`` (a folder tree, or a split.json's training part) by class, and their root.
 
     Cheap (no decoding): callers run it before long work so an empty or too small
     calibration set is reported first. :class:`UserInputError` for a missing or empty
     folder or fewer than :data:`MIN_CALIBRATION_IMAGES` images.
     """
-    root = Path(folder)
-    if is_split_file(root):
-        # a training run's split.json: calibrate on its training images only, never the held-out ones
-        _, strata = read_split_file(root, "train")
-        # hash and sort relative to the images' common folder, as for a folder tree
-        root = Path(os.path.commonpath([str(p) for paths in strata.values() for p in paths]))
-        if root.is_file():
-            root = root.parent
-    else:
-        strata = _strata(root)
+    root, strata = _source_strata(folder, "train")
     available = sum(len(v) for v in strata.values())
     if available < MIN_CALIBRATION_IMAGES:
         raise UserInputError(
@@ -157,6 +178,79 @@ def find_calibration_images(folder: str | os.PathLike[str]) -> tuple[Path, dict[
             "needed for meaningful activation ranges"
         )
     return root, strata
+
+
+def _check_args(
+    preprocessing: Preprocessing, size: int, seed: int, what: str = "calibration", minimum: int = MIN_CALIBRATION_IMAGES
+) -> None:
+    if not isinstance(preprocessing, Preprocessing):
+        raise UserInputError(f"preprocessing={preprocessing!r}: give a dacovid_export.preprocessing.Preprocessing")
+    if isinstance(size, bool) or not isinstance(size, int) or size < minimum:
+        raise UserInputError(f"{what} size={size!r}: give an integer >= {minimum} (64-512 images is typical)")
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserInputError(f"{what} seed={seed!r}: give a non-negative integer")
+
+
+def _sample(strata: Mapping[str, list[Path]], take: int, seed: int) -> tuple[list[Path], dict[str, int]]:
+    """A seeded sample of ``take`` images, stratified by class (see the module docstring)."""
+    rng = np.random.default_rng(seed)
+    quota = _allocate({name: len(images) for name, images in strata.items()}, take)
+    selected: list[Path] = []
+    for name in sorted(strata):
+        images = strata[name]
+        picks = rng.choice(len(images), size=quota[name], replace=False) if quota[name] else []
+        selected.extend(images[int(i)] for i in sorted(picks))
+    return selected, quota
+
+
+def _build_set(
+    root: Path, strata: Mapping[str, list[Path]], take: int, requested: int, seed: int,
+    preprocessing: Preprocessing, what: str,
+) -> CalibrationSet:
+    selected, quota = _sample(strata, take, seed)
+    selected.sort(key=lambda p: p.relative_to(root).as_posix())
+    sha256 = _content_hash(root, selected, preprocessing)
+    array = np.empty((len(selected), 3, preprocessing.image_size, preprocessing.image_size), dtype=np.float32)
+    from tqdm import tqdm
+
+    progress = tqdm(selected, desc=f"{what} images", unit="img", file=sys.stderr, leave=False, disable=None)
+    for i, path in enumerate(progress):
+        try:
+            array[i] = preprocess(path, preprocessing)  # 3 x S x S
+        except UserInputError as exc:
+            raise UserInputError(
+                f"{what} image {str(path)!r} is unreadable ({exc.__cause__ or exc}); remove or replace it "
+                f"({what} stops rather than quietly using a different image set)"
+            ) from exc
+    array.flags.writeable = False
+    return CalibrationSet(
+        array=array,
+        paths=tuple(selected),
+        sha256=sha256,
+        root=root,
+        preprocessing=preprocessing,
+        class_counts={name: quota[name] for name in sorted(strata)},
+        requested_size=requested,
+        seed=seed,
+    )
+
+
+def _available(
+    root: Path, strata: Mapping[str, list[Path]], size: int, what: str, minimum: int = MIN_CALIBRATION_IMAGES
+) -> int:
+    available = sum(len(v) for v in strata.values())
+    if available < minimum:
+        raise UserInputError(
+            f"{what} folder {str(root)!r} has {available} image(s); at least {minimum} are "
+            "needed for meaningful activation ranges"
+        )
+    if available < size:
+        print(
+            f"{what}: {str(root)!r} has only {available} images, fewer than the requested {size}: "
+            f"using all {available}",
+            file=sys.stderr,
+        )
+    return min(size, available)
 
 
 def load_calibration_set(
@@ -171,55 +265,62 @@ def load_calibration_set(
     Raises :class:`UserInputError` for a missing or empty folder, fewer than
     :data:`MIN_CALIBRATION_IMAGES` images, a bad ``size`` or an unreadable sampled image.
     """
-    if not isinstance(preprocessing, Preprocessing):
-        raise UserInputError(f"preprocessing={preprocessing!r}: give a dacovid_export.preprocessing.Preprocessing")
-    if isinstance(size, bool) or not isinstance(size, int) or size < MIN_CALIBRATION_IMAGES:
-        raise UserInputError(
-            f"calibration size={size!r}: give an integer >= {MIN_CALIBRATION_IMAGES} (64-512 images is typical)"
-        )
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UserInputError(f"calibration seed={seed!r}: give a non-negative integer")
-    root, strata = find_calibration_images(folder)
+    _check_args(preprocessing, size, seed)
+    # a training run's split.json: calibrate on its training images only, never the held-out ones
+    root, strata = _source_strata(folder, "train")
+    take = _available(root, strata, size, "calibration")
+    return _build_set(root, strata, take, size, seed, preprocessing, "calibration")
+
+
+def load_validation_set(
+    folder: str | os.PathLike[str],
+    preprocessing: Preprocessing,
+    *,
+    size: int,
+    seed: int = 0,
+) -> CalibrationSet:
+    """Images to judge an INT8 model on: like :func:`load_calibration_set`, but a split.json gives its held-out part.
+
+    Use images the calibration never saw (another folder, or the held-out part of a
+    training run's split); :func:`split_calibration_set` carves both from one folder.
+    """
+    _check_args(preprocessing, size, seed, "validation", MIN_VALIDATION_IMAGES)
+    root, strata = _source_strata(folder, "val")
+    take = _available(root, strata, size, "validation", MIN_VALIDATION_IMAGES)
+    return _build_set(root, strata, take, size, seed, preprocessing, "validation")
+
+
+def split_calibration_set(
+    folder: str | os.PathLike[str],
+    preprocessing: Preprocessing,
+    *,
+    size: int,
+    validation_share: float = DEFAULT_VALIDATION_SHARE,
+    max_validation: int = MAX_VALIDATION_IMAGES,
+    seed: int = 0,
+) -> tuple[CalibrationSet, CalibrationSet]:
+    """``(calibration, validation)``: two disjoint, seeded, class-stratified samples of ``folder``.
+
+    The validation part (``validation_share`` of the available images, at most
+    ``max_validation``) is drawn first, with a seed derived from ``seed``; the
+    calibration sample of ``size`` images is then drawn from the rest, so the
+    accuracy guard judges the INT8 model on images calibration never saw.
+    """
+    _check_args(preprocessing, size, seed)
+    if not (isinstance(validation_share, float) and 0.0 < validation_share < 1.0):
+        raise UserInputError(f"validation_share={validation_share!r}: give a fraction between 0 and 1")
+    root, strata = _source_strata(folder, "train")
     available = sum(len(v) for v in strata.values())
-    take = size
-    if available < size:
-        print(
-            f"calibration: {str(root)!r} has only {available} images, fewer than the requested {size}: "
-            f"using all {available}",
-            file=sys.stderr,
+    n_val = min(max_validation, int(round(available * validation_share)))
+    if available - n_val < MIN_CALIBRATION_IMAGES or n_val < MIN_VALIDATION_IMAGES:
+        raise UserInputError(
+            f"calibration folder {str(root)!r} has {available} image(s): too few to hold out "
+            f"{MIN_VALIDATION_IMAGES}+ validation images and keep {MIN_CALIBRATION_IMAGES}+ for calibration; "
+            "add images or pass separate validation images (--validation-data)"
         )
-        take = available
-
-    rng = np.random.default_rng(seed)
-    quota = _allocate({name: len(images) for name, images in strata.items()}, take)
-    selected: list[Path] = []
-    for name in sorted(strata):
-        images = strata[name]
-        picks = rng.choice(len(images), size=quota[name], replace=False) if quota[name] else []
-        selected.extend(images[int(i)] for i in sorted(picks))
-    selected.sort(key=lambda p: p.relative_to(root).as_posix())
-
-    sha256 = _content_hash(root, selected, preprocessing)
-    array = np.empty((len(selected), 3, preprocessing.image_size, preprocessing.image_size), dtype=np.float32)
-    from tqdm import tqdm
-
-    progress = tqdm(selected, desc="calibration images", unit="img", file=sys.stderr, leave=False, disable=None)
-    for i, path in enumerate(progress):
-        try:
-            array[i] = preprocess(path, preprocessing)  # 3 x S x S
-        except UserInputError as exc:
-            raise UserInputError(
-                f"calibration image {str(path)!r} is unreadable ({exc.__cause__ or exc}); remove or replace it "
-                "(calibration stops rather than quietly using a different image set)"
-            ) from exc
-    array.flags.writeable = False
-    return CalibrationSet(
-        array=array,
-        paths=tuple(selected),
-        sha256=sha256,
-        root=root,
-        preprocessing=preprocessing,
-        class_counts={name: quota[name] for name in sorted(strata)},
-        requested_size=size,
-        seed=seed,
-    )
+    validation = _build_set(root, strata, n_val, n_val, seed + _VALIDATION_SEED_OFFSET, preprocessing, "validation")
+    held = set(validation.paths)
+    rest = {name: [p for p in images if p not in held] for name, images in strata.items()}
+    rest = {name: images for name, images in rest.items() if images}
+    take = _available(root, rest, size, "calibration")
+    return _build_set(root, rest, take, size, seed, preprocessing, "calibration"), validation

@@ -23,6 +23,7 @@ calibrate again. Calibration runs with ONNX Runtime's CPU provider only.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import sys
@@ -59,7 +60,14 @@ from dacovid_export.calibration.tooling import (
 from dacovid_export.deps import require
 from dacovid_export.errors import UserInputError
 
-__all__ = ["CALIBRATION_METHODS", "RECIPE_VERSION", "quantize_int8", "int8_exclusions"]
+__all__ = [
+    "CALIBRATION_METHODS",
+    "RECIPE_VERSION",
+    "CalibratedModel",
+    "calibrate_cached",
+    "quantize_int8",
+    "int8_exclusions",
+]
 
 CALIBRATION_METHODS = ("entropy", "max")
 # bump when the quantization options or exclusion rules change: old cache entries then stop matching
@@ -152,6 +160,54 @@ def _calibrate(src: SourceModel, array: np.ndarray, method: str, excluded: Seque
         return onnx.load(str(out_path))
 
 
+@dataclasses.dataclass(frozen=True)
+class CalibratedModel:
+    """A quantized model in memory, with where it came from (the calibration cache or a fresh run)."""
+
+    model: "object"  # onnx.ModelProto, metadata restored from the source
+    model_bytes: bytes
+    method: str
+    key: str
+    cache_path: Path | None
+    cache_hit: bool
+    fields: dict[str, object]
+
+
+def calibrate_cached(
+    src: SourceModel,
+    calibration: CalibrationSet,
+    array: np.ndarray,
+    method: str,
+    excluded: Sequence[str],
+    cache: CalibrationCache,
+) -> CalibratedModel:
+    """Quantize ``src`` with ``method`` (or copy the cached result of the same inputs); nothing is written but the cache."""
+    if method not in CALIBRATION_METHODS:
+        raise UserInputError(f"calibration method {method!r}: choose one of {', '.join(CALIBRATION_METHODS)}")
+    fields: dict[str, object] = {
+        "recipe": RECIPE_VERSION,
+        "source_sha256": src.sha256,
+        "calibration_sha256": calibration.sha256,
+        "calibration_array_sha256": hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest(),
+        "calibration_shape": list(array.shape),
+        "method": method,
+        "modelopt": modelopt_version(),
+        "onnxruntime": onnxruntime_version(),
+    }
+    key = cache_key(fields)
+    onnx = require("onnx", "read the INT8 model")
+    cached = cache.lookup(key)
+    if cached is not None:
+        model_bytes = cached.read_bytes()
+        model = onnx.load_from_string(model_bytes)
+        return CalibratedModel(model, model_bytes, method, key, cached, True, fields)
+    model = _calibrate(src, array, method, excluded)
+    restore_metadata(model, src.model)
+    model_bytes = model.SerializeToString()
+    stored = cache.store(key, model_bytes, fields)
+    return CalibratedModel(model, model_bytes, method, key, stored, False, fields)
+
+
 def quantize_int8(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -178,36 +234,16 @@ def quantize_int8(
     src = load_source_model(source)
     output = check_output_path(src.path, output)
     array = check_calibration_array(calibration.array, src)
-    cache = CalibrationCache(cache_dir)
-
     ensure_node_names(src.model)
     chains = find_attention_chains(src.model)
     excluded = int8_exclusions(src.model, chains)
-    fields = {
-        "recipe": RECIPE_VERSION,
-        "source_sha256": src.sha256,
-        "calibration_sha256": calibration.sha256,
-        "calibration_array_sha256": hashlib.sha256(np.ascontiguousarray(array).tobytes()).hexdigest(),
-        "calibration_shape": list(array.shape),
-        "method": method,
-        "modelopt": modelopt_version(),
-        "onnxruntime": onnxruntime_version(),
-    }
-    key = cache_key(fields)
-
-    onnx = require("onnx", "read the INT8 model")
-    cached = cache.lookup(key)
-    if cached is not None:
-        model_bytes = cached.read_bytes()
-        model = onnx.load_from_string(model_bytes)
-    else:
-        model = _calibrate(src, array, method, excluded)
-        restore_metadata(model, src.model)
-        model_bytes = model.SerializeToString()
+    calibrated = calibrate_cached(src, calibration, array, method, excluded, CalibrationCache(cache_dir))
+    model, model_bytes, key, cache_path = calibrated.model, calibrated.model_bytes, calibrated.key, calibrated.cache_path
+    cached = cache_path if calibrated.cache_hit else None
+    fields = calibrated.fields
 
     summary = check_qdq(model, chains)
     digest = write_checked_model(model_bytes, output)
-    cache_path = cached if cached is not None else cache.store(key, model_bytes, fields)
 
     details = {
         "tool": "modelopt.onnx.quantization.quantize",

@@ -16,6 +16,8 @@ from dacovid_export.fileio import atomic_path, atomic_write_json, atomic_write_t
 __all__ = [
     "STATISTICS_NOTE",
     "baseline_ratios",
+    "CPU_INT8_TARGET",
+    "cpu_int8_summary",
     "format_records_table",
     "format_markdown",
     "write_csv",
@@ -30,6 +32,53 @@ STATISTICS_NOTE = (
     "device), `end_to_end` = host-to-device copy + compute + device-to-host copy. On the CPU compute equals "
     "end-to-end and one series (`end_to_end`, perf_counter) is recorded."
 )
+
+
+OPENVINO_NOTE = (
+    "OpenVINO rows set the inference precision explicitly: `f32` around the INT8 kernels of a Q/DQ model and for "
+    "FP32 models (its CPU default on BF16-capable CPUs would be BF16); `bf16` rows are FP32 models run in BF16."
+)
+# issue 9's target: INT8 on the best CPU backend at most this share of ONNX Runtime FP32's median latency
+CPU_INT8_TARGET = 0.35
+
+
+def cpu_int8_summary(records: Sequence[BenchRecord]) -> list[dict[str, Any]]:
+    """Per CPU batch size: ONNX Runtime FP32, each INT8 backend, and the fastest INT8 as a share of ORT FP32."""
+    out: list[dict[str, Any]] = []
+    cpu = [r for r in records if r.device == "cpu"]
+    for batch, size in sorted({(r.batch, r.image_size) for r in cpu}):
+        same = [r for r in cpu if (r.batch, r.image_size) == (batch, size)]
+        fp32 = next((r for r in same if r.backend == "onnxruntime" and r.precision == "fp32"), None)
+        int8 = {r.backend: r for r in same if r.precision == "int8" and r.backend in ("onnxruntime", "openvino")}
+        if fp32 is None or not int8 or fp32.p50_ms <= 0:
+            continue
+        best = min(int8.values(), key=lambda r: r.p50_ms)
+        ratio = best.p50_ms / fp32.p50_ms
+        out.append(
+            {
+                "batch": batch,
+                "image_size": size,
+                "onnxruntime_fp32_p50_ms": fp32.p50_ms,
+                "int8_p50_ms": {name: r.p50_ms for name, r in int8.items()},
+                "best_int8_backend": best.backend,
+                "ratio": ratio,
+                "target": CPU_INT8_TARGET,
+                "meets_target": ratio <= CPU_INT8_TARGET,
+            }
+        )
+    return out
+
+
+def _cpu_int8_lines(records: Sequence[BenchRecord]) -> list[str]:
+    lines = []
+    for row in cpu_int8_summary(records):
+        each = ", ".join(f"{name} {ms:.1f} ms" for name, ms in sorted(row["int8_p50_ms"].items()))
+        lines.append(
+            f"- CPU INT8, batch {row['batch']} at {row['image_size']}x{row['image_size']}: {each}; ONNX Runtime FP32 "
+            f"{row['onnxruntime_fp32_p50_ms']:.1f} ms; best ({row['best_int8_backend']}) = {row['ratio']:.2f}x ORT FP32 "
+            f"(target <= {row['target']:.2f}: {'met' if row['meets_target'] else 'NOT met'})"
+        )
+    return lines
 
 
 def _baseline_key(r: BenchRecord) -> tuple[Any, ...]:
@@ -98,6 +147,8 @@ def format_markdown(result: BenchResult, *, heading_level: int = 2) -> str:
         *([""] if result.skipped else []),
         _run_line(result),
         STATISTICS_NOTE,
+        *([OPENVINO_NOTE] if any(r.backend == "openvino" for r in result.records) else []),
+        *(["", *_cpu_int8_lines(result.records)] if _cpu_int8_lines(result.records) else []),
         "",
         f"{h} Environment",
         "",

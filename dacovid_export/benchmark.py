@@ -62,7 +62,7 @@ __all__ = [
     "run_benchmark",
 ]
 
-BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "tensorrt")
+BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 AUTOCAST_CHOICES = ("fp16", "bf16")
 DEFAULT_ITERATIONS = 20
@@ -115,6 +115,11 @@ class BenchConfig:
     PyTorch checkpoints: the eager FP32 baseline always runs, then FP32 with
     the chosen options, then each autocast precision with them.
     ``cost``: also compute the parameter/GFLOP table (see :mod:`dacovid_export.cost`).
+    ``openvino_fp32``/``openvino_bf16``: also time FP32 ONNX models with OpenVINO in FP32
+    (``INFERENCE_PRECISION_HINT=f32``) / in BF16, as their own ``bf16`` rows (CPUs with
+    BF16 support only; an error elsewhere).
+    On the CPU with ``backend="auto"``, INT8 ONNX models are timed with ONNX Runtime and
+    with OpenVINO (FP32 inference precision set explicitly around the INT8 kernels).
     """
 
     backend: str = "auto"
@@ -131,6 +136,8 @@ class BenchConfig:
     compile: bool = False
     cost: bool = False
     cost_latency: bool = True
+    openvino_fp32: bool = False
+    openvino_bf16: bool = False
     seed: int = 0
     progress: bool = True
 
@@ -170,6 +177,15 @@ class BenchConfig:
         if len(set(autocast)) != len(autocast):
             raise UserInputError(f"autocast={list(autocast)}: each precision once, please")
         object.__setattr__(self, "autocast", autocast)
+        for name in ("openvino_fp32", "openvino_bf16"):
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise UserInputError(f"{name}={value!r}: need True or False")
+            if value and (self.backend not in ("auto", "openvino") or self.device == "cuda"):
+                raise UserInputError(
+                    f"{name} adds OpenVINO CPU rows; backend={self.backend!r}, device={self.device!r} has none: "
+                    "use backend auto or openvino on the CPU"
+                )
         if self.backend not in ("auto", "torch") and self.torch_options_set:
             raise UserInputError(
                 f"--autocast/--channels-last/--cuda-graphs/--compile are PyTorch options; backend={self.backend!r} ignores them"
@@ -392,6 +408,8 @@ def _plan(
         _check_batches(info, config)
         if info.kind == "checkpoint" and config.backend in ("auto", "torch"):
             runs.extend(_torch_runs(path, info, config))
+        elif info.kind == "onnx" and config.backend in ("auto", "openvino"):
+            runs.extend(_onnx_runs(path, info, config))
         else:
             runs.append(_Run(path, info, config.backend, {}, None, "default"))
     if config.torch_options_set and not any(r.backend == "torch" for r in runs):
@@ -405,12 +423,37 @@ def _plan(
     return runs, skipped
 
 
+def _onnx_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[_Run]:
+    """ONNX Runtime (auto) and OpenVINO rows of one ONNX model; see :class:`BenchConfig`."""
+    from dacovid_export.backends.registry import backend_class, resolve_device
+
+    runs: list[_Run] = []
+    if config.backend == "auto":
+        runs.append(_Run(path, info, "onnxruntime", {}, None, "default"))
+        on_cpu = resolve_device(config.device, "onnxruntime") == "cpu"
+        extra_fp32 = (config.openvino_fp32 or config.openvino_bf16) and info.precision == "fp32"
+        if not (on_cpu and (info.precision == "int8" or extra_fp32)):
+            return runs
+        backend_class("openvino")
+    if config.backend == "openvino" or info.precision == "int8" or (config.openvino_fp32 and info.precision == "fp32"):
+        runs.append(_Run(path, info, "openvino", {"inference_precision": "fp32"}, None, "default"))
+    if config.openvino_bf16 and info.precision == "fp32":
+        from dacovid_export.backends.openvino_backend import cpu_supports_bf16
+
+        if not cpu_supports_bf16():
+            raise UserInputError("openvino_bf16: this CPU has no BF16 support (OpenVINO reports none); drop --openvino-bf16")
+        runs.append(_Run(path, info, "openvino", {"inference_precision": "bf16"}, "bf16", "bf16"))
+    return runs
+
+
 def _open(run: _Run, config: BenchConfig) -> Backend:
     from dacovid_export.backends.registry import open_backend
 
     options = dict(run.options)
     if config.threads is not None and run.backend in ("auto", "onnxruntime") and run.info.kind == "onnx":
         options["intra_op_threads"] = config.threads
+    if config.threads is not None and run.backend == "openvino":
+        options["threads"] = config.threads
     return open_backend(run.path, backend=run.backend, device=config.device, **options)  # type: ignore[arg-type]
 
 
@@ -531,6 +574,9 @@ def _threads_of(run: _Run, backend: Backend, config: BenchConfig) -> int | None:
         reported = getattr(backend, "intra_op_threads", None)
         # None: ORT's default, one thread per physical core
         return int(reported) if isinstance(reported, int) and reported > 0 else physical_cores()
+    if backend.name == "openvino":
+        reported = getattr(backend, "threads", None)
+        return int(reported) if isinstance(reported, int) else config.threads
     return config.threads
 
 

@@ -16,6 +16,7 @@ _INSTALL_HINTS: dict[str, str] = {
     "modelopt": "pip install 'nvidia-modelopt[onnx]==0.47.0'",
     "onnxruntime": "pip install onnxruntime-gpu (or onnxruntime)",
     "onnx": "pip install onnx",
+    "openvino": "pip install openvino",
     "matplotlib": "pip install matplotlib",
     "tritonclient": "pip install 'dacovid-export[dev]' (tritonclient)",
 }

@@ -297,13 +297,16 @@ def build_engine(
     calib_method: str | None = None,
     seed: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
+    min_agreement: float | None = None,
+    validation_data: str | os.PathLike[str] | None = None,
     device: str = "cuda",
     log: Log | None = None,
     progress: bool = True,
 ) -> EngineBuildResult:
     """Build ``output`` (and ``<output>.json``) from ``onnx_path`` as ``config`` says.
 
-    ``calib_data``/``calib_size``/``calib_method``/``seed``/``cache_dir`` go to the
+    ``calib_data``/``calib_size``/``calib_method``/``seed``/``cache_dir`` and the INT8
+    accuracy guard's ``min_agreement``/``validation_data`` go to the
     precision step when an FP32 ONNX must become FP16 or INT8 (``None`` leaves
     that step's own default). ``log`` receives one line per phase and TensorRT's
     warnings; ``progress`` draws TensorRT's build phases as tqdm bars on stderr.
@@ -345,7 +348,8 @@ def build_engine(
     if convert:
         with phases.phase("precision", f"{onnx_path.name} -> {source.name} ({config.precision})"):
             _run_precision_step(
-                onnx_path, source, config.precision, calib_dir, calib_size, calib_method, seed, cache_dir, progress
+                onnx_path, source, config.precision, calib_dir, calib_size, calib_method, seed, cache_dir, progress,
+                {"min_agreement": min_agreement, "validation_data": validation_data},
             )
         converted = source
         info = read_onnx_info(source)
@@ -375,6 +379,7 @@ def _run_precision_step(
     seed: int,
     cache_dir: str | os.PathLike[str] | None,
     progress: bool,
+    guard: dict[str, Any] | None = None,
 ) -> None:
     from dacovid_export.onnx_export import convert_precision
 
@@ -385,6 +390,7 @@ def _run_precision_step(
         options["calib_method"] = calib_method
     if cache_dir is not None:
         options["cache_dir"] = Path(cache_dir)
+    options.update({k: v for k, v in (guard or {}).items() if v is not None})
     convert_precision(fp32_onnx, target, **options)
 
 

@@ -112,6 +112,7 @@ def collect_environment(*, ort_intra_op_threads: int | str | None = None) -> dic
             "dacovid-export": _version("dacovid-export"),
             "torch": torch.__version__,
             "onnxruntime": _version("onnxruntime-gpu", "onnxruntime"),
+            "openvino": _version("openvino"),
             "tensorrt": _version("tensorrt", "tensorrt-cu13", "tensorrt-cu12"),
             "onnx": _version("onnx"),
             "nvidia-modelopt": _version("nvidia-modelopt"),

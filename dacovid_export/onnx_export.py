@@ -69,6 +69,7 @@ __all__ = [
     "export_onnx",
     "convert_precision",
     "sample_batch",
+    "guard_summary_lines",
 ]
 
 Precision = Literal["fp32", "fp16", "int8"]
@@ -119,6 +120,8 @@ class OnnxExportConfig:
     cache_dir: Path | None = None
     atol: float | None = None
     rtol: float | None = None
+    min_agreement: float | None = None
+    validation_data: Path | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
@@ -140,11 +143,29 @@ class OnnxExportConfig:
             value = getattr(self, name)
             if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
                 raise UserInputError(f"{name}={value!r}: need a finite number >= 0")
-        for name in ("calib_data", "cache_dir"):
+        for name in ("calib_data", "cache_dir", "validation_data"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
         self._validate_calibration()
+        self._validate_guard()
+
+    def _validate_guard(self) -> None:
+        given = [n for n in ("min_agreement", "validation_data") if getattr(self, n) is not None]
+        if given and self.precision != "int8":
+            raise UserInputError(
+                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an INT8 option"
+            )
+        value = self.min_agreement
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1
+        ):
+            raise UserInputError(f"min_agreement={value!r}: give a fraction between 0 and 1 (default 0.99)")
+        data = self.validation_data
+        if data is not None and not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".json")):
+            raise UserInputError(
+                f"validation data {str(data)!r} is neither a directory nor a dacovid-train split.json (its held-out part)"
+            )
 
     def _validate_calibration(self) -> None:
         if self.calib_size is not None and (
@@ -186,6 +207,16 @@ class OnnxExportConfig:
     def effective_calib_method(self) -> str:
         return self.calib_method or "entropy"
 
+    def guard_config(self) -> Any:
+        """The INT8 accuracy guard's options: every calibration method unless one was chosen."""
+        from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT, GuardConfig
+        from dacovid_export.calibration.int8 import CALIBRATION_METHODS
+
+        return GuardConfig(
+            min_agreement=DEFAULT_MIN_AGREEMENT if self.min_agreement is None else float(self.min_agreement),
+            methods=(self.calib_method,) if self.calib_method is not None else CALIBRATION_METHODS,
+        )
+
     @property
     def tolerance(self) -> tuple[float, float]:
         """(atol, rtol) of the numeric self-check of this precision."""
@@ -205,7 +236,7 @@ class OnnxExportConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for name in ("calib_data", "cache_dir"):
+        for name in ("calib_data", "cache_dir", "validation_data"):
             out[name] = None if out[name] is None else str(out[name])
         return out
 
@@ -242,6 +273,9 @@ class OnnxExportResult:
         lines += [f"check passed: {c}" for c in self.checks]
         for label, comparisons in self.verification.items():
             lines += [f"{label}: {c.describe()}" for c in comparisons]
+        guard = self.precision_details.get("guard")
+        if guard:
+            lines += guard_summary_lines(guard)
         if self.precision != "fp32":
             shown = ", ".join(self.fp32_nodes[:20]) + (f", ... ({len(self.fp32_nodes)} in all)" if len(self.fp32_nodes) > 20 else "")
             lines.append(f"nodes kept in FP32 ({len(self.fp32_nodes)}): {shown or 'none'}")
@@ -343,9 +377,16 @@ def convert_precision(
     cache_dir: str | os.PathLike[str] | None = None,
     atol: float | None = None,
     rtol: float | None = None,
+    min_agreement: float | None = None,
+    validation_data: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> OnnxExportResult:
     """Turn an FP32 ONNX model written by this tool into an FP16 or INT8 one at ``output``.
+
+    INT8 is accuracy-guarded (:mod:`dacovid_export.calibration.guard`): it must agree with
+    the FP32 model on ``min_agreement`` (default 0.99) of validation images calibration never
+    saw (``validation_data``, or by default a seeded, stratified part of ``calib_data``),
+    taking the costliest nodes out of INT8 if needed, or nothing is written.
 
     The metadata (classes, preprocessing, checkpoint checksum) comes from the
     FP32 file. The result gets the structural checks that apply to its precision
@@ -376,6 +417,8 @@ def convert_precision(
         cache_dir=None if cache_dir is None else Path(cache_dir),
         atol=atol,
         rtol=rtol,
+        min_agreement=min_agreement,
+        validation_data=None if validation_data is None else Path(validation_data),
     )
     output = _check_output(output, source=fp32_onnx, config=config)
     with _Steps(progress, total=3) as steps:
@@ -407,8 +450,10 @@ def _convert(fp32_path: Path, output: Path, config: OnnxExportConfig, steps: "_S
     del fp32_proto  # up to ~170 MB of weights; the tools below read the file themselves
     timings: dict[str, float] = {}
     steps.start(f"{config.precision} conversion")
-    calibration = None
-    if config.calib_data is not None:
+    calibration = validation = None
+    if config.precision == "int8" and config.calib_data is not None:
+        calibration, validation = _int8_image_sets(config, info.preprocessing)
+    elif config.calib_data is not None:
         from dacovid_export.calibration.data import load_calibration_set
 
         calibration = load_calibration_set(
@@ -422,10 +467,16 @@ def _convert(fp32_path: Path, output: Path, config: OnnxExportConfig, steps: "_S
 
             step = convert_fp16(fp32_path, raw, calibration=None if calibration is None else calibration.array)
         else:
-            from dacovid_export.calibration.int8 import quantize_int8
+            from dacovid_export.calibration.guard import guarded_quantize_int8
 
-            step = quantize_int8(
-                fp32_path, raw, calibration=calibration, method=config.effective_calib_method, cache_dir=config.cache_dir
+            step = guarded_quantize_int8(
+                fp32_path,
+                raw,
+                calibration=calibration,
+                validation=validation,
+                config=config.guard_config(),
+                cache_dir=config.cache_dir,
+                progress=steps.enabled,
             )
         proto = load_onnx(raw)
         # the precision tools write a plain ONNX file: stamp our metadata again
@@ -555,9 +606,56 @@ def _precision_metadata(
     if calibration is not None:
         meta["calibration"] = {
             **calibration.describe(),
-            "method": config.effective_calib_method if config.precision == "int8" else None,
+            "method": step.details.get("method") if config.precision == "int8" else None,
         }
+    if "guard" in step.details:
+        # the accuracy guard's verdict travels with the model: method, nodes out of INT8, agreement before/after
+        meta["int8_guard"] = step.details["guard"]
     return meta
+
+
+def _int8_image_sets(config: OnnxExportConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:
+    """Calibration and validation images for the guarded INT8 step; never the same image in both."""
+    from dacovid_export.calibration.data import (
+        MAX_VALIDATION_IMAGES,
+        load_calibration_set,
+        load_validation_set,
+        split_calibration_set,
+    )
+
+    if config.calib_data is None:
+        raise UserInputError("precision 'int8' needs calibration images: pass --calib-data DIR")
+    if config.validation_data is None:
+        return split_calibration_set(
+            config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed
+        )
+    calibration = load_calibration_set(config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed)
+    validation = load_validation_set(config.validation_data, preprocessing, size=MAX_VALIDATION_IMAGES, seed=config.seed)
+    return calibration, validation
+
+
+def guard_summary_lines(guard: Mapping[str, Any]) -> list[str]:
+    """Report lines of an INT8 accuracy guard record (``int8_guard`` metadata / ``precision_details["guard"]``)."""
+    before, after = guard["before"], guard["after"]
+    excluded = guard.get("excluded_nodes", [])
+    shown = ", ".join(f"{n['label']} ({n['dtype']})" for n in excluded[:10]) + (
+        f", ... ({len(excluded)} in all)" if len(excluded) > 10 else ""
+    )
+    return [
+        f"INT8 guard: {guard['method']} calibration; agreement with FP32 on {after['images']} validation images "
+        f"{before['agreement']:.2%} -> {after['agreement']:.2%} (target {guard['target_agreement']:.2%}); "
+        f"|Δlogit| median {before['median_abs_dlogit']:.3g} -> {after['median_abs_dlogit']:.3g}, "
+        f"max {before['max_abs_dlogit']:.3g} -> {after['max_abs_dlogit']:.3g}",
+        f"INT8 guard: validation images: {guard['validation'].get('source')}",
+        f"INT8 guard: convolutions left INT8 {guard['int8_convs']}/{guard['convs']} ({guard['int8_conv_share']:.1%}); "
+        f"out of INT8: {shown or 'none'}; {guard['seconds']:.1f}s",
+        *(
+            [f"INT8 guard: under OpenVINO (CPU, FP32 set around INT8): agreement {ov['agreement']:.2%}, "
+             f"|Δlogit| median {ov['median_abs_dlogit']:.3g} max {ov['max_abs_dlogit']:.3g}"]
+            if (ov := guard.get("after_openvino"))
+            else []
+        ),
+    ]
 
 
 def _verify_against_torch(

@@ -7,7 +7,7 @@ from importlib import metadata
 
 __all__ = ["package_version", "package_versions"]
 
-_PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime-gpu", "onnxruntime", "nvidia-modelopt", "tensorrt", "numpy")
+_PACKAGES = ("torch", "torchvision", "onnx", "onnxruntime-gpu", "onnxruntime", "nvidia-modelopt", "openvino", "tensorrt", "numpy")
 
 
 def package_version(*names: str, default: str = "unknown") -> str:

@@ -1,4 +1,4 @@
-"""Inference backends behind one interface: PyTorch, ONNX Runtime, TensorRT.
+"""Inference backends behind one interface: PyTorch, ONNX Runtime, OpenVINO (CPU), TensorRT.
 
 Open one with :func:`dacovid_export.backends.registry.open_backend`; this package
 imports nothing heavy so that ``import dacovid_export.backends`` stays cheap.
@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BACKEND_NAMES", "check_finite_logits"]
 
-BACKEND_NAMES = ("torch", "onnxruntime", "tensorrt")
+BACKEND_NAMES = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 
 def check_finite_logits(logits: np.ndarray, info: "ArtifactInfo", backend: str) -> np.ndarray:

@@ -1,14 +1,19 @@
 """Which backend runs which artifact, and :func:`open_backend` to get one.
 
 File kind decides the default: checkpoint -> PyTorch, ``.onnx`` -> ONNX Runtime,
-``.engine``/``.plan`` -> TensorRT. Backend modules are imported only when chosen,
-so a missing optional package is reported as one line naming what to install.
+``.engine``/``.plan`` -> TensorRT; one exception: an INT8 (Q/DQ) ONNX model on the CPU
+goes to OpenVINO, which runs it as INT8, while ONNX Runtime runs its signed Q/DQ form
+slower than FP32 (design.md section 5), and :func:`open_backend` says so on stderr.
+Backend modules are imported only when chosen, so a missing optional package is
+reported as one line naming what to install.
 """
 
 from __future__ import annotations
 
 import inspect
 import os
+import sys
+from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,9 +23,19 @@ from dacovid_export.backends.base import Backend
 from dacovid_export.deps import require
 from dacovid_export.errors import UserInputError
 
-__all__ = ["BACKEND_FOR_KIND", "DEVICES", "open_backend", "backend_class", "resolve_device", "unavailable_reason"]
+__all__ = [
+    "BACKEND_FOR_KIND",
+    "KINDS_OF_BACKEND",
+    "DEVICES",
+    "open_backend",
+    "backend_class",
+    "resolve_device",
+    "auto_backend",
+    "unavailable_reason",
+]
 
 BACKEND_FOR_KIND: Mapping[ArtifactKind, str] = {"checkpoint": "torch", "onnx": "onnxruntime", "engine": "tensorrt"}
+KINDS_OF_BACKEND: Mapping[str, str] = {"torch": "checkpoint", "onnxruntime": "onnx", "openvino": "onnx", "tensorrt": "engine"}
 DEVICES = ("auto", "cpu", "cuda")
 _KIND_WORDS = {"checkpoint": "a checkpoint (.pt/.pth)", "onnx": "an ONNX model (.onnx)", "engine": "a TensorRT engine (.engine/.plan)"}
 
@@ -36,6 +51,11 @@ def backend_class(backend: str) -> type[Backend]:
         from dacovid_export.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend
+    if backend == "openvino":
+        require("openvino", "run ONNX models with OpenVINO on the CPU")
+        from dacovid_export.backends.openvino_backend import OpenVINOBackend
+
+        return OpenVINOBackend
     if backend == "tensorrt":
         # the engine's sidecar names its runtime (TensorRT or TensorRT-RTX): the backend imports that one on load
         from dacovid_export.backends.tensorrt_backend import TensorRTBackend
@@ -70,6 +90,8 @@ def resolve_device(device: str, backend: str) -> str:
     if device == "auto":
         if backend == "tensorrt":
             return "cuda"
+        if backend == "openvino":
+            return "cpu"
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
@@ -78,7 +100,35 @@ def resolve_device(device: str, backend: str) -> str:
         raise UserInputError(f"device={device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
     if backend == "tensorrt" and device == "cpu":
         raise UserInputError("TensorRT engines run on an NVIDIA GPU only: use device 'cuda' (or 'auto')")
+    if backend == "openvino" and device != "cpu":
+        raise UserInputError(f"device={device!r}: the openvino backend runs on the CPU only; use device 'cpu' (or 'auto')")
     return device
+
+
+def auto_backend(path: str | os.PathLike[str], device: str) -> tuple[str, str | None]:
+    """``(backend, why)`` for ``backend="auto"``: by file kind, except INT8 ONNX on the CPU -> OpenVINO.
+
+    ``why`` is a sentence for the user when the choice is not the file kind's default, else None.
+    """
+    kind = artifact_kind(path)
+    backend = BACKEND_FOR_KIND[kind]
+    if kind != "onnx" or resolve_device(device, backend) != "cpu":
+        return backend, None
+    from dacovid_export.artifact import read_artifact_info
+
+    if read_artifact_info(path).precision != "int8":
+        return backend, None
+    import importlib.util
+
+    if importlib.util.find_spec("openvino") is None:
+        return backend, (
+            "backend auto: INT8 model on the CPU, but openvino is not installed: using ONNX Runtime, which runs "
+            "signed Q/DQ models slower than FP32 (pip install openvino)"
+        )
+    return "openvino", (
+        f"backend auto: {Path(path).name} is INT8 and runs on the CPU: using OpenVINO, which runs its Q/DQ as INT8 "
+        "(ONNX Runtime runs this signed Q/DQ form slower than FP32); pass backend 'onnxruntime' to override"
+    )
 
 
 def open_backend(
@@ -93,19 +143,24 @@ def open_backend(
     an error that lists the ones it does.
     """
     kind = artifact_kind(path)
+    why = None
     if backend == "auto":
-        backend = BACKEND_FOR_KIND[kind]
+        backend, why = auto_backend(path, device)
     elif backend not in BACKEND_NAMES:
         raise UserInputError(f"unknown backend {backend!r}: use 'auto' or one of {', '.join(BACKEND_NAMES)}")
-    if BACKEND_FOR_KIND[kind] != backend:
+    if KINDS_OF_BACKEND[backend] != kind:
+        runners = [b for b, k in KINDS_OF_BACKEND.items() if k == kind]
         raise UserInputError(
             f"backend {backend!r} cannot run {str(path)!r}, which is {_KIND_WORDS[kind]}; "
-            f"use backend {BACKEND_FOR_KIND[kind]!r} (or 'auto')"
+            f"use backend {' or '.join(repr(b) for b in runners)} (or 'auto')"
         )
     device = resolve_device(device, backend)
     cls = backend_class(backend)
     _check_options(cls, backend, options)
-    return cls(path, device=device, **options)
+    opened = cls(path, device=device, **options)
+    if why is not None:
+        print(why, file=sys.stderr)
+    return opened
 
 
 def _check_options(cls: type[Backend], backend: str, options: Mapping[str, Any]) -> None:

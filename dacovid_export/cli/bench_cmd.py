@@ -19,7 +19,7 @@ _OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 @click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
 # backend and device are checked by BenchConfig, so a wrong value is one line, like every other error
 @click.option("--backend", default="auto", show_default=True, metavar="|".join(BACKEND_CHOICES),
-              help="auto: torch for checkpoints, onnxruntime for .onnx, tensorrt for engines.")
+              help="auto: torch for checkpoints, onnxruntime for .onnx (plus openvino for INT8 .onnx on the CPU), tensorrt for engines.")
 @click.option("--device", default="auto", show_default=True, metavar="|".join(DEVICE_CHOICES),
               help="auto: cuda when a GPU is visible, else cpu.")
 @click.option("--batch", "batch", default="1", show_default=True, metavar="LIST", help="Batch sizes, e.g. 1,8,32.")
@@ -27,11 +27,13 @@ _OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 @click.option("--warmup", type=int, default=DEFAULT_WARMUP, show_default=True, help="Untimed runs before each series.")
 @click.option("--iterations", type=int, default=None, help=f"Timed runs per series [default: {DEFAULT_ITERATIONS}].")
 @click.option("--duration", type=float, default=None, metavar="SECONDS", help="Time each series for this long instead of --iterations.")
-@click.option("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime (default: torch's setting; ORT: physical cores).")
+@click.option("--threads", type=int, default=None, help="CPU threads for torch, ONNX Runtime and OpenVINO (default: torch's setting; ORT: physical cores; OpenVINO: its own).")
 @click.option("--autocast", default=None, metavar="LIST", help=f"PyTorch autocast precisions to add ({','.join(AUTOCAST_CHOICES)}).")
 @click.option("--channels-last", is_flag=True, help="PyTorch: channels-last memory format.")
 @click.option("--cuda-graphs", is_flag=True, help="PyTorch on CUDA: capture and replay CUDA graphs.")
 @click.option("--compile", "compile_", is_flag=True, help="PyTorch: torch.compile (Inductor).")
+@click.option("--openvino-fp32", is_flag=True, help="Also time FP32 ONNX models with OpenVINO, FP32 precision set explicitly (INT8 models get OpenVINO rows on the CPU anyway).")
+@click.option("--openvino-bf16", is_flag=True, help="Also time FP32 ONNX models with OpenVINO in BF16, as bf16 rows (CPUs with BF16 only).")
 @click.option("--cost", is_flag=True, help="Also print parameters/GFLOPs of each artifact and the model-option cost table.")
 @click.option("--json", "json_out", type=_OUT, default=None, help="Write the records and environment as JSON.")
 @click.option("--csv", "csv_out", type=_OUT, default=None, help="Write the records as CSV.")
@@ -53,6 +55,8 @@ def bench(
     channels_last: bool,
     cuda_graphs: bool,
     compile_: bool,
+    openvino_fp32: bool,
+    openvino_bf16: bool,
     cost: bool,
     json_out: Path | None,
     csv_out: Path | None,
@@ -85,6 +89,8 @@ def bench(
         cuda_graphs=cuda_graphs,
         compile=compile_,
         cost=cost,
+        openvino_fp32=openvino_fp32,
+        openvino_bf16=openvino_bf16,
         seed=seed,
         progress=not no_progress,
     )

@@ -24,7 +24,9 @@ __all__ = ["onnx"]
 )
 @click.option("--calib-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Calibration images, or a dacovid-train split.json (its training images); needed for int8, optional range data for fp16.")
 @click.option("--calib-size", type=int, default=None, metavar="N", help=f"Calibration images to use  [default: {DEFAULT_CALIB_SIZE}]")
-@click.option("--calib-method", type=click.Choice(["entropy", "max"]), default=None, help="INT8 calibration  [default: entropy]")
+@click.option("--calib-method", type=click.Choice(["entropy", "max"]), default=None, help="INT8 calibration  [default: entropy, then max if entropy misses --min-agreement; the better is kept]")
+@click.option("--min-agreement", type=float, default=None, metavar="F", help="INT8 accuracy guard: top-1 agreement with FP32 required on validation images; the costliest nodes leave INT8 until it holds, else nothing is written  [default: 0.99]")
+@click.option("--validation-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="INT8 guard's validation images, or a split.json (its held-out part)  [default: a seeded, stratified part of --calib-data, never used for calibration]")
 @click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, metavar="N", help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}.")
 @click.option("--max-batch", type=int, default=None, metavar="N", help="Static: the batch size (default 1). Dynamic: hint for engine profiles.")
 @click.option("--static-batch", is_flag=True, help="Fix the batch dimension instead of leaving it dynamic.")
@@ -40,6 +42,8 @@ def onnx(
     calib_data: Path | None,
     calib_size: int | None,
     calib_method: str | None,
+    min_agreement: float | None,
+    validation_data: Path | None,
     opset: int,
     max_batch: int | None,
     static_batch: bool,
@@ -62,6 +66,8 @@ def onnx(
         calib_data=calib_data,
         calib_size=calib_size,
         calib_method=calib_method,  # type: ignore[arg-type]
+        min_agreement=min_agreement,
+        validation_data=validation_data,
         seed=seed,
         cache_dir=cache_dir,
         atol=atol,

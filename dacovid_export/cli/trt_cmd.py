@@ -32,6 +32,8 @@ def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
 @click.option("--fp32", is_flag=True, help="FP32 engine from an FP32 ONNX.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Engine file (.engine/.plan); its metadata goes to OUTPUT.json.")
 @click.option("--calib-data", type=click.Path(path_type=Path), help="Class-per-folder calibration images, or a dacovid-train split.json (its training images); INT8 from an FP32 ONNX.")
+@click.option("--min-agreement", type=float, default=None, metavar="F", help="INT8 from an FP32 ONNX: top-1 agreement with FP32 the accuracy guard requires on validation images  [default: 0.99]")
+@click.option("--validation-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="INT8 guard's validation images, or a split.json (its held-out part)  [default: a held-out part of --calib-data]")
 @click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch the engine accepts.")
 @click.option("--opt-batch", type=int, default=None, help="Batch TensorRT tunes for  [default: --max-batch]; 1 favours single-image latency.")
 @click.option("--max-batch", type=int, default=8, show_default=True, help="Largest batch the engine accepts.")
@@ -51,6 +53,8 @@ def trt(
     fp32: bool,
     output: Path,
     calib_data: Path | None,
+    min_agreement: float | None,
+    validation_data: Path | None,
     min_batch: int,
     opt_batch: int | None,
     max_batch: int,
@@ -101,7 +105,14 @@ def trt(
     from dacovid_export.engine_build import build_engine
 
     result = build_engine(
-        model, output, config, calib_data=calib_data, log=lambda line: click.echo(line, err=True), progress=True
+        model,
+        output,
+        config,
+        calib_data=calib_data,
+        min_agreement=min_agreement,
+        validation_data=validation_data,
+        log=lambda line: click.echo(line, err=True),
+        progress=True,
     )
     meta = result.metadata
     if meta.runtime == "tensorrt-rtx":

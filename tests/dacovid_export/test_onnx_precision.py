@@ -78,6 +78,7 @@ def test_cli_int8_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
     assert result.exit_code == 0, result.output
     assert "Q/DQ nodes, symmetric INT8 with zero point 0" in result.output
     assert "nodes kept in FP32" in result.output
+    assert "INT8 guard: max calibration; agreement with FP32 on 6 validation images" in result.output
 
     info = read_onnx_info(out)
     assert info.precision == "int8" and info.source_sha256 == sha256_file(tiny_checkpoint)
@@ -85,6 +86,12 @@ def test_cli_int8_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
     calibration = json.loads(meta["calibration"])
     assert calibration["method"] == "max" and calibration["images"] == 16 and len(calibration["sha256"]) == 64
     assert _softmax_nodes(out) <= set(json.loads(meta["fp32_nodes"]))
+    # the accuracy guard's verdict travels with the model; validation images are held out of calibration
+    guard = json.loads(meta["int8_guard"])
+    assert guard["passed"] and guard["method"] == "max" and guard["target_agreement"] == 0.99
+    assert guard["after"]["images"] == 6 and guard["after"]["agreement"] >= 0.99
+    assert guard["convs"] > 50 and guard["int8_conv_share"] >= 0.8
+    assert "held out from calibration" in guard["validation"]["source"]
 
     model = validate_model(out)
     assert check_qdq_zero_points(model) > 0

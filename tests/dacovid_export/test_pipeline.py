@@ -67,7 +67,8 @@ def test_report_json_holds_bench_parity_and_provenance(embedded_run) -> None:
     assert report["embedded_default"] is True and report["passed"] is True
     bench = report["bench"]
     assert [(r["backend"], r["precision"]) for r in bench] == [
-        ("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8")
+        ("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"),
+        ("openvino", "int8"),
     ]
     assert all(set(SPEC_KEYS) <= set(r) and r["batch"] == 1 and r["iterations"] == 2 for r in bench)
     parity = report["parity"]
@@ -85,6 +86,12 @@ def test_report_json_holds_bench_parity_and_provenance(embedded_run) -> None:
     assert report["model_cost"]["image_size"] == TINY_IMAGE_SIZE and report["model_cost"]["gflops"] > 0
     comparisons = {h["comparison"] for h in report["headline"]}
     assert "ONNX Runtime FP32 vs PyTorch eager FP32" in comparisons
+    assert "OpenVINO INT8 vs ONNX Runtime FP32" in comparisons
+    # the CPU INT8 headline uses the faster of ONNX Runtime and OpenVINO
+    (cpu_int8,) = [h for h in report["headline"] if h["comparison"].startswith("CPU INT8 (fastest: ")]
+    int8_rows = [r for r in bench if r["precision"] == "int8"]
+    assert cpu_int8["p50_ms"] == round(min(r["p50_ms"] for r in int8_rows), 3) and cpu_int8["target"] == 0.35
+    assert report["export"]["int8"]["int8_guard"]["passed"] is True
 
 
 @pytest.mark.skipif(_any_tensorrt_installed(), reason="TensorRT or TensorRT-RTX is installed here")

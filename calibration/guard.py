@@ -1,0 +1,435 @@
+"""Accuracy-guarded INT8: calibrate, measure against FP32 on unseen images, take the costliest nodes out of INT8.
+
+The loop (after NNCF's ``quantize_with_accuracy_control`` and Polygraphy's ``debug precision``):
+
+1. Calibrate with each method in ``GuardConfig.methods`` (cached, see ``calibration.int8``)
+   and measure top-1 agreement and |Δlogit| against the FP32 model in ONNX Runtime (CPU)
+   on validation images calibration never saw. The first method that meets
+   ``min_agreement`` is kept; when none does, the best one goes on to step 2.
+2. Rank every quantized node by what taking it alone out of INT8 restores
+   (:mod:`calibration.sensitivity`), then take nodes out in that order, fewest first,
+   each in FP16 where its activations fit and FP32 otherwise (:mod:`calibration.fallback`),
+   until the agreement holds on the whole validation set.
+3. Stop with :class:`GuardFailedError` (the table of what was tried, and what to try next)
+   when the target is not reached before the share of convolutions left in INT8 would
+   fall below ``min_int8_conv_share``: an "INT8" model that is mostly FP32 is not one.
+
+The report (:class:`GuardReport`) goes to stdout and into the model's metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dacovid_export.calibration.cache import CalibrationCache
+from dacovid_export.calibration.data import CalibrationSet
+from dacovid_export.calibration.fallback import (
+    FallbackDtype,
+    FallbackNode,
+    activation_peaks,
+    attention_feeders,
+    choose_fallback_dtype,
+    unquantize,
+)
+from dacovid_export.calibration.graph import (
+    check_calibration_array,
+    check_output_path,
+    ensure_node_names,
+    find_attention_chains,
+    load_source_model,
+    write_checked_model,
+)
+from dacovid_export.calibration.int8 import CALIBRATION_METHODS, RECIPE_VERSION, calibrate_cached, int8_exclusions
+from dacovid_export.calibration.qdq import check_qdq, inspect_qdq
+from dacovid_export.calibration.result import PrecisionResult
+from dacovid_export.calibration.sensitivity import (
+    Agreement,
+    NodeSensitivity,
+    at_risk_images,
+    labels_from_weights,
+    measure_agreement,
+    onnx_logits,
+    openvino_logits,
+    rank_nodes,
+)
+from dacovid_export.errors import CheckFailedError, UserInputError
+
+if TYPE_CHECKING:
+    import onnx
+
+__all__ = [
+    "DEFAULT_MIN_AGREEMENT",
+    "DEFAULT_MIN_INT8_CONV_SHARE",
+    "GuardConfig",
+    "GuardStep",
+    "GuardReport",
+    "GuardFailedError",
+    "guarded_quantize_int8",
+    "int8_conv_share",
+]
+
+DEFAULT_MIN_AGREEMENT = 0.99
+DEFAULT_MIN_INT8_CONV_SHARE = 0.8
+
+
+class GuardFailedError(CheckFailedError):
+    """The INT8 model cannot meet the agreement target within the allowed fallback; carries the report."""
+
+    def __init__(self, message: str, report: "GuardReport") -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardConfig:
+    """Options of the accuracy guard, validated on construction.
+
+    ``min_agreement``: top-1 agreement with FP32 the INT8 model must reach on the validation images.
+    ``methods``: calibration methods tried in order (first to meet the target wins).
+    ``min_int8_conv_share``: refuse rather than leave fewer convolutions than this in INT8.
+    ``fallback_dtype``: ``"fp16"`` (FP32 only where FP16 is unsafe) or ``"fp32"`` for every restored node.
+    ``ranking_images``: at most this many at-risk validation images in the sensitivity pass.
+    """
+
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    methods: tuple[str, ...] = CALIBRATION_METHODS
+    min_int8_conv_share: float = DEFAULT_MIN_INT8_CONV_SHARE
+    fallback_dtype: FallbackDtype = "fp16"
+    ranking_images: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("min_agreement", "min_int8_conv_share"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+                raise UserInputError(f"{name}={value!r}: give a fraction between 0 and 1 (e.g. 0.99)")
+        methods = tuple(self.methods) if isinstance(self.methods, (list, tuple)) else ()
+        if not methods or any(m not in CALIBRATION_METHODS for m in methods) or len(set(methods)) != len(methods):
+            raise UserInputError(
+                f"methods={self.methods!r}: give one or more distinct calibration methods of {', '.join(CALIBRATION_METHODS)}"
+            )
+        object.__setattr__(self, "methods", methods)
+        if self.fallback_dtype not in ("fp16", "fp32"):
+            raise UserInputError(f"fallback_dtype={self.fallback_dtype!r}: choose 'fp16' or 'fp32'")
+        if isinstance(self.ranking_images, bool) or not isinstance(self.ranking_images, int) or self.ranking_images < 1:
+            raise UserInputError(f"ranking_images={self.ranking_images!r}: give an integer >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "methods": list(self.methods)}
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardStep:
+    """One measured candidate: a calibration method, with some nodes taken out of INT8."""
+
+    label: str
+    method: str
+    excluded: int
+    int8_convs: int
+    agreement: Agreement
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "method": self.method, "excluded": self.excluded, "int8_convs": self.int8_convs,
+                **self.agreement.to_dict()}
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardReport:
+    """What the guard measured and decided; ``passed`` is whether the written model meets the target."""
+
+    target: float
+    min_int8_conv_share: float
+    validation: dict[str, Any]
+    reference: str
+    method: str
+    before: Agreement
+    after: Agreement
+    excluded: tuple[FallbackNode, ...]
+    convs: int
+    int8_convs: int
+    steps: tuple[GuardStep, ...]
+    ranking: tuple[NodeSensitivity, ...]
+    seconds: float
+    passed: bool
+    after_openvino: Agreement | None = None  # the written model under OpenVINO (FP32 precision set), for the record
+
+    @property
+    def int8_conv_share(self) -> float:
+        return self.int8_convs / self.convs if self.convs else 0.0
+
+    def table(self) -> list[str]:
+        """The candidates tried, one row each."""
+        rows = [f"  {'candidate':<44} {'agreement':>9} {'|Δlogit| med':>12} {'max':>7} {'INT8 convs':>11}"]
+        for step in self.steps:
+            a = step.agreement
+            rows.append(
+                f"  {step.label[:44]:<44} {a.agreement:>9.2%} {a.median_abs_dlogit:>12.3g} {a.max_abs_dlogit:>7.3g} "
+                f"{step.int8_convs:>5}/{self.convs:<5}"
+            )
+        return rows
+
+    def lines(self) -> list[str]:
+        v = self.validation
+        out = [
+            f"INT8 accuracy guard: target agreement >= {self.target:.2%} with FP32 ({self.reference}) on {v.get('images')} "
+            f"validation images ({v.get('source')})",
+            *self.table(),
+            f"kept: {self.method} calibration, {len(self.excluded)} node(s) out of INT8; before {self.before.describe()}; "
+            f"after {self.after.describe()}",
+            f"convolutions left INT8: {self.int8_convs}/{self.convs} ({self.int8_conv_share:.1%}); guard time {self.seconds:.1f}s",
+        ]
+        if self.after_openvino is not None:
+            out.append(f"same model under OpenVINO (CPU, f32 around INT8): {self.after_openvino.describe()}")
+        if self.excluded:
+            shown = ", ".join(f"{n.label} ({n.dtype})" for n in self.excluded[:12])
+            more = f", ... ({len(self.excluded)} in all)" if len(self.excluded) > 12 else ""
+            out.append(f"taken out of INT8: {shown}{more}")
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target_agreement": self.target,
+            "min_int8_conv_share": self.min_int8_conv_share,
+            "validation": dict(self.validation),
+            "reference": self.reference,
+            "method": self.method,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "excluded_nodes": [n.to_dict() for n in self.excluded],
+            "convs": self.convs,
+            "int8_convs": self.int8_convs,
+            "int8_conv_share": self.int8_conv_share,
+            "steps": [s.to_dict() for s in self.steps],
+            "ranking_top": [r.to_dict() for r in self.ranking[:20]],
+            "seconds": self.seconds,
+            "passed": self.passed,
+            "after_openvino": None if self.after_openvino is None else self.after_openvino.to_dict(),
+        }
+
+
+def int8_conv_share(model: "onnx.ModelProto") -> tuple[int, int]:
+    """``(convolutions with a dequantized input, all convolutions)`` of a Q/DQ model."""
+    quantized = set(inspect_qdq(model).quantized_nodes)
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    return sum(name in quantized for name in convs), len(convs)
+
+
+def _log(message: str, progress: bool) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+def guarded_quantize_int8(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    calibration: CalibrationSet,
+    validation: CalibrationSet,
+    config: GuardConfig = GuardConfig(),
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+) -> PrecisionResult:
+    """Write the INT8 (Q/DQ) version of ``source`` that agrees with FP32 on ``validation``, or refuse.
+
+    ``calibration``/``validation``: disjoint image sets (:func:`split_calibration_set`, or
+    :func:`load_validation_set` for separate images). Raises :class:`GuardFailedError` (a
+    :class:`CheckFailedError`, exit code 1) with the table of candidates when the target
+    cannot be met; ``output`` is then left as it was. The result's ``details["guard"]``
+    holds :meth:`GuardReport.to_dict`.
+    """
+    started = time.perf_counter()
+    for name, value in (("calibration", calibration), ("validation", validation)):
+        if not isinstance(value, CalibrationSet):
+            raise UserInputError(f"{name} of type {type(value).__name__}: give a CalibrationSet")
+    if not isinstance(config, GuardConfig):
+        raise UserInputError(f"config of type {type(config).__name__}: give a GuardConfig")
+    overlap = set(calibration.paths) & set(validation.paths)
+    if overlap:
+        raise UserInputError(
+            f"{len(overlap)} validation image(s) are also calibration images (e.g. {str(sorted(overlap)[0])!r}): "
+            "the guard must judge INT8 on images calibration never saw"
+        )
+    src = load_source_model(source)
+    output = check_output_path(src.path, output)
+    array = check_calibration_array(calibration.array, src)
+    images = check_calibration_array(validation.array, src)
+    ensure_node_names(src.model)
+    chains = find_attention_chains(src.model)
+    excluded_from_start = int8_exclusions(src.model, chains)
+    cache = CalibrationCache(cache_dir)
+
+    reference = onnx_logits(src.model, images)
+    steps: list[GuardStep] = []
+    candidates: list[tuple[Agreement, Any, np.ndarray]] = []
+    for method in config.methods:
+        calibrated = calibrate_cached(src, calibration, array, method, excluded_from_start, cache)
+        check_qdq(calibrated.model, chains)
+        logits = onnx_logits(calibrated.model_bytes, images)
+        agreement = measure_agreement(reference, logits)
+        int8, convs = int8_conv_share(calibrated.model)
+        steps.append(GuardStep(f"{method} calibration", method, 0, int8, agreement))
+        _log(f"INT8 guard: {method} calibration: {agreement.describe()}", progress)
+        candidates.append((agreement, calibrated, logits))
+        if agreement.agreement >= config.min_agreement:
+            break
+    best_agreement, best, best_logits = max(candidates, key=lambda c: c[0].key())
+    base_model = best.model
+    int8, convs = int8_conv_share(base_model)
+
+    final_model = base_model
+    final_agreement = best_agreement
+    excluded: list[FallbackNode] = []
+    ranking: list[NodeSensitivity] = []
+    if best_agreement.agreement < config.min_agreement:
+        final_model, final_agreement, excluded, ranking = _fall_back(
+            src, base_model, chains, images, reference, best_logits, best_agreement, best.method, config, steps, progress
+        )
+    int8, convs = int8_conv_share(final_model)
+    passed = final_agreement.agreement >= config.min_agreement
+    report = GuardReport(
+        target=config.min_agreement,
+        min_int8_conv_share=config.min_int8_conv_share,
+        validation=validation.describe() | {"source": _validation_source(calibration, validation)},
+        reference="ONNX Runtime CPU, FP32 model",
+        method=best.method,
+        before=best_agreement,
+        after=final_agreement,
+        excluded=tuple(excluded),
+        convs=convs,
+        int8_convs=int8,
+        steps=tuple(steps),
+        ranking=tuple(ranking),
+        seconds=time.perf_counter() - started,
+        passed=passed,
+    )
+    if not passed:
+        raise GuardFailedError(_failure_message(report), report)
+
+    summary = check_qdq(final_model, chains)
+    model_bytes = final_model.SerializeToString()
+    digest = write_checked_model(model_bytes, output)
+    ov_logits = openvino_logits(str(output), images)
+    if ov_logits is not None:
+        report = dataclasses.replace(
+            report, after_openvino=measure_agreement(reference, ov_logits), seconds=time.perf_counter() - started
+        )
+    details = {
+        "tool": "modelopt.onnx.quantization.quantize + dacovid_export accuracy guard",
+        "recipe": RECIPE_VERSION,
+        "quantize_mode": "int8",
+        "method": best.method,
+        "high_precision_dtype": "fp32",
+        "symmetric": True,
+        "per_channel_weights": True,
+        "calibration": calibration.describe(),
+        "excluded_nodes": list(excluded_from_start),
+        "attention_chains": [{"softmax": c.softmax, "nodes": list(c.nodes)} for c in chains],
+        "qdq": summary.to_dict(),
+        "cache": {"key": best.key, "path": None if best.cache_path is None else str(best.cache_path), "hit": best.cache_hit},
+        "source_sha256": src.sha256,
+        "output_sha256": digest,
+        "providers": ["CPUExecutionProvider"],
+        "modelopt": best.fields["modelopt"],
+        "onnxruntime": best.fields["onnxruntime"],
+        "guard": report.to_dict(),
+        "guard_config": config.to_dict(),
+    }
+    for line in report.lines():
+        _log(line, progress)
+    fp16 = {n.name for n in excluded if n.dtype == "fp16"}
+    return PrecisionResult(
+        precision="int8",
+        fp32_nodes=tuple(n for n in summary.fp32_nodes if n not in fp16),
+        seconds=time.perf_counter() - started,
+        cache_hit=best.cache_hit,
+        details=details,
+    )
+
+
+def _validation_source(calibration: CalibrationSet, validation: CalibrationSet) -> str:
+    if validation.root == calibration.root:
+        return (
+            f"a seeded, class-stratified part of {calibration.root} held out from calibration (seed {validation.seed})"
+        )
+    return f"{validation.root}, separate from the calibration images"
+
+
+def _fall_back(
+    src: Any,
+    base_model: "onnx.ModelProto",
+    chains: Sequence[Any],
+    images: np.ndarray,
+    reference: np.ndarray,
+    base_logits: np.ndarray,
+    base_agreement: Agreement,
+    method: str,
+    config: GuardConfig,
+    steps: list[GuardStep],
+    progress: bool,
+) -> tuple["onnx.ModelProto", Agreement, list[FallbackNode], list[NodeSensitivity]]:
+    """Sensitivity ranking, then restore nodes in that order until the target holds (or the INT8 floor is hit)."""
+    quantized = [n for n in inspect_qdq(base_model).quantized_nodes]
+    ops = {n.name: n.op_type for n in base_model.graph.node}
+    peaks = activation_peaks(src.model, images, quantized)
+    feeders = attention_feeders(src.model, chains)
+    dtypes: dict[str, tuple[FallbackDtype, str]] = {
+        name: choose_fallback_dtype(name, peaks.get(name, math.inf), feeders, config.fallback_dtype) for name in quantized
+    }
+    labels = labels_from_weights(base_model, quantized)
+    risky = at_risk_images(reference, base_logits, config.ranking_images)
+    _log(
+        f"INT8 guard: {base_agreement.agreement:.2%} < {config.min_agreement:.2%}: ranking {len(quantized)} quantized nodes "
+        f"on the {len(risky)} validation images closest to flipping",
+        progress,
+    )
+    ranking = rank_nodes(
+        base_model,
+        {name: dtypes[name][0] for name in quantized},
+        images[risky],
+        reference[risky],
+        base_logits[risky],
+        labels=labels,
+        progress=progress,
+    )
+    _, convs = int8_conv_share(base_model)
+    chosen: dict[str, FallbackDtype] = {}
+    excluded: list[FallbackNode] = []
+    best = (base_model, base_agreement, [])
+    for entry in ranking:
+        if ops.get(entry.node) == "Conv":
+            left = convs - sum(ops.get(n) == "Conv" for n in chosen) - 1
+            if convs and left / convs < config.min_int8_conv_share:
+                _log(f"INT8 guard: stopping: taking out {entry.label} would leave {left}/{convs} convolutions INT8", progress)
+                break
+        dtype, reason = dtypes[entry.node]
+        chosen[entry.node] = dtype
+        excluded.append(FallbackNode(entry.node, entry.op_type, entry.label, dtype, reason))
+        candidate = unquantize(base_model, chosen)
+        agreement = measure_agreement(reference, onnx_logits(candidate, images))
+        int8, _ = int8_conv_share(candidate)
+        steps.append(GuardStep(f"{method} + {len(chosen)} out: +{entry.label}", method, len(chosen), int8, agreement))
+        _log(f"INT8 guard: {len(chosen)} node(s) out of INT8 (+{entry.label}, {dtype}): {agreement.describe()}", progress)
+        if agreement.key() > best[1].key():
+            best = (candidate, agreement, list(excluded))
+        if agreement.agreement >= config.min_agreement:
+            return candidate, agreement, list(excluded), ranking
+    return best[0], best[1], best[2], ranking
+
+
+def _failure_message(report: GuardReport) -> str:
+    lines = [
+        f"INT8 accuracy guard: the best INT8 model agrees with FP32 on {report.after.agreement:.2%} of "
+        f"{report.after.images} validation images, below the target {report.target:.2%}; nothing was written.",
+        *report.table(),
+        "What to try: more or more typical calibration images (--calib-size, --calib-data); the other --calib-method; "
+        "quantization-aware fine-tuning of the checkpoint; FP16 instead of INT8 (--precision fp16); or, knowingly, a "
+        "lower --min-agreement (it is recorded in the model's metadata).",
+    ]
+    return "\n".join(lines)

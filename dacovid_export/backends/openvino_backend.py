@@ -1,0 +1,147 @@
+"""OpenVINO backend: the project's ONNX models on Intel/AMD CPUs, with the precision set, never assumed.
+
+Why it exists: ONNX Runtime runs the TensorRT-style Q/DQ model (signed INT8 activations)
+slower than FP32 on x86 (design.md section 5: 1.27x), while OpenVINO's low-precision
+transformations run the same file as INT8 kernels (0.33x of ONNX Runtime FP32). So on a
+CPU the INT8 model is served by OpenVINO, from the very file TensorRT builds from.
+
+Precision is explicit: on CPUs with AVX512-BF16 or AMX, OpenVINO's default inference
+precision is BF16, even for an "FP32" model (it then changed 2.5% of the answers of a
+trained checkpoint on real X-rays). This backend always sets ``INFERENCE_PRECISION_HINT``:
+
+- FP32 model: ``f32`` (default) or, when asked, ``bf16``, reported as its own precision
+  ``"bf16"``; refused on a CPU without BF16 support (``OPTIMIZATION_CAPABILITIES``).
+- INT8 (Q/DQ) model: the quantized convolutions run as INT8; what the graph keeps in
+  float (the attention, nodes the accuracy guard took out) runs in ``f32``.
+- FP16 (mixed) model: ``f32``, its FP16 weights upcast (an FP16 model is made for GPUs).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from typing import Any
+
+import numpy as np
+
+from dacovid_export.artifact import ArtifactInfo, read_artifact_info
+from dacovid_export.backends import check_finite_logits
+from dacovid_export.backends.base import Backend, check_batch
+from dacovid_export.deps import require
+from dacovid_export.errors import IncompatibleArtifactError, UserInputError
+
+__all__ = ["OpenVINOBackend", "INFERENCE_PRECISIONS", "cpu_supports_bf16"]
+
+# our names -> OpenVINO's INFERENCE_PRECISION_HINT values
+INFERENCE_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+
+
+def _core() -> Any:
+    ov = require("openvino", "run ONNX models with OpenVINO on the CPU")
+    return ov, ov.Core()
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether OpenVINO's CPU plugin reports BF16 among its optimization capabilities (AVX512-BF16/AMX)."""
+    _, core = _core()
+    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+class OpenVINOBackend(Backend):
+    """Run an ONNX model with OpenVINO's CPU plugin.
+
+    ``inference_precision``: ``"fp32"`` (default) or ``"bf16"`` (FP32 models only, on
+    CPUs with BF16 support); see the module docstring. ``threads``: OpenVINO's
+    ``INFERENCE_NUM_THREADS`` (``None``: its default, all cores). The model keeps its
+    dynamic batch; ``run`` is serialised by a lock (one infer request).
+    """
+
+    name = "openvino"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        device: str = "cpu",
+        inference_precision: str = "fp32",
+        threads: int | None = None,
+        info: ArtifactInfo | None = None,
+    ) -> None:
+        if device != "cpu":
+            raise UserInputError(f"device={device!r}: the openvino backend runs on the CPU only (use device 'cpu')")
+        if inference_precision not in INFERENCE_PRECISIONS:
+            raise UserInputError(
+                f"inference_precision={inference_precision!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}"
+            )
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+            raise UserInputError(f"threads={threads!r}: give an integer >= 1, or None for OpenVINO's default")
+        info = info if info is not None else read_artifact_info(path)
+        if info.kind != "onnx":
+            raise UserInputError(f"{str(path)!r} is a {info.kind}, not an ONNX model: the openvino backend runs .onnx files")
+        ov, core = _core()
+        if inference_precision == "bf16":
+            if info.precision != "fp32":
+                raise UserInputError(
+                    f"inference_precision='bf16' applies to FP32 models; {str(path)!r} is {info.precision}"
+                )
+            if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+                raise UserInputError("this CPU has no BF16 support (OpenVINO reports none): use inference_precision='fp32'")
+        super().__init__(info, device)
+        self.inference_precision = inference_precision
+        self.threads = threads
+        self._closed = False
+        self._lock = threading.Lock()
+        config: dict[str, Any] = {
+            "INFERENCE_PRECISION_HINT": INFERENCE_PRECISIONS[inference_precision],
+            "PERFORMANCE_HINT": "LATENCY",
+        }
+        if threads is not None:
+            config["INFERENCE_NUM_THREADS"] = threads
+        try:
+            model = core.read_model(str(path))
+            self._compiled = core.compile_model(model, "CPU", config)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise UserInputError(f"OpenVINO could not load {str(path)!r}: {first}") from exc
+        # read back what the plugin will compute in: a hint it silently ignored would be a false precision claim
+        got = self._compiled.get_property("INFERENCE_PRECISION_HINT")
+        want = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16}[inference_precision]
+        if got != want:
+            raise IncompatibleArtifactError(
+                f"OpenVINO compiled {str(path)!r} with inference precision {got}, not the requested {want}"
+            )
+        self._request = self._compiled.create_infer_request()
+        if len(self._compiled.outputs) != 1:
+            raise IncompatibleArtifactError(
+                f"{str(path)!r} has {len(self._compiled.outputs)} outputs; expected one logits output"
+            )
+
+    @property
+    def precision(self) -> str:
+        """What the numbers are computed in: the model's precision, or ``"bf16"`` for an FP32 model run in BF16."""
+        return "bf16" if self.inference_precision == "bf16" else self.info.precision
+
+    def describe(self) -> str:
+        threads = self.threads or "default threads"
+        hint = INFERENCE_PRECISIONS[self.inference_precision]
+        return f"openvino/cpu (inference precision {hint}, {threads}) {self.info.precision} {self.info.path}"
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        if self._closed:
+            raise UserInputError(f"{self.describe()}: backend is closed")
+        x = check_batch(batch, self.info)  # N x 3 x S x S
+        with self._lock:
+            self._request.infer({0: x})
+            out = np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+        if out.shape != (len(x), self.info.num_classes):
+            raise IncompatibleArtifactError(
+                f"{self.info.path}: output of shape {out.shape}, expected ({len(x)}, {self.info.num_classes})"
+            )
+        return check_finite_logits(out, self.info, self.describe())
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._request = None
+        self._compiled = None

@@ -1,0 +1,130 @@
+"""INT8 accuracy guard: the costliest node is found and taken out of INT8; an impossible target writes nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from guard_toy import HARD_NODE, make_toy_classifier, toy_set
+
+from dacovid_export.errors import UserInputError
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("modelopt.onnx.quantization")
+pytest.importorskip("onnxruntime")
+
+from dacovid_export.calibration import GuardConfig, GuardFailedError, guarded_quantize_int8  # noqa: E402
+from dacovid_export.calibration.qdq import inspect_qdq  # noqa: E402
+from dacovid_export.calibration.sensitivity import measure_agreement, onnx_logits  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def hard_toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    root = tmp_path_factory.mktemp("guard")
+    return {
+        "model": make_toy_classifier(root / "hard.onnx", hard=True),
+        "calibration": toy_set(16, seed=1, name="calibration"),
+        "validation": toy_set(48, seed=2, name="validation"),
+        "cache": root / "cache",
+        "root": root,
+    }
+
+
+@pytest.fixture(scope="module")
+def guarded(hard_toy: dict):
+    out = hard_toy["root"] / "hard.int8.onnx"
+    result = guarded_quantize_int8(
+        hard_toy["model"],
+        out,
+        calibration=hard_toy["calibration"],
+        validation=hard_toy["validation"],
+        config=GuardConfig(methods=("entropy",), min_int8_conv_share=0.5),
+        cache_dir=hard_toy["cache"],
+        progress=False,
+    )
+    return out, result
+
+
+def test_sensitivity_ranks_the_hard_layer_first_and_the_guard_takes_only_it_out(hard_toy: dict, guarded) -> None:
+    out, result = guarded
+    guard = result.details["guard"]
+    assert guard["ranking_top"][0]["node"] == HARD_NODE
+    assert [n["name"] for n in guard["excluded_nodes"]] == [HARD_NODE]
+    assert guard["before"]["agreement"] < 0.9 <= 0.99 <= guard["after"]["agreement"]
+    assert guard["passed"] and guard["int8_convs"] == 3 and guard["convs"] == 4
+    if guard["after_openvino"] is not None:  # the same file under OpenVINO, recorded beside ONNX Runtime's figure
+        assert guard["after_openvino"]["agreement"] >= 0.99
+
+    model = onnx.load(str(out))
+    summary = inspect_qdq(model)
+    assert not summary.problems  # still symmetric signed INT8 with per-channel weights
+    quantized = set(summary.quantized_nodes)
+    assert HARD_NODE not in quantized and {"conv1", "conv3", "conv4"} <= quantized
+    # the restored node runs in FP16 (its activations are small): FP16 weights, cast in and out
+    hard = next(n for n in model.graph.node if n.name == HARD_NODE)
+    weights = {i.name: i for i in model.graph.initializer}
+    assert weights[hard.input[1]].data_type == onnx.TensorProto.FLOAT16
+    assert HARD_NODE not in result.fp32_nodes  # it runs in FP16, and is not reported as FP32
+
+    # the written file keeps the agreement the guard measured
+    images = hard_toy["validation"].array
+    reference = onnx_logits(onnx.load(str(hard_toy["model"])), images)
+    assert measure_agreement(reference, onnx_logits(model, images)).agreement >= 0.99
+
+
+def test_impossible_target_fails_with_the_table_and_writes_nothing(hard_toy: dict, guarded) -> None:
+    out = hard_toy["root"] / "refused.int8.onnx"
+    with pytest.raises(GuardFailedError) as caught:
+        guarded_quantize_int8(
+            hard_toy["model"],
+            out,
+            calibration=hard_toy["calibration"],
+            validation=hard_toy["validation"],
+            # no convolution may leave INT8: conv2 cannot be restored
+            config=GuardConfig(methods=("entropy",), min_int8_conv_share=1.0),
+            cache_dir=hard_toy["cache"],
+            progress=False,
+        )
+    message = str(caught.value)
+    assert "below the target 99.00%" in message and "entropy calibration" in message and "What to try" in message
+    assert caught.value.exit_code == 1 and not caught.value.report.passed
+    assert not out.exists() and not list(out.parent.glob(".refused*"))
+
+
+def test_validation_images_must_be_unseen(hard_toy: dict) -> None:
+    with pytest.raises(UserInputError, match="also calibration images"):
+        guarded_quantize_int8(
+            hard_toy["model"],
+            hard_toy["root"] / "x.onnx",
+            calibration=hard_toy["calibration"],
+            validation=hard_toy["calibration"],
+            progress=False,
+        )
+
+
+@pytest.mark.parametrize(
+    "options, match",
+    [
+        ({"min_agreement": 1.5}, "min_agreement=1.5"),
+        ({"methods": ("entropy", "kl")}, "methods="),
+        ({"fallback_dtype": "int4"}, "fallback_dtype='int4'"),
+        ({"min_int8_conv_share": -0.1}, "min_int8_conv_share=-0.1"),
+    ],
+)
+def test_guard_config_quotes_the_bad_value(options: dict, match: str) -> None:
+    with pytest.raises(UserInputError, match=match):
+        GuardConfig(**options)
+
+
+def test_split_holds_validation_out_of_calibration(synthetic_dir: Path) -> None:
+    from dacovid_export.calibration import split_calibration_set
+    from dacovid_export.preprocessing import Preprocessing
+
+    calibration, validation = split_calibration_set(synthetic_dir, Preprocessing(image_size=64), size=256, seed=0)
+    assert not set(calibration.paths) & set(validation.paths)
+    assert len(validation) == 6 and len(calibration) == 18  # 25% of 24, stratified: 2 per class
+    assert set(validation.class_counts.values()) == {2}
+    again, _ = split_calibration_set(synthetic_dir, Preprocessing(image_size=64), size=256, seed=0)
+    assert again.sha256 == calibration.sha256
+    assert np.array_equal(again.array, calibration.array)
