@@ -197,7 +197,10 @@ def test_engine_on_cpu_is_refused(tmp_path: Path) -> None:
         open_backend(engine, device="cpu")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("tensorrt") is not None, reason="TensorRT is installed here")
+@pytest.mark.skipif(
+    importlib.util.find_spec("tensorrt") is not None or importlib.util.find_spec("tensorrt_rtx") is not None,
+    reason="TensorRT or TensorRT-RTX is installed here (test_trt_rtx.py covers an engine whose runtime is missing)",
+)
 def test_tensorrt_missing_is_one_line(tmp_path: Path) -> None:
     engine = tmp_path / "model.engine"
     engine.write_bytes(b"not an engine")

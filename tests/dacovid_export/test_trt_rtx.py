@@ -288,3 +288,23 @@ def test_triton_refuses_rtx_engines(engines: dict[str, Path], tmp_path: Path) ->
     assert result.exit_code == 2
     assert "TensorRT-RTX engine" in result.output and "--runtime tensorrt" in result.output
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").rglob("*.plan"))
+
+
+def test_engine_whose_runtime_is_missing_is_one_line(engines: dict[str, Path], tmp_path: Path) -> None:
+    """A TensorRT (not RTX) engine on a machine without TensorRT: one line naming the [trt] extra."""
+    import importlib.util
+    import shutil
+
+    from dacovid_export.backends.registry import open_backend, unavailable_reason
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        pytest.skip("TensorRT is installed here")
+    engine = tmp_path / "trt.engine"
+    shutil.copyfile(engines["fp16"], engine)
+    data = json.loads(sidecar_path(engines["fp16"]).read_text())
+    data.update(runtime="tensorrt", gpu={"name": "NVIDIA RTX A4000", "compute_capability": "8.6"}, compute_capabilities=[])
+    sidecar_path(engine).write_text(json.dumps(data))
+    reason = unavailable_reason(engine)
+    assert reason is not None and "dacovid-export[trt]" in reason and "\n" not in reason
+    with pytest.raises(MissingDependencyError, match=r"dacovid-export\[trt\]"):
+        open_backend(engine)
