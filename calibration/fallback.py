@@ -11,7 +11,7 @@ from these tensor types).
 FP16 islands are ``Cast(float16) -> node (FP16 weights) -> Cast(float32)``. They are
 chosen only for nodes whose activations stay well inside FP16's range on the
 validation images and that do not feed an attention chain: the CAM/PAM energies
-amplify any rounding of their inputs (design.md section 4), so those feeders stay FP32.
+amplify any rounding of their inputs (docs/design.md section 4), so those feeders stay FP32.
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ What stays FP32, and why:
 - Every MatMul -> Softmax -> MatMul attention chain (PAM and CAM), always, found by
   structure (:func:`dacovid_export.calibration.graph.find_attention_chains`) and handed
   to AutoCast as ``nodes_to_exclude``. The CAM energies reach ~2e6 and PAM's ~9e2
-  (design.md section 4), far past FP16's 65,504, and a calibration sample can miss the
+  (docs/design.md section 4), far past FP16's 65,504, and a calibration sample can miss the
   image that overflows, so this rule does not depend on data.
 - Any other node whose inputs or outputs exceed ``data_max`` (512, AutoCast's default:
   FP16's spacing there is 0.5) on the range-check data, or whose initializers exceed

@@ -4,7 +4,7 @@ Attention chains are found by structure, not by name: a ``Softmax`` whose input 
 from a ``MatMul`` and whose output reaches a second ``MatMul``, allowing data-movement
 nodes (Reshape, Transpose, ...) and scaling by a constant in between. In DA-COVID Net
 these are PAM (``Q^T K -> softmax -> V s^T``) and CAM (``A A^T -> softmax -> x A``).
-Their energies overflow FP16 (CAM reaches ~2e6, design.md section 4), so every
+Their energies overflow FP16 (CAM reaches ~2e6, docs/design.md section 4), so every
 precision step keeps them in FP32.
 """
 

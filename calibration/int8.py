@@ -4,7 +4,7 @@ The output is what TensorRT's strongly typed INT8 path takes: symmetric signed I
 (zero point 0, int8), per-output-channel weight scales, per-tensor activation scales
 from entropy or max calibration, and everything not quantized left in FP32
 (``high_precision_dtype="fp32"``; Model Optimizer's default "fp16" casts the attention
-to FP16 and breaks the CAM, design.md section 4).
+to FP16 and breaks the CAM, docs/design.md section 4).
 
 Kept out of quantization, found by structure:
 

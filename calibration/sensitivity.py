@@ -101,7 +101,7 @@ def openvino_logits(path: str, images: np.ndarray, *, batch: int = 16) -> np.nda
     import openvino as ov
 
     core = ov.Core()
-    # f32 set explicitly: OpenVINO's CPU default on BF16-capable CPUs is BF16 (design.md section 5)
+    # f32 set explicitly: OpenVINO's CPU default on BF16-capable CPUs is BF16 (docs/design.md section 5)
     compiled = core.compile_model(core.read_model(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
     request = compiled.create_infer_request()
     out = []

@@ -6,7 +6,7 @@ FP32 export and on the FP16 / INT8 models of the precision step, where they
 apply (:func:`run_structural_checks` picks them by precision).
 
 Why these checks: TensorRT builds a strongly typed network from the graph as it
-is (design brief section 3), so an operator it cannot parse, a softmax written
+is (docs/design.md section 3), so an operator it cannot parse, a softmax written
 as Exp/ReduceSum/Div (which hides the MatMul -> Softmax -> MatMul pattern the
 builder fuses), or an attention block cast to FP16/INT8 (CAM energies reach
 ~2e6, far past FP16's 65,504: section 4) are all defects of the ONNX file.

@@ -89,7 +89,7 @@ _TWO_GB = 2**31
 # (atol, rtol) of the numeric self-check: allowed max |diff| = atol + rtol * max|reference logit|.
 # FP32: ORT vs PyTorch differ by reordered float sums only (8e-5 on logits of ~30 measured).
 # FP16/INT8: against the FP32 ONNX model; loose enough for honest rounding, tight enough
-# to catch an attention overflow (which changed logits by ~70% of their scale, design brief 4).
+# to catch an attention overflow (which changed logits by ~70% of their scale, docs/design.md section 4).
 DEFAULT_TOLERANCES: Mapping[str, tuple[float, float]] = {
     "fp32": (1e-4, 1e-3),
     "fp16": (1e-3, 5e-2),

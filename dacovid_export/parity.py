@@ -105,7 +105,7 @@ class ParityConfig:
       (ONNX Runtime FP32 measured ~3e-6 relative here); max |prob diff| <= 1e-3.
     - fp16: top-1 agreement >= 99.5%; max |logit diff| <= 2% of the scale,
       because a plain FP16 cast of the attention keeps the winning class but
-      shrinks the logits ~3x (design brief section 4) and only the logits show it;
+      shrinks the logits ~3x (docs/design.md section 4) and only the logits show it;
       max |prob diff| <= 0.05.
     - int8: top-1 agreement >= 98% and accuracy at most 1 point below the FP32
       reference when the inputs are labelled; logits and probabilities are not

@@ -3,7 +3,7 @@
 Source: onnx/onnx-tensorrt ``docs/operators.md``, the matrix of the TensorRT
 10.15 release ("TensorRT 10.15 supports operators in the inclusive range of
 opset 9 to opset 24"), the newest published matrix found when this was written;
-TensorRT 10.16 and 11.x parse the same opset range (design brief section 3).
+TensorRT 10.16 and 11.x parse the same opset range (docs/design.md section 3).
 Transcribed by hand; update both sets together when a newer matrix adds rows.
 
 Operators listed in neither set (newer ONNX operators, custom domains) are

@@ -1,7 +1,7 @@
 """OpenVINO backend: the project's ONNX models on Intel/AMD CPUs, with the precision set, never assumed.
 
 Why it exists: ONNX Runtime runs the TensorRT-style Q/DQ model (signed INT8 activations)
-slower than FP32 on x86 (design.md section 5: 1.27x), while OpenVINO's low-precision
+slower than FP32 on x86 (docs/design.md section 5: 1.27x), while OpenVINO's low-precision
 transformations run the same file as INT8 kernels (0.33x of ONNX Runtime FP32). So on a
 CPU the INT8 model is served by OpenVINO, from the very file TensorRT builds from.
 

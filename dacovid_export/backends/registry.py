@@ -3,7 +3,7 @@
 File kind decides the default: checkpoint -> PyTorch, ``.onnx`` -> ONNX Runtime,
 ``.engine``/``.plan`` -> TensorRT; one exception: an INT8 (Q/DQ) ONNX model on the CPU
 goes to OpenVINO, which runs it as INT8, while ONNX Runtime runs its signed Q/DQ form
-slower than FP32 (design.md section 5), and :func:`open_backend` says so on stderr.
+slower than FP32 (docs/design.md section 5), and :func:`open_backend` says so on stderr.
 Backend modules are imported only when chosen, so a missing optional package is
 reported as one line naming what to install.
 """

@@ -78,7 +78,7 @@ def test_int8_model_runs_in_onnxruntime_close_to_fp32(int8_run, tiny_fp32_onnx, 
     reference = run_onnx(tiny_fp32_onnx, x)
     logits = run_onnx(int8_run["path"], x)
     assert logits.shape == reference.shape and np.isfinite(logits).all()
-    # INT8 is lossy: a loose bound that still catches a broken CAM (design.md: logits off by 3x)
+    # INT8 is lossy: a loose bound that still catches a broken CAM (docs/design.md: logits off by 3x)
     assert np.abs(logits - reference).max() < 0.25 * np.abs(reference).max()
 
 

@@ -1,4 +1,4 @@
-"""Parameters and GFLOPs: the design brief's figures, the 2-FLOPs-per-MAC convention, the model-option table."""
+"""Parameters and GFLOPs: docs/design.md's figures, the 2-FLOPs-per-MAC convention, the model-option table."""
 
 from __future__ import annotations
 

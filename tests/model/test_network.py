@@ -38,7 +38,7 @@ def test_feature_map_is_28x28_at_224_with_output_stride_8(paper_model: DACovidNe
 
 
 def test_paper_model_size() -> None:
-    # design.md section 5: 42.7 M parameters for the DANet head with 3x3 reductions to 512
+    # docs/design.md section 5: 42.7 M parameters for the DANet head with 3x3 reductions to 512
     n = sum(p.numel() for p in _quiet_model().parameters())
     assert 42.6e6 < n < 42.8e6
 
