@@ -163,21 +163,35 @@ def _source_strata(folder: str | os.PathLike[str], part: str) -> tuple[Path, dic
     return root, _strata(root)
 
 
-def find_calibration_images(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, list[Path]]]:
+def find_calibration_images(
+    folder: str | os.PathLike[str], *, split: bool = False
+) -> tuple[Path, dict[str, list[Path]]]:
     """The calibration images of ``folder`` (a folder tree, or a split.json's training part) by class, and their root.
 
     Cheap (no decoding): callers run it before long work so an empty or too small
     calibration set is reported first. :class:`UserInputError` for a missing or empty
-    folder or fewer than :data:`MIN_CALIBRATION_IMAGES` images.
+    folder, fewer than :data:`MIN_CALIBRATION_IMAGES` images, or (``split=True``, the
+    INT8 guard without separate validation images) too few to hold out validation
+    images as :func:`split_calibration_set` does.
     """
     root, strata = _source_strata(folder, "train")
-    available = sum(len(v) for v in strata.values())
-    if available < MIN_CALIBRATION_IMAGES:
-        raise UserInputError(
-            f"calibration folder {str(root)!r} has {available} image(s); at least {MIN_CALIBRATION_IMAGES} are "
-            "needed for meaningful activation ranges"
-        )
+    _available(root, strata, 0, "calibration")  # size 0: only the minimum is checked
+    if split:
+        available = sum(len(v) for v in strata.values())
+        _validation_count(root, available, DEFAULT_VALIDATION_SHARE, MAX_VALIDATION_IMAGES)
     return root, strata
+
+
+def _validation_count(root: Path, available: int, share: float, limit: int) -> int:
+    """How many of ``available`` images :func:`split_calibration_set` holds out, or why it cannot."""
+    n_val = min(limit, int(round(available * share)))
+    if available - n_val < MIN_CALIBRATION_IMAGES or n_val < MIN_VALIDATION_IMAGES:
+        raise UserInputError(
+            f"calibration folder {str(root)!r} has {available} image(s): too few to hold out "
+            f"{MIN_VALIDATION_IMAGES}+ validation images and keep {MIN_CALIBRATION_IMAGES}+ for calibration; "
+            "add images or pass separate validation images (--validation-data)"
+        )
+    return n_val
 
 
 def _check_args(
@@ -267,7 +281,7 @@ def load_calibration_set(
     """
     _check_args(preprocessing, size, seed)
     # a training run's split.json: calibrate on its training images only, never the held-out ones
-    root, strata = _source_strata(folder, "train")
+    root, strata = find_calibration_images(folder)
     take = _available(root, strata, size, "calibration")
     return _build_set(root, strata, take, size, seed, preprocessing, "calibration")
 
@@ -311,13 +325,7 @@ def split_calibration_set(
         raise UserInputError(f"validation_share={validation_share!r}: give a fraction between 0 and 1")
     root, strata = _source_strata(folder, "train")
     available = sum(len(v) for v in strata.values())
-    n_val = min(max_validation, int(round(available * validation_share)))
-    if available - n_val < MIN_CALIBRATION_IMAGES or n_val < MIN_VALIDATION_IMAGES:
-        raise UserInputError(
-            f"calibration folder {str(root)!r} has {available} image(s): too few to hold out "
-            f"{MIN_VALIDATION_IMAGES}+ validation images and keep {MIN_CALIBRATION_IMAGES}+ for calibration; "
-            "add images or pass separate validation images (--validation-data)"
-        )
+    n_val = _validation_count(root, available, validation_share, max_validation)
     validation = _build_set(root, strata, n_val, n_val, seed + _VALIDATION_SEED_OFFSET, preprocessing, "validation")
     held = set(validation.paths)
     rest = {name: [p for p in images if p not in held] for name, images in strata.items()}

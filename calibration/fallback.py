@@ -57,14 +57,6 @@ class FallbackNode:
         return dataclasses.asdict(self)
 
 
-def _consumers(model: "onnx.ModelProto") -> dict[str, list["onnx.NodeProto"]]:
-    out: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            out.setdefault(name, []).append(node)
-    return out
-
-
 def attention_feeders(model: "onnx.ModelProto", chains: Sequence[AttentionChain]) -> set[str]:
     """Nodes whose output reaches an attention chain's input through data movement or ReLU only."""
     producer = {o: n for n in model.graph.node for o in n.output}

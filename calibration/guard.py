@@ -281,7 +281,6 @@ def guarded_quantize_int8(
             break
     best_agreement, best, best_logits = max(candidates, key=lambda c: c[0].key())
     base_model = best.model
-    int8, convs = int8_conv_share(base_model)
 
     final_model = base_model
     final_agreement = best_agreement

@@ -138,6 +138,7 @@ def format_markdown(result: BenchResult, *, heading_level: int = 2) -> str:
     from dacovid_export.environment import format_environment
 
     h = "#" * heading_level
+    int8_lines = _cpu_int8_lines(result.records)
     parts = [
         f"{h} Latency",
         "",
@@ -148,7 +149,7 @@ def format_markdown(result: BenchResult, *, heading_level: int = 2) -> str:
         _run_line(result),
         STATISTICS_NOTE,
         *([OPENVINO_NOTE] if any(r.backend == "openvino" for r in result.records) else []),
-        *(["", *_cpu_int8_lines(result.records)] if _cpu_int8_lines(result.records) else []),
+        *(["", *int8_lines] if int8_lines else []),
         "",
         f"{h} Environment",
         "",

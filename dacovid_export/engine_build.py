@@ -33,15 +33,15 @@ import datetime as _dt
 import hashlib
 import math
 import os
-import re
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dacovid_export.engine_network import one_line
 from dacovid_export.errors import EngineBuildError, UserInputError
-from dacovid_export.fileio import atomic_path, atomic_write_bytes, check_outputs, sha256_file
+from dacovid_export.fileio import atomic_path, atomic_write_bytes, check_outputs, onnx_external_locations, sha256_file
 from dacovid_export.tensorrt_api import RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIME_CHOICES
 
 if TYPE_CHECKING:
@@ -526,24 +526,21 @@ def _build_failure(tlog: "TrtLog", source: Path, config: EngineBuildConfig, targ
             "this model's attention MatMuls must stay FP32 because their energies overflow FP16; drop 7.5 from "
             "--target-cc, or build on the Turing GPU with TensorRT 10.x (--runtime tensorrt)"
         )
-    said = "TensorRT reported no error message" if not errors else "TensorRT said: " + _one_line(errors[-1])
-    if len(errors) > 1:
-        said += f" (and {len(errors) - 1} earlier error(s))"
     return (
-        f"TensorRT could not build an engine from {str(source)!r}: {said} "
+        f"TensorRT could not build an engine from {str(source)!r}: {_said_of(errors)} "
         f"(try a larger --workspace than {config.workspace_gib:g} GiB or a smaller --max-batch)"
     )
 
 
 def _said(tlog: "TrtLog") -> str:
-    errors = tlog.take_errors()
+    return _said_of(tlog.take_errors())
+
+
+def _said_of(errors: list[str]) -> str:
+    """TensorRT's last error on one line, and how many came before it."""
     if not errors:
         return "TensorRT reported no error message"
-    return "TensorRT said: " + _one_line(errors[-1]) + (f" (and {len(errors) - 1} earlier error(s))" if len(errors) > 1 else "")
-
-
-def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", str(text)).strip()
+    return "TensorRT said: " + one_line(errors[-1]) + (f" (and {len(errors) - 1} earlier error(s))" if len(errors) > 1 else "")
 
 
 def _network_io(network: Any, info: "ArtifactInfo", config: EngineBuildConfig, source: Path) -> tuple[int, int, int]:
@@ -669,17 +666,8 @@ def _verify_engine(
 
 def _onnx_digests(source: Path) -> tuple[str, dict[str, str]]:
     """sha256 of the .onnx file and of each external data file it references."""
-    import onnx
-
-    model = onnx.load(str(source), load_external_data=False)
-    locations: set[str] = set()
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            for entry in tensor.external_data:
-                if entry.key == "location":
-                    locations.add(entry.value)
     external = {}
-    for location in sorted(locations):
+    for location in onnx_external_locations(source):
         data_file = source.parent / location
         if data_file.is_file():
             external[location] = sha256_file(data_file)

@@ -36,6 +36,7 @@ __all__ = [
     "LayerPrecisions",
     "parse_onnx",
     "parser_failure",
+    "one_line",
     "read_layer_precisions",
     "check_parses",
 ]
@@ -67,7 +68,8 @@ class ParsedNetwork:
     parser: Any
 
 
-def _one_line(text: str) -> str:
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) as one space."""
     return re.sub(r"\s+", " ", str(text)).strip()
 
 
@@ -76,8 +78,8 @@ def parser_failure(parser: Any, source: Path, tlog: "TrtLog | None" = None) -> s
     errors = []
     for i in range(parser.num_errors):
         err = parser.get_error(i)
-        code = _one_line(str(err.code()))
-        desc = _one_line(err.desc())
+        code = one_line(str(err.code()))
+        desc = one_line(err.desc())
         node = int(err.node())
         if node >= 0:
             errors.append(f"node {node} {err.node_name()!r} (operator {err.node_operator()}): {code}: {desc}")

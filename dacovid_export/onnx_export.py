@@ -156,11 +156,8 @@ class OnnxExportConfig:
             raise UserInputError(
                 f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an INT8 option"
             )
-        value = self.min_agreement
-        if value is not None and (
-            isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1
-        ):
-            raise UserInputError(f"min_agreement={value!r}: give a fraction between 0 and 1 (default 0.99)")
+        if self.precision == "int8":
+            self.guard_config()  # GuardConfig is the one home of the guard's option rules (min_agreement in 0..1)
         data = self.validation_data
         if data is not None and not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".json")):
             raise UserInputError(
@@ -213,7 +210,7 @@ class OnnxExportConfig:
         from dacovid_export.calibration.int8 import CALIBRATION_METHODS
 
         return GuardConfig(
-            min_agreement=DEFAULT_MIN_AGREEMENT if self.min_agreement is None else float(self.min_agreement),
+            min_agreement=DEFAULT_MIN_AGREEMENT if self.min_agreement is None else self.min_agreement,
             methods=(self.calib_method,) if self.calib_method is not None else CALIBRATION_METHODS,
         )
 
@@ -747,7 +744,8 @@ def _check_output(
         from dacovid_export.calibration.data import find_calibration_images
 
         # an empty or too small calibration set is found now, not after minutes of FP32 export
-        find_calibration_images(calib)
+        # the INT8 guard without --validation-data holds out part of it: that must leave enough on both sides
+        find_calibration_images(calib, split=config.precision == "int8" and config.validation_data is None)
     return output
 
 

@@ -325,7 +325,8 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     if config.calib_data is not None:
         from dacovid_export.calibration.data import find_calibration_images
 
-        find_calibration_images(config.calib_data)
+        # the pipeline's INT8 step holds out part of it as the guard's validation images
+        find_calibration_images(config.calib_data, split=True)
     log = _Log(config.progress, total=7)
     skipped: list[dict[str, str]] = []
     failed: list[dict[str, str]] = []

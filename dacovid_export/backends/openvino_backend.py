@@ -41,9 +41,10 @@ def _core() -> Any:
     return ov, ov.Core()
 
 
-def cpu_supports_bf16() -> bool:
+def cpu_supports_bf16(core: Any = None) -> bool:
     """Whether OpenVINO's CPU plugin reports BF16 among its optimization capabilities (AVX512-BF16/AMX)."""
-    _, core = _core()
+    if core is None:
+        _, core = _core()
     return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
@@ -84,7 +85,7 @@ class OpenVINOBackend(Backend):
                 raise UserInputError(
                     f"inference_precision='bf16' applies to FP32 models; {str(path)!r} is {info.precision}"
                 )
-            if "BF16" not in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+            if not cpu_supports_bf16(core):
                 raise UserInputError("this CPU has no BF16 support (OpenVINO reports none): use inference_precision='fp32'")
         super().__init__(info, device)
         self.inference_precision = inference_precision
@@ -105,7 +106,7 @@ class OpenVINOBackend(Backend):
             raise UserInputError(f"OpenVINO could not load {str(path)!r}: {first}") from exc
         # read back what the plugin will compute in: a hint it silently ignored would be a false precision claim
         got = self._compiled.get_property("INFERENCE_PRECISION_HINT")
-        want = {"fp32": ov.Type.f32, "bf16": ov.Type.bf16}[inference_precision]
+        want = getattr(ov.Type, INFERENCE_PRECISIONS[inference_precision])
         if got != want:
             raise IncompatibleArtifactError(
                 f"OpenVINO compiled {str(path)!r} with inference precision {got}, not the requested {want}"

@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING
 import click
 
 from dacovid_export.cli.common import handle_errors
+# constants only: tensorrt_api imports TensorRT lazily, inside functions
+from dacovid_export.tensorrt_api import RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIME_CHOICES
 
 if TYPE_CHECKING:
     from dacovid_export.engine_build import EngineBuildConfig
@@ -41,8 +43,8 @@ def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
 @click.option("--opt-level", type=int, default=3, show_default=True, help="Builder optimization level 0-5 (higher: slower build, maybe faster engine).")
 @click.option("--timing-cache", type=click.Path(path_type=Path, dir_okay=False), help="Timing cache file, read if present and saved after the build (one per GPU type).")
 @click.option("--hardware-compatible", is_flag=True, help="TensorRT: engine that runs on any Ampere or newer GPU (compute capability >= 8.0); may be slower.")
-@click.option("--runtime", type=click.Choice(["auto", "tensorrt", "tensorrt-rtx"]), default="auto", show_default=True, help="tensorrt: TensorRT 10.8+/11.x, builds on the GPU it targets (data-centre GPUs, Turing). tensorrt-rtx: TensorRT for RTX GPUs, builds without a GPU. auto: TensorRT where it is installed and a GPU is visible, else TensorRT-RTX.")
-@click.option("--target-cc", default=None, metavar="CC[,CC...]", help="TensorRT-RTX: compute capabilities to compile for, e.g. 8.6,8.9,12.0 (of 7.5, 8.0, 8.6, 8.9, 12.0, 12.1)  [default: TensorRT-RTX's own set, 8.0/8.6/8.9/12.0+].")
+@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True, help="tensorrt: TensorRT 10.8+/11.x, builds on the GPU it targets (data-centre GPUs, Turing). tensorrt-rtx: TensorRT for RTX GPUs, builds without a GPU. auto: TensorRT where it is installed and a GPU is visible, else TensorRT-RTX.")
+@click.option("--target-cc", default=None, metavar="CC[,CC...]", help=f"TensorRT-RTX: compute capabilities to compile for, e.g. 8.6,8.9,12.0 (of {', '.join(RTX_TARGETS)})  [default: TensorRT-RTX's own set, {'/'.join(RTX_DEFAULT_TARGETS)}+].")
 @click.option("--print-trtexec", is_flag=True, help="Only print the equivalent trtexec command (no TensorRT needed) and exit.")
 @click.option("--trt-major", type=click.Choice(["10", "11"]), default=None, help="With --print-trtexec: flags for this TensorRT major version [default: the installed one, else both].")
 @handle_errors

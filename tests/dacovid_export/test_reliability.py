@@ -400,6 +400,23 @@ def test_too_small_calibration_set_is_found_before_the_export(work: Path, tmp_pa
     assert not out.parent.exists()  # no empty output folder either
 
 
+def test_calibration_set_too_small_to_hold_out_validation_is_found_before_the_export(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """9 images pass the calibration minimum, but the INT8 guard's held-out quarter would leave too few."""
+    import dacovid_export.model.checkpoint as checkpoint
+
+    def no_export(*_args, **_kwargs):
+        raise AssertionError("the checkpoint was loaded: the image set was not checked first")
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", no_export)
+    calib = make_synthetic_dataset(tmp_path / "calib", per_class=3, size=64, seed=0)
+    out = tmp_path / "new" / "m8.onnx"
+    result = _invoke(["onnx", work / "tiny.pt", "-o", out, "--precision", "int8", "--calib-data", calib])
+    _assert_one_line(result, "has 9 image(s): too few to hold out", "--validation-data")
+    assert not out.parent.exists()
+
+
 def test_a_checkpoint_that_would_run_code_gets_the_friendly_message(work: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
 

@@ -145,18 +145,25 @@ def _cli_trt(onnx: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_unparseable_operator_names_node_and_operator(make_toy_onnx, tmp_path: Path) -> None:
-    from onnx import helper
-
-    onnx_path = _toy_with(make_toy_onnx, tmp_path / "unique.onnx", [helper.make_node("Unique", ["mean32"], ["uniq"], name="odd_unique")], "uniq")
-    out = tmp_path / "out" / "u.engine"
+def _refused(onnx_path: Path, tmp_path: Path) -> tuple[str, str]:
+    """Build ``onnx_path`` through the CLI into an empty folder: exit 2, one error line, nothing left; (line, stderr)."""
+    out = tmp_path / "out" / "refused.engine"
     out.parent.mkdir()
     proc = _cli_trt(onnx_path, out)
     assert proc.returncode == 2, proc.stderr
     (line,) = _error_lines(proc.stderr)
-    assert "'odd_unique'" in line and "operator Unique" in line
-    assert "Traceback" not in proc.stderr and "[TensorRT error]" not in proc.stderr
+    assert "Traceback" not in proc.stderr
     assert list(out.parent.iterdir()) == []
+    return line, proc.stderr
+
+
+def test_unparseable_operator_names_node_and_operator(make_toy_onnx, tmp_path: Path) -> None:
+    from onnx import helper
+
+    onnx_path = _toy_with(make_toy_onnx, tmp_path / "unique.onnx", [helper.make_node("Unique", ["mean32"], ["uniq"], name="odd_unique")], "uniq")
+    line, stderr = _refused(onnx_path, tmp_path)
+    assert "'odd_unique'" in line and "operator Unique" in line
+    assert "[TensorRT error]" not in stderr
 
 
 def test_nonzero_zero_point_is_refused_at_parse(make_toy_onnx, tmp_path: Path) -> None:
@@ -171,14 +178,9 @@ def test_nonzero_zero_point_is_refused_at_parse(make_toy_onnx, tmp_path: Path) -
         helper.make_tensor("qzero", TensorProto.INT8, [], [3]),
     ]
     onnx_path = _toy_with(make_toy_onnx, tmp_path / "zp.onnx", nodes, "dq", inits)
-    out = tmp_path / "out" / "zp.engine"
-    out.parent.mkdir()
-    proc = _cli_trt(onnx_path, out)
-    assert proc.returncode == 2, proc.stderr
-    (line,) = _error_lines(proc.stderr)
+    line, _ = _refused(onnx_path, tmp_path)
     assert "bad_quantize" in line or "bad_dequantize" in line
     assert "QuantizeLinear" in line or "DequantizeLinear" in line
-    assert list(out.parent.iterdir()) == []
 
 
 def test_turing_with_fp32_attention_is_explained(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
