@@ -24,8 +24,8 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from dacovid_export.errors import UserInputError
-from dacovid_export.fileio import atomic_path, atomic_write_json, sha256_file
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.fileio import atomic_path, atomic_write_json, sha256_file
 
 __all__ = ["default_cache_dir", "cache_key", "CalibrationCache"]
 

@@ -2,7 +2,7 @@
 
 Choices, so that calibration is reproducible and its cache key means something:
 
-- Sampling is stratified by class folder (``dacovid_export.image_folder.scan_class_folders``)
+- Sampling is stratified by class folder (``dacovid_export.data.image_folder.scan_class_folders``)
   and proportional to each class's share of the folder (largest remainder; every class
   gets at least one image when ``size`` allows). A flat folder of images without class
   subfolders is one stratum. Within a class the images are drawn without replacement
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import numpy as np
 
-from dacovid_export.errors import UserInputError
-from dacovid_export.image_folder import find_images, is_split_file, read_split_file, scan_class_folders
-from dacovid_export.preprocessing import IMAGE_EXTENSIONS, Preprocessing, preprocess
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.image_folder import find_images, is_split_file, read_split_file, scan_class_folders
+from dacovid_export.data.preprocessing import IMAGE_EXTENSIONS, Preprocessing, preprocess
 
 __all__ = [
     "MIN_CALIBRATION_IMAGES",
@@ -198,7 +198,7 @@ def _check_args(
     preprocessing: Preprocessing, size: int, seed: int, what: str = "calibration", minimum: int = MIN_CALIBRATION_IMAGES
 ) -> None:
     if not isinstance(preprocessing, Preprocessing):
-        raise UserInputError(f"preprocessing={preprocessing!r}: give a dacovid_export.preprocessing.Preprocessing")
+        raise UserInputError(f"preprocessing={preprocessing!r}: give a dacovid_export.data.preprocessing.Preprocessing")
     if isinstance(size, bool) or not isinstance(size, int) or size < minimum:
         raise UserInputError(f"{what} size={size!r}: give an integer >= {minimum} (64-512 images is typical)")
     if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from dacovid_export.calibration.graph import PASS_THROUGH_OPS, AttentionChain
-from dacovid_export.errors import UserInputError
+from dacovid_export.core.errors import UserInputError
 
 if TYPE_CHECKING:
     import onnx

@@ -52,8 +52,8 @@ from dacovid_export.calibration.tooling import (
     onnxruntime_version,
     tool_output_filtered,
 )
-from dacovid_export.deps import require
-from dacovid_export.errors import CheckFailedError, UserInputError
+from dacovid_export.core.deps import require
+from dacovid_export.core.errors import CheckFailedError, UserInputError
 
 __all__ = ["FP16_DATA_MAX", "MAX_RANGE_CHECK_IMAGES", "convert_fp16"]
 

@@ -19,9 +19,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dacovid_export.deps import require
-from dacovid_export.errors import CheckFailedError, UserInputError
-from dacovid_export.fileio import atomic_path, sha256_file
+from dacovid_export.core.deps import require
+from dacovid_export.core.errors import CheckFailedError, UserInputError
+from dacovid_export.core.fileio import atomic_path, sha256_file
 
 if TYPE_CHECKING:
     import onnx

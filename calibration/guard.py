@@ -60,7 +60,7 @@ from dacovid_export.calibration.sensitivity import (
     openvino_logits,
     rank_nodes,
 )
-from dacovid_export.errors import CheckFailedError, UserInputError
+from dacovid_export.core.errors import CheckFailedError, UserInputError
 
 if TYPE_CHECKING:
     import onnx

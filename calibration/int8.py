@@ -57,8 +57,8 @@ from dacovid_export.calibration.tooling import (
     onnxruntime_version,
     tool_output_filtered,
 )
-from dacovid_export.deps import require
-from dacovid_export.errors import UserInputError
+from dacovid_export.core.deps import require
+from dacovid_export.core.errors import UserInputError
 
 __all__ = [
     "CALIBRATION_METHODS",

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from dacovid_export.calibration.graph import NON_COMPUTE_OPS, AttentionChain, constant_names, data_input
-from dacovid_export.errors import CheckFailedError
+from dacovid_export.core.errors import CheckFailedError
 
 if TYPE_CHECKING:
     import onnx

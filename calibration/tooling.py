@@ -8,7 +8,7 @@ import logging
 import sys
 from collections.abc import Iterator
 
-from dacovid_export.versions import package_version
+from dacovid_export.core.versions import package_version
 
 __all__ = ["CPU_PROVIDERS", "quiet_modelopt", "tool_output_filtered", "modelopt_version", "onnxruntime_version"]
 

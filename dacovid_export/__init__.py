@@ -5,7 +5,7 @@ the modules that need them, so ``import dacovid_export`` and every ``--help``
 work on a machine without them.
 """
 
-from dacovid_export.errors import (
+from dacovid_export.core.errors import (
     DacovidError,
     MissingDependencyError,
     UserInputError,

@@ -17,11 +17,11 @@ from typing import Any
 
 import torch
 
-from dacovid_export.errors import UserInputError
-from dacovid_export.fileio import atomic_path, sha256_file
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.fileio import atomic_path, sha256_file
 from dacovid_export.model.network import DACovidNet, ModelConfig
-from dacovid_export.preprocessing import Preprocessing
-from dacovid_export.versions import package_versions
+from dacovid_export.data.preprocessing import Preprocessing
+from dacovid_export.core.versions import package_versions
 
 # What torch.load(weights_only=True) raises on files that are not checkpoints: truncated
 # zips, random bytes (IndexError from the unpickler), foreign pickles, text files.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tiny import TINY_CLASSES, TINY_IMAGE_SIZE, tiny_model_kwargs, tiny_train_config  # noqa: F401  (re-exported)
+from tests.helpers.tiny import TINY_CLASSES, TINY_IMAGE_SIZE, tiny_model_kwargs, tiny_train_config  # noqa: F401  (re-exported)
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -42,7 +42,7 @@ def real_data_dir() -> Path:
 @pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Class-per-folder synthetic PNGs: normal/, pneumonia/, covid/, 8 each, 64x64."""
-    from dacovid_export.synthetic import make_synthetic_dataset
+    from dacovid_export.data.synthetic import make_synthetic_dataset
 
     return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), per_class=8, size=TINY_IMAGE_SIZE, seed=0)
 
@@ -53,7 +53,7 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
     from dacovid_export.model import dacovid_net, save_checkpoint
-    from dacovid_export.preprocessing import Preprocessing
+    from dacovid_export.data.preprocessing import Preprocessing
 
     torch.manual_seed(0)
     with warnings.catch_warnings():
@@ -91,7 +91,7 @@ def trained_tiny_checkpoint(synthetic_dir: Path, tmp_path_factory: pytest.TempPa
 @pytest.fixture(scope="session")
 def tiny_fp32_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Self-checked FP32 ONNX export (dynamic batch, with metadata) of ``tiny_checkpoint``."""
-    from dacovid_export.onnx_export import export_onnx
+    from dacovid_export.export.onnx_export import export_onnx
 
     path = tmp_path_factory.mktemp("onnx_fp32") / "tiny.onnx"
     export_onnx(tiny_checkpoint, path)
@@ -115,9 +115,9 @@ def make_toy_onnx(tiny_checkpoint: Path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from dacovid_export.fileio import sha256_file
-    from dacovid_export.onnx_metadata import write_metadata
-    from dacovid_export.preprocessing import Preprocessing
+    from dacovid_export.core.fileio import sha256_file
+    from dacovid_export.artifacts.onnx_metadata import write_metadata
+    from dacovid_export.data.preprocessing import Preprocessing
 
     checkpoint_sha = sha256_file(tiny_checkpoint)
 
@@ -163,7 +163,7 @@ def make_toy_onnx(tiny_checkpoint: Path):
 @pytest.fixture(scope="session")
 def tiny_fp16_onnx(tiny_fp32_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """FP16 (AutoCast, attention FP32) of ``tiny_fp32_onnx``."""
-    from dacovid_export.onnx_export import convert_precision
+    from dacovid_export.export.onnx_export import convert_precision
 
     path = tmp_path_factory.mktemp("onnx_fp16") / "tiny.fp16.onnx"
     convert_precision(tiny_fp32_onnx, path, precision="fp16")
@@ -173,7 +173,7 @@ def tiny_fp16_onnx(tiny_fp32_onnx: Path, tmp_path_factory: pytest.TempPathFactor
 @pytest.fixture(scope="session")
 def tiny_int8_onnx(tiny_fp32_onnx: Path, synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """INT8 Q/DQ of ``tiny_fp32_onnx`` calibrated on 8 synthetic images."""
-    from dacovid_export.onnx_export import convert_precision
+    from dacovid_export.export.onnx_export import convert_precision
 
     path = tmp_path_factory.mktemp("onnx_int8") / "tiny.int8.onnx"
     convert_precision(tiny_fp32_onnx, path, precision="int8", calib_data=synthetic_dir, calib_size=8)

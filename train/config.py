@@ -8,9 +8,9 @@ import os
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
-from dacovid_export.errors import UserInputError
-from dacovid_export.limits import check_batch_size, check_image_size
-from dacovid_export.preprocessing import Preprocessing
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.limits import check_batch_size, check_image_size
+from dacovid_export.data.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
     from dacovid_export.model import ModelConfig

@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from dacovid_export.errors import UserInputError
+from dacovid_export.core.errors import UserInputError
 
 __all__ = ["DistContext", "init_distributed", "shutdown", "resolve_device", "all_reduce_sum", "gather_lists", "barrier"]
 

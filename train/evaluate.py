@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
 
-from dacovid_export.errors import UserInputError
-from dacovid_export.image_folder import match_folders_to_classes, scan_class_folders
-from dacovid_export.metrics import ClassificationReport, classification_report
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.image_folder import match_folders_to_classes, scan_class_folders
+from dacovid_export.data.metrics import ClassificationReport, classification_report
 from dacovid_export.train.amp import Precision
 from dacovid_export.train.data import kaggle_subfolders, heldout_files, verify_images
 from dacovid_export.train.dataset import ImageDataset, make_loader

@@ -10,7 +10,7 @@ import zipfile
 from collections.abc import Mapping
 from typing import Any
 
-from dacovid_export.errors import UserInputError
+from dacovid_export.core.errors import UserInputError
 from dacovid_export.train.config import DATA_OPTIONS, MODEL_OPTIONS, TrainConfig
 
 __all__ = ["ResumeState", "read_resume_state", "compare_configs", "GARBAGE_LOAD_ERRORS"]

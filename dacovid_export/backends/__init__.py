@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dacovid_export.errors import CheckFailedError
+from dacovid_export.core.errors import CheckFailedError
 
 if TYPE_CHECKING:
-    from dacovid_export.artifact import ArtifactInfo
+    from dacovid_export.artifacts.info import ArtifactInfo
 
 __all__ = ["BACKEND_NAMES", "check_finite_logits"]
 

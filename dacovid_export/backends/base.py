@@ -11,8 +11,8 @@ from types import TracebackType
 
 import numpy as np
 
-from dacovid_export.artifact import ArtifactInfo
-from dacovid_export.errors import UserInputError
+from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.core.errors import UserInputError
 
 __all__ = ["Backend", "check_batch", "run_in_chunks"]
 

@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dacovid_export.artifact import ArtifactInfo, read_artifact_info
+from dacovid_export.artifacts.info import ArtifactInfo, read_artifact_info
 from dacovid_export.backends import check_finite_logits
 from dacovid_export.backends.base import Backend, check_batch
-from dacovid_export.deps import require
-from dacovid_export.errors import IncompatibleArtifactError, MissingDependencyError, UserInputError
+from dacovid_export.core.deps import require
+from dacovid_export.core.errors import IncompatibleArtifactError, MissingDependencyError, UserInputError
 
 if TYPE_CHECKING:
     import torch

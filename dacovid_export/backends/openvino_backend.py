@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from dacovid_export.artifact import ArtifactInfo, read_artifact_info
+from dacovid_export.artifacts.info import ArtifactInfo, read_artifact_info
 from dacovid_export.backends import check_finite_logits
 from dacovid_export.backends.base import Backend, check_batch
-from dacovid_export.deps import require
-from dacovid_export.errors import IncompatibleArtifactError, UserInputError
+from dacovid_export.core.deps import require
+from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
 
 __all__ = ["OpenVINOBackend", "INFERENCE_PRECISIONS", "cpu_supports_bf16"]
 

@@ -17,11 +17,11 @@ from pathlib import Path
 from collections.abc import Mapping
 from typing import Any
 
-from dacovid_export.artifact import ArtifactKind, artifact_kind
+from dacovid_export.artifacts.info import ArtifactKind, artifact_kind
 from dacovid_export.backends import BACKEND_NAMES
 from dacovid_export.backends.base import Backend
-from dacovid_export.deps import require
-from dacovid_export.errors import UserInputError
+from dacovid_export.core.deps import require
+from dacovid_export.core.errors import UserInputError
 
 __all__ = [
     "BACKEND_FOR_KIND",
@@ -59,8 +59,8 @@ def backend_class(backend: str) -> type[Backend]:
     if backend == "tensorrt":
         # the engine's sidecar names its runtime (TensorRT or TensorRT-RTX): the backend imports that one on load
         from dacovid_export.backends.tensorrt_backend import TensorRTBackend
-        from dacovid_export.errors import MissingDependencyError
-        from dacovid_export.tensorrt_api import RTX_INSTALL_HINT, TRT_INSTALL_HINT, installed_runtimes
+        from dacovid_export.core.errors import MissingDependencyError
+        from dacovid_export.trt.library import RTX_INSTALL_HINT, TRT_INSTALL_HINT, installed_runtimes
 
         if not installed_runtimes():
             raise MissingDependencyError(
@@ -114,7 +114,7 @@ def auto_backend(path: str | os.PathLike[str], device: str) -> tuple[str, str | 
     backend = BACKEND_FOR_KIND[kind]
     if kind != "onnx" or resolve_device(device, backend) != "cpu":
         return backend, None
-    from dacovid_export.artifact import read_artifact_info
+    from dacovid_export.artifacts.info import read_artifact_info
 
     if read_artifact_info(path).precision != "int8":
         return backend, None

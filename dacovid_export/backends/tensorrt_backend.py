@@ -1,7 +1,7 @@
 """TensorRT backend: runs a serialized TensorRT or TensorRT-RTX engine built by ``dacovid-export trt``.
 
 Loading checks the engine's sidecar first (TensorRT version and GPU compute
-capability, :func:`dacovid_export.engine_metadata.check_engine_compatibility`),
+capability, :func:`dacovid_export.artifacts.engine_metadata.check_engine_compatibility`),
 then the engine's bytes against the sidecar's sha256, then deserializes it
 (``Runtime.deserialize_cuda_engine``). Buffers are torch CUDA tensors sized
 for the profile's maximum batch, bound once with ``set_tensor_address``; a
@@ -31,7 +31,7 @@ import numpy as np
 
 from dacovid_export.backends import check_finite_logits
 from dacovid_export.backends.base import Backend, check_batch
-from dacovid_export.errors import DacovidError, IncompatibleArtifactError, UserInputError
+from dacovid_export.core.errors import DacovidError, IncompatibleArtifactError, UserInputError
 
 if TYPE_CHECKING:
     import torch
@@ -45,9 +45,9 @@ def engine_unavailable_reason(path: str | os.PathLike[str]) -> str | None:
     A damaged or missing sidecar is not a reason to skip: it raises
     :class:`UserInputError` like every bad input.
     """
-    from dacovid_export.engine_metadata import read_engine_metadata
-    from dacovid_export.errors import MissingDependencyError
-    from dacovid_export.tensorrt_api import cuda_visible, import_runtime
+    from dacovid_export.artifacts.engine_metadata import read_engine_metadata
+    from dacovid_export.core.errors import MissingDependencyError
+    from dacovid_export.trt.library import cuda_visible, import_runtime
 
     meta = read_engine_metadata(path)
     try:
@@ -82,14 +82,14 @@ class TensorRTBackend(Backend):
     ) -> None:
         import torch
 
-        from dacovid_export.engine_metadata import (
+        from dacovid_export.artifacts.engine_metadata import (
             check_engine_compatibility,
             engine_artifact_info,
             read_engine_metadata,
             rebuild_command,
         )
-        from dacovid_export.errors import MissingDependencyError
-        from dacovid_export.tensorrt_api import cuda_visible, get_logger, gpu_info, import_runtime, is_rtx
+        from dacovid_export.core.errors import MissingDependencyError
+        from dacovid_export.trt.library import cuda_visible, get_logger, gpu_info, import_runtime, is_rtx
 
         meta = read_engine_metadata(path)
         trt = import_runtime(meta.runtime)
@@ -155,8 +155,8 @@ class TensorRTBackend(Backend):
 
     def _check_rtx_validity(self, blob: bytes, path: "str | os.PathLike[str]") -> None:
         """TensorRT-RTX's own header check (library version, compute capability, driver) before deserializing."""
-        from dacovid_export.engine_metadata import rebuild_command
-        from dacovid_export.tensorrt_api import engine_invalidity
+        from dacovid_export.artifacts.engine_metadata import rebuild_command
+        from dacovid_export.trt.library import engine_invalidity
 
         trt = self._trt
         validity, diagnostics = self._runtime.get_engine_validity(blob)
@@ -198,7 +198,7 @@ class TensorRTBackend(Backend):
         """Write the JIT kernels back (atomically); an unwritable folder costs only the next start's compile time."""
         import warnings
 
-        from dacovid_export.fileio import atomic_write_bytes
+        from dacovid_export.core.fileio import atomic_write_bytes
 
         if self._cache_path is None:
             return

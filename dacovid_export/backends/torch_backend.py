@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dacovid_export.artifact import ArtifactInfo
+from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.backends import check_finite_logits
 from dacovid_export.backends.base import Backend, check_batch
-from dacovid_export.errors import MissingDependencyError, UserInputError
+from dacovid_export.core.errors import MissingDependencyError, UserInputError
 
 if TYPE_CHECKING:
     import torch

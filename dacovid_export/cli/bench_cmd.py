@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.benchmark import AUTOCAST_CHOICES, BACKEND_CHOICES, DEFAULT_ITERATIONS, DEFAULT_WARMUP, DEVICE_CHOICES
+from dacovid_export.bench.run import AUTOCAST_CHOICES, BACKEND_CHOICES, DEFAULT_ITERATIONS, DEFAULT_WARMUP, DEVICE_CHOICES
 from dacovid_export.cli.common import OneLineErrorsCommand, handle_errors
-from dacovid_export.errors import UserInputError
+from dacovid_export.core.errors import UserInputError
 
 __all__ = ["bench", "main"]
 
@@ -69,8 +69,8 @@ def bench(
     GPU work is timed with CUDA events (compute-only and end-to-end series);
     CPU work with a monotonic clock. Percentiles follow trtexec (nearest rank).
     """
-    from dacovid_export.benchmark import BenchConfig, parse_int_list, run_benchmark
-    from dacovid_export.fileio import check_outputs
+    from dacovid_export.bench.run import BenchConfig, parse_int_list, run_benchmark
+    from dacovid_export.core.fileio import check_outputs
 
     if plot_out is not None and plot_out.suffix.lower() != ".png":
         raise UserInputError(f"--plot {str(plot_out)!r}: the plot is a PNG; give a path ending in .png")

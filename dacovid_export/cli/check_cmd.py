@@ -24,7 +24,7 @@ _CRITERIA = {
 
 def _tolerance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--<precision>-<criterion> X`` for every tolerance, with ParityConfig's defaults in the help."""
-    from dacovid_export.parity import ParityConfig
+    from dacovid_export.parity.run import ParityConfig
 
     defaults = ParityConfig()
     for precision in reversed(defaults.precisions):
@@ -75,9 +75,9 @@ def check(
     Each model is judged by the tolerance of its precision (from its metadata).
     Prints a table; exits 0 when every model passes, 1 when one fails, 2 for bad input.
     """
-    from dacovid_export.errors import CheckFailedError, UserInputError
-    from dacovid_export.fileio import check_outputs
-    from dacovid_export.parity import ParityConfig, run_parity
+    from dacovid_export.core.errors import CheckFailedError, UserInputError
+    from dacovid_export.core.fileio import check_outputs
+    from dacovid_export.parity.run import ParityConfig, run_parity
 
     if confusion_png is not None and images is None:
         raise UserInputError("--confusion-png needs --images: synthetic inputs have no labels")

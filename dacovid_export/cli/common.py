@@ -9,7 +9,7 @@ from typing import Any, NoReturn, TypeVar
 
 import click
 
-from dacovid_export.errors import DacovidError
+from dacovid_export.core.errors import DacovidError
 
 __all__ = [
     "OneLineErrorsCommand",

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from dacovid_export.cli.common import handle_errors
-from dacovid_export.onnx_export import DEFAULT_CALIB_SIZE, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, OnnxExportConfig, export_onnx
+from dacovid_export.export.onnx_export import DEFAULT_CALIB_SIZE, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, OnnxExportConfig, export_onnx
 
 __all__ = ["onnx"]
 

@@ -29,7 +29,7 @@ def triton(
     checksums are stored as config parameters. An engine only loads in a Triton
     built on the same TensorRT version, on the GPU architecture it was built for.
     """
-    from dacovid_export.triton import write_triton_repository
+    from dacovid_export.serve.triton import write_triton_repository
 
     model_dir = write_triton_repository(
         model, repo, name=name, max_batch=max_batch, instances=instances, kind=kind, overwrite=overwrite

@@ -9,16 +9,16 @@ import click
 
 from dacovid_export.cli.common import handle_errors
 # constants only: tensorrt_api imports TensorRT lazily, inside functions
-from dacovid_export.tensorrt_api import RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIME_CHOICES
+from dacovid_export.trt.library import RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIME_CHOICES
 
 if TYPE_CHECKING:
-    from dacovid_export.engine_build import EngineBuildConfig
+    from dacovid_export.engine.build import EngineBuildConfig
 
 __all__ = ["trt"]
 
 
 def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
-    from dacovid_export.errors import UserInputError
+    from dacovid_export.core.errors import UserInputError
 
     chosen = [name for name, on in (("fp16", fp16), ("int8", int8), ("fp32", fp32)) if on]
     if len(chosen) != 1:
@@ -78,8 +78,8 @@ def trt(
     machine and compiles kernels on the RTX GPU at first run. The precision
     TensorRT's parser gave each node is printed and kept in OUTPUT.json.
     """
-    from dacovid_export.engine_build import EngineBuildConfig
-    from dacovid_export.errors import UserInputError
+    from dacovid_export.engine.build import EngineBuildConfig
+    from dacovid_export.core.errors import UserInputError
 
     config = EngineBuildConfig(
         precision=_precision(fp16, int8, fp32),
@@ -104,7 +104,7 @@ def trt(
         _print_trtexec(model, output, config, int(trt_major) if trt_major else None)
         return
 
-    from dacovid_export.engine_build import build_engine
+    from dacovid_export.engine.build import build_engine
 
     result = build_engine(
         model,
@@ -143,8 +143,8 @@ def _target_cc(text: str | None) -> tuple[str, ...]:
 
 
 def _print_trtexec(model: Path, output: Path, config: "EngineBuildConfig", trt_major: int | None) -> None:
-    from dacovid_export.engine_build import trtexec_equivalent
-    from dacovid_export.trtexec import format_command
+    from dacovid_export.engine.build import trtexec_equivalent
+    from dacovid_export.engine.trtexec import format_command
 
     commands = trtexec_equivalent(model, output, config, trt_major=trt_major)
     for major, cmd in commands:

@@ -1,6 +1,6 @@
 // preprocess.hpp - the dacovid-export preprocessing in C++, matching the Python package.
 //
-// An image becomes float32 3 x S x S (CHW) exactly as dacovid_export.preprocessing
+// An image becomes float32 3 x S x S (CHW) exactly as dacovid_export.data.preprocessing
 // does it, so the engine sees the same numbers as in the parity check:
 //
 //   decode -> luminance in [0, 1] (8-bit / 255, 16-bit / 65535; RGB through

@@ -4,7 +4,7 @@
 //
 // METADATA.json is an engine sidecar (or any JSON with a "preprocessing"
 // object); OUT.f32 receives 3 x S x S little-endian float32 values (CHW).
-// Compare it with dacovid_export.preprocessing.preprocess to check that the C++
+// Compare it with dacovid_export.data.preprocessing.preprocess to check that the C++
 // service feeds the engine what the parity check fed it. Needs no TensorRT/CUDA.
 #include <cstdio>
 #include <fstream>

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from precision_helpers import export_fp32_onnx
+from tests.helpers.precision import export_fp32_onnx
 
 
 @pytest.fixture(scope="session")
@@ -20,7 +20,7 @@ def tiny_fp32_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFacto
 @pytest.fixture(scope="session")
 def tiny_calibration_set(synthetic_dir: Path):
     from dacovid_export.calibration import load_calibration_set
-    from dacovid_export.preprocessing import Preprocessing
+    from dacovid_export.data.preprocessing import Preprocessing
 
     # tiny_checkpoint and synthetic_dir are 64 x 64 (tests/conftest.py)
     return load_calibration_set(synthetic_dir, Preprocessing(image_size=64), size=12, seed=0)

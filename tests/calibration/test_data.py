@@ -11,8 +11,8 @@ import pytest
 
 from dacovid_export.calibration import MIN_CALIBRATION_IMAGES, CalibrationSet, load_calibration_set
 from dacovid_export.calibration.data import _allocate
-from dacovid_export.errors import UserInputError
-from dacovid_export.preprocessing import Preprocessing, preprocess
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.preprocessing import Preprocessing, preprocess
 
 SPEC = Preprocessing(image_size=64)
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from precision_helpers import run_onnx
+from tests.helpers.precision import run_onnx
 
 from dacovid_export.calibration import convert_fp16, load_calibration_set, quantize_int8
-from dacovid_export.errors import UserInputError
-from dacovid_export.preprocessing import Preprocessing
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.preprocessing import Preprocessing
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("modelopt.onnx")

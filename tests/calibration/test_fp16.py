@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from dacovid_export.calibration import PrecisionResult, convert_fp16
-from dacovid_export.errors import CheckFailedError, UserInputError
+from dacovid_export.core.errors import CheckFailedError, UserInputError
 
-from precision_helpers import SOURCE_METADATA, run_onnx
+from tests.helpers.precision import SOURCE_METADATA, run_onnx
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("modelopt.onnx.autocast")

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from dacovid_export.errors import UserInputError
+from dacovid_export.core.errors import UserInputError
 
 onnx = pytest.importorskip("onnx")
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from guard_toy import HARD_NODE, make_toy_classifier, toy_set
+from tests.helpers.guard_toy import HARD_NODE, make_toy_classifier, toy_set
 
-from dacovid_export.errors import UserInputError
+from dacovid_export.core.errors import UserInputError
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("modelopt.onnx.quantization")
@@ -119,7 +119,7 @@ def test_guard_config_quotes_the_bad_value(options: dict, match: str) -> None:
 
 def test_split_holds_validation_out_of_calibration(synthetic_dir: Path) -> None:
     from dacovid_export.calibration import split_calibration_set
-    from dacovid_export.preprocessing import Preprocessing
+    from dacovid_export.data.preprocessing import Preprocessing
 
     calibration, validation = split_calibration_set(synthetic_dir, Preprocessing(image_size=64), size=256, seed=0)
     assert not set(calibration.paths) & set(validation.paths)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 
 import torch
-from tiny import tiny_model_kwargs
+from tests.helpers.tiny import tiny_model_kwargs
 
 from dacovid_export.model import dacovid_net
 from dacovid_export.train.amp import Precision, choose_precision, keep_attention_fp32

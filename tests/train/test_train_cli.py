@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from dacovid_export.cli.train_cmd import train
-from dacovid_export.synthetic import make_synthetic_dataset
+from dacovid_export.data.synthetic import make_synthetic_dataset
 
 TINY = ["--image-size", "64", "--batch-size", "4", "--lr", "1e-3", "--reduction-channels", "16", "--reduction-kernel", "1",
         "--dropout", "0", "--workers", "0", "--no-progress"]  # fmt: skip

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from dacovid_export.errors import UserInputError
-from dacovid_export.synthetic import make_synthetic_dataset
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.synthetic import make_synthetic_dataset
 from dacovid_export.train import TrainConfig, heldout_files, make_split, read_split, stratified_split
 from dacovid_export.train.data import SPLIT_FILENAME, detect_layout, write_split
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from tiny import TINY_CLASSES, tiny_model_kwargs, tiny_train_config
+from tests.helpers.tiny import TINY_CLASSES, tiny_model_kwargs, tiny_train_config
 
-from dacovid_export.errors import UserInputError
+from dacovid_export.core.errors import UserInputError
 from dacovid_export.model import load_checkpoint, read_checkpoint
-from dacovid_export.synthetic import make_synthetic_dataset
+from dacovid_export.data.synthetic import make_synthetic_dataset
 from dacovid_export.train import evaluate_checkpoint, heldout_files, train_model
 from dacovid_export.train.dataset import ImageDataset, make_loader
 from dacovid_export.train.evaluate import predict

@@ -1,0 +1,480 @@
+"""The JSON sidecar of a TensorRT engine (``<engine>.json``) and the load-time compatibility check.
+
+A serialized engine says nothing readable about itself, and it only loads in
+the TensorRT version and on the GPU architecture it was built for. The sidecar,
+written next to the engine by :func:`dacovid_export.engine.build.build_engine`,
+records what a service and an auditor need: TensorRT version, GPU name and
+compute capability, precision, profile shapes, checksums of the ONNX model and
+of the checkpoint it came from, class names, preprocessing and package
+versions. Reading it needs neither TensorRT nor a GPU.
+
+Format version 2 adds the runtime (``"tensorrt"`` or ``"tensorrt-rtx"``), the
+target compute capabilities of a TensorRT-RTX engine (built without a GPU, so
+``gpu`` may be null) and ``layer_precisions``: the type TensorRT's own parser
+gave every ONNX node, with counts. Version 1 sidecars (TensorRT only) still read.
+
+Example (``model.fp16.engine.json``)::
+
+    {"format": "dacovid-engine", "format_version": 1, "engine_file": "model.fp16.engine",
+     "tensorrt_version": "10.8.0.43", "gpu": {"name": "NVIDIA GeForce RTX 2060", "compute_capability": "7.5"},
+     "hardware_compatible": false, "precision": "fp16",
+     "profile": {"input": "input", "min": [1, 3, 224, 224], "opt": [8, 3, 224, 224], "max": [8, 3, 224, 224]}, ...}
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shlex
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
+from dacovid_export.core.fileio import atomic_write_json
+from dacovid_export.data.preprocessing import Preprocessing
+from dacovid_export.trt.library import (
+    HARDWARE_COMPATIBLE_MIN_CC,
+    RTX_TARGETS,
+    RUNTIMES,
+    format_version,
+    parse_version,
+)
+
+__all__ = [
+    "ENGINE_METADATA_FORMAT",
+    "ENGINE_METADATA_VERSION",
+    "EngineMetadata",
+    "sidecar_path",
+    "write_engine_metadata",
+    "read_engine_metadata",
+    "read_engine_info",
+    "engine_artifact_info",
+    "check_engine_compatibility",
+    "rebuild_command",
+]
+
+ENGINE_METADATA_FORMAT = "dacovid-engine"
+ENGINE_METADATA_VERSION = 2
+_PRECISIONS = ("fp32", "fp16", "int8")
+_IO_DTYPES = ("float32", "float16")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineMetadata:
+    """Everything the sidecar records; ``path`` is where the engine was found (not stored)."""
+
+    engine_file: str
+    engine_bytes: int
+    engine_sha256: str
+    tensorrt_version: str  # the version of the library that built it (TensorRT or TensorRT-RTX)
+    gpu_name: str  # the build GPU; "" for a TensorRT-RTX engine built without one
+    compute_capability: tuple[int, int] | None  # the build GPU's; None without one
+    hardware_compatible: bool
+    precision: str
+    input_name: str
+    output_name: str
+    profile_min: tuple[int, int, int, int]  # N x C x H x W
+    profile_opt: tuple[int, int, int, int]
+    profile_max: tuple[int, int, int, int]
+    class_names: tuple[str, ...]
+    preprocessing: Preprocessing
+    onnx_file: str  # the ONNX model the engine was parsed from, as given to the build
+    onnx_sha256: str  # sha256 of that .onnx file (what `sha256sum` prints)
+    source_sha256: str  # the checkpoint's sha256, carried from the ONNX metadata
+    input_dtype: str = "float32"
+    output_dtype: str = "float32"
+    onnx_external_data: Mapping[str, str] = dataclasses.field(default_factory=dict)  # data file -> sha256
+    build: Mapping[str, Any] = dataclasses.field(default_factory=dict)  # workspace, opt level, timings
+    versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    created: str = ""
+    runtime: str = "tensorrt"
+    # TensorRT-RTX: the compute capabilities the engine was compiled for ("8.6", ...); TensorRT: the build GPU's
+    compute_capabilities: tuple[str, ...] = ()
+    layer_precisions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    path: str = dataclasses.field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        if self.precision not in _PRECISIONS:
+            raise UserInputError(f"engine metadata precision={self.precision!r}: expected one of {', '.join(_PRECISIONS)}")
+        for name in ("input_dtype", "output_dtype"):
+            if getattr(self, name) not in _IO_DTYPES:
+                raise UserInputError(f"engine metadata {name}={getattr(self, name)!r}: expected float32 or float16")
+        for name in ("profile_min", "profile_opt", "profile_max"):
+            shape = tuple(int(v) for v in getattr(self, name))
+            if len(shape) != 4 or any(v < 1 for v in shape):
+                raise UserInputError(f"engine metadata {name}={list(shape)}: expected 4 positive dimensions N x C x H x W")
+            object.__setattr__(self, name, shape)
+        if not (self.profile_min[0] <= self.profile_opt[0] <= self.profile_max[0]):
+            raise UserInputError(
+                f"engine metadata batch profile {self.profile_min[0]}/{self.profile_opt[0]}/{self.profile_max[0]} "
+                "is not ordered min <= opt <= max"
+            )
+        if self.runtime not in RUNTIMES:
+            raise UserInputError(f"engine metadata runtime={self.runtime!r}: expected one of {', '.join(RUNTIMES)}")
+        if self.compute_capability is not None:
+            cc = tuple(int(v) for v in self.compute_capability)
+            if len(cc) != 2:
+                raise UserInputError(f"engine metadata compute_capability={self.compute_capability!r}: expected MAJOR.MINOR")
+            object.__setattr__(self, "compute_capability", cc)
+        elif self.runtime == "tensorrt":
+            raise UserInputError("engine metadata of a TensorRT engine must name the build GPU's compute capability")
+        targets = tuple(str(t) for t in self.compute_capabilities)
+        if not targets and self.compute_capability is not None:
+            targets = (f"{self.compute_capability[0]}.{self.compute_capability[1]}",)
+        if self.runtime == "tensorrt-rtx":
+            unknown = [t for t in targets if t not in RTX_TARGETS]
+            if not targets or unknown:
+                raise UserInputError(
+                    f"engine metadata compute_capabilities={list(targets)}: expected TensorRT-RTX targets from "
+                    f"{', '.join(RTX_TARGETS)}"
+                )
+        object.__setattr__(self, "compute_capabilities", targets)
+        object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        parse_version(self.tensorrt_version)  # raises for a malformed version
+
+    @property
+    def min_batch(self) -> int:
+        return self.profile_min[0]
+
+    @property
+    def opt_batch(self) -> int:
+        return self.profile_opt[0]
+
+    @property
+    def max_batch(self) -> int:
+        return self.profile_max[0]
+
+    @property
+    def image_size(self) -> int:
+        return self.profile_max[3]
+
+    @property
+    def compute_capability_str(self) -> str:
+        """The build GPU's compute capability, ``""`` when it was built without a GPU."""
+        if self.compute_capability is None:
+            return ""
+        return f"{self.compute_capability[0]}.{self.compute_capability[1]}"
+
+    @property
+    def runtime_label(self) -> str:
+        return f"{'TensorRT-RTX' if self.runtime == 'tensorrt-rtx' else 'TensorRT'} {self.tensorrt_version}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format": ENGINE_METADATA_FORMAT,
+            "format_version": ENGINE_METADATA_VERSION,
+            "engine_file": self.engine_file,
+            "engine_bytes": self.engine_bytes,
+            "engine_sha256": self.engine_sha256,
+            "runtime": self.runtime,
+            "tensorrt_version": self.tensorrt_version,
+            "gpu": (
+                {"name": self.gpu_name, "compute_capability": self.compute_capability_str}
+                if self.compute_capability is not None
+                else None
+            ),
+            "compute_capabilities": list(self.compute_capabilities),
+            "hardware_compatible": self.hardware_compatible,
+            "hardware_compatibility_level": "ampere+" if self.hardware_compatible else "none",
+            "precision": self.precision,
+            "io": {
+                "input": {"name": self.input_name, "dtype": self.input_dtype},
+                "output": {"name": self.output_name, "dtype": self.output_dtype, "classes": len(self.class_names)},
+            },
+            "profile": {
+                "input": self.input_name,
+                "min": list(self.profile_min),
+                "opt": list(self.profile_opt),
+                "max": list(self.profile_max),
+            },
+            "class_names": list(self.class_names),
+            "preprocessing": self.preprocessing.to_dict(),
+            "onnx_file": self.onnx_file,
+            "onnx_sha256": self.onnx_sha256,
+            "onnx_external_data": dict(self.onnx_external_data),
+            "source_sha256": self.source_sha256,
+            "build": dict(self.build),
+            "layer_precisions": dict(self.layer_precisions),
+            "versions": dict(self.versions),
+            "created": self.created,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, path: str = "") -> "EngineMetadata":
+        where = f"engine metadata {path!r}" if path else "engine metadata"
+        if not isinstance(data, Mapping) or data.get("format") != ENGINE_METADATA_FORMAT:
+            raise UserInputError(f"{where} is not a dacovid-export engine sidecar (no '{ENGINE_METADATA_FORMAT}' format tag)")
+        version = data.get("format_version")
+        if not isinstance(version, int) or version < 1 or version > ENGINE_METADATA_VERSION:
+            raise UserInputError(
+                f"{where} has format version {version!r}; this dacovid-export reads version {ENGINE_METADATA_VERSION}: "
+                "upgrade dacovid-export or rebuild the engine"
+            )
+        try:
+            gpu = data["gpu"]
+            profile = data["profile"]
+            io = data["io"]
+            return cls(
+                engine_file=str(data["engine_file"]),
+                engine_bytes=int(data["engine_bytes"]),
+                engine_sha256=str(data["engine_sha256"]),
+                tensorrt_version=str(data["tensorrt_version"]),
+                gpu_name=str(gpu["name"]) if gpu is not None else "",
+                compute_capability=_parse_cc(gpu["compute_capability"]) if gpu is not None else None,
+                runtime=str(data.get("runtime", "tensorrt")),
+                compute_capabilities=tuple(str(c) for c in data.get("compute_capabilities", ())),
+                layer_precisions=dict(data.get("layer_precisions", {})),
+                hardware_compatible=_bool(data["hardware_compatible"], "hardware_compatible"),
+                precision=str(data["precision"]),
+                input_name=str(io["input"]["name"]),
+                output_name=str(io["output"]["name"]),
+                input_dtype=str(io["input"].get("dtype", "float32")),
+                output_dtype=str(io["output"].get("dtype", "float32")),
+                profile_min=tuple(profile["min"]),  # type: ignore[arg-type]
+                profile_opt=tuple(profile["opt"]),  # type: ignore[arg-type]
+                profile_max=tuple(profile["max"]),  # type: ignore[arg-type]
+                class_names=tuple(data["class_names"]),
+                preprocessing=Preprocessing.from_dict(data["preprocessing"]),
+                onnx_file=str(data["onnx_file"]),
+                onnx_sha256=str(data["onnx_sha256"]),
+                onnx_external_data={str(k): str(v) for k, v in dict(data.get("onnx_external_data", {})).items()},
+                source_sha256=str(data["source_sha256"]),
+                build=dict(data.get("build", {})),
+                versions={str(k): str(v) for k, v in dict(data.get("versions", {})).items()},
+                created=str(data.get("created", "")),
+                path=path,
+            )
+        except UserInputError as exc:
+            raise UserInputError(f"{where}: {exc}") from exc
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise UserInputError(f"{where} is incomplete or malformed ({detail}); rebuild the engine") from exc
+
+
+def _parse_cc(value: Any) -> tuple[int, int]:
+    if isinstance(value, str):
+        major, _, minor = value.partition(".")
+        return (int(major), int(minor))
+    if isinstance(value, Sequence) and len(value) == 2:
+        return (int(value[0]), int(value[1]))
+    raise ValueError(f"compute_capability={value!r}: expected 'MAJOR.MINOR'")
+
+
+def _bool(value: Any, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name}={value!r}: expected true or false")
+    return value
+
+
+def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
+    """``model.fp16.engine`` -> ``model.fp16.engine.json``."""
+    engine_path = Path(engine_path)
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+def write_engine_metadata(engine_path: str | os.PathLike[str], metadata: EngineMetadata) -> Path:
+    """Write the sidecar of ``engine_path`` atomically and return its path."""
+    target = sidecar_path(engine_path)
+    atomic_write_json(target, metadata.to_dict())
+    return target
+
+
+def read_engine_metadata(engine_path: str | os.PathLike[str]) -> EngineMetadata:
+    """The sidecar of ``engine_path``, validated; :class:`UserInputError` if it is missing or damaged.
+
+    Also checks that the engine file exists and has the size the sidecar
+    recorded, so a sidecar left behind by an older build is not trusted.
+    """
+    engine_path = Path(engine_path)
+    side = sidecar_path(engine_path)
+    if not engine_path.is_file():
+        raise UserInputError(f"engine {str(engine_path)!r} does not exist or is not a file")
+    if not side.is_file():
+        raise UserInputError(
+            f"engine {str(engine_path)!r} has no metadata sidecar {side.name!r}: dacovid-export needs it to know the "
+            "classes, preprocessing and the TensorRT/GPU it was built for; rebuild with 'dacovid-export trt MODEL.onnx "
+            f"--fp16|--int8|--fp32 -o {engine_path}'"
+        )
+    try:
+        data = json.loads(side.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserInputError(f"engine metadata {str(side)!r} is unreadable or not valid JSON ({exc})") from exc
+    metadata = EngineMetadata.from_dict(data, path=str(engine_path))
+    size = engine_path.stat().st_size
+    if size != metadata.engine_bytes:
+        raise UserInputError(
+            f"engine {str(engine_path)!r} is {size} bytes but its sidecar {side.name!r} describes a {metadata.engine_bytes}-byte "
+            "engine: the two come from different builds; rebuild with: " + rebuild_command(metadata, engine_path)
+        )
+    return metadata
+
+
+def read_engine_info(path: str | os.PathLike[str]) -> ArtifactInfo:
+    """:class:`ArtifactInfo` of an engine from its sidecar (no TensorRT, no GPU needed)."""
+    return engine_artifact_info(read_engine_metadata(path), path)
+
+
+def engine_artifact_info(meta: EngineMetadata, path: str | os.PathLike[str]) -> ArtifactInfo:
+    """:class:`ArtifactInfo` (kind ``"engine"``, batch range from the profile) of already read metadata."""
+    return ArtifactInfo(
+        path=str(path),
+        kind="engine",
+        class_names=meta.class_names,
+        preprocessing=meta.preprocessing,
+        precision=meta.precision,
+        source_sha256=meta.source_sha256,
+        versions=dict(meta.versions),
+        input_name=meta.input_name,
+        output_name=meta.output_name,
+        min_batch=meta.min_batch,
+        max_batch=meta.max_batch,
+        extra={
+            "runtime": meta.runtime,
+            "tensorrt_version": meta.tensorrt_version,
+            "compute_capabilities": list(meta.compute_capabilities),
+            "gpu_name": meta.gpu_name,
+            "compute_capability": meta.compute_capability_str,
+            "hardware_compatible": meta.hardware_compatible,
+            "opt_batch": meta.opt_batch,
+            "onnx_file": meta.onnx_file,
+            "onnx_sha256": meta.onnx_sha256,
+            "engine_sha256": meta.engine_sha256,
+            "input_dtype": meta.input_dtype,
+            "output_dtype": meta.output_dtype,
+            "build": dict(meta.build),
+        },
+    )
+
+
+def rebuild_command(
+    metadata: EngineMetadata,
+    engine_path: str | os.PathLike[str] | None = None,
+    *,
+    runtime: str | None = None,
+    target_cc: Sequence[str] | None = None,
+) -> str:
+    """The ``dacovid-export trt`` command line that rebuilds this engine with the same settings.
+
+    ``runtime``/``target_cc`` override the engine's own (to rebuild for the
+    library or GPU that is here instead).
+    """
+    engine = str(engine_path) if engine_path is not None else (metadata.path or metadata.engine_file)
+    runtime = runtime or metadata.runtime
+    args = [
+        "dacovid-export",
+        "trt",
+        metadata.onnx_file,
+        f"--{metadata.precision}",
+        "-o",
+        engine,
+        "--runtime",
+        runtime,
+        "--min-batch",
+        str(metadata.min_batch),
+        "--opt-batch",
+        str(metadata.opt_batch),
+        "--max-batch",
+        str(metadata.max_batch),
+    ]
+    workspace = metadata.build.get("workspace_gib")
+    if isinstance(workspace, (int, float)) and not isinstance(workspace, bool):
+        args += ["--workspace", f"{workspace:g}"]
+    level = metadata.build.get("opt_level")
+    if isinstance(level, int) and not isinstance(level, bool):
+        args += ["--opt-level", str(level)]
+    if runtime == "tensorrt-rtx":
+        if target_cc is None and metadata.runtime == "tensorrt-rtx" and not metadata.build.get("default_targets"):
+            target_cc = metadata.compute_capabilities
+        if target_cc:
+            args += ["--target-cc", ",".join(target_cc)]
+    elif metadata.hardware_compatible:
+        args.append("--hardware-compatible")
+    return shlex.join(args)
+
+
+def _runs_on(metadata: EngineMetadata, cc: tuple[int, ...]) -> bool:
+    """Whether a TensorRT-RTX engine's targets include compute capability ``cc``."""
+    here = f"{cc[0]}.{cc[1]}"
+    if here in metadata.compute_capabilities:
+        return True
+    # TensorRT-RTX's default target set reaches every Blackwell GPU (12.0 and newer)
+    return bool(metadata.build.get("default_targets")) and tuple(cc) >= (12, 0)
+
+
+def check_engine_compatibility(
+    metadata: EngineMetadata,
+    *,
+    trt_version: str,
+    compute_capability: tuple[int, int] | Sequence[int] | None,
+    gpu_name: str | None = None,
+    runtime: str = "tensorrt",
+) -> None:
+    """Raise :class:`IncompatibleArtifactError` if the engine cannot load with this library on this GPU.
+
+    An engine loads only in the runtime (TensorRT or TensorRT-RTX) and the exact
+    version that built it (version compatibility is not used; TensorRT-RTX
+    engines never cross releases). A TensorRT engine without hardware
+    compatibility needs the build GPU's compute capability; an ``ampere+`` one
+    any GPU of 8.0 or newer; a TensorRT-RTX engine one of its target compute
+    capabilities. ``compute_capability=None`` (no GPU here) checks the library
+    only. The message says which differs and the exact command that rebuilds
+    the engine here.
+    """
+    engine = metadata.path or metadata.engine_file
+    if runtime != metadata.runtime:
+        raise IncompatibleArtifactError(
+            f"{engine} is a {metadata.runtime_label} engine but this machine runs it with "
+            f"{'TensorRT-RTX' if runtime == 'tensorrt-rtx' else 'TensorRT'} {trt_version}; rebuild it for that runtime "
+            "with: " + rebuild_command(metadata, runtime=runtime)
+        )
+    command = rebuild_command(metadata)
+    running = parse_version(trt_version)
+    built = parse_version(metadata.tensorrt_version)
+    common = min(len(running), len(built))
+    if running[:common] != built[:common]:
+        raise IncompatibleArtifactError(
+            f"{engine} was built with {metadata.runtime_label} but "
+            f"{'TensorRT-RTX' if runtime == 'tensorrt-rtx' else 'TensorRT'} {trt_version} is installed; "
+            f"an engine only loads in the version that built it; rebuild it here with: {command}"
+        )
+    if compute_capability is None:
+        return
+    cc = tuple(int(v) for v in compute_capability)
+    if len(cc) != 2:
+        raise UserInputError(f"compute_capability={compute_capability!r}: expected (major, minor)")
+    here = f"{cc[0]}.{cc[1]}" + (f" ({gpu_name})" if gpu_name else "")
+    if metadata.runtime == "tensorrt-rtx":
+        if _runs_on(metadata, cc):
+            return
+        wanted = f"{cc[0]}.{cc[1]}"
+        if wanted not in RTX_TARGETS:
+            raise IncompatibleArtifactError(
+                f"{engine} is a TensorRT-RTX engine and this GPU is {here}, which TensorRT-RTX does not target "
+                f"(it compiles for {', '.join(RTX_TARGETS)}); build a TensorRT engine on this GPU instead with: "
+                + rebuild_command(metadata, runtime="tensorrt")
+            )
+        raise IncompatibleArtifactError(
+            f"{engine} was compiled for compute capabilities {', '.join(metadata.compute_capabilities)} but this GPU "
+            f"is {here}; rebuild it for this GPU with: " + rebuild_command(metadata, target_cc=[wanted])
+        )
+    built_on = f"{metadata.compute_capability_str} ({metadata.gpu_name})"
+    if metadata.hardware_compatible:
+        if cc < HARDWARE_COMPATIBLE_MIN_CC:
+            raise IncompatibleArtifactError(
+                f"{engine} is a hardware-compatible (ampere+) engine, which needs a GPU of compute capability >= "
+                f"{format_version(HARDWARE_COMPATIBLE_MIN_CC)}, but this GPU is {here}; rebuild it here without "
+                "--hardware-compatible with: " + rebuild_command(_without_hardware_compat(metadata))
+            )
+        return
+    if cc != metadata.compute_capability:
+        raise IncompatibleArtifactError(
+            f"{engine} was built for compute capability {built_on} but this GPU is {here}; an engine runs only on "
+            f"the GPU architecture it was built for (unless built with --hardware-compatible); rebuild it here with: {command}"
+        )
+
+
+def _without_hardware_compat(metadata: EngineMetadata) -> EngineMetadata:
+    return dataclasses.replace(metadata, hardware_compatible=False)

@@ -1,0 +1,37 @@
+"""Lazy imports of optional packages with a one-line error that says what to install."""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from dacovid_export.core.errors import MissingDependencyError
+
+__all__ = ["require"]
+
+# module name -> what the user should install to get it
+_INSTALL_HINTS: dict[str, str] = {
+    "tensorrt": "pip install 'dacovid-export[trt]' (TensorRT >= 10.8, needs an NVIDIA GPU and driver)",
+    "tensorrt_rtx": "pip install 'dacovid-export[rtx]' (TensorRT-RTX >= 1.1; builds without a GPU)",
+    "modelopt": "pip install 'nvidia-modelopt[onnx]==0.47.0'",
+    "onnxruntime": "pip install onnxruntime-gpu (or onnxruntime)",
+    "onnx": "pip install onnx",
+    "openvino": "pip install openvino",
+    "matplotlib": "pip install matplotlib",
+    "tritonclient": "pip install 'dacovid-export[dev]' (tritonclient)",
+}
+
+
+def require(module: str, purpose: str) -> ModuleType:
+    """Import ``module`` or raise :class:`MissingDependencyError` naming what to install.
+
+    ``purpose`` finishes the sentence "needed to ..." so the message says why.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        root = module.split(".")[0]
+        hint = _INSTALL_HINTS.get(root, f"pip install {root}")
+        raise MissingDependencyError(
+            f"{module} is not installed (needed to {purpose}): {hint}. Import error: {exc}"
+        ) from exc

@@ -1,0 +1,177 @@
+"""Class-per-folder image trees, shared by training, calibration and parity.
+
+Folder names map to a model's class names through known aliases, so a
+``covid/ normal/ pneumonia/`` tree checks a model whose classes are
+``("Normal", "Pneumonia", "COVID-19")``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.preprocessing import IMAGE_EXTENSIONS
+
+__all__ = [
+    "SPLIT_FORMAT",
+    "find_images",
+    "scan_class_folders",
+    "canonical_class_name",
+    "match_folders_to_classes",
+    "order_classes",
+    "is_split_file",
+    "load_split_json",
+    "read_split_file",
+    "labelled_images",
+]
+
+# split.json written by dacovid-train: {"format": SPLIT_FORMAT, "data_dir": ..., "train": {class: [rel paths]}, "val": {...}}
+SPLIT_FORMAT = "dacovid-split"
+
+# lower-cased, punctuation-stripped folder name -> the paper's class name
+_ALIASES: dict[str, str] = {
+    "normal": "Normal",
+    "nofinding": "Normal",
+    "nofindings": "Normal",
+    "healthy": "Normal",
+    "pneumonia": "Pneumonia",
+    "viralpneumonia": "Pneumonia",
+    "bacterialpneumonia": "Pneumonia",
+    "covid": "COVID-19",
+    "covid19": "COVID-19",
+    "covid2019": "COVID-19",
+}
+_PAPER_ORDER = ("Normal", "Pneumonia", "COVID-19")
+
+
+def _key(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+def canonical_class_name(folder_name: str) -> str:
+    """The paper's name for a known folder name (``no_findings`` -> ``Normal``), else the folder name."""
+    return _ALIASES.get(_key(folder_name), folder_name)
+
+
+def order_classes(folder_names: Sequence[str]) -> list[str]:
+    """Folder names in the paper's class order (Normal, Pneumonia, COVID-19) when known, others after, sorted."""
+    def rank(name: str) -> tuple[int, str]:
+        canon = canonical_class_name(name)
+        return (_PAPER_ORDER.index(canon) if canon in _PAPER_ORDER else len(_PAPER_ORDER), name)
+
+    return sorted(folder_names, key=rank)
+
+
+def find_images(folder: str | os.PathLike[str]) -> list[Path]:
+    """All image files under ``folder`` (recursive, sorted, hidden files skipped)."""
+    folder = Path(folder)
+    return sorted(
+        p
+        for p in folder.rglob("*")
+        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
+
+
+def scan_class_folders(root: str | os.PathLike[str], *, min_classes: int = 1) -> dict[str, list[Path]]:
+    """``{folder_name: [image paths]}`` for each immediate subfolder of ``root`` that holds images.
+
+    Raises :class:`UserInputError` for a missing root, a root without class folders,
+    fewer than ``min_classes`` classes, or a class folder with no images.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise UserInputError(f"image folder {str(root)!r} does not exist")
+    if not root.is_dir():
+        raise UserInputError(f"{str(root)!r} is not a folder: give a class-per-folder tree (one subfolder per class)")
+    subfolders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not subfolders:
+        loose = find_images(root)
+        hint = f" ({len(loose)} loose images found: put them in one subfolder per class)" if loose else ""
+        raise UserInputError(f"image folder {str(root)!r} has no class subfolders{hint}")
+    classes: dict[str, list[Path]] = {}
+    for sub in subfolders:
+        images = find_images(sub)
+        if not images:
+            raise UserInputError(f"class folder {str(sub)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+        classes[sub.name] = images
+    if len(classes) < min_classes:
+        raise UserInputError(f"image folder {str(root)!r} has {len(classes)} class folder(s); at least {min_classes} needed")
+    return classes
+
+
+def match_folders_to_classes(folder_names: Sequence[str], class_names: Sequence[str]) -> Mapping[str, int]:
+    """``{folder_name: class index}``: exact names first, then the paper's aliases; unknown folders are an error."""
+    by_key = {_key(c): i for i, c in enumerate(class_names)}
+    by_canon = {_key(canonical_class_name(c)): i for i, c in enumerate(class_names)}
+    mapping: dict[str, int] = {}
+    for folder in folder_names:
+        index = by_key.get(_key(folder), by_canon.get(_key(canonical_class_name(folder))))
+        if index is None:
+            raise UserInputError(
+                f"image folder {folder!r} matches none of the model's classes {list(class_names)}; "
+                "rename it or leave it out"
+            )
+        mapping[folder] = index
+    return mapping
+
+
+def is_split_file(path: str | os.PathLike[str]) -> bool:
+    """True for a ``.json`` path: a training run's ``split.json`` stands in for an image folder."""
+    return Path(path).suffix.lower() == ".json"
+
+
+def load_split_json(path: str | os.PathLike[str]) -> dict:
+    """The raw contents of a dacovid-train ``split.json``; :class:`UserInputError` for anything else."""
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"split file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserInputError(f"split file {str(path)!r} is not readable JSON: {exc}") from exc
+    if not isinstance(data, dict) or data.get("format") != SPLIT_FORMAT:
+        raise UserInputError(
+            f"{str(path)!r} is not a dacovid-train split file (no '{SPLIT_FORMAT}' format tag); "
+            "give a class-per-folder image tree or a run's split.json"
+        )
+    return data
+
+
+def read_split_file(path: str | os.PathLike[str], part: str) -> tuple[Path, dict[str, list[Path]]]:
+    """``(data_dir, {class name: [image paths]})`` of one part (``"val"`` held-out, ``"train"``) of a split.json.
+
+    Lets ``check`` run on exactly the images a model was validated on, and
+    calibration draw only from the training images, without copying folders.
+    """
+    path = Path(path)
+    data = load_split_json(path)
+    classes = data.get(part)
+    if not isinstance(classes, dict) or not classes:
+        raise UserInputError(f"split file {str(path)!r} has no {part!r} images")
+    data_dir = Path(str(data.get("data_dir", path.parent)))
+    out: dict[str, list[Path]] = {}
+    for name, files in classes.items():
+        paths = [p if p.is_absolute() else data_dir / p for p in (Path(str(f)) for f in files)]
+        missing = [p for p in paths if not p.is_file()]
+        if missing:
+            raise UserInputError(
+                f"split file {str(path)!r}: {len(missing)} {part} image(s) of class {name!r} are missing "
+                f"(first: {str(missing[0])!r}); was the data folder moved?"
+            )
+        if paths:
+            out[str(name)] = paths
+    if not out:
+        raise UserInputError(f"split file {str(path)!r} has no {part!r} images")
+    return data_dir, out
+
+
+def labelled_images(source: str | os.PathLike[str], *, part: str = "val") -> dict[str, list[Path]]:
+    """``{class folder or class name: [paths]}`` from a class-per-folder tree or a run's split.json (its ``part``)."""
+    if is_split_file(source):
+        return read_split_file(source, part)[1]
+    return scan_class_folders(source)

@@ -1,0 +1,275 @@
+"""The one preprocessing definition: training, evaluation, export metadata, calibration and runtime all use it.
+
+An image goes: decode (any PIL mode, 8 or 16 bit) -> float32 in [0, 1] ->
+grayscale (CXRs are grayscale; colour scans are reduced to luminance) ->
+resize -> centre crop to ``image_size`` -> replicate to 3 channels ->
+``(x - mean) / std``. Output: float32 ``3 x image_size x image_size`` (CHW).
+
+Resizing works on float32 planes (PIL mode "F"), so 16-bit PNGs keep their
+precision and 8-bit and 16-bit copies of the same picture give the same tensor.
+Training replaces the centre crop by a random crop and a random horizontal flip
+(:func:`preprocess_train`); everything else is shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.limits import check_image_size
+
+__all__ = [
+    "IMAGE_EXTENSIONS",
+    "ImageInput",
+    "Preprocessing",
+    "load_image",
+    "to_float_gray",
+    "preprocess",
+    "preprocess_train",
+    "preprocess_batch",
+]
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+ResizePolicy = Literal["shorter_side", "squash"]
+ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+
+# ImageNet statistics on the 0-1 scale: the backbone is ResNet50, and a
+# torchvision ImageNet checkpoint expects exactly these.
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+@dataclasses.dataclass(frozen=True)
+class Preprocessing:
+    """How an image becomes the network's input; stored in every checkpoint and artifact.
+
+    ``resize_size``: the shorter side (``shorter_side``) or both sides (``squash``)
+    before the ``image_size`` centre crop; ``None`` means ``round(image_size * 8 / 7)``
+    (256 for 224, ImageNet's ratio).
+    """
+
+    image_size: int = 224
+    resize_size: int | None = None
+    resize_policy: ResizePolicy = "shorter_side"
+    mean: tuple[float, float, float] = _IMAGENET_MEAN
+    std: tuple[float, float, float] = _IMAGENET_STD
+    interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+
+    def __post_init__(self) -> None:
+        check_image_size(self.image_size)
+        if self.resize_size is None:
+            # resolved once here so equality and the stored metadata never depend on "None"
+            object.__setattr__(self, "resize_size", int(round(self.image_size * 8 / 7)))
+        if not isinstance(self.resize_size, int) or self.resize_size < self.image_size:
+            raise UserInputError(
+                f"resize_size={self.resize_size!r}: must be an integer >= image_size ({self.image_size}) or None"
+            )
+        if self.resize_policy not in ("shorter_side", "squash"):
+            raise UserInputError(f"resize_policy={self.resize_policy!r}: use 'shorter_side' or 'squash'")
+        if self.interpolation not in ("bilinear", "bicubic"):
+            raise UserInputError(f"interpolation={self.interpolation!r}: use 'bilinear' or 'bicubic'")
+        for name in ("mean", "std"):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 3 or not all(math.isfinite(v) for v in value):
+                raise UserInputError(f"{name}={getattr(self, name)!r}: must be 3 finite numbers on the 0-1 scale")
+            object.__setattr__(self, name, value)
+        if any(s <= 0 for s in self.std):
+            raise UserInputError(f"std={self.std!r}: every value must be > 0")
+
+    @property
+    def effective_resize_size(self) -> int:
+        return int(self.resize_size)  # type: ignore[arg-type]  # resolved in __post_init__
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "image_size": self.image_size,
+            "resize_size": self.effective_resize_size,
+            "resize_policy": self.resize_policy,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "interpolation": self.interpolation,
+            "color": "gray_to_3ch",
+            "scale": "0-1",
+            "layout": "NCHW",
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Preprocessing":
+        try:
+            return cls(
+                image_size=int(data["image_size"]),
+                resize_size=None if data.get("resize_size") is None else int(data["resize_size"]),
+                resize_policy=data.get("resize_policy", "shorter_side"),
+                mean=tuple(data.get("mean", _IMAGENET_MEAN)),  # type: ignore[arg-type]
+                std=tuple(data.get("std", _IMAGENET_STD)),  # type: ignore[arg-type]
+                interpolation=data.get("interpolation", "bilinear"),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            if isinstance(exc, UserInputError):
+                raise
+            raise UserInputError(f"preprocessing metadata {dict(data)!r} is incomplete or malformed: {exc}") from exc
+
+
+def load_image(path: str | os.PathLike[str]) -> Image.Image:
+    """Open and fully decode an image; a missing, corrupt or oversized file raises :class:`UserInputError`.
+
+    An image over Pillow's pixel limit (``Image.MAX_IMAGE_PIXELS``, which also flags
+    decompression bombs: a 14000x14000 PNG can be 200 kB) is unreadable like any
+    other bad file, so every caller's per-image handling applies to it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise UserInputError(f"image {str(path)!r} does not exist or is not a file")
+    try:
+        with warnings.catch_warnings():
+            # Pillow only warns between 1x and 2x its limit; such an image is as unusable as one over 2x
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as img:
+                img.load()
+                return ImageOps.exif_transpose(img) or img
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise UserInputError(
+            f"image {str(path)!r} is unreadable: too large to decode safely ({exc.args[0] if exc.args else exc})"
+        ) from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise UserInputError(f"image {str(path)!r} is unreadable or corrupt: {exc}") from exc
+    except MemoryError as exc:
+        raise UserInputError(f"image {str(path)!r} is unreadable: not enough memory to decode it") from exc
+
+
+def to_float_gray(image: ImageInput) -> np.ndarray:
+    """Any supported input -> float32 ``H x W`` luminance in [0, 1]; :class:`UserInputError` for anything unusable."""
+    if isinstance(image, (str, os.PathLike)):
+        image = load_image(image)
+    if isinstance(image, np.ndarray):
+        gray = _array_to_gray(image)
+    elif isinstance(image, Image.Image):
+        try:
+            gray = _pil_to_gray(image)
+        except (ValueError, OSError, SyntaxError) as exc:
+            if isinstance(exc, UserInputError):
+                raise
+            raise UserInputError(f"PIL image in mode {image.mode!r} cannot be read as a grayscale picture: {exc}") from exc
+    else:
+        raise UserInputError(f"unsupported image input of type {type(image).__name__}: give a path, a PIL image or a numpy array")
+    if gray.size == 0:
+        raise UserInputError(f"image of {gray.shape[1]}x{gray.shape[0]} pixels is empty: nothing to classify")
+    return gray
+
+
+def _pil_to_gray(image: Image.Image) -> np.ndarray:
+    mode = image.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        # 16-bit PNGs decode to "I;16" or "I"; scale by the 16-bit range, not per image,
+        # so the same exposure always maps to the same value.
+        arr = np.asarray(image, dtype=np.float32) / 65535.0
+        return np.clip(arr, 0.0, 1.0)
+    if mode == "F":
+        arr = np.asarray(image, dtype=np.float32)
+        if not np.all(np.isfinite(arr)):
+            raise UserInputError("PIL image in mode 'F' contains NaN or infinite values")
+        return np.clip(arr, 0.0, 1.0)
+    if mode == "LAB":
+        # no PIL conversion from LAB; its L band is the lightness on 0-255
+        return np.asarray(image.getchannel("L"), dtype=np.float32) / 255.0
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in image.info):
+        # Transparent pixels become black (the film background), not undefined colour.
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (0, 0, 0, 255))
+        image = Image.alpha_composite(background, rgba)
+    if image.mode != "L":
+        try:
+            image = image.convert("L")
+        except ValueError:
+            image = image.convert("RGB").convert("L")  # modes PIL converts to RGB only (e.g. HSV)
+    return np.asarray(image, dtype=np.float32) / 255.0
+
+
+def _array_to_gray(arr: np.ndarray) -> np.ndarray:
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        rgb = _array_to_unit(arr[..., :3])
+        # ITU-R 601-2 luma, the transform PIL's convert("L") uses
+        return (rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.float32)
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        arr = arr[..., 0]
+    if arr.ndim != 2:
+        raise UserInputError(f"image array of shape {arr.shape}: expected H x W, H x W x 1, H x W x 3 or H x W x 4")
+    return _array_to_unit(arr)
+
+
+def _array_to_unit(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype == np.uint8:
+        return arr.astype(np.float32) / 255.0
+    if arr.dtype == np.uint16:
+        return arr.astype(np.float32) / 65535.0
+    if np.issubdtype(arr.dtype, np.floating):
+        out = arr.astype(np.float32)
+        if not np.all(np.isfinite(out)):
+            raise UserInputError("image array contains NaN or infinite values")
+        return np.clip(out, 0.0, 1.0)
+    raise UserInputError(f"image array of dtype {arr.dtype}: use uint8, uint16 or float in [0, 1]")
+
+
+def _resample(spec: Preprocessing) -> int:
+    return Image.Resampling.BICUBIC if spec.interpolation == "bicubic" else Image.Resampling.BILINEAR
+
+
+def _resize(gray: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    h, w = gray.shape
+    target = spec.effective_resize_size
+    if spec.resize_policy == "squash":
+        new_w, new_h = target, target
+    elif h <= w:
+        new_h, new_w = target, max(target, int(round(w * target / h)))
+    else:
+        new_w, new_h = target, max(target, int(round(h * target / w)))
+    if (new_h, new_w) == (h, w):
+        return gray
+    resized = Image.fromarray(gray, mode="F").resize((new_w, new_h), _resample(spec))
+    return np.asarray(resized, dtype=np.float32)
+
+
+def _normalize(gray: np.ndarray, spec: Preprocessing) -> np.ndarray:
+    # 1 x H x W -> 3 x H x W, one mean/std per channel
+    mean = np.asarray(spec.mean, dtype=np.float32)[:, None, None]
+    std = np.asarray(spec.std, dtype=np.float32)[:, None, None]
+    return np.ascontiguousarray((gray[None, :, :] - mean) / std, dtype=np.float32)
+
+
+def preprocess(image: ImageInput, spec: Preprocessing) -> np.ndarray:
+    """Evaluation transform: float32 ``3 x S x S`` with ``S = spec.image_size``."""
+    gray = _resize(to_float_gray(image), spec)
+    h, w = gray.shape
+    s = spec.image_size
+    top, left = (h - s) // 2, (w - s) // 2
+    return _normalize(gray[top : top + s, left : left + s], spec)
+
+
+def preprocess_train(image: ImageInput, spec: Preprocessing, rng: np.random.Generator) -> np.ndarray:
+    """Training transform: same as :func:`preprocess` but a random crop and a random horizontal flip."""
+    gray = _resize(to_float_gray(image), spec)
+    h, w = gray.shape
+    s = spec.image_size
+    top = int(rng.integers(0, h - s + 1))
+    left = int(rng.integers(0, w - s + 1))
+    crop = gray[top : top + s, left : left + s]
+    if rng.random() < 0.5:
+        crop = crop[:, ::-1]
+    return _normalize(crop, spec)
+
+
+def preprocess_batch(images: Sequence[ImageInput], spec: Preprocessing) -> np.ndarray:
+    """float32 ``N x 3 x S x S``."""
+    if len(images) == 0:
+        raise UserInputError("no images given")
+    return np.stack([preprocess(img, spec) for img in images])

@@ -1,0 +1,563 @@
+"""Self-checks of an exported ONNX model: validity, TensorRT compatibility, attention pattern, numerics.
+
+Every check raises :class:`~dacovid_export.core.errors.CheckFailedError` with a message
+that names the offending nodes and says what to do. The same checks run on the
+FP32 export and on the FP16 / INT8 models of the precision step, where they
+apply (:func:`run_structural_checks` picks them by precision).
+
+Why these checks: TensorRT builds a strongly typed network from the graph as it
+is (docs/design.md section 3), so an operator it cannot parse, a softmax written
+as Exp/ReduceSum/Div (which hides the MatMul -> Softmax -> MatMul pattern the
+builder fuses), or an attention block cast to FP16/INT8 (CAM energies reach
+~2e6, far past FP16's 65,504: section 4) are all defects of the ONNX file.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dacovid_export.core.errors import CheckFailedError
+from dacovid_export.trt.onnx_operators import (
+    TRT_CONSTANT_AXES_OPS,
+    TRT_DOC_VERSION,
+    TRT_MAX_OPSET,
+    TRT_MIN_OPSET,
+    TRT_POOLING_OPS,
+    TRT_SUPPORTED_OPS,
+    TRT_UNSUPPORTED_OPS,
+)
+
+if TYPE_CHECKING:
+    import onnx
+    import onnxruntime
+
+__all__ = [
+    "AttentionBlock",
+    "NumericComparison",
+    "StructuralReport",
+    "validate_model",
+    "op_histogram",
+    "format_histogram",
+    "check_opset",
+    "check_trt_operators",
+    "check_constant_axes",
+    "check_pooling_dilations",
+    "check_qdq_zero_points",
+    "find_attention_blocks",
+    "check_attention_pattern",
+    "check_no_decomposed_softmax",
+    "check_attention_fp32",
+    "run_structural_checks",
+    "onnxruntime_session",
+    "run_onnxruntime",
+    "compare_logits",
+    "check_numeric",
+]
+
+_FLOAT = 1  # onnx.TensorProto.FLOAT
+# ops that may sit between the attention MatMuls and the Softmax without changing
+# the pattern: layout (Transpose), precision islands (Cast) and Q/DQ of an INT8 graph
+_PASS_THROUGH = frozenset({"Transpose", "Cast", "Identity", "QuantizeLinear", "DequantizeLinear"})
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionBlock:
+    """One ``MatMul -> Softmax -> MatMul`` chain (node names)."""
+
+    energy_matmul: str
+    softmax: str
+    output_matmul: str
+
+    def nodes(self) -> tuple[str, str, str]:
+        return (self.energy_matmul, self.softmax, self.output_matmul)
+
+
+@dataclasses.dataclass(frozen=True)
+class NumericComparison:
+    """ONNX Runtime logits against reference logits at one batch size; true when within tolerance."""
+
+    batch: int
+    max_abs_error: float
+    scale: float  # max |reference logit|: the logits' magnitude the error is measured against
+    relative_error: float  # max_abs_error / scale
+    tolerance: float  # allowed max_abs_error = atol + rtol * scale
+    top1_agreement: float  # fraction of samples whose arg-max agrees
+    top1_disagreements: int  # disagreements on samples whose top-2 margin exceeds twice the tolerance
+    passed: bool
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def describe(self) -> str:
+        verdict = "ok" if self.passed else "FAILED"
+        return (
+            f"batch {self.batch}: max |diff| {self.max_abs_error:.3g} on logits of scale {self.scale:.3g} "
+            f"(relative {self.relative_error:.2e}, allowed {self.tolerance:.3g}), "
+            f"top-1 agreement {self.top1_agreement * 100:.0f}% [{verdict}]"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class StructuralReport:
+    """What :func:`run_structural_checks` found: checks passed, operator histogram, attention blocks."""
+
+    checks: tuple[str, ...]
+    histogram: Mapping[str, int]
+    attention: tuple[AttentionBlock, ...]
+
+
+# ---------------------------------------------------------------------------
+# validity
+
+
+def validate_model(model: "onnx.ModelProto | str | os.PathLike[str]") -> "onnx.ModelProto":
+    """``onnx.checker.check_model(full_check=True)`` plus strict shape inference; returns the inferred model.
+
+    Give a path for models near 2 GB (the in-memory checker refuses larger protos).
+    """
+    import onnx
+
+    try:
+        onnx.checker.check_model(os.fspath(model) if isinstance(model, (str, os.PathLike)) else model, full_check=True)
+    except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
+        raise CheckFailedError(f"onnx.checker rejected the model: {_first_line(exc)}") from exc
+    proto = onnx.load(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else model
+    try:
+        return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
+    except (onnx.shape_inference.InferenceError, ValueError) as exc:
+        raise CheckFailedError(f"ONNX shape inference failed: {_first_line(exc)}") from exc
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# ---------------------------------------------------------------------------
+# operators
+
+
+def op_histogram(model: "onnx.ModelProto") -> dict[str, int]:
+    """``{op_type: count}`` over the main graph, most frequent first (domain-qualified outside ai.onnx)."""
+    counts = collections.Counter(_qualified(n) for n in model.graph.node)
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
+
+
+def format_histogram(histogram: Mapping[str, int]) -> str:
+    return ", ".join(f"{op} {n}" for op, n in histogram.items())
+
+
+def _qualified(node: "onnx.NodeProto") -> str:
+    return node.op_type if node.domain in ("", "ai.onnx") else f"{node.domain}::{node.op_type}"
+
+
+def check_opset(model: "onnx.ModelProto") -> int:
+    """The default-domain opset, which must lie in the range the TensorRT parser reads."""
+    versions = [int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")]
+    if not versions:
+        raise CheckFailedError("the model imports no ai.onnx opset; it was not written by a standard exporter")
+    opset = versions[0]
+    if not TRT_MIN_OPSET <= opset <= TRT_MAX_OPSET:
+        raise CheckFailedError(
+            f"opset {opset} is outside {TRT_MIN_OPSET}..{TRT_MAX_OPSET}, the range the TensorRT {TRT_DOC_VERSION} "
+            "ONNX parser reads; export with a supported --opset"
+        )
+    return opset
+
+
+def check_trt_operators(model: "onnx.ModelProto") -> None:
+    """Every node is an operator the TensorRT ONNX parser supports (onnx-tensorrt docs/operators.md)."""
+    unsupported: dict[str, list[str]] = collections.defaultdict(list)
+    for node in _all_nodes(model.graph):
+        op = _qualified(node)
+        if node.domain not in ("", "ai.onnx") or op in TRT_UNSUPPORTED_OPS or op not in TRT_SUPPORTED_OPS:
+            unsupported[op].append(node.name or "(unnamed)")
+    if unsupported:
+        listing = "; ".join(f"{op} x{len(names)} (e.g. {names[0]})" for op, names in sorted(unsupported.items()))
+        raise CheckFailedError(
+            f"operators the TensorRT {TRT_DOC_VERSION} ONNX parser does not support: {listing}. "
+            "Rewrite the module with supported operators (see onnx-tensorrt docs/operators.md)"
+        )
+    check_constant_axes(model)
+    check_pooling_dilations(model)
+
+
+def check_constant_axes(model: "onnx.ModelProto") -> None:
+    """``axes`` of Reduce*/Squeeze/Unsqueeze (an input since opset 18/13) must be a constant tensor."""
+    constants = _constant_names(model.graph)
+    bad = [
+        f"{node.op_type} {node.name!r} (axes from {node.input[1]!r})"
+        for node in model.graph.node
+        if node.op_type in TRT_CONSTANT_AXES_OPS and len(node.input) > 1 and node.input[1] and node.input[1] not in constants
+    ]
+    if bad:
+        raise CheckFailedError(
+            "TensorRT needs constant axes, but these take computed axes: " + "; ".join(bad[:5])
+            + ". Use fixed dims (e.g. mean(dim=(2, 3))) instead of shape arithmetic"
+        )
+
+
+def check_pooling_dilations(model: "onnx.ModelProto") -> None:
+    """Pooling dilations must be absent or all ones (TensorRT's pooling layer has no dilation)."""
+    import onnx
+
+    bad = []
+    for node in model.graph.node:
+        if node.op_type in TRT_POOLING_OPS:
+            for attr in node.attribute:
+                if attr.name == "dilations" and any(int(d) != 1 for d in onnx.helper.get_attribute_value(attr)):
+                    bad.append(f"{node.op_type} {node.name!r} dilations={list(attr.ints)}")
+    if bad:
+        raise CheckFailedError("TensorRT supports pooling with dilation 1 only: " + "; ".join(bad))
+
+
+def check_qdq_zero_points(model: "onnx.ModelProto") -> int:
+    """Q/DQ nodes are symmetric signed INT8 (zero point a constant 0 of type int8); returns how many there are."""
+    import onnx
+    from onnx import numpy_helper
+
+    values = _constant_values(model.graph)
+    count = 0
+    problems: list[str] = []
+    for node in model.graph.node:
+        if node.op_type not in ("QuantizeLinear", "DequantizeLinear"):
+            continue
+        count += 1
+        label = f"{node.op_type} {node.name!r}"
+        if len(node.input) < 3 or not node.input[2]:
+            if node.op_type == "QuantizeLinear":
+                # without a zero point QuantizeLinear produces uint8, which TensorRT does not quantize to
+                problems.append(f"{label} has no zero point (implicit uint8)")
+            continue
+        zp = values.get(node.input[2])
+        if zp is None:
+            problems.append(f"{label} zero point {node.input[2]!r} is not a constant")
+            continue
+        if zp.data_type != onnx.TensorProto.INT8:
+            problems.append(f"{label} zero point is {onnx.TensorProto.DataType.Name(zp.data_type)}, not INT8")
+        elif np.any(numpy_helper.to_array(zp) != 0):
+            problems.append(f"{label} zero point is not 0")
+    if problems:
+        raise CheckFailedError(
+            f"{len(problems)} Q/DQ node(s) TensorRT cannot use (it needs symmetric signed INT8, zero point 0): "
+            + "; ".join(problems[:5])
+        )
+    return count
+
+
+# ---------------------------------------------------------------------------
+# attention pattern
+
+
+def find_attention_blocks(model: "onnx.ModelProto") -> tuple[AttentionBlock, ...]:
+    """Every Softmax fed by a MatMul and feeding a MatMul, allowing Transpose/Cast/Q/DQ in between."""
+    producers = {out: node for node in model.graph.node for out in node.output if out}
+    consumers = _consumers(model.graph)
+    blocks = []
+    for node in model.graph.node:
+        if node.op_type != "Softmax" or not node.input:
+            continue
+        upstream = _walk_up(node.input[0], producers)
+        downstream = _walk_down(node.output[0], consumers)
+        if upstream is not None and downstream:
+            blocks.append(AttentionBlock(_node_id(upstream), _node_id(node), _node_id(downstream[0])))
+    return tuple(blocks)
+
+
+def _walk_up(tensor: str, producers: Mapping[str, "onnx.NodeProto"]) -> "onnx.NodeProto | None":
+    for _ in range(8):
+        node = producers.get(tensor)
+        if node is None:
+            return None
+        if node.op_type == "MatMul":
+            return node
+        if node.op_type not in _PASS_THROUGH or not node.input:
+            return None
+        tensor = node.input[0]
+    return None
+
+
+def _walk_down(tensor: str, consumers: Mapping[str, list["onnx.NodeProto"]]) -> list["onnx.NodeProto"]:
+    found: list[onnx.NodeProto] = []
+    frontier, seen = [tensor], set()
+    for _ in range(8):
+        following = []
+        for name in frontier:
+            for node in consumers.get(name, []):
+                if id(node) in seen:
+                    continue
+                seen.add(id(node))
+                if node.op_type == "MatMul":
+                    found.append(node)
+                elif node.op_type in _PASS_THROUGH:
+                    following.extend(o for o in node.output if o)
+        if not following:
+            break
+        frontier = following
+    return found
+
+
+def check_attention_pattern(model: "onnx.ModelProto", expected: int = 2) -> tuple[AttentionBlock, ...]:
+    """PAM and CAM appear as ``MatMul -> Softmax -> MatMul`` (at least ``expected`` chains) and no softmax is decomposed."""
+    check_no_decomposed_softmax(model)
+    blocks = find_attention_blocks(model)
+    if len(blocks) < expected:
+        softmaxes = sum(1 for n in model.graph.node if n.op_type == "Softmax")
+        raise CheckFailedError(
+            f"found {len(blocks)} MatMul -> Softmax -> MatMul chain(s) ({softmaxes} Softmax nodes in all); "
+            f"expected {expected} (PAM and CAM). TensorRT fuses only this pattern: keep the attention as "
+            "torch.matmul + torch.softmax"
+        )
+    return blocks
+
+
+def check_no_decomposed_softmax(model: "onnx.ModelProto") -> None:
+    """Reject Exp whose output feeds both a ReduceSum and a Div: a hand-written softmax TensorRT cannot fuse."""
+    consumers = _consumers(model.graph)
+    found = []
+    for node in model.graph.node:
+        if node.op_type != "Exp":
+            continue
+        users = {n.op_type for n in _through_casts(node.output[0], consumers)}
+        if "ReduceSum" in users and ("Div" in users or "Mul" in users):
+            found.append(node.name or node.output[0])
+    if found:
+        raise CheckFailedError(
+            f"softmax written out as Exp -> ReduceSum -> Div at {', '.join(found[:5])}: TensorRT cannot fuse it and "
+            "it overflows in FP16. Use torch.softmax so the graph has a Softmax node"
+        )
+
+
+def _through_casts(tensor: str, consumers: Mapping[str, list["onnx.NodeProto"]]) -> list["onnx.NodeProto"]:
+    out = []
+    for node in consumers.get(tensor, []):
+        if node.op_type == "Cast":
+            out.extend(_through_casts(node.output[0], consumers))
+        else:
+            out.append(node)
+    return out
+
+
+def check_attention_fp32(model: "onnx.ModelProto", blocks: Sequence[AttentionBlock]) -> None:
+    """The attention chains compute in FP32: float32 tensors, and no DequantizeLinear feeding their MatMuls.
+
+    ``model`` must carry inferred types (the output of :func:`validate_model`).
+    """
+    types = _tensor_types(model)
+    by_id = {_node_id(n): n for n in model.graph.node}
+    producers = {out: node for node in model.graph.node for out in node.output if out}
+    problems = []
+    for block in blocks:
+        for node_id in block.nodes():
+            node = by_id[node_id]
+            for tensor in list(node.input) + list(node.output):
+                elem = types.get(tensor)
+                if elem is not None and elem != _FLOAT:
+                    problems.append(f"{node.op_type} {node_id!r} tensor {tensor!r} is {_type_name(elem)}")
+            if node.op_type == "MatMul":
+                for tensor in node.input:
+                    src = producers.get(tensor)
+                    if src is not None and src.op_type == "DequantizeLinear":
+                        problems.append(f"MatMul {node_id!r} input {tensor!r} is quantized (from {src.name!r})")
+    if problems:
+        raise CheckFailedError(
+            "the attention (PAM/CAM) must stay in FP32: its energies exceed FP16's range and lose the softmax "
+            "in INT8, but " + "; ".join(problems[:6]) + ". Exclude these nodes from the precision conversion"
+        )
+
+
+# ---------------------------------------------------------------------------
+# all structural checks, by precision
+
+
+def _check_operator_support(model: "onnx.ModelProto", path: str | os.PathLike[str] | None) -> str:
+    """The real TensorRT parser where one is installed, else the hand-kept list; the check's description."""
+    if path is not None:
+        from dacovid_export.trt.network import check_parses
+        from dacovid_export.core.errors import EngineBuildError
+
+        try:
+            library = check_parses(path)
+        except EngineBuildError as exc:
+            raise CheckFailedError(str(exc)) from exc
+        if library is not None:
+            return f"parsed by the {library} ONNX parser"
+    check_trt_operators(model)
+    return f"operators supported by TensorRT {TRT_DOC_VERSION} ONNX parser (documented list; no TensorRT installed)"
+
+
+def run_structural_checks(
+    model: "onnx.ModelProto",
+    *,
+    precision: str,
+    expected_attention: int = 2,
+    path: str | os.PathLike[str] | None = None,
+) -> StructuralReport:
+    """All graph checks that apply to ``precision``; ``model`` must be the output of :func:`validate_model`.
+
+    With ``path`` (the saved model) and TensorRT-RTX or TensorRT installed, the
+    real ONNX parser decides operator support (parse only, seconds); otherwise
+    the operator list transcribed from onnx-tensorrt's documentation does.
+    """
+    checks = ["onnx.checker(full_check) + shape inference"]
+    check_opset(model)
+    checks.append("opset in TensorRT range")
+    checks.append(_check_operator_support(model, path))
+    blocks = check_attention_pattern(model, expected=expected_attention)
+    checks.append(f"{len(blocks)} MatMul -> Softmax -> MatMul attention chains, no decomposed softmax")
+    if precision in ("fp16", "int8"):
+        check_attention_fp32(model, blocks)
+        checks.append("attention kept in FP32")
+    qdq = check_qdq_zero_points(model)
+    if precision == "int8":
+        if qdq == 0:
+            raise CheckFailedError("the INT8 model has no QuantizeLinear/DequantizeLinear nodes: nothing was quantized")
+        checks.append(f"{qdq} Q/DQ nodes, symmetric INT8 with zero point 0")
+    return StructuralReport(checks=tuple(checks), histogram=op_histogram(model), attention=blocks)
+
+
+# ---------------------------------------------------------------------------
+# numerics
+
+
+def onnxruntime_session(path: str | os.PathLike[str]) -> "onnxruntime.InferenceSession":
+    """An ONNX Runtime session on the CPU provider (the reference runtime of the self-checks)."""
+    from dacovid_export.core.deps import require
+
+    ort = require("onnxruntime", "check the exported model with ONNX Runtime")
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # warnings about inserted casts in FP16 graphs are expected
+    try:
+        return ort.InferenceSession(os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"])
+    except _ort_errors() as exc:
+        raise CheckFailedError(f"ONNX Runtime cannot load {os.fspath(path)!r}: {_first_line(exc)}") from exc
+
+
+def run_onnxruntime(session: "onnxruntime.InferenceSession", batch: np.ndarray) -> np.ndarray:
+    """float32 ``N x K`` logits of a float32 ``N x 3 x S x S`` batch."""
+    name = session.get_inputs()[0].name
+    try:
+        (logits,) = session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})
+    except _ort_errors() as exc:
+        raise CheckFailedError(f"ONNX Runtime failed on a batch of shape {batch.shape}: {_first_line(exc)}") from exc
+    return np.asarray(logits, dtype=np.float32)
+
+
+def _ort_errors() -> tuple[type[BaseException], ...]:
+    """ONNX Runtime's exception classes (they derive from Exception directly, not RuntimeError)."""
+    from onnxruntime.capi import onnxruntime_pybind11_state as state
+
+    names = ("Fail", "InvalidGraph", "InvalidArgument", "NoSuchFile", "RuntimeException", "NotImplemented", "InvalidProtobuf", "EPFail")
+    return (RuntimeError, ValueError, *(getattr(state, n) for n in names if hasattr(state, n)))
+
+
+def compare_logits(reference: np.ndarray, candidate: np.ndarray, *, atol: float, rtol: float) -> NumericComparison:
+    """Max abs error against ``atol + rtol * max|reference|``, and top-1 agreement.
+
+    A disagreement counts as a failure only where the reference's top-2 margin is
+    larger than twice the allowed error: below that, a tie can flip either way.
+    """
+    if reference.shape != candidate.shape:
+        raise CheckFailedError(f"logits of shape {candidate.shape}, expected {reference.shape}")
+    ref = reference.astype(np.float64)
+    cand = candidate.astype(np.float64)
+    if not np.all(np.isfinite(cand)):
+        return NumericComparison(len(ref), float("inf"), float(np.abs(ref).max()), float("inf"), 0.0, 0.0, len(ref), False)
+    diff = float(np.abs(ref - cand).max())
+    scale = float(np.abs(ref).max())
+    tolerance = atol + rtol * scale
+    agree = ref.argmax(axis=1) == cand.argmax(axis=1)
+    top2 = np.sort(ref, axis=1)[:, -2:]
+    decisive = (top2[:, 1] - top2[:, 0]) > 2 * tolerance
+    disagreements = int(np.sum(~agree & decisive))
+    return NumericComparison(
+        batch=len(ref),
+        max_abs_error=diff,
+        scale=scale,
+        relative_error=diff / max(scale, 1e-12),
+        tolerance=tolerance,
+        top1_agreement=float(agree.mean()),
+        top1_disagreements=disagreements,
+        passed=diff <= tolerance and disagreements == 0,
+    )
+
+
+def check_numeric(comparisons: Iterable[NumericComparison], what: str) -> None:
+    """Raise :class:`CheckFailedError` listing every failed comparison."""
+    failed = [c for c in comparisons if not c]
+    if failed:
+        raise CheckFailedError(
+            f"{what}: outputs differ beyond tolerance: " + "; ".join(c.describe() for c in failed)
+            + ". Loosen --atol/--rtol only if the difference is understood"
+        )
+
+
+# ---------------------------------------------------------------------------
+# graph helpers
+
+
+def _node_id(node: "onnx.NodeProto") -> str:
+    return node.name or node.output[0]
+
+
+def _all_nodes(graph: "onnx.GraphProto") -> Iterable["onnx.NodeProto"]:
+    """Nodes of a graph and of the subgraphs of If/Loop/Scan."""
+    for node in graph.node:
+        yield node
+        for attr in node.attribute:
+            if attr.g is not None and attr.g.node:
+                yield from _all_nodes(attr.g)
+            for sub in attr.graphs:
+                yield from _all_nodes(sub)
+
+
+def _consumers(graph: "onnx.GraphProto") -> dict[str, list["onnx.NodeProto"]]:
+    out: dict[str, list[onnx.NodeProto]] = collections.defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            if name:
+                out[name].append(node)
+    return out
+
+
+def _constant_names(graph: "onnx.GraphProto") -> set[str]:
+    names = {i.name for i in graph.initializer}
+    names.update(n.output[0] for n in graph.node if n.op_type == "Constant")
+    return names
+
+
+def _constant_values(graph: "onnx.GraphProto") -> dict[str, "onnx.TensorProto"]:
+    values = {i.name: i for i in graph.initializer}
+    for node in graph.node:
+        if node.op_type == "Constant":
+            for attr in node.attribute:
+                if attr.name == "value":
+                    values[node.output[0]] = attr.t
+    return values
+
+
+def _tensor_types(model: "onnx.ModelProto") -> dict[str, int]:
+    graph = model.graph
+    types = {i.name: i.data_type for i in graph.initializer}
+    for info in list(graph.input) + list(graph.output) + list(graph.value_info):
+        if info.type.HasField("tensor_type"):
+            types[info.name] = info.type.tensor_type.elem_type
+    return types
+
+
+def _type_name(elem: int) -> str:
+    import onnx
+
+    try:
+        return onnx.TensorProto.DataType.Name(elem)
+    except ValueError:
+        return str(elem)

@@ -1,0 +1,475 @@
+"""Parity: does every exported model give the checkpoint's answers? The verdict ``dacovid-export check`` files.
+
+The PyTorch checkpoint (strict FP32, no TF32) is the reference. Every model runs
+on exactly the same preprocessed inputs, batch by batch: a labelled
+class-per-folder tree (``images``) or, without one, a seeded set of synthetic
+inputs. Per model: max/mean |logit difference|, the max relative to the
+reference logits' scale (max |reference logit|), max/mean |probability
+difference|, top-1 agreement, and on labelled inputs accuracy, per-class
+precision/recall/F1 (the paper's Table 3) and the confusion matrix, also for
+the reference. Each model is judged against the tolerance of its precision
+(:class:`ParityConfig`).
+
+Metadata rules, decided here:
+
+- class names or preprocessing (image size, resize, mean/std, interpolation)
+  that differ from the checkpoint's are an input error raised before anything
+  runs: such a model cannot be compared, and deployed with its own metadata it
+  would see different pixels.
+- ``source_sha256`` that is not the checkpoint's sha256 fails that model's
+  verdict (a "source" check): the evidence must tie the artifact to this
+  checkpoint. ``ParityConfig(require_same_source=False)`` (CLI
+  ``--allow-source-mismatch``) turns it into a warning, e.g. for a checkpoint
+  that was re-saved with the same weights.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import math
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind, read_artifact_info
+from dacovid_export.backends.base import Backend
+from dacovid_export.core.errors import CheckFailedError, MissingDependencyError, UserInputError
+from dacovid_export.core.fileio import same_file, sha256_file
+from dacovid_export.core.limits import check_batch_size
+from dacovid_export.data.metrics import classification_report
+from dacovid_export.parity.report import CheckResult, ModelParity, ParityReport, ReferenceResult
+
+__all__ = [
+    "Tolerance",
+    "ParityConfig",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_SYNTHETIC_COUNT",
+    "run_parity",
+    "compare_logits",
+    "ParityReport",
+    "ModelParity",
+    "CheckResult",
+]
+
+DEFAULT_BATCH_SIZE = 8
+DEFAULT_SYNTHETIC_COUNT = 32
+# synthetic inputs are generated in fixed blocks so the set depends on the seed only, not on batch size
+_SYNTHETIC_BLOCK = 64
+
+
+@dataclasses.dataclass(frozen=True)
+class Tolerance:
+    """Pass criteria for one precision; ``None`` skips a criterion.
+
+    - ``min_agreement``: fraction of inputs whose top-1 class equals the reference's.
+    - ``max_logit_rel``: max |logit - reference logit| divided by the reference
+      logits' scale (max |reference logit| over all inputs).
+    - ``max_prob_diff``: max |softmax probability - reference probability|.
+    - ``max_accuracy_drop``: reference accuracy minus model accuracy, as a
+      fraction (0.01 = 1 percentage point); checked on labelled inputs only.
+    """
+
+    min_agreement: float
+    max_logit_rel: float | None = None
+    max_prob_diff: float | None = None
+    max_accuracy_drop: float | None = None
+
+    def __post_init__(self) -> None:
+        if not _is_number(self.min_agreement) or not 0.0 <= self.min_agreement <= 1.0:
+            raise UserInputError(f"min_agreement={self.min_agreement!r}: give a fraction between 0 and 1 (1.0 = every input)")
+        for name in ("max_logit_rel", "max_prob_diff", "max_accuracy_drop"):
+            value = getattr(self, name)
+            if value is not None and (not _is_number(value) or not math.isfinite(value) or value < 0):
+                raise UserInputError(f"{name}={value!r}: give a finite number >= 0, or None to skip this criterion")
+
+    def to_dict(self) -> dict[str, float | None]:
+        return dataclasses.asdict(self)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParityConfig:
+    """Tolerances per precision (from each model's metadata) and the provenance rule.
+
+    Defaults and why:
+
+    - fp32: every top-1 class equal; max |logit diff| <= 1e-3 x the logit scale
+      (ONNX Runtime FP32 measured ~3e-6 relative here); max |prob diff| <= 1e-3.
+    - fp16: top-1 agreement >= 99.5%; max |logit diff| <= 2% of the scale,
+      because a plain FP16 cast of the attention keeps the winning class but
+      shrinks the logits ~3x (docs/design.md section 4) and only the logits show it;
+      max |prob diff| <= 0.05.
+    - int8: top-1 agreement >= 98% and accuracy at most 1 point below the FP32
+      reference when the inputs are labelled; logits and probabilities are not
+      bounded (quantisation moves them by design; agreement/accuracy judge it).
+    """
+
+    fp32: Tolerance = Tolerance(min_agreement=1.0, max_logit_rel=1e-3, max_prob_diff=1e-3)
+    fp16: Tolerance = Tolerance(min_agreement=0.995, max_logit_rel=0.02, max_prob_diff=0.05)
+    int8: Tolerance = Tolerance(min_agreement=0.98, max_accuracy_drop=0.01)
+    require_same_source: bool = True
+
+    def __post_init__(self) -> None:
+        for name in ("fp32", "fp16", "int8"):
+            if not isinstance(getattr(self, name), Tolerance):
+                raise UserInputError(f"{name}={getattr(self, name)!r}: must be a Tolerance")
+
+    @property
+    def precisions(self) -> tuple[str, ...]:
+        return ("fp32", "fp16", "int8")
+
+    def tolerance_for(self, precision: str) -> Tolerance:
+        if precision not in self.precisions:
+            raise UserInputError(
+                f"no parity tolerance for precision {precision!r}; known: {', '.join(self.precisions)}"
+            )
+        return getattr(self, precision)
+
+    def with_overrides(self, overrides: Mapping[str, float | None]) -> "ParityConfig":
+        """A copy with ``{"<precision>_<field>": value}`` replaced, e.g. ``{"int8_min_agreement": 0.99}``."""
+        tolerances = {p: self.tolerance_for(p).to_dict() for p in self.precisions}
+        fields = {f.name for f in dataclasses.fields(Tolerance)}
+        for key, value in overrides.items():
+            precision, _, field = key.partition("_")
+            if precision not in tolerances or field not in fields:
+                raise UserInputError(
+                    f"unknown tolerance {key!r}: use <precision>_<criterion> with precision in "
+                    f"{', '.join(self.precisions)} and criterion in {', '.join(sorted(fields))}"
+                )
+            tolerances[precision][field] = value
+        return dataclasses.replace(self, **{p: Tolerance(**t) for p, t in tolerances.items()})
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {p: self.tolerance_for(p).to_dict() for p in self.precisions}
+        out["require_same_source"] = self.require_same_source
+        return out
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclasses.dataclass(frozen=True)
+class _Inputs:
+    description: Mapping[str, Any]
+    count: int
+    labels: np.ndarray | None  # int64 [count], None for synthetic inputs
+    batches: Any  # () -> iterator of float32 n x 3 x S x S
+
+
+def _image_inputs(images: str | os.PathLike[str], reference: ArtifactInfo, batch_size: int) -> _Inputs:
+    from dacovid_export.data.image_folder import labelled_images, match_folders_to_classes
+    from dacovid_export.data.preprocessing import preprocess_batch
+
+    # a training run's split.json means its held-out ("val") images
+    folders = labelled_images(images, part="val")
+    mapping = match_folders_to_classes(list(folders), reference.class_names)
+    files: list[Path] = []
+    labels: list[int] = []
+    for folder, paths in folders.items():
+        files.extend(paths)
+        labels.extend([mapping[folder]] * len(paths))
+    spec = reference.preprocessing
+
+    def batches() -> Iterator[np.ndarray]:
+        for start in range(0, len(files), batch_size):
+            yield preprocess_batch(files[start : start + batch_size], spec)
+
+    description = {
+        "mode": "images",
+        "root": str(images),
+        "count": len(files),
+        "per_class": {reference.class_names[mapping[f]]: len(p) for f, p in folders.items()},
+        "folders": {f: reference.class_names[i] for f, i in mapping.items()},
+    }
+    return _Inputs(description, len(files), np.asarray(labels, dtype=np.int64), batches)
+
+
+def _synthetic_inputs(count: int, seed: int, reference: ArtifactInfo, batch_size: int) -> _Inputs:
+    from dacovid_export.data.synthetic import synthetic_batch
+
+    size = reference.image_size
+
+    def blocks() -> Iterator[np.ndarray]:
+        for block, start in enumerate(range(0, count, _SYNTHETIC_BLOCK)):
+            block_seed = int(np.random.SeedSequence([seed, block]).generate_state(1)[0])
+            yield synthetic_batch(min(_SYNTHETIC_BLOCK, count - start), size, seed=block_seed)
+
+    def batches() -> Iterator[np.ndarray]:
+        pending: list[np.ndarray] = []
+        held = 0
+        for block in blocks():
+            pending.append(block)
+            held += len(block)
+            while held >= batch_size:
+                merged = np.concatenate(pending)
+                yield merged[:batch_size]
+                pending, held = [merged[batch_size:]], held - batch_size
+        if held:
+            yield np.concatenate(pending)
+
+    description = {"mode": "synthetic", "count": count, "seed": seed, "image_size": size}
+    return _Inputs(description, count, None, batches)
+
+
+# ----------------------------------------------------------------------- metadata
+
+
+def _check_metadata(model: ArtifactInfo, reference: ArtifactInfo) -> list[str]:
+    """Raise for metadata that makes comparison meaningless; return provenance mismatches."""
+    problems = []
+    if tuple(model.class_names) != tuple(reference.class_names):
+        problems.append(f"class names {list(model.class_names)} != checkpoint's {list(reference.class_names)}")
+    mine, theirs = model.preprocessing.to_dict(), reference.preprocessing.to_dict()
+    for key in sorted(set(mine) | set(theirs)):
+        a, b = mine.get(key), theirs.get(key)
+        same = np.allclose(a, b, rtol=0, atol=1e-7) if key in ("mean", "std") and a is not None and b is not None else a == b
+        if not same:
+            problems.append(f"preprocessing {key} {a!r} != checkpoint's {b!r}")
+    if problems:
+        raise UserInputError(
+            f"{model.path} does not describe the same model as {reference.path}: " + "; ".join(problems)
+            + ". Was it exported from another checkpoint? Re-export it from this one"
+        )
+    if model.source_sha256 != reference.source_sha256:
+        short = (model.source_sha256 or "none")[:12]
+        return [f"source_sha256 {short}... is not the checkpoint's {reference.source_sha256[:12]}... (exported from another checkpoint file)"]
+    return []
+
+
+# ------------------------------------------------------------------------ compare
+
+
+def compare_logits(
+    reference: np.ndarray,
+    logits: np.ndarray,
+    tolerance: Tolerance,
+    *,
+    labels: np.ndarray | None = None,
+    class_names: Sequence[str] = (),
+) -> tuple[dict[str, Any], tuple[CheckResult, ...]]:
+    """Numbers and checks for one model's ``N x K`` logits against the reference's ``N x K``."""
+    from dacovid_export.serve.predictor import softmax
+
+    ref = np.asarray(reference, dtype=np.float64)
+    out = np.asarray(logits, dtype=np.float64)
+    if ref.shape != out.shape:
+        raise UserInputError(f"logits of shape {out.shape} cannot be compared with the reference's {ref.shape}")
+    diff = np.abs(out - ref)
+    prob_diff = np.abs(softmax(out) - softmax(ref))
+    scale = float(np.abs(ref).max()) if ref.size else 0.0
+    max_diff = float(diff.max()) if diff.size else 0.0
+    rel = max_diff / scale if scale > 0 else (0.0 if max_diff == 0 else math.inf)
+    ref_top1, top1 = ref.argmax(axis=1), out.argmax(axis=1)
+    agreement = float((ref_top1 == top1).mean()) if len(ref) else 1.0
+    numbers: dict[str, Any] = {
+        "max_abs_logit_diff": max_diff,
+        "mean_abs_logit_diff": float(diff.mean()) if diff.size else 0.0,
+        "max_rel_logit_diff": rel,
+        "max_abs_prob_diff": float(prob_diff.max()) if prob_diff.size else 0.0,
+        "mean_abs_prob_diff": float(prob_diff.mean()) if prob_diff.size else 0.0,
+        "top1_agreement": agreement,
+        "disagreements": int((ref_top1 != top1).sum()),
+        "logit_scale": scale,
+        "classification": None,
+        "reference_classification": None,
+        "accuracy_drop": None,
+    }
+    checks = [
+        CheckResult("top-1 agreement", agreement >= tolerance.min_agreement - 1e-12, agreement, tolerance.min_agreement, ">=",
+                    f"{numbers['disagreements']} of {len(ref)} differ")
+    ]
+    if tolerance.max_logit_rel is not None:
+        checks.append(
+            CheckResult("max |logit diff| / logit scale", rel <= tolerance.max_logit_rel + 1e-12, rel, tolerance.max_logit_rel, "<=",
+                        f"max |diff| {max_diff:.3g} on scale {scale:.3g}")
+        )
+    if tolerance.max_prob_diff is not None:
+        value = numbers["max_abs_prob_diff"]
+        checks.append(CheckResult("max |prob diff|", value <= tolerance.max_prob_diff, value, tolerance.max_prob_diff, "<="))
+    if labels is not None:
+        ref_report = classification_report(labels, ref_top1, class_names)
+        report = classification_report(labels, top1, class_names)
+        drop = ref_report.accuracy - report.accuracy
+        numbers.update(classification=report, reference_classification=ref_report, accuracy_drop=drop)
+        if tolerance.max_accuracy_drop is not None:
+            checks.append(
+                CheckResult("accuracy drop", drop <= tolerance.max_accuracy_drop + 1e-12, drop, tolerance.max_accuracy_drop, "<=",
+                            f"{report.accuracy * 100:.2f}% vs reference {ref_report.accuracy * 100:.2f}%")
+            )
+    return numbers, tuple(checks)
+
+
+# ---------------------------------------------------------------------------- run
+
+
+def run_parity(
+    checkpoint: str | os.PathLike[str],
+    models: Sequence[str | os.PathLike[str]],
+    *,
+    images: str | os.PathLike[str] | None = None,
+    config: ParityConfig = ParityConfig(),
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    synthetic_count: int = DEFAULT_SYNTHETIC_COUNT,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+) -> ParityReport:
+    """Compare each model with the checkpoint on the same inputs; see the module docstring.
+
+    ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` for the reference and every
+    model (TensorRT engines always run on CUDA). Raises :class:`UserInputError`
+    for bad inputs or mismatched metadata; a model that fails its tolerance does
+    not raise: the report says so and is falsy.
+    """
+    from dacovid_export.backends.torch_backend import TorchBackend
+    from dacovid_export.backends.registry import open_backend, resolve_device, unavailable_reason
+    from dacovid_export.core.versions import package_versions
+
+    if not models:
+        raise UserInputError("no models to check: give one or more .onnx/.engine files")
+    check_batch_size(batch_size, "batch_size")
+    if images is None and (not isinstance(synthetic_count, int) or synthetic_count < 1):
+        raise UserInputError(f"synthetic_count={synthetic_count!r}: give an integer >= 1")
+    if device not in ("auto", "cpu", "cuda") and not str(device).startswith("cuda:"):
+        raise UserInputError(f"device={device!r}: use 'auto', 'cpu' or 'cuda'")
+
+    if artifact_kind(checkpoint) != "checkpoint":
+        raise UserInputError(
+            f"--checkpoint {str(checkpoint)!r} is a {artifact_kind(checkpoint)}; the reference must be a PyTorch checkpoint (.pt)"
+        )
+    for model in models:
+        if Path(model).exists() and same_file(model, checkpoint):
+            raise UserInputError(
+                f"model {str(model)!r} is the checkpoint itself: comparing it with itself proves nothing; "
+                "give the exported .onnx/.engine files"
+            )
+    # an engine this machine cannot run (no GPU, runtime not installed) is skipped with the reason, not failed
+    skipped = [(str(m), reason) for m in models if (reason := unavailable_reason(m)) is not None]
+    if len(skipped) == len(models):
+        raise MissingDependencyError("no model can run here: " + "; ".join(f"{p}: {r}" for p, r in skipped))
+    models = [m for m in models if str(m) not in {p for p, _ in skipped}]
+    with contextlib.ExitStack() as stack:
+        # the reference's own metadata (read once, with the weights) is what models must match
+        reference = stack.enter_context(TorchBackend(checkpoint, device=resolve_device(device, "torch")))
+        reference_info = reference.info
+        infos = [read_artifact_info(m) for m in models]
+        source_warnings = [_check_metadata(info, reference_info) for info in infos]
+        tolerances = [config.tolerance_for(info.precision) for info in infos]
+        inputs = (
+            _image_inputs(images, reference_info, batch_size)
+            if images is not None
+            else _synthetic_inputs(synthetic_count, seed, reference_info, batch_size)
+        )
+        backends: list[Backend] = [stack.enter_context(open_backend(m, device=device)) for m in models]
+        ref_logits, logits, errors = _run_all(reference, backends, inputs, batch_size, progress)
+        descriptions = [b.describe() for b in backends]
+        reference_description = reference.describe()
+
+    labels = inputs.labels
+    results = []
+    for i, info in enumerate(infos):
+        results.append(
+            _model_result(info, descriptions[i], tolerances[i], ref_logits, logits[i], errors[i], labels,
+                          reference_info, source_warnings[i], config.require_same_source)
+        )
+    ref_report = None if labels is None else classification_report(labels, ref_logits.argmax(axis=1), reference_info.class_names)
+    return ParityReport(
+        reference=ReferenceResult(
+            path=str(checkpoint),
+            sha256=reference_info.source_sha256,
+            backend=reference_description,
+            logit_scale=float(np.abs(ref_logits).max()) if ref_logits.size else 0.0,
+            classification=ref_report,
+        ),
+        models=tuple(results),
+        inputs=inputs.description,
+        config=config.to_dict(),
+        class_names=reference_info.class_names,
+        versions=package_versions(),
+        created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        skipped=tuple(skipped),
+    )
+
+
+def _run_all(
+    reference: Backend, backends: Sequence[Backend], inputs: _Inputs, batch_size: int, progress: bool
+) -> tuple[np.ndarray, list[np.ndarray], list[str | None]]:
+    """Run the reference and every model batch by batch; a model that yields NaN/inf stops, the others go on."""
+    from tqdm import tqdm
+
+    from dacovid_export.serve.predictor import run_any_batch
+
+    ref_parts: list[np.ndarray] = []
+    parts: list[list[np.ndarray]] = [[] for _ in backends]
+    errors: list[str | None] = [None for _ in backends]
+    total = math.ceil(inputs.count / batch_size)
+    with tqdm(total=total, desc="parity", unit="batch", disable=not progress, leave=False) as bar:
+        for batch in inputs.batches():  # n x 3 x S x S, shared by every model
+            ref_parts.append(run_any_batch(reference, batch, batch_size))
+            for i, backend in enumerate(backends):
+                if errors[i] is not None:
+                    continue
+                try:
+                    parts[i].append(run_any_batch(backend, batch, batch_size))
+                except CheckFailedError as exc:  # non-finite logits: this model fails, the check goes on
+                    errors[i] = str(exc)
+            bar.update(1)
+    ref_logits = np.concatenate(ref_parts)
+    logits = [np.concatenate(p) if errors[i] is None else np.zeros((0, 0), np.float32) for i, p in enumerate(parts)]
+    return ref_logits, logits, errors
+
+
+def _model_result(
+    info: ArtifactInfo,
+    description: str,
+    tolerance: Tolerance,
+    ref_logits: np.ndarray,
+    logits: np.ndarray,
+    error: str | None,
+    labels: np.ndarray | None,
+    reference_info: ArtifactInfo,
+    source_problems: list[str],
+    require_same_source: bool,
+) -> ModelParity:
+    warnings: list[str] = []
+    checks: list[CheckResult] = []
+    if source_problems and require_same_source:
+        checks.append(
+            CheckResult("source", False, (info.source_sha256 or "none")[:12], reference_info.source_sha256[:12], "==",
+                        "exported from another checkpoint; --allow-source-mismatch to accept")
+        )
+    else:
+        warnings.extend(source_problems)
+    common = dict(
+        path=info.path, kind=info.kind, precision=info.precision, backend=description, sha256=sha256_file(info.path),
+        source_sha256=info.source_sha256, count=len(ref_logits),
+    )
+    if error is not None:
+        return ModelParity(
+            **common, max_abs_logit_diff=None, mean_abs_logit_diff=None, max_rel_logit_diff=None, max_abs_prob_diff=None,
+            mean_abs_prob_diff=None, top1_agreement=None, disagreements=None, classification=None, accuracy_drop=None,
+            checks=tuple(checks), warnings=tuple(warnings), error=error,
+        )  # fmt: skip
+    numbers, value_checks = compare_logits(ref_logits, logits, tolerance, labels=labels, class_names=reference_info.class_names)
+    return ModelParity(
+        **common,
+        max_abs_logit_diff=numbers["max_abs_logit_diff"],
+        mean_abs_logit_diff=numbers["mean_abs_logit_diff"],
+        max_rel_logit_diff=numbers["max_rel_logit_diff"],
+        max_abs_prob_diff=numbers["max_abs_prob_diff"],
+        mean_abs_prob_diff=numbers["mean_abs_prob_diff"],
+        top1_agreement=numbers["top1_agreement"],
+        disagreements=numbers["disagreements"],
+        classification=numbers["classification"],
+        accuracy_drop=numbers["accuracy_drop"],
+        checks=tuple(checks) + value_checks,
+        warnings=tuple(warnings),
+    )

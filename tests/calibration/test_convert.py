@@ -1,0 +1,124 @@
+"""FP16 and INT8 ONNX models end to end: CLI export, metadata re-stamped, structural checks, numerics."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from click.testing import CliRunner
+
+from dacovid_export.cli.main import cli
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.fileio import sha256_file
+from dacovid_export.model import load_checkpoint
+from dacovid_export.export.checks import (
+    check_qdq_zero_points,
+    onnxruntime_session,
+    run_onnxruntime,
+    run_structural_checks,
+    validate_model,
+)
+from dacovid_export.export.onnx_export import convert_precision, sample_batch
+from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
+
+
+def _torch_logits(checkpoint: Path, batch: np.ndarray) -> np.ndarray:
+    model, _ = load_checkpoint(checkpoint)
+    with torch.no_grad():
+        return model(torch.from_numpy(batch)).numpy()
+
+
+def _softmax_nodes(path: Path) -> set[str]:
+    return {n.name for n in onnx.load(str(path)).graph.node if n.op_type == "Softmax"}
+
+
+def test_cli_fp16_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_dir: Path) -> None:
+    out = tmp_path / "tiny.fp16.onnx"
+    args = ["onnx", str(tiny_checkpoint), "-o", str(out), "--precision", "fp16", "--calib-data", str(synthetic_dir), "--calib-size", "8"]
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "nodes kept in FP32" in result.output and "onnxruntime fp16 vs onnxruntime fp32" in result.output
+    assert "onnxruntime fp32 vs pytorch" in result.output and "precision " in result.output  # step timings
+
+    info = read_onnx_info(out)
+    assert info.precision == "fp16"
+    assert info.source_sha256 == sha256_file(tiny_checkpoint)
+    assert info.class_names == ("Normal", "Pneumonia", "COVID-19") and info.image_size == 64
+    meta = read_metadata(out)
+    fp32_nodes = json.loads(meta["fp32_nodes"])
+    assert _softmax_nodes(out) <= set(fp32_nodes)  # the attention stayed FP32
+    assert json.loads(meta["calibration"])["images"] == 8
+    assert len(meta["parent_sha256"]) == 64
+
+    model = validate_model(out)
+    report = run_structural_checks(model, precision="fp16")
+    assert "attention kept in FP32" in report.checks
+    assert report.histogram.get("Cast", 0) > 0
+    assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
+
+    batch = sample_batch(info.preprocessing, 3, seed=7)
+    expected = _torch_logits(tiny_checkpoint, batch)
+    session = onnxruntime_session(out)
+    for n in (1, 3):
+        got = run_onnxruntime(session, batch[:n])
+        assert np.abs(got - expected[:n]).max() <= 0.05 * np.abs(expected).max()
+
+
+def test_cli_int8_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_dir: Path) -> None:
+    out = tmp_path / "tiny.int8.onnx"
+    args = [
+        "onnx", str(tiny_checkpoint), "-o", str(out), "--precision", "int8", "--calib-data", str(synthetic_dir),
+        "--calib-size", "16", "--calib-method", "max", "--cache-dir", str(tmp_path / "cache"),
+    ]  # fmt: skip
+    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    assert "Q/DQ nodes, symmetric INT8 with zero point 0" in result.output
+    assert "nodes kept in FP32" in result.output
+    assert "INT8 guard: max calibration; agreement with FP32 on 6 validation images" in result.output
+
+    info = read_onnx_info(out)
+    assert info.precision == "int8" and info.source_sha256 == sha256_file(tiny_checkpoint)
+    meta = read_metadata(out)
+    calibration = json.loads(meta["calibration"])
+    assert calibration["method"] == "max" and calibration["images"] == 16 and len(calibration["sha256"]) == 64
+    assert _softmax_nodes(out) <= set(json.loads(meta["fp32_nodes"]))
+    # the accuracy guard's verdict travels with the model; validation images are held out of calibration
+    guard = json.loads(meta["int8_guard"])
+    assert guard["passed"] and guard["method"] == "max" and guard["target_agreement"] == 0.99
+    assert guard["after"]["images"] == 6 and guard["after"]["agreement"] >= 0.99
+    assert guard["convs"] > 50 and guard["int8_conv_share"] >= 0.8
+    assert "held out from calibration" in guard["validation"]["source"]
+
+    model = validate_model(out)
+    assert check_qdq_zero_points(model) > 0
+    run_structural_checks(model, precision="int8")  # raises if the attention was quantized
+
+    # the precision step starts from FP32 only
+    with pytest.raises(UserInputError, match="is a int8 model"):
+        convert_precision(out, tmp_path / "again.onnx", precision="fp16")
+    assert not (tmp_path / "again.onnx").exists()
+
+
+def test_convert_precision_from_fp32_onnx(tmp_path: Path, tiny_fp32_onnx: Path) -> None:
+    """The TensorRT step's entry: an FP32 ONNX in, FP16 ONNX out, metadata carried over, no calibration images."""
+    out = tmp_path / "from_onnx.fp16.onnx"
+    result = convert_precision(tiny_fp32_onnx, out, precision="fp16")
+    assert result.path == out and out.is_file()
+    assert result.precision == "fp16"
+    assert _softmax_nodes(out) <= set(result.fp32_nodes)
+    assert set(result.timings) >= {"precision", "precision_checks", "precision_verification", "total"}
+    assert result.precision_details["range_check"].startswith("random")
+    (comparisons,) = result.verification.values()
+    assert [c.batch for c in comparisons] == [1, 3] and all(comparisons)
+
+    source = read_onnx_info(tiny_fp32_onnx)
+    info = read_onnx_info(out)
+    assert info.source_sha256 == source.source_sha256
+    assert info.preprocessing == source.preprocessing and info.class_names == source.class_names
+    assert (info.min_batch, info.max_batch) == (1, None)
+    assert info.extra["parent_sha256"] == sha256_file(tiny_fp32_onnx)
+    assert "calibration" not in read_metadata(out)

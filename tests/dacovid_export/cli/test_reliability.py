@@ -1,0 +1,446 @@
+"""Every fault is one clear line and nothing is ever lost, class by class, through the CLI where users meet it.
+
+Each case asserts the exit code, exactly one ``error:`` line on stderr, no traceback,
+inputs byte-identical afterwards and nothing left behind. Read-only folders: we may
+run as root, which ignores file modes, so they are a read-only bind mount in a private
+mount namespace (``unshare -m``), a plain ``chmod`` for other users, and ``/proc``
+(read-only even for root) everywhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from dacovid_export.cli.bench_cmd import bench
+from dacovid_export.cli.main import cli
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.synthetic import make_synthetic_dataset
+
+UNWRITABLE = "/proc/dacovid-no-such-dir/out"  # /proc takes no new files, not even from root
+
+
+def _invoke(args: list[object], command=cli):
+    return CliRunner().invoke(command, [str(a) for a in args])
+
+
+def _assert_one_line(result, *fragments: str, code: int = 2) -> str:
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    assert isinstance(result.exception, SystemExit), repr(result.exception)
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+    return lines[0]
+
+
+def _snapshot(folder: Path) -> dict[str, str]:
+    """Every file and folder under ``folder`` (hidden ones too) with its content hash: 'nothing lost, nothing left'."""
+    out = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else "dir"
+    return out
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory, make_toy_onnx, tiny_checkpoint: Path) -> Path:
+    """A folder with a toy ONNX model and a copy of the tiny checkpoint."""
+    folder = tmp_path_factory.mktemp("reliability")
+    make_toy_onnx(folder / "toy.onnx")
+    shutil.copyfile(tiny_checkpoint, folder / "tiny.pt")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def bomb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 14000 x 14000 PNG: 196 megapixels, over Pillow's limit, a few tens of kB on disk."""
+    path = tmp_path_factory.mktemp("bomb") / "zz_bomb.png"
+    Image.new("1", (14000, 14000)).save(path)
+    assert path.stat().st_size < 1_000_000
+    return path
+
+
+@pytest.fixture(scope="module")
+def images_with_bomb(tmp_path_factory: pytest.TempPathFactory, bomb: Path) -> Path:
+    root = make_synthetic_dataset(tmp_path_factory.mktemp("bombset") / "d", per_class=4, size=64, seed=0)
+    shutil.copyfile(bomb, root / "covid" / bomb.name)
+    return root
+
+
+# --------------------------------------------------------------------- 1. data loss
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["bench --json model", "bench --json hardlink", "bench --json --csv same", "check --json checkpoint",
+     "check --json model", "bench --json engine sidecar", "trt --timing-cache model", "onnx -o symlink to checkpoint", "triton repo holds the model",
+     "triton --overwrite with the model in the repo"],
+)
+def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: str) -> None:
+    folder = tmp_path / "w"
+    shutil.copytree(work, folder)
+    toy, ckpt = folder / "toy.onnx", folder / "tiny.pt"
+    if case == "bench --json model":
+        args, command, fragment = [toy, "--json", toy], bench, "is an input"
+    elif case == "bench --json hardlink":
+        os.link(toy, folder / "alias.json")
+        args, command, fragment = [toy, "--json", folder / "alias.json"], bench, "is an input"
+    elif case == "bench --json --csv same":
+        args, command, fragment = [toy, "--json", folder / "r.txt", "--csv", folder / "r.txt"], bench, "same file"
+    elif case == "check --json checkpoint":
+        args, command, fragment = ["check", toy, "--checkpoint", ckpt, "--json", ckpt], cli, "is an input"
+    elif case == "check --json model":
+        args, command, fragment = ["check", toy, "--checkpoint", ckpt, "--json", f"{folder}/./toy.onnx"], cli, "is an input"
+    elif case == "bench --json engine sidecar":
+        engine = _placeholder_engine(folder, flip=False)
+        args, command, fragment = [engine, "--json", f"{engine}.json"], bench, "is an input"
+    elif case == "trt --timing-cache model":
+        args, command, fragment = ["trt", toy, "--fp32", "-o", folder / "m.engine", "--timing-cache", toy], cli, "is an input"
+    elif case == "onnx -o symlink to checkpoint":
+        (folder / "link.onnx").symlink_to(ckpt)
+        args, command, fragment = ["onnx", ckpt, "-o", folder / "link.onnx"], cli, "is an input"
+    elif case == "triton --overwrite with the model in the repo":
+        model_dir = folder / "repo" / "dacovid" / "1"
+        model_dir.mkdir(parents=True)
+        shutil.move(toy, model_dir / "other.onnx")
+        assert _invoke(["triton", model_dir / "other.onnx", "--repo", folder / "repo"]).exit_code == 0
+        result = _invoke(["triton", model_dir / "other.onnx", "--repo", folder / "repo", "--overwrite"])
+        assert result.exit_code == 0, result.output
+        assert (model_dir / "other.onnx").read_bytes() == (work / "toy.onnx").read_bytes()
+        return
+    else:
+        model_dir = folder / "repo" / "dacovid" / "1"
+        model_dir.mkdir(parents=True)
+        shutil.move(toy, model_dir / "model.onnx")
+        args, command, fragment = ["triton", model_dir / "model.onnx", "--repo", folder / "repo", "--overwrite"], cli, "is an input"
+    before = _snapshot(folder)
+    _assert_one_line(_invoke(args, command), fragment)
+    assert _snapshot(folder) == before
+
+
+# --------------------------------------------------------------------- 2. unwritable outputs
+
+
+@pytest.mark.parametrize(
+    "command",
+    ["onnx", "check", "bench", "triton", "pipeline", "train", "trt"],
+)
+def test_unwritable_output_is_one_line_before_any_work(work: Path, tmp_path: Path, command: str) -> None:
+    folder = tmp_path / "w"
+    shutil.copytree(work, folder)
+    toy, ckpt = folder / "toy.onnx", folder / "tiny.pt"
+    args = {
+        "onnx": ["onnx", ckpt, "-o", f"{UNWRITABLE}/m.onnx"],
+        "check": ["check", toy, "--checkpoint", ckpt, "--json", f"{UNWRITABLE}/r.json"],
+        "bench": ["bench", toy, "--json", f"{UNWRITABLE}/r.json"],
+        "triton": ["triton", toy, "--repo", UNWRITABLE],
+        "pipeline": ["pipeline", "--checkpoint", ckpt, "--out", UNWRITABLE, "--no-progress"],
+        "train": ["train", folder, "--out", UNWRITABLE, "--no-progress"],
+        "trt": ["trt", toy, "--fp32", "-o", f"{UNWRITABLE}/m.engine"],
+    }[command]
+    before = _snapshot(folder)
+    _assert_one_line(_invoke(args), "cannot write", UNWRITABLE, "/proc")
+    assert _snapshot(folder) == before
+
+
+def _readonly_prefix(folder: Path) -> list[str]:
+    """A command prefix under which ``folder`` is read-only (or a skip saying why none works here)."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        return []
+    unshare = shutil.which("unshare")
+    if unshare:
+        script = 'mount -o bind,ro "$0" "$0" && shift && exec "$@"'
+        probe = subprocess.run([unshare, "-m", "sh", "-c", script, str(folder), "true", "true"], capture_output=True)
+        if probe.returncode == 0:
+            return [unshare, "-m", "sh", "-c", script, str(folder), "placeholder"]
+    pytest.skip("running as root without mount namespaces: no read-only folder can be made (the /proc cases cover it)")
+
+
+@pytest.mark.parametrize("command", ["bench"])
+def test_read_only_folder(work: Path, tmp_path: Path, command: str) -> None:
+    folder = tmp_path / "w"
+    shutil.copytree(work, folder)
+    readonly = tmp_path / "ro"
+    readonly.mkdir()
+    prefix = _readonly_prefix(readonly)
+    args = {
+        "bench": ["bench", folder / "toy.onnx", "--json", readonly / "sub" / "r.json"],
+        "onnx": ["onnx", folder / "tiny.pt", "-o", readonly / "m.onnx"],
+    }[command]
+    before = _snapshot(folder)
+    try:
+        proc = subprocess.run([*prefix, sys.executable, "-m", "dacovid_export", *map(str, args)],
+                              capture_output=True, text=True, timeout=120)
+    finally:
+        readonly.chmod(0o755)
+    assert proc.returncode == 2, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: cannot write"), proc.stderr
+    assert str(readonly) in lines[0] and ("read-only" in lines[0] or "permission" in lines[0]), lines[0]
+    assert list(readonly.iterdir()) == [] and _snapshot(folder) == before
+
+
+def test_a_write_that_fails_midway_is_one_line(tmp_path: Path) -> None:
+    from dacovid_export.calibration.cache import CalibrationCache
+    from dacovid_export.core.errors import OutputNotWritableError
+    from dacovid_export.core.fileio import atomic_write_text
+
+    with pytest.raises(OutputNotWritableError, match=r"cannot write '/proc/.*'") as caught:
+        atomic_write_text("/proc/dacovid-test.txt", "x")
+    assert isinstance(caught.value, UserInputError) and isinstance(caught.value, OSError)
+    # an optional write (the calibration cache) still only costs a recalibration
+    assert CalibrationCache(UNWRITABLE).store("key", b"model", {}) is None
+
+
+# --------------------------------------------------------------------- 3. decompression bombs
+
+
+def test_bomb_in_check_is_an_unreadable_image(work: Path, images_with_bomb: Path) -> None:
+    before = _snapshot(images_with_bomb)
+    result = _invoke(["check", work / "toy.onnx", "--checkpoint", work / "tiny.pt", "--images", images_with_bomb,
+                      "--no-progress"])
+    _assert_one_line(result, "zz_bomb.png", "too large to decode")
+    assert _snapshot(images_with_bomb) == before
+
+
+def test_bomb_in_train_is_skipped_or_named(images_with_bomb: Path, tmp_path: Path) -> None:
+    from dacovid_export.train.data import verify_images
+
+    files = {p.name: sorted(p.iterdir()) for p in images_with_bomb.iterdir()}
+    readable, skipped = verify_images(files, unreadable="skip")
+    assert len(skipped) == 1 and "zz_bomb.png" in skipped[0] and "too large" in skipped[0]
+    assert all("zz_bomb" not in p.name for paths in readable.values() for p in paths)
+    tiny = ["--image-size", "64", "--batch-size", "4", "--reduction-channels", "16", "--reduction-kernel", "1",
+            "--workers", "0", "--no-progress"]
+    result = _invoke(["train", images_with_bomb, "--out", tmp_path / "run", "--unreadable", "error", *tiny])
+    _assert_one_line(result, "zz_bomb.png", "too large to decode")
+    assert not (tmp_path / "run").exists()
+
+
+def test_bomb_in_calibration_is_named(images_with_bomb: Path) -> None:
+    from dacovid_export.calibration.data import load_calibration_set
+    from dacovid_export.data.preprocessing import Preprocessing
+
+    with pytest.raises(UserInputError, match="zz_bomb.png.*(too large|decompression bomb)"):
+        load_calibration_set(images_with_bomb, Preprocessing(image_size=64), size=13)  # every image, the bomb too
+
+
+def test_bomb_and_bad_inputs_in_the_runtime(work: Path, bomb: Path, images_with_bomb: Path) -> None:
+    from dacovid_export.serve.predictor import ImageFailure, Prediction, Predictor
+
+    good = sorted((images_with_bomb / "normal").iterdir())[0]
+    lab = Image.new("RGB", (40, 30), (90, 120, 30)).convert("LAB")
+    with Predictor.from_path(work / "toy.onnx", device="cpu", batch_size=2) as predictor:
+        for bad, fragment in [(bomb, "too large"), (np.zeros((0, 0), np.uint8), "empty"),
+                              (Image.new("L", (0, 0)), "empty"), (object(), "unsupported image input")]:
+            with pytest.raises(UserInputError, match=fragment):
+                predictor.predict([good, bad])
+        assert predictor.predict_one(lab).class_name in predictor.class_names  # documented "any mode"
+        results = predictor.predict([good, bomb, lab, np.zeros((0, 3)), good], errors="return")
+    assert [r.ok for r in results] == [True, False, True, False, True]
+    assert isinstance(results[0], Prediction) and results[0].source == str(good)
+    failure = results[1]
+    assert isinstance(failure, ImageFailure) and failure.index == 1 and failure.source == str(bomb)
+    assert "too large" in failure.reason and results[3].index == 3
+    assert results[0].probabilities == results[4].probabilities
+
+
+# --------------------------------------------------------------------- 4. absurd sizes
+
+
+@pytest.mark.parametrize(
+    "args, fragment",
+    [
+        (["bench", "{toy}", "--batch", "100000"], "from 1 to 1024"),
+        (["pipeline", "--out", "{out}", "--image-size", "100000", "--no-progress"], "from 32 to 1024"),
+        (["train", "{data}", "--out", "{out}", "--image-size", "100000", "--no-progress"], "from 32 to 1024"),
+        (["train", "{data}", "--out", "{out}", "--batch-size", "100000", "--no-progress"], "from 2 to 1024"),
+    ],
+)
+def test_absurd_sizes_are_refused_with_the_bounds(work: Path, tmp_path: Path, args: list[str], fragment: str) -> None:
+    values = {"toy": work / "toy.onnx", "out": tmp_path / "out", "data": work}
+    _assert_one_line(_invoke([a.format(**values) for a in args]), fragment)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "exc", [MemoryError(), RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")]
+)
+def test_an_allocation_failure_is_one_line(exc: BaseException) -> None:
+    import click
+
+    from dacovid_export.cli.common import handle_errors
+
+    @click.command()
+    @handle_errors
+    def boom() -> None:
+        raise exc
+
+    _assert_one_line(CliRunner().invoke(boom, []), "out of memory", "smaller")
+
+
+# --------------------------------------------------------------------- 6. interrupted runs
+
+
+def test_scratch_of_a_killed_export_is_marked_refused_and_swept(work: Path, tmp_path: Path) -> None:
+    from dacovid_export.core.fileio import SCRATCH_MARKER, atomic_write_bytes, scratch_dir
+    from dacovid_export.serve.predictor import Predictor
+
+    out = tmp_path / "out" / "m8.onnx"
+    proc = subprocess.Popen([sys.executable, "-m", "dacovid_export", "onnx", str(work / "tiny.pt"), "-o", str(out)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while not list(out.parent.glob(f".{out.name}.scratch-*/{SCRATCH_MARKER}")):
+            assert proc.poll() is None and time.monotonic() < deadline, "the export never made its scratch folder"
+            time.sleep(0.05)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    (scratch,) = out.parent.glob(f".{out.name}.scratch-*")
+    # what a later kill would leave: a complete but unverified model in the scratch folder
+    leftover = scratch / "model.fp32.onnx"
+    shutil.copyfile(work / "toy.onnx", leftover)
+    assert not out.exists()
+    with pytest.raises(UserInputError, match="scratch of an interrupted"):
+        Predictor.from_path(leftover, device="cpu")
+    _assert_one_line(_invoke(["check", leftover, "--checkpoint", work / "tiny.pt"]), "scratch of an interrupted")
+    with scratch_dir(out) as fresh:  # the next run to the same output
+        assert not scratch.exists() and fresh.exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == []
+
+    # the same for the temporary file of a single atomic write killed midway
+    partial = out.parent / f".{out.name}.partial-{proc.pid}-k1ll3d.tmp.onnx"
+    shutil.copyfile(work / "toy.onnx", partial)
+    with pytest.raises(UserInputError, match="unfinished dacovid-export write"):
+        Predictor.from_path(partial, device="cpu")
+    atomic_write_bytes(out, b"next run's output")
+    assert sorted(p.name for p in out.parent.iterdir()) == [out.name]
+
+
+# --------------------------------------------------------------------- 7. trust
+
+
+def _placeholder_engine(folder: Path, flip: bool) -> Path:
+    from dacovid_export.artifacts.engine_metadata import EngineMetadata, write_engine_metadata
+    from dacovid_export.data.preprocessing import Preprocessing
+
+    data = b"placeholder plan for reliability tests - NOT a TensorRT engine\n"
+    engine = folder / "placeholder.fp16.engine"
+    values = dict(
+        engine_file=engine.name, engine_bytes=len(data), engine_sha256=hashlib.sha256(data).hexdigest(),
+        tensorrt_version="10.8.0.43", gpu_name="NVIDIA GeForce RTX 2060", compute_capability=(7, 5),
+        hardware_compatible=False, precision="fp16", input_name="input", output_name="logits",
+        profile_min=(1, 3, 64, 64), profile_opt=(4, 3, 64, 64), profile_max=(8, 3, 64, 64),
+        class_names=("Normal", "Pneumonia", "COVID-19"), preprocessing=Preprocessing(image_size=64),
+        onnx_file="tiny.fp16.onnx", onnx_sha256="ab" * 32, source_sha256="cd" * 32,
+    )
+    write_engine_metadata(engine, EngineMetadata(**values))  # type: ignore[arg-type]
+    engine.write_bytes(data[:10] + bytes([data[10] ^ 1]) + data[11:] if flip else data)
+    return engine
+
+
+def test_triton_refuses_an_engine_whose_bytes_do_not_match_its_sidecar(tmp_path: Path) -> None:
+    engine = _placeholder_engine(tmp_path, flip=True)
+    _assert_one_line(_invoke(["triton", engine, "--repo", tmp_path / "repo"]), "does not match the sha256", "sidecar")
+    assert not (tmp_path / "repo").exists()
+    ok = tmp_path / "ok"
+    ok.mkdir()
+    good = _placeholder_engine(ok, flip=False)
+    assert _invoke(["triton", good, "--repo", tmp_path / "repo"]).exit_code == 0
+
+
+def test_check_refuses_self_contradicting_metadata(work: Path, tmp_path: Path) -> None:
+    import onnx
+
+    from dacovid_export.artifacts.onnx_metadata import write_metadata
+
+    model = onnx.load(str(work / "toy.onnx"))
+    write_metadata(model, {"mean": [0.5, 0.5, 0.5], "std": [0.229, 0.224, 0.225], "image_size": "64"})
+    onnx.save(model, str(tmp_path / "liar.onnx"))
+    _assert_one_line(_invoke(["check", tmp_path / "liar.onnx", "--checkpoint", work / "tiny.pt"]),
+                     "contradicts itself", "mean")
+
+
+# --------------------------------------------------------------------- 8. smaller
+
+
+@pytest.mark.parametrize("args", [["onnx"], ["nope"], ["check", "m.onnx"], ["bench", "--batch"], ["onnx", "--precision", "int4", "x.pt", "-o", "y.onnx"]])
+def test_usage_errors_are_one_line(args: list[str]) -> None:
+    command, rest = (bench, args[1:]) if args[0] == "bench" else (cli, args)
+    _assert_one_line(_invoke(rest, command))
+
+
+def test_usage_error_via_python_m(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "dacovid_export", "check", "--bogus"], capture_output=True, text=True,
+                          cwd=tmp_path, timeout=60)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "--bogus" in proc.stderr, proc.stderr
+
+
+def test_too_small_calibration_set_is_found_before_the_export(work: Path, tmp_path: Path) -> None:
+    calib = make_synthetic_dataset(tmp_path / "calib", per_class=1, size=64, seed=0)
+    out = tmp_path / "new" / "m8.onnx"
+    result = _invoke(["onnx", work / "tiny.pt", "-o", out, "--precision", "int8", "--calib-data", calib])
+    _assert_one_line(result, "has 3 image(s); at least 8")
+    assert not out.parent.exists()  # no empty output folder either
+
+
+def test_calibration_set_too_small_to_hold_out_validation_is_found_before_the_export(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """9 images pass the calibration minimum, but the INT8 guard's held-out quarter would leave too few."""
+    import dacovid_export.model.checkpoint as checkpoint
+
+    def no_export(*_args, **_kwargs):
+        raise AssertionError("the checkpoint was loaded: the image set was not checked first")
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", no_export)
+    calib = make_synthetic_dataset(tmp_path / "calib", per_class=3, size=64, seed=0)
+    out = tmp_path / "new" / "m8.onnx"
+    result = _invoke(["onnx", work / "tiny.pt", "-o", out, "--precision", "int8", "--calib-data", calib])
+    _assert_one_line(result, "has 9 image(s): too few to hold out", "--validation-data")
+    assert not out.parent.exists()
+
+
+def test_a_checkpoint_that_would_run_code_gets_the_friendly_message(work: Path, tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    evil.write_bytes(pickle.dumps({"format": "dacovid-checkpoint", "payload": Evil()}, protocol=2))
+    _assert_one_line(_invoke(["check", work / "toy.onnx", "--checkpoint", evil]), "holds Python objects")
+    assert not marker.exists()
+
+
+def test_check_refuses_the_checkpoint_as_its_own_model(work: Path) -> None:
+    _assert_one_line(_invoke(["check", f"{work}/./tiny.pt", "--checkpoint", work / "tiny.pt"]), "checkpoint itself")
+
+
+def test_bad_input_leaves_no_empty_output_folder(tmp_path: Path) -> None:
+    from dacovid_export.core.fileio import atomic_path
+
+    (tmp_path / "empty").mkdir()
+    _assert_one_line(_invoke(["pipeline", "--out", tmp_path / "out", "--images", tmp_path / "empty", "--no-progress"]),
+                     "no class subfolders")
+    with pytest.raises(RuntimeError):
+        with atomic_path(tmp_path / "a" / "b" / "r.json"):
+            raise RuntimeError("the writer failed")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]

@@ -1,0 +1,197 @@
+"""`dacovid-export pipeline`: the embedded default at 64x64 with the tiny head, end to end, and its up-front errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from tests.helpers.tiny import TINY_IMAGE_SIZE
+from dacovid_export.core.errors import MissingDependencyError, UserInputError
+from dacovid_export.pipeline.run import EMBEDDED_NOTICE, PipelineConfig
+
+SPEC_KEYS = ("artifact", "backend", "precision", "batch", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput_ips")
+
+
+def _any_tensorrt_installed() -> bool:
+    from dacovid_export.trt.library import installed_runtimes
+
+    return bool(installed_runtimes())
+
+
+def _rtx_builds_here() -> bool:
+    from dacovid_export.trt.library import cuda_visible, installed_runtimes
+
+    found = installed_runtimes()
+    return "tensorrt-rtx" in found and not ("tensorrt" in found and cuda_visible())
+
+
+@pytest.fixture(scope="module")
+def embedded_run(tmp_path_factory: pytest.TempPathFactory):
+    """The CLI on the embedded default, shrunk: 64x64, narrow 1x1 reduction head, 2 iterations."""
+    from dacovid_export.cli.main import cli
+
+    out = tmp_path_factory.mktemp("pipeline") / "run"
+    args = [
+        "pipeline", "--out", str(out), "--image-size", str(TINY_IMAGE_SIZE),
+        "--model-option", "reduction_channels=16", "--model-option", "reduction_kernel_size=1",
+        "--iterations", "2", "--warmup", "1", "--device", "cpu", "--no-progress",
+    ]
+    result = CliRunner().invoke(cli, args)
+    return out, result
+
+
+def test_embedded_run_succeeds_and_says_accuracy_means_nothing(embedded_run) -> None:
+    out, result = embedded_run
+    assert result.exit_code == 0, result.output
+    assert EMBEDDED_NOTICE in result.output
+    assert EMBEDDED_NOTICE in (out / "report.md").read_text()
+    assert "parity: 3/3 model(s) passed -> PASS" in result.output
+
+
+def test_embedded_run_writes_models_inputs_and_plots(embedded_run) -> None:
+    out, _ = embedded_run
+    for name in ("embedded-default.pt", "model.onnx", "model.fp16.onnx", "model.int8.onnx", "latency.png", "bench.csv"):
+        assert (out / name).is_file(), name
+    images = sorted((out / "synthetic-images").rglob("*.png"))
+    assert len(images) == 24
+    confusion = sorted(p.name for p in (out / "confusion").glob("*.png"))
+    assert "reference_confusion.png" in confusion and len(confusion) == 4
+
+
+def test_report_json_holds_bench_parity_and_provenance(embedded_run) -> None:
+    out, _ = embedded_run
+    report = json.loads((out / "report.json").read_text())
+    assert report["embedded_default"] is True and report["passed"] is True
+    bench = report["bench"]
+    assert [(r["backend"], r["precision"]) for r in bench] == [
+        ("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"),
+        ("openvino", "int8"),
+    ]
+    assert all(set(SPEC_KEYS) <= set(r) and r["batch"] == 1 and r["iterations"] == 2 for r in bench)
+    parity = report["parity"]
+    assert parity["passed"] is True
+    assert [m["precision"] for m in parity["models"]] == ["fp32", "fp16", "int8"]
+    assert parity["inputs"]["count"] == 24
+    roles = [a["role"] for a in report["artifacts"]]
+    # engines are built wherever TensorRT-RTX is installed (it needs no GPU)
+    engines = ["engine fp32", "engine fp16", "engine int8"] if _rtx_builds_here() else []
+    assert roles == ["checkpoint", "onnx fp32", "onnx fp16", "onnx int8", *engines]
+    assert all(len(a["sha256"]) == 64 and a["size_bytes"] > 0 for a in report["artifacts"])
+    # the FP16 step must have kept the attention (MatMul/Softmax) in FP32
+    assert any("softmax" in n.lower() for n in report["export"]["fp16"]["fp32_nodes"])
+    assert report["environment"]["cpu"]["logical_cores"] >= 1
+    assert report["model_cost"]["image_size"] == TINY_IMAGE_SIZE and report["model_cost"]["gflops"] > 0
+    comparisons = {h["comparison"] for h in report["headline"]}
+    assert "ONNX Runtime FP32 vs PyTorch eager FP32" in comparisons
+    assert "OpenVINO INT8 vs ONNX Runtime FP32" in comparisons
+    # the CPU INT8 headline uses the faster of ONNX Runtime and OpenVINO
+    (cpu_int8,) = [h for h in report["headline"] if h["comparison"].startswith("CPU INT8 (fastest: ")]
+    int8_rows = [r for r in bench if r["precision"] == "int8"]
+    assert cpu_int8["p50_ms"] == round(min(r["p50_ms"] for r in int8_rows), 3) and cpu_int8["target"] == 0.35
+    assert report["export"]["int8"]["int8_guard"]["passed"] is True
+
+
+@pytest.mark.skipif(_any_tensorrt_installed(), reason="TensorRT or TensorRT-RTX is installed here")
+def test_engines_are_skipped_with_the_reason(embedded_run) -> None:
+    out, result = embedded_run
+    report = json.loads((out / "report.json").read_text())
+    (skip,) = [s for s in report["skipped"] if s["step"] == "TensorRT engines"]
+    assert "TensorRT" in skip["reason"] and "pip install" in skip["reason"]
+    assert "skipped **TensorRT engines**" in (out / "report.md").read_text()
+    assert not list(out.glob("*.engine"))
+
+
+@pytest.mark.skipif(not _rtx_builds_here(), reason="needs TensorRT-RTX installed, without TensorRT and a GPU")
+def test_rtx_engines_are_built_and_described_without_a_gpu(embedded_run) -> None:
+    """TensorRT-RTX builds without a GPU: engines, sizes and precision tables are reported; running them is skipped."""
+    out, result = embedded_run
+    report = json.loads((out / "report.json").read_text())
+    for precision in ("fp32", "fp16", "int8"):
+        assert (out / f"model.{precision}.engine").is_file()
+        entry = report["export"][f"engine_{precision}"]
+        assert entry["runtime"].startswith("TensorRT-RTX") and entry["size_bytes"] > 0
+        assert entry["precision_counts"]["attention_fp32"] == entry["precision_counts"]["attention_nodes"] == 6
+        assert "not loaded: no GPU here" in entry["loaded_here"]
+        (skip,) = [s for s in report["skipped"] if s["step"] == f"parity and latency of the {precision} engine"]
+        assert "no CUDA GPU is visible" in skip["reason"]
+    assert report["export"]["engine_int8"]["precision_counts"]["convolutions_int8"] == 58
+    md = (out / "report.md").read_text()
+    assert "## Engines" in md and "convolutions fed by INT8 Q/DQ: 58/58" in md
+    # the engines were left out of parity, so the ONNX models alone decide the verdict
+    assert {Path(m["path"]).suffix for m in report["parity"]["models"]} == {".onnx"}
+
+
+# ------------------------------------------------------------------ up-front errors
+
+
+def test_config_rejects_embedded_options_with_a_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="--image-size"):
+        PipelineConfig(out=tmp_path / "o", checkpoint=tiny_checkpoint, image_size=64)
+    with pytest.raises(UserInputError, match="model options"):
+        PipelineConfig(out=tmp_path / "o", checkpoint=tiny_checkpoint, model_options={"output_stride": 16})
+
+
+@pytest.mark.parametrize(
+    "kwargs, fragment",
+    [
+        ({"model_options": {"depth": 3}}, "depth"),
+        ({"model_options": {"output_stride": 4}}, "output_stride"),
+        ({"image_size": 8}, "image_size=8"),
+        ({"batch_sizes": (0,)}, "batch size=0"),
+        ({"iterations": 0}, "iterations=0"),
+        ({"calib_size": 2}, "calib_size=2"),
+        ({"device": "tpu"}, "tpu"),
+        ({"checkpoint": Path("missing.pt")}, "missing.pt"),
+    ],
+)
+def test_config_rejects_bad_values(kwargs: dict, fragment: str, tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match=fragment):
+        PipelineConfig(out=tmp_path / "o", **kwargs)
+
+
+def test_out_must_not_be_a_file(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserInputError, match="not a folder"):
+        PipelineConfig(out=tmp_path / "file")
+
+
+def test_cli_error_is_one_line_exit_2(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from dacovid_export.cli.main import cli
+
+    result = CliRunner().invoke(
+        cli, ["pipeline", "--out", str(tmp_path / "o"), "--checkpoint", str(tiny_checkpoint), "--image-size", "64"]
+    )
+    assert result.exit_code == 2
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "--image-size" in lines[0]
+    assert not (tmp_path / "o").exists()  # nothing written before the options were checked
+
+
+def test_cli_bad_model_option_syntax(tmp_path: Path) -> None:
+    from dacovid_export.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["pipeline", "--out", str(tmp_path / "o"), "--model-option", "output_stride"])
+    assert result.exit_code == 2
+    assert "KEY=INTEGER" in result.output
+
+
+def test_checkpoint_must_be_a_checkpoint(make_toy_onnx, tmp_path: Path) -> None:
+    toy = make_toy_onnx(tmp_path / "toy.onnx")
+    with pytest.raises(UserInputError, match="not a PyTorch checkpoint"):
+        PipelineConfig(out=tmp_path / "o", checkpoint=toy)
+
+
+def test_unmatched_image_folders_fail_before_any_export(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    from PIL import Image
+
+    from dacovid_export.pipeline.run import run_pipeline
+
+    (tmp_path / "images" / "cats").mkdir(parents=True)
+    Image.new("L", (64, 64)).save(tmp_path / "images" / "cats" / "a.png")
+    config = PipelineConfig(out=tmp_path / "o", checkpoint=tiny_checkpoint, images=tmp_path / "images", progress=False)
+    with pytest.raises(UserInputError, match="cats"):
+        run_pipeline(config)
+    assert not (tmp_path / "o" / "model.onnx").exists()

@@ -1,0 +1,213 @@
+"""Triton model repositories, parsed with Triton's own ModelConfig protobuf schema.
+
+The schema is tritonclient's generated ``model_config_pb2``. ``from
+tritonclient.grpc import model_config_pb2`` needs grpcio; where only the
+generated module is present it is loaded from tritonclient's folder by path
+(it only needs google.protobuf), so the schema is still Triton's own.
+The engine case uses a clearly named placeholder file in the tmp dir: Triton's
+config does not depend on the plan's bytes, and no engine can be built here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from dacovid_export.cli.main import cli
+from dacovid_export.artifacts.engine_metadata import EngineMetadata, write_engine_metadata
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.preprocessing import Preprocessing
+from dacovid_export.serve.triton import write_triton_repository
+
+PLACEHOLDER = b"placeholder plan for Triton config tests - NOT a TensorRT engine\n"
+
+
+def _model_config_pb2():
+    try:
+        from tritonclient.grpc import model_config_pb2
+
+        return model_config_pb2
+    except (ImportError, RuntimeError):
+        spec = importlib.util.find_spec("tritonclient")
+        if spec is None or not spec.submodule_search_locations:
+            pytest.skip("tritonclient is not installed (pip install 'dacovid-export[dev]')")
+        path = Path(list(spec.submodule_search_locations)[0]) / "grpc" / "model_config_pb2.py"
+        if not path.is_file():
+            pytest.skip(f"tritonclient has no model_config_pb2.py at {path}")
+        module_spec = importlib.util.spec_from_file_location("_triton_model_config_pb2", path)
+        module = importlib.util.module_from_spec(module_spec)  # type: ignore[arg-type]
+        module_spec.loader.exec_module(module)  # type: ignore[union-attr]
+        return module
+
+
+def _parse(config_path: Path):
+    from google.protobuf import text_format
+
+    pb2 = _model_config_pb2()
+    return text_format.Parse(config_path.read_text(encoding="utf-8"), pb2.ModelConfig()), pb2
+
+
+def _placeholder_engine(folder: Path, **changes) -> Path:
+    engine = folder / "placeholder_not_an_engine.fp16.engine"
+    engine.write_bytes(PLACEHOLDER)
+    values = dict(
+        engine_file=engine.name,
+        engine_bytes=len(PLACEHOLDER),
+        engine_sha256=hashlib.sha256(PLACEHOLDER).hexdigest(),
+        tensorrt_version="10.8.0.43",
+        gpu_name="NVIDIA GeForce RTX 2060",
+        compute_capability=(7, 5),
+        hardware_compatible=False,
+        precision="fp16",
+        input_name="input",
+        output_name="logits",
+        profile_min=(1, 3, 64, 64),
+        profile_opt=(4, 3, 64, 64),
+        profile_max=(8, 3, 64, 64),
+        class_names=("Normal", "Pneumonia", "COVID-19"),
+        preprocessing=Preprocessing(image_size=64),
+        onnx_file="tiny.fp16.onnx",
+        onnx_sha256="ab" * 32,
+        source_sha256="cd" * 32,
+    )
+    values.update(changes)
+    write_engine_metadata(engine, EngineMetadata(**values))  # type: ignore[arg-type]
+    return engine
+
+
+def test_engine_repository(tmp_path: Path) -> None:
+    engine = _placeholder_engine(tmp_path)
+    model_dir = write_triton_repository(engine, tmp_path / "repo", instances=2)
+    assert model_dir == tmp_path / "repo" / "dacovid"
+    assert (model_dir / "1" / "model.plan").read_bytes() == PLACEHOLDER
+    assert (model_dir / "labels.txt").read_text() == "Normal\nPneumonia\nCOVID-19\n"
+    assert json.loads((model_dir / "dacovid_metadata.json").read_text())["tensorrt_version"] == "10.8.0.43"
+
+    config, pb2 = _parse(model_dir / "config.pbtxt")
+    assert config.name == "dacovid"
+    assert config.platform == "tensorrt_plan"
+    assert config.default_model_filename == "model.plan"
+    assert config.max_batch_size == 8
+    (inp,) = config.input
+    assert inp.name == "input" and inp.data_type == pb2.TYPE_FP32 and list(inp.dims) == [3, 64, 64]
+    (out,) = config.output
+    assert out.name == "logits" and out.data_type == pb2.TYPE_FP32 and list(out.dims) == [3]
+    assert out.label_filename == "labels.txt"
+    assert config.HasField("dynamic_batching")
+    assert list(config.dynamic_batching.preferred_batch_size) == [4, 8]
+    assert config.dynamic_batching.max_queue_delay_microseconds == 100
+    (group,) = config.instance_group
+    assert group.count == 2 and group.kind == pb2.ModelInstanceGroup.KIND_GPU
+    params = {k: v.string_value for k, v in config.parameters.items()}
+    assert params["dacovid_precision"] == "fp16"
+    assert params["dacovid_tensorrt_version"] == "10.8.0.43"
+    assert params["dacovid_compute_capability"] == "7.5"
+    assert params["dacovid_hardware_compatible"] == "false"
+    assert params["dacovid_source_sha256"] == "cd" * 32
+    assert params["dacovid_model_sha256"] == hashlib.sha256(PLACEHOLDER).hexdigest()
+    assert json.loads(params["dacovid_class_names"]) == ["Normal", "Pneumonia", "COVID-19"]
+    assert json.loads(params["dacovid_preprocessing"])["image_size"] == 64
+    assert not [p for p in model_dir.rglob("*") if ".tmp" in p.name]
+
+
+def test_engine_max_batch_rules(tmp_path: Path) -> None:
+    engine = _placeholder_engine(tmp_path)
+    model_dir = write_triton_repository(engine, tmp_path / "repo", name="small", max_batch=2)
+    config, _ = _parse(model_dir / "config.pbtxt")
+    assert config.max_batch_size == 2 and list(config.dynamic_batching.preferred_batch_size) == [2]
+    with pytest.raises(UserInputError, match="exceeds the engine's profile maximum 8"):
+        write_triton_repository(engine, tmp_path / "repo", name="big", max_batch=16)
+    with pytest.raises(UserInputError, match="runs on a GPU only"):
+        write_triton_repository(engine, tmp_path / "repo", name="cpu", kind="cpu")
+    assert not (tmp_path / "repo" / "big").exists() and not (tmp_path / "repo" / "cpu").exists()
+
+
+def test_engine_must_accept_batch_one(tmp_path: Path) -> None:
+    engine = _placeholder_engine(tmp_path, profile_min=(2, 3, 64, 64))
+    with pytest.raises(UserInputError, match="rebuild it with --min-batch 1"):
+        write_triton_repository(engine, tmp_path / "repo")
+
+
+def test_onnx_repository_cpu(make_toy_onnx, tmp_path: Path) -> None:
+    onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
+    model_dir = write_triton_repository(onnx_path, tmp_path / "repo", name="toy_cpu", kind="cpu", instances=3)
+    assert (model_dir / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
+    config, pb2 = _parse(model_dir / "config.pbtxt")
+    assert config.platform == "onnxruntime_onnx" and config.default_model_filename == "model.onnx"
+    assert config.max_batch_size == 8
+    assert list(config.input[0].dims) == [3, 64, 64] and list(config.output[0].dims) == [3]
+    (group,) = config.instance_group
+    assert group.count == 3 and group.kind == pb2.ModelInstanceGroup.KIND_CPU
+    assert config.parameters["dacovid_precision"].string_value == "fp32"
+    assert "dacovid_tensorrt_version" not in config.parameters
+
+
+def test_onnx_with_external_data_is_copied_with_it(make_toy_onnx, tmp_path: Path) -> None:
+    import onnx
+
+    source = make_toy_onnx(tmp_path / "toy.onnx")
+    model = onnx.load(str(source))
+    external = tmp_path / "ext" / "toy.onnx"
+    external.parent.mkdir()
+    onnx.save(model, str(external), save_as_external_data=True, all_tensors_to_one_file=True,
+              location="toy.onnx.data", size_threshold=0)
+    model_dir = write_triton_repository(external, tmp_path / "repo", max_batch=4)
+    assert (model_dir / "1" / "toy.onnx.data").read_bytes() == (external.parent / "toy.onnx.data").read_bytes()
+    # the copy loads with its weights: they are found beside model.onnx under their own name
+    copied = onnx.load(str(model_dir / "1" / "model.onnx"))
+    weights = {t.name: onnx.numpy_helper.to_array(t).tolist() for t in copied.graph.initializer}
+    assert weights == {"axes": [2, 3], "scale": 1.0}
+
+
+def test_onnx_with_fixed_batch_is_refused(make_toy_onnx, tmp_path: Path) -> None:
+    onnx_path = make_toy_onnx(tmp_path / "toy.onnx", batch=2)
+    with pytest.raises(UserInputError, match="fixed batch of 2"):
+        write_triton_repository(onnx_path, tmp_path / "repo")
+
+
+def test_existing_model_needs_overwrite(make_toy_onnx, tmp_path: Path) -> None:
+    onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
+    engine = _placeholder_engine(tmp_path)
+    write_triton_repository(onnx_path, tmp_path / "repo")
+    with pytest.raises(UserInputError, match="--overwrite"):
+        write_triton_repository(engine, tmp_path / "repo")
+    model_dir = write_triton_repository(engine, tmp_path / "repo", overwrite=True)
+    assert sorted(p.name for p in (model_dir / "1").iterdir()) == ["model.plan"]  # the old model.onnx is gone
+    config, _ = _parse(model_dir / "config.pbtxt")
+    assert config.platform == "tensorrt_plan"
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"name": "../evil"}, "model name"), ({"instances": 0}, "instances=0"), ({"max_batch": 0}, "max_batch=0"),
+     ({"kind": "tpu"}, "kind='tpu'")],
+)
+def test_bad_options(make_toy_onnx, tmp_path: Path, kwargs: dict, message: str) -> None:
+    onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
+    with pytest.raises(UserInputError, match=message):
+        write_triton_repository(onnx_path, tmp_path / "repo", **kwargs)
+
+
+def test_checkpoint_is_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="Triton serves an ONNX model or a TensorRT engine"):
+        write_triton_repository(tiny_checkpoint, tmp_path / "repo")
+
+
+def test_cli(make_toy_onnx, tmp_path: Path) -> None:
+    onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
+    repo = tmp_path / "repo"
+    result = CliRunner().invoke(
+        cli, ["triton", str(onnx_path), "--repo", str(repo), "--name", "cxr", "--max-batch", "4", "--kind", "cpu"]
+    )
+    assert result.exit_code == 0, result.output
+    assert "config.pbtxt" in result.output and f"--model-repository={repo}" in result.output
+    config, pb2 = _parse(repo / "cxr" / "config.pbtxt")
+    assert config.name == "cxr" and config.max_batch_size == 4
+    assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU
+    again = CliRunner().invoke(cli, ["triton", str(onnx_path), "--repo", str(repo), "--name", "cxr"])
+    assert again.exit_code == 2 and "--overwrite" in again.output
