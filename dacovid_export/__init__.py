@@ -10,7 +10,6 @@ from dacovid_export.core.errors import (
     MissingDependencyError,
     UserInputError,
 )
+from dacovid_export.core.versions import __version__
 
 __all__ = ["__version__", "DacovidError", "MissingDependencyError", "UserInputError"]
-
-__version__ = "0.1.0"

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
-import struct
 import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -20,27 +18,12 @@ import torch
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_path, sha256_file
 from dacovid_export.model.network import DACovidNet, ModelConfig
+from dacovid_export.model.torch_load import LOAD_ERRORS
 from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.core.versions import package_versions
 
-# What torch.load(weights_only=True) raises on files that are not checkpoints: truncated
-# zips, random bytes (IndexError from the unpickler), foreign pickles, text files.
-LOAD_ERRORS: tuple[type[BaseException], ...] = (
-    RuntimeError,
-    pickle.UnpicklingError,
-    zipfile.BadZipFile,
-    EOFError,
-    ValueError,
-    OSError,
-    IndexError,
-    KeyError,
-    TypeError,
-    AttributeError,
-    UnicodeDecodeError,
-    struct.error,
-)
 
-__all__ = ["CHECKPOINT_FORMAT", "LOAD_ERRORS", "CheckpointMetadata", "save_checkpoint", "load_checkpoint", "read_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointMetadata", "save_checkpoint", "load_checkpoint", "read_checkpoint"]
 
 CHECKPOINT_FORMAT = "dacovid-checkpoint"
 _FORMAT_VERSION = 1

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torchvision.models import resnet50
 
+from dacovid_export.model.torch_load import LOAD_ERRORS
 from dacovid_export.model.attention import ChannelAttention, PositionAttention
 
 __all__ = ["ModelConfig", "DACovidNet", "dacovid_net", "load_backbone_weights", "DEFAULT_CLASS_NAMES"]
@@ -101,8 +102,6 @@ def load_backbone_weights(model: DACovidNet, path: str | os.PathLike[str]) -> No
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights {str(path)!r} do not exist")
-    from dacovid_export.model.checkpoint import LOAD_ERRORS
-
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except LOAD_ERRORS as exc:

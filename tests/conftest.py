@@ -109,7 +109,6 @@ def make_toy_onnx(tiny_checkpoint: Path):
     outputs (``scale=float("nan")``) and metadata checks. Metadata defaults to
     ``tiny_checkpoint``'s (classes, preprocessing, sha256).
     """
-    import json
 
     import numpy as np
     import onnx

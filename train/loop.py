@@ -31,7 +31,8 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.core.fileio import atomic_write_json, check_outputs
+from dacovid_export.artifacts.outputs import check_outputs
+from dacovid_export.core.fileio import atomic_write_json
 from dacovid_export.data.metrics import ClassificationReport, classification_report, plot_confusion_matrix
 from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.train.amp import Precision, choose_precision, keep_attention_fp32

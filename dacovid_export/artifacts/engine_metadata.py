@@ -35,15 +35,13 @@ from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
 from dacovid_export.core.fileio import atomic_write_json
 from dacovid_export.data.preprocessing import Preprocessing
-from dacovid_export.trt.library import (
-    HARDWARE_COMPATIBLE_MIN_CC,
-    RTX_TARGETS,
-    RUNTIMES,
-    format_version,
-    parse_version,
-)
+from dacovid_export.core.versions import format_version, parse_version
 
 __all__ = [
+    "RUNTIMES",
+    "RTX_TARGETS",
+    "RTX_DEFAULT_TARGETS",
+    "HARDWARE_COMPATIBLE_MIN_CC",
     "ENGINE_METADATA_FORMAT",
     "ENGINE_METADATA_VERSION",
     "EngineMetadata",
@@ -55,6 +53,22 @@ __all__ = [
     "check_engine_compatibility",
     "rebuild_command",
 ]
+
+# the libraries that build engines; a sidecar names one
+RUNTIMES: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
+# ComputeCapability members of tensorrt_rtx 1.7 (no SM90: TensorRT-RTX does not serve Hopper)
+RTX_TARGETS: dict[str, str] = {
+    "7.5": "SM75",
+    "8.0": "SM80",
+    "8.6": "SM86",
+    "8.9": "SM89",
+    "12.0": "SM120",
+    "12.1": "SM121",
+}
+# what TensorRT-RTX targets when no compute capability is set (its documented default)
+RTX_DEFAULT_TARGETS: tuple[str, ...] = ("8.0", "8.6", "8.9", "12.0")
+# HardwareCompatibilityLevel.AMPERE_PLUS engines run on Ampere (SM 8.0) and newer GPUs only
+HARDWARE_COMPATIBLE_MIN_CC: tuple[int, int] = (8, 0)
 
 ENGINE_METADATA_FORMAT = "dacovid-engine"
 ENGINE_METADATA_VERSION = 2

@@ -1,8 +1,8 @@
 """What every artifact says about itself: classes, preprocessing, precision, source checksum, versions.
 
-One reader per artifact kind, picked by file suffix:
-checkpoint (``.pt``/``.pth``), ONNX model (``.onnx``, ``metadata_props``),
-TensorRT engine (``.engine``/``.plan``, JSON sidecar ``<engine>.json``).
+:class:`ArtifactInfo` is what every reader returns; :func:`artifact_kind` tells the
+kind from the file suffix. The readers live beside it (``onnx_metadata``,
+``engine_metadata``), and :mod:`dacovid_export.artifacts.read` picks one per file.
 """
 
 from __future__ import annotations
@@ -14,11 +14,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.fileio import refuse_scratch
 from dacovid_export.data.preprocessing import Preprocessing
 
-__all__ = ["ArtifactKind", "ArtifactInfo", "artifact_kind", "read_artifact_info"]
+__all__ = ["ArtifactKind", "ArtifactInfo", "PRECISIONS", "artifact_kind"]
 
 ArtifactKind = Literal["checkpoint", "onnx", "engine"]
+# the precisions an ONNX model or engine can carry (a checkpoint is fp32)
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 
 _SUFFIXES: dict[str, ArtifactKind] = {
     ".pt": "checkpoint",
@@ -67,8 +70,6 @@ class ArtifactInfo:
 
 
 def artifact_kind(path: str | os.PathLike[str]) -> ArtifactKind:
-    from dacovid_export.core.fileio import refuse_scratch
-
     refuse_scratch(path)
     suffix = Path(path).suffix.lower()
     if suffix not in _SUFFIXES:
@@ -77,37 +78,3 @@ def artifact_kind(path: str | os.PathLike[str]) -> ArtifactKind:
             "(.pt/.pth), an ONNX model (.onnx) or a TensorRT engine (.engine/.plan)"
         )
     return _SUFFIXES[suffix]
-
-
-def read_artifact_info(path: str | os.PathLike[str]) -> ArtifactInfo:
-    """Metadata of any artifact, without loading weights into a runtime where avoidable."""
-    kind = artifact_kind(path)
-    if not Path(path).is_file():
-        raise UserInputError(f"{kind} {str(path)!r} does not exist or is not a file")
-    if kind == "checkpoint":
-        return _checkpoint_info(path)
-    if kind == "onnx":
-        from dacovid_export.artifacts.onnx_metadata import read_onnx_info
-
-        return read_onnx_info(path)
-    from dacovid_export.artifacts.engine_metadata import read_engine_info
-
-    return read_engine_info(path)
-
-
-def _checkpoint_info(path: str | os.PathLike[str]) -> ArtifactInfo:
-    from dacovid_export.core.fileio import sha256_file
-    from dacovid_export.model.checkpoint import read_checkpoint
-
-    payload = read_checkpoint(path)
-    digest = sha256_file(path)
-    return ArtifactInfo(
-        path=str(path),
-        kind="checkpoint",
-        class_names=tuple(payload["class_names"]),
-        preprocessing=Preprocessing.from_dict(payload["preprocessing"]),
-        precision="fp32",
-        source_sha256=digest,
-        versions=payload.get("versions", {}),
-        extra={"model_config": payload.get("model_config", {}), "epoch": payload.get("epoch", 0)},
-    )

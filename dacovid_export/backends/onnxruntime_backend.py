@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dacovid_export.artifacts.info import ArtifactInfo, read_artifact_info
+from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends import check_finite_logits
 from dacovid_export.backends.base import Backend, check_batch
 from dacovid_export.core.deps import require

@@ -114,7 +114,7 @@ def auto_backend(path: str | os.PathLike[str], device: str) -> tuple[str, str | 
     backend = BACKEND_FOR_KIND[kind]
     if kind != "onnx" or resolve_device(device, backend) != "cpu":
         return backend, None
-    from dacovid_export.artifacts.info import read_artifact_info
+    from dacovid_export.artifacts.read import read_artifact_info
 
     if read_artifact_info(path).precision != "int8":
         return backend, None

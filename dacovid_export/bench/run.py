@@ -36,7 +36,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from dacovid_export.artifacts.info import ArtifactInfo, read_artifact_info
+from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend, check_batch
 from dacovid_export.bench.environment import physical_cores
 from dacovid_export.core.errors import UserInputError

@@ -70,7 +70,7 @@ def bench(
     CPU work with a monotonic clock. Percentiles follow trtexec (nearest rank).
     """
     from dacovid_export.bench.run import BenchConfig, parse_int_list, run_benchmark
-    from dacovid_export.core.fileio import check_outputs
+    from dacovid_export.artifacts.outputs import check_outputs
 
     if plot_out is not None and plot_out.suffix.lower() != ".png":
         raise UserInputError(f"--plot {str(plot_out)!r}: the plot is a PNG; give a path ending in .png")

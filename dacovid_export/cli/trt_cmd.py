@@ -9,7 +9,8 @@ import click
 
 from dacovid_export.cli.common import handle_errors
 # constants only: tensorrt_api imports TensorRT lazily, inside functions
-from dacovid_export.trt.library import RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIME_CHOICES
+from dacovid_export.artifacts.engine_metadata import RTX_DEFAULT_TARGETS, RTX_TARGETS
+from dacovid_export.trt.library import RUNTIME_CHOICES
 
 if TYPE_CHECKING:
     from dacovid_export.engine.build import EngineBuildConfig

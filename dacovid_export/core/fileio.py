@@ -1,10 +1,8 @@
-"""The one checked writer: outputs are checked before work starts, written atomically, never over an input.
+"""Files written atomically, folders proved writable, scratch that never passes for an artifact.
 
-- :func:`check_outputs` refuses, before any long work, an output that is one of the
-  command's inputs (same path, or the same file under another name: a hard link,
-  a symlink, ``./x`` vs ``x``) or one of their companion files (an engine's JSON
-  sidecar, an ONNX model's external data), and an output whose folder cannot be
-  written (read-only folder or file system, ``/proc``), naming the path and why.
+- :func:`probe_writable` proves a folder takes files (read-only folders and file
+  systems, ``/proc``) by creating one; :func:`same_file` sees one file under two names.
+  (Which outputs would destroy an input is :mod:`dacovid_export.artifacts.outputs`.)
 - :func:`atomic_path` writes through a temporary file and a rename, so an
   interrupted run never leaves a file that looks valid; an OS error on the way
   (disk full, permissions changed meanwhile) becomes one :class:`UserInputError` line.
@@ -24,7 +22,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +34,8 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
-    "check_outputs",
-    "companion_files",
-    "onnx_external_locations",
+    "nearest_existing",
+    "probe_writable",
     "refuse_scratch",
     "same_file",
     "scratch_dir",
@@ -199,50 +196,15 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return False
 
 
-def companion_files(path: PathLike) -> list[Path]:
-    """``path`` and the files that belong to it: an engine's JSON sidecar, an ONNX model's external data."""
-    from dacovid_export.artifacts.info import artifact_kind
-
-    path = Path(path)
-    out = [path]
-    try:
-        kind = artifact_kind(path)
-    except UserInputError:
-        kind = None  # a folder or another file: no companions
-    if kind == "engine":
-        from dacovid_export.artifacts.engine_metadata import sidecar_path
-
-        out.append(sidecar_path(path))
-    elif kind == "onnx" and path.is_file():
-        from google.protobuf.message import Error as ProtobufError
-
-        try:
-            out.extend(path.parent / loc for loc in onnx_external_locations(path))
-        except (ProtobufError, OSError, ValueError, RuntimeError):
-            pass  # a damaged input is reported by its reader, in its own words
-    return out
-
-
-def onnx_external_locations(path: PathLike) -> list[str]:
-    """The external data files an ONNX model references, as written in it (relative to its folder)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    locations = set()
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            locations.update(e.value for e in tensor.external_data if e.key == "location")
-    return sorted(locations)
-
-
-def _nearest_existing(path: Path) -> Path:
+def nearest_existing(path: PathLike) -> Path:
+    """``path`` or its closest existing ancestor: where a write to ``path`` would have to start."""
     path = Path(os.path.abspath(path))
     while not path.exists() and path != path.parent:
         path = path.parent
     return path
 
 
-def _probe_folder(folder: Path, target: Path, label: str | None) -> None:
+def probe_writable(folder: Path, target: PathLike, label: str | None) -> None:
     """Create and remove a file in ``folder``: the only test that root, read-only mounts and /proc all answer truly."""
     if not folder.is_dir():
         raise UserInputError(
@@ -257,50 +219,6 @@ def _probe_folder(folder: Path, target: Path, label: str | None) -> None:
         ) from exc
     os.close(fd)
     os.unlink(name)
-
-
-def check_outputs(
-    *,
-    inputs: Iterable[PathLike | None] = (),
-    files: Mapping[str, PathLike | None] | None = None,
-    folders: Mapping[str, PathLike | None] | None = None,
-) -> None:
-    """Refuse, in one :class:`UserInputError` line, outputs that would destroy an input or cannot be written.
-
-    ``files``/``folders``: option name (for the message) -> output path (``None``: not given).
-    ``inputs``: every file and folder the command reads; each file's
-    :func:`companion_files` are protected too. Creates nothing.
-    """
-    protected: list[Path] = []
-    for item in inputs:
-        if item is not None and Path(item).exists():
-            protected.extend(p for p in companion_files(item) if p.exists())
-    named = [(label, Path(out)) for label, out in (files or {}).items() if out is not None]
-    for i, (label, out) in enumerate(named):
-        for other_label, other in named[:i]:
-            if os.path.abspath(out) == os.path.abspath(other) or (out.exists() and same_file(out, other)):
-                raise UserInputError(f"{other_label} and {label} name the same file {str(out)!r}: give each output its own path")
-    for label, out in named:
-        for source in protected:
-            if out.exists() and same_file(out, source):
-                alias = "" if str(source) == str(out) else f" ({str(source)!r})"
-                raise UserInputError(
-                    f"{label} {str(out)!r} is an input of this command{alias}; writing it would destroy "
-                    "that input: choose another output path"
-                )
-        if out.is_dir():
-            raise UserInputError(f"{label} {str(out)!r} is a folder; give a file name")
-        _probe_folder(_nearest_existing(out.parent), out, label)
-    for label, out in (folders or {}).items():
-        if out is None:
-            continue
-        out = Path(out)
-        if out.exists() and not out.is_dir():
-            for source in protected:
-                if same_file(out, source):
-                    raise UserInputError(f"{label} {str(out)!r} is an input of this command; give a folder for the outputs")
-            raise UserInputError(f"{label} {str(out)!r} exists and is not a folder")
-        _probe_folder(_nearest_existing(out), out, label)
 
 
 # ---------------------------------------------------------------------------

@@ -41,8 +41,10 @@ from typing import TYPE_CHECKING, Any
 
 from dacovid_export.trt.network import one_line
 from dacovid_export.core.errors import EngineBuildError, UserInputError
-from dacovid_export.core.fileio import atomic_path, atomic_write_bytes, check_outputs, onnx_external_locations, sha256_file
-from dacovid_export.trt.library import RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIME_CHOICES
+from dacovid_export.artifacts.outputs import check_outputs, onnx_external_locations
+from dacovid_export.core.fileio import atomic_path, atomic_write_bytes, sha256_file
+from dacovid_export.artifacts.engine_metadata import RTX_DEFAULT_TARGETS, RTX_TARGETS
+from dacovid_export.trt.library import RUNTIME_CHOICES
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -407,7 +409,8 @@ def _build_on_device(
     progress: bool,
 ) -> EngineBuildResult:
     from dacovid_export.trt.network import parse_onnx, read_layer_precisions
-    from dacovid_export.trt.library import get_logger, is_rtx, make_progress_monitor, parse_version
+    from dacovid_export.core.versions import parse_version
+    from dacovid_export.trt.library import get_logger, is_rtx, make_progress_monitor
     from dacovid_export.engine.trtexec import TRTEXEC_MAJORS
 
     rtx = is_rtx(trt)
@@ -778,7 +781,8 @@ def trtexec_equivalent(
     step), see :func:`precision_onnx_path`.
     """
     from dacovid_export.artifacts.onnx_metadata import read_onnx_info
-    from dacovid_export.trt.library import installed_tensorrt_version, parse_version
+    from dacovid_export.core.versions import parse_version
+    from dacovid_export.trt.library import installed_tensorrt_version
     from dacovid_export.engine.trtexec import TRTEXEC_MAJORS
 
     onnx_path, output = Path(onnx_path), Path(output)

@@ -29,7 +29,8 @@ import numpy as np
 
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES as MIN_CALIB_SIZE
 from dacovid_export.core.errors import CheckFailedError, UserInputError
-from dacovid_export.core.fileio import atomic_path, check_outputs, scratch_dir, sha256_file
+from dacovid_export.artifacts.outputs import check_outputs
+from dacovid_export.core.fileio import atomic_path, scratch_dir, sha256_file
 from dacovid_export.export.checks import (
     AttentionBlock,
     NumericComparison,

@@ -164,7 +164,8 @@ class ParityReport:
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """The :meth:`to_dict` data, written atomically; never over the checkpoint or a model it judged."""
-        from dacovid_export.core.fileio import atomic_write_json, check_outputs
+        from dacovid_export.artifacts.outputs import check_outputs
+        from dacovid_export.core.fileio import atomic_write_json
 
         check_outputs(inputs=[self.reference.path, *(m.path for m in self.models)], files={"json": path})
         atomic_write_json(path, self.to_dict())

@@ -36,7 +36,8 @@ from typing import Any
 
 import numpy as np
 
-from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind, read_artifact_info
+from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
+from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend
 from dacovid_export.core.errors import CheckFailedError, MissingDependencyError, UserInputError
 from dacovid_export.core.fileio import same_file, sha256_file

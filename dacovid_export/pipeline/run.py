@@ -313,7 +313,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
 
     t_start = time.perf_counter()
     out = config.out
-    from dacovid_export.core.fileio import check_outputs
+    from dacovid_export.artifacts.outputs import check_outputs
 
     # writable, and no input in its place, before minutes of work; the folder itself appears with the first file
     check_outputs(inputs=[config.checkpoint, config.images, config.calib_data], folders={"--out": out})
@@ -447,7 +447,7 @@ def _prepare_inputs(config: PipelineConfig, log: _Log) -> tuple[Path, Path | Non
             make_embedded_checkpoint(checkpoint, image_size=size, model_options=config.model_options, seed=config.seed)
         log.note(f"embedded default: {checkpoint} (seeded random weights, {size}x{size})")
     else:
-        from dacovid_export.artifacts.info import read_artifact_info
+        from dacovid_export.artifacts.read import read_artifact_info
 
         checkpoint = config.checkpoint  # type: ignore[assignment]
         info = read_artifact_info(checkpoint)

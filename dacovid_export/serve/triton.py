@@ -28,13 +28,11 @@ from typing import Any
 
 from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.artifacts.outputs import check_outputs, companion_files, onnx_external_locations
 from dacovid_export.core.fileio import (
     atomic_path,
     atomic_write_json,
     atomic_write_text,
-    check_outputs,
-    companion_files,
-    onnx_external_locations,
     same_file,
     sha256_file,
     verify_sha256,

@@ -39,15 +39,14 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from dacovid_export.artifacts.engine_metadata import RUNTIMES
 from dacovid_export.core.errors import MissingDependencyError, UserInputError
+from dacovid_export.core.versions import format_version, parse_version
 
 __all__ = [
-    "RUNTIMES",
     "RUNTIME_CHOICES",
     "MIN_RTX_VERSION",
     "RTX_INSTALL_HINT",
-    "RTX_TARGETS",
-    "RTX_DEFAULT_TARGETS",
     "import_runtime",
     "import_tensorrt_rtx",
     "installed_runtimes",
@@ -60,13 +59,10 @@ __all__ = [
     "MIN_TRT_VERSION",
     "SUPPORTED_TRT_MAJORS",
     "TRT_INSTALL_HINT",
-    "HARDWARE_COMPATIBLE_MIN_CC",
     "GpuInfo",
     "import_tensorrt",
     "tensorrt_version",
     "installed_tensorrt_version",
-    "parse_version",
-    "format_version",
     "check_tensorrt_version",
     "network_creation_flags",
     "gpu_info",
@@ -78,53 +74,12 @@ __all__ = [
 MIN_TRT_VERSION: tuple[int, int] = (10, 8)
 SUPPORTED_TRT_MAJORS: tuple[int, ...] = (10, 11)
 TRT_INSTALL_HINT = "pip install 'dacovid-export[trt]' (TensorRT >= 10.8; needs an NVIDIA GPU and driver)"
-RUNTIMES: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
 RUNTIME_CHOICES: tuple[str, ...] = ("auto", *RUNTIMES)
 # 1.1 added Runtime.get_engine_validity, which the load-time check relies on
 MIN_RTX_VERSION: tuple[int, int] = (1, 1)
 RTX_INSTALL_HINT = (
     "pip install 'dacovid-export[rtx]' (TensorRT-RTX >= 1.1: builds engines without a GPU; they run on RTX GPUs)"
 )
-# ComputeCapability members of tensorrt_rtx 1.7 (no SM90: TensorRT-RTX does not serve Hopper)
-RTX_TARGETS: dict[str, str] = {
-    "7.5": "SM75",
-    "8.0": "SM80",
-    "8.6": "SM86",
-    "8.9": "SM89",
-    "12.0": "SM120",
-    "12.1": "SM121",
-}
-# what TensorRT-RTX targets when no compute capability is set (its documented default)
-RTX_DEFAULT_TARGETS: tuple[str, ...] = ("8.0", "8.6", "8.9", "12.0")
-# HardwareCompatibilityLevel.AMPERE_PLUS engines run on Ampere (SM 8.0) and newer GPUs only
-HARDWARE_COMPATIBLE_MIN_CC: tuple[int, int] = (8, 0)
-
-
-def parse_version(text: str) -> tuple[int, ...]:
-    """``"10.8.0.43"`` -> ``(10, 8, 0, 43)``; :class:`UserInputError` for anything else.
-
-    Pre-release tails (``"11.0.0rc1"``) keep their leading digits; at least
-    ``major.minor`` is required.
-    """
-    parts: list[int] = []
-    for piece in str(text).strip().split("."):
-        digits = ""
-        for ch in piece:
-            if not ch.isdigit():
-                break
-            digits += ch
-        if not digits:
-            break
-        parts.append(int(digits))
-        if len(digits) != len(piece):
-            break
-    if len(parts) < 2:
-        raise UserInputError(f"TensorRT version {text!r} is not of the form MAJOR.MINOR[.PATCH[.BUILD]]")
-    return tuple(parts)
-
-
-def format_version(version: tuple[int, ...]) -> str:
-    return ".".join(str(v) for v in version)
 
 
 def check_tensorrt_version(version: str) -> tuple[int, ...]:

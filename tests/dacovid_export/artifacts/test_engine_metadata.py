@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from dacovid_export.artifacts.info import read_artifact_info
+from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.artifacts.engine_metadata import (
     EngineMetadata,
     check_engine_compatibility,

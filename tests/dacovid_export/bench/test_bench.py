@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from dacovid_export.artifacts.info import read_artifact_info
+from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend
 from dacovid_export.bench.run import (
     DEFAULT_ITERATIONS,

@@ -40,7 +40,8 @@ from dacovid_export.artifacts.engine_metadata import (  # noqa: E402
 from dacovid_export.core.errors import IncompatibleArtifactError, MissingDependencyError, UserInputError  # noqa: E402
 from dacovid_export.core.fileio import sha256_file  # noqa: E402
 from dacovid_export.data.synthetic import synthetic_batch  # noqa: E402
-from dacovid_export.trt.library import import_tensorrt, network_creation_flags, parse_version  # noqa: E402
+from dacovid_export.core.versions import parse_version  # noqa: E402
+from dacovid_export.trt.library import import_tensorrt, network_creation_flags  # noqa: E402
 
 try:
     import_tensorrt()

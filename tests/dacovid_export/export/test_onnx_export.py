@@ -11,7 +11,7 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from dacovid_export.artifacts.info import read_artifact_info
+from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import sha256_file

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from tests.helpers.tiny import TINY_IMAGE_SIZE
-from dacovid_export.core.errors import MissingDependencyError, UserInputError
+from dacovid_export.core.errors import UserInputError
 from dacovid_export.pipeline.run import EMBEDDED_NOTICE, PipelineConfig
 
 SPEC_KEYS = ("artifact", "backend", "precision", "batch", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput_ips")
