@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from dacovid_export.cli.common import handle_errors
-from dacovid_export.export.onnx_export import DEFAULT_CALIB_SIZE, DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, OnnxExportConfig, export_onnx
+from dacovid_export.calibration.convert import DEFAULT_CALIB_SIZE, PrecisionConfig, export_at_precision
+from dacovid_export.export.config import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, OnnxExportConfig
 
 __all__ = ["onnx"]
 
@@ -58,11 +59,18 @@ def onnx(
     the TensorRT parser supports, PAM and CAM as MatMul -> Softmax -> MatMul,
     and ONNX Runtime matching PyTorch at batch 1 and 3.
     """
-    config = OnnxExportConfig(
-        precision=precision,  # type: ignore[arg-type]
+    fp32 = precision == "fp32"
+    # --atol/--rtol judge the written model: against PyTorch for fp32, against the FP32 ONNX for fp16/int8
+    export = OnnxExportConfig(
         opset=opset,
         max_batch=max_batch,
         static_batch=static_batch,
+        seed=seed,
+        atol=atol if fp32 else None,
+        rtol=rtol if fp32 else None,
+    )
+    step = PrecisionConfig(
+        precision=precision,  # type: ignore[arg-type]
         calib_data=calib_data,
         calib_size=calib_size,
         calib_method=calib_method,  # type: ignore[arg-type]
@@ -70,9 +78,9 @@ def onnx(
         validation_data=validation_data,
         seed=seed,
         cache_dir=cache_dir,
-        atol=atol,
-        rtol=rtol,
+        atol=None if fp32 else atol,
+        rtol=None if fp32 else rtol,
     )
-    result = export_onnx(checkpoint, output, config, progress=True)
+    result = export_at_precision(checkpoint, output, export, step, progress=True)
     for line in result.summary_lines():
         click.echo(line)

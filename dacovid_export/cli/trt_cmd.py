@@ -105,9 +105,9 @@ def trt(
         _print_trtexec(model, output, config, int(trt_major) if trt_major else None)
         return
 
-    from dacovid_export.engine.build import build_engine
+    from dacovid_export.engine.make import make_engine
 
-    result = build_engine(
+    result = make_engine(
         model,
         output,
         config,

@@ -2,10 +2,9 @@
 
 Precision lives in the ONNX graph, not in builder flags: an FP16 engine is
 built from the mixed-precision ONNX (AutoCast), an INT8 engine from the Q/DQ
-ONNX. Given an FP32 ONNX and ``precision="fp16"``/``"int8"``, the precision
-step (:func:`dacovid_export.export.onnx_export.convert_precision`) runs first and its
-ONNX is written beside the engine. The builder then parses that ONNX into a
-strongly typed network and sets no precision flag, which is the only mode
+ONNX; :func:`build_engine` builds the ONNX it is given (from an FP32 ONNX,
+:mod:`dacovid_export.engine.make` runs the precision step first and writes its
+ONNX beside the engine). The builder parses the ONNX into a strongly typed network and sets no precision flag, which is the only mode
 TensorRT 11 has and the opt-in mode of TensorRT 10 (see
 :mod:`dacovid_export.trt.library`).
 
@@ -44,6 +43,7 @@ from dacovid_export.core.errors import EngineBuildError, UserInputError
 from dacovid_export.artifacts.outputs import check_outputs, onnx_external_locations
 from dacovid_export.core.fileio import atomic_path, atomic_write_bytes, sha256_file
 from dacovid_export.artifacts.engine_metadata import RTX_DEFAULT_TARGETS, RTX_TARGETS
+from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.trt.library import RUNTIME_CHOICES
 
 if TYPE_CHECKING:
@@ -61,7 +61,9 @@ __all__ = [
     "EngineBuildConfig",
     "EngineBuildResult",
     "build_engine",
+    "check_engine_paths",
     "precision_onnx_path",
+    "prepare_build",
     "trtexec_equivalent",
 ]
 
@@ -216,7 +218,8 @@ def precision_onnx_path(engine_path: str | os.PathLike[str], precision: str) -> 
 # ----------------------------------------------------------------------------- checks before any work
 
 
-def _check_paths(onnx_path: Path, output: Path) -> None:
+def check_engine_paths(onnx_path: Path, output: Path) -> None:
+    """The ONNX input exists and the output is named like an engine."""
     if onnx_path.suffix.lower() != ".onnx":
         raise UserInputError(f"{str(onnx_path)!r} is not an ONNX model (.onnx): make one with 'dacovid-export onnx'")
     if not onnx_path.is_file():
@@ -227,46 +230,6 @@ def _check_paths(onnx_path: Path, output: Path) -> None:
         )
     if output.exists() and output.is_dir():
         raise UserInputError(f"output {str(output)!r} is a folder; give an engine file name")
-
-
-def _check_calib_dir(calib_data: str | os.PathLike[str] | None) -> Path | None:
-    if calib_data is None:
-        return None
-    path = Path(calib_data)
-    if not (path.is_dir() or (path.is_file() and path.suffix.lower() == ".json")):
-        raise UserInputError(
-            f"calibration data {str(path)!r} does not exist or is not a folder of images (or a dacovid-train split.json)"
-        )
-    return path
-
-
-def _resolve_source(
-    info: "ArtifactInfo", onnx_path: Path, output: Path, config: EngineBuildConfig, calib_dir: Path | None
-) -> tuple[Path, bool]:
-    """The ONNX to parse and whether the precision step must make it first."""
-    have, want = info.precision, config.precision
-    if have == want:
-        if calib_dir is not None:
-            raise UserInputError(
-                f"--calib-data is only used to quantize an FP32 ONNX, but {str(onnx_path)!r} is already {have}: drop --calib-data"
-            )
-        return onnx_path, False
-    if have != "fp32":
-        raise UserInputError(
-            f"{str(onnx_path)!r} is a {have} ONNX and can only become a {have} engine (use --{have}); "
-            f"give the FP32 ONNX to build a {want} engine"
-        )
-    if want == "int8" and calib_dir is None:
-        raise UserInputError(
-            f"an INT8 engine from the FP32 ONNX {str(onnx_path)!r} needs calibration images: add --calib-data DIR "
-            "(a class-per-folder tree of training images)"
-        )
-    target = precision_onnx_path(output, want)
-    if target.resolve() == onnx_path.resolve():
-        raise UserInputError(
-            f"the {want} ONNX would be written to {str(target)!r}, which is the input model: choose another -o name"
-        )
-    return target, True
 
 
 # ----------------------------------------------------------------------------- the build
@@ -294,49 +257,67 @@ def build_engine(
     output: str | os.PathLike[str],
     config: EngineBuildConfig,
     *,
-    calib_data: str | os.PathLike[str] | None = None,
-    calib_size: int | None = None,
-    calib_method: str | None = None,
-    seed: int = 0,
-    cache_dir: str | os.PathLike[str] | None = None,
-    min_agreement: float | None = None,
-    validation_data: str | os.PathLike[str] | None = None,
     device: str = "cuda",
     log: Log | None = None,
     progress: bool = True,
+    converted_from: str | os.PathLike[str] | None = None,
+    precision_seconds: float | None = None,
 ) -> EngineBuildResult:
-    """Build ``output`` (and ``<output>.json``) from ``onnx_path`` as ``config`` says.
+    """Build ``output`` (and ``<output>.json``) from ``onnx_path``, an ONNX model of ``config.precision``.
 
-    ``calib_data``/``calib_size``/``calib_method``/``seed``/``cache_dir`` and the INT8
-    accuracy guard's ``min_agreement``/``validation_data`` go to the
-    precision step when an FP32 ONNX must become FP16 or INT8 (``None`` leaves
-    that step's own default). ``log`` receives one line per phase and TensorRT's
-    warnings; ``progress`` draws TensorRT's build phases as tqdm bars on stderr.
+    The engine's precision is the ONNX graph's (strongly typed): an FP32 ONNX
+    builds an FP32 engine only. To build FP16/INT8 from an FP32 ONNX, run the
+    precision step first (:func:`dacovid_export.engine.make.make_engine` does
+    both). ``converted_from``/``precision_seconds``: the FP32 ONNX this one was
+    made from and how long that took, recorded in the result and the sidecar.
+    ``log`` receives one line per phase and TensorRT's warnings; ``progress``
+    draws TensorRT's build phases as tqdm bars on stderr.
 
     Raises :class:`UserInputError` for bad paths or options,
     :class:`MissingDependencyError` without the runtime's library (or, for
     TensorRT, without a GPU), and :class:`EngineBuildError` when TensorRT rejects
     the model.
     """
-    from dacovid_export.trt.library import cuda_visible, gpu_info, import_runtime, resolve_runtime
-
     onnx_path, output = Path(onnx_path), Path(output)
     if not isinstance(config, EngineBuildConfig):
         raise UserInputError(f"config must be an EngineBuildConfig, got {type(config).__name__}")
-    # every user error first (paths, metadata, precision, calibration), then the environment, then slow work
-    _check_paths(onnx_path, output)
-    calib_dir = _check_calib_dir(calib_data)
-    check_outputs(inputs=[onnx_path, calib_dir], files={"output": output, "--timing-cache": config.timing_cache})
-    from dacovid_export.artifacts.onnx_metadata import read_onnx_info
-
+    # every user error first (paths, metadata, precision), then the environment, then slow work
+    check_engine_paths(onnx_path, output)
+    check_outputs(inputs=[onnx_path], files={"output": output, "--timing-cache": config.timing_cache})
     info = read_onnx_info(onnx_path)
-    source, convert = _resolve_source(info, onnx_path, output, config, calib_dir)
+    if info.precision != config.precision:
+        raise UserInputError(
+            f"{str(onnx_path)!r} is a {info.precision} ONNX; an engine has the precision of its ONNX graph, so it "
+            f"builds a {info.precision} engine only (use --{info.precision}), or make the {config.precision} ONNX "
+            "first from the FP32 one ('dacovid-export trt' does that when given the FP32 ONNX)"
+        )
+    trt, runtime, why, gpu = prepare_build(config, device)
+    if log is not None:
+        log(f"runtime: {runtime} {trt.__version__} ({why})")
+    phases = _Phases(log)
+    if precision_seconds is not None:
+        phases.seconds["precision"] = precision_seconds
+    converted = None if converted_from is None else onnx_path
+    if gpu is None:
+        result = _build_on_device(trt, gpu, info, onnx_path, converted, output, config, phases, log, progress)
+    else:
+        import torch
+
+        with torch.cuda.device(gpu.index):
+            result = _build_on_device(trt, gpu, info, onnx_path, converted, output, config, phases, log, progress)
+    return dataclasses.replace(result, runtime_reason=why)
+
+
+def prepare_build(config: EngineBuildConfig, device: str = "cuda") -> tuple["ModuleType", str, str, "GpuInfo | None"]:
+    """The runtime ``config`` builds with, its library, why it was chosen, and the build GPU (``None``: none needed).
+
+    Raises the environment's errors (library missing, option the runtime lacks, GPU too old) before any slow work.
+    """
+    from dacovid_export.trt.library import cuda_visible, gpu_info, import_runtime, resolve_runtime
 
     runtime, why = resolve_runtime(config.runtime)
     config.check_runtime(runtime, why)
     trt = import_runtime(runtime)
-    if log is not None:
-        log(f"runtime: {runtime} {trt.__version__} ({why})")
     # TensorRT builds on the GPU it targets; TensorRT-RTX needs one only to load the engine it built
     gpu = gpu_info(device) if runtime == "tensorrt" or cuda_visible() else None
     if config.hardware_compatible and gpu is not None and gpu.compute_capability < (8, 0):
@@ -344,56 +325,7 @@ def build_engine(
             f"--hardware-compatible (ampere+) engines must be built on a GPU of compute capability >= 8.0, "
             f"but {gpu.name} is {gpu.compute_capability_str}: build without it"
         )
-
-    phases = _Phases(log)
-    converted: Path | None = None
-    if convert:
-        with phases.phase("precision", f"{onnx_path.name} -> {source.name} ({config.precision})"):
-            _run_precision_step(
-                onnx_path, source, config.precision, calib_dir, calib_size, calib_method, seed, cache_dir, progress,
-                {"min_agreement": min_agreement, "validation_data": validation_data},
-            )
-        converted = source
-        info = read_onnx_info(source)
-        if info.precision != config.precision:
-            raise EngineBuildError(
-                f"the precision step wrote {str(source)!r} marked {info.precision!r}, not {config.precision!r}; "
-                "this is a bug in the precision step"
-            )
-
-    if gpu is None:
-        result = _build_on_device(trt, gpu, info, source, converted, output, config, phases, log, progress)
-    else:
-        import torch
-
-        with torch.cuda.device(gpu.index):
-            result = _build_on_device(trt, gpu, info, source, converted, output, config, phases, log, progress)
-    return dataclasses.replace(result, runtime_reason=why)
-
-
-def _run_precision_step(
-    fp32_onnx: Path,
-    target: Path,
-    precision: str,
-    calib_dir: Path | None,
-    calib_size: int | None,
-    calib_method: str | None,
-    seed: int,
-    cache_dir: str | os.PathLike[str] | None,
-    progress: bool,
-    guard: dict[str, Any] | None = None,
-) -> None:
-    from dacovid_export.export.onnx_export import convert_precision
-
-    options: dict[str, Any] = {"precision": precision, "calib_data": calib_dir, "seed": seed, "progress": progress}
-    if calib_size is not None:
-        options["calib_size"] = calib_size
-    if calib_method is not None:
-        options["calib_method"] = calib_method
-    if cache_dir is not None:
-        options["cache_dir"] = Path(cache_dir)
-    options.update({k: v for k, v in (guard or {}).items() if v is not None})
-    convert_precision(fp32_onnx, target, **options)
+    return trt, runtime, why, gpu
 
 
 def _build_on_device(
@@ -780,13 +712,12 @@ def trtexec_equivalent(
     command names the ONNX that the precision step writes (trtexec has no such
     step), see :func:`precision_onnx_path`.
     """
-    from dacovid_export.artifacts.onnx_metadata import read_onnx_info
     from dacovid_export.core.versions import parse_version
     from dacovid_export.trt.library import installed_tensorrt_version
     from dacovid_export.engine.trtexec import TRTEXEC_MAJORS
 
     onnx_path, output = Path(onnx_path), Path(output)
-    _check_paths(onnx_path, output)
+    check_engine_paths(onnx_path, output)
     info = read_onnx_info(onnx_path)
     have, want = info.precision, config.precision
     if have == want:

@@ -150,7 +150,7 @@ class PipelineConfig:
             raise UserInputError(f"model options {options}: {exc}") from exc
         object.__setattr__(self, "model_options", options)
         if self.calib_size is not None:
-            from dacovid_export.export.onnx_export import MIN_CALIB_SIZE
+            from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES as MIN_CALIB_SIZE
 
             if isinstance(self.calib_size, bool) or not isinstance(self.calib_size, int) or self.calib_size < MIN_CALIB_SIZE:
                 raise UserInputError(f"calib_size={self.calib_size!r}: give an integer >= {MIN_CALIB_SIZE}")
@@ -309,7 +309,9 @@ def _failure(step: str, exc: DacovidError) -> dict[str, str]:
 
 def run_pipeline(config: PipelineConfig) -> PipelineResult:
     """Checkpoint (or the embedded default) -> ONNX FP32/FP16/INT8 -> engines -> parity -> latency -> report."""
-    from dacovid_export.export.onnx_export import OnnxExportConfig, convert_precision, export_onnx
+    from dacovid_export.calibration.convert import convert_precision
+    from dacovid_export.export.config import OnnxExportConfig
+    from dacovid_export.export.onnx_export import export_onnx
 
     t_start = time.perf_counter()
     out = config.out
@@ -712,7 +714,7 @@ def _write_reports(
             md += ["", f"{precision.upper()} model: {len(nodes)} node(s) kept in FP32: {shown or 'none'}"]
             guard = export[precision].get("int8_guard")
             if guard:
-                from dacovid_export.export.onnx_export import guard_summary_lines
+                from dacovid_export.calibration.convert import guard_summary_lines
 
                 md += ["", *(f"- {line}" for line in guard_summary_lines(guard))]
     built = [(p, export[f"engine_{p}"]) for p in ("fp32", "fp16", "int8") if f"engine_{p}" in export]

@@ -13,7 +13,7 @@ from tests.helpers.precision import export_fp32_onnx
 
 
 @pytest.fixture(scope="session")
-def tiny_fp32_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def plain_fp32_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return export_fp32_onnx(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
 
 

@@ -22,7 +22,8 @@ from dacovid_export.export.checks import (
     run_structural_checks,
     validate_model,
 )
-from dacovid_export.export.onnx_export import convert_precision, sample_batch
+from dacovid_export.calibration.convert import PrecisionConfig, convert_precision
+from dacovid_export.export.onnx_export import sample_batch
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
 
 
@@ -122,3 +123,37 @@ def test_convert_precision_from_fp32_onnx(tmp_path: Path, tiny_fp32_onnx: Path) 
     assert (info.min_batch, info.max_batch) == (1, None)
     assert info.extra["parent_sha256"] == sha256_file(tiny_fp32_onnx)
     assert "calibration" not in read_metadata(out)
+
+
+def test_convert_precision_rejects_bad_sources(tmp_path: Path, tiny_fp32_onnx: Path) -> None:
+    corrupt = tmp_path / "corrupt.onnx"
+    corrupt.write_bytes(b"\x08\x07garbage" * 100)
+    with pytest.raises(UserInputError):
+        convert_precision(corrupt, tmp_path / "out.onnx", precision="fp16")
+    with pytest.raises(UserInputError, match="'fp16' or 'int8'"):
+        convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", precision="fp32")  # type: ignore[arg-type]
+    with pytest.raises(UserInputError, match="needs calibration images"):
+        convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", precision="int8")
+    assert not (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"precision": "bf16"}, "precision='bf16'"),
+        ({"precision": "int8"}, "needs calibration images"),
+        ({"calib_size": 64}, "fp32"),
+        ({"precision": "fp16", "calib_method": "max"}, "INT8 option"),
+        ({"precision": "int8", "calib_data": "missing-dir"}, "is neither a directory"),
+        ({"rtol": -1.0}, "rtol=-1.0"),
+        ({"seed": -3}, "seed=-3"),
+    ],
+)
+def test_config_rejects_bad_options(kwargs: dict, message: str) -> None:
+    with pytest.raises(UserInputError, match=message):
+        PrecisionConfig(**kwargs)
+
+
+def test_config_calibration_size_minimum(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="calib_size=4"):
+        PrecisionConfig(precision="int8", calib_data=tmp_path, calib_size=4)

@@ -25,6 +25,7 @@ if not torch.cuda.is_available():
 from click.testing import CliRunner  # noqa: E402
 
 from dacovid_export.cli.main import cli  # noqa: E402
+from dacovid_export.engine.make import make_engine  # noqa: E402
 from dacovid_export.engine.build import (  # noqa: E402
     EngineBuildConfig,
     EngineBuildError,
@@ -68,7 +69,7 @@ def engines(trained_onnx: Path, synthetic_dir: Path, tmp_path_factory: pytest.Te
     built = {}
     for precision in ("fp16", "int8"):
         config = EngineBuildConfig(precision=precision, max_batch=4, opt_batch=2, workspace_gib=1, timing_cache=cache)
-        built[precision] = build_engine(
+        built[precision] = make_engine(
             trained_onnx,
             out / f"trained.{precision}.engine",
             config,

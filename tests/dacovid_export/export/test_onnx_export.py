@@ -17,13 +17,8 @@ from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import sha256_file
 from dacovid_export.model import load_checkpoint
 from dacovid_export.export.checks import onnxruntime_session, run_onnxruntime
-from dacovid_export.export.onnx_export import (
-    DEFAULT_OPSET,
-    OnnxExportConfig,
-    convert_precision,
-    export_onnx,
-    sample_batch,
-)
+from dacovid_export.export.config import DEFAULT_OPSET, OnnxExportConfig
+from dacovid_export.export.onnx_export import export_onnx, sample_batch
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
 from dacovid_export.data.preprocessing import Preprocessing
 
@@ -118,18 +113,6 @@ def test_read_onnx_info_rejects_corrupt_and_foreign_files(tmp_path: Path, tiny_f
         read_onnx_info(foreign)
 
 
-def test_convert_precision_rejects_bad_sources(tmp_path: Path, tiny_fp32_onnx: Path) -> None:
-    corrupt = tmp_path / "corrupt.onnx"
-    corrupt.write_bytes(b"\x08\x07garbage" * 100)
-    with pytest.raises(UserInputError):
-        convert_precision(corrupt, tmp_path / "out.onnx", precision="fp16")
-    with pytest.raises(UserInputError, match="'fp16' or 'int8'"):
-        convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", precision="fp32")  # type: ignore[arg-type]
-    with pytest.raises(UserInputError, match="needs calibration images"):
-        convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", precision="int8")
-    assert not (tmp_path / "out.onnx").exists()
-
-
 # --- configuration ----------------------------------------------------------------------------
 
 
@@ -139,11 +122,6 @@ def test_convert_precision_rejects_bad_sources(tmp_path: Path, tiny_fp32_onnx: P
         ({"opset": 18}, "opset=18"),
         ({"opset": 25}, "opset=25"),
         ({"max_batch": 0}, "max_batch=0"),
-        ({"precision": "bf16"}, "precision='bf16'"),
-        ({"precision": "int8"}, "needs calibration images"),
-        ({"calib_size": 64}, "fp32"),
-        ({"precision": "fp16", "calib_method": "max"}, "INT8 option"),
-        ({"precision": "int8", "calib_data": "missing-dir"}, "is neither a directory"),
         ({"rtol": -1.0}, "rtol=-1.0"),
         ({"seed": -3}, "seed=-3"),
     ],
@@ -151,11 +129,6 @@ def test_convert_precision_rejects_bad_sources(tmp_path: Path, tiny_fp32_onnx: P
 def test_config_rejects_bad_options(kwargs: dict, message: str) -> None:
     with pytest.raises(UserInputError, match=message):
         OnnxExportConfig(**kwargs)
-
-
-def test_config_calibration_size_minimum(tmp_path: Path) -> None:
-    with pytest.raises(UserInputError, match="calib_size=4"):
-        OnnxExportConfig(precision="int8", calib_data=tmp_path, calib_size=4)
 
 
 def test_config_batches() -> None:

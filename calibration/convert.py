@@ -1,0 +1,459 @@
+"""The precision step: an FP32 ONNX model made by this tool -> a self-checked FP16 or INT8 one.
+
+FP16 is Model Optimizer AutoCast with the attention kept FP32 (:mod:`.fp16`);
+INT8 is explicit Q/DQ under the accuracy guard (:mod:`.guard`). The result
+carries the FP32 file's metadata (classes, preprocessing, checkpoint checksum)
+plus what the step did, passes the structural checks of its precision, and is
+compared with the FP32 model in ONNX Runtime before it is written.
+:func:`export_at_precision` is the whole ``dacovid-export onnx`` command:
+the FP32 export, then this step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from dacovid_export.artifacts.info import PRECISIONS
+from dacovid_export.artifacts.onnx_metadata import info_from_model, load_onnx, metadata_of, read_onnx_info, write_metadata
+from dacovid_export.calibration.data import (
+    MAX_VALIDATION_IMAGES,
+    MIN_CALIBRATION_IMAGES,
+    find_calibration_images,
+    load_calibration_set,
+    load_validation_set,
+    split_calibration_set,
+)
+from dacovid_export.calibration.fp16 import convert_fp16
+from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT, GuardConfig, guarded_quantize_int8
+from dacovid_export.calibration.int8 import CALIBRATION_METHODS
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.fileio import scratch_dir, sha256_file
+from dacovid_export.core.progress import StepProgress
+from dacovid_export.core.versions import package_versions
+from dacovid_export.data.preprocessing import Preprocessing
+from dacovid_export.export.checks import (
+    NumericComparison,
+    check_numeric,
+    compare_logits,
+    onnxruntime_session,
+    run_onnxruntime,
+    run_structural_checks,
+    validate_model,
+)
+from dacovid_export.export.config import DEFAULT_TOLERANCES, MAX_OPSET, MIN_OPSET, OnnxExportConfig
+from dacovid_export.export.files import check_onnx_output, publish, save_onnx
+from dacovid_export.export.onnx_export import export_onnx, sample_batch
+from dacovid_export.export.result import OnnxExportResult, written_result
+
+__all__ = [
+    "DEFAULT_CALIB_SIZE",
+    "PrecisionConfig",
+    "convert_precision",
+    "export_at_precision",
+    "guard_summary_lines",
+]
+
+DEFAULT_CALIB_SIZE = 256
+_VERIFY_BATCHES = (1, 3)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionConfig:
+    """Options of the precision step, validated on construction.
+
+    ``precision`` ``"fp32"`` means no precision step (then no calibration
+    option may be given). ``calib_size``/``calib_method``: ``None`` means the
+    default (256, every method the guard tries); they may only be given with a
+    precision that uses them. ``atol``/``rtol``: the self-check against the FP32
+    model; ``None`` means :data:`DEFAULT_TOLERANCES` of the precision.
+    """
+
+    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    calib_data: Path | None = None
+    calib_size: int | None = None
+    calib_method: Literal["entropy", "max"] | None = None
+    seed: int = 0
+    cache_dir: Path | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    min_agreement: float | None = None
+    validation_data: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UserInputError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UserInputError(f"seed={self.seed!r}: need an integer >= 0")
+        for name in ("atol", "rtol"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
+                raise UserInputError(f"{name}={value!r}: need a finite number >= 0")
+        for name in ("calib_data", "cache_dir", "validation_data"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+        self._validate_calibration()
+        self._validate_guard()
+
+    def _validate_guard(self) -> None:
+        given = [n for n in ("min_agreement", "validation_data") if getattr(self, n) is not None]
+        if given and self.precision != "int8":
+            raise UserInputError(
+                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an INT8 option"
+            )
+        if self.precision == "int8":
+            self.guard_config()  # GuardConfig is the one home of the guard's option rules (min_agreement in 0..1)
+        data = self.validation_data
+        if data is not None and not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".json")):
+            raise UserInputError(
+                f"validation data {str(data)!r} is neither a directory nor a dacovid-train split.json (its held-out part)"
+            )
+
+    def _validate_calibration(self) -> None:
+        if self.calib_size is not None and (
+            isinstance(self.calib_size, bool) or not isinstance(self.calib_size, int) or self.calib_size < MIN_CALIBRATION_IMAGES
+        ):
+            raise UserInputError(f"calib_size={self.calib_size!r}: need an integer >= {MIN_CALIBRATION_IMAGES}")
+        if self.calib_method is not None and self.calib_method not in ("entropy", "max"):
+            raise UserInputError(f"calib_method={self.calib_method!r}: choose 'entropy' or 'max'")
+        if self.precision == "fp32":
+            given = [n for n in ("calib_data", "calib_size", "calib_method") if getattr(self, n) is not None]
+            if given:
+                raise UserInputError(
+                    f"{', '.join(given)} given with precision 'fp32': calibration is used by fp16/int8 only; "
+                    "drop the option or pick --precision fp16/int8"
+                )
+        if self.precision == "fp16" and self.calib_method is not None:
+            raise UserInputError(
+                "calib_method is an INT8 option; FP16 uses calibration images only for its range check (--calib-data)"
+            )
+        if self.precision == "int8" and self.calib_data is None:
+            raise UserInputError(
+                "precision 'int8' needs calibration images: pass --calib-data DIR (class folders or a flat folder of "
+                "images like those the model will see)"
+            )
+        if self.calib_data is not None and not (
+            self.calib_data.is_dir() or (self.calib_data.is_file() and self.calib_data.suffix.lower() == ".json")
+        ):
+            raise UserInputError(
+                f"calibration data {str(self.calib_data)!r} is neither a directory nor a dacovid-train split.json"
+            )
+        if self.cache_dir is not None and self.cache_dir.exists() and not self.cache_dir.is_dir():
+            raise UserInputError(f"cache_dir {str(self.cache_dir)!r} exists and is not a directory")
+
+    @property
+    def effective_calib_size(self) -> int:
+        return self.calib_size if self.calib_size is not None else DEFAULT_CALIB_SIZE
+
+    @property
+    def effective_calib_method(self) -> str:
+        return self.calib_method or "entropy"
+
+    def guard_config(self) -> GuardConfig:
+        """The INT8 accuracy guard's options: every calibration method unless one was chosen."""
+        return GuardConfig(
+            min_agreement=DEFAULT_MIN_AGREEMENT if self.min_agreement is None else self.min_agreement,
+            methods=(self.calib_method,) if self.calib_method is not None else CALIBRATION_METHODS,
+        )
+
+    @property
+    def tolerance(self) -> tuple[float, float]:
+        """(atol, rtol) of the numeric self-check against the FP32 model."""
+        atol, rtol = DEFAULT_TOLERANCES[self.precision]
+        return (atol if self.atol is None else float(self.atol), rtol if self.rtol is None else float(self.rtol))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for name in ("calib_data", "cache_dir", "validation_data"):
+            out[name] = None if out[name] is None else str(out[name])
+        return out
+
+
+@dataclasses.dataclass(frozen=True)
+class Batch:
+    """The FP32 model's batch dimension, which the precision step keeps: fixed, or dynamic with a hint."""
+
+    opset: int
+    max_batch: int | None  # fixed batch size; None = dynamic
+    suggested_max_batch: int | None = None
+
+    def verify_batches(self) -> tuple[int, ...]:
+        if self.max_batch is not None:
+            return (self.max_batch,)
+        cap = self.suggested_max_batch or max(_VERIFY_BATCHES)
+        return tuple(sorted({min(b, cap) for b in _VERIFY_BATCHES}))
+
+
+def export_at_precision(
+    checkpoint: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    export: OnnxExportConfig = OnnxExportConfig(),
+    precision: PrecisionConfig = PrecisionConfig(),
+    *,
+    progress: bool = False,
+) -> OnnxExportResult:
+    """``dacovid-export onnx``: the FP32 export, then (for FP16/INT8) the precision step into ``output``.
+
+    Every input and option is checked before the FP32 export starts (a wrong
+    calibration folder is found now, not after minutes of export).
+    """
+    if precision.precision == "fp32":
+        return export_onnx(checkpoint, output, export, progress=progress)
+    output = _check_precision_output(output, checkpoint, precision)
+    with scratch_dir(output) as scratch:
+        fp32 = export_onnx(checkpoint, scratch / "model.fp32.onnx", export, progress=progress)
+        step = convert_precision(fp32.path, output, **_options(precision), progress=progress)
+    timings = {**{k: v for k, v in fp32.timings.items() if k != "total"}, **{k: v for k, v in step.timings.items() if k != "total"}}
+    return dataclasses.replace(
+        step,
+        verification={**fp32.verification, **step.verification},
+        timings={**timings, "total": sum(timings.values())},
+    )
+
+
+def _options(config: PrecisionConfig) -> dict[str, Any]:
+    """``config`` as :func:`convert_precision`'s keyword arguments."""
+    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+
+def _check_precision_output(output: str | os.PathLike[str], source: str | os.PathLike[str], config: PrecisionConfig) -> Path:
+    """Before any work: the output, that it destroys no input, and the calibration images."""
+    output = check_onnx_output(output, inputs=[source, config.calib_data], folders={"--cache-dir": config.cache_dir})
+    if config.calib_data is not None:
+        # an empty or too small calibration set is found now, not after minutes of work;
+        # the INT8 guard without --validation-data holds out part of it: that must leave enough on both sides
+        find_calibration_images(config.calib_data, split=config.precision == "int8" and config.validation_data is None)
+    return output
+
+
+def convert_precision(
+    fp32_onnx: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    precision: Literal["fp16", "int8"],
+    calib_data: str | os.PathLike[str] | None = None,
+    calib_size: int | None = None,
+    calib_method: Literal["entropy", "max"] | None = None,
+    seed: int = 0,
+    cache_dir: str | os.PathLike[str] | None = None,
+    atol: float | None = None,
+    rtol: float | None = None,
+    min_agreement: float | None = None,
+    validation_data: str | os.PathLike[str] | None = None,
+    progress: bool = False,
+) -> OnnxExportResult:
+    """Turn an FP32 ONNX model written by this tool into an FP16 or INT8 one at ``output``.
+
+    INT8 is accuracy-guarded (:mod:`dacovid_export.calibration.guard`): it must agree with
+    the FP32 model on ``min_agreement`` (default 0.99) of validation images calibration never
+    saw (``validation_data``, or by default a seeded, stratified part of ``calib_data``),
+    taking the costliest nodes out of INT8 if needed, or nothing is written.
+
+    The metadata (classes, preprocessing, checkpoint checksum) comes from the
+    FP32 file. The result gets the structural checks that apply to its precision
+    and is compared with the FP32 model in ONNX Runtime, on the calibration
+    images when given, on seeded synthetic inputs otherwise.
+    """
+    if precision not in ("fp16", "int8"):
+        raise UserInputError(f"precision={precision!r}: convert_precision makes 'fp16' or 'int8' models")
+    info = read_onnx_info(fp32_onnx)
+    if info.precision != "fp32":
+        raise UserInputError(
+            f"{str(fp32_onnx)!r} is a {info.precision} model; the precision step starts from the FP32 export"
+        )
+    opset = info.extra.get("opset")
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UserInputError(
+            f"{str(fp32_onnx)!r} uses opset {opset}; the precision step needs {MIN_OPSET}..{MAX_OPSET}: re-export it"
+        )
+    config = PrecisionConfig(
+        precision=precision,
+        calib_data=None if calib_data is None else Path(calib_data),
+        calib_size=calib_size,
+        calib_method=calib_method,
+        seed=seed,
+        cache_dir=None if cache_dir is None else Path(cache_dir),
+        atol=atol,
+        rtol=rtol,
+        min_agreement=min_agreement,
+        validation_data=None if validation_data is None else Path(validation_data),
+    )
+    batch = Batch(opset=opset, max_batch=info.max_batch, suggested_max_batch=info.extra.get("suggested_max_batch"))
+    output = _check_precision_output(output, fp32_onnx, config)
+    with StepProgress(progress, total=3) as steps:
+        return _convert(Path(fp32_onnx), output, config, batch, steps)
+
+
+def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batch: "Batch", steps: StepProgress) -> OnnxExportResult:
+    fp32_proto = load_onnx(fp32_path)
+    info = info_from_model(fp32_proto, fp32_path)
+    fp32_meta = metadata_of(fp32_proto)
+    del fp32_proto  # up to ~170 MB of weights; the tools below read the file themselves
+    timings: dict[str, float] = {}
+    steps.start(f"{config.precision} conversion")
+    calibration = validation = None
+    if config.precision == "int8" and config.calib_data is not None:
+        calibration, validation = _int8_image_sets(config, info.preprocessing)
+    elif config.calib_data is not None:
+        calibration = load_calibration_set(
+            config.calib_data, info.preprocessing, size=config.effective_calib_size, seed=config.seed
+        )
+    with scratch_dir(output) as scratch:
+        raw = scratch / f"model.{config.precision}.raw.onnx"
+        final = scratch / f"model.{config.precision}.onnx"
+        if config.precision == "fp16":
+            step = convert_fp16(fp32_path, raw, calibration=None if calibration is None else calibration.array)
+        else:
+            step = guarded_quantize_int8(
+                fp32_path,
+                raw,
+                calibration=calibration,
+                validation=validation,
+                config=config.guard_config(),
+                cache_dir=config.cache_dir,
+                progress=steps.enabled,
+            )
+        proto = load_onnx(raw)
+        # the precision tools write a plain ONNX file: stamp our metadata again
+        write_metadata(proto, _precision_metadata(fp32_path, fp32_meta, config, step, calibration))
+        save_onnx(proto, final)
+        del proto
+        timings["precision"] = steps.elapsed()
+
+        steps.start(f"{config.precision} graph checks")
+        report = run_structural_checks(validate_model(final), precision=config.precision, path=final)
+        timings["precision_checks"] = steps.elapsed()
+
+        steps.start(f"onnxruntime {config.precision} vs fp32")
+        comparisons = _verify_against_onnx(fp32_path, final, info.preprocessing, config, batch, calibration)
+        timings["precision_verification"] = steps.elapsed()
+        check_numeric(comparisons, f"ONNX Runtime {config.precision.upper()} against the FP32 model")
+        publish(final, output)
+    details = {
+        "seconds": float(step.seconds),
+        "cache_hit": bool(step.cache_hit),
+        **dict(step.details),
+    }
+    guard = details.get("guard")
+    return written_result(
+        output,
+        info.max_batch,
+        report,
+        {f"onnxruntime {config.precision} vs onnxruntime fp32": comparisons},
+        tuple(step.fp32_nodes),
+        timings,
+        details,
+        notes=tuple(guard_summary_lines(guard)) if guard else (),
+    )
+
+
+def _precision_metadata(
+    fp32_path: Path, fp32_meta: Mapping[str, str], config: PrecisionConfig, step: Any, calibration: Any
+) -> dict[str, Any]:
+    meta: dict[str, Any] = dict(fp32_meta)
+    producer = json.loads(meta.get("producer", "{}"))
+    producer["precision_step"] = f"dacovid_export.calibration ({config.precision}, nvidia-modelopt)"
+    versions = package_versions()
+    meta.update(
+        {
+            "precision": config.precision,
+            "fp32_nodes": list(step.fp32_nodes),
+            "parent_sha256": sha256_file(fp32_path),
+            "producer": producer,
+            "versions": versions,
+        }
+    )
+    if calibration is not None:
+        meta["calibration"] = {
+            **calibration.describe(),
+            "method": step.details.get("method") if config.precision == "int8" else None,
+        }
+    if "guard" in step.details:
+        # the accuracy guard's verdict travels with the model: method, nodes out of INT8, agreement before/after
+        meta["int8_guard"] = step.details["guard"]
+    return meta
+
+
+def _int8_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:
+    """Calibration and validation images for the guarded INT8 step; never the same image in both."""
+    from dacovid_export.calibration.data import (
+        MAX_VALIDATION_IMAGES,
+        load_calibration_set,
+        load_validation_set,
+        split_calibration_set,
+    )
+
+    if config.calib_data is None:
+        raise UserInputError("precision 'int8' needs calibration images: pass --calib-data DIR")
+    if config.validation_data is None:
+        return split_calibration_set(
+            config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed
+        )
+    calibration = load_calibration_set(config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed)
+    validation = load_validation_set(config.validation_data, preprocessing, size=MAX_VALIDATION_IMAGES, seed=config.seed)
+    return calibration, validation
+
+
+def _int8_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:
+    """Calibration and validation images for the guarded INT8 step; never the same image in both."""
+    if config.calib_data is None:
+        raise UserInputError("precision 'int8' needs calibration images: pass --calib-data DIR")
+    if config.validation_data is None:
+        return split_calibration_set(
+            config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed
+        )
+    calibration = load_calibration_set(config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed)
+    validation = load_validation_set(config.validation_data, preprocessing, size=MAX_VALIDATION_IMAGES, seed=config.seed)
+    return calibration, validation
+
+
+def guard_summary_lines(guard: Mapping[str, Any]) -> list[str]:
+    """Report lines of an INT8 accuracy guard record (``int8_guard`` metadata / ``precision_details["guard"]``)."""
+    before, after = guard["before"], guard["after"]
+    excluded = guard.get("excluded_nodes", [])
+    shown = ", ".join(f"{n['label']} ({n['dtype']})" for n in excluded[:10]) + (
+        f", ... ({len(excluded)} in all)" if len(excluded) > 10 else ""
+    )
+    return [
+        f"INT8 guard: {guard['method']} calibration; agreement with FP32 on {after['images']} validation images "
+        f"{before['agreement']:.2%} -> {after['agreement']:.2%} (target {guard['target_agreement']:.2%}); "
+        f"|Δlogit| median {before['median_abs_dlogit']:.3g} -> {after['median_abs_dlogit']:.3g}, "
+        f"max {before['max_abs_dlogit']:.3g} -> {after['max_abs_dlogit']:.3g}",
+        f"INT8 guard: validation images: {guard['validation'].get('source')}",
+        f"INT8 guard: convolutions left INT8 {guard['int8_convs']}/{guard['convs']} ({guard['int8_conv_share']:.1%}); "
+        f"out of INT8: {shown or 'none'}; {guard['seconds']:.1f}s",
+        *(
+            [f"INT8 guard: under OpenVINO (CPU, FP32 set around INT8): agreement {ov['agreement']:.2%}, "
+             f"|Δlogit| median {ov['median_abs_dlogit']:.3g} max {ov['max_abs_dlogit']:.3g}"]
+            if (ov := guard.get("after_openvino"))
+            else []
+        ),
+    ]
+
+
+def _verify_against_onnx(
+    fp32_path: Path, candidate: Path, preprocessing: Preprocessing, config: PrecisionConfig, batch: "Batch", calibration: Any
+) -> tuple[NumericComparison, ...]:
+    atol, rtol = config.tolerance
+    reference_session = onnxruntime_session(fp32_path)
+    candidate_session = onnxruntime_session(candidate)
+    out = []
+    start = 0
+    for i, n in enumerate(batch.verify_batches()):
+        if calibration is not None and len(calibration.array) >= start + n:
+            # real images where we have them (each batch its own), judged on the data the step was calibrated for
+            images = np.ascontiguousarray(calibration.array[start : start + n], dtype=np.float32)
+            start += n
+        else:
+            images = sample_batch(preprocessing, n, seed=config.seed + i)
+        reference = run_onnxruntime(reference_session, images)
+        out.append(compare_logits(reference, run_onnxruntime(candidate_session, images), atol=atol, rtol=rtol))
+    return tuple(out)

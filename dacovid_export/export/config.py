@@ -1,0 +1,100 @@
+"""Options of the FP32 export, validated on construction, and the self-check tolerances of every precision."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from dacovid_export.core.errors import UserInputError
+
+__all__ = [
+    "Precision",
+    "DEFAULT_OPSET",
+    "MIN_OPSET",
+    "MAX_OPSET",
+    "DEFAULT_TOLERANCES",
+    "OnnxExportConfig",
+]
+
+Precision = Literal["fp32", "fp16", "int8"]
+
+# Opset 20: read by the TensorRT 10.x/11.x parsers (9..24) and ONNX Runtime 1.24,
+# and above the minimum of Model Optimizer 0.47's INT8 path (19), so the precision
+# step never has to up-convert the graph (modelopt/onnx/quantization/quantize.py).
+DEFAULT_OPSET = 20
+MIN_OPSET = 19
+MAX_OPSET = 24
+_MAX_BATCH_LIMIT = 4096
+_VERIFY_BATCHES = (1, 3)
+_TWO_GB = 2**31
+
+# (atol, rtol) of the numeric self-check: allowed max |diff| = atol + rtol * max|reference logit|.
+# FP32: ORT vs PyTorch differ by reordered float sums only (8e-5 on logits of ~30 measured).
+# FP16/INT8: against the FP32 ONNX model; loose enough for honest rounding, tight enough
+# to catch an attention overflow (which changed logits by ~70% of their scale, docs/design.md section 4).
+DEFAULT_TOLERANCES: Mapping[str, tuple[float, float]] = {
+    "fp32": (1e-4, 1e-3),
+    "fp16": (1e-3, 5e-2),
+    "int8": (1e-2, 2.5e-1),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxExportConfig:
+    """Options of :func:`export_onnx`, validated on construction.
+
+    ``max_batch``: with ``static_batch`` the fixed batch size (1 when unset);
+    with a dynamic batch a hint stored as ``suggested_max_batch`` for engine
+    profiles, and the cap of the self-check's batch sizes.
+    ``atol``/``rtol``: the self-check against PyTorch; ``None`` means
+    :data:`DEFAULT_TOLERANCES` ``["fp32"]``. FP16/INT8 options are the precision
+    step's (:class:`dacovid_export.calibration.convert.PrecisionConfig`).
+    """
+
+    opset: int = DEFAULT_OPSET
+    max_batch: int | None = None
+    static_batch: bool = False
+    seed: int = 0
+    atol: float | None = None
+    rtol: float | None = None
+
+    def __post_init__(self) -> None:
+        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= MAX_OPSET:
+            raise UserInputError(
+                f"opset={self.opset!r}: choose {MIN_OPSET}..{MAX_OPSET} (TensorRT's parser reads up to {MAX_OPSET}; "
+                f"Model Optimizer's INT8 step needs >= {MIN_OPSET}); the default is {DEFAULT_OPSET}"
+            )
+        if self.max_batch is not None and (
+            isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or not 1 <= self.max_batch <= _MAX_BATCH_LIMIT
+        ):
+            raise UserInputError(f"max_batch={self.max_batch!r}: need an integer in 1..{_MAX_BATCH_LIMIT}")
+        if not isinstance(self.static_batch, bool):
+            raise UserInputError(f"static_batch={self.static_batch!r}: need True or False")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UserInputError(f"seed={self.seed!r}: need an integer >= 0")
+        for name in ("atol", "rtol"):
+            value = getattr(self, name)
+            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
+                raise UserInputError(f"{name}={value!r}: need a finite number >= 0")
+
+    @property
+    def tolerance(self) -> tuple[float, float]:
+        """(atol, rtol) of the numeric self-check against PyTorch."""
+        atol, rtol = DEFAULT_TOLERANCES["fp32"]
+        return (atol if self.atol is None else float(self.atol), rtol if self.rtol is None else float(self.rtol))
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The batch size baked into the graph, or ``None`` for a dynamic batch."""
+        return (self.max_batch or 1) if self.static_batch else None
+
+    def verify_batches(self) -> tuple[int, ...]:
+        if self.fixed_batch is not None:
+            return (self.fixed_batch,)
+        cap = self.max_batch or max(_VERIFY_BATCHES)
+        return tuple(sorted({min(b, cap) for b in _VERIFY_BATCHES}))
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
