@@ -67,7 +67,7 @@ def pipeline(
     still written).
     """
     from dacovid_export.bench.config import parse_int_list
-    from dacovid_export.pipeline.run import PipelineConfig, run_pipeline
+    from dacovid_export.pipeline import PipelineConfig, run_pipeline
 
     config = PipelineConfig(
         out=out,
