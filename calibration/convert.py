@@ -36,7 +36,7 @@ from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT, GuardConfig,
 from dacovid_export.calibration.int8 import CALIBRATION_METHODS
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import scratch_dir, sha256_file
-from dacovid_export.core.progress import StepProgress
+from dacovid_export.core.progress import StepTimer
 from dacovid_export.core.versions import package_versions
 from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.export.checks import (
@@ -288,11 +288,11 @@ def convert_precision(
     )
     batch = Batch(opset=opset, max_batch=info.max_batch, suggested_max_batch=info.extra.get("suggested_max_batch"))
     output = _check_precision_output(output, fp32_onnx, config)
-    with StepProgress(progress, total=3) as steps:
+    with StepTimer(progress, total=3, bar=True) as steps:
         return _convert(Path(fp32_onnx), output, config, batch, steps)
 
 
-def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batch: "Batch", steps: StepProgress) -> OnnxExportResult:
+def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batch: "Batch", steps: StepTimer) -> OnnxExportResult:
     fp32_proto = load_onnx(fp32_path)
     info = info_from_model(fp32_proto, fp32_path)
     fp32_meta = metadata_of(fp32_proto)
@@ -326,15 +326,15 @@ def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batch: "Bat
         write_metadata(proto, _precision_metadata(fp32_path, fp32_meta, config, step, calibration))
         save_onnx(proto, final)
         del proto
-        timings["precision"] = steps.elapsed()
+        timings["precision"] = steps.stop()
 
         steps.start(f"{config.precision} graph checks")
         report = run_structural_checks(validate_model(final), precision=config.precision, path=final)
-        timings["precision_checks"] = steps.elapsed()
+        timings["precision_checks"] = steps.stop()
 
         steps.start(f"onnxruntime {config.precision} vs fp32")
         comparisons = _verify_against_onnx(fp32_path, final, info.preprocessing, config, batch, calibration)
-        timings["precision_verification"] = steps.elapsed()
+        timings["precision_verification"] = steps.stop()
         check_numeric(comparisons, f"ONNX Runtime {config.precision.upper()} against the FP32 model")
         publish(final, output)
     details = {

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from dacovid_export.bench.run import RECORD_KEYS, BenchRecord, BenchResult
+from dacovid_export.bench.records import RECORD_KEYS, BenchRecord, BenchResult
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_path, atomic_write_json, atomic_write_text
 
@@ -23,6 +23,7 @@ __all__ = [
     "write_csv",
     "write_json",
     "plot_latency",
+    "save_bench_result",
 ]
 
 STATISTICS_NOTE = (
@@ -183,6 +184,24 @@ def write_csv(records: Sequence[BenchRecord], path: str | os.PathLike[str]) -> P
 def write_json(result: BenchResult, path: str | os.PathLike[str]) -> Path:
     atomic_write_json(path, result.to_dict())
     return Path(path)
+
+
+def save_bench_result(
+    result: BenchResult,
+    *,
+    json: str | os.PathLike[str] | None = None,
+    csv: str | os.PathLike[str] | None = None,
+    plot: str | os.PathLike[str] | None = None,
+) -> list[Path]:
+    """Write the requested files (JSON of the whole result, CSV of the records, latency PNG) atomically; their paths."""
+    written = []
+    if json is not None:
+        written.append(write_json(result, json))
+    if csv is not None:
+        written.append(write_csv(result.records, csv))
+    if plot is not None:
+        written.append(plot_latency(result.records, plot))
+    return written
 
 
 def plot_latency(records: Sequence[BenchRecord], path: str | os.PathLike[str], *, title: str = "") -> Path:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.bench.run import AUTOCAST_CHOICES, BACKEND_CHOICES, DEFAULT_ITERATIONS, DEFAULT_WARMUP, DEVICE_CHOICES
+from dacovid_export.bench.config import AUTOCAST_CHOICES, BACKEND_CHOICES, DEFAULT_ITERATIONS, DEFAULT_WARMUP, DEVICE_CHOICES
 from dacovid_export.cli.common import OneLineErrorsCommand, handle_errors
 from dacovid_export.core.errors import UserInputError
 
@@ -69,7 +69,9 @@ def bench(
     GPU work is timed with CUDA events (compute-only and end-to-end series);
     CPU work with a monotonic clock. Percentiles follow trtexec (nearest rank).
     """
-    from dacovid_export.bench.run import BenchConfig, parse_int_list, run_benchmark
+    from dacovid_export.bench.config import BenchConfig, parse_int_list
+    from dacovid_export.bench.report import format_markdown, save_bench_result
+    from dacovid_export.bench.run import run_benchmark
     from dacovid_export.artifacts.outputs import check_outputs
 
     if plot_out is not None and plot_out.suffix.lower() != ".png":
@@ -95,8 +97,8 @@ def bench(
         progress=not no_progress,
     )
     result = run_benchmark([str(a) for a in artifacts], config)
-    click.echo(result.format_markdown(), nl=False)
-    for path in result.save(json=json_out, csv=csv_out, plot=plot_out):
+    click.echo(format_markdown(result), nl=False)
+    for path in save_bench_result(result, json=json_out, csv=csv_out, plot=plot_out):
         click.echo(f"wrote {path}", err=True)
 
 

@@ -66,8 +66,8 @@ def pipeline(
     fails its parity tolerance or a step fails its self-check (the report is
     still written).
     """
-    from dacovid_export.bench.run import parse_int_list
-    from dacovid_export.pipeline.run import PipelineConfig, run_pipeline
+    from dacovid_export.bench.config import parse_int_list
+    from dacovid_export.pipeline import PipelineConfig, run_pipeline
 
     config = PipelineConfig(
         out=out,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 from dacovid_export.cli.common import handle_errors
-# constants only: tensorrt_api imports TensorRT lazily, inside functions
+# constants only: trt.library imports TensorRT lazily, inside functions
 from dacovid_export.artifacts.engine_metadata import RTX_DEFAULT_TARGETS, RTX_TARGETS
 from dacovid_export.trt.library import RUNTIME_CHOICES
 

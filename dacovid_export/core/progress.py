@@ -1,25 +1,56 @@
-"""Progress of multi-step work on stderr (a tqdm line per step) and the wall time of each step."""
+"""Timing of named steps: seconds per step, and optionally one line per step (or a step bar) on stderr.
+
+One step timer for every stage that reports its steps (the pipeline, the ONNX
+export, the engine build). Two ways to use it:
+
+- ``with timer.step("parse", "model.onnx"):`` times the block; or
+- ``timer.start("graph checks", key="checks")`` ... ``timer.stop()`` when a
+  step does not fit one block.
+
+``timer.seconds`` maps each step's key (its name unless ``key`` is given) to its
+wall time in seconds, whether or not anything is shown. With ``total`` the
+lines are numbered ``[i/total]``. ``log`` replaces printing to stderr (e.g. a
+caller's logger); ``bar=True`` shows a single tqdm bar instead of lines, and
+then the timer must be used as a context manager so the bar is closed.
+"""
 
 from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["StepProgress"]
+__all__ = ["StepTimer"]
 
 
-class StepProgress:
-    """Step-wise progress on stderr (tqdm) and wall time per step."""
+class StepTimer:
+    """Times named steps and, when ``enabled``, says each one as it starts and ends."""
 
-    def __init__(self, enabled: bool, total: int) -> None:
+    def __init__(
+        self,
+        enabled: bool = True,
+        total: int | None = None,
+        *,
+        log: Callable[[str], None] | None = None,
+        decimals: int = 1,
+        bar: bool = False,
+    ) -> None:
         self.enabled = enabled
         self.total = total
+        self.decimals = decimals
+        self.seconds: dict[str, float] = {}
+        self.index = 0
+        self._log = log
+        self._use_bar = bar
         self._bar: Any = None
-        self._t0 = time.perf_counter()
+        self._current: tuple[str, str, float] | None = None  # (name, key, start)
 
-    def __enter__(self) -> "StepProgress":
-        if self.enabled:
+    # -- context manager: only needed for the bar, harmless otherwise
+
+    def __enter__(self) -> "StepTimer":
+        if self.enabled and self._use_bar:
             from tqdm import tqdm
 
             # disable=None: silent when stderr is not a terminal (logs, CI)
@@ -35,15 +66,55 @@ class StepProgress:
     def __exit__(self, *exc: object) -> None:
         if self._bar is not None:
             self._bar.close()
+            self._bar = None
 
-    def start(self, name: str) -> None:
-        self._t0 = time.perf_counter()
+    # -- steps
+
+    def start(self, name: str, detail: str = "", *, key: str | None = None) -> None:
+        """Begin step ``name``; its seconds are recorded under ``key`` (default: the name) by :meth:`stop`."""
+        self.index += 1
+        self._current = (name, key or name, time.perf_counter())
         if self._bar is not None:
             self._bar.set_description_str(name)
             self._bar.refresh()
+        else:
+            self._say(f"{self._prefix()}{name} ..." + (f" {detail}" if detail else ""))
 
-    def elapsed(self) -> float:
-        seconds = time.perf_counter() - self._t0
+    def stop(self) -> float:
+        """End the current step; returns and records its seconds."""
+        if self._current is None:
+            raise RuntimeError("StepTimer.stop() without a step started")
+        name, key, t0 = self._current
+        self._current = None
+        seconds = time.perf_counter() - t0
+        self.seconds[key] = seconds
         if self._bar is not None:
             self._bar.update(1)
+        else:
+            self._say(f"{self._prefix()}{name}: {seconds:.{self.decimals}f} s")
         return seconds
+
+    @contextmanager
+    def step(self, name: str, detail: str = "", *, key: str | None = None) -> Iterator[None]:
+        """Time the block as step ``name``; its seconds are recorded even when the block raises."""
+        self.start(name, detail, key=key)
+        try:
+            yield
+        finally:
+            self.stop()
+
+    def note(self, text: str) -> None:
+        """An indented line under the current step (nothing in bar mode or when disabled)."""
+        if self._bar is None:
+            self._say(f"      {text}")
+
+    def _prefix(self) -> str:
+        return f"[{self.index}/{self.total}] " if self.total else ""
+
+    def _say(self, line: str) -> None:
+        if not self.enabled:
+            return
+        if self._log is not None:
+            self._log(line)
+        else:
+            print(line, file=sys.stderr, flush=True)

@@ -32,15 +32,14 @@ import datetime as _dt
 import hashlib
 import math
 import os
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dacovid_export.trt.network import one_line
 from dacovid_export.core.errors import EngineBuildError, UserInputError
 from dacovid_export.artifacts.outputs import check_outputs, onnx_external_locations
+from dacovid_export.core.progress import StepTimer
 from dacovid_export.core.fileio import atomic_path, atomic_write_bytes, sha256_file
 from dacovid_export.artifacts.engine_metadata import RTX_DEFAULT_TARGETS, RTX_TARGETS
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
@@ -235,23 +234,6 @@ def check_engine_paths(onnx_path: Path, output: Path) -> None:
 # ----------------------------------------------------------------------------- the build
 
 
-class _Phases:
-    def __init__(self, log: Log | None) -> None:
-        self.seconds: dict[str, float] = {}
-        self._log = log
-
-    @contextmanager
-    def phase(self, name: str, detail: str = "") -> Iterator[None]:
-        start = time.perf_counter()
-        if self._log is not None:
-            self._log(f"{name} ..." + (f" {detail}" if detail else ""))
-        yield
-        elapsed = time.perf_counter() - start
-        self.seconds[name] = elapsed
-        if self._log is not None:
-            self._log(f"{name}: {elapsed:.2f} s")
-
-
 def build_engine(
     onnx_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -294,7 +276,7 @@ def build_engine(
     trt, runtime, why, gpu = prepare_build(config, device)
     if log is not None:
         log(f"runtime: {runtime} {trt.__version__} ({why})")
-    phases = _Phases(log)
+    phases = StepTimer(log is not None, log=log, decimals=2)
     if precision_seconds is not None:
         phases.seconds["precision"] = precision_seconds
     converted = None if converted_from is None else onnx_path
@@ -336,7 +318,7 @@ def _build_on_device(
     converted: Path | None,
     output: Path,
     config: EngineBuildConfig,
-    phases: _Phases,
+    phases: StepTimer,
     log: Log | None,
     progress: bool,
 ) -> EngineBuildResult:
@@ -350,7 +332,7 @@ def _build_on_device(
     tlog.take_errors()
     tlog.echo = log
     try:
-        with phases.phase("parse", str(source)):
+        with phases.step("parse", str(source)):
             parsed = parse_onnx(trt, source)
             builder, network = parsed.builder, parsed.network
             chw = _network_io(network, info, config, source)
@@ -375,19 +357,19 @@ def _build_on_device(
             builder_config.progress_monitor = monitor
 
         # build_serialized_network builds and serializes in one call
-        with phases.phase("build+serialize", f"{config.precision}, batch {config.min_batch}/{config.opt_batch}/{config.max_batch}"):
+        with phases.step("build+serialize", f"{config.precision}, batch {config.min_batch}/{config.opt_batch}/{config.max_batch}"):
             serialized = builder.build_serialized_network(network, builder_config)
             if serialized is None:
                 raise EngineBuildError(_build_failure(tlog, source, config, targets))
             blob = memoryview(serialized).tobytes()
         del serialized
 
-        with phases.phase("verify"):
+        with phases.step("verify"):
             io, verified = _verify_engine(trt, logger, tlog, blob, info, shapes, network, gpu)
         if log is not None:
             log(f"verify: {verified}")
 
-        with phases.phase("write", str(output)):
+        with phases.step("write", str(output)):
             trtexec: list[str] = []
             if not rtx:
                 # flags are known for 10.x and 11.x; a newer major records the 11.x form
@@ -619,7 +601,7 @@ def _engine_metadata(
     shapes: tuple[tuple[int, ...], ...],
     io: dict[str, str],
     blob: bytes,
-    phases: _Phases,
+    phases: StepTimer,
     trtexec: list[str],
     targets: tuple[str, ...],
     precisions: "LayerPrecisions",

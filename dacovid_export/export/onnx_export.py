@@ -25,7 +25,7 @@ import numpy as np
 from dacovid_export.artifacts.onnx_metadata import ONNX_FORMAT, ONNX_FORMAT_VERSION, write_metadata
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import scratch_dir
-from dacovid_export.core.progress import StepProgress
+from dacovid_export.core.progress import StepTimer
 from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.export.checks import (
     NumericComparison,
@@ -73,22 +73,22 @@ def export_onnx(
     started = time.perf_counter()
     model, meta = load_checkpoint(checkpoint)
     timings: dict[str, float] = {"load": time.perf_counter() - started}
-    with StepProgress(progress, total=3) as steps, scratch_dir(output) as scratch:
+    with StepTimer(progress, total=3, bar=True) as steps, scratch_dir(output) as scratch:
         fp32_path = scratch / "model.fp32.onnx"
         steps.start("torch.onnx export (dynamo)")
         proto = _torch_export(model, meta.preprocessing.image_size, config)
         write_metadata(proto, _export_metadata(meta, config))
         save_onnx(proto, fp32_path)
         del proto
-        timings["export"] = steps.elapsed()
+        timings["export"] = steps.stop()
 
         steps.start("graph checks")
         report = run_structural_checks(validate_model(fp32_path), precision="fp32", path=fp32_path)
-        timings["checks"] = steps.elapsed()
+        timings["checks"] = steps.stop()
 
         steps.start("onnxruntime vs pytorch")
         comparisons = _verify_against_torch(model, fp32_path, meta.preprocessing, config)
-        timings["verification"] = steps.elapsed()
+        timings["verification"] = steps.stop()
         check_numeric(comparisons, "ONNX Runtime (FP32) against PyTorch")
         del model
         publish(fp32_path, output)

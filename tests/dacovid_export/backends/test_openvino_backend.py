@@ -80,8 +80,9 @@ def test_predictor_serves_int8_with_openvino_on_the_cpu(make_toy_onnx, tmp_path:
 
 
 def test_bench_times_int8_on_onnxruntime_and_openvino(make_toy_onnx, tmp_path: Path) -> None:
+    from dacovid_export.bench.config import BenchConfig
     from dacovid_export.bench.report import cpu_int8_summary, format_markdown
-    from dacovid_export.bench.run import BenchConfig, run_benchmark
+    from dacovid_export.bench.run import run_benchmark
 
     fp32 = make_toy_onnx(tmp_path / "toy.onnx")
     int8 = make_toy_onnx(tmp_path / "toy.int8.onnx", precision="int8")

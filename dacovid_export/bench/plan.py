@@ -1,0 +1,135 @@
+"""Planning a benchmark: which backends to open, with which options, for each artifact; all checks before timing."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.artifacts.read import read_artifact_info
+from dacovid_export.backends.base import Backend, check_batch
+from dacovid_export.bench.config import BenchConfig
+from dacovid_export.core.errors import UserInputError
+
+__all__ = ["Run", "plan_runs", "open_run", "check_batches"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Run:
+    """One timed configuration: an artifact on one backend with its options and the labels of its records."""
+
+    path: str
+    info: ArtifactInfo
+    backend: str
+    options: Mapping[str, Any]
+    precision: str | None  # None: the artifact's own
+    variant: str
+
+
+def _torch_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
+    flags = [name for name in ("channels_last", "cuda_graphs", "compile") if getattr(config, name)]
+    flag_options = {name: True for name in flags}
+    label = "+".join(flags)
+    runs = [Run(path, info, "torch", {"precision": "fp32"}, "fp32", "eager")]
+    if flags:
+        runs.append(Run(path, info, "torch", {"precision": "fp32", **flag_options}, "fp32", label))
+    for p in config.autocast:
+        runs.append(Run(path, info, "torch", {"precision": p, **flag_options}, p, "+".join(["autocast", *flags])))
+    return runs
+
+
+def plan_runs(
+    artifacts: Sequence[str | os.PathLike[str]], config: BenchConfig
+) -> tuple[list[Run], list[tuple[str, str]]]:
+    """The runs to time, and the engines skipped because they cannot run here (with the reason)."""
+    from dacovid_export.backends.registry import BACKEND_FOR_KIND, backend_class, unavailable_reason
+
+    if not artifacts:
+        raise UserInputError("no artifacts given: name at least one checkpoint, ONNX model or engine")
+    if config.backend != "auto":
+        # a runtime that is not installed is the first thing to say, whatever the artifacts
+        backend_class(config.backend)
+    runs: list[Run] = []
+    skipped: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for artifact in artifacts:
+        path = str(artifact)
+        if path in seen:
+            raise UserInputError(f"artifact {path!r} is named twice")
+        seen.add(path)
+        info = read_artifact_info(path)
+        reason = unavailable_reason(path)
+        if reason is not None:
+            skipped.append((path, reason))
+            continue
+        if config.backend == "auto":
+            backend_class(BACKEND_FOR_KIND[info.kind])
+        if config.image_size is not None and config.image_size != info.image_size:
+            raise UserInputError(
+                f"image_size={config.image_size}: {path!r} was made for {info.image_size}x{info.image_size} inputs; "
+                "omit --image-size to use each artifact's own size, or export the model at that size"
+            )
+        # the batch limits the metadata states (a static ONNX batch, an engine profile), before loading anything
+        check_batches(info, config)
+        if info.kind == "checkpoint" and config.backend in ("auto", "torch"):
+            runs.extend(_torch_runs(path, info, config))
+        elif info.kind == "onnx" and config.backend in ("auto", "openvino"):
+            runs.extend(_onnx_runs(path, info, config))
+        else:
+            runs.append(Run(path, info, config.backend, {}, None, "default"))
+    if config.torch_options_set and not any(r.backend == "torch" for r in runs):
+        raise UserInputError(
+            "--autocast/--channels-last/--cuda-graphs/--compile apply to PyTorch checkpoints, and no checkpoint was given"
+        )
+    if not runs:
+        from dacovid_export.core.errors import MissingDependencyError
+
+        raise MissingDependencyError("nothing can run here: " + "; ".join(f"{p}: {r}" for p, r in skipped))
+    return runs, skipped
+
+
+def _onnx_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
+    """ONNX Runtime (auto) and OpenVINO rows of one ONNX model; see :class:`BenchConfig`."""
+    from dacovid_export.backends.registry import backend_class, resolve_device
+
+    runs: list[Run] = []
+    if config.backend == "auto":
+        runs.append(Run(path, info, "onnxruntime", {}, None, "default"))
+        on_cpu = resolve_device(config.device, "onnxruntime") == "cpu"
+        extra_fp32 = (config.openvino_fp32 or config.openvino_bf16) and info.precision == "fp32"
+        if not (on_cpu and (info.precision == "int8" or extra_fp32)):
+            return runs
+        backend_class("openvino")
+    if config.backend == "openvino" or info.precision == "int8" or (config.openvino_fp32 and info.precision == "fp32"):
+        runs.append(Run(path, info, "openvino", {"inference_precision": "fp32"}, None, "default"))
+    if config.openvino_bf16 and info.precision == "fp32":
+        from dacovid_export.backends.openvino_backend import cpu_supports_bf16
+
+        if not cpu_supports_bf16():
+            raise UserInputError("openvino_bf16: this CPU has no BF16 support (OpenVINO reports none); drop --openvino-bf16")
+        runs.append(Run(path, info, "openvino", {"inference_precision": "bf16"}, "bf16", "bf16"))
+    return runs
+
+
+def open_run(run: Run, config: BenchConfig) -> Backend:
+    from dacovid_export.backends.registry import open_backend
+
+    options = dict(run.options)
+    if config.threads is not None and run.backend in ("auto", "onnxruntime") and run.info.kind == "onnx":
+        options["intra_op_threads"] = config.threads
+    if config.threads is not None and run.backend == "openvino":
+        options["threads"] = config.threads
+    return open_backend(run.path, backend=run.backend, device=config.device, **options)  # type: ignore[arg-type]
+
+
+def check_batches(info: ArtifactInfo, config: BenchConfig) -> None:
+    """Every batch size against an artifact's limits (an engine's profile, a static ONNX batch)."""
+    s = info.image_size
+    for b in config.batch_sizes:
+        # a zero-strided view of one float: check_batch rejects a bad shape before it copies anything
+        check_batch(np.broadcast_to(np.zeros((), dtype=np.float32), (b, 3, s, s)), info)
+

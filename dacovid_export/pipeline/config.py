@@ -1,0 +1,136 @@
+"""The pipeline's options: :class:`PipelineConfig`, frozen and validated up front, before minutes of work."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dacovid_export.bench.config import BenchConfig
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.limits import check_batch_size, check_image_size
+
+if TYPE_CHECKING:
+    from dacovid_export.model import ModelConfig
+
+__all__ = ["MODEL_OPTION_KEYS", "PARITY_BATCH", "PipelineConfig"]
+
+MODEL_OPTION_KEYS = ("output_stride", "reduction_channels", "reduction_kernel_size")
+# parity runs in batches of this size, so every engine's profile must reach it
+PARITY_BATCH = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class PipelineConfig:
+    """Options of :func:`run_pipeline`, validated on construction.
+
+    ``checkpoint=None`` selects the embedded default; ``image_size`` (default 224)
+    and ``model_options`` (``output_stride``, ``reduction_channels``,
+    ``reduction_kernel_size``; default the paper's) shape only that default.
+    ``images``: a class-per-folder tree for parity (default: synthetic images).
+    ``calib_data``: calibration images for INT8 (and FP16's range check); with a
+    checkpoint and no ``calib_data`` the INT8 step is skipped rather than
+    calibrated on the parity images. ``calib_size``: None = all calibration
+    images for the embedded default, the precision step's default otherwise.
+    """
+
+    out: Path
+    checkpoint: Path | None = None
+    images: Path | None = None
+    calib_data: Path | None = None
+    image_size: int | None = None
+    model_options: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    batch_sizes: tuple[int, ...] = (1,)
+    iterations: int = 10
+    warmup: int = 2
+    calib_size: int | None = None
+    device: str = "auto"
+    threads: int | None = None
+    seed: int = 0
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "out", Path(self.out))
+        if self.out.exists() and not self.out.is_dir():
+            raise UserInputError(f"--out {str(self.out)!r} exists and is not a folder")
+        for name in ("checkpoint", "images", "calib_data"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+        if self.checkpoint is not None:
+            from dacovid_export.artifacts.info import artifact_kind
+
+            if not self.checkpoint.is_file():
+                raise UserInputError(f"checkpoint {str(self.checkpoint)!r} does not exist or is not a file")
+            if artifact_kind(self.checkpoint) != "checkpoint":
+                raise UserInputError(
+                    f"--checkpoint {str(self.checkpoint)!r} is not a PyTorch checkpoint (.pt/.pth): the pipeline starts "
+                    "from the checkpoint and makes the ONNX models and engines itself"
+                )
+            if self.image_size is not None:
+                raise UserInputError(
+                    f"--image-size {self.image_size} shapes the embedded default only; the checkpoint fixes its own "
+                    "image size: drop --image-size"
+                )
+            if self.model_options:
+                raise UserInputError("model options shape the embedded default only; the checkpoint fixes its own: drop them")
+        for name in ("images", "calib_data"):
+            value = getattr(self, name)
+            if value is not None and not (value.is_dir() or (value.is_file() and value.suffix.lower() == ".json")):
+                raise UserInputError(
+                    f"{name.replace('_', '-')} {str(value)!r} is neither a folder nor a dacovid-train split.json"
+                )
+        if self.image_size is not None:
+            check_image_size(self.image_size)
+        for b in self.batch_sizes:
+            check_batch_size(b, "batch size")
+        options = dict(self.model_options)
+        unknown = sorted(set(options) - set(MODEL_OPTION_KEYS))
+        if unknown:
+            raise UserInputError(f"unknown model option(s) {unknown}: the embedded default takes {', '.join(MODEL_OPTION_KEYS)}")
+        try:
+            self.model_config()
+        except ValueError as exc:
+            if isinstance(exc, UserInputError):
+                raise
+            raise UserInputError(f"model options {options}: {exc}") from exc
+        object.__setattr__(self, "model_options", options)
+        if self.calib_size is not None:
+            from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES as MIN_CALIB_SIZE
+
+            if isinstance(self.calib_size, bool) or not isinstance(self.calib_size, int) or self.calib_size < MIN_CALIB_SIZE:
+                raise UserInputError(f"calib_size={self.calib_size!r}: give an integer >= {MIN_CALIB_SIZE}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UserInputError(f"seed={self.seed!r}: give an integer >= 0")
+        # the bench options are validated by the bench's own config, now rather than after the exports
+        self.bench_config()
+
+    @property
+    def embedded(self) -> bool:
+        return self.checkpoint is None
+
+    def model_config(self) -> "ModelConfig":
+        from dacovid_export.model import ModelConfig
+
+        return ModelConfig(**self.model_options)
+
+    def bench_config(self) -> BenchConfig:
+        return BenchConfig(
+            device=self.device,
+            batch_sizes=tuple(self.batch_sizes),
+            iterations=self.iterations,
+            warmup=self.warmup,
+            threads=self.threads,
+            seed=self.seed,
+            progress=self.progress,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for name in ("out", "checkpoint", "images", "calib_data"):
+            out[name] = None if out[name] is None else str(out[name])
+        out["batch_sizes"] = list(self.batch_sizes)
+        out["model_options"] = dict(self.model_options)
+        out["embedded_default"] = self.embedded
+        return out

@@ -1,0 +1,98 @@
+"""The pipeline's headline figures: median-latency ratios between backends and precisions, with their targets."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from typing import Any
+
+from dacovid_export.bench.records import BenchRecord, BenchResult
+from dacovid_export.bench.report import CPU_INT8_TARGET
+
+__all__ = ["ORT_VS_TORCH_TARGET", "Headline", "headline_ratios"]
+
+ORT_VS_TORCH_TARGET = 0.70  # ONNX Runtime FP32 / PyTorch eager FP32, CPU, batch 1 (a prototype measured 0.68)
+
+
+@dataclasses.dataclass(frozen=True)
+class Headline:
+    """One comparison: ``p50_ms / baseline_p50_ms`` at one device, timing and batch, and its target if it has one."""
+
+    comparison: str
+    device: str
+    timing: str
+    batch: int
+    p50_ms: float
+    baseline_p50_ms: float
+    ratio: float
+    target: float | None
+    meets_target: bool | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def text(self) -> str:
+        target = "" if self.target is None else f" (target <= {self.target:.2f}: {'met' if self.meets_target else 'NOT met'})"
+        return (
+            f"{self.comparison}, {self.device} batch {self.batch} [{self.timing}]: {self.p50_ms:.1f} / "
+            f"{self.baseline_p50_ms:.1f} ms = {self.ratio:.2f}{target}"
+        )
+
+
+def _find(records: Sequence[BenchRecord], **match: Any) -> BenchRecord | None:
+    for r in records:
+        if all(getattr(r, k) == v for k, v in match.items()):
+            return r
+    return None
+
+
+def headline_ratios(bench: BenchResult) -> tuple[Headline, ...]:
+    """Median-latency ratios: ORT FP32 vs PyTorch eager, FP16/INT8 vs FP32, per backend, batch and timing.
+
+    On the CPU, INT8 is also reported on OpenVINO, and the INT8 headline uses the faster of the two runtimes.
+    """
+    records = bench.records
+    out: list[Headline] = []
+    keys = sorted({(r.device, r.timing, r.batch) for r in records})
+    for device, timing, batch in keys:
+        same = [r for r in records if (r.device, r.timing, r.batch) == (device, timing, batch)]
+        torch_fp32 = _find(same, backend="torch", precision="fp32", variant="eager")
+        ort = {p: _find(same, backend="onnxruntime", precision=p) for p in ("fp32", "fp16", "int8")}
+        trt = {p: _find(same, backend="tensorrt", precision=p) for p in ("fp32", "fp16", "int8")}
+        ov_int8 = _find(same, backend="openvino", precision="int8")
+        # the CPU headline uses the faster INT8 runtime: OpenVINO runs the signed Q/DQ model as INT8, ORT does not
+        int8_cpu = [r for r in (ort["int8"], ov_int8) if r is not None]
+        best_int8 = min(int8_cpu, key=lambda r: r.p50_ms) if int8_cpu else None
+        pairs: list[tuple[str, BenchRecord | None, BenchRecord | None, float | None]] = [
+            ("ONNX Runtime FP32 vs PyTorch eager FP32", ort["fp32"], torch_fp32, ORT_VS_TORCH_TARGET if device == "cpu" else None),
+            ("ONNX Runtime FP16 vs ONNX Runtime FP32", ort["fp16"], ort["fp32"], None),
+            ("ONNX Runtime INT8 vs ONNX Runtime FP32", ort["int8"], ort["fp32"], None),
+            ("OpenVINO INT8 vs ONNX Runtime FP32", ov_int8, ort["fp32"], None),
+            (
+                f"CPU INT8 (fastest: {best_int8.backend if best_int8 else '-'}) vs ONNX Runtime FP32",
+                best_int8 if device == "cpu" else None,
+                ort["fp32"],
+                CPU_INT8_TARGET,
+            ),
+            ("TensorRT FP32 vs PyTorch eager FP32", trt["fp32"], torch_fp32, None),
+            ("TensorRT FP16 vs TensorRT FP32", trt["fp16"], trt["fp32"], None),
+            ("TensorRT INT8 vs TensorRT FP32", trt["int8"], trt["fp32"], None),
+        ]
+        for label, num, den, target in pairs:
+            if num is None or den is None or den.p50_ms <= 0:
+                continue
+            ratio = num.p50_ms / den.p50_ms
+            out.append(
+                Headline(
+                    comparison=label,
+                    device=device,
+                    timing=timing,
+                    batch=batch,
+                    p50_ms=round(num.p50_ms, 3),
+                    baseline_p50_ms=round(den.p50_ms, 3),
+                    ratio=round(ratio, 3),
+                    target=target,
+                    meets_target=None if target is None else ratio <= target,
+                )
+            )
+    return tuple(out)

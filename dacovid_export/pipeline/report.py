@@ -1,0 +1,127 @@
+"""The pipeline's report: ``report.json`` (for programs) and ``report.md`` (for people), both written atomically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from dacovid_export.pipeline.config import PipelineConfig
+from dacovid_export.pipeline.embedded import EMBEDDED_NOTICE
+from dacovid_export.pipeline.result import PipelineResult
+
+__all__ = ["INT8_CPU_NOTE", "report_payload", "report_markdown", "write_reports"]
+
+INT8_CPU_NOTE = (
+    "INT8 here is the TensorRT form: Q/DQ pairs with signed 8-bit activations and weights (S8S8), which is what "
+    "TensorRT needs. ONNX Runtime on x86 runs such a model slower than FP32 (it is fastest with unsigned "
+    "activations, U8S8); OpenVINO runs the same file as INT8, so on the CPU the INT8 headline uses the faster of "
+    "the two runtimes and no second, CPU-specific INT8 model is made."
+)
+
+
+def write_reports(result: PipelineResult, config: PipelineConfig) -> None:
+    """Write ``result.report_json`` and ``result.report_md``."""
+    from dacovid_export.core.fileio import atomic_write_json, atomic_write_text
+
+    atomic_write_json(result.report_json, report_payload(result, config))
+    atomic_write_text(result.report_md, report_markdown(result, config))
+
+
+def _cost(result: PipelineResult) -> dict[str, Any]:
+    return {} if result.model_cost is None else result.model_cost.to_dict()
+
+
+def report_payload(result: PipelineResult, config: PipelineConfig) -> dict[str, Any]:
+    """``report.json``: format ``dacovid-pipeline-report`` version 1."""
+    bench, parity = result.bench, result.parity
+    export: dict[str, Any] = {precision: r.to_dict() for precision, r in result.onnx.items()}
+    export.update({f"engine_{precision}": r.to_dict() for precision, r in result.engines.items()})
+    return {
+        "format": "dacovid-pipeline-report",
+        "format_version": 1,
+        "embedded_default": result.embedded,
+        "notice": EMBEDDED_NOTICE if result.embedded else None,
+        "passed": result.passed,
+        "config": config.to_dict(),
+        "artifacts": [a.to_dict() for a in result.artifacts],
+        "model_cost": _cost(result),
+        "export": export,
+        "step_seconds": dict(result.step_seconds),
+        "skipped": [s.to_dict() for s in result.skipped],
+        "failed": [f.to_dict() for f in result.failed],
+        "parity": None if parity is None else parity.to_dict(),
+        "bench": [] if bench is None else [r.to_dict() for r in bench.records],
+        "bench_config": None if bench is None else bench.config.to_dict(),
+        "headline": [h.to_dict() for h in result.headline],
+        "environment": {} if bench is None else dict(bench.environment),
+        "plots": [str(p) for p in result.plots],
+        "notes": [INT8_CPU_NOTE],
+        "wall_time_s": round(result.wall_time_s, 1),
+    }
+
+
+def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
+    """``report.md``: verdict, artifacts, steps, engines, skipped and failed steps, parity, headline, latency."""
+    from dacovid_export.bench.report import format_markdown as bench_markdown
+
+    bench, parity, cost = result.bench, result.parity, _cost(result)
+    md: list[str] = ["# dacovid-export pipeline report", ""]
+    if result.embedded:
+        md += [f"> **{EMBEDDED_NOTICE}**", ""]
+        md += [
+            f"> Sized to finish within 10 minutes on 2 CPU cores: parity on {result.inputs_note}, batch sizes "
+            f"{', '.join(map(str, config.batch_sizes))}, {config.iterations} timed iterations after "
+            f"{config.warmup} warm-up runs per series. Run it on a trained checkpoint and real images "
+            "(`--checkpoint`, `--images`, `--calib-data`) for figures that mean something clinically.",
+            "",
+        ]
+    md += [f"Verdict: **{'PASS' if result.passed else 'FAIL'}** (wall time {result.wall_time_s:.0f} s).", ""]
+    if cost.get("gflops") is not None:
+        md += [
+            f"Model: {cost['label']} (output stride, reduction kernel, reduction channels): "
+            f"{cost['parameters_m']:.1f} M parameters, {cost['gflops']:.1f} GFLOPs per image at "
+            f"{cost['image_size']}x{cost['image_size']} (1 multiply-add = 2 FLOPs).",
+            "",
+        ]
+    md += ["## Artifacts", "", "| role | file | precision | size (MiB) | sha256 |", "|---|---|---|---:|---|"]
+    for a in result.artifacts:
+        md.append(f"| {a.role} | {Path(a.path).name} | {a.precision} | {a.size_bytes / 2**20:.1f} | `{a.sha256[:16]}...` |")
+    md += ["", "## Steps", "", "| step | seconds |", "|---|---:|"]
+    md += [f"| {name} | {seconds:.1f} |" for name, seconds in result.step_seconds.items()]
+    for precision in ("fp16", "int8"):
+        if precision in result.onnx:
+            nodes = result.onnx[precision].fp32_nodes
+            shown = ", ".join(nodes[:12]) + (f", ... ({len(nodes)} in all)" if len(nodes) > 12 else "")
+            md += ["", f"{precision.upper()} model: {len(nodes)} node(s) kept in FP32: {shown or 'none'}"]
+            guard = result.onnx[precision].int8_guard
+            if guard:
+                from dacovid_export.calibration.convert import guard_summary_lines
+
+                md += ["", *(f"- {line}" for line in guard_summary_lines(guard))]
+    built = [(p, result.engines[p]) for p in ("fp32", "fp16", "int8") if p in result.engines]
+    if built:
+        md += ["", "## Engines", "", "| engine | runtime | targets | size (MiB) | build (s) | loaded here |", "|---|---|---|---:|---:|---|"]
+        for precision, e in built:
+            targets = ", ".join(e.compute_capabilities) or "build GPU"
+            md.append(
+                f"| {Path(e.path).name} | {e.runtime} | {targets} | {e.size_bytes / 2**20:.1f} | "
+                f"{e.seconds:.1f} | {e.loaded_here} |"
+            )
+        for precision, e in built:
+            md += ["", f"{precision.upper()} engine:", "", "```", *e.precision_table, "```"]
+    if result.skipped or result.failed:
+        md += ["", "## Skipped and failed steps", ""]
+        md += [f"- skipped **{s.step}**: {s.reason}" for s in result.skipped]
+        md += [f"- FAILED **{f.step}**: {f.reason}" for f in result.failed]
+    if parity is not None:
+        md += ["", "## Parity with the PyTorch checkpoint", "", "```", parity.format_table(), "```"]
+        confusion = [p for p in result.plots if p.parent.name == "confusion"]
+        if confusion:
+            md += ["", "Confusion matrices: " + ", ".join(f"[{p.name}](confusion/{p.name})" for p in confusion)]
+    if result.headline:
+        md += ["", "## Headline ratios (median latency)", ""]
+        md += [f"- {h.text()}" for h in result.headline]
+    if bench is not None:
+        md += ["", bench_markdown(bench, heading_level=2).rstrip(), "", "![latency versus batch](latency.png)"]
+    md += ["", "## Notes", "", f"- {INT8_CPU_NOTE}"]
+    return "\n".join(md) + "\n"
