@@ -25,8 +25,7 @@ from typing import Any
 import numpy as np
 
 from dacovid_export.artifacts.info import ArtifactInfo, read_artifact_info
-from dacovid_export.backends import check_finite_logits
-from dacovid_export.backends.base import Backend, check_batch
+from dacovid_export.backends.base import Backend
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
 
@@ -90,7 +89,6 @@ class OpenVINOBackend(Backend):
         super().__init__(info, device)
         self.inference_precision = inference_precision
         self.threads = threads
-        self._closed = False
         self._lock = threading.Lock()
         config: dict[str, Any] = {
             "INFERENCE_PRECISION_HINT": INFERENCE_PRECISIONS[inference_precision],
@@ -127,22 +125,16 @@ class OpenVINOBackend(Backend):
         hint = INFERENCE_PRECISIONS[self.inference_precision]
         return f"openvino/cpu (inference precision {hint}, {threads}) {self.info.precision} {self.info.path}"
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        if self._closed:
-            raise UserInputError(f"{self.describe()}: backend is closed")
-        x = check_batch(batch, self.info)  # N x 3 x S x S
+    def _run_host(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
-            self._request.infer({0: x})
+            self._request.infer({0: batch})  # N x 3 x S x S
             out = np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
-        if out.shape != (len(x), self.info.num_classes):
+        if out.shape != (len(batch), self.info.num_classes):
             raise IncompatibleArtifactError(
-                f"{self.info.path}: output of shape {out.shape}, expected ({len(x)}, {self.info.num_classes})"
+                f"{self.info.path}: output of shape {out.shape}, expected ({len(batch)}, {self.info.num_classes})"
             )
-        return check_finite_logits(out, self.info, self.describe())
+        return out
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
         self._request = None
         self._compiled = None

@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 
 from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind, read_artifact_info
-from dacovid_export.backends.base import Backend
+from dacovid_export.backends.base import Backend, run_any_batch
 from dacovid_export.core.errors import CheckFailedError, MissingDependencyError, UserInputError
 from dacovid_export.core.fileio import same_file, sha256_file
 from dacovid_export.core.limits import check_batch_size
@@ -404,8 +404,6 @@ def _run_all(
 ) -> tuple[np.ndarray, list[np.ndarray], list[str | None]]:
     """Run the reference and every model batch by batch; a model that yields NaN/inf stops, the others go on."""
     from tqdm import tqdm
-
-    from dacovid_export.serve.predictor import run_any_batch
 
     ref_parts: list[np.ndarray] = []
     parts: list[list[np.ndarray]] = [[] for _ in backends]

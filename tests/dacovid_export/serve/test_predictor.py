@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dacovid_export.core.errors import CheckFailedError, UserInputError
-from dacovid_export.serve.predictor import Prediction, Predictor, run_any_batch, softmax
+from dacovid_export.serve.predictor import Prediction, Predictor, softmax
 from dacovid_export.data.synthetic import synthetic_image
 
 CLASSES = ("Normal", "Pneumonia", "COVID-19")
@@ -93,16 +93,6 @@ def test_batches_are_split_to_the_artifact_limit(make_toy_onnx, tmp_path: Path, 
         assert single.probabilities == results[4].probabilities
     with pytest.raises(UserInputError, match="batch_size=4 exceeds the largest batch"):
         Predictor.from_path(path, device="cpu", batch_size=4)
-
-
-def test_run_any_batch_chunks(make_toy_onnx, tmp_path: Path) -> None:
-    from dacovid_export.backends.registry import open_backend
-
-    x = np.random.default_rng(0).standard_normal((7, 3, 64, 64)).astype(np.float32)
-    with open_backend(make_toy_onnx(tmp_path / "toy.onnx"), device="cpu") as backend:
-        whole = run_any_batch(backend, x)
-        np.testing.assert_allclose(run_any_batch(backend, x, chunk=3), whole, rtol=1e-6)
-        assert run_any_batch(backend, x[:0]).shape == (0, 3)
 
 
 def test_context_manager_frees_the_backend(make_toy_onnx, tmp_path: Path, images: list[Path]) -> None:
