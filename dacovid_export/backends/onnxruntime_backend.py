@@ -1,8 +1,8 @@
 """ONNX Runtime backend: runs any of the project's ONNX models (FP32, mixed FP16, Q/DQ INT8).
 
-Session settings follow ONNX Runtime's performance-tuning guide: all graph
-optimisations, sequential execution, intra-op threads = physical cores
-(ORT's own default when the count is 0), one inter-op thread.
+Sessions come from :func:`dacovid_export.core.onnxruntime_session.open_session`
+(the project's one session factory: its options follow ONNX Runtime's
+performance-tuning guide).
 
 On CUDA the batch goes through I/O binding: the input and output live in
 device buffers bound to the session, and ORT computes on a ``torch.cuda.Stream``
@@ -25,11 +25,12 @@ from dacovid_export.artifacts.info import ArtifactInfo, read_artifact_info
 from dacovid_export.backends.base import Backend
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import IncompatibleArtifactError, MissingDependencyError, UserInputError
+from dacovid_export.core.onnxruntime_session import check_session_options, open_session
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["OnnxRuntimeBackend", "ORT_PROVIDERS", "GRAPH_OPTIMIZATIONS"]
+__all__ = ["OnnxRuntimeBackend", "ORT_PROVIDERS"]
 
 # our short names -> ONNX Runtime execution provider names
 ORT_PROVIDERS = {
@@ -37,21 +38,8 @@ ORT_PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
-GRAPH_OPTIMIZATIONS = {
-    "disable": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "all": "ORT_ENABLE_ALL",
-}
 # ONNX tensor type strings -> numpy dtypes the backend can feed or read
 _ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
-
-
-def _ort_errors(ort: Any) -> tuple[type[BaseException], ...]:
-    """ORT's own exception classes (plain ``Exception`` subclasses) plus the usual OS/runtime ones."""
-    state = ort.capi.onnxruntime_pybind11_state
-    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NotImplemented", "RuntimeException", "EPFail")
-    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError, OSError)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -85,27 +73,15 @@ class OnnxRuntimeBackend(Backend):
     ) -> None:
         from dacovid_export.backends.torch_backend import parse_device
 
-        ort = require("onnxruntime", "run ONNX models")
+        require("onnxruntime", "run ONNX models")
         device = parse_device(device)
         provider = _choose_provider(device, provider)
-        if intra_op_threads is not None and (not isinstance(intra_op_threads, int) or isinstance(intra_op_threads, bool) or intra_op_threads < 1):
-            raise UserInputError(f"intra_op_threads={intra_op_threads!r}: give an integer >= 1, or None for the physical core count")
-        if graph_optimization not in GRAPH_OPTIMIZATIONS:
-            raise UserInputError(f"graph_optimization={graph_optimization!r}: use one of {', '.join(GRAPH_OPTIMIZATIONS)}")
+        check_session_options(intra_op_threads, graph_optimization)
         info = info if info is not None else read_artifact_info(path)
         if info.kind != "onnx":
             raise UserInputError(f"{str(path)!r} is a {info.kind}, not an ONNX model: the onnxruntime backend runs .onnx files")
         super().__init__(info, device)
-        self._ort = ort
         self.provider = provider
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATIONS[graph_optimization])
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # 0 = ORT's default: one thread per physical core, pinned
-        options.intra_op_num_threads = intra_op_threads or 0
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: ORT's warnings are about its own internals
         self.intra_op_threads = intra_op_threads
 
         providers: list[Any] = ["CPUExecutionProvider"]
@@ -121,11 +97,13 @@ class OnnxRuntimeBackend(Backend):
             providers = [("CUDAExecutionProvider", gpu_options), "CPUExecutionProvider"]
             if provider == "tensorrt":
                 providers.insert(0, ("TensorrtExecutionProvider", dict(gpu_options)))
-        try:
-            self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        except _ort_errors(ort) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserInputError(f"ONNX Runtime could not load {str(path)!r}: {first}") from exc
+        self._session = open_session(
+            path,
+            purpose="run ONNX models",
+            providers=providers,
+            intra_op_threads=intra_op_threads,
+            graph_optimization=graph_optimization,
+        )
         active = self._session.get_providers()
         if active[0] != ORT_PROVIDERS[provider]:
             raise MissingDependencyError(
@@ -142,6 +120,8 @@ class OnnxRuntimeBackend(Backend):
             staging.set_dtypes(self._torch_dtype(self._input_dtype), self._torch_dtype(self._output_dtype))
             self._binding = self._session.io_binding()
             # no cudaStreamSynchronize at the end of run: execute_staged stays asynchronous
+            import onnxruntime as ort
+
             self._async_run = ort.RunOptions()
             self._async_run.add_run_config_entry("disable_synchronize_execution_providers", "1")
             self._bound_n: int | None = None

@@ -26,25 +26,10 @@ import numpy as np
 
 from dacovid_export.artifacts.info import ArtifactInfo, read_artifact_info
 from dacovid_export.backends.base import Backend
-from dacovid_export.core.deps import require
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
+from dacovid_export.core.openvino_model import INFERENCE_PRECISIONS, compile_for_cpu, cpu_supports_bf16, infer_logits, openvino_core
 
-__all__ = ["OpenVINOBackend", "INFERENCE_PRECISIONS", "cpu_supports_bf16"]
-
-# our names -> OpenVINO's INFERENCE_PRECISION_HINT values
-INFERENCE_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
-
-
-def _core() -> Any:
-    ov = require("openvino", "run ONNX models with OpenVINO on the CPU")
-    return ov, ov.Core()
-
-
-def cpu_supports_bf16(core: Any = None) -> bool:
-    """Whether OpenVINO's CPU plugin reports BF16 among its optimization capabilities (AVX512-BF16/AMX)."""
-    if core is None:
-        _, core = _core()
-    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+__all__ = ["OpenVINOBackend"]
 
 
 class OpenVINOBackend(Backend):
@@ -78,7 +63,7 @@ class OpenVINOBackend(Backend):
         info = info if info is not None else read_artifact_info(path)
         if info.kind != "onnx":
             raise UserInputError(f"{str(path)!r} is a {info.kind}, not an ONNX model: the openvino backend runs .onnx files")
-        ov, core = _core()
+        ov, core = openvino_core()
         if inference_precision == "bf16":
             if info.precision != "fp32":
                 raise UserInputError(
@@ -90,25 +75,9 @@ class OpenVINOBackend(Backend):
         self.inference_precision = inference_precision
         self.threads = threads
         self._lock = threading.Lock()
-        config: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": INFERENCE_PRECISIONS[inference_precision],
-            "PERFORMANCE_HINT": "LATENCY",
-        }
-        if threads is not None:
-            config["INFERENCE_NUM_THREADS"] = threads
-        try:
-            model = core.read_model(str(path))
-            self._compiled = core.compile_model(model, "CPU", config)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserInputError(f"OpenVINO could not load {str(path)!r}: {first}") from exc
-        # read back what the plugin will compute in: a hint it silently ignored would be a false precision claim
-        got = self._compiled.get_property("INFERENCE_PRECISION_HINT")
-        want = getattr(ov.Type, INFERENCE_PRECISIONS[inference_precision])
-        if got != want:
-            raise IncompatibleArtifactError(
-                f"OpenVINO compiled {str(path)!r} with inference precision {got}, not the requested {want}"
-            )
+        self._compiled = compile_for_cpu(
+            path, inference_precision=inference_precision, threads=threads, performance_hint="LATENCY", core=(ov, core)
+        )
         self._request = self._compiled.create_infer_request()
         if len(self._compiled.outputs) != 1:
             raise IncompatibleArtifactError(
@@ -127,8 +96,7 @@ class OpenVINOBackend(Backend):
 
     def _run_host(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
-            self._request.infer({0: batch})  # N x 3 x S x S
-            out = np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
+            out = infer_logits(self._request, batch)  # N x 3 x S x S -> N x K
         if out.shape != (len(batch), self.info.num_classes):
             raise IncompatibleArtifactError(
                 f"{self.info.path}: output of shape {out.shape}, expected ({len(batch)}, {self.info.num_classes})"

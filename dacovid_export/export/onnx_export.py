@@ -30,16 +30,9 @@ import numpy as np
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES as MIN_CALIB_SIZE
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import atomic_path, check_outputs, scratch_dir, sha256_file
-from dacovid_export.export.checks import (
-    AttentionBlock,
-    NumericComparison,
-    check_numeric,
-    compare_logits,
-    onnxruntime_session,
-    run_onnxruntime,
-    run_structural_checks,
-    validate_model,
-)
+from dacovid_export.core.onnxruntime_session import open_session, run_session
+from dacovid_export.data.agreement import NumericComparison, check_numeric, compare_numeric
+from dacovid_export.export.checks import AttentionBlock, run_structural_checks, validate_model
 from dacovid_export.artifacts.onnx_metadata import (
     ONNX_FORMAT,
     ONNX_FORMAT_VERSION,
@@ -661,13 +654,13 @@ def _verify_against_torch(
     import torch
 
     atol, rtol = DEFAULT_TOLERANCES["fp32"] if config.precision != "fp32" else config.tolerance
-    session = onnxruntime_session(path)
+    session = open_session(path, purpose="check the exported model", error=CheckFailedError)
     out = []
     for i, n in enumerate(config.verify_batches()):
         batch = sample_batch(preprocessing, n, seed=config.seed + i)
         with torch.no_grad():
             reference = model(torch.from_numpy(batch)).numpy()
-        out.append(compare_logits(reference, run_onnxruntime(session, batch), atol=atol, rtol=rtol))
+        out.append(compare_numeric(reference, run_session(session, batch), atol=atol, rtol=rtol))
     return tuple(out)
 
 
@@ -675,8 +668,8 @@ def _verify_against_onnx(
     fp32_path: Path, candidate: Path, preprocessing: Preprocessing, config: OnnxExportConfig, calibration: Any
 ) -> tuple[NumericComparison, ...]:
     atol, rtol = config.tolerance
-    reference_session = onnxruntime_session(fp32_path)
-    candidate_session = onnxruntime_session(candidate)
+    reference_session = open_session(fp32_path, purpose="check the exported model", error=CheckFailedError)
+    candidate_session = open_session(candidate, purpose="check the exported model", error=CheckFailedError)
     out = []
     start = 0
     for i, n in enumerate(config.verify_batches()):
@@ -686,8 +679,8 @@ def _verify_against_onnx(
             start += n
         else:
             batch = sample_batch(preprocessing, n, seed=config.seed + i)
-        reference = run_onnxruntime(reference_session, batch)
-        out.append(compare_logits(reference, run_onnxruntime(candidate_session, batch), atol=atol, rtol=rtol))
+        reference = run_session(reference_session, batch)
+        out.append(compare_numeric(reference, run_session(candidate_session, batch), atol=atol, rtol=rtol))
     return tuple(out)
 
 

@@ -25,9 +25,10 @@ from PIL import Image
 from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.backends.base import Backend, run_any_batch
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.agreement import softmax
 from dacovid_export.data.preprocessing import ImageInput, Preprocessing, preprocess
 
-__all__ = ["Prediction", "ImageFailure", "Predictor", "softmax", "DEFAULT_BATCH_SIZE"]
+__all__ = ["Prediction", "ImageFailure", "Predictor", "DEFAULT_BATCH_SIZE"]
 
 # images per backend call when neither the caller nor the artifact says otherwise:
 # large enough to fill a GPU for this model, small enough for CPU memory at 224x224
@@ -73,14 +74,6 @@ class ImageFailure:
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "error": self.reason, "source": self.source}
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (``N x K`` -> ``N x K``), stable for large logits."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
 
 
 class Predictor:
