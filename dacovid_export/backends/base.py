@@ -176,8 +176,6 @@ class Backend(abc.ABC):
             staging.release()
             self._staging = None
             self.cuda_stream = None
-            # hand the freed blocks back to the driver so other processes see the memory
-            staging._torch.cuda.empty_cache()
 
     def _release(self) -> None:
         """Drop the runtime objects (session, engine, model); called once, after queued work finished."""

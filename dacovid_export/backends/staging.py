@@ -107,6 +107,8 @@ class CudaStaging:
         return host.float().numpy().copy()
 
     def release(self) -> None:
-        """Wait for queued work and drop every buffer."""
+        """Wait for queued work, drop every buffer and hand the freed blocks back to the driver."""
         self.stream.synchronize()
         self._buffers.clear()
+        # torch's caching allocator keeps freed blocks; other processes only see the memory after this
+        self._torch.cuda.empty_cache()
