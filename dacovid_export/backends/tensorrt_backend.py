@@ -27,8 +27,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from dacovid_export.backends.base import Backend
 from dacovid_export.core.errors import DacovidError, IncompatibleArtifactError, UserInputError
 
