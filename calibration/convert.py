@@ -34,20 +34,14 @@ from dacovid_export.calibration.data import (
 from dacovid_export.calibration.fp16 import convert_fp16
 from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT, GuardConfig, guarded_quantize_int8
 from dacovid_export.calibration.int8 import CALIBRATION_METHODS
-from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import scratch_dir, sha256_file
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.core.versions import package_versions
 from dacovid_export.data.preprocessing import Preprocessing
-from dacovid_export.export.checks import (
-    NumericComparison,
-    check_numeric,
-    compare_logits,
-    onnxruntime_session,
-    run_onnxruntime,
-    run_structural_checks,
-    validate_model,
-)
+from dacovid_export.core.onnxruntime_session import open_session, run_session
+from dacovid_export.data.agreement import NumericComparison, check_numeric, compare_numeric
+from dacovid_export.export.checks import run_structural_checks, validate_model
 from dacovid_export.export.config import DEFAULT_TOLERANCES, MAX_OPSET, MIN_OPSET, OnnxExportConfig
 from dacovid_export.export.files import check_onnx_output, publish, save_onnx
 from dacovid_export.export.onnx_export import export_onnx, sample_batch
@@ -443,8 +437,8 @@ def _verify_against_onnx(
     fp32_path: Path, candidate: Path, preprocessing: Preprocessing, config: PrecisionConfig, batch: "Batch", calibration: Any
 ) -> tuple[NumericComparison, ...]:
     atol, rtol = config.tolerance
-    reference_session = onnxruntime_session(fp32_path)
-    candidate_session = onnxruntime_session(candidate)
+    reference_session = open_session(fp32_path, purpose="check the exported model", error=CheckFailedError)
+    candidate_session = open_session(candidate, purpose="check the exported model", error=CheckFailedError)
     out = []
     start = 0
     for i, n in enumerate(batch.verify_batches()):
@@ -454,6 +448,6 @@ def _verify_against_onnx(
             start += n
         else:
             images = sample_batch(preprocessing, n, seed=config.seed + i)
-        reference = run_onnxruntime(reference_session, images)
-        out.append(compare_logits(reference, run_onnxruntime(candidate_session, images), atol=atol, rtol=rtol))
+        reference = run_session(reference_session, images)
+        out.append(compare_numeric(reference, run_session(candidate_session, images), atol=atol, rtol=rtol))
     return tuple(out)

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from dacovid_export.calibration.graph import PASS_THROUGH_OPS, AttentionChain
-from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.errors import CheckFailedError, UserInputError
+from dacovid_export.core.onnxruntime_session import open_session
 
 if TYPE_CHECKING:
     import onnx
@@ -84,7 +85,6 @@ def activation_peaks(
 ) -> dict[str, float]:
     """Largest |value| of each node's inputs and outputs when the FP32 ``model`` runs ``images``."""
     import onnx
-    import onnxruntime as ort
 
     wanted = set(nodes)
     probe = onnx.ModelProto()
@@ -99,7 +99,7 @@ def activation_peaks(
     extra = sorted({t for ts in tensors.values() for t in ts} - outputs - graph_inputs)
     for name in extra:
         probe.graph.output.add().name = name  # untyped outputs: ONNX Runtime infers them
-    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
+    session = open_session(probe.SerializeToString(), purpose="measure activation ranges", error=CheckFailedError)
     input_name = session.get_inputs()[0].name
     names = [o.name for o in session.get_outputs()]
     peaks = dict.fromkeys(names, 0.0)

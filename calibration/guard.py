@@ -51,16 +51,15 @@ from dacovid_export.calibration.int8 import CALIBRATION_METHODS, RECIPE_VERSION,
 from dacovid_export.calibration.qdq import check_qdq, inspect_qdq
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.calibration.sensitivity import (
-    Agreement,
     NodeSensitivity,
     at_risk_images,
     labels_from_weights,
-    measure_agreement,
     onnx_logits,
     openvino_logits,
     rank_nodes,
 )
 from dacovid_export.core.errors import CheckFailedError, UserInputError
+from dacovid_export.data.agreement import Agreement, measure_agreement
 
 if TYPE_CHECKING:
     import onnx

@@ -18,13 +18,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dacovid_export.calibration.fallback import FallbackDtype, unquantize
+from dacovid_export.core.errors import CheckFailedError
+from dacovid_export.core.onnxruntime_session import open_session, run_session
+from dacovid_export.core.openvino_model import compile_for_cpu, infer_logits
+from dacovid_export.data.agreement import Agreement, measure_agreement
 
 if TYPE_CHECKING:
     import onnx
 
 __all__ = [
-    "Agreement",
-    "measure_agreement",
     "onnx_logits",
     "openvino_logits",
     "at_risk_images",
@@ -34,61 +36,20 @@ __all__ = [
 ]
 
 
-@dataclasses.dataclass(frozen=True)
-class Agreement:
-    """Top-1 agreement and logit error of a candidate against FP32 reference logits."""
-
-    images: int
-    agreement: float
-    median_abs_dlogit: float
-    max_abs_dlogit: float
-    mean_abs_dlogit: float
-
-    def describe(self) -> str:
-        return (
-            f"agreement {self.agreement:.2%} on {self.images} images, |Δlogit| median {self.median_abs_dlogit:.3g} "
-            f"max {self.max_abs_dlogit:.3g}"
-        )
-
-    def to_dict(self) -> dict[str, float | int]:
-        return dataclasses.asdict(self)
-
-    def key(self) -> tuple[float, float]:
-        """Sort key, larger is better: agreement first, then a smaller mean logit error."""
-        return (self.agreement, -self.mean_abs_dlogit)
-
-
-def measure_agreement(reference: np.ndarray, candidate: np.ndarray) -> Agreement:
-    """Compare N x K logits: share of equal arg-max, and |Δlogit| over all entries."""
-    diff = np.abs(candidate.astype(np.float64) - reference.astype(np.float64))
-    return Agreement(
-        images=int(len(reference)),
-        agreement=float(np.mean(candidate.argmax(axis=1) == reference.argmax(axis=1))) if len(reference) else 0.0,
-        median_abs_dlogit=float(np.median(diff)) if diff.size else 0.0,
-        max_abs_dlogit=float(diff.max()) if diff.size else 0.0,
-        mean_abs_dlogit=float(diff.mean()) if diff.size else 0.0,
-    )
-
-
 def onnx_logits(model: "onnx.ModelProto | bytes", images: np.ndarray, *, batch: int = 16) -> np.ndarray:
     """Logits of ``model`` on ``images`` with ONNX Runtime's CPU provider (the guard's reference runtime)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     data = model if isinstance(model, bytes) else model.SerializeToString()
-    session = ort.InferenceSession(data, sess_options=options, providers=["CPUExecutionProvider"])
+    session = open_session(data, purpose="run the accuracy guard", error=CheckFailedError)
     shape = session.get_inputs()[0].shape
     fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
     step = fixed or batch
-    name = session.get_inputs()[0].name
     out = []
     for start in range(0, len(images), step):
-        chunk = np.ascontiguousarray(images[start : start + step], dtype=np.float32)
+        chunk = images[start : start + step]
         real = len(chunk)
         if fixed is not None and real < fixed:  # a static-batch model: pad the last chunk
             chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - real, axis=0)])
-        out.append(np.asarray(session.run(None, {name: chunk})[0])[:real].astype(np.float32))
+        out.append(run_session(session, chunk)[:real])
     return np.concatenate(out)
 
 
@@ -98,17 +59,9 @@ def openvino_logits(path: str, images: np.ndarray, *, batch: int = 16) -> np.nda
 
     if importlib.util.find_spec("openvino") is None:
         return None
-    import openvino as ov
-
-    core = ov.Core()
-    # f32 set explicitly: OpenVINO's CPU default on BF16-capable CPUs is BF16 (docs/design.md section 5)
-    compiled = core.compile_model(core.read_model(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32"})
-    request = compiled.create_infer_request()
-    out = []
-    for start in range(0, len(images), batch):
-        request.infer({0: np.ascontiguousarray(images[start : start + batch], dtype=np.float32)})
-        out.append(np.array(request.get_output_tensor(0).data, dtype=np.float32, copy=True))
-    return np.concatenate(out)
+    # fp32 set explicitly: OpenVINO's CPU default on BF16-capable CPUs is BF16 (docs/design.md section 5)
+    request = compile_for_cpu(path, inference_precision="fp32").create_infer_request()
+    return np.concatenate([infer_logits(request, images[start : start + batch]) for start in range(0, len(images), batch)])
 
 
 def at_risk_images(reference: np.ndarray, candidate: np.ndarray, limit: int) -> np.ndarray:

@@ -2,19 +2,29 @@
 
 Parity (``check``), latency (``dacovid-bench``) and the runtime ``Predictor``
 all talk to this interface only, so a new runtime is one new backend module.
+The base class owns what every backend shares, as Polygraphy's ``BaseRunner``
+does: the lifetime (context manager, idempotent :meth:`Backend.close`, refusal
+after close), the input check, the NaN/inf check of the logits, and on CUDA
+the staging of host batches (:class:`~dacovid_export.backends.staging.CudaStaging`).
+A subclass implements only how its runtime computes.
 """
 
 from __future__ import annotations
 
 import abc
+import contextlib
+from collections.abc import Iterator
 from types import TracebackType
+from typing import Any
 
 import numpy as np
 
 from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.backends import check_finite_logits
+from dacovid_export.backends.staging import CudaStaging
 from dacovid_export.core.errors import UserInputError
 
-__all__ = ["Backend", "check_batch", "run_in_chunks"]
+__all__ = ["Backend", "check_batch", "run_any_batch"]
 
 
 class Backend(abc.ABC):
@@ -23,48 +33,155 @@ class Backend(abc.ABC):
     ``run`` takes float32 ``N x 3 x S x S`` (already preprocessed) and returns
     float32 ``N x K`` logits. It validates shapes and raises :class:`UserInputError`
     for a batch outside ``[info.min_batch, info.max_batch]``; callers that want
-    large batches split them (see :func:`run_in_chunks`).
+    any batch size use :func:`run_any_batch`. After :meth:`close`, every call
+    raises :class:`UserInputError`.
+
+    Subclasses implement :meth:`_run_host` (the host path: CPU runtimes) and,
+    when they run on CUDA, create :attr:`_staging` with :meth:`_start_staging`
+    and implement :meth:`_execute` (queue the network on the staged device
+    input, return the device output). :meth:`_release` frees what they hold.
     """
 
-    name: str = "abstract"  # "torch" | "onnxruntime" | "tensorrt"
+    name: str = "abstract"  # "torch" | "onnxruntime" | "openvino" | "tensorrt"
+
+    # Timing hooks for dacovid-bench: end-to-end = stage + execute_staged + fetch;
+    # compute-only = execute_staged on inputs already on the device. A CUDA backend
+    # exposes its stream as ``cuda_stream`` (a torch.cuda.Stream) so the bench can
+    # record CUDA events on it. On the host path compute-only equals end-to-end,
+    # which is true on a CPU.
+    cuda_stream: object | None = None
+    _staging: CudaStaging | None = None
+    _closed: bool = True  # until __init__ has run: a half-built object has nothing to free
 
     def __init__(self, info: ArtifactInfo, device: str) -> None:
         self.info = info
         self.device = device
+        self._closed = False
+        self._staged: np.ndarray | None = None  # host path: the checked batch
+        self._staged_n: int | None = None  # CUDA path: the size of the staged batch
+        self._out: Any = None  # the last execution's output (host array or device tensor)
+        self._out_n: int | None = None
 
     @property
     def precision(self) -> str:
         return self.info.precision
 
-    @abc.abstractmethod
-    def run(self, batch: np.ndarray) -> np.ndarray: ...
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
-    def close(self) -> None:
-        """Free runtime resources; idempotent."""
+    def describe(self) -> str:
+        return f"{self.name}/{self.device} {self.info.precision} {self.info.path}"
 
-    # Timing hooks for dacovid-bench: end-to-end = stage + execute_staged + fetch;
-    # compute-only = execute_staged on inputs already on the device. GPU backends
-    # override all four and expose their stream as ``cuda_stream`` (a
-    # torch.cuda.Stream) so the bench can record CUDA events on it. The CPU
-    # defaults below make compute-only equal end-to-end, which is true on a CPU.
-    cuda_stream: object | None = None
+    # ------------------------------------------------------------------ running
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """float32 ``N x K`` logits of a preprocessed batch; NaN/inf logits raise :class:`CheckFailedError`."""
+        self._check_open()
+        if self._staging is None:
+            out = self._run_host(check_batch(batch, self.info))
+        else:
+            self.stage(batch)
+            self.execute_staged()
+            out = self.fetch()
+        return check_finite_logits(out, self.info, self.describe())
+
+    def _run_host(self, batch: np.ndarray) -> np.ndarray:
+        """Logits of a checked float32 batch on the host path; backends that have one override this."""
+        raise NotImplementedError(f"{self.describe()} runs on CUDA only")
+
+    def _execute(self, n: int) -> Any:
+        """Queue the network on the staged ``n`` rows; return the device output (``n x K``). CUDA backends override this."""
+        raise NotImplementedError(f"{self.describe()} has no CUDA path")
 
     def stage(self, batch: np.ndarray) -> None:
         """Copy a preprocessed batch to where ``execute_staged`` reads it (host-to-device on a GPU)."""
-        self._staged = check_batch(batch, self.info)
+        self._check_open()
+        batch = check_batch(batch, self.info)
+        if self._staging is None:
+            self._staged = batch
+        else:
+            self._staged_n = self._staging.stage(batch)
 
     def execute_staged(self) -> None:
         """Run the network on the staged batch; may return before a GPU finishes (see ``synchronize``)."""
-        self._staged_out = self.run(self._staged)
+        self._check_open()
+        if self._staging is None:
+            if self._staged is None:
+                raise UserInputError("execute_staged() before stage(): stage a batch first")
+            # the whole of run(), checks included, so compute-only timing on a CPU equals end-to-end
+            self._out = self.run(self._staged)
+            self._out_n = len(self._staged)
+            return
+        if self._staged_n is None:
+            raise UserInputError("execute_staged() before stage(): stage a batch first")
+        self._out = self._execute(self._staged_n)
+        self._out_n = self._staged_n
 
     def fetch(self) -> np.ndarray:
         """Outputs of the last ``execute_staged`` as host float32 logits (device-to-host on a GPU)."""
-        return self._staged_out
+        self._check_open()
+        if self._out_n is None:
+            raise UserInputError("fetch() before execute_staged(): run a staged batch first")
+        if self._staging is None:
+            return self._out
+        return self._staging.fetch(self._out, self._out_n)
 
     def synchronize(self) -> None:
-        """Wait for queued device work; nothing to wait for on a CPU."""
+        """Wait for queued device work; nothing to wait for on the host path."""
+        if self._staging is not None and not self._closed:
+            self._staging.stream.synchronize()
+
+    # ------------------------------------------------------------------- CUDA
+
+    def _start_staging(self, torch: Any, device: Any, *, in_dtype: Any, out_dtype: Any, rows: int | None = None) -> CudaStaging:
+        """Create the stream and buffers of the CUDA path (see :class:`CudaStaging`); exposes the stream."""
+        self._staging = CudaStaging(
+            torch,
+            device,
+            image_size=self.info.image_size,
+            num_classes=self.info.num_classes,
+            in_dtype=in_dtype,
+            out_dtype=out_dtype,
+            rows=rows,
+        )
+        self.cuda_stream = self._staging.stream
+        return self._staging
+
+    # --------------------------------------------------------------- lifetime
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise UserInputError(f"{self.describe()}: backend is closed")
+
+    @contextlib.contextmanager
+    def _opening(self) -> Iterator[None]:
+        """For constructors that acquire in several steps: until the block ends the backend counts as
+        closed, so a failure half-way leaves ``close`` (and ``__del__``) nothing to free or save."""
+        self._closed = True
+        yield
+        self._closed = False
+
+    def close(self) -> None:
+        """Wait for queued device work, then free the runtime and buffers; idempotent."""
+        if self._closed:
+            return
+        self._closed = True
+        staging = self._staging
+        if staging is not None:
+            staging.stream.synchronize()
+        self._release()
+        self._out = self._staged = None
+        if staging is not None:
+            staging.release()
+            self._staging = None
+            self.cuda_stream = None
+
+    def _release(self) -> None:
+        """Drop the runtime objects (session, engine, model); called once, after queued work finished."""
 
     def __enter__(self) -> "Backend":
+        self._check_open()
         return self
 
     def __exit__(
@@ -72,8 +189,12 @@ class Backend(abc.ABC):
     ) -> None:
         self.close()
 
-    def describe(self) -> str:
-        return f"{self.name}/{self.device} {self.info.precision} {self.info.path}"
+    def __del__(self) -> None:
+        # a backend dropped without close() still frees its device memory (and TensorRT-RTX saves its cache)
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001 - interpreter shutdown may have torn down CUDA already
+            pass
 
 
 def check_batch(batch: np.ndarray, info: ArtifactInfo) -> np.ndarray:
@@ -92,9 +213,24 @@ def check_batch(batch: np.ndarray, info: ArtifactInfo) -> np.ndarray:
     return np.ascontiguousarray(batch, dtype=np.float32)
 
 
-def run_in_chunks(backend: Backend, batch: np.ndarray, chunk: int | None = None) -> np.ndarray:
-    """Run a batch of any size, split into pieces the backend accepts (its ``max_batch`` by default)."""
-    limit = chunk or backend.info.max_batch or len(batch)
-    if len(batch) <= limit:
-        return backend.run(batch)
-    return np.concatenate([backend.run(batch[i : i + limit]) for i in range(0, len(batch), limit)])
+def run_any_batch(backend: Backend, batch: np.ndarray, chunk: int | None = None) -> np.ndarray:
+    """Logits for a preprocessed batch of any size: split to ``max_batch``, pad up to ``min_batch``.
+
+    A static-batch artifact (``min_batch == max_batch``) only runs full batches, so
+    a short last piece is padded by repeating its last image and the extra rows
+    are dropped. ``chunk`` caps the piece size further (memory).
+    """
+    info = backend.info
+    n = len(batch)
+    if n == 0:
+        return np.zeros((0, info.num_classes), dtype=np.float32)
+    limit = min(chunk or n, info.max_batch or n)
+    pieces = []
+    for start in range(0, n, limit):
+        piece = batch[start : start + limit]  # m x 3 x S x S
+        m = len(piece)
+        if m < info.min_batch:
+            piece = np.concatenate([piece, np.repeat(piece[-1:], info.min_batch - m, axis=0)])
+        logits = np.asarray(backend.run(piece), dtype=np.float32)[:m]
+        pieces.append(check_finite_logits(logits, info, backend.describe()))
+    return np.concatenate(pieces)

@@ -1,17 +1,17 @@
 """ONNX Runtime backend: runs any of the project's ONNX models (FP32, mixed FP16, Q/DQ INT8).
 
-Session settings follow ONNX Runtime's performance-tuning guide: all graph
-optimisations, sequential execution, intra-op threads = physical cores
-(ORT's own default when the count is 0), one inter-op thread.
+Sessions come from :func:`dacovid_export.core.onnxruntime_session.open_session`
+(the project's one session factory: its options follow ONNX Runtime's
+performance-tuning guide).
 
 On CUDA the batch goes through I/O binding: the input and output live in
 device buffers bound to the session, and ORT computes on a ``torch.cuda.Stream``
 handed to the CUDA execution provider as ``user_compute_stream``. So the timing
-hooks work like the PyTorch backend's: ``stage`` = host-to-device copy on that
-stream, ``execute_staged`` = ``run_with_iobinding`` without the end-of-run
-synchronisation, ``fetch`` = device-to-host copy; the bench can record CUDA
-events on :attr:`cuda_stream`. The device buffers are torch tensors (torch is
-a hard dependency of this project) bound by pointer.
+hooks are the base class's CUDA staging (host-to-device copy on that stream,
+device-to-host copy) around ``run_with_iobinding`` without the end-of-run
+synchronisation; the bench can record CUDA events on :attr:`cuda_stream`. The
+device buffers are torch tensors (torch is a hard dependency of this project)
+bound by pointer.
 """
 
 from __future__ import annotations
@@ -23,15 +23,15 @@ import numpy as np
 
 from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.artifacts.read import read_artifact_info
-from dacovid_export.backends import check_finite_logits
-from dacovid_export.backends.base import Backend, check_batch
+from dacovid_export.backends.base import Backend
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import IncompatibleArtifactError, MissingDependencyError, UserInputError
+from dacovid_export.core.onnxruntime_session import check_session_options, open_session
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["OnnxRuntimeBackend", "ORT_PROVIDERS", "GRAPH_OPTIMIZATIONS"]
+__all__ = ["OnnxRuntimeBackend", "ORT_PROVIDERS"]
 
 # our short names -> ONNX Runtime execution provider names
 ORT_PROVIDERS = {
@@ -39,21 +39,8 @@ ORT_PROVIDERS = {
     "cuda": "CUDAExecutionProvider",
     "tensorrt": "TensorrtExecutionProvider",
 }
-GRAPH_OPTIMIZATIONS = {
-    "disable": "ORT_DISABLE_ALL",
-    "basic": "ORT_ENABLE_BASIC",
-    "extended": "ORT_ENABLE_EXTENDED",
-    "all": "ORT_ENABLE_ALL",
-}
 # ONNX tensor type strings -> numpy dtypes the backend can feed or read
 _ONNX_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
-
-
-def _ort_errors(ort: Any) -> tuple[type[BaseException], ...]:
-    """ORT's own exception classes (plain ``Exception`` subclasses) plus the usual OS/runtime ones."""
-    state = ort.capi.onnxruntime_pybind11_state
-    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NotImplemented", "RuntimeException", "EPFail")
-    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError, OSError)
 
 
 class OnnxRuntimeBackend(Backend):
@@ -87,49 +74,37 @@ class OnnxRuntimeBackend(Backend):
     ) -> None:
         from dacovid_export.backends.torch_backend import parse_device
 
-        ort = require("onnxruntime", "run ONNX models")
+        require("onnxruntime", "run ONNX models")
         device = parse_device(device)
         provider = _choose_provider(device, provider)
-        if intra_op_threads is not None and (not isinstance(intra_op_threads, int) or isinstance(intra_op_threads, bool) or intra_op_threads < 1):
-            raise UserInputError(f"intra_op_threads={intra_op_threads!r}: give an integer >= 1, or None for the physical core count")
-        if graph_optimization not in GRAPH_OPTIMIZATIONS:
-            raise UserInputError(f"graph_optimization={graph_optimization!r}: use one of {', '.join(GRAPH_OPTIMIZATIONS)}")
+        check_session_options(intra_op_threads, graph_optimization)
         info = info if info is not None else read_artifact_info(path)
         if info.kind != "onnx":
             raise UserInputError(f"{str(path)!r} is a {info.kind}, not an ONNX model: the onnxruntime backend runs .onnx files")
         super().__init__(info, device)
-        self._ort = ort
         self.provider = provider
-        self._closed = False
-
-        options = ort.SessionOptions()
-        options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATIONS[graph_optimization])
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # 0 = ORT's default: one thread per physical core, pinned
-        options.intra_op_num_threads = intra_op_threads or 0
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3  # errors only: ORT's warnings are about its own internals
         self.intra_op_threads = intra_op_threads
 
-        self.cuda_stream = None
         providers: list[Any] = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             import torch
 
             self._torch = torch
-            self._torch_device = torch.device(device)
-            self._device_id = self._torch_device.index or 0
-            self._stream = torch.cuda.Stream(device=self._torch_device)
-            self.cuda_stream = self._stream
-            gpu_options = {"device_id": str(self._device_id), "user_compute_stream": str(self._stream.cuda_stream)}
+            torch_device = torch.device(device)
+            self._device_id = torch_device.index or 0
+            # the stream exists before the session: ORT computes on it (user_compute_stream)
+            staging = self._start_staging(torch, torch_device, in_dtype=torch.float32, out_dtype=torch.float32)
+            gpu_options = {"device_id": str(self._device_id), "user_compute_stream": str(staging.stream.cuda_stream)}
             providers = [("CUDAExecutionProvider", gpu_options), "CPUExecutionProvider"]
             if provider == "tensorrt":
                 providers.insert(0, ("TensorrtExecutionProvider", dict(gpu_options)))
-        try:
-            self._session = ort.InferenceSession(str(path), sess_options=options, providers=providers)
-        except _ort_errors(ort) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserInputError(f"ONNX Runtime could not load {str(path)!r}: {first}") from exc
+        self._session = open_session(
+            path,
+            purpose="run ONNX models",
+            providers=providers,
+            intra_op_threads=intra_op_threads,
+            graph_optimization=graph_optimization,
+        )
         active = self._session.get_providers()
         if active[0] != ORT_PROVIDERS[provider]:
             raise MissingDependencyError(
@@ -142,17 +117,15 @@ class OnnxRuntimeBackend(Backend):
         self._output_name, self._output_dtype = self._pick_io(self._session.get_outputs(), info.output_name, "output")
 
         if device.startswith("cuda"):
+            # the model's own I/O dtypes (float16 I/O in some FP16 exports), known only now
+            staging.set_dtypes(self._torch_dtype(self._input_dtype), self._torch_dtype(self._output_dtype))
             self._binding = self._session.io_binding()
             # no cudaStreamSynchronize at the end of run: execute_staged stays asynchronous
+            import onnxruntime as ort
+
             self._async_run = ort.RunOptions()
             self._async_run.add_run_config_entry("disable_synchronize_execution_providers", "1")
-            self._host_in: dict[int, torch.Tensor] = {}
-            self._dev_in: dict[int, torch.Tensor] = {}
-            self._dev_out: dict[int, torch.Tensor] = {}
-            self._host_out: dict[int, torch.Tensor] = {}
-            self._h2d_done = torch.cuda.Event()
             self._bound_n: int | None = None
-            self._staged_n: int | None = None
 
     def _pick_io(self, args: list[Any], wanted: str, what: str) -> tuple[str, Any]:
         names = [a.name for a in args]
@@ -176,18 +149,11 @@ class OnnxRuntimeBackend(Backend):
 
     # ------------------------------------------------------------------ running
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        self._check_open()
-        if not self.device.startswith("cuda"):
-            # float32 I/O is the project's convention even for FP16/INT8 models; cast if a model differs
-            x = check_batch(batch, self.info).astype(self._input_dtype, copy=False)  # N x 3 x S x S
-            out = self._session.run([self._output_name], {self._input_name: x})[0]
-            out = self._check_output(np.asarray(out), len(x))
-        else:
-            self.stage(batch)
-            self.execute_staged()
-            out = self.fetch()
-        return check_finite_logits(out, self.info, self.describe())
+    def _run_host(self, batch: np.ndarray) -> np.ndarray:
+        # float32 I/O is the project's convention even for FP16/INT8 models; cast if a model differs
+        x = batch.astype(self._input_dtype, copy=False)  # N x 3 x S x S
+        out = self._session.run([self._output_name], {self._input_name: x})[0]
+        return self._check_output(np.asarray(out), len(x))
 
     def _check_output(self, out: np.ndarray, n: int) -> np.ndarray:
         if out.shape != (n, self.info.num_classes):
@@ -202,19 +168,10 @@ class OnnxRuntimeBackend(Backend):
     def _torch_dtype(self, dtype: Any) -> "torch.dtype":
         return {np.float32: self._torch.float32, np.float16: self._torch.float16, np.float64: self._torch.float64}[dtype]
 
-    def _bind(self, n: int) -> None:
-        """Allocate (once per batch size) and bind the device input/output buffers."""
-        torch = self._torch
-        if n not in self._dev_in:
-            s = self.info.image_size
-            k = self.info.num_classes
-            in_dtype, out_dtype = self._torch_dtype(self._input_dtype), self._torch_dtype(self._output_dtype)
-            self._host_in[n] = torch.empty((n, 3, s, s), dtype=in_dtype, pin_memory=True)
-            self._dev_in[n] = torch.empty((n, 3, s, s), dtype=in_dtype, device=self._torch_device)
-            self._dev_out[n] = torch.empty((n, k), dtype=out_dtype, device=self._torch_device)
-            self._host_out[n] = torch.empty((n, k), dtype=out_dtype, pin_memory=True)
+    def _execute(self, n: int) -> "torch.Tensor":
+        buffers = self._staging.buffers(n)
         if self._bound_n != n:
-            dev_in, dev_out = self._dev_in[n], self._dev_out[n]
+            dev_in, dev_out = buffers.dev_in, buffers.dev_out
             self._binding.bind_input(
                 self._input_name, "cuda", self._device_id, self._input_dtype, tuple(dev_in.shape), dev_in.data_ptr()
             )
@@ -222,63 +179,16 @@ class OnnxRuntimeBackend(Backend):
                 self._output_name, "cuda", self._device_id, self._output_dtype, tuple(dev_out.shape), dev_out.data_ptr()
             )
             self._bound_n = n
-
-    def stage(self, batch: np.ndarray) -> None:
-        if not self.device.startswith("cuda"):
-            return super().stage(batch)
-        self._check_open()
-        batch = check_batch(batch, self.info)
-        n = len(batch)
-        self._bind(n)
-        host, dev = self._host_in[n], self._dev_in[n]
-        self._h2d_done.synchronize()  # the previous copy may still read the pinned buffer
-        host.copy_(self._torch.from_numpy(batch.astype(self._input_dtype, copy=False)))
-        with self._torch.cuda.stream(self._stream):
-            dev.copy_(host, non_blocking=True)
-            self._h2d_done.record(self._stream)
-        self._staged_n = n
-
-    def execute_staged(self) -> None:
-        if not self.device.startswith("cuda"):
-            return super().execute_staged()
-        if self._staged_n is None:
-            raise UserInputError("execute_staged() before stage(): stage a batch first")
-        self._bind(self._staged_n)
-        # ORT computes on self._stream (user_compute_stream), after the staged copy
+        # ORT computes on the staging stream (user_compute_stream), after the staged copy
         self._session.run_with_iobinding(self._binding, self._async_run)
-
-    def fetch(self) -> np.ndarray:
-        if not self.device.startswith("cuda"):
-            return super().fetch()
-        if self._staged_n is None:
-            raise UserInputError("fetch() before execute_staged(): run a staged batch first")
-        n = self._staged_n
-        host = self._host_out[n]
-        with self._torch.cuda.stream(self._stream):
-            host.copy_(self._dev_out[n], non_blocking=True)
-        self._stream.synchronize()
-        return self._check_output(host.numpy().copy(), n)
-
-    def synchronize(self) -> None:
-        if self.device.startswith("cuda") and not self._closed:
-            self._stream.synchronize()
+        return buffers.dev_out
 
     # ---------------------------------------------------------------- lifetime
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise UserInputError(f"{self.describe()}: backend is closed")
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        if self.device.startswith("cuda"):
-            self._stream.synchronize()
+    def _release(self) -> None:
+        if self._staging is not None and hasattr(self, "_binding"):
             self._binding.clear_binding_inputs()
             self._binding.clear_binding_outputs()
-            for buffers in (self._host_in, self._dev_in, self._dev_out, self._host_out):
-                buffers.clear()
         # dropping the session frees its arena (device memory on CUDA)
         self._session = None
 

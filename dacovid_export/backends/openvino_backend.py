@@ -20,33 +20,16 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any
 
 import numpy as np
 
 from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.artifacts.read import read_artifact_info
-from dacovid_export.backends import check_finite_logits
-from dacovid_export.backends.base import Backend, check_batch
-from dacovid_export.core.deps import require
+from dacovid_export.backends.base import Backend
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
+from dacovid_export.core.openvino_model import INFERENCE_PRECISIONS, compile_for_cpu, cpu_supports_bf16, infer_logits, openvino_core
 
-__all__ = ["OpenVINOBackend", "INFERENCE_PRECISIONS", "cpu_supports_bf16"]
-
-# our names -> OpenVINO's INFERENCE_PRECISION_HINT values
-INFERENCE_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
-
-
-def _core() -> Any:
-    ov = require("openvino", "run ONNX models with OpenVINO on the CPU")
-    return ov, ov.Core()
-
-
-def cpu_supports_bf16(core: Any = None) -> bool:
-    """Whether OpenVINO's CPU plugin reports BF16 among its optimization capabilities (AVX512-BF16/AMX)."""
-    if core is None:
-        _, core = _core()
-    return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+__all__ = ["OpenVINOBackend"]
 
 
 class OpenVINOBackend(Backend):
@@ -80,7 +63,7 @@ class OpenVINOBackend(Backend):
         info = info if info is not None else read_artifact_info(path)
         if info.kind != "onnx":
             raise UserInputError(f"{str(path)!r} is a {info.kind}, not an ONNX model: the openvino backend runs .onnx files")
-        ov, core = _core()
+        ov, core = openvino_core()
         if inference_precision == "bf16":
             if info.precision != "fp32":
                 raise UserInputError(
@@ -91,27 +74,10 @@ class OpenVINOBackend(Backend):
         super().__init__(info, device)
         self.inference_precision = inference_precision
         self.threads = threads
-        self._closed = False
         self._lock = threading.Lock()
-        config: dict[str, Any] = {
-            "INFERENCE_PRECISION_HINT": INFERENCE_PRECISIONS[inference_precision],
-            "PERFORMANCE_HINT": "LATENCY",
-        }
-        if threads is not None:
-            config["INFERENCE_NUM_THREADS"] = threads
-        try:
-            model = core.read_model(str(path))
-            self._compiled = core.compile_model(model, "CPU", config)
-        except RuntimeError as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise UserInputError(f"OpenVINO could not load {str(path)!r}: {first}") from exc
-        # read back what the plugin will compute in: a hint it silently ignored would be a false precision claim
-        got = self._compiled.get_property("INFERENCE_PRECISION_HINT")
-        want = getattr(ov.Type, INFERENCE_PRECISIONS[inference_precision])
-        if got != want:
-            raise IncompatibleArtifactError(
-                f"OpenVINO compiled {str(path)!r} with inference precision {got}, not the requested {want}"
-            )
+        self._compiled = compile_for_cpu(
+            path, inference_precision=inference_precision, threads=threads, performance_hint="LATENCY", core=(ov, core)
+        )
         self._request = self._compiled.create_infer_request()
         if len(self._compiled.outputs) != 1:
             raise IncompatibleArtifactError(
@@ -128,22 +94,15 @@ class OpenVINOBackend(Backend):
         hint = INFERENCE_PRECISIONS[self.inference_precision]
         return f"openvino/cpu (inference precision {hint}, {threads}) {self.info.precision} {self.info.path}"
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        if self._closed:
-            raise UserInputError(f"{self.describe()}: backend is closed")
-        x = check_batch(batch, self.info)  # N x 3 x S x S
+    def _run_host(self, batch: np.ndarray) -> np.ndarray:
         with self._lock:
-            self._request.infer({0: x})
-            out = np.array(self._request.get_output_tensor(0).data, dtype=np.float32, copy=True)
-        if out.shape != (len(x), self.info.num_classes):
+            out = infer_logits(self._request, batch)  # N x 3 x S x S -> N x K
+        if out.shape != (len(batch), self.info.num_classes):
             raise IncompatibleArtifactError(
-                f"{self.info.path}: output of shape {out.shape}, expected ({len(x)}, {self.info.num_classes})"
+                f"{self.info.path}: output of shape {out.shape}, expected ({len(batch)}, {self.info.num_classes})"
             )
-        return check_finite_logits(out, self.info, self.describe())
+        return out
 
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
         self._request = None
         self._compiled = None

@@ -25,12 +25,9 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
-from dacovid_export.backends import check_finite_logits
-from dacovid_export.backends.base import Backend, check_batch
+from dacovid_export.backends.base import Backend
 from dacovid_export.core.errors import DacovidError, IncompatibleArtifactError, UserInputError
 
 if TYPE_CHECKING:
@@ -86,10 +83,9 @@ class TensorRTBackend(Backend):
             check_engine_compatibility,
             engine_artifact_info,
             read_engine_metadata,
-            rebuild_command,
         )
         from dacovid_export.core.errors import MissingDependencyError
-        from dacovid_export.trt.library import cuda_visible, get_logger, gpu_info, import_runtime, is_rtx
+        from dacovid_export.trt.library import cuda_visible, gpu_info, import_runtime
 
         meta = read_engine_metadata(path)
         trt = import_runtime(meta.runtime)
@@ -107,11 +103,18 @@ class TensorRTBackend(Backend):
             runtime=meta.runtime,
         )
         super().__init__(engine_artifact_info(meta, path), device)
-        self._closed = True  # until everything below exists
+        with self._opening():
+            self._load(path, torch, trt, meta, gpu.index, runtime_cache)
+
+    def _load(self, path: "str | os.PathLike[str]", torch: Any, trt: Any, meta: Any, gpu_index: int, runtime_cache: object) -> None:
+        """Check the engine's bytes, deserialize it, create its context and bind the staging buffers."""
+        from dacovid_export.artifacts.engine_metadata import rebuild_command
+        from dacovid_export.trt.library import get_logger, is_rtx
+
         self._torch = torch
         self._trt = trt
         self._meta = meta
-        self._device = torch.device("cuda", gpu.index)
+        self._device = torch.device("cuda", gpu_index)
 
         blob = Path(path).read_bytes()
         if hashlib.sha256(blob).hexdigest() != meta.engine_sha256:
@@ -146,10 +149,7 @@ class TensorRTBackend(Backend):
                     f"TensorRT could not create an execution context for {str(path)!r} ({self._said()}): "
                     "usually too little free GPU memory; close other GPU programs or rebuild with a smaller --max-batch"
                 )
-            self._stream = torch.cuda.Stream(device=self._device)
             self._allocate()
-        self.cuda_stream = self._stream
-        self._closed = False
 
     # ------------------------------------------------------------------ setup
 
@@ -232,72 +232,34 @@ class TensorRTBackend(Backend):
         raise UserInputError(f"{self.info.path}: tensor {name!r} is {dtype}; this backend supports float32/float16 I/O")
 
     def _allocate(self) -> None:
-        torch, info = self._torch, self.info
-        n, s, k = int(info.max_batch or 1), info.image_size, info.num_classes
-        in_dtype, out_dtype = self._torch_dtype(info.input_name), self._torch_dtype(info.output_name)
+        info = self.info
         # max-batch buffers: a smaller batch uses their first rows, so addresses are bound once
-        self._dev_in = torch.empty((n, 3, s, s), dtype=in_dtype, device=self._device)  # N x 3 x S x S
-        self._dev_out = torch.empty((n, k), dtype=out_dtype, device=self._device)  # N x K
-        self._host_in = torch.empty((n, 3, s, s), dtype=in_dtype, pin_memory=True)
-        self._host_out = torch.empty((n, k), dtype=out_dtype, pin_memory=True)
-        self._h2d_done = torch.cuda.Event()
-        for name, tensor in ((info.input_name, self._dev_in), (info.output_name, self._dev_out)):
+        staging = self._start_staging(
+            self._torch,
+            self._device,
+            in_dtype=self._torch_dtype(info.input_name),
+            out_dtype=self._torch_dtype(info.output_name),
+            rows=int(info.max_batch or 1),
+        )
+        whole = staging.buffers(int(info.max_batch or 1))
+        for name, tensor in ((info.input_name, whole.dev_in), (info.output_name, whole.dev_out)):
             if not self._context.set_tensor_address(name, tensor.data_ptr()):
                 raise DacovidError(f"TensorRT refused the buffer address for {name!r}: {self._said()}")
         self._shape_n: int | None = None
-        self._staged_n: int | None = None
-        self._out_n: int | None = None
 
     # ---------------------------------------------------------------- running
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        self.stage(batch)
-        self.execute_staged()
-        return check_finite_logits(self.fetch(), self.info, self.describe())
-
-    def stage(self, batch: np.ndarray) -> None:
-        """Host-to-device copy of a preprocessed batch on :attr:`cuda_stream` (asynchronous)."""
-        self._check_open()
-        batch = check_batch(batch, self.info)
-        n = len(batch)
-        # the previous asynchronous copy may still be reading the pinned buffer
-        self._h2d_done.synchronize()
-        self._host_in[:n].copy_(self._torch.from_numpy(batch))
-        with self._torch.cuda.stream(self._stream):
-            self._dev_in[:n].copy_(self._host_in[:n], non_blocking=True)
-            self._h2d_done.record(self._stream)
-        self._staged_n = n
-
-    def execute_staged(self) -> None:
+    def _execute(self, n: int) -> "torch.Tensor":
         """Enqueue the engine on the staged batch; returns before the GPU finishes."""
-        self._check_open()
-        n = self._staged_n
-        if n is None:
-            raise UserInputError("execute_staged() before stage(): stage a batch first")
         s = self.info.image_size
         with self._torch.cuda.device(self._device):
             if n != self._shape_n:
                 if not self._context.set_input_shape(self.info.input_name, (n, 3, s, s)):
                     raise UserInputError(f"{self.info.path}: TensorRT rejected batch shape {(n, 3, s, s)}: {self._said()}")
                 self._shape_n = n
-            if not self._context.execute_async_v3(self._stream.cuda_stream):
+            if not self._context.execute_async_v3(self.cuda_stream.cuda_stream):
                 raise DacovidError(f"TensorRT failed to enqueue {self.info.path} on batch {n}: {self._said()}")
-        self._out_n = n
-
-    def fetch(self) -> np.ndarray:
-        """Device-to-host copy of the last execution's logits; waits for the stream. float32 N x K."""
-        self._check_open()
-        n = self._out_n
-        if n is None:
-            raise UserInputError("fetch() before execute_staged(): run a staged batch first")
-        with self._torch.cuda.stream(self._stream):
-            self._host_out[:n].copy_(self._dev_out[:n], non_blocking=True)
-        self._stream.synchronize()
-        return self._host_out[:n].float().numpy().copy()
-
-    def synchronize(self) -> None:
-        if not self._closed:
-            self._stream.synchronize()
+        return self._staging.buffers(n).dev_out
 
     def describe(self) -> str:
         return (
@@ -307,27 +269,11 @@ class TensorRTBackend(Backend):
 
     # ---------------------------------------------------------------- lifetime
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise UserInputError(f"{self.info.path}: backend is closed")
-
-    def close(self) -> None:
-        """Wait for queued work, then free the context, engine, runtime and buffers; idempotent."""
-        if getattr(self, "_closed", True):
-            return
-        self._closed = True
-        self._stream.synchronize()
+    def _release(self) -> None:
+        """Save the RTX kernels, then free the context, engine and runtime (the base frees the buffers)."""
         if self._rtx:
             self._save_runtime_cache()
         # context before its runtime config and engine, engine before runtime: each depends on the next
-        for attr in ("_context", "_runtime_config", "_runtime_cache", "_engine", "_runtime", "_dev_in", "_dev_out", "_host_in", "_host_out"):
+        for attr in ("_context", "_runtime_config", "_runtime_cache", "_engine", "_runtime"):
             if hasattr(self, attr):
                 delattr(self, attr)
-        self.cuda_stream = None
-        self._torch.cuda.empty_cache()
-
-    def __del__(self) -> None:
-        try:
-            self.close()
-        except Exception:  # noqa: BLE001 - interpreter shutdown may have torn down CUDA already
-            pass

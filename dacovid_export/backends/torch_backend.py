@@ -1,9 +1,9 @@
 """PyTorch backend: runs a checkpoint; the reference for parity and the eager baseline for the bench.
 
-On a CPU it is a plain ``model(x)`` under ``torch.inference_mode``. On CUDA it
-owns a ``torch.cuda.Stream``, pinned host buffers and device buffers per batch
-size, so the bench can time host-to-device, compute and device-to-host
-separately with CUDA events on :attr:`cuda_stream`. Speed options (autocast
+On a CPU it is a plain ``model(x)`` under ``torch.inference_mode``. On CUDA the
+base class's staging (a ``torch.cuda.Stream``, pinned host buffers and device
+buffers per batch size) lets the bench time host-to-device, compute and
+device-to-host separately with CUDA events on :attr:`cuda_stream`. Speed options (autocast
 precision, channels-last, CUDA graphs, ``torch.compile``) follow the PyTorch
 documentation; the defaults are strict FP32 so the reference stays exact.
 """
@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dacovid_export.artifacts.info import ArtifactInfo
-from dacovid_export.backends import check_finite_logits
-from dacovid_export.backends.base import Backend, check_batch
+from dacovid_export.backends.base import Backend
 from dacovid_export.core.errors import MissingDependencyError, UserInputError
 
 if TYPE_CHECKING:
@@ -111,7 +110,6 @@ class TorchBackend(Backend):
         self._cuda_graphs = cuda_graphs
         self._compile = compile
         self._tf32 = tf32
-        self._closed = False
         self._torch_device = torch.device(device)
 
         model = model.to(self._torch_device)
@@ -125,18 +123,10 @@ class TorchBackend(Backend):
             mode = "reduce-overhead" if cuda_graphs else None
             self._module = torch.compile(model, mode=mode, dynamic=False)
 
-        self.cuda_stream = None
         if self._torch_device.type == "cuda":
-            self._stream = torch.cuda.Stream(device=self._torch_device)
-            self.cuda_stream = self._stream
-            self._h2d_done = torch.cuda.Event()
-            # batch size -> buffers; the bench runs one size, parity/Predictor a few
-            self._host_in: dict[int, torch.Tensor] = {}
-            self._dev_in: dict[int, torch.Tensor] = {}
-            self._host_out: dict[int, torch.Tensor] = {}
+            # buffers per batch size: the bench runs one size, parity/Predictor a few
+            self._start_staging(torch, self._torch_device, in_dtype=torch.float32, out_dtype=torch.float32)
             self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
-            self._staged_n: int | None = None
-            self._dev_out: torch.Tensor | None = None
 
     @property
     def precision(self) -> str:
@@ -159,16 +149,8 @@ class TorchBackend(Backend):
 
     # ------------------------------------------------------------------ running
 
-    def run(self, batch: np.ndarray) -> np.ndarray:
-        self._check_open()
-        if self._torch_device.type == "cpu":
-            x = self._torch.from_numpy(check_batch(batch, self.info))  # N x 3 x S x S
-            out = self._forward(x).numpy()
-        else:
-            self.stage(batch)
-            self.execute_staged()
-            out = self.fetch()
-        return check_finite_logits(out, self.info, self.describe())
+    def _run_host(self, batch: np.ndarray) -> np.ndarray:
+        return self._forward(self._torch.from_numpy(batch)).numpy()  # N x 3 x S x S -> N x K
 
     def _forward(self, x: "torch.Tensor") -> "torch.Tensor":
         """N x 3 x S x S -> float32 N x K on the same device."""
@@ -210,97 +192,38 @@ class TorchBackend(Backend):
 
     # --------------------------------------------------------- CUDA timing hooks
 
-    def _buffers(self, n: int) -> tuple["torch.Tensor", "torch.Tensor"]:
-        torch = self._torch
-        if n not in self._host_in:
-            s = self.info.image_size
-            self._host_in[n] = torch.empty((n, 3, s, s), dtype=torch.float32, pin_memory=True)
-            self._dev_in[n] = torch.empty((n, 3, s, s), dtype=torch.float32, device=self._torch_device)
-            self._host_out[n] = torch.empty((n, self.info.num_classes), dtype=torch.float32, pin_memory=True)
-        return self._host_in[n], self._dev_in[n]
-
-    def stage(self, batch: np.ndarray) -> None:
-        if self._torch_device.type == "cpu":
-            return super().stage(batch)
-        self._check_open()
-        batch = check_batch(batch, self.info)
-        n = len(batch)
-        host, dev = self._buffers(n)
-        # the previous asynchronous copy may still be reading this pinned buffer
-        self._h2d_done.synchronize()
-        host.copy_(self._torch.from_numpy(batch))
-        with self._torch.cuda.stream(self._stream):
-            dev.copy_(host, non_blocking=True)
-            self._h2d_done.record(self._stream)
-        self._staged_n = n
-
-    def execute_staged(self) -> None:
-        if self._torch_device.type == "cpu":
-            return super().execute_staged()
-        if self._staged_n is None:
-            raise UserInputError("execute_staged() before stage(): stage a batch first")
-        n = self._staged_n
-        with self._torch.cuda.device(self._torch_device), self._torch.cuda.stream(self._stream), self._cuda_numerics():
+    def _execute(self, n: int) -> "torch.Tensor":
+        dev_in = self._staging.buffers(n).dev_in
+        with self._torch.cuda.device(self._torch_device), self._torch.cuda.stream(self.cuda_stream), self._cuda_numerics():
             if self._cuda_graphs and not self._compile:
-                graph, static_out = self._graph_for(n)
+                graph, static_out = self._graph_for(n, dev_in)
                 graph.replay()
-                self._dev_out = static_out
-            else:
-                self._dev_out = self._forward(self._dev_in[n])
+                return static_out
+            return self._forward(dev_in)
 
-    def _graph_for(self, n: int) -> tuple["torch.cuda.CUDAGraph", "torch.Tensor"]:
-        """Capture (once per batch size) the forward pass reading the static buffer ``_dev_in[n]``."""
+    def _graph_for(self, n: int, static_in: "torch.Tensor") -> tuple["torch.cuda.CUDAGraph", "torch.Tensor"]:
+        """Capture (once per batch size) the forward pass reading the static buffer of batch size ``n``."""
         if n not in self._graphs:
             torch = self._torch
-            static_in = self._dev_in[n]
+            stream = self.cuda_stream
             # Warm-up on the side stream before capture (cuDNN autotuning, lazy
             # initialisation), as the PyTorch CUDA graphs notes prescribe.
             for _ in range(3):
                 self._forward(static_in)
-            self._stream.synchronize()
+            stream.synchronize()
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, stream=self._stream):
+            with torch.cuda.graph(graph, stream=stream):
                 static_out = self._forward(static_in)
             self._graphs[n] = (graph, static_out)
         return self._graphs[n]
 
-    def fetch(self) -> np.ndarray:
-        if self._torch_device.type == "cpu":
-            return super().fetch()
-        if self._dev_out is None or self._staged_n is None:
-            raise UserInputError("fetch() before execute_staged(): run a staged batch first")
-        host = self._host_out[self._staged_n]
-        with self._torch.cuda.stream(self._stream):
-            host.copy_(self._dev_out, non_blocking=True)
-        self._stream.synchronize()
-        return host.numpy().copy()
-
-    def synchronize(self) -> None:
-        if self._torch_device.type == "cuda" and not self._closed:
-            self._stream.synchronize()
-
     # ---------------------------------------------------------------- lifetime
 
-    def _check_open(self) -> None:
-        if self._closed:
-            raise UserInputError(f"{self.describe()}: backend is closed")
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    def _release(self) -> None:
         if self._torch_device.type == "cuda":
-            self._stream.synchronize()
             self._graphs.clear()
-            self._host_in.clear()
-            self._dev_in.clear()
-            self._host_out.clear()
-            self._dev_out = None
         self._module = None
         self._model = None
-        if self._torch_device.type == "cuda":
-            # hand the freed blocks back to the driver so other processes see the memory
-            self._torch.cuda.empty_cache()
 
 
 def _validate_options(

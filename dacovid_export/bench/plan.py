@@ -107,7 +107,7 @@ def _onnx_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
     if config.backend == "openvino" or info.precision == "int8" or (config.openvino_fp32 and info.precision == "fp32"):
         runs.append(Run(path, info, "openvino", {"inference_precision": "fp32"}, None, "default"))
     if config.openvino_bf16 and info.precision == "fp32":
-        from dacovid_export.backends.openvino_backend import cpu_supports_bf16
+        from dacovid_export.core.openvino_model import cpu_supports_bf16
 
         if not cpu_supports_bf16():
             raise UserInputError("openvino_bf16: this CPU has no BF16 support (OpenVINO reports none); drop --openvino-bf16")

@@ -14,6 +14,7 @@ __all__ = [
     "IncompatibleArtifactError",
     "CheckFailedError",
     "EngineBuildError",
+    "first_line",
 ]
 
 
@@ -61,3 +62,9 @@ class EngineBuildError(DacovidError):
     """TensorRT could not parse or build the model (or TensorRT/GPU trouble found mid-build)."""
 
     exit_code = 2
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a library's exception message (or its class name): errors here are one line."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__

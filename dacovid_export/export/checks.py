@@ -1,4 +1,4 @@
-"""Self-checks of an exported ONNX model: validity, TensorRT compatibility, attention pattern, numerics.
+"""Structural self-checks of an exported ONNX model: validity, TensorRT compatibility, attention pattern.
 
 Every check raises :class:`~dacovid_export.core.errors.CheckFailedError` with a message
 that names the offending nodes and says what to do. The same checks run on the
@@ -18,11 +18,11 @@ import collections
 import dataclasses
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from dacovid_export.core.errors import CheckFailedError
+from dacovid_export.core.errors import CheckFailedError, first_line
 from dacovid_export.trt.onnx_operators import (
     TRT_CONSTANT_AXES_OPS,
     TRT_DOC_VERSION,
@@ -35,11 +35,9 @@ from dacovid_export.trt.onnx_operators import (
 
 if TYPE_CHECKING:
     import onnx
-    import onnxruntime
 
 __all__ = [
     "AttentionBlock",
-    "NumericComparison",
     "StructuralReport",
     "validate_model",
     "op_histogram",
@@ -54,10 +52,6 @@ __all__ = [
     "check_no_decomposed_softmax",
     "check_attention_fp32",
     "run_structural_checks",
-    "onnxruntime_session",
-    "run_onnxruntime",
-    "compare_logits",
-    "check_numeric",
 ]
 
 _FLOAT = 1  # onnx.TensorProto.FLOAT
@@ -76,34 +70,6 @@ class AttentionBlock:
 
     def nodes(self) -> tuple[str, str, str]:
         return (self.energy_matmul, self.softmax, self.output_matmul)
-
-
-@dataclasses.dataclass(frozen=True)
-class NumericComparison:
-    """ONNX Runtime logits against reference logits at one batch size; true when within tolerance."""
-
-    batch: int
-    max_abs_error: float
-    scale: float  # max |reference logit|: the logits' magnitude the error is measured against
-    relative_error: float  # max_abs_error / scale
-    tolerance: float  # allowed max_abs_error = atol + rtol * scale
-    top1_agreement: float  # fraction of samples whose arg-max agrees
-    top1_disagreements: int  # disagreements on samples whose top-2 margin exceeds twice the tolerance
-    passed: bool
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def describe(self) -> str:
-        verdict = "ok" if self.passed else "FAILED"
-        return (
-            f"batch {self.batch}: max |diff| {self.max_abs_error:.3g} on logits of scale {self.scale:.3g} "
-            f"(relative {self.relative_error:.2e}, allowed {self.tolerance:.3g}), "
-            f"top-1 agreement {self.top1_agreement * 100:.0f}% [{verdict}]"
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,17 +95,12 @@ def validate_model(model: "onnx.ModelProto | str | os.PathLike[str]") -> "onnx.M
     try:
         onnx.checker.check_model(os.fspath(model) if isinstance(model, (str, os.PathLike)) else model, full_check=True)
     except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError, ValueError) as exc:
-        raise CheckFailedError(f"onnx.checker rejected the model: {_first_line(exc)}") from exc
+        raise CheckFailedError(f"onnx.checker rejected the model: {first_line(exc)}") from exc
     proto = onnx.load(os.fspath(model)) if isinstance(model, (str, os.PathLike)) else model
     try:
         return onnx.shape_inference.infer_shapes(proto, check_type=True, strict_mode=True, data_prop=True)
     except (onnx.shape_inference.InferenceError, ValueError) as exc:
-        raise CheckFailedError(f"ONNX shape inference failed: {_first_line(exc)}") from exc
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
+        raise CheckFailedError(f"ONNX shape inference failed: {first_line(exc)}") from exc
 
 
 # ---------------------------------------------------------------------------
@@ -423,82 +384,6 @@ def run_structural_checks(
             raise CheckFailedError("the INT8 model has no QuantizeLinear/DequantizeLinear nodes: nothing was quantized")
         checks.append(f"{qdq} Q/DQ nodes, symmetric INT8 with zero point 0")
     return StructuralReport(checks=tuple(checks), histogram=op_histogram(model), attention=blocks)
-
-
-# ---------------------------------------------------------------------------
-# numerics
-
-
-def onnxruntime_session(path: str | os.PathLike[str]) -> "onnxruntime.InferenceSession":
-    """An ONNX Runtime session on the CPU provider (the reference runtime of the self-checks)."""
-    from dacovid_export.core.deps import require
-
-    ort = require("onnxruntime", "check the exported model with ONNX Runtime")
-    options = ort.SessionOptions()
-    options.log_severity_level = 3  # warnings about inserted casts in FP16 graphs are expected
-    try:
-        return ort.InferenceSession(os.fspath(path), sess_options=options, providers=["CPUExecutionProvider"])
-    except _ort_errors() as exc:
-        raise CheckFailedError(f"ONNX Runtime cannot load {os.fspath(path)!r}: {_first_line(exc)}") from exc
-
-
-def run_onnxruntime(session: "onnxruntime.InferenceSession", batch: np.ndarray) -> np.ndarray:
-    """float32 ``N x K`` logits of a float32 ``N x 3 x S x S`` batch."""
-    name = session.get_inputs()[0].name
-    try:
-        (logits,) = session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})
-    except _ort_errors() as exc:
-        raise CheckFailedError(f"ONNX Runtime failed on a batch of shape {batch.shape}: {_first_line(exc)}") from exc
-    return np.asarray(logits, dtype=np.float32)
-
-
-def _ort_errors() -> tuple[type[BaseException], ...]:
-    """ONNX Runtime's exception classes (they derive from Exception directly, not RuntimeError)."""
-    from onnxruntime.capi import onnxruntime_pybind11_state as state
-
-    names = ("Fail", "InvalidGraph", "InvalidArgument", "NoSuchFile", "RuntimeException", "NotImplemented", "InvalidProtobuf", "EPFail")
-    return (RuntimeError, ValueError, *(getattr(state, n) for n in names if hasattr(state, n)))
-
-
-def compare_logits(reference: np.ndarray, candidate: np.ndarray, *, atol: float, rtol: float) -> NumericComparison:
-    """Max abs error against ``atol + rtol * max|reference|``, and top-1 agreement.
-
-    A disagreement counts as a failure only where the reference's top-2 margin is
-    larger than twice the allowed error: below that, a tie can flip either way.
-    """
-    if reference.shape != candidate.shape:
-        raise CheckFailedError(f"logits of shape {candidate.shape}, expected {reference.shape}")
-    ref = reference.astype(np.float64)
-    cand = candidate.astype(np.float64)
-    if not np.all(np.isfinite(cand)):
-        return NumericComparison(len(ref), float("inf"), float(np.abs(ref).max()), float("inf"), 0.0, 0.0, len(ref), False)
-    diff = float(np.abs(ref - cand).max())
-    scale = float(np.abs(ref).max())
-    tolerance = atol + rtol * scale
-    agree = ref.argmax(axis=1) == cand.argmax(axis=1)
-    top2 = np.sort(ref, axis=1)[:, -2:]
-    decisive = (top2[:, 1] - top2[:, 0]) > 2 * tolerance
-    disagreements = int(np.sum(~agree & decisive))
-    return NumericComparison(
-        batch=len(ref),
-        max_abs_error=diff,
-        scale=scale,
-        relative_error=diff / max(scale, 1e-12),
-        tolerance=tolerance,
-        top1_agreement=float(agree.mean()),
-        top1_disagreements=disagreements,
-        passed=diff <= tolerance and disagreements == 0,
-    )
-
-
-def check_numeric(comparisons: Iterable[NumericComparison], what: str) -> None:
-    """Raise :class:`CheckFailedError` listing every failed comparison."""
-    failed = [c for c in comparisons if not c]
-    if failed:
-        raise CheckFailedError(
-            f"{what}: outputs differ beyond tolerance: " + "; ".join(c.describe() for c in failed)
-            + ". Loosen --atol/--rtol only if the difference is understood"
-        )
 
 
 # ---------------------------------------------------------------------------

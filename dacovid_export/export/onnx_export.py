@@ -27,15 +27,9 @@ from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import scratch_dir
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.data.preprocessing import Preprocessing
-from dacovid_export.export.checks import (
-    NumericComparison,
-    check_numeric,
-    compare_logits,
-    onnxruntime_session,
-    run_onnxruntime,
-    run_structural_checks,
-    validate_model,
-)
+from dacovid_export.core.onnxruntime_session import open_session, run_session
+from dacovid_export.data.agreement import NumericComparison, check_numeric, compare_numeric
+from dacovid_export.export.checks import run_structural_checks, validate_model
 from dacovid_export.export.config import OnnxExportConfig
 from dacovid_export.export.files import check_onnx_output, publish, save_onnx
 from dacovid_export.export.result import OnnxExportResult, written_result
@@ -186,11 +180,11 @@ def _verify_against_torch(
     import torch
 
     atol, rtol = config.tolerance
-    session = onnxruntime_session(path)
+    session = open_session(path, purpose="check the exported model", error=CheckFailedError)
     out = []
     for i, n in enumerate(config.verify_batches()):
         batch = sample_batch(preprocessing, n, seed=config.seed + i)
         with torch.no_grad():
             reference = model(torch.from_numpy(batch)).numpy()
-        out.append(compare_logits(reference, run_onnxruntime(session, batch), atol=atol, rtol=rtol))
+        out.append(compare_numeric(reference, run_session(session, batch), atol=atol, rtol=rtol))
     return tuple(out)

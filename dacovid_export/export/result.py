@@ -10,7 +10,8 @@ from typing import Any
 
 from dacovid_export.artifacts.onnx_metadata import info_from_model, load_onnx, metadata_of
 from dacovid_export.core.fileio import sha256_file
-from dacovid_export.export.checks import AttentionBlock, NumericComparison
+from dacovid_export.data.agreement import NumericComparison
+from dacovid_export.export.checks import AttentionBlock
 
 __all__ = ["OnnxExportResult", "written_result"]
 

@@ -38,10 +38,11 @@ import numpy as np
 
 from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
 from dacovid_export.artifacts.read import read_artifact_info
-from dacovid_export.backends.base import Backend
+from dacovid_export.backends.base import Backend, run_any_batch
 from dacovid_export.core.errors import CheckFailedError, MissingDependencyError, UserInputError
 from dacovid_export.core.fileio import same_file, sha256_file
 from dacovid_export.core.limits import check_batch_size
+from dacovid_export.data.agreement import softmax
 from dacovid_export.data.metrics import classification_report
 from dacovid_export.parity.report import CheckResult, ModelParity, ParityReport, ReferenceResult
 
@@ -51,7 +52,7 @@ __all__ = [
     "DEFAULT_BATCH_SIZE",
     "DEFAULT_SYNTHETIC_COUNT",
     "run_parity",
-    "compare_logits",
+    "judge_logits",
     "ParityReport",
     "ModelParity",
     "CheckResult",
@@ -248,7 +249,7 @@ def _check_metadata(model: ArtifactInfo, reference: ArtifactInfo) -> list[str]:
 # ------------------------------------------------------------------------ compare
 
 
-def compare_logits(
+def judge_logits(
     reference: np.ndarray,
     logits: np.ndarray,
     tolerance: Tolerance,
@@ -256,9 +257,12 @@ def compare_logits(
     labels: np.ndarray | None = None,
     class_names: Sequence[str] = (),
 ) -> tuple[dict[str, Any], tuple[CheckResult, ...]]:
-    """Numbers and checks for one model's ``N x K`` logits against the reference's ``N x K``."""
-    from dacovid_export.serve.predictor import softmax
+    """Parity's verdict on one model: its numbers and checks against ``tolerance``, ``N x K`` logits vs the reference's.
 
+    Not :func:`dacovid_export.data.agreement.compare_numeric` (an atol/rtol test of the
+    same computation): this judges a deployed model by answers, relative logit error,
+    probabilities and accuracy, with the tolerance of its precision.
+    """
     ref = np.asarray(reference, dtype=np.float64)
     out = np.asarray(logits, dtype=np.float64)
     if ref.shape != out.shape:
@@ -406,8 +410,6 @@ def _run_all(
     """Run the reference and every model batch by batch; a model that yields NaN/inf stops, the others go on."""
     from tqdm import tqdm
 
-    from dacovid_export.serve.predictor import run_any_batch
-
     ref_parts: list[np.ndarray] = []
     parts: list[list[np.ndarray]] = [[] for _ in backends]
     errors: list[str | None] = [None for _ in backends]
@@ -459,7 +461,7 @@ def _model_result(
             mean_abs_prob_diff=None, top1_agreement=None, disagreements=None, classification=None, accuracy_drop=None,
             checks=tuple(checks), warnings=tuple(warnings), error=error,
         )  # fmt: skip
-    numbers, value_checks = compare_logits(ref_logits, logits, tolerance, labels=labels, class_names=reference_info.class_names)
+    numbers, value_checks = judge_logits(ref_logits, logits, tolerance, labels=labels, class_names=reference_info.class_names)
     return ModelParity(
         **common,
         max_abs_logit_diff=numbers["max_abs_logit_diff"],

@@ -23,12 +23,12 @@ import numpy as np
 from PIL import Image
 
 from dacovid_export.artifacts.info import ArtifactInfo
-from dacovid_export.backends import check_finite_logits
-from dacovid_export.backends.base import Backend
+from dacovid_export.backends.base import Backend, run_any_batch
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.agreement import softmax
 from dacovid_export.data.preprocessing import ImageInput, Preprocessing, preprocess
 
-__all__ = ["Prediction", "ImageFailure", "Predictor", "softmax", "run_any_batch", "DEFAULT_BATCH_SIZE"]
+__all__ = ["Prediction", "ImageFailure", "Predictor", "DEFAULT_BATCH_SIZE"]
 
 # images per backend call when neither the caller nor the artifact says otherwise:
 # large enough to fill a GPU for this model, small enough for CPU memory at 224x224
@@ -74,37 +74,6 @@ class ImageFailure:
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "error": self.reason, "source": self.source}
-
-
-def softmax(logits: np.ndarray) -> np.ndarray:
-    """Row-wise softmax in float64 (``N x K`` -> ``N x K``), stable for large logits."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = z - z.max(axis=-1, keepdims=True)
-    e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
-
-
-def run_any_batch(backend: Backend, batch: np.ndarray, chunk: int | None = None) -> np.ndarray:
-    """Logits for a preprocessed batch of any size: split to ``max_batch``, pad up to ``min_batch``.
-
-    A static-batch artifact (``min_batch == max_batch``) only runs full batches, so
-    a short last piece is padded by repeating its last image and the extra rows
-    are dropped. ``chunk`` caps the piece size further (memory).
-    """
-    info = backend.info
-    n = len(batch)
-    if n == 0:
-        return np.zeros((0, info.num_classes), dtype=np.float32)
-    limit = min(chunk or n, info.max_batch or n)
-    pieces = []
-    for start in range(0, n, limit):
-        piece = batch[start : start + limit]  # m x 3 x S x S
-        m = len(piece)
-        if m < info.min_batch:
-            piece = np.concatenate([piece, np.repeat(piece[-1:], info.min_batch - m, axis=0)])
-        logits = np.asarray(backend.run(piece), dtype=np.float32)[:m]
-        pieces.append(check_finite_logits(logits, info, backend.describe()))
-    return np.concatenate(pieces)
 
 
 class Predictor:

@@ -15,13 +15,8 @@ from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
 from dacovid_export.model import load_checkpoint
-from dacovid_export.export.checks import (
-    check_qdq_zero_points,
-    onnxruntime_session,
-    run_onnxruntime,
-    run_structural_checks,
-    validate_model,
-)
+from dacovid_export.core.onnxruntime_session import open_session, run_session
+from dacovid_export.export.checks import check_qdq_zero_points, run_structural_checks, validate_model
 from dacovid_export.calibration.convert import PrecisionConfig, convert_precision
 from dacovid_export.export.onnx_export import sample_batch
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
@@ -63,9 +58,9 @@ def test_cli_fp16_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
 
     batch = sample_batch(info.preprocessing, 3, seed=7)
     expected = _torch_logits(tiny_checkpoint, batch)
-    session = onnxruntime_session(out)
+    session = open_session(out, purpose="run the test")
     for n in (1, 3):
-        got = run_onnxruntime(session, batch[:n])
+        got = run_session(session, batch[:n])
         assert np.abs(got - expected[:n]).max() <= 0.05 * np.abs(expected).max()
 
 

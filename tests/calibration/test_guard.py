@@ -16,7 +16,8 @@ pytest.importorskip("onnxruntime")
 
 from dacovid_export.calibration import GuardConfig, GuardFailedError, guarded_quantize_int8  # noqa: E402
 from dacovid_export.calibration.qdq import inspect_qdq  # noqa: E402
-from dacovid_export.calibration.sensitivity import measure_agreement, onnx_logits  # noqa: E402
+from dacovid_export.calibration.sensitivity import onnx_logits  # noqa: E402
+from dacovid_export.data.agreement import measure_agreement  # noqa: E402
 
 
 @pytest.fixture(scope="module")

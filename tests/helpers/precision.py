@@ -39,9 +39,7 @@ def export_fp32_onnx(checkpoint: Path, path: Path) -> Path:
 
 def run_onnx(path: Path, x):
     """Logits of an ONNX model in ONNX Runtime's CPU provider."""
-    import onnxruntime as ort
+    from dacovid_export.core.onnxruntime_session import open_session
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 2
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = open_session(path, purpose="run the test", intra_op_threads=2)
     return session.run(None, {session.get_inputs()[0].name: x})[0]

@@ -11,7 +11,7 @@ from dacovid_export.backends.registry import auto_backend, open_backend
 from dacovid_export.core.errors import UserInputError
 
 pytest.importorskip("openvino")
-from dacovid_export.backends.openvino_backend import cpu_supports_bf16  # noqa: E402
+from dacovid_export.core.openvino_model import cpu_supports_bf16  # noqa: E402
 
 S = 64
 

@@ -16,7 +16,7 @@ from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import sha256_file
 from dacovid_export.model import load_checkpoint
-from dacovid_export.export.checks import onnxruntime_session, run_onnxruntime
+from dacovid_export.core.onnxruntime_session import open_session, run_session
 from dacovid_export.export.config import DEFAULT_OPSET, OnnxExportConfig
 from dacovid_export.export.onnx_export import export_onnx, sample_batch
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
@@ -70,9 +70,9 @@ def test_onnxruntime_matches_pytorch_at_batch_1_and_3(tiny_fp32_onnx: Path, tiny
     batch = sample_batch(meta.preprocessing, 3, seed=123)
     with torch.no_grad():
         expected = model(torch.from_numpy(batch)).numpy()
-    session = onnxruntime_session(tiny_fp32_onnx)
-    three = run_onnxruntime(session, batch)
-    one = run_onnxruntime(session, batch[:1])
+    session = open_session(tiny_fp32_onnx, purpose="run the test")
+    three = run_session(session, batch)
+    one = run_session(session, batch[:1])
     scale = np.abs(expected).max()
     assert scale > 1.0  # gamma = beta = 0.5 and random weights give logits of real magnitude
     np.testing.assert_allclose(three, expected, atol=1e-4 * scale)
@@ -194,8 +194,8 @@ def test_cli_static_batch(tmp_path: Path, tiny_checkpoint: Path) -> None:
     assert (info.min_batch, info.max_batch) == (2, 2)
     assert info.extra["input_shape"] == [2, 3, 64, 64]
     assert read_metadata(out)["max_batch"] == "2"
-    session = onnxruntime_session(out)
-    assert run_onnxruntime(session, sample_batch(info.preprocessing, 2, seed=0)).shape == (2, 3)
+    session = open_session(out, purpose="run the test")
+    assert run_session(session, sample_batch(info.preprocessing, 2, seed=0)).shape == (2, 3)
 
 
 def test_failed_check_leaves_no_output(tmp_path: Path, tiny_checkpoint: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,4 +1,4 @@
-"""Parity verdict: library (run_parity, compare_logits, ParityConfig) and `dacovid-export check`."""
+"""Parity verdict: library (run_parity, judge_logits, ParityConfig) and `dacovid-export check`."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
-from dacovid_export.parity.run import ParityConfig, Tolerance, compare_logits, run_parity
+from dacovid_export.parity.run import ParityConfig, Tolerance, judge_logits, run_parity
 
 
 @pytest.fixture(scope="module")
@@ -132,19 +132,19 @@ def test_reference_must_be_a_checkpoint(tiny_fp32_onnx: Path) -> None:
         run_parity(tiny_fp32_onnx, [tiny_fp32_onnx], synthetic_count=2, progress=False)
 
 
-def test_compare_logits_numbers_and_accuracy_drop() -> None:
+def test_judge_logits_numbers_and_accuracy_drop() -> None:
     ref = np.array([[2.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 4.0], [1.0, 0.0, 0.0]])
     out = ref.copy()
     out[3] = [0.0, 1.5, 0.0]  # one of four changes class
     labels = np.array([0, 1, 2, 0])
-    numbers, checks = compare_logits(ref, out, ParityConfig().int8, labels=labels, class_names=("a", "b", "c"))
+    numbers, checks = judge_logits(ref, out, ParityConfig().int8, labels=labels, class_names=("a", "b", "c"))
     assert numbers["top1_agreement"] == 0.75 and numbers["disagreements"] == 1
     assert numbers["max_abs_logit_diff"] == 1.5 and numbers["logit_scale"] == 4.0
     assert numbers["max_rel_logit_diff"] == pytest.approx(0.375)
     assert numbers["accuracy_drop"] == pytest.approx(0.25)
     by_name = {c.name: c for c in checks}
     assert not by_name["top-1 agreement"].passed and not by_name["accuracy drop"].passed
-    same, same_checks = compare_logits(ref, ref, ParityConfig().fp32)
+    same, same_checks = judge_logits(ref, ref, ParityConfig().fp32)
     assert same["max_abs_prob_diff"] == 0.0 and all(c.passed for c in same_checks)
 
 

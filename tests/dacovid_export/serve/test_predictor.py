@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from dacovid_export.core.errors import CheckFailedError, UserInputError
-from dacovid_export.serve.predictor import Prediction, Predictor, run_any_batch, softmax
+from dacovid_export.serve.predictor import Prediction, Predictor
 from dacovid_export.data.synthetic import synthetic_image
 
 CLASSES = ("Normal", "Pneumonia", "COVID-19")
@@ -95,16 +95,6 @@ def test_batches_are_split_to_the_artifact_limit(make_toy_onnx, tmp_path: Path, 
         Predictor.from_path(path, device="cpu", batch_size=4)
 
 
-def test_run_any_batch_chunks(make_toy_onnx, tmp_path: Path) -> None:
-    from dacovid_export.backends.registry import open_backend
-
-    x = np.random.default_rng(0).standard_normal((7, 3, 64, 64)).astype(np.float32)
-    with open_backend(make_toy_onnx(tmp_path / "toy.onnx"), device="cpu") as backend:
-        whole = run_any_batch(backend, x)
-        np.testing.assert_allclose(run_any_batch(backend, x, chunk=3), whole, rtol=1e-6)
-        assert run_any_batch(backend, x[:0]).shape == (0, 3)
-
-
 def test_context_manager_frees_the_backend(make_toy_onnx, tmp_path: Path, images: list[Path]) -> None:
     with Predictor.from_path(make_toy_onnx(tmp_path / "toy.onnx"), device="cpu") as p:
         backend = p.backend
@@ -149,11 +139,6 @@ def test_shared_predictor_from_threads(predictor: Predictor, images: list[Path])
         t.join()
     assert not errors
     assert all(r == expected for r in results.values())
-
-
-def test_softmax_is_stable() -> None:
-    p = softmax(np.array([[1000.0, 0.0, -1000.0]]))
-    assert np.isfinite(p).all() and p[0, 0] == pytest.approx(1.0)
 
 
 @pytest.mark.realdata

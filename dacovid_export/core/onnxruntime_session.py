@@ -1,0 +1,100 @@
+"""ONNX Runtime sessions made one way: explicit threads and graph optimisation, one-line errors.
+
+The backend, the export self-checks and the precision step's guard all run ONNX
+models in ONNX Runtime; this is the one place a session is created, so the
+options that can change numbers or speed are set explicitly and alike. Settings
+follow ONNX Runtime's performance-tuning guide: all graph optimisations,
+sequential execution, intra-op threads = physical cores (ORT's own default
+when the count is 0), one inter-op thread.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dacovid_export.core.deps import require
+from dacovid_export.core.errors import CheckFailedError, DacovidError, UserInputError, first_line
+
+if TYPE_CHECKING:
+    import onnxruntime
+
+__all__ = ["GRAPH_OPTIMIZATIONS", "ort_errors", "check_session_options", "session_options", "open_session", "run_session"]
+
+# our names -> ONNX Runtime's GraphOptimizationLevel members
+GRAPH_OPTIMIZATIONS = {
+    "disable": "ORT_DISABLE_ALL",
+    "basic": "ORT_ENABLE_BASIC",
+    "extended": "ORT_ENABLE_EXTENDED",
+    "all": "ORT_ENABLE_ALL",
+}
+
+
+def ort_errors(ort: Any) -> tuple[type[BaseException], ...]:
+    """ORT's own exception classes (they derive from Exception directly) plus the usual OS/runtime ones."""
+    state = ort.capi.onnxruntime_pybind11_state
+    names = ("Fail", "InvalidArgument", "InvalidGraph", "InvalidProtobuf", "NoSuchFile", "NotImplemented", "RuntimeException", "EPFail")
+    return tuple(getattr(state, n) for n in names if hasattr(state, n)) + (RuntimeError, ValueError, OSError)
+
+
+def check_session_options(intra_op_threads: int | None, graph_optimization: str) -> None:
+    """Raise :class:`UserInputError` quoting a bad thread count or optimisation level (before any file is read)."""
+    if intra_op_threads is not None and (
+        not isinstance(intra_op_threads, int) or isinstance(intra_op_threads, bool) or intra_op_threads < 1
+    ):
+        raise UserInputError(f"intra_op_threads={intra_op_threads!r}: give an integer >= 1, or None for the physical core count")
+    if graph_optimization not in GRAPH_OPTIMIZATIONS:
+        raise UserInputError(f"graph_optimization={graph_optimization!r}: use one of {', '.join(GRAPH_OPTIMIZATIONS)}")
+
+
+def session_options(ort: Any, *, intra_op_threads: int | None = None, graph_optimization: str = "all") -> Any:
+    """Validated ``SessionOptions``; ``intra_op_threads=None`` means one thread per physical core."""
+    check_session_options(intra_op_threads, graph_optimization)
+    options = ort.SessionOptions()
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, GRAPH_OPTIMIZATIONS[graph_optimization])
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = intra_op_threads or 0  # 0 = ORT's default: one per physical core, pinned
+    options.inter_op_num_threads = 1  # sequential execution uses none; say so rather than leave ORT's default
+    options.log_severity_level = 3  # errors only: warnings are about ORT's internals (inserted casts in FP16 graphs)
+    return options
+
+
+def open_session(
+    model: "str | os.PathLike[str] | bytes",
+    *,
+    purpose: str,
+    providers: Sequence[Any] = ("CPUExecutionProvider",),
+    intra_op_threads: int | None = None,
+    graph_optimization: str = "all",
+    error: type[DacovidError] = UserInputError,
+) -> "onnxruntime.InferenceSession":
+    """A session on ``model`` (a path or serialized bytes); CPU provider unless ``providers`` says otherwise.
+
+    ``purpose`` finishes "onnxruntime is needed to ..."; a model ORT cannot load
+    raises ``error`` (the caller's verdict: bad input, or a failed check) in one line.
+    """
+    ort = require("onnxruntime", purpose)
+    options = session_options(ort, intra_op_threads=intra_op_threads, graph_optimization=graph_optimization)
+    source = model if isinstance(model, bytes) else os.fspath(model)
+    try:
+        return ort.InferenceSession(source, sess_options=options, providers=list(providers))
+    except ort_errors(ort) as exc:
+        what = "the model" if isinstance(model, bytes) else repr(source)
+        raise error(f"ONNX Runtime could not load {what}: {first_line(exc)}") from exc
+
+
+def run_session(
+    session: "onnxruntime.InferenceSession", batch: np.ndarray, *, error: type[DacovidError] = CheckFailedError
+) -> np.ndarray:
+    """float32 ``N x K`` output of a one-input model on a float32 ``N x 3 x S x S`` batch."""
+    import onnxruntime as ort
+
+    name = session.get_inputs()[0].name
+    try:
+        (logits, *_) = session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})
+    except ort_errors(ort) as exc:
+        raise error(f"ONNX Runtime failed on a batch of shape {batch.shape}: {first_line(exc)}") from exc
+    return np.asarray(logits, dtype=np.float32)
