@@ -20,11 +20,34 @@ from typing import Any
 import numpy as np
 
 from dacovid_export.artifacts.info import ArtifactInfo
-from dacovid_export.backends import check_finite_logits
 from dacovid_export.backends.staging import CudaStaging
-from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.errors import CheckFailedError, UserInputError
 
-__all__ = ["Backend", "check_batch", "run_any_batch"]
+__all__ = [
+    "check_finite_logits","Backend", "check_batch", "run_any_batch"]
+
+
+def check_finite_logits(logits: np.ndarray, info: "ArtifactInfo", backend: str) -> np.ndarray:
+    """Return ``logits`` unchanged, or raise :class:`CheckFailedError` naming the artifact if any is NaN/inf.
+
+    A NaN or an infinity in the logits means the network overflowed (typically an
+    FP16 attention energy past 65,504) or the artifact is damaged; a softmax would
+    silently turn it into a confident wrong answer, so it must stop here.
+    """
+    finite = np.isfinite(logits)
+    if finite.all():
+        return logits
+    bad_rows = int((~finite).any(axis=tuple(range(1, logits.ndim))).sum()) if logits.ndim > 1 else int((~finite).sum())
+    kinds = []
+    if np.isnan(logits).any():
+        kinds.append("NaN")
+    if np.isinf(logits).any():
+        kinds.append("inf")
+    raise CheckFailedError(
+        f"{info.path} ({info.precision}, {backend}) produced {'/'.join(kinds)} logits for {bad_rows} of "
+        f"{len(logits)} images: the network overflowed or the artifact is damaged "
+        "(an FP16 model needs its attention kept in FP32; re-export it, or check it with 'dacovid-export check')"
+    )
 
 
 class Backend(abc.ABC):

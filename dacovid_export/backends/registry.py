@@ -18,12 +18,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from dacovid_export.artifacts.info import ArtifactKind, artifact_kind
-from dacovid_export.backends import BACKEND_NAMES
 from dacovid_export.backends.base import Backend
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError
 
 __all__ = [
+    "BACKEND_NAMES",
     "BACKEND_FOR_KIND",
     "KINDS_OF_BACKEND",
     "DEVICES",
@@ -33,6 +33,8 @@ __all__ = [
     "auto_backend",
     "unavailable_reason",
 ]
+
+BACKEND_NAMES = ("torch", "onnxruntime", "openvino", "tensorrt")
 
 BACKEND_FOR_KIND: Mapping[ArtifactKind, str] = {"checkpoint": "torch", "onnx": "onnxruntime", "engine": "tensorrt"}
 KINDS_OF_BACKEND: Mapping[str, str] = {"torch": "checkpoint", "onnxruntime": "onnx", "openvino": "onnx", "tensorrt": "engine"}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dacovid_export.backends import check_finite_logits
+from dacovid_export.backends.base import check_finite_logits
 from dacovid_export.backends.registry import open_backend
 from dacovid_export.core.errors import CheckFailedError, MissingDependencyError, UserInputError
 
