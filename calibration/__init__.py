@@ -1,8 +1,10 @@
-"""Calibration data and the ONNX precision step (FP16 AutoCast, INT8 Q/DQ).
+"""The whole precision step: FP32 ONNX -> self-checked FP16 (AutoCast) or INT8 (Q/DQ, accuracy-guarded) ONNX.
 
 Public API, imported lazily so ``import dacovid_export.calibration`` stays cheap
 (Model Optimizer, ONNX and ONNX Runtime load only when a function runs):
 
+- :func:`convert_precision` / :class:`PrecisionConfig` (``calibration.convert``): the step itself, checked and
+  written with its metadata; :func:`export_at_precision`: ``dacovid-export onnx`` (FP32 export, then this step)
 - :func:`load_calibration_set` / :class:`CalibrationSet` (``calibration.data``)
 - :func:`convert_fp16` (``calibration.fp16``)
 - :func:`quantize_int8` (``calibration.int8``): one calibration pass, unchecked accuracy
@@ -17,6 +19,9 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 __all__ = [
+    "PrecisionConfig",
+    "convert_precision",
+    "export_at_precision",
     "MIN_CALIBRATION_IMAGES",
     "CalibrationSet",
     "load_calibration_set",
@@ -33,6 +38,9 @@ __all__ = [
 ]
 
 _WHERE = {
+    "PrecisionConfig": "convert",
+    "convert_precision": "convert",
+    "export_at_precision": "convert",
     "MIN_CALIBRATION_IMAGES": "data",
     "CalibrationSet": "data",
     "load_calibration_set": "data",
@@ -49,6 +57,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
+    from dacovid_export.calibration.convert import PrecisionConfig, convert_precision, export_at_precision
     from dacovid_export.calibration.cache import default_cache_dir
     from dacovid_export.calibration.data import (
         MIN_CALIBRATION_IMAGES,

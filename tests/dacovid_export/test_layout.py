@@ -1,0 +1,99 @@
+"""The house rules, checked: imports run one way through the stages, and no module imports in a circle.
+
+Stages from the bottom up (README "Layout"); a module may import its own stage and
+the stages below it, at the top of the file or inside a function alike.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# folder on disk -> the package it installs as (pyproject.toml package-dir)
+FOLDERS = {"dacovid_export": "dacovid_export", "model": "dacovid_export.model", "train": "dacovid_export.train",
+           "calibration": "dacovid_export.calibration"}
+STAGES = ["core", "data", "model", "artifacts", "trt", "export", "calibration", "engine", "train", "backends",
+          "parity", "bench", "serve", "pipeline", "cli", "__main__"]
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for folder, package in FOLDERS.items():
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
+            if parts[-1] == "__init__":
+                parts = parts[:-1]
+            out[".".join([package, *parts])] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path) -> set[str]:
+    """Every project module ``name`` imports, wherever the import statement sits."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("dacovid_export"):
+            module = node.module
+            # "from dacovid_export.bench import report" names a module too
+            found.update(f"{module}.{a.name}" if f"{module}.{a.name}" in MODULES else module for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names if a.name.startswith("dacovid_export"))
+    return {m for m in found if m != name}
+
+
+GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
+
+
+def _stage(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return -1  # the root package: __version__ and the error types
+    return STAGES.index(parts[1])
+
+
+def test_every_module_belongs_to_a_stage() -> None:
+    unknown = sorted(m for m in MODULES if len(m.split(".")) > 1 and m.split(".")[1] not in STAGES)
+    assert unknown == []
+
+
+def test_imports_never_run_up_the_stages() -> None:
+    upward = sorted(
+        f"{m} -> {t}" for m, targets in GRAPH.items() for t in targets if m != "dacovid_export" and _stage(t) > _stage(m)
+    )
+    assert upward == []
+
+
+def test_no_module_imports_in_a_circle() -> None:
+    cycles = []
+    state: dict[str, int] = {}  # 1: on the stack, 2: done
+
+    def visit(node: str, stack: list[str]) -> None:
+        state[node] = 1
+        for target in sorted(GRAPH.get(node, ())):
+            if target not in GRAPH:
+                continue  # a package path that is not a module of its own
+            if state.get(target) == 1:
+                cycles.append(" -> ".join(stack[stack.index(target):] + [target]))
+            elif target not in state:
+                visit(target, [*stack, target])
+        state[node] = 2
+
+    for module in sorted(GRAPH):
+        if module not in state:
+            visit(module, [module])
+    assert cycles == []
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.endswith("__main__")))
+def test_every_module_says_what_it_holds(module: str) -> None:
+    tree = ast.parse(MODULES[module].read_text())
+    assert ast.get_docstring(tree), f"{module} has no docstring"
+    if MODULES[module].name != "__init__.py":
+        names = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        names |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+        assert "__all__" in names, f"{module} has no __all__"
