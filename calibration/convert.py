@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -42,7 +41,13 @@ from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.core.onnxruntime_session import open_session, run_session
 from dacovid_export.data.agreement import NumericComparison, check_numeric, compare_numeric
 from dacovid_export.export.checks import run_structural_checks, validate_model
-from dacovid_export.export.config import DEFAULT_TOLERANCES, MAX_OPSET, MIN_OPSET, OnnxExportConfig
+from dacovid_export.export.config import (
+    DEFAULT_TOLERANCES,
+    MAX_OPSET,
+    MIN_OPSET,
+    OnnxExportConfig,
+    check_seed_and_tolerances,
+)
 from dacovid_export.export.files import check_onnx_output, publish, save_onnx
 from dacovid_export.export.onnx_export import export_onnx, sample_batch
 from dacovid_export.export.result import OnnxExportResult, written_result
@@ -84,12 +89,7 @@ class PrecisionConfig:
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UserInputError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise UserInputError(f"seed={self.seed!r}: need an integer >= 0")
-        for name in ("atol", "rtol"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
-                raise UserInputError(f"{name}={value!r}: need a finite number >= 0")
+        check_seed_and_tolerances(self.seed, self.atol, self.rtol)
         for name in ("calib_data", "cache_dir", "validation_data"):
             value = getattr(self, name)
             if value is not None:
@@ -374,26 +374,6 @@ def _precision_metadata(
         # the accuracy guard's verdict travels with the model: method, nodes out of INT8, agreement before/after
         meta["int8_guard"] = step.details["guard"]
     return meta
-
-
-def _int8_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:
-    """Calibration and validation images for the guarded INT8 step; never the same image in both."""
-    from dacovid_export.calibration.data import (
-        MAX_VALIDATION_IMAGES,
-        load_calibration_set,
-        load_validation_set,
-        split_calibration_set,
-    )
-
-    if config.calib_data is None:
-        raise UserInputError("precision 'int8' needs calibration images: pass --calib-data DIR")
-    if config.validation_data is None:
-        return split_calibration_set(
-            config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed
-        )
-    calibration = load_calibration_set(config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed)
-    validation = load_validation_set(config.validation_data, preprocessing, size=MAX_VALIDATION_IMAGES, seed=config.seed)
-    return calibration, validation
 
 
 def _int8_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:

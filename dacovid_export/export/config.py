@@ -16,6 +16,7 @@ __all__ = [
     "MAX_OPSET",
     "DEFAULT_TOLERANCES",
     "OnnxExportConfig",
+    "check_seed_and_tolerances",
 ]
 
 Precision = Literal["fp32", "fp16", "int8"]
@@ -72,12 +73,7 @@ class OnnxExportConfig:
             raise UserInputError(f"max_batch={self.max_batch!r}: need an integer in 1..{_MAX_BATCH_LIMIT}")
         if not isinstance(self.static_batch, bool):
             raise UserInputError(f"static_batch={self.static_batch!r}: need True or False")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise UserInputError(f"seed={self.seed!r}: need an integer >= 0")
-        for name in ("atol", "rtol"):
-            value = getattr(self, name)
-            if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
-                raise UserInputError(f"{name}={value!r}: need a finite number >= 0")
+        check_seed_and_tolerances(self.seed, self.atol, self.rtol)
 
     @property
     def tolerance(self) -> tuple[float, float]:
@@ -98,3 +94,12 @@ class OnnxExportConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+def check_seed_and_tolerances(seed: Any, atol: Any, rtol: Any) -> None:
+    """The rules every self-check shares: a seed >= 0, tolerances finite and >= 0 (``None``: the default)."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise UserInputError(f"seed={seed!r}: need an integer >= 0")
+    for name, value in (("atol", atol), ("rtol", rtol)):
+        if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
+            raise UserInputError(f"{name}={value!r}: need a finite number >= 0")
