@@ -24,8 +24,13 @@ import numpy as np
 from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend
+from dacovid_export.backends.torch_backend import parse_device
 from dacovid_export.core.deps import require
-from dacovid_export.core.errors import IncompatibleArtifactError, MissingDependencyError, UserInputError
+from dacovid_export.core.errors import (
+    IncompatibleArtifactError,
+    MissingDependencyError,
+    UserInputError,
+)
 from dacovid_export.core.onnxruntime_session import check_session_options, open_session
 
 if TYPE_CHECKING:
@@ -72,8 +77,6 @@ class OnnxRuntimeBackend(Backend):
         graph_optimization: str = "all",
         info: ArtifactInfo | None = None,
     ) -> None:
-        from dacovid_export.backends.torch_backend import parse_device
-
         require("onnxruntime", "run ONNX models")
         device = parse_device(device)
         provider = _choose_provider(device, provider)

@@ -13,14 +13,27 @@ from __future__ import annotations
 import inspect
 import os
 import sys
-from pathlib import Path
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from dacovid_export.artifacts.info import ArtifactKind, artifact_kind
+from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend
+from dacovid_export.backends.onnxruntime_backend import OnnxRuntimeBackend
+from dacovid_export.backends.openvino_backend import OpenVINOBackend
+from dacovid_export.backends.tensorrt_backend import (
+    TensorRTBackend,
+    engine_unavailable_reason,
+)
+from dacovid_export.backends.torch_backend import TorchBackend
 from dacovid_export.core.deps import require
-from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.errors import MissingDependencyError, UserInputError
+from dacovid_export.trt.library import (
+    RTX_INSTALL_HINT,
+    TRT_INSTALL_HINT,
+    installed_runtimes,
+)
 
 __all__ = [
     "BACKEND_NAMES",
@@ -45,24 +58,15 @@ _KIND_WORDS = {"checkpoint": "a checkpoint (.pt/.pth)", "onnx": "an ONNX model (
 def backend_class(backend: str) -> type[Backend]:
     """The class behind a backend name, imported now; :class:`MissingDependencyError` if its package is absent."""
     if backend == "torch":
-        from dacovid_export.backends.torch_backend import TorchBackend
-
         return TorchBackend
     if backend == "onnxruntime":
         require("onnxruntime", "run ONNX models")
-        from dacovid_export.backends.onnxruntime_backend import OnnxRuntimeBackend
-
         return OnnxRuntimeBackend
     if backend == "openvino":
         require("openvino", "run ONNX models with OpenVINO on the CPU")
-        from dacovid_export.backends.openvino_backend import OpenVINOBackend
-
         return OpenVINOBackend
     if backend == "tensorrt":
         # the engine's sidecar names its runtime (TensorRT or TensorRT-RTX): the backend imports that one on load
-        from dacovid_export.backends.tensorrt_backend import TensorRTBackend
-        from dacovid_export.core.errors import MissingDependencyError
-        from dacovid_export.trt.library import RTX_INSTALL_HINT, TRT_INSTALL_HINT, installed_runtimes
 
         if not installed_runtimes():
             raise MissingDependencyError(
@@ -82,8 +86,6 @@ def unavailable_reason(path: str | os.PathLike[str]) -> str | None:
     """
     if artifact_kind(path) != "engine":
         return None
-    from dacovid_export.backends.tensorrt_backend import engine_unavailable_reason
-
     return engine_unavailable_reason(path)
 
 
@@ -116,8 +118,6 @@ def auto_backend(path: str | os.PathLike[str], device: str) -> tuple[str, str | 
     backend = BACKEND_FOR_KIND[kind]
     if kind != "onnx" or resolve_device(device, backend) != "cpu":
         return backend, None
-    from dacovid_export.artifacts.read import read_artifact_info
-
     if read_artifact_info(path).precision != "int8":
         return backend, None
     import importlib.util

@@ -27,8 +27,28 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dacovid_export.artifacts.engine_metadata import (
+    check_engine_compatibility,
+    engine_artifact_info,
+    read_engine_metadata,
+    rebuild_command,
+)
 from dacovid_export.backends.base import Backend
-from dacovid_export.core.errors import DacovidError, IncompatibleArtifactError, UserInputError
+from dacovid_export.core.errors import (
+    DacovidError,
+    IncompatibleArtifactError,
+    MissingDependencyError,
+    UserInputError,
+)
+from dacovid_export.core.fileio import atomic_write_bytes
+from dacovid_export.trt.library import (
+    cuda_visible,
+    engine_invalidity,
+    get_logger,
+    gpu_info,
+    import_runtime,
+    is_rtx,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -42,9 +62,6 @@ def engine_unavailable_reason(path: str | os.PathLike[str]) -> str | None:
     A damaged or missing sidecar is not a reason to skip: it raises
     :class:`UserInputError` like every bad input.
     """
-    from dacovid_export.artifacts.engine_metadata import read_engine_metadata
-    from dacovid_export.core.errors import MissingDependencyError
-    from dacovid_export.trt.library import cuda_visible, import_runtime
 
     meta = read_engine_metadata(path)
     try:
@@ -79,13 +96,6 @@ class TensorRTBackend(Backend):
     ) -> None:
         import torch
 
-        from dacovid_export.artifacts.engine_metadata import (
-            check_engine_compatibility,
-            engine_artifact_info,
-            read_engine_metadata,
-        )
-        from dacovid_export.core.errors import MissingDependencyError
-        from dacovid_export.trt.library import cuda_visible, gpu_info, import_runtime
 
         meta = read_engine_metadata(path)
         trt = import_runtime(meta.runtime)
@@ -108,8 +118,6 @@ class TensorRTBackend(Backend):
 
     def _load(self, path: "str | os.PathLike[str]", torch: Any, trt: Any, meta: Any, gpu_index: int, runtime_cache: object) -> None:
         """Check the engine's bytes, deserialize it, create its context and bind the staging buffers."""
-        from dacovid_export.artifacts.engine_metadata import rebuild_command
-        from dacovid_export.trt.library import get_logger, is_rtx
 
         self._torch = torch
         self._trt = trt
@@ -155,8 +163,6 @@ class TensorRTBackend(Backend):
 
     def _check_rtx_validity(self, blob: bytes, path: "str | os.PathLike[str]") -> None:
         """TensorRT-RTX's own header check (library version, compute capability, driver) before deserializing."""
-        from dacovid_export.artifacts.engine_metadata import rebuild_command
-        from dacovid_export.trt.library import engine_invalidity
 
         trt = self._trt
         validity, diagnostics = self._runtime.get_engine_validity(blob)
@@ -197,8 +203,6 @@ class TensorRTBackend(Backend):
     def _save_runtime_cache(self) -> None:
         """Write the JIT kernels back (atomically); an unwritable folder costs only the next start's compile time."""
         import warnings
-
-        from dacovid_export.core.fileio import atomic_write_bytes
 
         if self._cache_path is None:
             return

@@ -18,6 +18,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.core.errors import UserInputError
 
 __all__ = [
@@ -199,8 +200,6 @@ def model_cost(
 
 def artifact_cost(path: str | os.PathLike[str]) -> ArtifactCost:
     """Cost of the network in a checkpoint, ONNX model or engine at its own image size, from its model options."""
-    from dacovid_export.artifacts.read import read_artifact_info
-
     info = read_artifact_info(path)
     options = info.extra.get("model_config") if isinstance(info.extra, Mapping) else None
     if not options:

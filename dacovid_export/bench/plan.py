@@ -12,8 +12,16 @@ import numpy as np
 from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend, check_batch
+from dacovid_export.backends.registry import (
+    BACKEND_FOR_KIND,
+    backend_class,
+    open_backend,
+    resolve_device,
+    unavailable_reason,
+)
 from dacovid_export.bench.config import BenchConfig
-from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.errors import MissingDependencyError, UserInputError
+from dacovid_export.core.openvino_model import cpu_supports_bf16
 
 __all__ = ["Run", "plan_runs", "open_run", "check_batches"]
 
@@ -46,8 +54,6 @@ def plan_runs(
     artifacts: Sequence[str | os.PathLike[str]], config: BenchConfig
 ) -> tuple[list[Run], list[tuple[str, str]]]:
     """The runs to time, and the engines skipped because they cannot run here (with the reason)."""
-    from dacovid_export.backends.registry import BACKEND_FOR_KIND, backend_class, unavailable_reason
-
     if not artifacts:
         raise UserInputError("no artifacts given: name at least one checkpoint, ONNX model or engine")
     if config.backend != "auto":
@@ -86,16 +92,12 @@ def plan_runs(
             "--autocast/--channels-last/--cuda-graphs/--compile apply to PyTorch checkpoints, and no checkpoint was given"
         )
     if not runs:
-        from dacovid_export.core.errors import MissingDependencyError
-
         raise MissingDependencyError("nothing can run here: " + "; ".join(f"{p}: {r}" for p, r in skipped))
     return runs, skipped
 
 
 def _onnx_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
     """ONNX Runtime (auto) and OpenVINO rows of one ONNX model; see :class:`BenchConfig`."""
-    from dacovid_export.backends.registry import backend_class, resolve_device
-
     runs: list[Run] = []
     if config.backend == "auto":
         runs.append(Run(path, info, "onnxruntime", {}, None, "default"))
@@ -107,8 +109,6 @@ def _onnx_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
     if config.backend == "openvino" or info.precision == "int8" or (config.openvino_fp32 and info.precision == "fp32"):
         runs.append(Run(path, info, "openvino", {"inference_precision": "fp32"}, None, "default"))
     if config.openvino_bf16 and info.precision == "fp32":
-        from dacovid_export.core.openvino_model import cpu_supports_bf16
-
         if not cpu_supports_bf16():
             raise UserInputError("openvino_bf16: this CPU has no BF16 support (OpenVINO reports none); drop --openvino-bf16")
         runs.append(Run(path, info, "openvino", {"inference_precision": "bf16"}, "bf16", "bf16"))
@@ -116,8 +116,6 @@ def _onnx_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
 
 
 def open_run(run: Run, config: BenchConfig) -> Backend:
-    from dacovid_export.backends.registry import open_backend
-
     options = dict(run.options)
     if config.threads is not None and run.backend in ("auto", "onnxruntime") and run.info.kind == "onnx":
         options["intra_op_threads"] = config.threads

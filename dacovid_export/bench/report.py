@@ -9,7 +9,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from dacovid_export.bench.environment import format_environment
 from dacovid_export.bench.records import RECORD_KEYS, BenchRecord, BenchResult
+from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_path, atomic_write_json, atomic_write_text
 
@@ -136,8 +138,6 @@ def _run_line(result: BenchResult) -> str:
 
 def format_markdown(result: BenchResult, *, heading_level: int = 2) -> str:
     """Latency table, statistics conventions, environment block and (if computed) the cost tables."""
-    from dacovid_export.bench.environment import format_environment
-
     h = "#" * heading_level
     int8_lines = _cpu_int8_lines(result.records)
     parts = [
@@ -209,8 +209,6 @@ def plot_latency(records: Sequence[BenchRecord], path: str | os.PathLike[str], *
 
     With a single batch size a line has one point, so each series becomes a bar instead.
     """
-    from dacovid_export.core.deps import require
-
     matplotlib = require("matplotlib", "draw the latency plot")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -19,10 +19,12 @@ import numpy as np
 
 from dacovid_export.backends.base import Backend
 from dacovid_export.bench.config import BenchConfig
-from dacovid_export.bench.environment import physical_cores
+from dacovid_export.bench.cost import artifact_cost, cost_table
+from dacovid_export.bench.environment import collect_environment, physical_cores
 from dacovid_export.bench.plan import Run, check_batches, open_run, plan_runs
 from dacovid_export.bench.records import BenchRecord, BenchResult, latency_stats
 from dacovid_export.bench.timing import is_cuda, time_series
+from dacovid_export.data.synthetic import synthetic_batch
 
 if TYPE_CHECKING:
     from dacovid_export.bench.cost import ArtifactCost
@@ -38,8 +40,6 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
     runtime, a batch size an engine's profile does not allow, a wrong image
     size) raises before the first timed iteration.
     """
-    from dacovid_export.bench.environment import collect_environment
-    from dacovid_export.data.synthetic import synthetic_batch
 
     runs, skipped = plan_runs(artifacts, config)
     for path, reason in skipped:
@@ -90,8 +90,6 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
         artifact_costs: tuple[ArtifactCost, ...] = ()
         table = None
         if config.cost:
-            from dacovid_export.bench.cost import artifact_cost, cost_table
-
             artifact_costs = tuple(artifact_cost(run.path) for run in _unique_paths(runs))
             size = config.image_size or runs[0].info.image_size
             # inside the thread setting, so its CPU latencies use the same threads as the records

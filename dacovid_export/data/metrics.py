@@ -10,6 +10,8 @@ from typing import Any
 
 import numpy as np
 
+from dacovid_export.core.fileio import atomic_path
+
 __all__ = ["ClassificationReport", "classification_report", "plot_confusion_matrix"]
 
 
@@ -82,8 +84,6 @@ def plot_confusion_matrix(report: ClassificationReport, path: str | os.PathLike[
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from dacovid_export.core.fileio import atomic_path
 
     cm = np.asarray(report.confusion, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)

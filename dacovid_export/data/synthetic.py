@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from dacovid_export.data.preprocessing import Preprocessing, preprocess
+
 __all__ = ["SYNTHETIC_CLASSES", "synthetic_image", "make_synthetic_dataset", "synthetic_batch"]
 
 # folder name -> class; same folder names as the real cxr3 set
@@ -74,8 +76,6 @@ def make_synthetic_dataset(
 
 def synthetic_batch(batch: int, image_size: int, seed: int = 0) -> np.ndarray:
     """Seeded float32 ``batch x 3 x S x S`` inputs, already normalised like real images (for parity without data)."""
-    from dacovid_export.data.preprocessing import Preprocessing, preprocess
-
     rng = np.random.default_rng(seed)
     spec = Preprocessing(image_size=image_size)
     return np.stack([preprocess(synthetic_image(i % 3, image_size, rng), spec) for i in range(batch)])

@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dacovid_export.data.metrics import ClassificationReport
+from dacovid_export.artifacts.outputs import check_outputs
+from dacovid_export.core.fileio import atomic_write_json
+from dacovid_export.data.metrics import ClassificationReport, plot_confusion_matrix
 
 __all__ = ["CheckResult", "ModelParity", "ReferenceResult", "ParityReport"]
 
@@ -164,8 +166,6 @@ class ParityReport:
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
         """The :meth:`to_dict` data, written atomically; never over the checkpoint or a model it judged."""
-        from dacovid_export.artifacts.outputs import check_outputs
-        from dacovid_export.core.fileio import atomic_write_json
 
         check_outputs(inputs=[self.reference.path, *(m.path for m in self.models)], files={"json": path})
         atomic_write_json(path, self.to_dict())
@@ -173,8 +173,6 @@ class ParityReport:
 
     def write_confusion_pngs(self, folder: str | os.PathLike[str]) -> list[Path]:
         """One confusion-matrix PNG for the reference and for each model (labelled inputs only)."""
-        from dacovid_export.data.metrics import plot_confusion_matrix
-
         folder = Path(folder)
         written: list[Path] = []
         entries: list[tuple[str, str, ClassificationReport | None]] = [

@@ -39,12 +39,31 @@ import numpy as np
 from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend, run_any_batch
-from dacovid_export.core.errors import CheckFailedError, MissingDependencyError, UserInputError
+from dacovid_export.backends.registry import (
+    open_backend,
+    resolve_device,
+    unavailable_reason,
+)
+from dacovid_export.backends.torch_backend import TorchBackend
+from dacovid_export.core.errors import (
+    CheckFailedError,
+    MissingDependencyError,
+    UserInputError,
+)
 from dacovid_export.core.fileio import same_file, sha256_file
 from dacovid_export.core.limits import check_batch_size
+from dacovid_export.core.versions import package_versions
 from dacovid_export.data.agreement import softmax
+from dacovid_export.data.image_folder import labelled_images, match_folders_to_classes
 from dacovid_export.data.metrics import classification_report
-from dacovid_export.parity.report import CheckResult, ModelParity, ParityReport, ReferenceResult
+from dacovid_export.data.preprocessing import preprocess_batch
+from dacovid_export.data.synthetic import synthetic_batch
+from dacovid_export.parity.report import (
+    CheckResult,
+    ModelParity,
+    ParityReport,
+    ReferenceResult,
+)
 
 __all__ = [
     "Tolerance",
@@ -167,8 +186,6 @@ class _Inputs:
 
 
 def _image_inputs(images: str | os.PathLike[str], reference: ArtifactInfo, batch_size: int) -> _Inputs:
-    from dacovid_export.data.image_folder import labelled_images, match_folders_to_classes
-    from dacovid_export.data.preprocessing import preprocess_batch
 
     # a training run's split.json means its held-out ("val") images
     folders = labelled_images(images, part="val")
@@ -195,8 +212,6 @@ def _image_inputs(images: str | os.PathLike[str], reference: ArtifactInfo, batch
 
 
 def _synthetic_inputs(count: int, seed: int, reference: ArtifactInfo, batch_size: int) -> _Inputs:
-    from dacovid_export.data.synthetic import synthetic_batch
-
     size = reference.image_size
 
     def blocks() -> Iterator[np.ndarray]:
@@ -334,9 +349,6 @@ def run_parity(
     for bad inputs or mismatched metadata; a model that fails its tolerance does
     not raise: the report says so and is falsy.
     """
-    from dacovid_export.backends.torch_backend import TorchBackend
-    from dacovid_export.backends.registry import open_backend, resolve_device, unavailable_reason
-    from dacovid_export.core.versions import package_versions
 
     if not models:
         raise UserInputError("no models to check: give one or more .onnx/.engine files")

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dacovid_export.artifacts.info import artifact_kind
 from dacovid_export.bench.config import BenchConfig
+from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES as MIN_CALIB_SIZE
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size, check_image_size
 
@@ -59,8 +61,6 @@ class PipelineConfig:
             if value is not None:
                 object.__setattr__(self, name, Path(value))
         if self.checkpoint is not None:
-            from dacovid_export.artifacts.info import artifact_kind
-
             if not self.checkpoint.is_file():
                 raise UserInputError(f"checkpoint {str(self.checkpoint)!r} does not exist or is not a file")
             if artifact_kind(self.checkpoint) != "checkpoint":
@@ -97,8 +97,6 @@ class PipelineConfig:
             raise UserInputError(f"model options {options}: {exc}") from exc
         object.__setattr__(self, "model_options", options)
         if self.calib_size is not None:
-            from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES as MIN_CALIB_SIZE
-
             if isinstance(self.calib_size, bool) or not isinstance(self.calib_size, int) or self.calib_size < MIN_CALIB_SIZE:
                 raise UserInputError(f"calib_size={self.calib_size!r}: give an integer >= {MIN_CALIB_SIZE}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:

@@ -15,6 +15,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from dacovid_export.data.preprocessing import Preprocessing
+
 __all__ = [
     "EMBEDDED_IMAGE_SIZE",
     "EMBEDDED_ATTENTION_WEIGHT",
@@ -45,8 +47,12 @@ def make_embedded_checkpoint(
     """Save the embedded default model: seeded random weights, gamma = beta = 0.5, paper class names."""
     import torch
 
-    from dacovid_export.model import DEFAULT_CLASS_NAMES, DACovidNet, ModelConfig, save_checkpoint
-    from dacovid_export.data.preprocessing import Preprocessing
+    from dacovid_export.model import (
+        DEFAULT_CLASS_NAMES,
+        DACovidNet,
+        ModelConfig,
+        save_checkpoint,
+    )
 
     torch.manual_seed(seed)
     model = DACovidNet(ModelConfig(**dict(model_options or {})))

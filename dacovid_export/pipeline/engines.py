@@ -12,10 +12,17 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.core.errors import CheckFailedError, MissingDependencyError
+from dacovid_export.backends.registry import unavailable_reason
+from dacovid_export.core.errors import (
+    CheckFailedError,
+    EngineBuildError,
+    MissingDependencyError,
+)
 from dacovid_export.core.progress import StepTimer
+from dacovid_export.engine.build import EngineBuildConfig, build_engine
 from dacovid_export.pipeline.config import PARITY_BATCH, PipelineConfig
 from dacovid_export.pipeline.outcomes import FailedStep, SkippedStep
+from dacovid_export.trt.library import gpu_info, resolve_runtime
 
 if TYPE_CHECKING:
     from dacovid_export.engine.build import EngineBuildConfig, EngineBuildResult
@@ -82,8 +89,6 @@ class RunnableEngines:
 
 def build_one(onnx_path: Path, target: Path, build: "EngineBuildConfig", *, progress: bool) -> "EngineBuildResult":
     """ONNX -> engine (the one call into the engine builder)."""
-    from dacovid_export.engine.build import build_engine
-
     return build_engine(onnx_path, target, build, progress=progress)
 
 
@@ -94,8 +99,6 @@ def build_engines(onnx_models: Mapping[str, Path], config: PipelineConfig, timer
     engines are built and described (size, build time, precision table) even
     where they cannot run; parity and latency then skip them with the reason.
     """
-    from dacovid_export.trt.library import gpu_info, resolve_runtime
-
     try:
         runtime, why = resolve_runtime("auto")
         if runtime == "tensorrt":
@@ -108,8 +111,6 @@ def build_engines(onnx_models: Mapping[str, Path], config: PipelineConfig, timer
             {}, {}, (SkippedStep("TensorRT engines", "--device cpu was asked for; TensorRT engines run on a GPU"),)
         )
     timer.note(f"runtime {runtime} ({why})")
-    from dacovid_export.core.errors import EngineBuildError
-    from dacovid_export.engine.build import EngineBuildConfig
 
     largest = max(config.batch_sizes)
     paths: dict[str, Path] = {}
@@ -132,8 +133,6 @@ def build_engines(onnx_models: Mapping[str, Path], config: PipelineConfig, timer
 
 def runnable_engines(engines: Mapping[str, Path], config: PipelineConfig) -> RunnableEngines:
     """The engines this machine can run; the others are reported as skipped for parity and latency."""
-    from dacovid_export.backends.registry import unavailable_reason
-
     runnable: list[Path] = []
     skipped: list[SkippedStep] = []
     for precision, path in engines.items():

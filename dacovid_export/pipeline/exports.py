@@ -11,8 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dacovid_export.calibration.convert import convert_precision
 from dacovid_export.core.errors import CheckFailedError
 from dacovid_export.core.progress import StepTimer
+from dacovid_export.export.config import OnnxExportConfig
+from dacovid_export.export.onnx_export import export_onnx
 from dacovid_export.pipeline.config import PipelineConfig
 from dacovid_export.pipeline.inputs import PipelineInputs
 from dacovid_export.pipeline.outcomes import FailedStep, SkippedStep
@@ -82,8 +85,6 @@ class OnnxModels:
 
 def export_fp32(checkpoint: Path, target: Path, *, progress: bool) -> "OnnxExportResult":
     """Checkpoint -> FP32 ONNX (the one call into the export step)."""
-    from dacovid_export.export.config import OnnxExportConfig
-    from dacovid_export.export.onnx_export import export_onnx
 
     return export_onnx(checkpoint, target, OnnxExportConfig(), progress=progress)
 
@@ -99,8 +100,6 @@ def convert_to(
     progress: bool,
 ) -> "OnnxExportResult":
     """FP32 ONNX -> FP16 or INT8 ONNX (the one call into the precision step)."""
-    from dacovid_export.calibration.convert import convert_precision
-
     return convert_precision(
         fp32_onnx,
         target,

@@ -6,9 +6,19 @@ import dataclasses
 import warnings
 from pathlib import Path
 
+from dacovid_export.artifacts.outputs import check_outputs
+from dacovid_export.artifacts.read import read_artifact_info
+from dacovid_export.calibration.data import find_calibration_images
 from dacovid_export.core.progress import StepTimer
+from dacovid_export.data.image_folder import labelled_images, match_folders_to_classes
+from dacovid_export.data.preprocessing import Preprocessing
+from dacovid_export.data.synthetic import make_synthetic_dataset
 from dacovid_export.pipeline.config import PipelineConfig
-from dacovid_export.pipeline.embedded import EMBEDDED_IMAGE_SIZE, EMBEDDED_IMAGES_PER_CLASS, make_embedded_checkpoint
+from dacovid_export.pipeline.embedded import (
+    EMBEDDED_IMAGE_SIZE,
+    EMBEDDED_IMAGES_PER_CLASS,
+    make_embedded_checkpoint,
+)
 
 __all__ = ["PipelineInputs", "check_inputs", "prepare_inputs"]
 
@@ -26,26 +36,18 @@ class PipelineInputs:
 
 def check_inputs(config: PipelineConfig) -> None:
     """Everything about the inputs and ``--out`` that can be said in a second, before minutes of export."""
-    from dacovid_export.artifacts.outputs import check_outputs
-
     # writable, and no input in its place, before minutes of work; the folder itself appears with the first file
     check_outputs(inputs=[config.checkpoint, config.images, config.calib_data], folders={"--out": config.out})
     # empty or too small image sets are said now, not after minutes of export
     if config.images is not None:
-        from dacovid_export.data.image_folder import labelled_images
-
         labelled_images(config.images, part="val")
     if config.calib_data is not None:
-        from dacovid_export.calibration.data import find_calibration_images
-
         # the pipeline's INT8 step holds out part of it as the guard's validation images
         find_calibration_images(config.calib_data, split=True)
 
 
 def prepare_inputs(config: PipelineConfig, timer: StepTimer) -> PipelineInputs:
     """The checkpoint (the embedded default is written to ``out``) and the images (synthetic ones when none given)."""
-    from dacovid_export.data.preprocessing import Preprocessing
-    from dacovid_export.data.synthetic import make_synthetic_dataset
 
     out = config.out
     if config.embedded:
@@ -56,14 +58,10 @@ def prepare_inputs(config: PipelineConfig, timer: StepTimer) -> PipelineInputs:
             make_embedded_checkpoint(checkpoint, image_size=size, model_options=config.model_options, seed=config.seed)
         timer.note(f"embedded default: {checkpoint} (seeded random weights, {size}x{size})")
     else:
-        from dacovid_export.artifacts.read import read_artifact_info
-
         checkpoint = config.checkpoint  # type: ignore[assignment]
         info = read_artifact_info(checkpoint)
         size = info.image_size
         if config.images is not None:
-            from dacovid_export.data.image_folder import labelled_images, match_folders_to_classes
-
             # a folder that cannot be matched to the classes would stop parity after minutes of export: say it now
             match_folders_to_classes(list(labelled_images(config.images, part="val")), info.class_names)
     images = config.images

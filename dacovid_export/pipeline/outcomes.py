@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from dacovid_export.core.errors import DacovidError
+from dacovid_export.core.fileio import sha256_file
 
 __all__ = ["ArtifactEntry", "SkippedStep", "FailedStep"]
 
@@ -23,8 +24,6 @@ class ArtifactEntry:
 
     @classmethod
     def of(cls, role: str, path: Path, precision: str) -> "ArtifactEntry":
-        from dacovid_export.core.fileio import sha256_file
-
         return cls(role, str(path), precision, path.stat().st_size, sha256_file(path))
 
     def to_dict(self) -> dict[str, Any]:

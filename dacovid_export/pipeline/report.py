@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dacovid_export.bench.report import format_markdown as bench_markdown
+from dacovid_export.calibration.convert import guard_summary_lines
+from dacovid_export.core.fileio import atomic_write_json, atomic_write_text
 from dacovid_export.pipeline.config import PipelineConfig
 from dacovid_export.pipeline.embedded import EMBEDDED_NOTICE
 from dacovid_export.pipeline.result import PipelineResult
@@ -21,8 +24,6 @@ INT8_CPU_NOTE = (
 
 def write_reports(result: PipelineResult, config: PipelineConfig) -> None:
     """Write ``result.report_json`` and ``result.report_md``."""
-    from dacovid_export.core.fileio import atomic_write_json, atomic_write_text
-
     atomic_write_json(result.report_json, report_payload(result, config))
     atomic_write_text(result.report_md, report_markdown(result, config))
 
@@ -62,8 +63,6 @@ def report_payload(result: PipelineResult, config: PipelineConfig) -> dict[str, 
 
 def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
     """``report.md``: verdict, artifacts, steps, engines, skipped and failed steps, parity, headline, latency."""
-    from dacovid_export.bench.report import format_markdown as bench_markdown
-
     bench, parity, cost = result.bench, result.parity, _cost(result)
     md: list[str] = ["# dacovid-export pipeline report", ""]
     if result.embedded:
@@ -95,8 +94,6 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
             md += ["", f"{precision.upper()} model: {len(nodes)} node(s) kept in FP32: {shown or 'none'}"]
             guard = result.onnx[precision].int8_guard
             if guard:
-                from dacovid_export.calibration.convert import guard_summary_lines
-
                 md += ["", *(f"- {line}" for line in guard_summary_lines(guard))]
     built = [(p, result.engines[p]) for p in ("fp32", "fp16", "int8") if p in result.engines]
     if built:

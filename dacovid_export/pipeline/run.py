@@ -12,7 +12,11 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from dacovid_export.bench.cost import artifact_cost
+from dacovid_export.bench.report import save_bench_result
+from dacovid_export.bench.run import run_benchmark
 from dacovid_export.core.progress import StepTimer
+from dacovid_export.parity.run import run_parity
 from dacovid_export.pipeline.config import PARITY_BATCH, PipelineConfig
 from dacovid_export.pipeline.engines import build_engines, runnable_engines
 from dacovid_export.pipeline.exports import make_onnx_models
@@ -27,10 +31,6 @@ __all__ = ["run_pipeline"]
 
 def run_pipeline(config: PipelineConfig) -> PipelineResult:
     """Checkpoint (or the embedded default) -> ONNX FP32/FP16/INT8 -> engines -> parity -> latency -> report."""
-    from dacovid_export.bench.cost import artifact_cost
-    from dacovid_export.bench.report import save_bench_result
-    from dacovid_export.bench.run import run_benchmark
-    from dacovid_export.parity.run import run_parity
 
     t_start = time.perf_counter()
     out = config.out

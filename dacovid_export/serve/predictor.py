@@ -24,6 +24,7 @@ from PIL import Image
 
 from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.backends.base import Backend, run_any_batch
+from dacovid_export.backends.registry import open_backend
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.agreement import softmax
 from dacovid_export.data.preprocessing import ImageInput, Preprocessing, preprocess
@@ -111,8 +112,6 @@ class Predictor:
         **options: Any,
     ) -> "Predictor":
         """Open ``path`` with the backend its file kind needs (see :func:`~dacovid_export.backends.registry.open_backend`)."""
-        from dacovid_export.backends.registry import open_backend
-
         opened = open_backend(path, backend=backend, device=device, **options)
         try:
             return cls(opened, batch_size=batch_size)

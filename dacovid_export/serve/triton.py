@@ -26,9 +26,19 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dacovid_export.artifacts.engine_metadata import (
+    engine_artifact_info,
+    read_engine_metadata,
+    sidecar_path,
+)
 from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
+from dacovid_export.artifacts.onnx_metadata import read_onnx_info
+from dacovid_export.artifacts.outputs import (
+    check_outputs,
+    companion_files,
+    onnx_external_locations,
+)
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.artifacts.outputs import check_outputs, companion_files, onnx_external_locations
 from dacovid_export.core.fileio import (
     atomic_path,
     atomic_write_json,
@@ -213,8 +223,6 @@ def write_triton_repository(
     metadata_doc: dict[str, Any]
     extra_files: list[str] = []
     if file_kind == "engine":
-        from dacovid_export.artifacts.engine_metadata import engine_artifact_info, read_engine_metadata, sidecar_path
-
         meta = read_engine_metadata(model_path)
         info = engine_artifact_info(meta, model_path)
         if meta.runtime == "tensorrt-rtx":
@@ -255,8 +263,6 @@ def write_triton_repository(
         )
         metadata_doc = meta.to_dict()
     else:
-        from dacovid_export.artifacts.onnx_metadata import read_onnx_info
-
         info = read_onnx_info(model_path)
         if info.max_batch is not None:
             raise UserInputError(
