@@ -29,13 +29,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dacovid_export.artifacts.onnx_graph import attention_feeders, find_attention_chains
 from dacovid_export.calibration.cache import CalibrationCache
 from dacovid_export.calibration.data import CalibrationSet
 from dacovid_export.calibration.fallback import (
     FallbackDtype,
     FallbackNode,
     activation_peaks,
-    attention_feeders,
     choose_fallback_dtype,
     unquantize,
 )
@@ -43,7 +43,6 @@ from dacovid_export.calibration.graph import (
     check_calibration_array,
     check_output_path,
     ensure_node_names,
-    find_attention_chains,
     load_source_model,
     write_checked_model,
 )

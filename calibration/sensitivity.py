@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dacovid_export.artifacts.onnx_graph import producers
 from dacovid_export.calibration.fallback import FallbackDtype, unquantize
 
 if TYPE_CHECKING:
@@ -171,7 +172,7 @@ def rank_nodes(
 
 def labels_from_weights(model: "onnx.ModelProto", names: Sequence[str]) -> dict[str, str]:
     """Node name -> the name of its weight tensor (the PyTorch module path in this project's exports)."""
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = producers(model.graph)
     initializers = {i.name for i in model.graph.initializer}
     wanted = set(names)
     out: dict[str, str] = {}

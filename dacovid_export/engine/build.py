@@ -39,6 +39,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dacovid_export.artifacts.info import PRECISIONS
 from dacovid_export.trt.network import one_line
 from dacovid_export.core.errors import EngineBuildError, UserInputError
 from dacovid_export.core.fileio import atomic_path, atomic_write_bytes, check_outputs, onnx_external_locations, sha256_file
@@ -53,7 +54,6 @@ if TYPE_CHECKING:
     from dacovid_export.trt.library import GpuInfo, TrtLog
 
 __all__ = [
-    "ENGINE_PRECISIONS",
     "ENGINE_SUFFIXES",
     "EngineBuildError",
     "EngineBuildConfig",
@@ -63,7 +63,6 @@ __all__ = [
     "trtexec_equivalent",
 ]
 
-ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 _MAX_BATCH_LIMIT = 4096
 
@@ -97,8 +96,8 @@ class EngineBuildConfig:
     target_cc: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.precision not in ENGINE_PRECISIONS:
-            raise UserInputError(f"precision={self.precision!r}: use one of {', '.join(ENGINE_PRECISIONS)}")
+        if self.precision not in PRECISIONS:
+            raise UserInputError(f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
         for name in ("min_batch", "max_batch"):
             _check_batch(name, getattr(self, name))
         if self.opt_batch is None:

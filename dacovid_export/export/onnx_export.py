@@ -30,8 +30,9 @@ import numpy as np
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES as MIN_CALIB_SIZE
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import atomic_path, check_outputs, scratch_dir, sha256_file
+from dacovid_export.artifacts.info import PRECISIONS, Precision
+from dacovid_export.artifacts.onnx_graph import AttentionChain
 from dacovid_export.export.checks import (
-    AttentionBlock,
     NumericComparison,
     check_numeric,
     compare_logits,
@@ -56,8 +57,6 @@ if TYPE_CHECKING:
     import torch
 
 __all__ = [
-    "Precision",
-    "PRECISIONS",
     "DEFAULT_OPSET",
     "MIN_OPSET",
     "MAX_OPSET",
@@ -72,8 +71,6 @@ __all__ = [
     "guard_summary_lines",
 ]
 
-Precision = Literal["fp32", "fp16", "int8"]
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 
 # Opset 20: read by the TensorRT 10.x/11.x parsers (9..24) and ONNX Runtime 1.24,
 # and above the minimum of Model Optimizer 0.47's INT8 path (19), so the precision
@@ -251,7 +248,7 @@ class OnnxExportResult:
     source_sha256: str  # the checkpoint's
     histogram: Mapping[str, int]
     checks: tuple[str, ...]
-    attention: tuple[AttentionBlock, ...]
+    attention: tuple[AttentionChain, ...]
     # label ("onnxruntime fp32 vs pytorch", ...) -> one comparison per batch size
     verification: Mapping[str, tuple[NumericComparison, ...]]
     fp32_nodes: tuple[str, ...]  # nodes the precision step left in FP32 (empty for FP32 exports)

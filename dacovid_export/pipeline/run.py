@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dacovid_export.artifacts.info import PRECISIONS
 from dacovid_export.core.errors import CheckFailedError, DacovidError, MissingDependencyError, UserInputError
 from dacovid_export.core.limits import check_batch_size, check_image_size
 
@@ -597,8 +598,8 @@ def _headline(bench: "BenchResult") -> list[dict[str, Any]]:
     for device, timing, batch in keys:
         same = [r for r in records if (r.device, r.timing, r.batch) == (device, timing, batch)]
         torch_fp32 = _find(same, backend="torch", precision="fp32", variant="eager")
-        ort = {p: _find(same, backend="onnxruntime", precision=p) for p in ("fp32", "fp16", "int8")}
-        trt = {p: _find(same, backend="tensorrt", precision=p) for p in ("fp32", "fp16", "int8")}
+        ort = {p: _find(same, backend="onnxruntime", precision=p) for p in PRECISIONS}
+        trt = {p: _find(same, backend="tensorrt", precision=p) for p in PRECISIONS}
         ov_int8 = _find(same, backend="openvino", precision="int8")
         # the CPU headline uses the faster INT8 runtime: OpenVINO runs the signed Q/DQ model as INT8, ORT does not
         int8_cpu = [r for r in (ort["int8"], ov_int8) if r is not None]
@@ -715,7 +716,7 @@ def _write_reports(
                 from dacovid_export.export.onnx_export import guard_summary_lines
 
                 md += ["", *(f"- {line}" for line in guard_summary_lines(guard))]
-    built = [(p, export[f"engine_{p}"]) for p in ("fp32", "fp16", "int8") if f"engine_{p}" in export]
+    built = [(p, export[f"engine_{p}"]) for p in PRECISIONS if f"engine_{p}" in export]
     if built:
         md += ["", "## Engines", "", "| engine | runtime | targets | size (MiB) | build (s) | loaded here |", "|---|---|---|---:|---:|---|"]
         for precision, e in built:

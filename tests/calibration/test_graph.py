@@ -10,7 +10,8 @@ from dacovid_export.core.errors import UserInputError
 
 onnx = pytest.importorskip("onnx")
 
-from dacovid_export.calibration.graph import find_attention_chains, load_source_model  # noqa: E402
+from dacovid_export.artifacts.onnx_graph import find_attention_chains  # noqa: E402
+from dacovid_export.calibration.graph import load_source_model  # noqa: E402
 from dacovid_export.calibration.int8 import int8_exclusions  # noqa: E402
 
 
@@ -22,9 +23,9 @@ def test_finds_pam_and_cam_chains(tiny_fp32_onnx: Path) -> None:
     chains = find_attention_chains(source.model)
     assert len(chains) == 2
     for chain in chains:
-        assert ops[chain.first_matmul] == ops[chain.second_matmul] == "MatMul"
+        assert ops[chain.energy_matmul] == ops[chain.output_matmul] == "MatMul"
         assert ops[chain.softmax] == "Softmax"
-        assert chain.nodes[0] == chain.first_matmul and chain.nodes[-1] == chain.second_matmul
+        assert chain.nodes[0] == chain.energy_matmul and chain.nodes[-1] == chain.output_matmul
         assert {ops[n] for n in chain.entry_nodes} <= {"Reshape", "Transpose"}
     # PAM reads three 1x1 conv outputs (Q, K, V); CAM reads the reduced feature map A (a Relu)
     entry_ops = sorted(sorted(ops[p.name] for p in source.model.graph.node if set(p.output) & set(c.entry_tensors)) for c in chains)

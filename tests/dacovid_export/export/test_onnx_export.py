@@ -86,13 +86,14 @@ def test_onnxruntime_matches_pytorch_at_batch_1_and_3(tiny_fp32_onnx: Path, tiny
 
 
 def test_graph_is_clean(tiny_fp32_onnx: Path) -> None:
-    from dacovid_export.export.checks import find_attention_blocks, op_histogram
+    from dacovid_export.artifacts.onnx_graph import find_attention_chains
+    from dacovid_export.export.checks import op_histogram
 
     model = onnx.load(str(tiny_fp32_onnx))
     hist = op_histogram(model)
     assert hist["Softmax"] == 2 and hist["MatMul"] == 4
     assert "Exp" not in hist and "BatchNormalization" not in hist  # BN folded into Conv
-    assert len(find_attention_blocks(model)) == 2
+    assert len(find_attention_chains(model)) == 2
     # ReduceMean's axes (an input since opset 18) is an initializer
     (rm,) = [n for n in model.graph.node if n.op_type == "ReduceMean"]
     assert rm.input[1] in {i.name for i in model.graph.initializer}
