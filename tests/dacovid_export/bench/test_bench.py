@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from dacovid_export.artifacts.info import read_artifact_info
 from dacovid_export.backends.base import Backend
@@ -25,6 +24,7 @@ from dacovid_export.bench.run import (
     run_benchmark,
 )
 from dacovid_export.core.errors import MissingDependencyError, UserInputError
+from tests.helpers.cli import assert_one_line_error, invoke
 
 SPEC_KEYS = ("artifact", "backend", "precision", "batch", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput_ips")
 FAST = dict(iterations=2, warmup=1, progress=False)
@@ -309,45 +309,34 @@ def test_cuda_event_timing_on_a_gpu(tiny_checkpoint: Path, toy_onnx: Path) -> No
 # ------------------------------------------------------------------ CLI
 
 
-def _one_line_error(result) -> str:
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1, result.output
-    assert lines[0].startswith("error: ")
-    return lines[0]
-
-
 def test_cli_unknown_backend_is_one_line_exit_2(toy_onnx: Path) -> None:
     from dacovid_export.cli.bench_cmd import bench
 
-    result = CliRunner().invoke(bench, [str(toy_onnx), "--backend", "nosuch"])
-    assert result.exit_code == 2
-    assert "nosuch" in _one_line_error(result)
+    result = invoke(bench, [str(toy_onnx), "--backend", "nosuch"])
+    assert_one_line_error(result, "nosuch", stream="output")
 
 
 @pytest.mark.skipif(_tensorrt_importable(), reason="TensorRT or TensorRT-RTX is installed here")
 def test_cli_tensorrt_not_installed_is_one_line_exit_2(toy_onnx: Path) -> None:
     from dacovid_export.cli.bench_cmd import bench
 
-    result = CliRunner().invoke(bench, [str(toy_onnx), "--backend", "tensorrt"])
-    assert result.exit_code == 2
-    assert "pip install" in _one_line_error(result)
+    result = invoke(bench, [str(toy_onnx), "--backend", "tensorrt"])
+    assert_one_line_error(result, "pip install", stream="output")
 
 
 def test_cli_batch_over_engine_limit_is_one_line_exit_2(make_toy_onnx, tmp_path: Path) -> None:
     from dacovid_export.cli.main import cli
 
     static = make_toy_onnx(tmp_path / "static1.onnx", batch=1)
-    result = CliRunner().invoke(cli, ["bench", str(static), "--batch", "1,8", "--no-progress"])
-    assert result.exit_code == 2
-    assert "batch size 8" in _one_line_error(result)
+    result = invoke(cli, ["bench", str(static), "--batch", "1,8", "--no-progress"])
+    assert_one_line_error(result, "batch size 8", stream="output")
 
 
 def test_cli_iterations_and_duration_conflict(toy_onnx: Path) -> None:
     from dacovid_export.cli.bench_cmd import bench
 
-    result = CliRunner().invoke(bench, [str(toy_onnx), "--iterations", "3", "--duration", "1"])
-    assert result.exit_code == 2
-    assert "not both" in _one_line_error(result)
+    result = invoke(bench, [str(toy_onnx), "--iterations", "3", "--duration", "1"])
+    assert_one_line_error(result, "not both", stream="output")
 
 
 def test_cli_writes_table_and_files(toy_onnx: Path, tmp_path: Path) -> None:
@@ -355,7 +344,7 @@ def test_cli_writes_table_and_files(toy_onnx: Path, tmp_path: Path) -> None:
 
     args = [str(toy_onnx), "--batch", "1,3", "--iterations", "2", "--warmup", "0", "--device", "cpu", "--no-progress",
             "--json", str(tmp_path / "o.json"), "--csv", str(tmp_path / "o.csv"), "--plot", str(tmp_path / "o.png")]
-    result = CliRunner().invoke(bench, args)
+    result = invoke(bench, args)
     assert result.exit_code == 0, result.output
     assert "| toy.onnx | onnxruntime | fp32 |" in result.output
     records = json.loads((tmp_path / "o.json").read_text())["records"]
@@ -367,9 +356,8 @@ def test_cli_writes_table_and_files(toy_onnx: Path, tmp_path: Path) -> None:
 def test_cli_plot_must_be_png(toy_onnx: Path, tmp_path: Path) -> None:
     from dacovid_export.cli.bench_cmd import bench
 
-    result = CliRunner().invoke(bench, [str(toy_onnx), "--plot", str(tmp_path / "o.svg")])
-    assert result.exit_code == 2
-    assert ".png" in _one_line_error(result)
+    result = invoke(bench, [str(toy_onnx), "--plot", str(tmp_path / "o.svg")])
+    assert_one_line_error(result, ".png", stream="output")
 
 
 def test_record_series_label() -> None:

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from tests.helpers.tiny import TINY_IMAGE_SIZE
 from dacovid_export.core.errors import MissingDependencyError, UserInputError
 from dacovid_export.pipeline.run import EMBEDDED_NOTICE, PipelineConfig
+from tests.helpers.cli import assert_one_line_error, invoke
 
 SPEC_KEYS = ("artifact", "backend", "precision", "batch", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput_ips")
 
@@ -29,17 +28,17 @@ def _rtx_builds_here() -> bool:
 
 
 @pytest.fixture(scope="module")
-def embedded_run(tmp_path_factory: pytest.TempPathFactory):
+def embedded_run(tmp_path_factory: pytest.TempPathFactory, tiny_image_size: int):
     """The CLI on the embedded default, shrunk: 64x64, narrow 1x1 reduction head, 2 iterations."""
     from dacovid_export.cli.main import cli
 
     out = tmp_path_factory.mktemp("pipeline") / "run"
     args = [
-        "pipeline", "--out", str(out), "--image-size", str(TINY_IMAGE_SIZE),
+        "pipeline", "--out", str(out), "--image-size", str(tiny_image_size),
         "--model-option", "reduction_channels=16", "--model-option", "reduction_kernel_size=1",
         "--iterations", "2", "--warmup", "1", "--device", "cpu", "--no-progress",
     ]
-    result = CliRunner().invoke(cli, args)
+    result = invoke(cli, args)
     return out, result
 
 
@@ -61,7 +60,7 @@ def test_embedded_run_writes_models_inputs_and_plots(embedded_run) -> None:
     assert "reference_confusion.png" in confusion and len(confusion) == 4
 
 
-def test_report_json_holds_bench_parity_and_provenance(embedded_run) -> None:
+def test_report_json_holds_bench_parity_and_provenance(embedded_run, tiny_image_size: int) -> None:
     out, _ = embedded_run
     report = json.loads((out / "report.json").read_text())
     assert report["embedded_default"] is True and report["passed"] is True
@@ -83,7 +82,7 @@ def test_report_json_holds_bench_parity_and_provenance(embedded_run) -> None:
     # the FP16 step must have kept the attention (MatMul/Softmax) in FP32
     assert any("softmax" in n.lower() for n in report["export"]["fp16"]["fp32_nodes"])
     assert report["environment"]["cpu"]["logical_cores"] >= 1
-    assert report["model_cost"]["image_size"] == TINY_IMAGE_SIZE and report["model_cost"]["gflops"] > 0
+    assert report["model_cost"]["image_size"] == tiny_image_size and report["model_cost"]["gflops"] > 0
     comparisons = {h["comparison"] for h in report["headline"]}
     assert "ONNX Runtime FP32 vs PyTorch eager FP32" in comparisons
     assert "OpenVINO INT8 vs ONNX Runtime FP32" in comparisons
@@ -161,19 +160,17 @@ def test_out_must_not_be_a_file(tmp_path: Path) -> None:
 def test_cli_error_is_one_line_exit_2(tiny_checkpoint: Path, tmp_path: Path) -> None:
     from dacovid_export.cli.main import cli
 
-    result = CliRunner().invoke(
+    result = invoke(
         cli, ["pipeline", "--out", str(tmp_path / "o"), "--checkpoint", str(tiny_checkpoint), "--image-size", "64"]
     )
-    assert result.exit_code == 2
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "--image-size" in lines[0]
+    assert_one_line_error(result, "--image-size", stream="output")
     assert not (tmp_path / "o").exists()  # nothing written before the options were checked
 
 
 def test_cli_bad_model_option_syntax(tmp_path: Path) -> None:
     from dacovid_export.cli.main import cli
 
-    result = CliRunner().invoke(cli, ["pipeline", "--out", str(tmp_path / "o"), "--model-option", "output_stride"])
+    result = invoke(cli, ["pipeline", "--out", str(tmp_path / "o"), "--model-option", "output_stride"])
     assert result.exit_code == 2
     assert "KEY=INTEGER" in result.output
 
