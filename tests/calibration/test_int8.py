@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from tests.helpers.onnx_graphs import qdq_model
 from tests.helpers.precision import SOURCE_METADATA, run_onnx
 
 from dacovid_export.calibration import PrecisionResult, default_cache_dir, load_calibration_set, quantize_int8
@@ -148,28 +149,13 @@ def test_already_quantized_source_is_refused(int8_run, tiny_calibration_set, tmp
 
 
 def test_checker_flags_asymmetric_or_unsigned_qdq() -> None:
-    from onnx import TensorProto, helper
+    from onnx import TensorProto
 
     from dacovid_export.calibration.qdq import inspect_qdq
 
-    scale = numpy_helper.from_array(np.array(0.1, dtype=np.float32), "s")
-    zp_u8 = numpy_helper.from_array(np.array(128, dtype=np.uint8), "zp")
-    graph = helper.make_graph(
-        [
-            helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"], name="q"),
-            helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"], name="dq"),
-        ],
-        "qdq",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
-        initializer=[scale, zp_u8],
-    )
-    problems = inspect_qdq(helper.make_model(graph)).problems
+    problems = inspect_qdq(qdq_model(128, TensorProto.UINT8)).problems
     assert len(problems) == 2 and all("uint8" in p for p in problems)
-    zp_nonzero = numpy_helper.from_array(np.array(3, dtype=np.int8), "zp")
-    graph.initializer.pop()
-    graph.initializer.append(zp_nonzero)
-    assert all("non-zero zero point" in p for p in inspect_qdq(helper.make_model(graph)).problems)
+    assert all("non-zero zero point" in p for p in inspect_qdq(qdq_model(3, TensorProto.INT8)).problems)
 
 
 def test_precision_result_is_frozen(int8_run) -> None:

@@ -51,3 +51,22 @@ def two_attention_model(softmax: bool = True) -> "onnx.ModelProto":
     y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, 4, 6])
     axes = numpy_helper.from_array(np.array([-1], dtype=np.int64), "axes_last")
     return make_model(nodes, [x], [y], [axes])
+
+
+def qdq_model(zero_point: int, dtype: int) -> "onnx.ModelProto":
+    """``x -> QuantizeLinear -> DequantizeLinear -> y`` with scale 0.1 and a zero point of ``dtype`` (TensorProto)."""
+    import numpy as np
+    from onnx import TensorProto, helper, numpy_helper
+
+    np_type = {TensorProto.INT8: np.int8, TensorProto.UINT8: np.uint8}[dtype]
+    inits = [
+        numpy_helper.from_array(np.array(0.1, dtype=np.float32), "scale"),
+        numpy_helper.from_array(np.array(zero_point, dtype=np_type), "zp"),
+    ]
+    nodes = [
+        helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"], name="q"),
+        helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["y"], name="dq"),
+    ]
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])
+    return make_model(nodes, [x], [y], inits)

@@ -24,7 +24,7 @@ from dacovid_export.export.checks import (
     validate_model,
 )
 from dacovid_export.trt.onnx_operators import TRT_SUPPORTED_OPS, TRT_UNSUPPORTED_OPS
-from tests.helpers.onnx_graphs import attention_nodes, make_model, two_attention_model
+from tests.helpers.onnx_graphs import attention_nodes, make_model, qdq_model, two_attention_model
 
 F = TensorProto.FLOAT
 
@@ -126,25 +126,12 @@ def test_pooling_dilation_is_rejected() -> None:
         check_pooling_dilations(pool([2, 2]))
 
 
-def _qdq_model(zero_point: int, dtype: int) -> onnx.ModelProto:
-    np_type = {TensorProto.INT8: np.int8, TensorProto.UINT8: np.uint8}[dtype]
-    inits = [
-        numpy_helper.from_array(np.array(0.1, dtype=np.float32), "scale"),
-        numpy_helper.from_array(np.array(zero_point, dtype=np_type), "zp"),
-    ]
-    nodes = [
-        helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"], name="q"),
-        helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["y"], name="dq"),
-    ]
-    return make_model(nodes, [helper.make_tensor_value_info("x", F, [4])], [helper.make_tensor_value_info("y", F, [4])], inits)
-
-
 def test_qdq_zero_point_must_be_signed_zero() -> None:
-    assert check_qdq_zero_points(_qdq_model(0, TensorProto.INT8)) == 2
+    assert check_qdq_zero_points(qdq_model(0, TensorProto.INT8)) == 2
     with pytest.raises(CheckFailedError, match="zero point is not 0"):
-        check_qdq_zero_points(_qdq_model(3, TensorProto.INT8))
+        check_qdq_zero_points(qdq_model(3, TensorProto.INT8))
     with pytest.raises(CheckFailedError, match="UINT8, not INT8"):
-        check_qdq_zero_points(_qdq_model(128, TensorProto.UINT8))
+        check_qdq_zero_points(qdq_model(128, TensorProto.UINT8))
 
 
 def test_attention_in_fp16_is_rejected() -> None:
