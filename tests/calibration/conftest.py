@@ -1,4 +1,4 @@
-"""Fixtures for the precision-step tests: an FP32 ONNX export of the tiny model and calibration images.
+"""Fixtures for the precision-step tests: a plain torch.onnx FP32 export of the tiny model and calibration images.
 
 The export is done here with torch.onnx (dynamo) rather than through dacovid_export's own
 exporter, so these tests do not depend on it.
@@ -13,7 +13,12 @@ from tests.helpers.precision import export_fp32_onnx
 
 
 @pytest.fixture(scope="session")
-def tiny_fp32_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def torch_fp32_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``tiny_checkpoint`` through torch.onnx alone (a marker in its metadata, none of dacovid-export's).
+
+    Named apart from tests/conftest.py's ``tiny_fp32_onnx`` (dacovid-export's own export,
+    with metadata), which tests of ``convert_precision`` in this folder need.
+    """
     return export_fp32_onnx(tiny_checkpoint, tmp_path_factory.mktemp("onnx") / "tiny.onnx")
 
 

@@ -15,8 +15,8 @@ from dacovid_export.calibration.graph import load_source_model  # noqa: E402
 from dacovid_export.calibration.int8 import int8_exclusions  # noqa: E402
 
 
-def test_finds_pam_and_cam_chains(tiny_fp32_onnx: Path) -> None:
-    source = load_source_model(tiny_fp32_onnx)
+def test_finds_pam_and_cam_chains(torch_fp32_onnx: Path) -> None:
+    source = load_source_model(torch_fp32_onnx)
     assert source.input_name == "input" and source.input_shape[1:] == (3, 64, 64)
     assert isinstance(source.input_shape[0], str)  # dynamic batch
     ops = {n.name: n.op_type for n in source.model.graph.node}
@@ -35,12 +35,12 @@ def test_finds_pam_and_cam_chains(tiny_fp32_onnx: Path) -> None:
     assert [ops[n] for n in extra] == ["Add"]
 
 
-def test_external_weights_are_part_of_the_source_hash(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
-    model = onnx.load(str(tiny_fp32_onnx))
+def test_external_weights_are_part_of_the_source_hash(torch_fp32_onnx: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(torch_fp32_onnx))
     path = tmp_path / "ext.onnx"
     onnx.save(model, str(path), save_as_external_data=True, location="ext.onnx.data")
     first = load_source_model(path)
-    assert first.sha256 != load_source_model(tiny_fp32_onnx).sha256
+    assert first.sha256 != load_source_model(torch_fp32_onnx).sha256
     data = tmp_path / "ext.onnx.data"
     blob = bytearray(data.read_bytes())
     blob[-1] ^= 0xFF  # change one weight byte, leave the .onnx file alone

@@ -41,6 +41,7 @@ from dacovid_export.core.errors import IncompatibleArtifactError, MissingDepende
 from dacovid_export.core.fileio import sha256_file  # noqa: E402
 from dacovid_export.data.synthetic import synthetic_batch  # noqa: E402
 from dacovid_export.trt.library import import_tensorrt, network_creation_flags, parse_version  # noqa: E402
+from tests.helpers.cli import invoke  # noqa: E402
 
 try:
     import_tensorrt()
@@ -186,14 +187,14 @@ def test_cli_build_fp32_with_cache_and_hardware_compatibility(trained_onnx: Path
             "--timing-cache", str(cache)]
     if hardware_compatible:
         args.append("--hardware-compatible")
-    first = CliRunner().invoke(cli, args)
+    first = invoke(cli, args)
     assert first.exit_code == 0, first.output
     assert f"wrote {out}" in first.output and "parse" in first.output
     meta = read_engine_metadata(out)
     assert meta.precision == "fp32" and meta.hardware_compatible == hardware_compatible
     assert meta.onnx_file == str(trained_onnx)
     # the second build reads the cache the first one saved
-    second = CliRunner().invoke(cli, args)
+    second = invoke(cli, args)
     assert second.exit_code == 0, second.output
 
 

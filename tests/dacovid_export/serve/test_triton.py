@@ -16,13 +16,13 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from dacovid_export.cli.main import cli
 from dacovid_export.artifacts.engine_metadata import EngineMetadata, write_engine_metadata
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.serve.triton import write_triton_repository
+from tests.helpers.cli import invoke
 
 PLACEHOLDER = b"placeholder plan for Triton config tests - NOT a TensorRT engine\n"
 
@@ -201,7 +201,7 @@ def test_checkpoint_is_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
 def test_cli(make_toy_onnx, tmp_path: Path) -> None:
     onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
     repo = tmp_path / "repo"
-    result = CliRunner().invoke(
+    result = invoke(
         cli, ["triton", str(onnx_path), "--repo", str(repo), "--name", "cxr", "--max-batch", "4", "--kind", "cpu"]
     )
     assert result.exit_code == 0, result.output
@@ -209,5 +209,5 @@ def test_cli(make_toy_onnx, tmp_path: Path) -> None:
     config, pb2 = _parse(repo / "cxr" / "config.pbtxt")
     assert config.name == "cxr" and config.max_batch_size == 4
     assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU
-    again = CliRunner().invoke(cli, ["triton", str(onnx_path), "--repo", str(repo), "--name", "cxr"])
+    again = invoke(cli, ["triton", str(onnx_path), "--repo", str(repo), "--name", "cxr"])
     assert again.exit_code == 2 and "--overwrite" in again.output
