@@ -10,6 +10,7 @@ import pytest
 from dacovid_export.core.errors import MissingDependencyError, UserInputError
 from dacovid_export.pipeline.run import EMBEDDED_NOTICE, PipelineConfig
 from tests.helpers.cli import assert_one_line_error, invoke
+from tests.helpers.images import write_gray_png
 
 SPEC_KEYS = ("artifact", "backend", "precision", "batch", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput_ips")
 
@@ -182,12 +183,9 @@ def test_checkpoint_must_be_a_checkpoint(make_toy_onnx, tmp_path: Path) -> None:
 
 
 def test_unmatched_image_folders_fail_before_any_export(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from PIL import Image
-
     from dacovid_export.pipeline.run import run_pipeline
 
-    (tmp_path / "images" / "cats").mkdir(parents=True)
-    Image.new("L", (64, 64)).save(tmp_path / "images" / "cats" / "a.png")
+    write_gray_png(tmp_path / "images" / "cats" / "a.png")
     config = PipelineConfig(out=tmp_path / "o", checkpoint=tiny_checkpoint, images=tmp_path / "images", progress=False)
     with pytest.raises(UserInputError, match="cats"):
         run_pipeline(config)
