@@ -28,6 +28,7 @@ from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.synthetic import make_synthetic_dataset
 from tests.helpers.cli import assert_one_line_error, invoke
+from tests.helpers.engines import write_placeholder_engine
 
 UNWRITABLE = "/proc/dacovid-no-such-dir/out"  # /proc takes no new files, not even from root
 
@@ -91,7 +92,7 @@ def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: s
     elif case == "check --json model":
         args, command, fragment = ["check", toy, "--checkpoint", ckpt, "--json", f"{folder}/./toy.onnx"], cli, "is an input"
     elif case == "bench --json engine sidecar":
-        engine = _placeholder_engine(folder, flip=False)
+        engine = write_placeholder_engine(folder)
         args, command, fragment = [engine, "--json", f"{engine}.json"], bench, "is an input"
     elif case == "trt --timing-cache model":
         args, command, fragment = ["trt", toy, "--fp32", "-o", folder / "m.engine", "--timing-cache", toy], cli, "is an input"
@@ -321,32 +322,13 @@ def test_scratch_of_a_killed_export_is_marked_refused_and_swept(work: Path, tmp_
 # --------------------------------------------------------------------- 7. trust
 
 
-def _placeholder_engine(folder: Path, flip: bool) -> Path:
-    from dacovid_export.artifacts.engine_metadata import EngineMetadata, write_engine_metadata
-    from dacovid_export.data.preprocessing import Preprocessing
-
-    data = b"placeholder plan for reliability tests - NOT a TensorRT engine\n"
-    engine = folder / "placeholder.fp16.engine"
-    values = dict(
-        engine_file=engine.name, engine_bytes=len(data), engine_sha256=hashlib.sha256(data).hexdigest(),
-        tensorrt_version="10.8.0.43", gpu_name="NVIDIA GeForce RTX 2060", compute_capability=(7, 5),
-        hardware_compatible=False, precision="fp16", input_name="input", output_name="logits",
-        profile_min=(1, 3, 64, 64), profile_opt=(4, 3, 64, 64), profile_max=(8, 3, 64, 64),
-        class_names=("Normal", "Pneumonia", "COVID-19"), preprocessing=Preprocessing(image_size=64),
-        onnx_file="tiny.fp16.onnx", onnx_sha256="ab" * 32, source_sha256="cd" * 32,
-    )
-    write_engine_metadata(engine, EngineMetadata(**values))  # type: ignore[arg-type]
-    engine.write_bytes(data[:10] + bytes([data[10] ^ 1]) + data[11:] if flip else data)
-    return engine
-
-
 def test_triton_refuses_an_engine_whose_bytes_do_not_match_its_sidecar(tmp_path: Path) -> None:
-    engine = _placeholder_engine(tmp_path, flip=True)
+    engine = write_placeholder_engine(tmp_path, flip_byte=True)
     assert_one_line_error(invoke(cli, ["triton", engine, "--repo", tmp_path / "repo"]), "does not match the sha256", "sidecar")
     assert not (tmp_path / "repo").exists()
     ok = tmp_path / "ok"
     ok.mkdir()
-    good = _placeholder_engine(ok, flip=False)
+    good = write_placeholder_engine(ok)
     assert invoke(cli, ["triton", good, "--repo", tmp_path / "repo"]).exit_code == 0
 
 
