@@ -14,6 +14,7 @@ from dacovid_export.artifacts.onnx_graph import (  # noqa: E402
     attention_feeders,
     external_data_locations,
     find_attention_chains,
+    node_id,
 )
 from tests.helpers.onnx_graphs import two_attention_model  # noqa: E402
 
@@ -71,6 +72,16 @@ def test_finds_chains_through_qdq_pairs() -> None:
     chains = find_attention_chains(model)
     assert len(chains) == 2
     assert chains[1].nodes == ("cam_mm1", "cam_sm", "cam_q", "cam_dq", "cam_t2", "cam_mm2")
+
+
+@pytest.mark.parametrize("artifact", ["tiny_fp32_onnx", "tiny_fp16_onnx", "tiny_int8_onnx"])
+def test_finds_pam_and_cam_in_every_precision_the_project_writes(artifact: str, request: pytest.FixtureRequest) -> None:
+    # the real exports: layout ops (FP32), AutoCast's Casts (FP16), Q/DQ pairs around the chains (INT8)
+    model = onnx.load(str(request.getfixturevalue(artifact)), load_external_data=False)
+    ops = {node_id(n): n.op_type for n in model.graph.node}
+    chains = find_attention_chains(model)
+    assert len(chains) == 2
+    assert all([ops[n] for n in c.core_nodes()] == ["MatMul", "Softmax", "MatMul"] for c in chains)
 
 
 def test_no_chain_without_second_matmul() -> None:
