@@ -57,8 +57,12 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from dacovid_export.calibration.convert import PrecisionConfig, convert_precision, export_at_precision
     from dacovid_export.calibration.cache import default_cache_dir
+    from dacovid_export.calibration.convert import (
+        PrecisionConfig,
+        convert_precision,
+        export_at_precision,
+    )
     from dacovid_export.calibration.data import (
         MIN_CALIBRATION_IMAGES,
         CalibrationSet,
@@ -66,8 +70,13 @@ if TYPE_CHECKING:
         load_validation_set,
         split_calibration_set,
     )
-    from dacovid_export.calibration.guard import GuardConfig, GuardFailedError, GuardReport, guarded_quantize_int8
     from dacovid_export.calibration.fp16 import convert_fp16
+    from dacovid_export.calibration.guard import (
+        GuardConfig,
+        GuardFailedError,
+        GuardReport,
+        guarded_quantize_int8,
+    )
     from dacovid_export.calibration.int8 import quantize_int8
     from dacovid_export.calibration.result import PrecisionResult
 

@@ -19,9 +19,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-
-from dacovid_export.artifacts.info import PRECISIONS
-from dacovid_export.artifacts.onnx_metadata import info_from_model, load_onnx, metadata_of, read_onnx_info, write_metadata
 from dacovid_export.calibration.data import (
     MAX_VALIDATION_IMAGES,
     MIN_CALIBRATION_IMAGES,
@@ -31,15 +28,32 @@ from dacovid_export.calibration.data import (
     split_calibration_set,
 )
 from dacovid_export.calibration.fp16 import convert_fp16
-from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT, GuardConfig, guarded_quantize_int8
+from dacovid_export.calibration.guard import (
+    DEFAULT_MIN_AGREEMENT,
+    GuardConfig,
+    guarded_quantize_int8,
+)
 from dacovid_export.calibration.int8 import CALIBRATION_METHODS
+
+from dacovid_export.artifacts.info import PRECISIONS, Precision
+from dacovid_export.artifacts.onnx_metadata import (
+    info_from_model,
+    load_onnx,
+    metadata_of,
+    read_onnx_info,
+    write_metadata,
+)
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import scratch_dir, sha256_file
+from dacovid_export.core.onnxruntime_session import open_session, run_session
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.core.versions import package_versions
+from dacovid_export.data.agreement import (
+    NumericComparison,
+    check_numeric,
+    compare_numeric,
+)
 from dacovid_export.data.preprocessing import Preprocessing
-from dacovid_export.core.onnxruntime_session import open_session, run_session
-from dacovid_export.data.agreement import NumericComparison, check_numeric, compare_numeric
 from dacovid_export.export.checks import run_structural_checks, validate_model
 from dacovid_export.export.config import (
     DEFAULT_TOLERANCES,
@@ -75,7 +89,7 @@ class PrecisionConfig:
     model; ``None`` means :data:`DEFAULT_TOLERANCES` of the precision.
     """
 
-    precision: Literal["fp32", "fp16", "int8"] = "fp32"
+    precision: Precision = "fp32"
     calib_data: Path | None = None
     calib_size: int | None = None
     calib_method: Literal["entropy", "max"] | None = None

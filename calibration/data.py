@@ -32,8 +32,17 @@ from pathlib import Path
 import numpy as np
 
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.data.image_folder import find_images, is_split_file, read_split_file, scan_class_folders
-from dacovid_export.data.preprocessing import IMAGE_EXTENSIONS, Preprocessing, preprocess
+from dacovid_export.data.image_folder import (
+    find_images,
+    is_split_file,
+    read_split_file,
+    scan_class_folders,
+)
+from dacovid_export.data.preprocessing import (
+    IMAGE_EXTENSIONS,
+    Preprocessing,
+    preprocess,
+)
 
 __all__ = [
     "MIN_CALIBRATION_IMAGES",

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from dacovid_export.calibration.graph import PASS_THROUGH_OPS, AttentionChain
+from dacovid_export.artifacts.onnx_graph import producers
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.onnxruntime_session import open_session
 
@@ -34,7 +34,6 @@ __all__ = [
     "FallbackDtype",
     "FallbackNode",
     "unquantize",
-    "attention_feeders",
     "activation_peaks",
     "choose_fallback_dtype",
 ]
@@ -56,28 +55,6 @@ class FallbackNode:
 
     def to_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)
-
-
-def attention_feeders(model: "onnx.ModelProto", chains: Sequence[AttentionChain]) -> set[str]:
-    """Nodes whose output reaches an attention chain's input through data movement or ReLU only."""
-    producer = {o: n for n in model.graph.node for o in n.output}
-    passing = PASS_THROUGH_OPS | {"Relu", "QuantizeLinear", "DequantizeLinear"}
-    feeders: set[str] = set()
-    for chain in chains:
-        stack = list(chain.entry_tensors)
-        seen: set[str] = set()
-        while stack:
-            tensor = stack.pop()
-            if tensor in seen:
-                continue
-            seen.add(tensor)
-            node = producer.get(tensor)
-            if node is None:
-                continue
-            feeders.add(node.name)
-            if node.op_type in passing:
-                stack.append(node.input[0])
-    return feeders
 
 
 def activation_peaks(
@@ -136,7 +113,7 @@ def unquantize(model: "onnx.ModelProto", nodes: Mapping[str, FallbackDtype]) -> 
     unknown = sorted(set(nodes) - names)
     if unknown:
         raise UserInputError(f"nodes {unknown[:5]} are not in the model; cannot take them out of INT8")
-    producer = {o: n for n in graph.node for o in n.output}
+    producer = producers(graph)
     initializers = {i.name: i for i in graph.initializer}
 
     def float_source(tensor: str) -> str | None:

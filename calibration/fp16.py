@@ -3,7 +3,7 @@
 What stays FP32, and why:
 
 - Every MatMul -> Softmax -> MatMul attention chain (PAM and CAM), always, found by
-  structure (:func:`dacovid_export.calibration.graph.find_attention_chains`) and handed
+  structure (:func:`dacovid_export.artifacts.onnx_graph.find_attention_chains`) and handed
   to AutoCast as ``nodes_to_exclude``. The CAM energies reach ~2e6 and PAM's ~9e2
   (docs/design.md section 4), far past FP16's 65,504, and a calibration sample can miss the
   image that overflows, so this rule does not depend on data.
@@ -30,7 +30,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-
 from dacovid_export.calibration.data import CalibrationSet
 from dacovid_export.calibration.graph import (
     batches_for_model,
@@ -38,7 +37,6 @@ from dacovid_export.calibration.graph import (
     check_output_path,
     ensure_node_names,
     exact_name_patterns,
-    find_attention_chains,
     float32_compute_nodes,
     float32_output_nodes,
     load_source_model,
@@ -52,6 +50,8 @@ from dacovid_export.calibration.tooling import (
     onnxruntime_version,
     tool_output_filtered,
 )
+
+from dacovid_export.artifacts.onnx_graph import find_attention_chains
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 

@@ -1,11 +1,7 @@
-"""ONNX graph helpers for the precision step: load and check a source model, find the attention chains, write outputs.
+"""ONNX model handling for the precision step: load and check a source model, name its nodes, write outputs.
 
-Attention chains are found by structure, not by name: a ``Softmax`` whose input comes
-from a ``MatMul`` and whose output reaches a second ``MatMul``, allowing data-movement
-nodes (Reshape, Transpose, ...) and scaling by a constant in between. In DA-COVID Net
-these are PAM (``Q^T K -> softmax -> V s^T``) and CAM (``A A^T -> softmax -> x A``).
-Their energies overflow FP16 (CAM reaches ~2e6, docs/design.md section 4), so every
-precision step keeps them in FP32.
+The graph's anatomy (attention chains, producers, constants) lives in
+:mod:`dacovid_export.artifacts.onnx_graph`, shared with the export checks.
 """
 
 from __future__ import annotations
@@ -19,6 +15,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dacovid_export.artifacts.onnx_graph import (
+    PASS_THROUGH_OPS,
+    external_data_locations,
+    tensor_types,
+)
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import atomic_path, sha256_file
@@ -27,18 +28,13 @@ if TYPE_CHECKING:
     import onnx
 
 __all__ = [
-    "PASS_THROUGH_OPS",
     "NON_COMPUTE_OPS",
-    "AttentionChain",
     "SourceModel",
     "load_source_model",
     "check_output_path",
     "check_calibration_array",
     "batches_for_model",
     "ensure_node_names",
-    "find_attention_chains",
-    "constant_names",
-    "data_input",
     "exact_name_patterns",
     "float32_output_nodes",
     "float32_compute_nodes",
@@ -46,32 +42,8 @@ __all__ = [
     "write_checked_model",
 ]
 
-# ops that move or relabel data without arithmetic that could overflow or lose precision
-PASS_THROUGH_OPS = frozenset({"Reshape", "Transpose", "Flatten", "Squeeze", "Unsqueeze", "Identity", "Cast"})
-# ops that scale attention energies (e.g. 1/sqrt(d)); pass-through when one input is a constant
-_SCALE_OPS = frozenset({"Mul", "Div"})
 # nodes that only carry, route or clamp data: never reported as "FP32 compute"
-NON_COMPUTE_OPS = PASS_THROUGH_OPS | {
-    "Relu", "Constant", "Shape", "Gather", "Concat", "Slice", "Split", "Expand", "QuantizeLinear", "DequantizeLinear",
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class AttentionChain:
-    """One MatMul -> Softmax -> MatMul chain.
-
-    ``nodes``: the chain from the first MatMul to the second, inclusive (keep in FP32).
-    ``entry_nodes``: data-movement nodes that feed the two MatMuls from outside the chain.
-    ``entry_tensors``: where the chain's data comes from: the first tensor above each
-    MatMul input that a compute node (or the graph input) produces.
-    """
-
-    first_matmul: str
-    softmax: str
-    second_matmul: str
-    nodes: tuple[str, ...]
-    entry_nodes: tuple[str, ...]
-    entry_tensors: tuple[str, ...]
+NON_COMPUTE_OPS = PASS_THROUGH_OPS | {"Relu", "Constant", "Shape", "Gather", "Concat", "Slice", "Split", "Expand"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,15 +67,6 @@ def _onnx() -> "onnx":  # type: ignore[valid-type]
     return require("onnx", "read and write ONNX models")
 
 
-def _external_locations(model: "onnx.ModelProto") -> list[str]:
-    onnx = _onnx()
-    locations = set()
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            locations.update(entry.value for entry in tensor.external_data if entry.key == "location")
-    return sorted(locations)
-
-
 def load_source_model(path: str | os.PathLike[str]) -> SourceModel:
     """Load and check an FP32 ONNX model with one image input; :class:`UserInputError` otherwise.
 
@@ -124,7 +87,7 @@ def load_source_model(path: str | os.PathLike[str]) -> SourceModel:
     if not header.graph.node or not header.graph.input or not header.graph.output:
         raise UserInputError(f"{str(path)!r} is not a usable ONNX model (empty graph, or no inputs/outputs)")
     digest = hashlib.sha256(sha256_file(path).encode("ascii"))
-    locations = _external_locations(header)
+    locations = external_data_locations(header)
     for location in locations:
         data_path = path.parent / location
         if not data_path.is_file():
@@ -238,91 +201,6 @@ def ensure_node_names(model: "onnx.ModelProto") -> None:
             used.add(name)
 
 
-def constant_names(model: "onnx.ModelProto") -> set[str]:
-    names = {init.name for init in model.graph.initializer}
-    names.update(o for n in model.graph.node if n.op_type == "Constant" for o in n.output)
-    return names
-
-
-def data_input(node: "onnx.NodeProto", constants: set[str]) -> str | None:
-    """The input a pass-through node carries along, or None when ``node`` is not pass-through."""
-    if node.op_type in PASS_THROUGH_OPS:
-        return node.input[0]
-    if node.op_type in _SCALE_OPS and len(node.input) == 2:
-        variable = [t for t in node.input if t not in constants]
-        if len(variable) == 1:
-            return variable[0]
-    return None
-
-
-def find_attention_chains(model: "onnx.ModelProto") -> list[AttentionChain]:
-    """Every MatMul -> Softmax -> MatMul chain of ``model``, in graph order."""
-    producer = {out: node for node in model.graph.node for out in node.output}
-    consumers: dict[str, list[onnx.NodeProto]] = {}
-    for node in model.graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    constants = constant_names(model)
-
-    chains: list[AttentionChain] = []
-    for softmax in (n for n in model.graph.node if n.op_type == "Softmax"):
-        above: list[onnx.NodeProto] = []
-        node = producer.get(softmax.input[0])
-        while node is not None and node.op_type != "MatMul":
-            data = data_input(node, constants)
-            if data is None:
-                node = None
-                break
-            above.append(node)
-            node = producer.get(data)
-        if node is None:
-            continue
-        first = node
-
-        below: list[onnx.NodeProto] = []
-        tensor = softmax.output[0]
-        second = None
-        while len(consumers.get(tensor, [])) == 1:
-            node = consumers[tensor][0]
-            if node.op_type == "MatMul":
-                second = node
-                break
-            if data_input(node, constants) != tensor:
-                break
-            below.append(node)
-            tensor = node.output[0]
-        if second is None:
-            continue
-
-        region = [first, *reversed(above), softmax, *below, second]
-        region_outputs = {o for n in region for o in n.output}
-        entry_nodes: list[str] = []
-        entry_tensors: list[str] = []
-        for matmul in (first, second):
-            for name in matmul.input:
-                while name not in region_outputs:
-                    node = producer.get(name)
-                    data = None if node is None else data_input(node, constants)
-                    if data is None:
-                        if name not in entry_tensors and name not in constants:
-                            entry_tensors.append(name)
-                        break
-                    if node.name not in entry_nodes:
-                        entry_nodes.append(node.name)
-                    name = data
-        chains.append(
-            AttentionChain(
-                first_matmul=first.name,
-                softmax=softmax.name,
-                second_matmul=second.name,
-                nodes=tuple(n.name for n in region),
-                entry_nodes=tuple(entry_nodes),
-                entry_tensors=tuple(entry_tensors),
-            )
-        )
-    return chains
-
-
 def exact_name_patterns(names: Iterable[str]) -> list[str]:
     """Regexes that match exactly these node names (Model Optimizer takes node names as ``re.match`` patterns)."""
     import re
@@ -340,9 +218,7 @@ def float32_output_nodes(model: "onnx.ModelProto") -> tuple[str, ...]:
         for field in ("raw_data", "float_data", "int32_data", "int64_data", "double_data", "uint64_data"):
             init.ClearField(field)
     inferred = onnx.shape_inference.infer_shapes(skeleton, strict_mode=False)
-    types = {init.name: init.data_type for init in inferred.graph.initializer}
-    for vi in [*inferred.graph.input, *inferred.graph.value_info, *inferred.graph.output]:
-        types[vi.name] = vi.type.tensor_type.elem_type
+    types = tensor_types(inferred)
     return tuple(
         node.name
         for node in inferred.graph.node

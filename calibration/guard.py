@@ -28,14 +28,12 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-
 from dacovid_export.calibration.cache import CalibrationCache
 from dacovid_export.calibration.data import CalibrationSet
 from dacovid_export.calibration.fallback import (
     FallbackDtype,
     FallbackNode,
     activation_peaks,
-    attention_feeders,
     choose_fallback_dtype,
     unquantize,
 )
@@ -43,11 +41,15 @@ from dacovid_export.calibration.graph import (
     check_calibration_array,
     check_output_path,
     ensure_node_names,
-    find_attention_chains,
     load_source_model,
     write_checked_model,
 )
-from dacovid_export.calibration.int8 import CALIBRATION_METHODS, RECIPE_VERSION, calibrate_cached, int8_exclusions
+from dacovid_export.calibration.int8 import (
+    CALIBRATION_METHODS,
+    RECIPE_VERSION,
+    calibrate_cached,
+    int8_exclusions,
+)
 from dacovid_export.calibration.qdq import check_qdq, inspect_qdq
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.calibration.sensitivity import (
@@ -58,6 +60,8 @@ from dacovid_export.calibration.sensitivity import (
     openvino_logits,
     rank_nodes,
 )
+
+from dacovid_export.artifacts.onnx_graph import attention_feeders, find_attention_chains
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.data.agreement import Agreement, measure_agreement
 

@@ -33,18 +33,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-
 from dacovid_export.calibration.cache import CalibrationCache, cache_key
 from dacovid_export.calibration.data import CalibrationSet
 from dacovid_export.calibration.graph import (
-    AttentionChain,
     SourceModel,
     batches_for_model,
     check_calibration_array,
     check_output_path,
     ensure_node_names,
     exact_name_patterns,
-    find_attention_chains,
     load_source_model,
     restore_metadata,
     write_checked_model,
@@ -56,6 +53,12 @@ from dacovid_export.calibration.tooling import (
     modelopt_version,
     onnxruntime_version,
     tool_output_filtered,
+)
+
+from dacovid_export.artifacts.onnx_graph import (
+    AttentionChain,
+    consumers,
+    find_attention_chains,
 )
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError
@@ -76,17 +79,14 @@ RECIPE_VERSION = "int8-qdq/1"
 
 def int8_exclusions(model: "object", chains: Sequence[AttentionChain]) -> list[str]:
     """Node names kept out of quantization: the attention chains, their feeders, and other consumers of their inputs."""
-    consumers: dict[str, list[str]] = {}
-    for node in model.graph.node:  # type: ignore[attr-defined]
-        for name in node.input:
-            consumers.setdefault(name, []).append(node.name)
+    readers = consumers(model.graph)  # type: ignore[attr-defined]
     excluded: list[str] = []
     for chain in chains:
         excluded.extend(chain.nodes)
         excluded.extend(chain.entry_nodes)
     for chain in chains:
         for tensor in chain.entry_tensors:
-            excluded.extend(consumers.get(tensor, []))
+            excluded.extend(node.name for node in readers.get(tensor, []))
     return list(dict.fromkeys(excluded))
 
 

@@ -11,7 +11,14 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from dacovid_export.calibration.graph import NON_COMPUTE_OPS, AttentionChain, constant_names, data_input
+from dacovid_export.calibration.graph import NON_COMPUTE_OPS
+
+from dacovid_export.artifacts.onnx_graph import (
+    AttentionChain,
+    constant_names,
+    data_input,
+    producers,
+)
 from dacovid_export.core.errors import CheckFailedError
 
 if TYPE_CHECKING:
@@ -60,8 +67,8 @@ def _fed_by_dequantize(tensor: str, producer: dict, constants: set[str]) -> bool
 
 def dequantized_nodes(model: "onnx.ModelProto") -> set[str]:
     """Names of the non-Q/DQ nodes with at least one input that comes from a DequantizeLinear."""
-    producer = {out: node for node in model.graph.node for out in node.output}
-    constants = constant_names(model)
+    producer = producers(model.graph)
+    constants = constant_names(model.graph)
     return {
         node.name
         for node in model.graph.node

@@ -16,8 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-
 from dacovid_export.calibration.fallback import FallbackDtype, unquantize
+
+from dacovid_export.artifacts.onnx_graph import producers
 from dacovid_export.core.errors import CheckFailedError
 from dacovid_export.core.onnxruntime_session import open_session, run_session
 from dacovid_export.core.openvino_model import compile_for_cpu, infer_logits
@@ -124,7 +125,7 @@ def rank_nodes(
 
 def labels_from_weights(model: "onnx.ModelProto", names: Sequence[str]) -> dict[str, str]:
     """Node name -> the name of its weight tensor (the PyTorch module path in this project's exports)."""
-    producer = {o: n for n in model.graph.node for o in n.output}
+    producer = producers(model.graph)
     initializers = {i.name for i in model.graph.initializer}
     wanted = set(names)
     out: dict[str, str] = {}

@@ -10,7 +10,13 @@ from dacovid_export.model.checkpoint import (
     read_checkpoint,
     save_checkpoint,
 )
-from dacovid_export.model.network import DEFAULT_CLASS_NAMES, DACovidNet, ModelConfig, dacovid_net, load_backbone_weights
+from dacovid_export.model.network import (
+    DEFAULT_CLASS_NAMES,
+    DACovidNet,
+    ModelConfig,
+    dacovid_net,
+    load_backbone_weights,
+)
 
 __all__ = [
     "PositionAttention",

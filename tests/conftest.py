@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.tiny import TINY_CLASSES, TINY_IMAGE_SIZE, tiny_model_kwargs, tiny_train_config  # noqa: F401  (re-exported)
+from tests.helpers import tiny
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -26,6 +26,33 @@ def _limit_threads() -> None:
     import torch
 
     torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+# --- the tiny model's settings (values live in tests/helpers/tiny.py) --------------------------
+
+
+@pytest.fixture(scope="session")
+def tiny_image_size() -> int:
+    """Side of the tiny model's square input (64)."""
+    return tiny.TINY_IMAGE_SIZE
+
+
+@pytest.fixture(scope="session")
+def tiny_classes() -> tuple[str, ...]:
+    """Class names of the tiny checkpoint (the paper's three)."""
+    return tiny.TINY_CLASSES
+
+
+@pytest.fixture
+def tiny_model_kwargs() -> dict:
+    """``dacovid_net`` options of the tiny model (a fresh dict per test)."""
+    return tiny.tiny_model_kwargs()
+
+
+@pytest.fixture(scope="session")
+def tiny_train_config():
+    """Factory of the tiny model's ``TrainConfig``: ``tiny_train_config(epochs=3, ...)``."""
+    return tiny.tiny_train_config
 
 
 @pytest.fixture(scope="session")
@@ -44,27 +71,27 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Class-per-folder synthetic PNGs: normal/, pneumonia/, covid/, 8 each, 64x64."""
     from dacovid_export.data.synthetic import make_synthetic_dataset
 
-    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), per_class=8, size=TINY_IMAGE_SIZE, seed=0)
+    return make_synthetic_dataset(tmp_path_factory.mktemp("synthetic"), per_class=8, size=tiny.TINY_IMAGE_SIZE, seed=0)
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Untrained tiny model with non-zero gamma/beta so both attention branches matter."""
     import torch
-
     from dacovid_export.model import dacovid_net, save_checkpoint
+
     from dacovid_export.data.preprocessing import Preprocessing
 
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        model = dacovid_net(**tiny_model_kwargs())
+        model = dacovid_net(**tiny.tiny_model_kwargs())
     with torch.no_grad():
         model.pam.gamma.fill_(0.5)
         model.cam.beta.fill_(0.5)
     model.eval()
     path = tmp_path_factory.mktemp("ckpt") / "tiny.pt"
-    save_checkpoint(path, model, class_names=TINY_CLASSES, preprocessing=Preprocessing(image_size=TINY_IMAGE_SIZE))
+    save_checkpoint(path, model, class_names=tiny.TINY_CLASSES, preprocessing=Preprocessing(image_size=tiny.TINY_IMAGE_SIZE))
     return path
 
 
@@ -81,7 +108,7 @@ def trained_tiny_checkpoint(synthetic_dir: Path, tmp_path_factory: pytest.TempPa
     from dacovid_export.train import train_model
 
     run = tmp_path_factory.mktemp("trained_tiny")
-    result = train_model(synthetic_dir, run, tiny_train_config(epochs=6), log=lambda _: None)
+    result = train_model(synthetic_dir, run, tiny.tiny_train_config(epochs=6), log=lambda _: None)
     return result.best_checkpoint
 
 
@@ -114,15 +141,15 @@ def make_toy_onnx(tiny_checkpoint: Path):
     import onnx
     from onnx import TensorProto, helper, numpy_helper
 
-    from dacovid_export.core.fileio import sha256_file
     from dacovid_export.artifacts.onnx_metadata import write_metadata
+    from dacovid_export.core.fileio import sha256_file
     from dacovid_export.data.preprocessing import Preprocessing
 
     checkpoint_sha = sha256_file(tiny_checkpoint)
 
     def make(path: Path, *, input_dtype: str = "float32", batch: int | None = None, scale: float = 1.0,
-             class_names=TINY_CLASSES, precision: str = "fp32", source_sha256: str | None = None,
-             image_size: int = TINY_IMAGE_SIZE) -> Path:
+             class_names=tiny.TINY_CLASSES, precision: str = "fp32", source_sha256: str | None = None,
+             image_size: int = tiny.TINY_IMAGE_SIZE) -> Path:
         elem = TensorProto.FLOAT16 if input_dtype == "float16" else TensorProto.FLOAT
         n = batch if batch is not None else "batch"
         nodes = [

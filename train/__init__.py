@@ -5,7 +5,13 @@ Public entry points: :func:`train_model` (what ``dacovid-train`` runs),
 """
 
 from dacovid_export.train.config import TrainConfig, default_workers
-from dacovid_export.train.data import DataSplit, heldout_files, make_split, read_split, stratified_split
+from dacovid_export.train.data import (
+    DataSplit,
+    heldout_files,
+    make_split,
+    read_split,
+    stratified_split,
+)
 from dacovid_export.train.evaluate import evaluate_checkpoint
 from dacovid_export.train.loop import TrainResult, train_model
 

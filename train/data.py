@@ -32,7 +32,13 @@ import numpy as np
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_write_json
-from dacovid_export.data.image_folder import SPLIT_FORMAT, canonical_class_name, load_split_json, order_classes, scan_class_folders
+from dacovid_export.data.image_folder import (
+    SPLIT_FORMAT,
+    canonical_class_name,
+    load_split_json,
+    order_classes,
+    scan_class_folders,
+)
 from dacovid_export.data.preprocessing import load_image
 
 __all__ = [

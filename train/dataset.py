@@ -16,7 +16,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from dacovid_export.data.preprocessing import Preprocessing, preprocess, preprocess_train
+from dacovid_export.data.preprocessing import (
+    Preprocessing,
+    preprocess,
+    preprocess_train,
+)
 
 __all__ = ["ImageDataset", "worker_init_fn", "make_loader"]
 

@@ -10,17 +10,20 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from dacovid_export.train.amp import Precision
+from dacovid_export.train.data import heldout_files, kaggle_subfolders, verify_images
+from dacovid_export.train.dataset import ImageDataset, make_loader
+from dacovid_export.train.distributed import resolve_device
+from dacovid_export.train.resume import GARBAGE_LOAD_ERRORS
 from torch import nn
 from torch.utils.data import DataLoader
 
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.data.image_folder import match_folders_to_classes, scan_class_folders
+from dacovid_export.data.image_folder import (
+    match_folders_to_classes,
+    scan_class_folders,
+)
 from dacovid_export.data.metrics import ClassificationReport, classification_report
-from dacovid_export.train.amp import Precision
-from dacovid_export.train.data import kaggle_subfolders, heldout_files, verify_images
-from dacovid_export.train.dataset import ImageDataset, make_loader
-from dacovid_export.train.distributed import resolve_device
-from dacovid_export.train.resume import GARBAGE_LOAD_ERRORS
 
 __all__ = ["predict", "evaluate_checkpoint"]
 

@@ -27,14 +27,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
-from torch.utils.data import DataLoader, RandomSampler, Sampler
-
-from dacovid_export.core.errors import UserInputError
-from dacovid_export.artifacts.outputs import check_outputs
-from dacovid_export.core.fileio import atomic_write_json
-from dacovid_export.data.metrics import ClassificationReport, classification_report, plot_confusion_matrix
-from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.train.amp import Precision, choose_precision, keep_attention_fp32
 from dacovid_export.train.config import TrainConfig
 from dacovid_export.train.data import (
@@ -55,7 +47,24 @@ from dacovid_export.train.distributed import (
     shutdown,
 )
 from dacovid_export.train.evaluate import predict
-from dacovid_export.train.resume import GARBAGE_LOAD_ERRORS, ResumeState, compare_configs, read_resume_state
+from dacovid_export.train.resume import (
+    GARBAGE_LOAD_ERRORS,
+    ResumeState,
+    compare_configs,
+    read_resume_state,
+)
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler, Sampler
+
+from dacovid_export.artifacts.outputs import check_outputs
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.fileio import atomic_write_json
+from dacovid_export.data.metrics import (
+    ClassificationReport,
+    classification_report,
+    plot_confusion_matrix,
+)
+from dacovid_export.data.preprocessing import Preprocessing
 
 __all__ = ["TrainResult", "train_model", "BEST_NAME", "LAST_NAME", "METRICS_NAME", "CONFUSION_NAME"]
 

@@ -7,7 +7,12 @@
 :mod:`.outputs` (an output never destroys an input or its companion files).
 """
 
-from dacovid_export.artifacts.info import PRECISIONS, ArtifactInfo, ArtifactKind, artifact_kind
+from dacovid_export.artifacts.info import (
+    PRECISIONS,
+    ArtifactInfo,
+    ArtifactKind,
+    artifact_kind,
+)
 from dacovid_export.artifacts.read import read_artifact_info
 
 __all__ = ["PRECISIONS", "ArtifactInfo", "ArtifactKind", "artifact_kind", "read_artifact_info"]

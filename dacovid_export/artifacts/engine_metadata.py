@@ -31,11 +31,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.artifacts.info import PRECISIONS, ArtifactInfo
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
 from dacovid_export.core.fileio import atomic_write_json
-from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.core.versions import format_version, parse_version
+from dacovid_export.data.preprocessing import Preprocessing
 
 __all__ = [
     "RUNTIMES",
@@ -72,7 +72,6 @@ HARDWARE_COMPATIBLE_MIN_CC: tuple[int, int] = (8, 0)
 
 ENGINE_METADATA_FORMAT = "dacovid-engine"
 ENGINE_METADATA_VERSION = 2
-_PRECISIONS = ("fp32", "fp16", "int8")
 _IO_DTYPES = ("float32", "float16")
 
 
@@ -111,8 +110,8 @@ class EngineMetadata:
     path: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if self.precision not in _PRECISIONS:
-            raise UserInputError(f"engine metadata precision={self.precision!r}: expected one of {', '.join(_PRECISIONS)}")
+        if self.precision not in PRECISIONS:
+            raise UserInputError(f"engine metadata precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}")
         for name in ("input_dtype", "output_dtype"):
             if getattr(self, name) not in _IO_DTYPES:
                 raise UserInputError(f"engine metadata {name}={getattr(self, name)!r}: expected float32 or float16")

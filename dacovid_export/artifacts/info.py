@@ -11,17 +11,19 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import refuse_scratch
 from dacovid_export.data.preprocessing import Preprocessing
 
-__all__ = ["ArtifactKind", "ArtifactInfo", "PRECISIONS", "artifact_kind"]
+__all__ = ["Precision", "PRECISIONS", "ArtifactKind", "ArtifactInfo", "artifact_kind"]
+
+# the numeric precisions an artifact can hold: the FP32 export and the two the precision step makes
+Precision = Literal["fp32", "fp16", "int8"]
+PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 ArtifactKind = Literal["checkpoint", "onnx", "engine"]
-# the precisions an ONNX model or engine can carry (a checkpoint is fp32)
-PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 
 _SUFFIXES: dict[str, ArtifactKind] = {
     ".pt": "checkpoint",
@@ -42,7 +44,7 @@ class ArtifactInfo:
     kind: ArtifactKind
     class_names: tuple[str, ...]
     preprocessing: Preprocessing
-    precision: str  # "fp32" | "fp16" | "int8"
+    precision: Precision
     source_sha256: str  # checkpoint's sha256 (for a checkpoint: its own)
     versions: Mapping[str, str] = dataclasses.field(default_factory=dict)
     input_name: str = "input"

@@ -15,10 +15,11 @@ from pathlib import Path
 
 from dacovid_export.artifacts.engine_metadata import sidecar_path
 from dacovid_export.artifacts.info import artifact_kind
+from dacovid_export.artifacts.onnx_graph import external_data_locations
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import nearest_existing, probe_writable, same_file
 
-__all__ = ["check_outputs", "companion_files", "onnx_external_locations"]
+__all__ = ["check_outputs", "companion_files"]
 
 PathLike = str | os.PathLike[str]
 
@@ -37,22 +38,10 @@ def companion_files(path: PathLike) -> list[Path]:
         from google.protobuf.message import Error as ProtobufError
 
         try:
-            out.extend(path.parent / loc for loc in onnx_external_locations(path))
+            out.extend(path.parent / loc for loc in external_data_locations(path))
         except (ProtobufError, OSError, ValueError, RuntimeError):
             pass  # a damaged input is reported by its reader, in its own words
     return out
-
-
-def onnx_external_locations(path: PathLike) -> list[str]:
-    """The external data files an ONNX model references, as written in it (relative to its folder)."""
-    import onnx
-
-    model = onnx.load(str(path), load_external_data=False)
-    locations = set()
-    for tensor in model.graph.initializer:
-        if tensor.data_location == onnx.TensorProto.EXTERNAL:
-            locations.update(e.value for e in tensor.external_data if e.key == "location")
-    return sorted(locations)
 
 
 def check_outputs(

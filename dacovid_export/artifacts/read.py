@@ -28,7 +28,9 @@ def read_artifact_info(path: str | os.PathLike[str]) -> ArtifactInfo:
 
 
 def _checkpoint_info(path: str | os.PathLike[str]) -> ArtifactInfo:
-    from dacovid_export.model.checkpoint import read_checkpoint  # imports torch: only when a checkpoint is read
+    from dacovid_export.model.checkpoint import (
+        read_checkpoint,  # imports torch: only when a checkpoint is read
+    )
 
     payload = read_checkpoint(path)
     digest = sha256_file(path)

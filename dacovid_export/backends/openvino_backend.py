@@ -27,7 +27,13 @@ from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
-from dacovid_export.core.openvino_model import INFERENCE_PRECISIONS, compile_for_cpu, cpu_supports_bf16, infer_logits, openvino_core
+from dacovid_export.core.openvino_model import (
+    INFERENCE_PRECISIONS,
+    compile_for_cpu,
+    cpu_supports_bf16,
+    infer_logits,
+    openvino_core,
+)
 
 __all__ = ["OpenVINOBackend"]
 

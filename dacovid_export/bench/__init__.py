@@ -17,7 +17,13 @@ from dacovid_export.bench.config import (
     BenchConfig,
     parse_int_list,
 )
-from dacovid_export.bench.records import RECORD_KEYS, BenchRecord, BenchResult, latency_stats, percentile
+from dacovid_export.bench.records import (
+    RECORD_KEYS,
+    BenchRecord,
+    BenchResult,
+    latency_stats,
+    percentile,
+)
 from dacovid_export.bench.report import format_markdown, save_bench_result
 from dacovid_export.bench.run import run_benchmark
 

@@ -6,7 +6,13 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.bench.config import AUTOCAST_CHOICES, BACKEND_CHOICES, DEFAULT_ITERATIONS, DEFAULT_WARMUP, DEVICE_CHOICES
+from dacovid_export.bench.config import (
+    AUTOCAST_CHOICES,
+    BACKEND_CHOICES,
+    DEFAULT_ITERATIONS,
+    DEFAULT_WARMUP,
+    DEVICE_CHOICES,
+)
 from dacovid_export.cli.common import OneLineErrorsCommand, handle_errors
 from dacovid_export.core.errors import UserInputError
 
@@ -69,10 +75,10 @@ def bench(
     GPU work is timed with CUDA events (compute-only and end-to-end series);
     CPU work with a monotonic clock. Percentiles follow trtexec (nearest rank).
     """
+    from dacovid_export.artifacts.outputs import check_outputs
     from dacovid_export.bench.config import BenchConfig, parse_int_list
     from dacovid_export.bench.report import format_markdown, save_bench_result
     from dacovid_export.bench.run import run_benchmark
-    from dacovid_export.artifacts.outputs import check_outputs
 
     if plot_out is not None and plot_out.suffix.lower() != ".png":
         raise UserInputError(f"--plot {str(plot_out)!r}: the plot is a PNG; give a path ending in .png")

@@ -75,8 +75,8 @@ def check(
     Each model is judged by the tolerance of its precision (from its metadata).
     Prints a table; exits 0 when every model passes, 1 when one fails, 2 for bad input.
     """
-    from dacovid_export.core.errors import CheckFailedError, UserInputError
     from dacovid_export.artifacts.outputs import check_outputs
+    from dacovid_export.core.errors import CheckFailedError, UserInputError
     from dacovid_export.parity.run import ParityConfig, run_parity
 
     if confusion_png is not None and images is None:

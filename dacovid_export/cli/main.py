@@ -11,8 +11,8 @@ from dacovid_export.cli.common import OneLineErrorsGroup
 from dacovid_export.cli.onnx_cmd import onnx
 from dacovid_export.cli.pipeline_cmd import pipeline
 from dacovid_export.cli.train_cmd import train
-from dacovid_export.cli.trt_cmd import trt
 from dacovid_export.cli.triton_cmd import triton
+from dacovid_export.cli.trt_cmd import trt
 
 __all__ = ["cli", "main"]
 

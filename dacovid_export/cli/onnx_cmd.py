@@ -6,9 +6,19 @@ from pathlib import Path
 
 import click
 
+from dacovid_export.artifacts.info import PRECISIONS
+from dacovid_export.calibration.convert import (
+    DEFAULT_CALIB_SIZE,
+    PrecisionConfig,
+    export_at_precision,
+)
 from dacovid_export.cli.common import handle_errors
-from dacovid_export.calibration.convert import DEFAULT_CALIB_SIZE, PrecisionConfig, export_at_precision
-from dacovid_export.export.config import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET, OnnxExportConfig
+from dacovid_export.export.config import (
+    DEFAULT_OPSET,
+    MAX_OPSET,
+    MIN_OPSET,
+    OnnxExportConfig,
+)
 
 __all__ = ["onnx"]
 
@@ -18,7 +28,7 @@ __all__ = ["onnx"]
 @click.option("-o", "--output", required=True, metavar="OUT.onnx", help="ONNX file to write (one file, weights embedded).")
 @click.option(
     "--precision",
-    type=click.Choice(["fp32", "fp16", "int8"]),
+    type=click.Choice(PRECISIONS),
     default="fp32",
     show_default=True,
     help="fp16: mixed precision, attention kept FP32; int8: Q/DQ from calibration images.",

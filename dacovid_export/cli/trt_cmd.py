@@ -7,9 +7,9 @@ from typing import TYPE_CHECKING
 
 import click
 
-from dacovid_export.cli.common import handle_errors
 # constants only: trt.library imports TensorRT lazily, inside functions
 from dacovid_export.artifacts.engine_metadata import RTX_DEFAULT_TARGETS, RTX_TARGETS
+from dacovid_export.cli.common import handle_errors
 from dacovid_export.trt.library import RUNTIME_CHOICES
 
 if TYPE_CHECKING:
@@ -79,8 +79,8 @@ def trt(
     machine and compiles kernels on the RTX GPU at first run. The precision
     TensorRT's parser gave each node is printed and kept in OUTPUT.json.
     """
-    from dacovid_export.engine.build import EngineBuildConfig
     from dacovid_export.core.errors import UserInputError
+    from dacovid_export.engine.build import EngineBuildConfig
 
     config = EngineBuildConfig(
         precision=_precision(fp16, int8, fp32),

@@ -17,7 +17,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dacovid_export.core.deps import require
-from dacovid_export.core.errors import CheckFailedError, DacovidError, UserInputError, first_line
+from dacovid_export.core.errors import (
+    CheckFailedError,
+    DacovidError,
+    UserInputError,
+    first_line,
+)
 
 if TYPE_CHECKING:
     import onnxruntime

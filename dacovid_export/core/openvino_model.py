@@ -15,7 +15,11 @@ from typing import Any
 import numpy as np
 
 from dacovid_export.core.deps import require
-from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError, first_line
+from dacovid_export.core.errors import (
+    IncompatibleArtifactError,
+    UserInputError,
+    first_line,
+)
 
 __all__ = ["INFERENCE_PRECISIONS", "openvino_core", "cpu_supports_bf16", "compile_for_cpu", "infer_logits"]
 

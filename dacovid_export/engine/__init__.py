@@ -6,7 +6,11 @@ ONNX is to become an FP16/INT8 engine) and :mod:`.trtexec` (the equivalent
 trtexec command).
 """
 
-from dacovid_export.engine.build import EngineBuildConfig, EngineBuildResult, build_engine
+from dacovid_export.engine.build import (
+    EngineBuildConfig,
+    EngineBuildResult,
+    build_engine,
+)
 from dacovid_export.engine.make import make_engine
 
 __all__ = ["EngineBuildConfig", "EngineBuildResult", "build_engine", "make_engine"]

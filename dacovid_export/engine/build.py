@@ -36,25 +36,26 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.trt.network import one_line
-from dacovid_export.core.errors import EngineBuildError, UserInputError
-from dacovid_export.artifacts.outputs import check_outputs, onnx_external_locations
-from dacovid_export.core.progress import StepTimer
-from dacovid_export.core.fileio import atomic_path, atomic_write_bytes, sha256_file
 from dacovid_export.artifacts.engine_metadata import RTX_DEFAULT_TARGETS, RTX_TARGETS
+from dacovid_export.artifacts.info import PRECISIONS
+from dacovid_export.artifacts.onnx_graph import external_data_locations
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
+from dacovid_export.artifacts.outputs import check_outputs
+from dacovid_export.core.errors import EngineBuildError, UserInputError
+from dacovid_export.core.fileio import atomic_path, atomic_write_bytes, sha256_file
+from dacovid_export.core.progress import StepTimer
 from dacovid_export.trt.library import RUNTIME_CHOICES
+from dacovid_export.trt.network import one_line
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from dacovid_export.artifacts.info import ArtifactInfo
     from dacovid_export.artifacts.engine_metadata import EngineMetadata
-    from dacovid_export.trt.network import LayerPrecisions
+    from dacovid_export.artifacts.info import ArtifactInfo
     from dacovid_export.trt.library import GpuInfo, TrtLog
+    from dacovid_export.trt.network import LayerPrecisions
 
 __all__ = [
-    "ENGINE_PRECISIONS",
     "ENGINE_SUFFIXES",
     "EngineBuildError",
     "EngineBuildConfig",
@@ -66,7 +67,6 @@ __all__ = [
     "trtexec_equivalent",
 ]
 
-ENGINE_PRECISIONS = ("fp32", "fp16", "int8")
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 _MAX_BATCH_LIMIT = 4096
 
@@ -100,8 +100,8 @@ class EngineBuildConfig:
     target_cc: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.precision not in ENGINE_PRECISIONS:
-            raise UserInputError(f"precision={self.precision!r}: use one of {', '.join(ENGINE_PRECISIONS)}")
+        if self.precision not in PRECISIONS:
+            raise UserInputError(f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
         for name in ("min_batch", "max_batch"):
             _check_batch(name, getattr(self, name))
         if self.opt_batch is None:
@@ -295,7 +295,12 @@ def prepare_build(config: EngineBuildConfig, device: str = "cuda") -> tuple["Mod
 
     Raises the environment's errors (library missing, option the runtime lacks, GPU too old) before any slow work.
     """
-    from dacovid_export.trt.library import cuda_visible, gpu_info, import_runtime, resolve_runtime
+    from dacovid_export.trt.library import (
+        cuda_visible,
+        gpu_info,
+        import_runtime,
+        resolve_runtime,
+    )
 
     runtime, why = resolve_runtime(config.runtime)
     config.check_runtime(runtime, why)
@@ -322,10 +327,10 @@ def _build_on_device(
     log: Log | None,
     progress: bool,
 ) -> EngineBuildResult:
-    from dacovid_export.trt.network import parse_onnx, read_layer_precisions
     from dacovid_export.core.versions import parse_version
-    from dacovid_export.trt.library import get_logger, is_rtx, make_progress_monitor
     from dacovid_export.engine.trtexec import TRTEXEC_MAJORS
+    from dacovid_export.trt.library import get_logger, is_rtx, make_progress_monitor
+    from dacovid_export.trt.network import parse_onnx, read_layer_precisions
 
     rtx = is_rtx(trt)
     logger, tlog = get_logger(trt)
@@ -584,7 +589,7 @@ def _verify_engine(
 def _onnx_digests(source: Path) -> tuple[str, dict[str, str]]:
     """sha256 of the .onnx file and of each external data file it references."""
     external = {}
-    for location in onnx_external_locations(source):
+    for location in external_data_locations(source):
         data_file = source.parent / location
         if data_file.is_file():
             external[location] = sha256_file(data_file)
@@ -608,9 +613,9 @@ def _engine_metadata(
     verified: str,
 ) -> "EngineMetadata":
     from dacovid_export.artifacts.engine_metadata import EngineMetadata
-    from dacovid_export.trt.library import runtime_of
-    from dacovid_export.engine.trtexec import format_command
     from dacovid_export.core.versions import package_versions
+    from dacovid_export.engine.trtexec import format_command
+    from dacovid_export.trt.library import runtime_of
 
     onnx_sha, external = _onnx_digests(source)
     build = config.to_dict()
@@ -695,8 +700,8 @@ def trtexec_equivalent(
     step), see :func:`precision_onnx_path`.
     """
     from dacovid_export.core.versions import parse_version
-    from dacovid_export.trt.library import installed_tensorrt_version
     from dacovid_export.engine.trtexec import TRTEXEC_MAJORS
+    from dacovid_export.trt.library import installed_tensorrt_version
 
     onnx_path, output = Path(onnx_path), Path(output)
     check_engine_paths(onnx_path, output)

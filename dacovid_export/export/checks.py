@@ -17,11 +17,22 @@ from __future__ import annotations
 import collections
 import dataclasses
 import os
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dacovid_export.artifacts.onnx_graph import (
+    AttentionChain,
+    all_nodes,
+    constant_names,
+    constant_values,
+    consumers,
+    find_attention_chains,
+    node_id,
+    producers,
+    tensor_types,
+)
 from dacovid_export.core.errors import CheckFailedError, first_line
 from dacovid_export.trt.onnx_operators import (
     TRT_CONSTANT_AXES_OPS,
@@ -37,7 +48,6 @@ if TYPE_CHECKING:
     import onnx
 
 __all__ = [
-    "AttentionBlock",
     "StructuralReport",
     "validate_model",
     "op_histogram",
@@ -47,7 +57,6 @@ __all__ = [
     "check_constant_axes",
     "check_pooling_dilations",
     "check_qdq_zero_points",
-    "find_attention_blocks",
     "check_attention_pattern",
     "check_no_decomposed_softmax",
     "check_attention_fp32",
@@ -55,30 +64,13 @@ __all__ = [
 ]
 
 _FLOAT = 1  # onnx.TensorProto.FLOAT
-# ops that may sit between the attention MatMuls and the Softmax without changing
-# the pattern: layout (Transpose), precision islands (Cast) and Q/DQ of an INT8 graph
-_PASS_THROUGH = frozenset({"Transpose", "Cast", "Identity", "QuantizeLinear", "DequantizeLinear"})
-
-
-@dataclasses.dataclass(frozen=True)
-class AttentionBlock:
-    """One ``MatMul -> Softmax -> MatMul`` chain (node names)."""
-
-    energy_matmul: str
-    softmax: str
-    output_matmul: str
-
-    def nodes(self) -> tuple[str, str, str]:
-        return (self.energy_matmul, self.softmax, self.output_matmul)
-
-
 @dataclasses.dataclass(frozen=True)
 class StructuralReport:
-    """What :func:`run_structural_checks` found: checks passed, operator histogram, attention blocks."""
+    """What :func:`run_structural_checks` found: checks passed, operator histogram, attention chains."""
 
     checks: tuple[str, ...]
     histogram: Mapping[str, int]
-    attention: tuple[AttentionBlock, ...]
+    attention: tuple[AttentionChain, ...]
 
 
 # ---------------------------------------------------------------------------
@@ -138,7 +130,7 @@ def check_opset(model: "onnx.ModelProto") -> int:
 def check_trt_operators(model: "onnx.ModelProto") -> None:
     """Every node is an operator the TensorRT ONNX parser supports (onnx-tensorrt docs/operators.md)."""
     unsupported: dict[str, list[str]] = collections.defaultdict(list)
-    for node in _all_nodes(model.graph):
+    for node in all_nodes(model.graph):
         op = _qualified(node)
         if node.domain not in ("", "ai.onnx") or op in TRT_UNSUPPORTED_OPS or op not in TRT_SUPPORTED_OPS:
             unsupported[op].append(node.name or "(unnamed)")
@@ -154,7 +146,7 @@ def check_trt_operators(model: "onnx.ModelProto") -> None:
 
 def check_constant_axes(model: "onnx.ModelProto") -> None:
     """``axes`` of Reduce*/Squeeze/Unsqueeze (an input since opset 18/13) must be a constant tensor."""
-    constants = _constant_names(model.graph)
+    constants = constant_names(model.graph)
     bad = [
         f"{node.op_type} {node.name!r} (axes from {node.input[1]!r})"
         for node in model.graph.node
@@ -186,7 +178,7 @@ def check_qdq_zero_points(model: "onnx.ModelProto") -> int:
     import onnx
     from onnx import numpy_helper
 
-    values = _constant_values(model.graph)
+    values = constant_values(model.graph)
     count = 0
     problems: list[str] = []
     for node in model.graph.node:
@@ -219,78 +211,30 @@ def check_qdq_zero_points(model: "onnx.ModelProto") -> int:
 # attention pattern
 
 
-def find_attention_blocks(model: "onnx.ModelProto") -> tuple[AttentionBlock, ...]:
-    """Every Softmax fed by a MatMul and feeding a MatMul, allowing Transpose/Cast/Q/DQ in between."""
-    producers = {out: node for node in model.graph.node for out in node.output if out}
-    consumers = _consumers(model.graph)
-    blocks = []
-    for node in model.graph.node:
-        if node.op_type != "Softmax" or not node.input:
-            continue
-        upstream = _walk_up(node.input[0], producers)
-        downstream = _walk_down(node.output[0], consumers)
-        if upstream is not None and downstream:
-            blocks.append(AttentionBlock(_node_id(upstream), _node_id(node), _node_id(downstream[0])))
-    return tuple(blocks)
-
-
-def _walk_up(tensor: str, producers: Mapping[str, "onnx.NodeProto"]) -> "onnx.NodeProto | None":
-    for _ in range(8):
-        node = producers.get(tensor)
-        if node is None:
-            return None
-        if node.op_type == "MatMul":
-            return node
-        if node.op_type not in _PASS_THROUGH or not node.input:
-            return None
-        tensor = node.input[0]
-    return None
-
-
-def _walk_down(tensor: str, consumers: Mapping[str, list["onnx.NodeProto"]]) -> list["onnx.NodeProto"]:
-    found: list[onnx.NodeProto] = []
-    frontier, seen = [tensor], set()
-    for _ in range(8):
-        following = []
-        for name in frontier:
-            for node in consumers.get(name, []):
-                if id(node) in seen:
-                    continue
-                seen.add(id(node))
-                if node.op_type == "MatMul":
-                    found.append(node)
-                elif node.op_type in _PASS_THROUGH:
-                    following.extend(o for o in node.output if o)
-        if not following:
-            break
-        frontier = following
-    return found
-
-
-def check_attention_pattern(model: "onnx.ModelProto", expected: int = 2) -> tuple[AttentionBlock, ...]:
+def check_attention_pattern(model: "onnx.ModelProto", expected: int = 2) -> tuple[AttentionChain, ...]:
     """PAM and CAM appear as ``MatMul -> Softmax -> MatMul`` (at least ``expected`` chains) and no softmax is decomposed."""
     check_no_decomposed_softmax(model)
-    blocks = find_attention_blocks(model)
-    if len(blocks) < expected:
+    chains = find_attention_chains(model)
+    if len(chains) < expected:
         softmaxes = sum(1 for n in model.graph.node if n.op_type == "Softmax")
         raise CheckFailedError(
-            f"found {len(blocks)} MatMul -> Softmax -> MatMul chain(s) ({softmaxes} Softmax nodes in all); "
+            f"found {len(chains)} MatMul -> Softmax -> MatMul chain(s) ({softmaxes} Softmax nodes in all); "
             f"expected {expected} (PAM and CAM). TensorRT fuses only this pattern: keep the attention as "
             "torch.matmul + torch.softmax"
         )
-    return blocks
+    return chains
 
 
 def check_no_decomposed_softmax(model: "onnx.ModelProto") -> None:
     """Reject Exp whose output feeds both a ReduceSum and a Div: a hand-written softmax TensorRT cannot fuse."""
-    consumers = _consumers(model.graph)
+    readers = consumers(model.graph)
     found = []
     for node in model.graph.node:
         if node.op_type != "Exp":
             continue
-        users = {n.op_type for n in _through_casts(node.output[0], consumers)}
+        users = {n.op_type for n in _through_casts(node.output[0], readers)}
         if "ReduceSum" in users and ("Div" in users or "Mul" in users):
-            found.append(node.name or node.output[0])
+            found.append(node_id(node))
     if found:
         raise CheckFailedError(
             f"softmax written out as Exp -> ReduceSum -> Div at {', '.join(found[:5])}: TensorRT cannot fuse it and "
@@ -298,37 +242,37 @@ def check_no_decomposed_softmax(model: "onnx.ModelProto") -> None:
         )
 
 
-def _through_casts(tensor: str, consumers: Mapping[str, list["onnx.NodeProto"]]) -> list["onnx.NodeProto"]:
+def _through_casts(tensor: str, readers: Mapping[str, list["onnx.NodeProto"]]) -> list["onnx.NodeProto"]:
     out = []
-    for node in consumers.get(tensor, []):
+    for node in readers.get(tensor, []):
         if node.op_type == "Cast":
-            out.extend(_through_casts(node.output[0], consumers))
+            out.extend(_through_casts(node.output[0], readers))
         else:
             out.append(node)
     return out
 
 
-def check_attention_fp32(model: "onnx.ModelProto", blocks: Sequence[AttentionBlock]) -> None:
+def check_attention_fp32(model: "onnx.ModelProto", chains: Sequence[AttentionChain]) -> None:
     """The attention chains compute in FP32: float32 tensors, and no DequantizeLinear feeding their MatMuls.
 
     ``model`` must carry inferred types (the output of :func:`validate_model`).
     """
-    types = _tensor_types(model)
-    by_id = {_node_id(n): n for n in model.graph.node}
-    producers = {out: node for node in model.graph.node for out in node.output if out}
+    types = tensor_types(model)
+    by_id = {node_id(n): n for n in model.graph.node}
+    producer = producers(model.graph)
     problems = []
-    for block in blocks:
-        for node_id in block.nodes():
-            node = by_id[node_id]
+    for chain in chains:
+        for name in chain.core_nodes():
+            node = by_id[name]
             for tensor in list(node.input) + list(node.output):
                 elem = types.get(tensor)
                 if elem is not None and elem != _FLOAT:
-                    problems.append(f"{node.op_type} {node_id!r} tensor {tensor!r} is {_type_name(elem)}")
+                    problems.append(f"{node.op_type} {name!r} tensor {tensor!r} is {_type_name(elem)}")
             if node.op_type == "MatMul":
                 for tensor in node.input:
-                    src = producers.get(tensor)
+                    src = producer.get(tensor)
                     if src is not None and src.op_type == "DequantizeLinear":
-                        problems.append(f"MatMul {node_id!r} input {tensor!r} is quantized (from {src.name!r})")
+                        problems.append(f"MatMul {name!r} input {tensor!r} is quantized (from {src.name!r})")
     if problems:
         raise CheckFailedError(
             "the attention (PAM/CAM) must stay in FP32: its energies exceed FP16's range and lose the softmax "
@@ -343,8 +287,8 @@ def check_attention_fp32(model: "onnx.ModelProto", blocks: Sequence[AttentionBlo
 def _check_operator_support(model: "onnx.ModelProto", path: str | os.PathLike[str] | None) -> str:
     """The real TensorRT parser where one is installed, else the hand-kept list; the check's description."""
     if path is not None:
-        from dacovid_export.trt.network import check_parses
         from dacovid_export.core.errors import EngineBuildError
+        from dacovid_export.trt.network import check_parses
 
         try:
             library = check_parses(path)
@@ -373,70 +317,20 @@ def run_structural_checks(
     check_opset(model)
     checks.append("opset in TensorRT range")
     checks.append(_check_operator_support(model, path))
-    blocks = check_attention_pattern(model, expected=expected_attention)
-    checks.append(f"{len(blocks)} MatMul -> Softmax -> MatMul attention chains, no decomposed softmax")
+    chains = check_attention_pattern(model, expected=expected_attention)
+    checks.append(f"{len(chains)} MatMul -> Softmax -> MatMul attention chains, no decomposed softmax")
     if precision in ("fp16", "int8"):
-        check_attention_fp32(model, blocks)
+        check_attention_fp32(model, chains)
         checks.append("attention kept in FP32")
     qdq = check_qdq_zero_points(model)
     if precision == "int8":
         if qdq == 0:
             raise CheckFailedError("the INT8 model has no QuantizeLinear/DequantizeLinear nodes: nothing was quantized")
         checks.append(f"{qdq} Q/DQ nodes, symmetric INT8 with zero point 0")
-    return StructuralReport(checks=tuple(checks), histogram=op_histogram(model), attention=blocks)
+    return StructuralReport(checks=tuple(checks), histogram=op_histogram(model), attention=chains)
 
 
 # ---------------------------------------------------------------------------
-# graph helpers
-
-
-def _node_id(node: "onnx.NodeProto") -> str:
-    return node.name or node.output[0]
-
-
-def _all_nodes(graph: "onnx.GraphProto") -> Iterable["onnx.NodeProto"]:
-    """Nodes of a graph and of the subgraphs of If/Loop/Scan."""
-    for node in graph.node:
-        yield node
-        for attr in node.attribute:
-            if attr.g is not None and attr.g.node:
-                yield from _all_nodes(attr.g)
-            for sub in attr.graphs:
-                yield from _all_nodes(sub)
-
-
-def _consumers(graph: "onnx.GraphProto") -> dict[str, list["onnx.NodeProto"]]:
-    out: dict[str, list[onnx.NodeProto]] = collections.defaultdict(list)
-    for node in graph.node:
-        for name in node.input:
-            if name:
-                out[name].append(node)
-    return out
-
-
-def _constant_names(graph: "onnx.GraphProto") -> set[str]:
-    names = {i.name for i in graph.initializer}
-    names.update(n.output[0] for n in graph.node if n.op_type == "Constant")
-    return names
-
-
-def _constant_values(graph: "onnx.GraphProto") -> dict[str, "onnx.TensorProto"]:
-    values = {i.name: i for i in graph.initializer}
-    for node in graph.node:
-        if node.op_type == "Constant":
-            for attr in node.attribute:
-                if attr.name == "value":
-                    values[node.output[0]] = attr.t
-    return values
-
-
-def _tensor_types(model: "onnx.ModelProto") -> dict[str, int]:
-    graph = model.graph
-    types = {i.name: i.data_type for i in graph.initializer}
-    for info in list(graph.input) + list(graph.output) + list(graph.value_info):
-        if info.type.HasField("tensor_type"):
-            types[info.name] = info.type.tensor_type.elem_type
-    return types
 
 
 def _type_name(elem: int) -> str:

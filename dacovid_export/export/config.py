@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from dacovid_export.core.errors import UserInputError
 
 __all__ = [
-    "Precision",
     "DEFAULT_OPSET",
     "MIN_OPSET",
     "MAX_OPSET",
@@ -18,8 +17,6 @@ __all__ = [
     "OnnxExportConfig",
     "check_seed_and_tolerances",
 ]
-
-Precision = Literal["fp32", "fp16", "int8"]
 
 # Opset 20: read by the TensorRT 10.x/11.x parsers (9..24) and ONNX Runtime 1.24,
 # and above the minimum of Model Optimizer 0.47's INT8 path (19), so the precision

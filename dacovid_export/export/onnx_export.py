@@ -22,13 +22,21 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dacovid_export.artifacts.onnx_metadata import ONNX_FORMAT, ONNX_FORMAT_VERSION, write_metadata
+from dacovid_export.artifacts.onnx_metadata import (
+    ONNX_FORMAT,
+    ONNX_FORMAT_VERSION,
+    write_metadata,
+)
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import scratch_dir
-from dacovid_export.core.progress import StepTimer
-from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.core.onnxruntime_session import open_session, run_session
-from dacovid_export.data.agreement import NumericComparison, check_numeric, compare_numeric
+from dacovid_export.core.progress import StepTimer
+from dacovid_export.data.agreement import (
+    NumericComparison,
+    check_numeric,
+    compare_numeric,
+)
+from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.export.checks import run_structural_checks, validate_model
 from dacovid_export.export.config import OnnxExportConfig
 from dacovid_export.export.files import check_onnx_output, publish, save_onnx

@@ -8,10 +8,14 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from dacovid_export.artifacts.onnx_metadata import info_from_model, load_onnx, metadata_of
+from dacovid_export.artifacts.onnx_graph import AttentionChain
+from dacovid_export.artifacts.onnx_metadata import (
+    info_from_model,
+    load_onnx,
+    metadata_of,
+)
 from dacovid_export.core.fileio import sha256_file
 from dacovid_export.data.agreement import NumericComparison
-from dacovid_export.export.checks import AttentionBlock
 
 __all__ = ["OnnxExportResult", "written_result"]
 
@@ -29,7 +33,7 @@ class OnnxExportResult:
     source_sha256: str  # the checkpoint's
     histogram: Mapping[str, int]
     checks: tuple[str, ...]
-    attention: tuple[AttentionBlock, ...]
+    attention: tuple[AttentionChain, ...]
     # label ("onnxruntime fp32 vs pytorch", ...) -> one comparison per batch size
     verification: Mapping[str, tuple[NumericComparison, ...]]
     fp32_nodes: tuple[str, ...]  # nodes the precision step left in FP32 (empty for FP32 exports)

@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
+from dacovid_export.artifacts.info import PRECISIONS, ArtifactInfo, artifact_kind
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend, run_any_batch
 from dacovid_export.backends.registry import (
@@ -139,13 +139,13 @@ class ParityConfig:
     require_same_source: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("fp32", "fp16", "int8"):
+        for name in PRECISIONS:
             if not isinstance(getattr(self, name), Tolerance):
                 raise UserInputError(f"{name}={getattr(self, name)!r}: must be a Tolerance")
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        return ("fp32", "fp16", "int8")
+        return PRECISIONS
 
     def tolerance_for(self, precision: str) -> Tolerance:
         if precision not in self.precisions:

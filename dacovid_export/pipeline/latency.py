@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
+from dacovid_export.artifacts.info import PRECISIONS
 from dacovid_export.bench.records import BenchRecord, BenchResult
 from dacovid_export.bench.report import CPU_INT8_TARGET
 
@@ -57,8 +58,8 @@ def headline_ratios(bench: BenchResult) -> tuple[Headline, ...]:
     for device, timing, batch in keys:
         same = [r for r in records if (r.device, r.timing, r.batch) == (device, timing, batch)]
         torch_fp32 = _find(same, backend="torch", precision="fp32", variant="eager")
-        ort = {p: _find(same, backend="onnxruntime", precision=p) for p in ("fp32", "fp16", "int8")}
-        trt = {p: _find(same, backend="tensorrt", precision=p) for p in ("fp32", "fp16", "int8")}
+        ort = {p: _find(same, backend="onnxruntime", precision=p) for p in PRECISIONS}
+        trt = {p: _find(same, backend="tensorrt", precision=p) for p in PRECISIONS}
         ov_int8 = _find(same, backend="openvino", precision="int8")
         # the CPU headline uses the faster INT8 runtime: OpenVINO runs the signed Q/DQ model as INT8, ORT does not
         int8_cpu = [r for r in (ort["int8"], ov_int8) if r is not None]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from dacovid_export.artifacts.info import PRECISIONS
 from dacovid_export.bench.report import format_markdown as bench_markdown
 from dacovid_export.calibration.convert import guard_summary_lines
 from dacovid_export.core.fileio import atomic_write_json, atomic_write_text
@@ -95,7 +96,7 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
             guard = result.onnx[precision].int8_guard
             if guard:
                 md += ["", *(f"- {line}" for line in guard_summary_lines(guard))]
-    built = [(p, result.engines[p]) for p in ("fp32", "fp16", "int8") if p in result.engines]
+    built = [(p, result.engines[p]) for p in PRECISIONS if p in result.engines]
     if built:
         md += ["", "## Engines", "", "| engine | runtime | targets | size (MiB) | build (s) | loaded here |", "|---|---|---|---:|---:|---|"]
         for precision, e in built:

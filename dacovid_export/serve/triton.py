@@ -32,11 +32,11 @@ from dacovid_export.artifacts.engine_metadata import (
     sidecar_path,
 )
 from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
+from dacovid_export.artifacts.onnx_graph import external_data_locations
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import (
     check_outputs,
     companion_files,
-    onnx_external_locations,
 )
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import (
@@ -139,7 +139,7 @@ def _copy_atomic(source: Path, target: Path) -> None:
 
 def _onnx_external_files(path: Path) -> list[str]:
     """Locations (relative to the model's folder) of the external data files an ONNX model references, all present."""
-    locations = onnx_external_locations(path)
+    locations = external_data_locations(path)
     for location in locations:
         if Path(location).is_absolute() or ".." in Path(location).parts:
             raise UserInputError(

@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dacovid_export.artifacts.onnx_graph import find_attention_chains
 from dacovid_export.core.errors import EngineBuildError
 
 if TYPE_CHECKING:
@@ -193,13 +194,11 @@ def _onnx_graph_facts(source: Path) -> tuple[dict[str, str], tuple[str, ...]]:
     """ONNX op type by node name, and the attention nodes (graph only, weights not loaded)."""
     import onnx
 
-    from dacovid_export.export.checks import find_attention_blocks
-
     model = onnx.load(str(source), load_external_data=False)
     op_types = {node.name: node.op_type for node in model.graph.node}
     attention: list[str] = []
-    for block in find_attention_blocks(model):
-        attention.extend(block.nodes())
+    for chain in find_attention_chains(model):
+        attention.extend(chain.core_nodes())
     return op_types, tuple(dict.fromkeys(attention))
 
 
@@ -258,7 +257,11 @@ def check_parses(source: str | os.PathLike[str], *, runtimes: Sequence[str] | No
     line naming the node and operator) when the parser refuses the model.
     """
     from dacovid_export.core.errors import MissingDependencyError
-    from dacovid_export.trt.library import cuda_visible, import_runtime, installed_runtimes
+    from dacovid_export.trt.library import (
+        cuda_visible,
+        import_runtime,
+        installed_runtimes,
+    )
 
     installed = installed_runtimes()
     order = list(runtimes) if runtimes is not None else ["tensorrt-rtx", "tensorrt"]

@@ -9,17 +9,21 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from click.testing import CliRunner
+from dacovid_export.calibration.convert import PrecisionConfig, convert_precision
+from dacovid_export.model import load_checkpoint
 
+from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
-from dacovid_export.model import load_checkpoint
 from dacovid_export.core.onnxruntime_session import open_session, run_session
-from dacovid_export.export.checks import check_qdq_zero_points, run_structural_checks, validate_model
-from dacovid_export.calibration.convert import PrecisionConfig, convert_precision
+from dacovid_export.export.checks import (
+    check_qdq_zero_points,
+    run_structural_checks,
+    validate_model,
+)
 from dacovid_export.export.onnx_export import sample_batch
-from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
+from tests.helpers.cli import invoke
 
 
 def _torch_logits(checkpoint: Path, batch: np.ndarray) -> np.ndarray:
@@ -35,7 +39,7 @@ def _softmax_nodes(path: Path) -> set[str]:
 def test_cli_fp16_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_dir: Path) -> None:
     out = tmp_path / "tiny.fp16.onnx"
     args = ["onnx", str(tiny_checkpoint), "-o", str(out), "--precision", "fp16", "--calib-data", str(synthetic_dir), "--calib-size", "8"]
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    result = invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "nodes kept in FP32" in result.output and "onnxruntime fp16 vs onnxruntime fp32" in result.output
     assert "onnxruntime fp32 vs pytorch" in result.output and "precision " in result.output  # step timings
@@ -70,7 +74,7 @@ def test_cli_int8_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
         "onnx", str(tiny_checkpoint), "-o", str(out), "--precision", "int8", "--calib-data", str(synthetic_dir),
         "--calib-size", "16", "--calib-method", "max", "--cache-dir", str(tmp_path / "cache"),
     ]  # fmt: skip
-    result = CliRunner().invoke(cli, args, catch_exceptions=False)
+    result = invoke(cli, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "Q/DQ nodes, symmetric INT8 with zero point 0" in result.output
     assert "nodes kept in FP32" in result.output

@@ -8,11 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from dacovid_export.calibration import MIN_CALIBRATION_IMAGES, CalibrationSet, load_calibration_set
+from dacovid_export.calibration import (
+    MIN_CALIBRATION_IMAGES,
+    CalibrationSet,
+    load_calibration_set,
+)
 from dacovid_export.calibration.data import _allocate
+
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.preprocessing import Preprocessing, preprocess
+from tests.helpers.images import write_broken_png, write_gray_png
 
 SPEC = Preprocessing(image_size=64)
 
@@ -64,10 +69,7 @@ def test_content_hash_follows_content_not_mtime(synthetic_dir: Path, tmp_path: P
     assert before.sha256 == load_calibration_set(synthetic_dir, SPEC, size=24, seed=0).sha256  # copies hash alike
     os.utime(before.paths[0], (1, 1))
     assert load_calibration_set(root, SPEC, size=24, seed=0).sha256 == before.sha256
-    img = before.paths[0]
-    from PIL import Image
-
-    Image.fromarray(np.full((64, 64), 7, dtype=np.uint8)).save(img)
+    write_gray_png(before.paths[0], size=64, value=7)
     assert load_calibration_set(root, SPEC, size=24, seed=0).sha256 != before.sha256
     # the preprocessing is part of what calibration sees
     assert load_calibration_set(root, Preprocessing(image_size=64, resize_policy="squash"), size=24).sha256 != before.sha256
@@ -99,7 +101,7 @@ def test_bad_size(synthetic_dir: Path, size: object) -> None:
 def test_unreadable_image_names_the_file(synthetic_dir: Path, tmp_path: Path) -> None:
     root = tmp_path / "copy"
     shutil.copytree(synthetic_dir, root)
-    (root / "pneumonia" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")
+    write_broken_png(root / "pneumonia" / "broken.png")
     with pytest.raises(UserInputError, match=r"broken\.png.*unreadable"):
         load_calibration_set(root, SPEC, size=25)
 

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.helpers.precision import run_onnx
-
 from dacovid_export.calibration import convert_fp16, load_calibration_set, quantize_int8
+
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.preprocessing import Preprocessing
+from tests.helpers.precision import run_onnx
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("modelopt.onnx")
@@ -19,9 +19,9 @@ BATCH = 4
 
 
 @pytest.fixture(scope="module")
-def fixed_batch_onnx(plain_fp32_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def fixed_batch_onnx(torch_fp32_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny export with its batch dimension pinned to 4 (the graph reads shapes at run time)."""
-    model = onnx.load(str(plain_fp32_onnx))
+    model = onnx.load(str(torch_fp32_onnx))
     for value in (*model.graph.input, *model.graph.output):
         value.type.tensor_type.shape.dim[0].dim_value = BATCH
     del model.graph.value_info[:]

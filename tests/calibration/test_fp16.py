@@ -6,10 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from dacovid_export.calibration import PrecisionResult, convert_fp16
-from dacovid_export.core.errors import CheckFailedError, UserInputError
 
+from dacovid_export.core.errors import CheckFailedError, UserInputError
 from tests.helpers.precision import SOURCE_METADATA, run_onnx
 
 onnx = pytest.importorskip("onnx")
@@ -47,18 +46,18 @@ def _attention_nodes(model: "onnx.ModelProto") -> list["onnx.NodeProto"]:
 
 
 @pytest.fixture(scope="module")
-def fp16_models(plain_fp32_onnx: Path, tiny_calibration_set, tmp_path_factory: pytest.TempPathFactory):
+def fp16_models(torch_fp32_onnx: Path, tiny_calibration_set, tmp_path_factory: pytest.TempPathFactory):
     out = tmp_path_factory.mktemp("fp16")
-    plain = convert_fp16(plain_fp32_onnx, out / "plain.onnx")
-    calibrated = convert_fp16(plain_fp32_onnx, out / "calibrated.onnx", calibration=tiny_calibration_set.array)
+    plain = convert_fp16(torch_fp32_onnx, out / "plain.onnx")
+    calibrated = convert_fp16(torch_fp32_onnx, out / "calibrated.onnx", calibration=tiny_calibration_set.array)
     return {"plain": (out / "plain.onnx", plain), "calibrated": (out / "calibrated.onnx", calibrated)}
 
 
 @pytest.mark.parametrize("variant", ["plain", "calibrated"])
-def test_fp16_model_matches_fp32_in_onnxruntime(fp16_models, variant, plain_fp32_onnx, tiny_calibration_set) -> None:
+def test_fp16_model_matches_fp32_in_onnxruntime(fp16_models, variant, torch_fp32_onnx, tiny_calibration_set) -> None:
     path, result = fp16_models[variant]
     x = np.ascontiguousarray(tiny_calibration_set.array[:3])
-    reference = run_onnx(plain_fp32_onnx, x)
+    reference = run_onnx(torch_fp32_onnx, x)
     logits = run_onnx(path, x)
     assert logits.dtype == np.float32 and logits.shape == reference.shape
     np.testing.assert_allclose(logits, reference, atol=0.05, rtol=0.01)
@@ -91,8 +90,8 @@ def test_attention_stays_fp32_and_the_rest_is_fp16(fp16_models, variant) -> None
     onnx.checker.check_model(model, full_check=True)
 
 
-def test_range_check_uses_at_most_max_range_images(plain_fp32_onnx, tiny_calibration_set, tmp_path, capsys) -> None:
-    result = convert_fp16(plain_fp32_onnx, tmp_path / "m.onnx", calibration=tiny_calibration_set.array, max_range_images=3)
+def test_range_check_uses_at_most_max_range_images(torch_fp32_onnx, tiny_calibration_set, tmp_path, capsys) -> None:
+    result = convert_fp16(torch_fp32_onnx, tmp_path / "m.onnx", calibration=tiny_calibration_set.array, max_range_images=3)
     assert result.details["range_check_images"] == 3 and result.details["calibration_images"] == 12
     assert "using 3 of the 12 calibration images" in capsys.readouterr().err
 
@@ -108,23 +107,22 @@ def test_corrupt_source_is_a_user_error_and_writes_nothing(tmp_path: Path) -> No
     assert list(tmp_path.iterdir()) == [bad]
 
 
-def test_bad_calibration_and_output_arguments(plain_fp32_onnx: Path, tmp_path: Path) -> None:
+def test_bad_calibration_and_output_arguments(torch_fp32_onnx: Path, tmp_path: Path) -> None:
     wrong_size = np.zeros((2, 3, 32, 32), dtype=np.float32)
     with pytest.raises(UserInputError, match="does not fit the model input"):
-        convert_fp16(plain_fp32_onnx, tmp_path / "o.onnx", calibration=wrong_size)
+        convert_fp16(torch_fp32_onnx, tmp_path / "o.onnx", calibration=wrong_size)
     with pytest.raises(UserInputError, match="float32"):
-        convert_fp16(plain_fp32_onnx, tmp_path / "o.onnx", calibration=np.zeros((2, 3, 64, 64)))
+        convert_fp16(torch_fp32_onnx, tmp_path / "o.onnx", calibration=np.zeros((2, 3, 64, 64)))
     with pytest.raises(UserInputError, match="is the source model"):
-        convert_fp16(plain_fp32_onnx, plain_fp32_onnx)
+        convert_fp16(torch_fp32_onnx, torch_fp32_onnx)
     with pytest.raises(UserInputError, match=r"\.onnx"):
-        convert_fp16(plain_fp32_onnx, tmp_path / "o.engine")
+        convert_fp16(torch_fp32_onnx, tmp_path / "o.engine")
     assert not any(tmp_path.iterdir())
 
 
 def test_a_model_that_fails_the_checker_is_not_written(tmp_path: Path) -> None:
-    from onnx import TensorProto, helper
-
     from dacovid_export.calibration.graph import write_checked_model
+    from onnx import TensorProto, helper
 
     # Relu reads a tensor nothing produces
     graph = helper.make_graph(

@@ -10,21 +10,23 @@ from dacovid_export.core.errors import UserInputError
 
 onnx = pytest.importorskip("onnx")
 
-from dacovid_export.calibration.graph import find_attention_chains, load_source_model  # noqa: E402
+from dacovid_export.calibration.graph import load_source_model  # noqa: E402
 from dacovid_export.calibration.int8 import int8_exclusions  # noqa: E402
 
+from dacovid_export.artifacts.onnx_graph import find_attention_chains  # noqa: E402
 
-def test_finds_pam_and_cam_chains(plain_fp32_onnx: Path) -> None:
-    source = load_source_model(plain_fp32_onnx)
+
+def test_finds_pam_and_cam_chains(torch_fp32_onnx: Path) -> None:
+    source = load_source_model(torch_fp32_onnx)
     assert source.input_name == "input" and source.input_shape[1:] == (3, 64, 64)
     assert isinstance(source.input_shape[0], str)  # dynamic batch
     ops = {n.name: n.op_type for n in source.model.graph.node}
     chains = find_attention_chains(source.model)
     assert len(chains) == 2
     for chain in chains:
-        assert ops[chain.first_matmul] == ops[chain.second_matmul] == "MatMul"
+        assert ops[chain.energy_matmul] == ops[chain.output_matmul] == "MatMul"
         assert ops[chain.softmax] == "Softmax"
-        assert chain.nodes[0] == chain.first_matmul and chain.nodes[-1] == chain.second_matmul
+        assert chain.nodes[0] == chain.energy_matmul and chain.nodes[-1] == chain.output_matmul
         assert {ops[n] for n in chain.entry_nodes} <= {"Reshape", "Transpose"}
     # PAM reads three 1x1 conv outputs (Q, K, V); CAM reads the reduced feature map A (a Relu)
     entry_ops = sorted(sorted(ops[p.name] for p in source.model.graph.node if set(p.output) & set(c.entry_tensors)) for c in chains)
@@ -34,12 +36,12 @@ def test_finds_pam_and_cam_chains(plain_fp32_onnx: Path) -> None:
     assert [ops[n] for n in extra] == ["Add"]
 
 
-def test_external_weights_are_part_of_the_source_hash(plain_fp32_onnx: Path, tmp_path: Path) -> None:
-    model = onnx.load(str(plain_fp32_onnx))
+def test_external_weights_are_part_of_the_source_hash(torch_fp32_onnx: Path, tmp_path: Path) -> None:
+    model = onnx.load(str(torch_fp32_onnx))
     path = tmp_path / "ext.onnx"
     onnx.save(model, str(path), save_as_external_data=True, location="ext.onnx.data")
     first = load_source_model(path)
-    assert first.sha256 != load_source_model(plain_fp32_onnx).sha256
+    assert first.sha256 != load_source_model(torch_fp32_onnx).sha256
     data = tmp_path / "ext.onnx.data"
     blob = bytearray(data.read_bytes())
     blob[-1] ^= 0xFF  # change one weight byte, leave the .onnx file alone

@@ -6,17 +6,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.helpers.guard_toy import HARD_NODE, make_toy_classifier, toy_set
 
 from dacovid_export.core.errors import UserInputError
+from tests.helpers.guard_toy import HARD_NODE, make_toy_classifier, toy_set
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("modelopt.onnx.quantization")
 pytest.importorskip("onnxruntime")
 
-from dacovid_export.calibration import GuardConfig, GuardFailedError, guarded_quantize_int8  # noqa: E402
+from dacovid_export.calibration import (  # noqa: E402
+    GuardConfig,
+    GuardFailedError,
+    guarded_quantize_int8,
+)
 from dacovid_export.calibration.qdq import inspect_qdq  # noqa: E402
 from dacovid_export.calibration.sensitivity import onnx_logits  # noqa: E402
+
 from dacovid_export.data.agreement import measure_agreement  # noqa: E402
 
 
@@ -120,6 +125,7 @@ def test_guard_config_quotes_the_bad_value(options: dict, match: str) -> None:
 
 def test_split_holds_validation_out_of_calibration(synthetic_dir: Path) -> None:
     from dacovid_export.calibration import split_calibration_set
+
     from dacovid_export.data.preprocessing import Preprocessing
 
     calibration, validation = split_calibration_set(synthetic_dir, Preprocessing(image_size=64), size=256, seed=0)

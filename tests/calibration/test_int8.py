@@ -7,25 +7,30 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from tests.helpers.precision import SOURCE_METADATA, run_onnx
+from dacovid_export.calibration import (
+    PrecisionResult,
+    default_cache_dir,
+    load_calibration_set,
+    quantize_int8,
+)
 
-from dacovid_export.calibration import PrecisionResult, default_cache_dir, load_calibration_set, quantize_int8
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.preprocessing import Preprocessing
+from tests.helpers.onnx_graphs import qdq_model
+from tests.helpers.precision import SOURCE_METADATA, run_onnx
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("modelopt.onnx.quantization")
 pytest.importorskip("onnxruntime")
-from onnx import numpy_helper  # noqa: E402
-
 import dacovid_export.calibration.int8 as int8_module  # noqa: E402
+from onnx import numpy_helper  # noqa: E402
 
 
 @pytest.fixture(scope="module")
-def int8_run(plain_fp32_onnx: Path, tiny_calibration_set, tmp_path_factory: pytest.TempPathFactory):
+def int8_run(torch_fp32_onnx: Path, tiny_calibration_set, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("int8")
     cache = root / "cache"
-    first = quantize_int8(plain_fp32_onnx, root / "first.onnx", calibration=tiny_calibration_set, cache_dir=cache)
+    first = quantize_int8(torch_fp32_onnx, root / "first.onnx", calibration=tiny_calibration_set, cache_dir=cache)
     return {"path": root / "first.onnx", "result": first, "cache": cache, "root": root}
 
 
@@ -73,22 +78,22 @@ def test_attention_is_not_quantized_and_stays_fp32(int8_run) -> None:
     onnx.checker.check_model(model, full_check=True)
 
 
-def test_int8_model_runs_in_onnxruntime_close_to_fp32(int8_run, plain_fp32_onnx, tiny_calibration_set) -> None:
+def test_int8_model_runs_in_onnxruntime_close_to_fp32(int8_run, torch_fp32_onnx, tiny_calibration_set) -> None:
     x = np.ascontiguousarray(tiny_calibration_set.array[:3])
-    reference = run_onnx(plain_fp32_onnx, x)
+    reference = run_onnx(torch_fp32_onnx, x)
     logits = run_onnx(int8_run["path"], x)
     assert logits.shape == reference.shape and np.isfinite(logits).all()
     # INT8 is lossy: a loose bound that still catches a broken CAM (docs/design.md: logits off by 3x)
     assert np.abs(logits - reference).max() < 0.25 * np.abs(reference).max()
 
 
-def test_second_call_reuses_the_cache_without_calibrating(int8_run, plain_fp32_onnx, tiny_calibration_set, monkeypatch) -> None:
+def test_second_call_reuses_the_cache_without_calibrating(int8_run, torch_fp32_onnx, tiny_calibration_set, monkeypatch) -> None:
     def must_not_run(*args, **kwargs):
         raise AssertionError("calibration ran although the cache holds this result")
 
     monkeypatch.setattr(int8_module, "_calibrate", must_not_run)
     out = int8_run["root"] / "second.onnx"
-    second = quantize_int8(plain_fp32_onnx, out, calibration=tiny_calibration_set, cache_dir=int8_run["cache"])
+    second = quantize_int8(torch_fp32_onnx, out, calibration=tiny_calibration_set, cache_dir=int8_run["cache"])
     first = int8_run["result"]
     assert second.cache_hit and not first.cache_hit
     assert out.read_bytes() == int8_run["path"].read_bytes()
@@ -96,7 +101,7 @@ def test_second_call_reuses_the_cache_without_calibrating(int8_run, plain_fp32_o
     assert second.fp32_nodes == first.fp32_nodes
 
 
-def test_cache_key_covers_method_images_and_damage(int8_run, plain_fp32_onnx, tiny_calibration_set, synthetic_dir, monkeypatch) -> None:
+def test_cache_key_covers_method_images_and_damage(int8_run, torch_fp32_onnx, tiny_calibration_set, synthetic_dir, monkeypatch) -> None:
     calls: list[str] = []
     cached_model = onnx.load(str(int8_run["path"]))
 
@@ -107,15 +112,15 @@ def test_cache_key_covers_method_images_and_damage(int8_run, plain_fp32_onnx, ti
     monkeypatch.setattr(int8_module, "_calibrate", fake_calibrate)
     out = int8_run["root"] / "other.onnx"
     cache = int8_run["root"] / "cache_copy"
-    assert not quantize_int8(plain_fp32_onnx, out, calibration=tiny_calibration_set, method="max", cache_dir=cache).cache_hit
+    assert not quantize_int8(torch_fp32_onnx, out, calibration=tiny_calibration_set, method="max", cache_dir=cache).cache_hit
     other_images = load_calibration_set(synthetic_dir, Preprocessing(image_size=64), size=12, seed=5)
-    assert not quantize_int8(plain_fp32_onnx, out, calibration=other_images, cache_dir=cache).cache_hit
-    assert quantize_int8(plain_fp32_onnx, out, calibration=other_images, cache_dir=cache).cache_hit
+    assert not quantize_int8(torch_fp32_onnx, out, calibration=other_images, cache_dir=cache).cache_hit
+    assert quantize_int8(torch_fp32_onnx, out, calibration=other_images, cache_dir=cache).cache_hit
     assert calls == ["max", "entropy"]
     # a damaged entry is recalibrated, not trusted
-    result = quantize_int8(plain_fp32_onnx, out, calibration=other_images, cache_dir=cache)
+    result = quantize_int8(torch_fp32_onnx, out, calibration=other_images, cache_dir=cache)
     Path(result.details["cache"]["path"]).write_bytes(b"garbage")
-    assert not quantize_int8(plain_fp32_onnx, out, calibration=other_images, cache_dir=cache).cache_hit
+    assert not quantize_int8(torch_fp32_onnx, out, calibration=other_images, cache_dir=cache).cache_hit
     assert calls == ["max", "entropy", "entropy"]
 
 
@@ -126,17 +131,17 @@ def test_default_cache_dir_follows_xdg(monkeypatch, tmp_path: Path) -> None:
     assert default_cache_dir() == Path.home() / ".cache" / "dacovid-export" / "calibration"
 
 
-def test_bad_arguments_are_user_errors(plain_fp32_onnx, tiny_calibration_set, synthetic_dir, tmp_path: Path) -> None:
+def test_bad_arguments_are_user_errors(torch_fp32_onnx, tiny_calibration_set, synthetic_dir, tmp_path: Path) -> None:
     out = tmp_path / "out.onnx"
     with pytest.raises(UserInputError, match="calibration method 'minmax'"):
-        quantize_int8(plain_fp32_onnx, out, calibration=tiny_calibration_set, method="minmax", cache_dir=tmp_path)
+        quantize_int8(torch_fp32_onnx, out, calibration=tiny_calibration_set, method="minmax", cache_dir=tmp_path)
     with pytest.raises(UserInputError, match="CalibrationSet"):
-        quantize_int8(plain_fp32_onnx, out, calibration=tiny_calibration_set.array, cache_dir=tmp_path)  # type: ignore[arg-type]
+        quantize_int8(torch_fp32_onnx, out, calibration=tiny_calibration_set.array, cache_dir=tmp_path)  # type: ignore[arg-type]
     wrong = load_calibration_set(synthetic_dir, Preprocessing(image_size=96), size=8)
     with pytest.raises(UserInputError, match="does not fit the model input"):
-        quantize_int8(plain_fp32_onnx, out, calibration=wrong, cache_dir=tmp_path)
+        quantize_int8(torch_fp32_onnx, out, calibration=wrong, cache_dir=tmp_path)
     corrupt = tmp_path / "corrupt.onnx"
-    corrupt.write_bytes(plain_fp32_onnx.read_bytes()[:5000])
+    corrupt.write_bytes(torch_fp32_onnx.read_bytes()[:5000])
     with pytest.raises(UserInputError, match="is not an ONNX model"):
         quantize_int8(corrupt, out, calibration=tiny_calibration_set, cache_dir=tmp_path)
     assert not out.exists()
@@ -148,28 +153,12 @@ def test_already_quantized_source_is_refused(int8_run, tiny_calibration_set, tmp
 
 
 def test_checker_flags_asymmetric_or_unsigned_qdq() -> None:
-    from onnx import TensorProto, helper
-
     from dacovid_export.calibration.qdq import inspect_qdq
+    from onnx import TensorProto
 
-    scale = numpy_helper.from_array(np.array(0.1, dtype=np.float32), "s")
-    zp_u8 = numpy_helper.from_array(np.array(128, dtype=np.uint8), "zp")
-    graph = helper.make_graph(
-        [
-            helper.make_node("QuantizeLinear", ["x", "s", "zp"], ["q"], name="q"),
-            helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"], name="dq"),
-        ],
-        "qdq",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [4])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [4])],
-        initializer=[scale, zp_u8],
-    )
-    problems = inspect_qdq(helper.make_model(graph)).problems
+    problems = inspect_qdq(qdq_model(128, TensorProto.UINT8)).problems
     assert len(problems) == 2 and all("uint8" in p for p in problems)
-    zp_nonzero = numpy_helper.from_array(np.array(3, dtype=np.int8), "zp")
-    graph.initializer.pop()
-    graph.initializer.append(zp_nonzero)
-    assert all("non-zero zero point" in p for p in inspect_qdq(helper.make_model(graph)).problems)
+    assert all("non-zero zero point" in p for p in inspect_qdq(qdq_model(3, TensorProto.INT8)).problems)
 
 
 def test_precision_result_is_frozen(int8_run) -> None:

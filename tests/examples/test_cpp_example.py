@@ -18,8 +18,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from dacovid_export.artifacts.engine_metadata import EngineMetadata, sidecar_path, write_engine_metadata
+from dacovid_export.artifacts.engine_metadata import (
+    EngineMetadata,
+    sidecar_path,
+    write_engine_metadata,
+)
 from dacovid_export.data.preprocessing import Preprocessing, preprocess
+from tests.helpers.images import write_gray_png
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cpp"
 
@@ -130,7 +135,6 @@ def test_cpp_errors_are_one_line(dump_tool: Path, tmp_path: Path) -> None:
     broken.write_text('{"preprocessing": {"image_size": 64,}}')
     proc = subprocess.run([str(dump_tool), str(broken), str(bad), str(tmp_path / "o.f32")], capture_output=True, text=True)
     assert proc.returncode == 1 and "JSON parse error at byte" in proc.stderr
-    png = tmp_path / "x.png"
-    Image.new("L", (8, 8)).save(png)
+    png = write_gray_png(tmp_path / "x.png", size=8)
     proc = subprocess.run([str(dump_tool), str(meta), str(png), str(tmp_path / "o.f32")], capture_output=True, text=True)
     assert proc.returncode == 1 and "PGM/PPM only" in proc.stderr

@@ -4,8 +4,12 @@ import warnings
 
 import pytest
 import torch
-
-from dacovid_export.model import DACovidNet, ModelConfig, dacovid_net, load_backbone_weights
+from dacovid_export.model import (
+    DACovidNet,
+    ModelConfig,
+    dacovid_net,
+    load_backbone_weights,
+)
 
 
 def _quiet_model(**kwargs) -> DACovidNet:

@@ -5,21 +5,19 @@ from __future__ import annotations
 import warnings
 
 import torch
-from tests.helpers.tiny import tiny_model_kwargs
-
 from dacovid_export.model import dacovid_net
 from dacovid_export.train.amp import Precision, choose_precision, keep_attention_fp32
 
 
-def _tiny():
+def _tiny(kwargs: dict):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "backbone starts from scratch"
-        return dacovid_net(**tiny_model_kwargs())
+        return dacovid_net(**kwargs)
 
 
-def test_attention_runs_in_fp32_under_autocast() -> None:
+def test_attention_runs_in_fp32_under_autocast(tiny_model_kwargs: dict) -> None:
     torch.manual_seed(0)
-    model = _tiny().eval()
+    model = _tiny(tiny_model_kwargs).eval()
     with torch.no_grad():
         model.pam.gamma.fill_(0.5)
         model.cam.beta.fill_(0.5)
@@ -39,7 +37,7 @@ def test_attention_runs_in_fp32_under_autocast() -> None:
     assert kept.dtype == torch.float32 and pam.dtype == torch.float32
     torch.testing.assert_close(kept, reference)
     assert torch.isfinite(logits).all()
-    assert set(model.state_dict()) == set(_tiny().state_dict())  # checkpoints unchanged
+    assert set(model.state_dict()) == set(_tiny(tiny_model_kwargs).state_dict())  # checkpoints unchanged
 
 
 def test_cpu_trains_in_plain_fp32() -> None:

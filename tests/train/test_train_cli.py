@@ -6,27 +6,13 @@ import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from dacovid_export.cli.train_cmd import train
 from dacovid_export.data.synthetic import make_synthetic_dataset
+from tests.helpers.cli import assert_one_line_error, invoke
 
 TINY = ["--image-size", "64", "--batch-size", "4", "--lr", "1e-3", "--reduction-channels", "16", "--reduction-kernel", "1",
         "--dropout", "0", "--workers", "0", "--no-progress"]  # fmt: skip
-
-
-def _invoke(*args: str):
-    return CliRunner().invoke(train, [str(a) for a in args])
-
-
-def _assert_one_line_error(result, *fragments: str) -> None:
-    assert result.exit_code != 0, result.output
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +26,7 @@ def _copy(data: Path, dest: Path) -> Path:
 
 
 def test_help_lists_the_paper_defaults() -> None:
-    result = _invoke("--help")
+    result = invoke(train, ["--help"])
     assert result.exit_code == 0
     for option in ("--epochs", "--batch-size", "--lr", "--image-size", "--output-stride", "--val-fraction", "--seed",
                    "--device", "--workers", "--backbone-weights", "--class-weights", "--resume",
@@ -50,67 +36,67 @@ def test_help_lists_the_paper_defaults() -> None:
 
 
 def test_missing_folder(tmp_path: Path) -> None:
-    _assert_one_line_error(_invoke(tmp_path / "nope", "--out", tmp_path / "run", *TINY), "does not exist")
+    assert_one_line_error(invoke(train, [tmp_path / "nope", "--out", tmp_path / "run", *TINY]), "does not exist")
 
 
 def test_empty_folder(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
-    _assert_one_line_error(_invoke(tmp_path / "empty", "--out", tmp_path / "run", *TINY), "no class subfolders")
+    assert_one_line_error(invoke(train, [tmp_path / "empty", "--out", tmp_path / "run", *TINY]), "no class subfolders")
 
 
 def test_single_class(data: Path, tmp_path: Path) -> None:
     one = tmp_path / "one"
     shutil.copytree(data / "covid", one / "covid")
-    _assert_one_line_error(_invoke(one, "--out", tmp_path / "run", *TINY), "at least 2 needed")
+    assert_one_line_error(invoke(train, [one, "--out", tmp_path / "run", *TINY]), "at least 2 needed")
 
 
 def test_class_folder_without_images(data: Path, tmp_path: Path) -> None:
     d = _copy(data, tmp_path / "d")
     (d / "extra").mkdir()
     (d / "extra" / "notes.txt").write_text("no images here")
-    _assert_one_line_error(_invoke(d, "--out", tmp_path / "run", *TINY), "extra", "holds no images")
+    assert_one_line_error(invoke(train, [d, "--out", tmp_path / "run", *TINY]), "extra", "holds no images")
 
 
 def test_class_whose_images_are_all_unreadable(data: Path, tmp_path: Path) -> None:
     d = _copy(data, tmp_path / "d")
     for p in (d / "pneumonia").iterdir():
         p.write_bytes(b"garbage")
-    _assert_one_line_error(_invoke(d, "--out", tmp_path / "run", *TINY), "'Pneumonia' has no readable images")
+    assert_one_line_error(invoke(train, [d, "--out", tmp_path / "run", *TINY]), "'Pneumonia' has no readable images")
 
 
 def test_unreadable_image_with_unreadable_error(data: Path, tmp_path: Path) -> None:
     d = _copy(data, tmp_path / "d")
     (d / "normal" / "zz_bad.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated jpeg")
-    _assert_one_line_error(_invoke(d, "--out", tmp_path / "run", "--unreadable", "error", *TINY), "zz_bad.jpg", "unreadable")
+    assert_one_line_error(invoke(train, [d, "--out", tmp_path / "run", "--unreadable", "error", *TINY]), "zz_bad.jpg", "unreadable")
 
 
 def test_resume_without_a_run(data: Path, tmp_path: Path) -> None:
-    _assert_one_line_error(_invoke(data, "--out", tmp_path / "run", "--resume", *TINY), "nothing to resume")
+    assert_one_line_error(invoke(train, [data, "--out", tmp_path / "run", "--resume", *TINY]), "nothing to resume")
 
 
 def test_resume_from_a_file_that_is_not_a_checkpoint(data: Path, tmp_path: Path) -> None:
     (tmp_path / "run").mkdir()
     (tmp_path / "run" / "last.pt").write_bytes(b"this is not a checkpoint")
-    _assert_one_line_error(_invoke(data, "--out", tmp_path / "run", "--resume", *TINY), "not a dacovid-export checkpoint")
+    assert_one_line_error(invoke(train, [data, "--out", tmp_path / "run", "--resume", *TINY]), "not a dacovid-export checkpoint")
 
 
 def test_resume_from_a_checkpoint_without_training_state(data: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
     (tmp_path / "run").mkdir()
     shutil.copy(tiny_checkpoint, tmp_path / "run" / "last.pt")
-    _assert_one_line_error(_invoke(data, "--out", tmp_path / "run", "--resume", *TINY), "holds no training state")
+    assert_one_line_error(invoke(train, [data, "--out", tmp_path / "run", "--resume", *TINY]), "holds no training state")
 
 
 def test_backbone_weights_that_are_not_a_state_dict(data: Path, tmp_path: Path) -> None:
     bad = tmp_path / "resnet50.pth"
     bad.write_text("definitely not weights")
-    _assert_one_line_error(
-        _invoke(data, "--out", tmp_path / "run", "--backbone-weights", bad, *TINY), "resnet50.pth", "ResNet50 state dict"
+    assert_one_line_error(
+        invoke(train, [data, "--out", tmp_path / "run", "--backbone-weights", bad, *TINY]), "resnet50.pth", "ResNet50 state dict"
     )
 
 
 def test_backbone_weights_that_do_not_exist(data: Path, tmp_path: Path) -> None:
-    _assert_one_line_error(
-        _invoke(data, "--out", tmp_path / "run", "--backbone-weights", tmp_path / "missing.pth", *TINY), "do not exist"
+    assert_one_line_error(
+        invoke(train, [data, "--out", tmp_path / "run", "--backbone-weights", tmp_path / "missing.pth", *TINY]), "do not exist"
     )
 
 
@@ -136,20 +122,20 @@ def test_bad_option_values(data: Path, tmp_path: Path, option: str, value: str, 
     if option in args:
         i = args.index(option)
         del args[i : i + 2]
-    _assert_one_line_error(_invoke(data, "--out", tmp_path / "run", *args, option, value), fragment)
+    assert_one_line_error(invoke(train, [data, "--out", tmp_path / "run", *args, option, value]), fragment)
     assert not (tmp_path / "run").exists()
 
 
 def test_train_then_resume_through_the_cli(data: Path, tmp_path: Path) -> None:
     run = tmp_path / "run"
-    first = _invoke(data, "--out", run, "--epochs", "1", *TINY)
+    first = invoke(train, [data, "--out", run, "--epochs", "1", *TINY])
     assert first.exit_code == 0, first.output
     assert "best checkpoint:" in first.stdout and "accuracy" in first.stdout
     assert "epoch 1/1" in first.stdout
-    again = _invoke(data, "--out", run, "--epochs", "1", *TINY)
-    _assert_one_line_error(again, "already holds a training run", "--resume")
-    second = _invoke(data, "--out", run, "--epochs", "2", "--resume", *TINY)
+    again = invoke(train, [data, "--out", run, "--epochs", "1", *TINY])
+    assert_one_line_error(again, "already holds a training run", "--resume")
+    second = invoke(train, [data, "--out", run, "--epochs", "2", "--resume", *TINY])
     assert second.exit_code == 0, second.output
     assert "after epoch 1" in second.stdout and "epoch 2/2" in second.stdout and "epoch 1/1" not in second.stdout
-    changed = _invoke(data, "--out", run, "--epochs", "3", "--resume", *[a if a != "64" else "96" for a in TINY])
-    _assert_one_line_error(changed, "image_size (run: 64, now: 96)")
+    changed = invoke(train, [data, "--out", run, "--epochs", "3", "--resume", *[a if a != "64" else "96" for a in TINY]])
+    assert_one_line_error(changed, "image_size (run: 64, now: 96)")

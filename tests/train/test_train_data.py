@@ -5,11 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from dacovid_export.train import (
+    TrainConfig,
+    heldout_files,
+    make_split,
+    read_split,
+    stratified_split,
+)
+from dacovid_export.train.data import SPLIT_FILENAME, detect_layout, write_split
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.synthetic import make_synthetic_dataset
-from dacovid_export.train import TrainConfig, heldout_files, make_split, read_split, stratified_split
-from dacovid_export.train.data import SPLIT_FILENAME, detect_layout, write_split
+from tests.helpers.images import write_broken_png
 
 
 def _fake_files(counts: dict[str, int]) -> dict[str, list[Path]]:
@@ -107,7 +114,7 @@ def test_unreadable_images_are_skipped_and_listed(tmp_path: Path) -> None:
 def test_class_without_readable_images_is_an_error(tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "d", per_class=3, size=32, seed=0)
     for p in (data / "covid").iterdir():
-        p.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+        write_broken_png(p)
     with pytest.raises(UserInputError, match="'COVID-19' has no readable images"):
         make_split(data, val_fraction=0.25, seed=0)
 

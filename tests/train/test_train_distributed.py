@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from dacovid_export.model import read_checkpoint
+
 from dacovid_export.data.synthetic import make_synthetic_dataset
 
 

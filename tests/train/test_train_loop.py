@@ -7,14 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.helpers.tiny import TINY_CLASSES, tiny_model_kwargs, tiny_train_config
-
-from dacovid_export.core.errors import UserInputError
 from dacovid_export.model import load_checkpoint, read_checkpoint
-from dacovid_export.data.synthetic import make_synthetic_dataset
 from dacovid_export.train import evaluate_checkpoint, heldout_files, train_model
 from dacovid_export.train.dataset import ImageDataset, make_loader
 from dacovid_export.train.evaluate import predict
+
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.synthetic import make_synthetic_dataset
 
 
 def _quiet(_: str) -> None:
@@ -22,14 +21,14 @@ def _quiet(_: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def three_epoch_run(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory):
+def three_epoch_run(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory, tiny_train_config):
     messages: list[str] = []
     run = tmp_path_factory.mktemp("run3")
     result = train_model(synthetic_dir, run, tiny_train_config(epochs=3), log=messages.append)
     return result, messages
 
 
-def test_training_loss_goes_down_and_run_folder_is_complete(three_epoch_run) -> None:
+def test_training_loss_goes_down_and_run_folder_is_complete(three_epoch_run, tiny_classes: tuple[str, ...]) -> None:
     result, messages = three_epoch_run
     losses = [h["train_loss"] for h in result.history]
     assert len(losses) == 3
@@ -40,7 +39,7 @@ def test_training_loss_goes_down_and_run_folder_is_complete(three_epoch_run) -> 
     metrics = json.loads(result.metrics_file.read_text())
     assert [h["epoch"] for h in metrics["history"]] == [1, 2, 3]
     for h in metrics["history"]:
-        assert set(h["val"]["per_class"]) == set(TINY_CLASSES)
+        assert set(h["val"]["per_class"]) == set(tiny_classes)
         assert len(h["val"]["confusion_matrix"]) == 3 and h["seconds"] > 0
     # best: highest validation accuracy, ties broken by the lower validation loss
     best = max(metrics["history"], key=lambda h: (h["val_accuracy"], -h["val_loss"]))
@@ -49,12 +48,14 @@ def test_training_loss_goes_down_and_run_folder_is_complete(three_epoch_run) -> 
     assert any("starts from scratch" in m for m in messages)
 
 
-def test_best_checkpoint_round_trip_gives_the_recorded_predictions(three_epoch_run) -> None:
+def test_best_checkpoint_round_trip_gives_the_recorded_predictions(
+    three_epoch_run, tiny_classes: tuple[str, ...], tiny_model_kwargs: dict
+) -> None:
     result, _ = three_epoch_run
     model, meta = load_checkpoint(result.best_checkpoint)
-    assert meta.class_names == TINY_CLASSES
+    assert meta.class_names == tiny_classes
     assert meta.preprocessing.image_size == 64
-    assert meta.model_config.to_dict() == {"num_classes": 3, **tiny_model_kwargs()}
+    assert meta.model_config.to_dict() == {"num_classes": 3, **tiny_model_kwargs}
     assert meta.epoch == result.best_epoch
     assert meta.training["config"]["lr"] == 1e-3
     assert meta.training["split_sha256"] and meta.training["layout"] == "folders"
@@ -62,7 +63,7 @@ def test_best_checkpoint_round_trip_gives_the_recorded_predictions(three_epoch_r
     recorded = result.history[result.best_epoch - 1]
     # the loaded weights reproduce the validation loss measured inside the training run (logit level)
     held = heldout_files(result.best_checkpoint)
-    items = [(p, TINY_CLASSES.index(name)) for name, paths in held.items() for p in paths]
+    items = [(p, tiny_classes.index(name)) for name, paths in held.items() for p in paths]
     loader = make_loader(ImageDataset(items, meta.preprocessing, train=False), batch_size=4, workers=0)
     targets, preds, loss_sum = predict(model, loader, device=torch.device("cpu"))
     assert loss_sum / len(targets) == pytest.approx(recorded["val_loss"], rel=1e-4, abs=1e-5)
@@ -71,7 +72,9 @@ def test_best_checkpoint_round_trip_gives_the_recorded_predictions(three_epoch_r
     assert report.accuracy == pytest.approx(recorded["val_accuracy"])
 
 
-def test_resume_continues_at_the_next_epoch_exactly_as_an_uninterrupted_run(synthetic_dir: Path, tmp_path: Path) -> None:
+def test_resume_continues_at_the_next_epoch_exactly_as_an_uninterrupted_run(
+    synthetic_dir: Path, tmp_path: Path, tiny_train_config
+) -> None:
     straight = train_model(synthetic_dir, tmp_path / "straight", tiny_train_config(epochs=2), log=_quiet)
     first = train_model(synthetic_dir, tmp_path / "resumed", tiny_train_config(epochs=1), log=_quiet)
     assert first.epochs_completed == 1
@@ -91,7 +94,7 @@ def test_resume_continues_at_the_next_epoch_exactly_as_an_uninterrupted_run(synt
     assert resumed.history[1]["train_loss"] == pytest.approx(straight.history[1]["train_loss"], rel=1e-5)
 
 
-def test_resume_refuses_changed_model_or_data_options_and_says_which(three_epoch_run) -> None:
+def test_resume_refuses_changed_model_or_data_options_and_says_which(three_epoch_run, tiny_train_config) -> None:
     result, _ = three_epoch_run
     data_dir = Path(read_checkpoint(result.last_checkpoint)["training"]["data_dir"])
     with pytest.raises(UserInputError, match=r"image_size \(run: 64, now: 96\).*seed \(run: 0, now: 1\)"):
@@ -102,13 +105,13 @@ def test_resume_refuses_changed_model_or_data_options_and_says_which(three_epoch
         train_model(data_dir, result.run_dir, tiny_train_config(epochs=3, resume=True), log=_quiet)
 
 
-def test_existing_run_is_not_overwritten_without_resume(three_epoch_run, synthetic_dir: Path) -> None:
+def test_existing_run_is_not_overwritten_without_resume(three_epoch_run, synthetic_dir: Path, tiny_train_config) -> None:
     result, _ = three_epoch_run
     with pytest.raises(UserInputError, match="--resume"):
         train_model(synthetic_dir, result.run_dir, tiny_train_config(), log=_quiet)
 
 
-def test_kaggle_layout_trains_on_train_and_validates_on_test_with_class_weights(tmp_path: Path) -> None:
+def test_kaggle_layout_trains_on_train_and_validates_on_test_with_class_weights(tmp_path: Path, tiny_train_config) -> None:
     root = make_synthetic_dataset(tmp_path / "kaggle", per_class=4, size=64, seed=2, layout="kaggle", test_per_class=2)
     for p in sorted((root / "train" / "covid").iterdir())[2:]:
         p.unlink()  # train counts 4 / 4 / 2

@@ -10,8 +10,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
-from dacovid_export.train import TrainConfig, evaluate_checkpoint, heldout_files, train_model
+from dacovid_export.train import (
+    TrainConfig,
+    evaluate_checkpoint,
+    heldout_files,
+    train_model,
+)
 
 pytestmark = pytest.mark.realdata
 

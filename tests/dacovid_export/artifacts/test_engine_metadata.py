@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.artifacts.engine_metadata import (
     EngineMetadata,
     check_engine_compatibility,
@@ -25,6 +24,7 @@ from dacovid_export.artifacts.engine_metadata import (
     sidecar_path,
     write_engine_metadata,
 )
+from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
 from dacovid_export.data.preprocessing import Preprocessing
 

@@ -10,7 +10,11 @@ import pytest
 
 from dacovid_export.backends.base import check_finite_logits
 from dacovid_export.backends.registry import open_backend
-from dacovid_export.core.errors import CheckFailedError, MissingDependencyError, UserInputError
+from dacovid_export.core.errors import (
+    CheckFailedError,
+    MissingDependencyError,
+    UserInputError,
+)
 
 S = 64
 

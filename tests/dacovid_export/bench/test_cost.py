@@ -6,7 +6,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.tiny import TINY_IMAGE_SIZE, tiny_model_kwargs
 from dacovid_export.bench.cost import (
     MODEL_OPTION_GRID,
     artifact_cost,
@@ -52,12 +51,12 @@ def test_model_cost_rejects_bad_options() -> None:
         model_cost({}, 16)
 
 
-def test_cost_table_rows_and_markdown() -> None:
-    table = cost_table(TINY_IMAGE_SIZE, measure_latency=False, progress=False)
+def test_cost_table_rows_and_markdown(tiny_image_size: int) -> None:
+    table = cost_table(tiny_image_size, measure_latency=False, progress=False)
     assert [(r.model_config["output_stride"], r.model_config["reduction_kernel_size"]) for r in table.rows] == list(
         MODEL_OPTION_GRID
     )
-    assert all(r.latency_ms is None and r.image_size == TINY_IMAGE_SIZE for r in table.rows)
+    assert all(r.latency_ms is None and r.image_size == tiny_image_size for r in table.rows)
     text = table.format_markdown()
     assert "1 multiply-add = 2 FLOPs" in text
     assert len([line for line in text.splitlines() if line.startswith("| 8 |") or line.startswith("| 16 |") or line.startswith("| 32 |")]) == 6
@@ -65,19 +64,21 @@ def test_cost_table_rows_and_markdown() -> None:
     assert data["rows"][0]["gflops"] > data["rows"][-1]["gflops"]
 
 
-def test_cost_table_measures_latency() -> None:
+def test_cost_table_measures_latency(tiny_image_size: int) -> None:
     table = cost_table(
-        TINY_IMAGE_SIZE, options=((32, 1),), reduction_channels=16, iterations=1, warmup=0, progress=False
+        tiny_image_size, options=((32, 1),), reduction_channels=16, iterations=1, warmup=0, progress=False
     )
     (row,) = table.rows
     assert row.latency_ms is not None and row.latency_ms > 0 and row.latency_iterations == 1
     assert table.latency_threads is not None
 
 
-def test_artifact_cost_reads_the_model_options(tiny_checkpoint: Path, make_toy_onnx, tmp_path: Path) -> None:
+def test_artifact_cost_reads_the_model_options(
+    tiny_checkpoint: Path, make_toy_onnx, tmp_path: Path, tiny_image_size: int, tiny_model_kwargs: dict
+) -> None:
     cost = artifact_cost(tiny_checkpoint).cost
     assert cost is not None
-    expected = model_cost({k: v for k, v in tiny_model_kwargs().items() if k != "dropout"}, TINY_IMAGE_SIZE)
+    expected = model_cost({k: v for k, v in tiny_model_kwargs.items() if k != "dropout"}, tiny_image_size)
     assert (cost.parameters, cost.gflops) == (expected.parameters, pytest.approx(expected.gflops))
     toy = artifact_cost(make_toy_onnx(tmp_path / "toy.onnx"))
     assert toy.cost is None and "model options" in toy.reason

@@ -21,30 +21,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 from PIL import Image
 
 from dacovid_export.cli.bench_cmd import bench
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.synthetic import make_synthetic_dataset
+from tests.helpers.cli import assert_one_line_error, invoke
+from tests.helpers.engines import write_placeholder_engine
 
 UNWRITABLE = "/proc/dacovid-no-such-dir/out"  # /proc takes no new files, not even from root
-
-
-def _invoke(args: list[object], command=cli):
-    return CliRunner().invoke(command, [str(a) for a in args])
-
-
-def _assert_one_line(result, *fragments: str, code: int = 2) -> str:
-    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
-    assert isinstance(result.exception, SystemExit), repr(result.exception)
-    assert "Traceback" not in result.output
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for fragment in fragments:
-        assert fragment in lines[0], lines[0]
-    return lines[0]
 
 
 def _snapshot(folder: Path) -> dict[str, str]:
@@ -106,7 +92,7 @@ def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: s
     elif case == "check --json model":
         args, command, fragment = ["check", toy, "--checkpoint", ckpt, "--json", f"{folder}/./toy.onnx"], cli, "is an input"
     elif case == "bench --json engine sidecar":
-        engine = _placeholder_engine(folder, flip=False)
+        engine = write_placeholder_engine(folder)
         args, command, fragment = [engine, "--json", f"{engine}.json"], bench, "is an input"
     elif case == "trt --timing-cache model":
         args, command, fragment = ["trt", toy, "--fp32", "-o", folder / "m.engine", "--timing-cache", toy], cli, "is an input"
@@ -117,8 +103,8 @@ def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: s
         model_dir = folder / "repo" / "dacovid" / "1"
         model_dir.mkdir(parents=True)
         shutil.move(toy, model_dir / "other.onnx")
-        assert _invoke(["triton", model_dir / "other.onnx", "--repo", folder / "repo"]).exit_code == 0
-        result = _invoke(["triton", model_dir / "other.onnx", "--repo", folder / "repo", "--overwrite"])
+        assert invoke(cli, ["triton", model_dir / "other.onnx", "--repo", folder / "repo"]).exit_code == 0
+        result = invoke(cli, ["triton", model_dir / "other.onnx", "--repo", folder / "repo", "--overwrite"])
         assert result.exit_code == 0, result.output
         assert (model_dir / "other.onnx").read_bytes() == (work / "toy.onnx").read_bytes()
         return
@@ -128,7 +114,7 @@ def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: s
         shutil.move(toy, model_dir / "model.onnx")
         args, command, fragment = ["triton", model_dir / "model.onnx", "--repo", folder / "repo", "--overwrite"], cli, "is an input"
     before = _snapshot(folder)
-    _assert_one_line(_invoke(args, command), fragment)
+    assert_one_line_error(invoke(command, args), fragment)
     assert _snapshot(folder) == before
 
 
@@ -153,7 +139,7 @@ def test_unwritable_output_is_one_line_before_any_work(work: Path, tmp_path: Pat
         "trt": ["trt", toy, "--fp32", "-o", f"{UNWRITABLE}/m.engine"],
     }[command]
     before = _snapshot(folder)
-    _assert_one_line(_invoke(args), "cannot write", UNWRITABLE, "/proc")
+    assert_one_line_error(invoke(cli, args), "cannot write", UNWRITABLE, "/proc")
     assert _snapshot(folder) == before
 
 
@@ -197,6 +183,7 @@ def test_read_only_folder(work: Path, tmp_path: Path, command: str) -> None:
 
 def test_a_write_that_fails_midway_is_one_line(tmp_path: Path) -> None:
     from dacovid_export.calibration.cache import CalibrationCache
+
     from dacovid_export.core.errors import OutputNotWritableError
     from dacovid_export.core.fileio import atomic_write_text
 
@@ -212,9 +199,9 @@ def test_a_write_that_fails_midway_is_one_line(tmp_path: Path) -> None:
 
 def test_bomb_in_check_is_an_unreadable_image(work: Path, images_with_bomb: Path) -> None:
     before = _snapshot(images_with_bomb)
-    result = _invoke(["check", work / "toy.onnx", "--checkpoint", work / "tiny.pt", "--images", images_with_bomb,
+    result = invoke(cli, ["check", work / "toy.onnx", "--checkpoint", work / "tiny.pt", "--images", images_with_bomb,
                       "--no-progress"])
-    _assert_one_line(result, "zz_bomb.png", "too large to decode")
+    assert_one_line_error(result, "zz_bomb.png", "too large to decode")
     assert _snapshot(images_with_bomb) == before
 
 
@@ -227,13 +214,14 @@ def test_bomb_in_train_is_skipped_or_named(images_with_bomb: Path, tmp_path: Pat
     assert all("zz_bomb" not in p.name for paths in readable.values() for p in paths)
     tiny = ["--image-size", "64", "--batch-size", "4", "--reduction-channels", "16", "--reduction-kernel", "1",
             "--workers", "0", "--no-progress"]
-    result = _invoke(["train", images_with_bomb, "--out", tmp_path / "run", "--unreadable", "error", *tiny])
-    _assert_one_line(result, "zz_bomb.png", "too large to decode")
+    result = invoke(cli, ["train", images_with_bomb, "--out", tmp_path / "run", "--unreadable", "error", *tiny])
+    assert_one_line_error(result, "zz_bomb.png", "too large to decode")
     assert not (tmp_path / "run").exists()
 
 
 def test_bomb_in_calibration_is_named(images_with_bomb: Path) -> None:
     from dacovid_export.calibration.data import load_calibration_set
+
     from dacovid_export.data.preprocessing import Preprocessing
 
     with pytest.raises(UserInputError, match="zz_bomb.png.*(too large|decompression bomb)"):
@@ -274,7 +262,7 @@ def test_bomb_and_bad_inputs_in_the_runtime(work: Path, bomb: Path, images_with_
 )
 def test_absurd_sizes_are_refused_with_the_bounds(work: Path, tmp_path: Path, args: list[str], fragment: str) -> None:
     values = {"toy": work / "toy.onnx", "out": tmp_path / "out", "data": work}
-    _assert_one_line(_invoke([a.format(**values) for a in args]), fragment)
+    assert_one_line_error(invoke(cli, [a.format(**values) for a in args]), fragment)
     assert not (tmp_path / "out").exists()
 
 
@@ -291,14 +279,18 @@ def test_an_allocation_failure_is_one_line(exc: BaseException) -> None:
     def boom() -> None:
         raise exc
 
-    _assert_one_line(CliRunner().invoke(boom, []), "out of memory", "smaller")
+    assert_one_line_error(invoke(boom), "out of memory", "smaller")
 
 
 # --------------------------------------------------------------------- 6. interrupted runs
 
 
 def test_scratch_of_a_killed_export_is_marked_refused_and_swept(work: Path, tmp_path: Path) -> None:
-    from dacovid_export.core.fileio import SCRATCH_MARKER, atomic_write_bytes, scratch_dir
+    from dacovid_export.core.fileio import (
+        SCRATCH_MARKER,
+        atomic_write_bytes,
+        scratch_dir,
+    )
     from dacovid_export.serve.predictor import Predictor
 
     out = tmp_path / "out" / "m8.onnx"
@@ -319,7 +311,7 @@ def test_scratch_of_a_killed_export_is_marked_refused_and_swept(work: Path, tmp_
     assert not out.exists()
     with pytest.raises(UserInputError, match="scratch of an interrupted"):
         Predictor.from_path(leftover, device="cpu")
-    _assert_one_line(_invoke(["check", leftover, "--checkpoint", work / "tiny.pt"]), "scratch of an interrupted")
+    assert_one_line_error(invoke(cli, ["check", leftover, "--checkpoint", work / "tiny.pt"]), "scratch of an interrupted")
     with scratch_dir(out) as fresh:  # the next run to the same output
         assert not scratch.exists() and fresh.exists()
     assert sorted(p.name for p in out.parent.iterdir()) == []
@@ -336,33 +328,14 @@ def test_scratch_of_a_killed_export_is_marked_refused_and_swept(work: Path, tmp_
 # --------------------------------------------------------------------- 7. trust
 
 
-def _placeholder_engine(folder: Path, flip: bool) -> Path:
-    from dacovid_export.artifacts.engine_metadata import EngineMetadata, write_engine_metadata
-    from dacovid_export.data.preprocessing import Preprocessing
-
-    data = b"placeholder plan for reliability tests - NOT a TensorRT engine\n"
-    engine = folder / "placeholder.fp16.engine"
-    values = dict(
-        engine_file=engine.name, engine_bytes=len(data), engine_sha256=hashlib.sha256(data).hexdigest(),
-        tensorrt_version="10.8.0.43", gpu_name="NVIDIA GeForce RTX 2060", compute_capability=(7, 5),
-        hardware_compatible=False, precision="fp16", input_name="input", output_name="logits",
-        profile_min=(1, 3, 64, 64), profile_opt=(4, 3, 64, 64), profile_max=(8, 3, 64, 64),
-        class_names=("Normal", "Pneumonia", "COVID-19"), preprocessing=Preprocessing(image_size=64),
-        onnx_file="tiny.fp16.onnx", onnx_sha256="ab" * 32, source_sha256="cd" * 32,
-    )
-    write_engine_metadata(engine, EngineMetadata(**values))  # type: ignore[arg-type]
-    engine.write_bytes(data[:10] + bytes([data[10] ^ 1]) + data[11:] if flip else data)
-    return engine
-
-
 def test_triton_refuses_an_engine_whose_bytes_do_not_match_its_sidecar(tmp_path: Path) -> None:
-    engine = _placeholder_engine(tmp_path, flip=True)
-    _assert_one_line(_invoke(["triton", engine, "--repo", tmp_path / "repo"]), "does not match the sha256", "sidecar")
+    engine = write_placeholder_engine(tmp_path, flip_byte=True)
+    assert_one_line_error(invoke(cli, ["triton", engine, "--repo", tmp_path / "repo"]), "does not match the sha256", "sidecar")
     assert not (tmp_path / "repo").exists()
     ok = tmp_path / "ok"
     ok.mkdir()
-    good = _placeholder_engine(ok, flip=False)
-    assert _invoke(["triton", good, "--repo", tmp_path / "repo"]).exit_code == 0
+    good = write_placeholder_engine(ok)
+    assert invoke(cli, ["triton", good, "--repo", tmp_path / "repo"]).exit_code == 0
 
 
 def test_check_refuses_self_contradicting_metadata(work: Path, tmp_path: Path) -> None:
@@ -373,7 +346,7 @@ def test_check_refuses_self_contradicting_metadata(work: Path, tmp_path: Path) -
     model = onnx.load(str(work / "toy.onnx"))
     write_metadata(model, {"mean": [0.5, 0.5, 0.5], "std": [0.229, 0.224, 0.225], "image_size": "64"})
     onnx.save(model, str(tmp_path / "liar.onnx"))
-    _assert_one_line(_invoke(["check", tmp_path / "liar.onnx", "--checkpoint", work / "tiny.pt"]),
+    assert_one_line_error(invoke(cli, ["check", tmp_path / "liar.onnx", "--checkpoint", work / "tiny.pt"]),
                      "contradicts itself", "mean")
 
 
@@ -383,7 +356,7 @@ def test_check_refuses_self_contradicting_metadata(work: Path, tmp_path: Path) -
 @pytest.mark.parametrize("args", [["onnx"], ["nope"], ["check", "m.onnx"], ["bench", "--batch"], ["onnx", "--precision", "int4", "x.pt", "-o", "y.onnx"]])
 def test_usage_errors_are_one_line(args: list[str]) -> None:
     command, rest = (bench, args[1:]) if args[0] == "bench" else (cli, args)
-    _assert_one_line(_invoke(rest, command))
+    assert_one_line_error(invoke(command, rest))
 
 
 def test_usage_error_via_python_m(tmp_path: Path) -> None:
@@ -395,8 +368,8 @@ def test_usage_error_via_python_m(tmp_path: Path) -> None:
 def test_too_small_calibration_set_is_found_before_the_export(work: Path, tmp_path: Path) -> None:
     calib = make_synthetic_dataset(tmp_path / "calib", per_class=1, size=64, seed=0)
     out = tmp_path / "new" / "m8.onnx"
-    result = _invoke(["onnx", work / "tiny.pt", "-o", out, "--precision", "int8", "--calib-data", calib])
-    _assert_one_line(result, "has 3 image(s); at least 8")
+    result = invoke(cli, ["onnx", work / "tiny.pt", "-o", out, "--precision", "int8", "--calib-data", calib])
+    assert_one_line_error(result, "has 3 image(s); at least 8")
     assert not out.parent.exists()  # no empty output folder either
 
 
@@ -412,8 +385,8 @@ def test_calibration_set_too_small_to_hold_out_validation_is_found_before_the_ex
     monkeypatch.setattr(checkpoint, "load_checkpoint", no_export)
     calib = make_synthetic_dataset(tmp_path / "calib", per_class=3, size=64, seed=0)
     out = tmp_path / "new" / "m8.onnx"
-    result = _invoke(["onnx", work / "tiny.pt", "-o", out, "--precision", "int8", "--calib-data", calib])
-    _assert_one_line(result, "has 9 image(s): too few to hold out", "--validation-data")
+    result = invoke(cli, ["onnx", work / "tiny.pt", "-o", out, "--precision", "int8", "--calib-data", calib])
+    assert_one_line_error(result, "has 9 image(s): too few to hold out", "--validation-data")
     assert not out.parent.exists()
 
 
@@ -426,19 +399,19 @@ def test_a_checkpoint_that_would_run_code_gets_the_friendly_message(work: Path, 
 
     evil = tmp_path / "evil.pt"
     evil.write_bytes(pickle.dumps({"format": "dacovid-checkpoint", "payload": Evil()}, protocol=2))
-    _assert_one_line(_invoke(["check", work / "toy.onnx", "--checkpoint", evil]), "holds Python objects")
+    assert_one_line_error(invoke(cli, ["check", work / "toy.onnx", "--checkpoint", evil]), "holds Python objects")
     assert not marker.exists()
 
 
 def test_check_refuses_the_checkpoint_as_its_own_model(work: Path) -> None:
-    _assert_one_line(_invoke(["check", f"{work}/./tiny.pt", "--checkpoint", work / "tiny.pt"]), "checkpoint itself")
+    assert_one_line_error(invoke(cli, ["check", f"{work}/./tiny.pt", "--checkpoint", work / "tiny.pt"]), "checkpoint itself")
 
 
 def test_bad_input_leaves_no_empty_output_folder(tmp_path: Path) -> None:
     from dacovid_export.core.fileio import atomic_path
 
     (tmp_path / "empty").mkdir()
-    _assert_one_line(_invoke(["pipeline", "--out", tmp_path / "out", "--images", tmp_path / "empty", "--no-progress"]),
+    assert_one_line_error(invoke(cli, ["pipeline", "--out", tmp_path / "out", "--images", tmp_path / "empty", "--no-progress"]),
                      "no class subfolders")
     with pytest.raises(RuntimeError):
         with atomic_path(tmp_path / "a" / "b" / "r.json"):

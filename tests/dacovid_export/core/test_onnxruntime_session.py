@@ -8,7 +8,11 @@ import numpy as np
 import pytest
 
 from dacovid_export.core.errors import CheckFailedError, UserInputError
-from dacovid_export.core.onnxruntime_session import open_session, run_session, session_options
+from dacovid_export.core.onnxruntime_session import (
+    open_session,
+    run_session,
+    session_options,
+)
 
 
 def test_options_are_explicit() -> None:

@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from dacovid_export.core.errors import CheckFailedError
-from dacovid_export.data.agreement import check_numeric, compare_numeric, measure_agreement, softmax
+from dacovid_export.data.agreement import (
+    check_numeric,
+    compare_numeric,
+    measure_agreement,
+    softmax,
+)
 
 
 def test_softmax_is_stable() -> None:

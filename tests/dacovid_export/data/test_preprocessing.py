@@ -5,7 +5,14 @@ import pytest
 from PIL import Image
 
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.data.preprocessing import Preprocessing, load_image, preprocess, preprocess_batch, preprocess_train, to_float_gray
+from dacovid_export.data.preprocessing import (
+    Preprocessing,
+    load_image,
+    preprocess,
+    preprocess_batch,
+    preprocess_train,
+    to_float_gray,
+)
 
 SPEC = Preprocessing(image_size=64)
 

@@ -13,17 +13,17 @@ import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from dacovid_export.cli.main import cli
-from dacovid_export.engine.build import EngineBuildConfig, build_engine
 from dacovid_export.core.errors import MissingDependencyError, UserInputError
+from dacovid_export.engine.build import EngineBuildConfig, build_engine
 from dacovid_export.trt.library import (
     check_tensorrt_version,
     gpu_info,
     import_tensorrt,
     parse_version,
 )
+from tests.helpers.cli import invoke
 
 
 def _tensorrt_and_gpu() -> bool:
@@ -66,21 +66,21 @@ def test_cli_without_tensorrt_one_line_exit_2_no_file(tiny_fp32_onnx: Path, tmp_
 def test_fp16_from_fp32_without_tensorrt_writes_nothing(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     """The environment is checked before the (slow) precision step, so no FP16 ONNX appears either."""
     out = tmp_path / "tiny.fp16.engine"
-    result = CliRunner().invoke(cli, ["trt", str(tiny_fp32_onnx), "--fp16", "-o", str(out), "--runtime", "tensorrt"])
+    result = invoke(cli, ["trt", str(tiny_fp32_onnx), "--fp16", "-o", str(out), "--runtime", "tensorrt"])
     assert result.exit_code == 2
     assert "dacovid-export[trt]" in result.output
     assert _listing(tmp_path) == []
 
 
 def test_int8_from_fp32_needs_calibration_first(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["trt", str(tiny_fp32_onnx), "--int8", "-o", str(tmp_path / "t.engine")])
+    result = invoke(cli, ["trt", str(tiny_fp32_onnx), "--int8", "-o", str(tmp_path / "t.engine")])
     assert result.exit_code == 2
     assert "needs calibration images: add --calib-data DIR" in result.output
     assert _listing(tmp_path) == []
 
 
 def test_calibration_folder_must_exist(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
-    result = CliRunner().invoke(
+    result = invoke(
         cli, ["trt", str(tiny_fp32_onnx), "--int8", "-o", str(tmp_path / "t.engine"), "--calib-data", str(tmp_path / "nope")]
     )
     assert result.exit_code == 2
@@ -89,7 +89,7 @@ def test_calibration_folder_must_exist(tiny_fp32_onnx: Path, tmp_path: Path) -> 
 
 @pytest.mark.parametrize("flags, given", [([], "none"), (["--fp16", "--int8"], "--fp16, --int8")])
 def test_exactly_one_precision(tiny_fp32_onnx: Path, tmp_path: Path, flags: list[str], given: str) -> None:
-    result = CliRunner().invoke(cli, ["trt", str(tiny_fp32_onnx), *flags, "-o", str(tmp_path / "t.engine")])
+    result = invoke(cli, ["trt", str(tiny_fp32_onnx), *flags, "-o", str(tmp_path / "t.engine")])
     assert result.exit_code == 2
     assert f"give exactly one precision, --fp16, --int8 or --fp32 (given: {given})" in result.output
 
@@ -97,14 +97,14 @@ def test_exactly_one_precision(tiny_fp32_onnx: Path, tmp_path: Path, flags: list
 def test_reduced_precision_onnx_only_builds_its_own_precision(make_toy_onnx, tmp_path: Path) -> None:
     fp16_onnx = make_toy_onnx(tmp_path / "toy.fp16.onnx", precision="fp16")
     for flag in ("--fp32", "--int8"):
-        result = CliRunner().invoke(cli, ["trt", str(fp16_onnx), flag, "-o", str(tmp_path / "t.engine")])
+        result = invoke(cli, ["trt", str(fp16_onnx), flag, "-o", str(tmp_path / "t.engine")])
         assert result.exit_code == 2
         assert "is a fp16 ONNX and can only become a fp16 engine (use --fp16)" in result.output
 
 
 def test_calib_data_with_an_already_quantized_onnx(make_toy_onnx, tmp_path: Path) -> None:
     int8_onnx = make_toy_onnx(tmp_path / "toy.int8.onnx", precision="int8")
-    result = CliRunner().invoke(
+    result = invoke(
         cli, ["trt", str(int8_onnx), "--int8", "-o", str(tmp_path / "t.engine"), "--calib-data", str(tmp_path)]
     )
     assert result.exit_code == 2
@@ -123,18 +123,18 @@ def test_calib_data_with_an_already_quantized_onnx(make_toy_onnx, tmp_path: Path
 )
 def test_bad_options_are_one_line(tiny_fp32_onnx: Path, tmp_path: Path, args: list[str], message: str) -> None:
     args = [a.replace("{tmp}", str(tmp_path)) for a in args]
-    result = CliRunner().invoke(cli, ["trt", str(tiny_fp32_onnx), "--fp32", *args])
+    result = invoke(cli, ["trt", str(tiny_fp32_onnx), "--fp32", *args])
     assert result.exit_code == 2
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1
 
 
 def test_missing_or_foreign_onnx(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["trt", str(tmp_path / "none.onnx"), "--fp32", "-o", str(tmp_path / "t.engine")])
+    result = invoke(cli, ["trt", str(tmp_path / "none.onnx"), "--fp32", "-o", str(tmp_path / "t.engine")])
     assert result.exit_code == 2 and "does not exist" in result.output
     bogus = tmp_path / "bogus.onnx"
     bogus.write_bytes(b"not an onnx model")
-    result = CliRunner().invoke(cli, ["trt", str(bogus), "--fp32", "-o", str(tmp_path / "t.engine")])
+    result = invoke(cli, ["trt", str(bogus), "--fp32", "-o", str(tmp_path / "t.engine")])
     assert result.exit_code == 2 and "error: " in result.output
     assert not (tmp_path / "t.engine").exists()
 

@@ -22,10 +22,21 @@ torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA GPU visible: TensorRT engines are built and run on an NVIDIA GPU", allow_module_level=True)
 
-from click.testing import CliRunner  # noqa: E402
 
+from dacovid_export.artifacts.engine_metadata import (  # noqa: E402
+    check_engine_compatibility,
+    read_engine_metadata,
+    sidecar_path,
+)
 from dacovid_export.cli.main import cli  # noqa: E402
-from dacovid_export.engine.make import make_engine  # noqa: E402
+from dacovid_export.core.errors import (  # noqa: E402
+    IncompatibleArtifactError,
+    MissingDependencyError,
+    UserInputError,
+)
+from dacovid_export.core.fileio import sha256_file  # noqa: E402
+from dacovid_export.core.versions import parse_version  # noqa: E402
+from dacovid_export.data.synthetic import synthetic_batch  # noqa: E402
 from dacovid_export.engine.build import (  # noqa: E402
     EngineBuildConfig,
     EngineBuildError,
@@ -33,16 +44,9 @@ from dacovid_export.engine.build import (  # noqa: E402
     build_engine,
     precision_onnx_path,
 )
-from dacovid_export.artifacts.engine_metadata import (  # noqa: E402
-    check_engine_compatibility,
-    read_engine_metadata,
-    sidecar_path,
-)
-from dacovid_export.core.errors import IncompatibleArtifactError, MissingDependencyError, UserInputError  # noqa: E402
-from dacovid_export.core.fileio import sha256_file  # noqa: E402
-from dacovid_export.data.synthetic import synthetic_batch  # noqa: E402
-from dacovid_export.core.versions import parse_version  # noqa: E402
+from dacovid_export.engine.make import make_engine  # noqa: E402
 from dacovid_export.trt.library import import_tensorrt, network_creation_flags  # noqa: E402
+from tests.helpers.cli import invoke  # noqa: E402
 
 try:
     import_tensorrt()
@@ -188,14 +192,14 @@ def test_cli_build_fp32_with_cache_and_hardware_compatibility(trained_onnx: Path
             "--timing-cache", str(cache)]
     if hardware_compatible:
         args.append("--hardware-compatible")
-    first = CliRunner().invoke(cli, args)
+    first = invoke(cli, args)
     assert first.exit_code == 0, first.output
     assert f"wrote {out}" in first.output and "parse" in first.output
     meta = read_engine_metadata(out)
     assert meta.precision == "fp32" and meta.hardware_compatible == hardware_compatible
     assert meta.onnx_file == str(trained_onnx)
     # the second build reads the cache the first one saved
-    second = CliRunner().invoke(cli, args)
+    second = invoke(cli, args)
     assert second.exit_code == 0, second.output
 
 

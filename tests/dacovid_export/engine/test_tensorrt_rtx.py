@@ -15,12 +15,21 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
+from dacovid_export.artifacts.engine_metadata import (
+    check_engine_compatibility,
+    read_engine_metadata,
+    sidecar_path,
+)
 from dacovid_export.cli.main import cli
+from dacovid_export.core.errors import (
+    EngineBuildError,
+    IncompatibleArtifactError,
+    MissingDependencyError,
+    UserInputError,
+)
 from dacovid_export.engine.build import EngineBuildConfig, build_engine
-from dacovid_export.artifacts.engine_metadata import check_engine_compatibility, read_engine_metadata, sidecar_path
-from dacovid_export.core.errors import EngineBuildError, IncompatibleArtifactError, MissingDependencyError, UserInputError
+from tests.helpers.cli import error_lines, invoke
 
 trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is not installed: pip install -e '.[rtx]'")
 
@@ -49,10 +58,6 @@ def engines(tiny_fp32_onnx: Path, tiny_fp16_onnx: Path, tiny_int8_onnx: Path, tm
     for precision, onnx in (("fp32", tiny_fp32_onnx), ("fp16", tiny_fp16_onnx), ("int8", tiny_int8_onnx)):
         built[precision] = _build(onnx, folder / f"tiny.{precision}.engine", precision).engine_path
     return built
-
-
-def _error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.splitlines() if line.startswith("error:")]
 
 
 # ------------------------------------------------------------------ real builds
@@ -84,7 +89,7 @@ def test_three_precisions_build_with_sidecars(engines: dict[str, Path]) -> None:
 
 def test_cli_target_cc_and_precision_table(tiny_fp16_onnx: Path, tmp_path: Path) -> None:
     out = tmp_path / "t.fp16.engine"
-    result = CliRunner().invoke(
+    result = invoke(
         cli, ["trt", str(tiny_fp16_onnx), "--fp16", "-o", str(out), "--runtime", "tensorrt-rtx", "--target-cc", "8.6,12.0", "--max-batch", "2"]
     )
     assert result.exit_code == 0, result.output
@@ -100,7 +105,7 @@ def test_auto_picks_rtx_and_says_so(tiny_fp16_onnx: Path, tmp_path: Path) -> Non
 
     if "tensorrt" in installed_runtimes():
         pytest.skip("TensorRT is installed too: auto may pick it")
-    result = CliRunner().invoke(cli, ["trt", str(tiny_fp16_onnx), "--fp16", "-o", str(tmp_path / "a.engine"), "--max-batch", "2"])
+    result = invoke(cli, ["trt", str(tiny_fp16_onnx), "--fp16", "-o", str(tmp_path / "a.engine"), "--max-batch", "2"])
     assert result.exit_code == 0, result.output
     assert "runtime: tensorrt-rtx" in result.output and "auto:" in result.output
 
@@ -151,7 +156,7 @@ def _refused(onnx_path: Path, tmp_path: Path) -> tuple[str, str]:
     out.parent.mkdir()
     proc = _cli_trt(onnx_path, out)
     assert proc.returncode == 2, proc.stderr
-    (line,) = _error_lines(proc.stderr)
+    (line,) = error_lines(proc.stderr)
     assert "Traceback" not in proc.stderr
     assert list(out.parent.iterdir()) == []
     return line, proc.stderr
@@ -205,7 +210,7 @@ def test_loading_without_gpu_is_one_line(engines: dict[str, Path]) -> None:
 @needs_no_gpu
 def test_check_and_bench_skip_the_engine_and_say_why(engines: dict[str, Path], tiny_checkpoint: Path, tiny_fp32_onnx: Path, tmp_path: Path) -> None:
     report = tmp_path / "parity.json"
-    result = CliRunner().invoke(
+    result = invoke(
         cli, ["check", "--checkpoint", str(tiny_checkpoint), "--synthetic-count", "4", "--no-progress", "--json", str(report),
               str(tiny_fp32_onnx), str(engines["fp16"])],
     )
@@ -220,7 +225,7 @@ def test_check_and_bench_skip_the_engine_and_say_why(engines: dict[str, Path], t
         capture_output=True, text=True, timeout=300, env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    (line,) = _error_lines(proc.stderr)
+    (line,) = error_lines(proc.stderr)
     assert "nothing can run here" in line and "no CUDA GPU is visible" in line
 
 
@@ -286,7 +291,7 @@ def test_runtime_cache_is_written_and_reused(engines: dict[str, Path]) -> None:
 
 
 def test_triton_refuses_rtx_engines(engines: dict[str, Path], tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli, ["triton", str(engines["fp16"]), "--repo", str(tmp_path / "repo")])
+    result = invoke(cli, ["triton", str(engines["fp16"]), "--repo", str(tmp_path / "repo")])
     assert result.exit_code == 2
     assert "TensorRT-RTX engine" in result.output and "--runtime tensorrt" in result.output
     assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").rglob("*.plan"))

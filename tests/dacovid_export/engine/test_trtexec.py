@@ -6,12 +6,16 @@ import shlex
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from dacovid_export.cli.main import cli
-from dacovid_export.engine.build import EngineBuildConfig, precision_onnx_path, trtexec_equivalent
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.engine.build import (
+    EngineBuildConfig,
+    precision_onnx_path,
+    trtexec_equivalent,
+)
 from dacovid_export.engine.trtexec import format_command, trtexec_command
+from tests.helpers.cli import invoke
 
 COMMON = dict(input_name="input", image_size=224, min_batch=1, opt_batch=4, max_batch=8)
 
@@ -113,7 +117,7 @@ def test_cli_print_trtexec_without_tensorrt(make_toy_onnx, tmp_path: Path) -> No
     pytest.importorskip("onnx")
     onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
     out = tmp_path / "toy.engine"
-    result = CliRunner().invoke(
+    result = invoke(
         cli, ["trt", str(onnx_path), "--fp32", "-o", str(out), "--max-batch", "4", "--print-trtexec", "--trt-major", "10"]
     )
     assert result.exit_code == 0, result.output
@@ -129,7 +133,7 @@ def test_cli_print_trtexec_both_majors_when_not_installed(make_toy_onnx, tmp_pat
 
     monkeypatch.setattr(api, "installed_tensorrt_version", lambda: None)
     onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
-    result = CliRunner().invoke(cli, ["trt", str(onnx_path), "--fp32", "-o", str(tmp_path / "t.engine"), "--print-trtexec"])
+    result = invoke(cli, ["trt", str(onnx_path), "--fp32", "-o", str(tmp_path / "t.engine"), "--print-trtexec"])
     assert result.exit_code == 0, result.output
     assert "# TensorRT 10.x" in result.output and "# TensorRT 11.x" in result.output
     assert result.output.count("trtexec --onnx=") == 2
@@ -137,6 +141,6 @@ def test_cli_print_trtexec_both_majors_when_not_installed(make_toy_onnx, tmp_pat
 
 def test_cli_trt_major_needs_print(make_toy_onnx, tmp_path: Path) -> None:
     onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
-    result = CliRunner().invoke(cli, ["trt", str(onnx_path), "--fp32", "-o", str(tmp_path / "t.engine"), "--trt-major", "11"])
+    result = invoke(cli, ["trt", str(onnx_path), "--fp32", "-o", str(tmp_path / "t.engine"), "--trt-major", "11"])
     assert result.exit_code == 2
     assert "--trt-major only applies to --print-trtexec" in result.output

@@ -7,6 +7,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from dacovid_export.artifacts.onnx_graph import find_attention_chains
 from dacovid_export.core.errors import CheckFailedError
 from dacovid_export.export.checks import (
     check_attention_fp32,
@@ -17,54 +18,23 @@ from dacovid_export.export.checks import (
     check_pooling_dilations,
     check_qdq_zero_points,
     check_trt_operators,
-    find_attention_blocks,
     op_histogram,
     run_structural_checks,
     validate_model,
 )
 from dacovid_export.trt.onnx_operators import TRT_SUPPORTED_OPS, TRT_UNSUPPORTED_OPS
+from tests.helpers.onnx_graphs import (
+    attention_nodes,
+    make_model,
+    qdq_model,
+    two_attention_model,
+)
 
 F = TensorProto.FLOAT
 
 
-def _model(nodes, inputs, outputs, initializers=(), opset=20) -> onnx.ModelProto:
-    graph = helper.make_graph(list(nodes), "g", list(inputs), list(outputs), initializer=list(initializers))
-    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
-
-
-def _attention_nodes(prefix: str, softmax: bool = True) -> list[onnx.NodeProto]:
-    """x: B x C x N -> MatMul(x, x^T) -> softmax -> (Transpose) -> MatMul -> B x C x N."""
-    nodes = [
-        helper.make_node("Transpose", ["x"], [f"{prefix}_xt"], perm=[0, 2, 1], name=f"{prefix}_t"),
-        helper.make_node("MatMul", ["x", f"{prefix}_xt"], [f"{prefix}_energy"], name=f"{prefix}_mm1"),
-    ]
-    if softmax:
-        nodes.append(helper.make_node("Softmax", [f"{prefix}_energy"], [f"{prefix}_att"], axis=-1, name=f"{prefix}_sm"))
-    else:
-        # the hand-written softmax the check exists to reject
-        nodes += [
-            helper.make_node("Exp", [f"{prefix}_energy"], [f"{prefix}_exp"], name=f"{prefix}_exp"),
-            helper.make_node("ReduceSum", [f"{prefix}_exp", "axes_last"], [f"{prefix}_sum"], keepdims=1, name=f"{prefix}_rs"),
-            helper.make_node("Div", [f"{prefix}_exp", f"{prefix}_sum"], [f"{prefix}_att"], name=f"{prefix}_div"),
-        ]
-    nodes += [
-        helper.make_node("Transpose", [f"{prefix}_att"], [f"{prefix}_att_t"], perm=[0, 2, 1], name=f"{prefix}_t2"),
-        helper.make_node("MatMul", [f"{prefix}_att_t", "x"], [f"{prefix}_out"], name=f"{prefix}_mm2"),
-    ]
-    return nodes
-
-
-def _two_attention_model(softmax: bool = True) -> onnx.ModelProto:
-    nodes = _attention_nodes("pam", softmax) + _attention_nodes("cam", softmax)
-    nodes.append(helper.make_node("Add", ["pam_out", "cam_out"], ["y"], name="fuse"))
-    x = helper.make_tensor_value_info("x", F, [2, 4, 6])
-    y = helper.make_tensor_value_info("y", F, [2, 4, 6])
-    axes = numpy_helper.from_array(np.array([-1], dtype=np.int64), "axes_last")
-    return _model(nodes, [x], [y], [axes])
-
-
 def test_clean_attention_graph_passes_every_check() -> None:
-    model = validate_model(_two_attention_model())
+    model = validate_model(two_attention_model())
     report = run_structural_checks(model, precision="fp32")
     assert len(report.attention) == 2
     assert {b.softmax for b in report.attention} == {"pam_sm", "cam_sm"}
@@ -72,7 +42,7 @@ def test_clean_attention_graph_passes_every_check() -> None:
 
 
 def test_hand_written_softmax_is_rejected() -> None:
-    model = _two_attention_model(softmax=False)
+    model = two_attention_model(softmax=False)
     onnx.checker.check_model(model, full_check=True)  # a valid graph: only our check objects to it
     with pytest.raises(CheckFailedError, match="Exp -> ReduceSum -> Div"):
         check_no_decomposed_softmax(model)
@@ -82,15 +52,15 @@ def test_hand_written_softmax_is_rejected() -> None:
 
 def test_missing_attention_chain_is_rejected() -> None:
     # one chain only: the CAM MatMul feeds the Add directly, no softmax
-    nodes = _attention_nodes("pam") + [
+    nodes = attention_nodes("pam") + [
         helper.make_node("MatMul", ["x", "pam_xt"], ["cam_energy"], name="cam_mm1"),
         helper.make_node("MatMul", ["cam_energy", "x"], ["cam_out"], name="cam_mm2"),
         helper.make_node("Add", ["pam_out", "cam_out"], ["y"]),
     ]
-    model = _model(
+    model = make_model(
         nodes, [helper.make_tensor_value_info("x", F, [2, 4, 6])], [helper.make_tensor_value_info("y", F, [2, 4, 6])]
     )
-    assert len(find_attention_blocks(model)) == 1
+    assert len(find_attention_chains(model)) == 1
     with pytest.raises(CheckFailedError, match="found 1 MatMul -> Softmax -> MatMul"):
         check_attention_pattern(model, expected=2)
 
@@ -141,7 +111,7 @@ def _reduce_mean_model(axes_constant: bool) -> onnx.ModelProto:
             helper.make_node("ReduceMean", ["x", "axes"], ["y"], keepdims=0, name="rm"),
         ]
         inits = [numpy_helper.from_array(np.array([1], dtype=np.int64), "one")]
-    return _model(nodes, [x], [y], inits)
+    return make_model(nodes, [x], [y], inits)
 
 
 def test_reduce_mean_axes_must_be_constant() -> None:
@@ -153,37 +123,24 @@ def test_reduce_mean_axes_must_be_constant() -> None:
 def test_pooling_dilation_is_rejected() -> None:
     def pool(dilations: list[int]) -> onnx.ModelProto:
         node = helper.make_node("MaxPool", ["x"], ["y"], kernel_shape=[3, 3], dilations=dilations, name="pool")
-        return _model([node], [helper.make_tensor_value_info("x", F, [1, 1, 8, 8])], [helper.make_tensor_value_info("y", F, None)])
+        return make_model([node], [helper.make_tensor_value_info("x", F, [1, 1, 8, 8])], [helper.make_tensor_value_info("y", F, None)])
 
     check_pooling_dilations(pool([1, 1]))
     with pytest.raises(CheckFailedError, match="dilations=\\[2, 2\\]"):
         check_pooling_dilations(pool([2, 2]))
 
 
-def _qdq_model(zero_point: int, dtype: int) -> onnx.ModelProto:
-    np_type = {TensorProto.INT8: np.int8, TensorProto.UINT8: np.uint8}[dtype]
-    inits = [
-        numpy_helper.from_array(np.array(0.1, dtype=np.float32), "scale"),
-        numpy_helper.from_array(np.array(zero_point, dtype=np_type), "zp"),
-    ]
-    nodes = [
-        helper.make_node("QuantizeLinear", ["x", "scale", "zp"], ["q"], name="q"),
-        helper.make_node("DequantizeLinear", ["q", "scale", "zp"], ["y"], name="dq"),
-    ]
-    return _model(nodes, [helper.make_tensor_value_info("x", F, [4])], [helper.make_tensor_value_info("y", F, [4])], inits)
-
-
 def test_qdq_zero_point_must_be_signed_zero() -> None:
-    assert check_qdq_zero_points(_qdq_model(0, TensorProto.INT8)) == 2
+    assert check_qdq_zero_points(qdq_model(0, TensorProto.INT8)) == 2
     with pytest.raises(CheckFailedError, match="zero point is not 0"):
-        check_qdq_zero_points(_qdq_model(3, TensorProto.INT8))
+        check_qdq_zero_points(qdq_model(3, TensorProto.INT8))
     with pytest.raises(CheckFailedError, match="UINT8, not INT8"):
-        check_qdq_zero_points(_qdq_model(128, TensorProto.UINT8))
+        check_qdq_zero_points(qdq_model(128, TensorProto.UINT8))
 
 
 def test_attention_in_fp16_is_rejected() -> None:
     # the same chains with the energy cast to FP16 before the softmax, as a naive FP16 conversion does
-    model = _two_attention_model()
+    model = two_attention_model()
     graph = model.graph
     for prefix in ("pam", "cam"):
         sm = next(n for n in graph.node if n.name == f"{prefix}_sm")
@@ -214,7 +171,7 @@ def test_opset_outside_tensorrt_range_is_rejected() -> None:
 def test_invalid_graph_fails_validation() -> None:
     # Add of shapes [2] and [3] cannot broadcast: strict shape inference must say so
     nodes = [helper.make_node("Add", ["a", "b"], ["y"])]
-    model = _model(
+    model = make_model(
         nodes,
         [helper.make_tensor_value_info("a", F, [2]), helper.make_tensor_value_info("b", F, [3])],
         [helper.make_tensor_value_info("y", F, None)],
@@ -224,6 +181,6 @@ def test_invalid_graph_fails_validation() -> None:
 
 
 def test_op_histogram_counts_most_frequent_first() -> None:
-    hist = op_histogram(_two_attention_model())
+    hist = op_histogram(two_attention_model())
     # ties in alphabetical order, so the histogram of a model is stable across runs
     assert list(hist.items()) == [("MatMul", 4), ("Transpose", 4), ("Softmax", 2), ("Add", 1)]

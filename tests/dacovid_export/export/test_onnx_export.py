@@ -9,30 +9,27 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from click.testing import CliRunner
+from dacovid_export.model import load_checkpoint
 
+from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import sha256_file
-from dacovid_export.model import load_checkpoint
 from dacovid_export.core.onnxruntime_session import open_session, run_session
+from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.export.config import DEFAULT_OPSET, OnnxExportConfig
 from dacovid_export.export.onnx_export import export_onnx, sample_batch
-from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
-from dacovid_export.data.preprocessing import Preprocessing
-
-TINY_CLASSES = ("Normal", "Pneumonia", "COVID-19")
-
+from tests.helpers.cli import assert_one_line_error, invoke
 
 # --- the shared FP32 export (tests/conftest.py: tiny_fp32_onnx) -------------------------------
 
 
-def test_metadata_round_trip(tiny_fp32_onnx: Path, tiny_checkpoint: Path) -> None:
+def test_metadata_round_trip(tiny_fp32_onnx: Path, tiny_checkpoint: Path, tiny_classes: tuple[str, ...]) -> None:
     info = read_onnx_info(tiny_fp32_onnx)
     _, ckpt = load_checkpoint(tiny_checkpoint)
     assert info.kind == "onnx"
-    assert info.class_names == TINY_CLASSES
+    assert info.class_names == tiny_classes
     assert info.preprocessing == ckpt.preprocessing == Preprocessing(image_size=64)
     assert info.precision == "fp32"
     assert info.source_sha256 == sha256_file(tiny_checkpoint)
@@ -46,7 +43,7 @@ def test_metadata_round_trip(tiny_fp32_onnx: Path, tiny_checkpoint: Path) -> Non
     assert read_artifact_info(tiny_fp32_onnx) == info
 
     meta = read_metadata(tiny_fp32_onnx)
-    assert json.loads(meta["class_names"]) == list(TINY_CLASSES)
+    assert json.loads(meta["class_names"]) == list(tiny_classes)
     assert meta["image_size"] == "64"
     assert json.loads(meta["mean"]) == pytest.approx([0.485, 0.456, 0.406])
     assert json.loads(meta["std"]) == pytest.approx([0.229, 0.224, 0.225])
@@ -81,13 +78,14 @@ def test_onnxruntime_matches_pytorch_at_batch_1_and_3(tiny_fp32_onnx: Path, tiny
 
 
 def test_graph_is_clean(tiny_fp32_onnx: Path) -> None:
-    from dacovid_export.export.checks import find_attention_blocks, op_histogram
+    from dacovid_export.artifacts.onnx_graph import find_attention_chains
+    from dacovid_export.export.checks import op_histogram
 
     model = onnx.load(str(tiny_fp32_onnx))
     hist = op_histogram(model)
     assert hist["Softmax"] == 2 and hist["MatMul"] == 4
     assert "Exp" not in hist and "BatchNormalization" not in hist  # BN folded into Conv
-    assert len(find_attention_blocks(model)) == 2
+    assert len(find_attention_chains(model)) == 2
     # ReduceMean's axes (an input since opset 18) is an initializer
     (rm,) = [n for n in model.graph.node if n.op_type == "ReduceMean"]
     assert rm.input[1] in {i.name for i in model.graph.initializer}
@@ -142,25 +140,17 @@ def test_config_batches() -> None:
 # --- CLI and export failures ------------------------------------------------------------------
 
 
-def _run(args: list[str]):
-    return CliRunner().invoke(cli, args, catch_exceptions=False)
-
-
 def test_cli_missing_checkpoint_is_one_line_exit_2(tmp_path: Path) -> None:
-    result = _run(["onnx", str(tmp_path / "nope.pt"), "-o", str(tmp_path / "out.onnx")])
-    assert result.exit_code == 2
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error:") and "does not exist" in lines[0]
+    result = invoke(cli, ["onnx", str(tmp_path / "nope.pt"), "-o", str(tmp_path / "out.onnx")], catch_exceptions=False)
+    assert_one_line_error(result, "does not exist", stream="output")
     assert not (tmp_path / "out.onnx").exists()
 
 
 def test_cli_non_checkpoint_is_one_line_exit_2(tmp_path: Path) -> None:
     bogus = tmp_path / "bogus.pt"
     bogus.write_text("not a checkpoint")
-    result = _run(["onnx", str(bogus), "-o", str(tmp_path / "out.onnx")])
-    assert result.exit_code == 2
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and "not a dacovid-export checkpoint" in lines[0]
+    result = invoke(cli, ["onnx", str(bogus), "-o", str(tmp_path / "out.onnx")], catch_exceptions=False)
+    assert_one_line_error(result, "not a dacovid-export checkpoint", stream="output")
     assert list(tmp_path.iterdir()) == [bogus]
 
 
@@ -169,24 +159,23 @@ def test_cli_non_checkpoint_is_one_line_exit_2(tmp_path: Path) -> None:
     [(["--precision", "int8"], "--calib-data"), (["--opset", "17"], "opset=17"), (["--max-batch", "0"], "max_batch=0")],
 )
 def test_cli_bad_options_exit_2(tmp_path: Path, tiny_checkpoint: Path, extra: list[str], message: str) -> None:
-    result = _run(["onnx", str(tiny_checkpoint), "-o", str(tmp_path / "out.onnx"), *extra])
-    assert result.exit_code == 2
-    assert message in result.output and len(result.output.strip().splitlines()) == 1
+    result = invoke(cli, ["onnx", str(tiny_checkpoint), "-o", str(tmp_path / "out.onnx"), *extra], catch_exceptions=False)
+    assert_one_line_error(result, message, stream="output")
 
 
 def test_cli_onnx_file_as_checkpoint_is_refused(tmp_path: Path, tiny_fp32_onnx: Path) -> None:
-    result = _run(["onnx", str(tiny_fp32_onnx), "-o", str(tmp_path / "out.onnx"), "--precision", "fp16"])
+    result = invoke(cli, ["onnx", str(tiny_fp32_onnx), "-o", str(tmp_path / "out.onnx"), "--precision", "fp16"], catch_exceptions=False)
     assert result.exit_code == 2 and "is an ONNX model" in result.output and "convert_precision" in result.output
 
 
 def test_cli_output_must_be_onnx(tmp_path: Path, tiny_checkpoint: Path) -> None:
-    result = _run(["onnx", str(tiny_checkpoint), "-o", str(tmp_path / "model.bin")])
+    result = invoke(cli, ["onnx", str(tiny_checkpoint), "-o", str(tmp_path / "model.bin")], catch_exceptions=False)
     assert result.exit_code == 2 and "must end in .onnx" in result.output
 
 
 def test_cli_static_batch(tmp_path: Path, tiny_checkpoint: Path) -> None:
     out = tmp_path / "static.onnx"
-    result = _run(["onnx", str(tiny_checkpoint), "-o", str(out), "--static-batch", "--max-batch", "2"])
+    result = invoke(cli, ["onnx", str(tiny_checkpoint), "-o", str(out), "--static-batch", "--max-batch", "2"], catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "static batch 2" in result.output and "batch 2: max |diff|" in result.output
     assert "Softmax 2" in result.output  # the operator histogram is printed

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from click.testing import CliRunner
 
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
 from dacovid_export.parity.run import ParityConfig, Tolerance, judge_logits, run_parity
+from tests.helpers.cli import invoke
 
 
 @pytest.fixture(scope="module")
@@ -30,8 +30,8 @@ def perturbed_onnx(tiny_fp32_onnx: Path, tmp_path_factory: pytest.TempPathFactor
     return path
 
 
-def _check(*args: str) -> "CliRunner.invoke":
-    return CliRunner().invoke(cli, ["check", "--no-progress", *args])
+def _check(*args: str):
+    return invoke(cli, ["check", "--no-progress", *args])
 
 
 # ------------------------------------------------------------------------ library
@@ -230,7 +230,7 @@ def test_cli_missing_model_and_mismatched_classes_exit_2(tiny_checkpoint: Path, 
 
 
 def test_cli_help() -> None:
-    result = CliRunner().invoke(cli, ["check", "--help"])
+    result = invoke(cli, ["check", "--help"])
     assert result.exit_code == 0 and "--int8-max-accuracy-drop" in result.output and "--fp16-min-agreement" in result.output
 
 

@@ -6,12 +6,12 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from tests.helpers.runtimes import tensorrt_importable
-from tests.helpers.tiny import TINY_IMAGE_SIZE
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.pipeline import EMBEDDED_NOTICE, PipelineConfig
+from tests.helpers.cli import assert_one_line_error, invoke
+from tests.helpers.images import write_gray_png
+from tests.helpers.runtimes import tensorrt_importable
 
 SPEC_KEYS = ("artifact", "backend", "precision", "batch", "mean_ms", "p50_ms", "p90_ms", "p95_ms", "p99_ms", "throughput_ips")
 
@@ -24,17 +24,17 @@ def _rtx_builds_here() -> bool:
 
 
 @pytest.fixture(scope="module")
-def embedded_run(tmp_path_factory: pytest.TempPathFactory):
+def embedded_run(tmp_path_factory: pytest.TempPathFactory, tiny_image_size: int):
     """The CLI on the embedded default, shrunk: 64x64, narrow 1x1 reduction head, 2 iterations."""
     from dacovid_export.cli.main import cli
 
     out = tmp_path_factory.mktemp("pipeline") / "run"
     args = [
-        "pipeline", "--out", str(out), "--image-size", str(TINY_IMAGE_SIZE),
+        "pipeline", "--out", str(out), "--image-size", str(tiny_image_size),
         "--model-option", "reduction_channels=16", "--model-option", "reduction_kernel_size=1",
         "--iterations", "2", "--warmup", "1", "--device", "cpu", "--no-progress",
     ]
-    result = CliRunner().invoke(cli, args)
+    result = invoke(cli, args)
     return out, result
 
 
@@ -56,7 +56,7 @@ def test_embedded_run_writes_models_inputs_and_plots(embedded_run) -> None:
     assert "reference_confusion.png" in confusion and len(confusion) == 4
 
 
-def test_report_json_holds_bench_parity_and_provenance(embedded_run) -> None:
+def test_report_json_holds_bench_parity_and_provenance(embedded_run, tiny_image_size: int) -> None:
     out, _ = embedded_run
     report = json.loads((out / "report.json").read_text())
     assert report["embedded_default"] is True and report["passed"] is True
@@ -78,7 +78,7 @@ def test_report_json_holds_bench_parity_and_provenance(embedded_run) -> None:
     # the FP16 step must have kept the attention (MatMul/Softmax) in FP32
     assert any("softmax" in n.lower() for n in report["export"]["fp16"]["fp32_nodes"])
     assert report["environment"]["cpu"]["logical_cores"] >= 1
-    assert report["model_cost"]["image_size"] == TINY_IMAGE_SIZE and report["model_cost"]["gflops"] > 0
+    assert report["model_cost"]["image_size"] == tiny_image_size and report["model_cost"]["gflops"] > 0
     comparisons = {h["comparison"] for h in report["headline"]}
     assert "ONNX Runtime FP32 vs PyTorch eager FP32" in comparisons
     assert "OpenVINO INT8 vs ONNX Runtime FP32" in comparisons
@@ -125,30 +125,25 @@ def test_rtx_engines_are_built_and_described_without_a_gpu(embedded_run) -> None
 def test_cli_error_is_one_line_exit_2(tiny_checkpoint: Path, tmp_path: Path) -> None:
     from dacovid_export.cli.main import cli
 
-    result = CliRunner().invoke(
+    result = invoke(
         cli, ["pipeline", "--out", str(tmp_path / "o"), "--checkpoint", str(tiny_checkpoint), "--image-size", "64"]
     )
-    assert result.exit_code == 2
-    lines = [line for line in result.output.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("error: ") and "--image-size" in lines[0]
+    assert_one_line_error(result, "--image-size", stream="output")
     assert not (tmp_path / "o").exists()  # nothing written before the options were checked
 
 
 def test_cli_bad_model_option_syntax(tmp_path: Path) -> None:
     from dacovid_export.cli.main import cli
 
-    result = CliRunner().invoke(cli, ["pipeline", "--out", str(tmp_path / "o"), "--model-option", "output_stride"])
+    result = invoke(cli, ["pipeline", "--out", str(tmp_path / "o"), "--model-option", "output_stride"])
     assert result.exit_code == 2
     assert "KEY=INTEGER" in result.output
 
 
 def test_unmatched_image_folders_fail_before_any_export(tiny_checkpoint: Path, tmp_path: Path) -> None:
-    from PIL import Image
-
     from dacovid_export.pipeline import run_pipeline
 
-    (tmp_path / "images" / "cats").mkdir(parents=True)
-    Image.new("L", (64, 64)).save(tmp_path / "images" / "cats" / "a.png")
+    write_gray_png(tmp_path / "images" / "cats" / "a.png")
     config = PipelineConfig(out=tmp_path / "o", checkpoint=tiny_checkpoint, images=tmp_path / "images", progress=False)
     with pytest.raises(UserInputError, match="cats"):
         run_pipeline(config)

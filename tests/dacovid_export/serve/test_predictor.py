@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from dacovid_export.core.errors import CheckFailedError, UserInputError
-from dacovid_export.serve.predictor import Prediction, Predictor
 from dacovid_export.data.synthetic import synthetic_image
+from dacovid_export.serve.predictor import Prediction, Predictor
 
 CLASSES = ("Normal", "Pneumonia", "COVID-19")
 

@@ -4,7 +4,7 @@ The schema is tritonclient's generated ``model_config_pb2``. ``from
 tritonclient.grpc import model_config_pb2`` needs grpcio; where only the
 generated module is present it is loaded from tritonclient's folder by path
 (it only needs google.protobuf), so the schema is still Triton's own.
-The engine case uses a clearly named placeholder file in the tmp dir: Triton's
+The engine case uses a clearly named placeholder file (tests/helpers/engines.py): Triton's
 config does not depend on the plan's bytes, and no engine can be built here.
 """
 
@@ -16,15 +16,12 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
 from dacovid_export.cli.main import cli
-from dacovid_export.artifacts.engine_metadata import EngineMetadata, write_engine_metadata
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.serve.triton import write_triton_repository
-
-PLACEHOLDER = b"placeholder plan for Triton config tests - NOT a TensorRT engine\n"
+from tests.helpers.cli import invoke
+from tests.helpers.engines import PLACEHOLDER_PLAN, write_placeholder_engine
 
 
 def _model_config_pb2():
@@ -52,39 +49,11 @@ def _parse(config_path: Path):
     return text_format.Parse(config_path.read_text(encoding="utf-8"), pb2.ModelConfig()), pb2
 
 
-def _placeholder_engine(folder: Path, **changes) -> Path:
-    engine = folder / "placeholder_not_an_engine.fp16.engine"
-    engine.write_bytes(PLACEHOLDER)
-    values = dict(
-        engine_file=engine.name,
-        engine_bytes=len(PLACEHOLDER),
-        engine_sha256=hashlib.sha256(PLACEHOLDER).hexdigest(),
-        tensorrt_version="10.8.0.43",
-        gpu_name="NVIDIA GeForce RTX 2060",
-        compute_capability=(7, 5),
-        hardware_compatible=False,
-        precision="fp16",
-        input_name="input",
-        output_name="logits",
-        profile_min=(1, 3, 64, 64),
-        profile_opt=(4, 3, 64, 64),
-        profile_max=(8, 3, 64, 64),
-        class_names=("Normal", "Pneumonia", "COVID-19"),
-        preprocessing=Preprocessing(image_size=64),
-        onnx_file="tiny.fp16.onnx",
-        onnx_sha256="ab" * 32,
-        source_sha256="cd" * 32,
-    )
-    values.update(changes)
-    write_engine_metadata(engine, EngineMetadata(**values))  # type: ignore[arg-type]
-    return engine
-
-
 def test_engine_repository(tmp_path: Path) -> None:
-    engine = _placeholder_engine(tmp_path)
+    engine = write_placeholder_engine(tmp_path)
     model_dir = write_triton_repository(engine, tmp_path / "repo", instances=2)
     assert model_dir == tmp_path / "repo" / "dacovid"
-    assert (model_dir / "1" / "model.plan").read_bytes() == PLACEHOLDER
+    assert (model_dir / "1" / "model.plan").read_bytes() == PLACEHOLDER_PLAN
     assert (model_dir / "labels.txt").read_text() == "Normal\nPneumonia\nCOVID-19\n"
     assert json.loads((model_dir / "dacovid_metadata.json").read_text())["tensorrt_version"] == "10.8.0.43"
 
@@ -109,14 +78,14 @@ def test_engine_repository(tmp_path: Path) -> None:
     assert params["dacovid_compute_capability"] == "7.5"
     assert params["dacovid_hardware_compatible"] == "false"
     assert params["dacovid_source_sha256"] == "cd" * 32
-    assert params["dacovid_model_sha256"] == hashlib.sha256(PLACEHOLDER).hexdigest()
+    assert params["dacovid_model_sha256"] == hashlib.sha256(PLACEHOLDER_PLAN).hexdigest()
     assert json.loads(params["dacovid_class_names"]) == ["Normal", "Pneumonia", "COVID-19"]
     assert json.loads(params["dacovid_preprocessing"])["image_size"] == 64
     assert not [p for p in model_dir.rglob("*") if ".tmp" in p.name]
 
 
 def test_engine_max_batch_rules(tmp_path: Path) -> None:
-    engine = _placeholder_engine(tmp_path)
+    engine = write_placeholder_engine(tmp_path)
     model_dir = write_triton_repository(engine, tmp_path / "repo", name="small", max_batch=2)
     config, _ = _parse(model_dir / "config.pbtxt")
     assert config.max_batch_size == 2 and list(config.dynamic_batching.preferred_batch_size) == [2]
@@ -128,7 +97,7 @@ def test_engine_max_batch_rules(tmp_path: Path) -> None:
 
 
 def test_engine_must_accept_batch_one(tmp_path: Path) -> None:
-    engine = _placeholder_engine(tmp_path, profile_min=(2, 3, 64, 64))
+    engine = write_placeholder_engine(tmp_path, profile_min=(2, 3, 64, 64))
     with pytest.raises(UserInputError, match="rebuild it with --min-batch 1"):
         write_triton_repository(engine, tmp_path / "repo")
 
@@ -172,7 +141,7 @@ def test_onnx_with_fixed_batch_is_refused(make_toy_onnx, tmp_path: Path) -> None
 
 def test_existing_model_needs_overwrite(make_toy_onnx, tmp_path: Path) -> None:
     onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
-    engine = _placeholder_engine(tmp_path)
+    engine = write_placeholder_engine(tmp_path)
     write_triton_repository(onnx_path, tmp_path / "repo")
     with pytest.raises(UserInputError, match="--overwrite"):
         write_triton_repository(engine, tmp_path / "repo")
@@ -201,7 +170,7 @@ def test_checkpoint_is_refused(tiny_checkpoint: Path, tmp_path: Path) -> None:
 def test_cli(make_toy_onnx, tmp_path: Path) -> None:
     onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
     repo = tmp_path / "repo"
-    result = CliRunner().invoke(
+    result = invoke(
         cli, ["triton", str(onnx_path), "--repo", str(repo), "--name", "cxr", "--max-batch", "4", "--kind", "cpu"]
     )
     assert result.exit_code == 0, result.output
@@ -209,5 +178,5 @@ def test_cli(make_toy_onnx, tmp_path: Path) -> None:
     config, pb2 = _parse(repo / "cxr" / "config.pbtxt")
     assert config.name == "cxr" and config.max_batch_size == 4
     assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU
-    again = CliRunner().invoke(cli, ["triton", str(onnx_path), "--repo", str(repo), "--name", "cxr"])
+    again = invoke(cli, ["triton", str(onnx_path), "--repo", str(repo), "--name", "cxr"])
     assert again.exit_code == 2 and "--overwrite" in again.output
