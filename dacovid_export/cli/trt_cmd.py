@@ -13,7 +13,7 @@ from dacovid_export.cli.common import handle_errors
 from dacovid_export.trt.library import RUNTIME_CHOICES
 
 if TYPE_CHECKING:
-    from dacovid_export.engine.build import EngineBuildConfig
+    from dacovid_export.engine.config import EngineBuildConfig
 
 __all__ = ["trt"]
 
@@ -80,7 +80,7 @@ def trt(
     TensorRT's parser gave each node is printed and kept in OUTPUT.json.
     """
     from dacovid_export.core.errors import UserInputError
-    from dacovid_export.engine.build import EngineBuildConfig
+    from dacovid_export.engine.config import EngineBuildConfig
 
     config = EngineBuildConfig(
         precision=_precision(fp16, int8, fp32),
@@ -144,8 +144,7 @@ def _target_cc(text: str | None) -> tuple[str, ...]:
 
 
 def _print_trtexec(model: Path, output: Path, config: "EngineBuildConfig", trt_major: int | None) -> None:
-    from dacovid_export.engine.build import trtexec_equivalent
-    from dacovid_export.engine.trtexec import format_command
+    from dacovid_export.engine.trtexec import format_command, trtexec_equivalent
 
     commands = trtexec_equivalent(model, output, config, trt_major=trt_major)
     for major, cmd in commands:

@@ -28,207 +28,35 @@ the sidecar records the precision the real parser gave every ONNX node
 from __future__ import annotations
 
 import dataclasses
-import datetime as _dt
-import hashlib
-import math
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dacovid_export.artifacts.engine_metadata import RTX_DEFAULT_TARGETS, RTX_TARGETS
-from dacovid_export.artifacts.info import PRECISIONS
-from dacovid_export.artifacts.onnx_graph import external_data_locations
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.core.errors import EngineBuildError, UserInputError
-from dacovid_export.core.fileio import atomic_path, atomic_write_bytes, sha256_file
+from dacovid_export.core.fileio import atomic_write_bytes
 from dacovid_export.core.progress import StepTimer
-from dacovid_export.trt.library import RUNTIME_CHOICES
+from dacovid_export.engine.config import (
+    EngineBuildConfig,
+    EngineBuildResult,
+    check_engine_paths,
+)
+from dacovid_export.engine.sidecar import engine_sidecar, write_engine_and_sidecar
+from dacovid_export.engine.trtexec import trtexec_for
 from dacovid_export.trt.network import one_line
 
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from dacovid_export.artifacts.engine_metadata import EngineMetadata
     from dacovid_export.artifacts.info import ArtifactInfo
     from dacovid_export.trt.library import GpuInfo, TrtLog
-    from dacovid_export.trt.network import LayerPrecisions
 
-__all__ = [
-    "ENGINE_SUFFIXES",
-    "EngineBuildError",
-    "EngineBuildConfig",
-    "EngineBuildResult",
-    "build_engine",
-    "check_engine_paths",
-    "precision_onnx_path",
-    "prepare_build",
-    "trtexec_equivalent",
-]
-
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-_MAX_BATCH_LIMIT = 4096
+__all__ = ["Log", "build_engine", "prepare_build"]
 
 Log = Callable[[str], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class EngineBuildConfig:
-    """How to build: precision, batch profile, workspace, optimization level, cache, portability.
-
-    ``opt_batch`` (the batch TensorRT tunes its kernels for) defaults to
-    ``max_batch``: throughput first; give ``opt_batch=1`` for single-image latency.
-    ``workspace_gib`` caps TensorRT's scratch memory (``MemoryPoolType.WORKSPACE``).
-    ``opt_level`` is ``builder_optimization_level`` (0-5, TensorRT's default 3).
-    ``hardware_compatible`` builds an ``ampere+`` engine that runs on any GPU of
-    compute capability >= 8.0 (it must be built on one; may be slower).
-    ``runtime`` is ``"auto"``, ``"tensorrt"`` or ``"tensorrt-rtx"``;
-    ``target_cc`` (TensorRT-RTX only) the compute capabilities to compile for,
-    e.g. ``("8.6", "8.9")``; empty: TensorRT-RTX's default set.
-    """
-
-    precision: str
-    min_batch: int = 1
-    opt_batch: int | None = None
-    max_batch: int = 8
-    workspace_gib: float = 4.0
-    opt_level: int = 3
-    timing_cache: Path | None = None
-    hardware_compatible: bool = False
-    runtime: str = "auto"
-    target_cc: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UserInputError(f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
-        for name in ("min_batch", "max_batch"):
-            _check_batch(name, getattr(self, name))
-        if self.opt_batch is None:
-            object.__setattr__(self, "opt_batch", self.max_batch)
-        _check_batch("opt_batch", self.opt_batch)
-        if not (self.min_batch <= self.opt_batch <= self.max_batch):  # type: ignore[operator]
-            raise UserInputError(
-                f"batch sizes min={self.min_batch} opt={self.opt_batch} max={self.max_batch}: need min <= opt <= max"
-            )
-        workspace = self.workspace_gib
-        if isinstance(workspace, bool) or not isinstance(workspace, (int, float)) or not math.isfinite(workspace) or workspace <= 0:
-            raise UserInputError(f"workspace_gib={workspace!r}: give a positive number of GiB (e.g. 4)")
-        if workspace * 2**30 < 2**20:
-            raise UserInputError(f"workspace_gib={workspace!r}: less than 1 MiB of workspace cannot build this model")
-        object.__setattr__(self, "workspace_gib", float(workspace))
-        if isinstance(self.opt_level, bool) or not isinstance(self.opt_level, int) or not 0 <= self.opt_level <= 5:
-            raise UserInputError(f"opt_level={self.opt_level!r}: TensorRT builder optimization levels are 0..5 (default 3)")
-        if self.timing_cache is not None:
-            cache = Path(self.timing_cache)
-            if cache.exists() and not cache.is_file():
-                raise UserInputError(f"timing cache {str(cache)!r} exists but is not a file")
-            object.__setattr__(self, "timing_cache", cache)
-        if not isinstance(self.hardware_compatible, bool):
-            raise UserInputError(f"hardware_compatible={self.hardware_compatible!r}: must be True or False")
-        if self.runtime not in RUNTIME_CHOICES:
-            raise UserInputError(f"runtime={self.runtime!r}: use one of {', '.join(RUNTIME_CHOICES)}")
-        if isinstance(self.target_cc, str) or not all(isinstance(t, str) for t in self.target_cc):
-            raise UserInputError(f"target_cc={self.target_cc!r}: give a tuple of compute capabilities like ('8.6', '8.9')")
-        targets = tuple(self.target_cc)
-        unknown = [t for t in targets if t not in RTX_TARGETS]
-        if unknown:
-            raise UserInputError(
-                f"--target-cc {','.join(targets)}: {', '.join(unknown)} is not a TensorRT-RTX target; choose from "
-                f"{', '.join(RTX_TARGETS)} (no 9.0: Hopper GPUs such as the H100/H200 need --runtime tensorrt)"
-            )
-        if len(set(targets)) != len(targets):
-            raise UserInputError(f"--target-cc {','.join(targets)}: a compute capability is listed twice")
-        object.__setattr__(self, "target_cc", targets)
-        if self.runtime != "auto":
-            self.check_runtime(self.runtime)
-
-    def check_runtime(self, runtime: str, why: str = "") -> None:
-        """Refuse the options that ``runtime`` does not have (``why``: how that runtime was chosen)."""
-        chosen = f" ({why})" if why else ""
-        if runtime == "tensorrt" and self.target_cc:
-            raise UserInputError(
-                f"--target-cc applies to TensorRT-RTX, but the runtime is TensorRT{chosen}, which builds for the GPU "
-                "it runs on: drop --target-cc, or give --runtime tensorrt-rtx"
-            )
-        if runtime == "tensorrt-rtx" and self.hardware_compatible:
-            raise UserInputError(
-                f"--hardware-compatible is a TensorRT option, but the runtime is TensorRT-RTX{chosen}: choose its "
-                "target GPUs with --target-cc instead (e.g. --target-cc 8.6,8.9,12.0)"
-            )
-        if runtime == "tensorrt-rtx" and self.timing_cache is not None:
-            raise UserInputError(
-                f"--timing-cache does nothing with TensorRT-RTX{chosen} (it compiles kernels on the GPU at run time "
-                "and keeps them in a runtime cache next to the engine): drop --timing-cache"
-            )
-
-    @property
-    def workspace_bytes(self) -> int:
-        return int(self.workspace_gib * 2**30)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "precision": self.precision,
-            "min_batch": self.min_batch,
-            "opt_batch": self.opt_batch,
-            "max_batch": self.max_batch,
-            "workspace_gib": self.workspace_gib,
-            "opt_level": self.opt_level,
-            "timing_cache": str(self.timing_cache) if self.timing_cache is not None else None,
-            "hardware_compatible": self.hardware_compatible,
-            "runtime": self.runtime,
-            "target_cc": list(self.target_cc),
-        }
-
-
-def _check_batch(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_BATCH_LIMIT:
-        raise UserInputError(f"{name}={value!r}: must be an integer from 1 to {_MAX_BATCH_LIMIT}")
-
-
-@dataclasses.dataclass(frozen=True)
-class EngineBuildResult:
-    engine_path: Path
-    metadata_path: Path
-    onnx_path: Path  # the ONNX the engine was parsed from
-    converted_onnx: Path | None  # written by the precision step, if it ran
-    metadata: "EngineMetadata"
-    phase_seconds: dict[str, float]
-    timing_cache: Path | None
-    trtexec: list[str]  # empty for TensorRT-RTX (its tool is tensorrt_rtx, not trtexec)
-    layer_precisions: "LayerPrecisions"
-    runtime_reason: str = ""  # how the runtime was chosen ("auto: ...")
-    verified: str = ""  # "deserialized on <GPU>" or why the engine could not be loaded here
-
-    @property
-    def total_seconds(self) -> float:
-        return sum(self.phase_seconds.values())
-
-
-def precision_onnx_path(engine_path: str | os.PathLike[str], precision: str) -> Path:
-    """Where the precision step writes its ONNX: ``out.fp16.engine`` -> ``out.fp16.onnx``, ``out.engine`` -> ``out.fp16.onnx``."""
-    engine_path = Path(engine_path)
-    stem = engine_path.stem
-    if not stem.endswith(f".{precision}"):
-        stem = f"{stem}.{precision}"
-    return engine_path.with_name(stem + ".onnx")
-
-
-# ----------------------------------------------------------------------------- checks before any work
-
-
-def check_engine_paths(onnx_path: Path, output: Path) -> None:
-    """The ONNX input exists and the output is named like an engine."""
-    if onnx_path.suffix.lower() != ".onnx":
-        raise UserInputError(f"{str(onnx_path)!r} is not an ONNX model (.onnx): make one with 'dacovid-export onnx'")
-    if not onnx_path.is_file():
-        raise UserInputError(f"ONNX model {str(onnx_path)!r} does not exist or is not a file")
-    if output.suffix.lower() not in ENGINE_SUFFIXES:
-        raise UserInputError(
-            f"output {str(output)!r}: an engine file must end in {', '.join(ENGINE_SUFFIXES)} (e.g. model.fp16.engine)"
-        )
-    if output.exists() and output.is_dir():
-        raise UserInputError(f"output {str(output)!r} is a folder; give an engine file name")
 
 
 # ----------------------------------------------------------------------------- the build
@@ -379,14 +207,14 @@ def _build_on_device(
             if not rtx:
                 # flags are known for 10.x and 11.x; a newer major records the 11.x form
                 major = min(parse_version(str(trt.__version__))[0], TRTEXEC_MAJORS[-1])
-                trtexec = _trtexec_for(source, output, config, major, info.input_name, chw[1], chw[0])
-            metadata = _engine_metadata(
+                trtexec = trtexec_for(source, output, config, major, info.input_name, chw[1], chw[0])
+            metadata = engine_sidecar(
                 trt, gpu, info, source, output, config, shapes, io, blob, phases, trtexec, targets, precisions, verified
             )
             # the cache first: it is valid on its own, and a failure saving it must not leave an engine behind
             if cache is not None and config.timing_cache is not None:
                 _save_timing_cache(builder_config, config.timing_cache)
-            metadata_path = _write_engine_and_sidecar(output, blob, metadata)
+            metadata_path = write_engine_and_sidecar(output, blob, metadata)
     finally:
         tlog.echo = None
 
@@ -403,29 +231,6 @@ def _build_on_device(
         trtexec=trtexec,
         layer_precisions=precisions,
         verified=verified,
-    )
-
-
-def _trtexec_for(
-    source: Path, output: Path, config: EngineBuildConfig, major: int, input_name: str, image_size: int, channels: int = 3
-) -> list[str]:
-    """The trtexec argv of TensorRT ``major`` that builds what ``config`` asks for."""
-    from dacovid_export.engine.trtexec import trtexec_command
-
-    return trtexec_command(
-        source,
-        output,
-        trt_major=major,
-        input_name=input_name,
-        image_size=image_size,
-        channels=channels,
-        min_batch=config.min_batch,
-        opt_batch=config.opt_batch,  # type: ignore[arg-type]
-        max_batch=config.max_batch,
-        workspace_gib=config.workspace_gib,
-        opt_level=config.opt_level,
-        timing_cache=config.timing_cache,
-        hardware_compatible=config.hardware_compatible,
     )
 
 
@@ -586,145 +391,3 @@ def _verify_engine(
     return io, f"deserialized on {gpu.name} (compute capability {gpu.compute_capability_str}): I/O and profile as built"
 
 
-def _onnx_digests(source: Path) -> tuple[str, dict[str, str]]:
-    """sha256 of the .onnx file and of each external data file it references."""
-    external = {}
-    for location in external_data_locations(source):
-        data_file = source.parent / location
-        if data_file.is_file():
-            external[location] = sha256_file(data_file)
-    return sha256_file(source), external
-
-
-def _engine_metadata(
-    trt: "ModuleType",
-    gpu: "GpuInfo | None",
-    info: "ArtifactInfo",
-    source: Path,
-    output: Path,
-    config: EngineBuildConfig,
-    shapes: tuple[tuple[int, ...], ...],
-    io: dict[str, str],
-    blob: bytes,
-    phases: StepTimer,
-    trtexec: list[str],
-    targets: tuple[str, ...],
-    precisions: "LayerPrecisions",
-    verified: str,
-) -> "EngineMetadata":
-    from dacovid_export.artifacts.engine_metadata import EngineMetadata
-    from dacovid_export.core.versions import package_versions
-    from dacovid_export.engine.trtexec import format_command
-    from dacovid_export.trt.library import runtime_of
-
-    onnx_sha, external = _onnx_digests(source)
-    build = config.to_dict()
-    build["seconds"] = {k: round(v, 3) for k, v in phases.seconds.items()}
-    build["trtexec"] = format_command(trtexec) if trtexec else None
-    build["verified"] = verified
-    if gpu is not None:
-        build["gpu_memory_gib"] = round(gpu.total_memory_bytes / 2**30, 1)
-    runtime = runtime_of(trt)
-    if runtime == "tensorrt-rtx":
-        build["default_targets"] = not config.target_cc
-    return EngineMetadata(
-        engine_file=output.name,
-        engine_bytes=len(blob),
-        engine_sha256=hashlib.sha256(blob).hexdigest(),
-        tensorrt_version=str(trt.__version__),
-        gpu_name=gpu.name if gpu is not None else "",
-        compute_capability=gpu.compute_capability if gpu is not None else None,
-        hardware_compatible=config.hardware_compatible,
-        precision=config.precision,
-        input_name=info.input_name,
-        output_name=info.output_name,
-        input_dtype=io["input"],
-        output_dtype=io["output"],
-        profile_min=shapes[0],  # type: ignore[arg-type]
-        profile_opt=shapes[1],  # type: ignore[arg-type]
-        profile_max=shapes[2],  # type: ignore[arg-type]
-        class_names=info.class_names,
-        preprocessing=info.preprocessing,
-        onnx_file=str(source),
-        onnx_sha256=onnx_sha,
-        onnx_external_data=external,
-        source_sha256=info.source_sha256,
-        build=build,
-        versions=package_versions(),
-        created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        runtime=runtime,
-        compute_capabilities=targets if runtime == "tensorrt-rtx" else (),
-        layer_precisions=precisions.to_dict(),
-    )
-
-
-def _write_engine_and_sidecar(output: Path, blob: bytes, metadata: "EngineMetadata") -> Path:
-    """Write both through temporary files and renames (engine, then sidecar); on failure neither new file stays."""
-    import json
-
-    from dacovid_export.artifacts.engine_metadata import sidecar_path
-
-    side = sidecar_path(output)
-    engine_in_place = False
-    try:
-        with atomic_path(side) as side_tmp:
-            side_tmp.write_text(json.dumps(metadata.to_dict(), indent=2) + "\n", encoding="utf-8")
-            with atomic_path(output) as engine_tmp:
-                with open(engine_tmp, "wb") as fh:
-                    fh.write(blob)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-            engine_in_place = True
-    except BaseException:
-        if engine_in_place:
-            output.unlink(missing_ok=True)
-        raise
-    return side
-
-
-# ----------------------------------------------------------------------------- trtexec, without TensorRT
-
-
-def trtexec_equivalent(
-    onnx_path: str | os.PathLike[str],
-    output: str | os.PathLike[str],
-    config: EngineBuildConfig,
-    *,
-    trt_major: int | None = None,
-) -> list[tuple[int, list[str]]]:
-    """``[(major, trtexec argv)]`` that build what :func:`build_engine` would; needs neither TensorRT nor a GPU.
-
-    ``trt_major=None``: the installed TensorRT's major version, or both 10 and 11
-    when TensorRT is not installed. When an FP32 ONNX is to become FP16/INT8 the
-    command names the ONNX that the precision step writes (trtexec has no such
-    step), see :func:`precision_onnx_path`.
-    """
-    from dacovid_export.core.versions import parse_version
-    from dacovid_export.engine.trtexec import TRTEXEC_MAJORS
-    from dacovid_export.trt.library import installed_tensorrt_version
-
-    onnx_path, output = Path(onnx_path), Path(output)
-    check_engine_paths(onnx_path, output)
-    info = read_onnx_info(onnx_path)
-    have, want = info.precision, config.precision
-    if have == want:
-        source = onnx_path
-    elif have == "fp32":
-        source = precision_onnx_path(output, want)
-    else:
-        raise UserInputError(
-            f"{str(onnx_path)!r} is a {have} ONNX and can only become a {have} engine (use --{have})"
-        )
-    if trt_major is not None:
-        majors = [trt_major]
-    else:
-        installed = installed_tensorrt_version()
-        major = parse_version(installed)[0] if installed else None
-        majors = [major] if major in TRTEXEC_MAJORS else list(TRTEXEC_MAJORS)
-    return [
-        (
-            major,
-            _trtexec_for(source, output, config, major, info.input_name, info.image_size),  # type: ignore[arg-type]
-        )
-        for major in majors
-    ]

@@ -21,14 +21,12 @@ from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.calibration.convert import convert_precision
 from dacovid_export.core.errors import EngineBuildError, UserInputError
-from dacovid_export.engine.build import (
+from dacovid_export.engine.build import Log, build_engine, prepare_build
+from dacovid_export.engine.config import (
     EngineBuildConfig,
     EngineBuildResult,
-    Log,
-    build_engine,
     check_engine_paths,
     precision_onnx_path,
-    prepare_build,
 )
 
 __all__ = ["make_engine"]

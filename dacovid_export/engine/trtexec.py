@@ -21,10 +21,17 @@ import math
 import os
 import shlex
 from collections.abc import Sequence
+from pathlib import Path
 
+from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.engine.config import (
+    EngineBuildConfig,
+    check_engine_paths,
+    precision_onnx_path,
+)
 
-__all__ = ["TRTEXEC_MAJORS", "trtexec_command", "format_command"]
+__all__ = ["TRTEXEC_MAJORS", "trtexec_command", "trtexec_for", "trtexec_equivalent", "format_command"]
 
 TRTEXEC_MAJORS = (10, 11)
 
@@ -100,3 +107,69 @@ def trtexec_command(
 def format_command(cmd: Sequence[str]) -> str:
     """A shell-ready line (arguments quoted where needed)."""
     return shlex.join(list(cmd))
+
+
+def trtexec_for(
+    source: Path, output: Path, config: EngineBuildConfig, major: int, input_name: str, image_size: int, channels: int = 3
+) -> list[str]:
+    """The trtexec argv of TensorRT ``major`` that builds what ``config`` asks for."""
+    return trtexec_command(
+        source,
+        output,
+        trt_major=major,
+        input_name=input_name,
+        image_size=image_size,
+        channels=channels,
+        min_batch=config.min_batch,
+        opt_batch=config.opt_batch,  # type: ignore[arg-type]
+        max_batch=config.max_batch,
+        workspace_gib=config.workspace_gib,
+        opt_level=config.opt_level,
+        timing_cache=config.timing_cache,
+        hardware_compatible=config.hardware_compatible,
+    )
+
+
+def trtexec_equivalent(
+    onnx_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    config: EngineBuildConfig,
+    *,
+    trt_major: int | None = None,
+) -> list[tuple[int, list[str]]]:
+    """``[(major, trtexec argv)]`` that build what :func:`build_engine` would; needs neither TensorRT nor a GPU.
+
+    ``trt_major=None``: the installed TensorRT's major version, or both 10 and 11
+    when TensorRT is not installed. When an FP32 ONNX is to become FP16/INT8 the
+    command names the ONNX that the precision step writes (trtexec has no such
+    step), see :func:`precision_onnx_path`.
+    """
+    from dacovid_export.core.versions import parse_version
+    from dacovid_export.trt.library import installed_tensorrt_version
+
+    onnx_path, output = Path(onnx_path), Path(output)
+    check_engine_paths(onnx_path, output)
+    info = read_onnx_info(onnx_path)
+    have, want = info.precision, config.precision
+    if have == want:
+        source = onnx_path
+    elif have == "fp32":
+        source = precision_onnx_path(output, want)
+    else:
+        raise UserInputError(
+            f"{str(onnx_path)!r} is a {have} ONNX and can only become a {have} engine (use --{have})"
+        )
+    if trt_major is not None:
+        majors = [trt_major]
+    else:
+        installed = installed_tensorrt_version()
+        major = parse_version(installed)[0] if installed else None
+        majors = [major] if major in TRTEXEC_MAJORS else list(TRTEXEC_MAJORS)
+    return [
+        (
+            major,
+            trtexec_for(source, output, config, major, info.input_name, info.image_size),  # type: ignore[arg-type]
+        )
+        for major in majors
+    ]
+

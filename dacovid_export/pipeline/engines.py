@@ -19,13 +19,14 @@ from dacovid_export.core.errors import (
     MissingDependencyError,
 )
 from dacovid_export.core.progress import StepTimer
-from dacovid_export.engine.build import EngineBuildConfig, build_engine
+from dacovid_export.engine.build import build_engine
+from dacovid_export.engine.config import EngineBuildConfig
 from dacovid_export.pipeline.config import PARITY_BATCH, PipelineConfig
 from dacovid_export.pipeline.outcomes import FailedStep, SkippedStep
 from dacovid_export.trt.library import gpu_info, resolve_runtime
 
 if TYPE_CHECKING:
-    from dacovid_export.engine.build import EngineBuildConfig, EngineBuildResult
+    from dacovid_export.engine.config import EngineBuildConfig, EngineBuildResult
 
 __all__ = ["EngineRecord", "EngineBuilds", "RunnableEngines", "build_one", "build_engines", "runnable_engines"]
 

@@ -8,24 +8,19 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from dacovid_export.artifacts.engine_metadata import EngineMetadata
 
 PLACEHOLDER_PLAN = b"placeholder plan for tests - NOT a TensorRT engine\n"
 
 
-def write_placeholder_engine(folder: Path, *, flip_byte: bool = False, **changes: object) -> Path:
-    """``folder/placeholder_not_an_engine.fp16.engine`` and its sidecar (a 64x64 FP16 engine of a 2060).
-
-    ``changes`` replace sidecar fields; ``flip_byte`` changes one byte of the file
-    after the sidecar recorded its sha256 (a damaged or swapped engine).
-    """
-    from dacovid_export.artifacts.engine_metadata import (
-        EngineMetadata,
-        write_engine_metadata,
-    )
+def placeholder_metadata(engine: Path, data: bytes = PLACEHOLDER_PLAN, **changes: object) -> "EngineMetadata":
+    """The sidecar of a 64x64 FP16 engine built on an RTX 2060 whose file holds ``data``; ``changes`` replace fields."""
+    from dacovid_export.artifacts.engine_metadata import EngineMetadata
     from dacovid_export.data.preprocessing import Preprocessing
 
-    data = PLACEHOLDER_PLAN
-    engine = folder / "placeholder_not_an_engine.fp16.engine"
     values: dict[str, object] = dict(
         engine_file=engine.name,
         engine_bytes=len(data),
@@ -47,6 +42,19 @@ def write_placeholder_engine(folder: Path, *, flip_byte: bool = False, **changes
         source_sha256="cd" * 32,
     )
     values.update(changes)
-    write_engine_metadata(engine, EngineMetadata(**values))  # type: ignore[arg-type]
+    return EngineMetadata(**values)  # type: ignore[arg-type]
+
+
+def write_placeholder_engine(folder: Path, *, flip_byte: bool = False, **changes: object) -> Path:
+    """``folder/placeholder_not_an_engine.fp16.engine`` and its sidecar (a 64x64 FP16 engine of a 2060).
+
+    ``changes`` replace sidecar fields; ``flip_byte`` changes one byte of the file
+    after the sidecar recorded its sha256 (a damaged or swapped engine).
+    """
+    from dacovid_export.artifacts.engine_metadata import write_engine_metadata
+
+    data = PLACEHOLDER_PLAN
+    engine = folder / "placeholder_not_an_engine.fp16.engine"
+    write_engine_metadata(engine, placeholder_metadata(engine, data, **changes))
     engine.write_bytes(data[:10] + bytes([data[10] ^ 1]) + data[11:] if flip_byte else data)
     return engine

@@ -8,7 +8,6 @@ write_engine_metadata; nothing here deserializes the placeholder.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import shlex
 from pathlib import Path
@@ -26,36 +25,20 @@ from dacovid_export.artifacts.engine_metadata import (
 )
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
-from dacovid_export.data.preprocessing import Preprocessing
+from tests.helpers.engines import placeholder_metadata
 
 PLACEHOLDER = b"placeholder bytes for metadata tests - NOT a TensorRT engine\n"
 
 
 def _metadata(engine: Path, **changes) -> EngineMetadata:
-    base = EngineMetadata(
-        engine_file=engine.name,
-        engine_bytes=len(PLACEHOLDER),
-        engine_sha256=hashlib.sha256(PLACEHOLDER).hexdigest(),
-        tensorrt_version="10.8.0.43",
-        gpu_name="NVIDIA GeForce RTX 2060",
-        compute_capability=(7, 5),
-        hardware_compatible=False,
-        precision="fp16",
-        input_name="input",
-        output_name="logits",
-        profile_min=(1, 3, 64, 64),
-        profile_opt=(4, 3, 64, 64),
-        profile_max=(8, 3, 64, 64),
-        class_names=("Normal", "Pneumonia", "COVID-19"),
-        preprocessing=Preprocessing(image_size=64),
+    """The shared placeholder sidecar, with the build facts these tests read back."""
+    base = dict(
         onnx_file="models/tiny.fp16.onnx",
-        onnx_sha256="ab" * 32,
-        source_sha256="cd" * 32,
         build={"workspace_gib": 4.0, "opt_level": 3, "seconds": {"parse": 0.1}},
         versions={"dacovid-export": "0.1.0", "tensorrt": "10.8.0.43"},
         created="2026-01-01T00:00:00+00:00",
     )
-    return dataclasses.replace(base, **changes)
+    return placeholder_metadata(engine, PLACEHOLDER, **{**base, **changes})
 
 
 @pytest.fixture()

@@ -16,7 +16,8 @@ import pytest
 
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import MissingDependencyError, UserInputError
-from dacovid_export.engine.build import EngineBuildConfig, build_engine
+from dacovid_export.engine.build import build_engine
+from dacovid_export.engine.config import EngineBuildConfig
 from dacovid_export.trt.library import (
     check_tensorrt_version,
     gpu_info,

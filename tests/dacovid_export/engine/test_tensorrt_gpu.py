@@ -30,6 +30,7 @@ from dacovid_export.artifacts.engine_metadata import (  # noqa: E402
 )
 from dacovid_export.cli.main import cli  # noqa: E402
 from dacovid_export.core.errors import (  # noqa: E402
+    EngineBuildError,
     IncompatibleArtifactError,
     MissingDependencyError,
     UserInputError,
@@ -37,11 +38,10 @@ from dacovid_export.core.errors import (  # noqa: E402
 from dacovid_export.core.fileio import sha256_file  # noqa: E402
 from dacovid_export.core.versions import parse_version  # noqa: E402
 from dacovid_export.data.synthetic import synthetic_batch  # noqa: E402
-from dacovid_export.engine.build import (  # noqa: E402
+from dacovid_export.engine.build import build_engine  # noqa: E402
+from dacovid_export.engine.config import (  # noqa: E402
     EngineBuildConfig,
-    EngineBuildError,
     EngineBuildResult,
-    build_engine,
     precision_onnx_path,
 )
 from dacovid_export.engine.make import make_engine  # noqa: E402

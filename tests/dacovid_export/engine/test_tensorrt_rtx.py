@@ -28,7 +28,8 @@ from dacovid_export.core.errors import (
     MissingDependencyError,
     UserInputError,
 )
-from dacovid_export.engine.build import EngineBuildConfig, build_engine
+from dacovid_export.engine.build import build_engine
+from dacovid_export.engine.config import EngineBuildConfig
 from tests.helpers.cli import error_lines, invoke
 
 trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is not installed: pip install -e '.[rtx]'")

@@ -9,12 +9,12 @@ import pytest
 
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.engine.build import (
-    EngineBuildConfig,
-    precision_onnx_path,
+from dacovid_export.engine.config import EngineBuildConfig, precision_onnx_path
+from dacovid_export.engine.trtexec import (
+    format_command,
+    trtexec_command,
     trtexec_equivalent,
 )
-from dacovid_export.engine.trtexec import format_command, trtexec_command
 from tests.helpers.cli import invoke
 
 COMMON = dict(input_name="input", image_size=224, min_batch=1, opt_batch=4, max_batch=8)

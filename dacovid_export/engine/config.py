@@ -1,0 +1,185 @@
+"""How to build an engine (validated up front), what a build returns, and where its files go."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dacovid_export.artifacts.engine_metadata import RTX_TARGETS
+from dacovid_export.artifacts.info import PRECISIONS
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.trt.library import RUNTIME_CHOICES
+
+if TYPE_CHECKING:
+    from dacovid_export.artifacts.engine_metadata import EngineMetadata
+    from dacovid_export.trt.network import LayerPrecisions
+
+__all__ = [
+    "ENGINE_SUFFIXES",
+    "EngineBuildConfig",
+    "EngineBuildResult",
+    "check_engine_paths",
+    "precision_onnx_path",
+]
+
+ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
+_MAX_BATCH_LIMIT = 4096
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineBuildConfig:
+    """How to build: precision, batch profile, workspace, optimization level, cache, portability.
+
+    ``opt_batch`` (the batch TensorRT tunes its kernels for) defaults to
+    ``max_batch``: throughput first; give ``opt_batch=1`` for single-image latency.
+    ``workspace_gib`` caps TensorRT's scratch memory (``MemoryPoolType.WORKSPACE``).
+    ``opt_level`` is ``builder_optimization_level`` (0-5, TensorRT's default 3).
+    ``hardware_compatible`` builds an ``ampere+`` engine that runs on any GPU of
+    compute capability >= 8.0 (it must be built on one; may be slower).
+    ``runtime`` is ``"auto"``, ``"tensorrt"`` or ``"tensorrt-rtx"``;
+    ``target_cc`` (TensorRT-RTX only) the compute capabilities to compile for,
+    e.g. ``("8.6", "8.9")``; empty: TensorRT-RTX's default set.
+    """
+
+    precision: str
+    min_batch: int = 1
+    opt_batch: int | None = None
+    max_batch: int = 8
+    workspace_gib: float = 4.0
+    opt_level: int = 3
+    timing_cache: Path | None = None
+    hardware_compatible: bool = False
+    runtime: str = "auto"
+    target_cc: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UserInputError(f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        for name in ("min_batch", "max_batch"):
+            _check_batch(name, getattr(self, name))
+        if self.opt_batch is None:
+            object.__setattr__(self, "opt_batch", self.max_batch)
+        _check_batch("opt_batch", self.opt_batch)
+        if not (self.min_batch <= self.opt_batch <= self.max_batch):  # type: ignore[operator]
+            raise UserInputError(
+                f"batch sizes min={self.min_batch} opt={self.opt_batch} max={self.max_batch}: need min <= opt <= max"
+            )
+        workspace = self.workspace_gib
+        if isinstance(workspace, bool) or not isinstance(workspace, (int, float)) or not math.isfinite(workspace) or workspace <= 0:
+            raise UserInputError(f"workspace_gib={workspace!r}: give a positive number of GiB (e.g. 4)")
+        if workspace * 2**30 < 2**20:
+            raise UserInputError(f"workspace_gib={workspace!r}: less than 1 MiB of workspace cannot build this model")
+        object.__setattr__(self, "workspace_gib", float(workspace))
+        if isinstance(self.opt_level, bool) or not isinstance(self.opt_level, int) or not 0 <= self.opt_level <= 5:
+            raise UserInputError(f"opt_level={self.opt_level!r}: TensorRT builder optimization levels are 0..5 (default 3)")
+        if self.timing_cache is not None:
+            cache = Path(self.timing_cache)
+            if cache.exists() and not cache.is_file():
+                raise UserInputError(f"timing cache {str(cache)!r} exists but is not a file")
+            object.__setattr__(self, "timing_cache", cache)
+        if not isinstance(self.hardware_compatible, bool):
+            raise UserInputError(f"hardware_compatible={self.hardware_compatible!r}: must be True or False")
+        if self.runtime not in RUNTIME_CHOICES:
+            raise UserInputError(f"runtime={self.runtime!r}: use one of {', '.join(RUNTIME_CHOICES)}")
+        if isinstance(self.target_cc, str) or not all(isinstance(t, str) for t in self.target_cc):
+            raise UserInputError(f"target_cc={self.target_cc!r}: give a tuple of compute capabilities like ('8.6', '8.9')")
+        targets = tuple(self.target_cc)
+        unknown = [t for t in targets if t not in RTX_TARGETS]
+        if unknown:
+            raise UserInputError(
+                f"--target-cc {','.join(targets)}: {', '.join(unknown)} is not a TensorRT-RTX target; choose from "
+                f"{', '.join(RTX_TARGETS)} (no 9.0: Hopper GPUs such as the H100/H200 need --runtime tensorrt)"
+            )
+        if len(set(targets)) != len(targets):
+            raise UserInputError(f"--target-cc {','.join(targets)}: a compute capability is listed twice")
+        object.__setattr__(self, "target_cc", targets)
+        if self.runtime != "auto":
+            self.check_runtime(self.runtime)
+
+    def check_runtime(self, runtime: str, why: str = "") -> None:
+        """Refuse the options that ``runtime`` does not have (``why``: how that runtime was chosen)."""
+        chosen = f" ({why})" if why else ""
+        if runtime == "tensorrt" and self.target_cc:
+            raise UserInputError(
+                f"--target-cc applies to TensorRT-RTX, but the runtime is TensorRT{chosen}, which builds for the GPU "
+                "it runs on: drop --target-cc, or give --runtime tensorrt-rtx"
+            )
+        if runtime == "tensorrt-rtx" and self.hardware_compatible:
+            raise UserInputError(
+                f"--hardware-compatible is a TensorRT option, but the runtime is TensorRT-RTX{chosen}: choose its "
+                "target GPUs with --target-cc instead (e.g. --target-cc 8.6,8.9,12.0)"
+            )
+        if runtime == "tensorrt-rtx" and self.timing_cache is not None:
+            raise UserInputError(
+                f"--timing-cache does nothing with TensorRT-RTX{chosen} (it compiles kernels on the GPU at run time "
+                "and keeps them in a runtime cache next to the engine): drop --timing-cache"
+            )
+
+    @property
+    def workspace_bytes(self) -> int:
+        return int(self.workspace_gib * 2**30)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "min_batch": self.min_batch,
+            "opt_batch": self.opt_batch,
+            "max_batch": self.max_batch,
+            "workspace_gib": self.workspace_gib,
+            "opt_level": self.opt_level,
+            "timing_cache": str(self.timing_cache) if self.timing_cache is not None else None,
+            "hardware_compatible": self.hardware_compatible,
+            "runtime": self.runtime,
+            "target_cc": list(self.target_cc),
+        }
+
+
+def _check_batch(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_BATCH_LIMIT:
+        raise UserInputError(f"{name}={value!r}: must be an integer from 1 to {_MAX_BATCH_LIMIT}")
+
+
+@dataclasses.dataclass(frozen=True)
+class EngineBuildResult:
+    engine_path: Path
+    metadata_path: Path
+    onnx_path: Path  # the ONNX the engine was parsed from
+    converted_onnx: Path | None  # written by the precision step, if it ran
+    metadata: "EngineMetadata"
+    phase_seconds: dict[str, float]
+    timing_cache: Path | None
+    trtexec: list[str]  # empty for TensorRT-RTX (its tool is tensorrt_rtx, not trtexec)
+    layer_precisions: "LayerPrecisions"
+    runtime_reason: str = ""  # how the runtime was chosen ("auto: ...")
+    verified: str = ""  # "deserialized on <GPU>" or why the engine could not be loaded here
+
+    @property
+    def total_seconds(self) -> float:
+        return sum(self.phase_seconds.values())
+
+
+def precision_onnx_path(engine_path: str | os.PathLike[str], precision: str) -> Path:
+    """Where the precision step writes its ONNX: ``out.fp16.engine`` -> ``out.fp16.onnx``, ``out.engine`` -> ``out.fp16.onnx``."""
+    engine_path = Path(engine_path)
+    stem = engine_path.stem
+    if not stem.endswith(f".{precision}"):
+        stem = f"{stem}.{precision}"
+    return engine_path.with_name(stem + ".onnx")
+
+
+def check_engine_paths(onnx_path: Path, output: Path) -> None:
+    """The ONNX input exists and the output is named like an engine."""
+    if onnx_path.suffix.lower() != ".onnx":
+        raise UserInputError(f"{str(onnx_path)!r} is not an ONNX model (.onnx): make one with 'dacovid-export onnx'")
+    if not onnx_path.is_file():
+        raise UserInputError(f"ONNX model {str(onnx_path)!r} does not exist or is not a file")
+    if output.suffix.lower() not in ENGINE_SUFFIXES:
+        raise UserInputError(
+            f"output {str(output)!r}: an engine file must end in {', '.join(ENGINE_SUFFIXES)} (e.g. model.fp16.engine)"
+        )
+    if output.exists() and output.is_dir():
+        raise UserInputError(f"output {str(output)!r} is a folder; give an engine file name")
+
