@@ -3,7 +3,7 @@
 Public API, imported lazily so ``import dacovid_export.calibration`` stays cheap
 (Model Optimizer, ONNX and ONNX Runtime load only when a function runs):
 
-- :func:`convert_precision` / :class:`PrecisionConfig` (``calibration.convert``): the step itself, checked and
+- :func:`convert_precision` (``calibration.convert``) / :class:`PrecisionConfig` (``calibration.config``): the step itself, checked and
   written with its metadata; :func:`export_at_precision`: ``dacovid-export onnx`` (FP32 export, then this step)
 - :func:`load_calibration_set` / :class:`CalibrationSet` (``calibration.data``)
 - :func:`convert_fp16` (``calibration.fp16``)
@@ -38,7 +38,7 @@ __all__ = [
 ]
 
 _WHERE = {
-    "PrecisionConfig": "convert",
+    "PrecisionConfig": "config",
     "convert_precision": "convert",
     "export_at_precision": "convert",
     "MIN_CALIBRATION_IMAGES": "data",
@@ -58,8 +58,8 @@ _WHERE = {
 
 if TYPE_CHECKING:
     from dacovid_export.calibration.cache import default_cache_dir
+    from dacovid_export.calibration.config import PrecisionConfig
     from dacovid_export.calibration.convert import (
-        PrecisionConfig,
         convert_precision,
         export_at_precision,
     )

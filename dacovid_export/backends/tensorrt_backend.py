@@ -1,7 +1,7 @@
 """TensorRT backend: runs a serialized TensorRT or TensorRT-RTX engine built by ``dacovid-export trt``.
 
 Loading checks the engine's sidecar first (TensorRT version and GPU compute
-capability, :func:`dacovid_export.artifacts.engine_metadata.check_engine_compatibility`),
+capability, :func:`dacovid_export.artifacts.engine_compat.check_engine_compatibility`),
 then the engine's bytes against the sidecar's sha256, then deserializes it
 (``Runtime.deserialize_cuda_engine``). Buffers are torch CUDA tensors sized
 for the profile's maximum batch, bound once with ``set_tensor_address``; a
@@ -27,8 +27,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dacovid_export.artifacts.engine_compat import check_engine_compatibility
 from dacovid_export.artifacts.engine_metadata import (
-    check_engine_compatibility,
     engine_artifact_info,
     read_engine_metadata,
     rebuild_command,

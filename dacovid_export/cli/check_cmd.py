@@ -24,7 +24,7 @@ _CRITERIA = {
 
 def _tolerance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """``--<precision>-<criterion> X`` for every tolerance, with ParityConfig's defaults in the help."""
-    from dacovid_export.parity.run import ParityConfig
+    from dacovid_export.parity.config import ParityConfig
 
     defaults = ParityConfig()
     for precision in reversed(defaults.precisions):
@@ -77,7 +77,8 @@ def check(
     """
     from dacovid_export.artifacts.outputs import check_outputs
     from dacovid_export.core.errors import CheckFailedError, UserInputError
-    from dacovid_export.parity.run import ParityConfig, run_parity
+    from dacovid_export.parity.config import ParityConfig
+    from dacovid_export.parity.run import run_parity
 
     if confusion_png is not None and images is None:
         raise UserInputError("--confusion-png needs --images: synthetic inputs have no labels")

@@ -7,11 +7,8 @@ from pathlib import Path
 import click
 
 from dacovid_export.artifacts.info import PRECISIONS
-from dacovid_export.calibration.convert import (
-    DEFAULT_CALIB_SIZE,
-    PrecisionConfig,
-    export_at_precision,
-)
+from dacovid_export.calibration.config import DEFAULT_CALIB_SIZE, PrecisionConfig
+from dacovid_export.calibration.convert import export_at_precision
 from dacovid_export.cli.common import handle_errors
 from dacovid_export.export.config import (
     DEFAULT_OPSET,

@@ -48,7 +48,7 @@ class OnnxExportConfig:
     profiles, and the cap of the self-check's batch sizes.
     ``atol``/``rtol``: the self-check against PyTorch; ``None`` means
     :data:`DEFAULT_TOLERANCES` ``["fp32"]``. FP16/INT8 options are the precision
-    step's (:class:`dacovid_export.calibration.convert.PrecisionConfig`).
+    step's (:class:`dacovid_export.calibration.config.PrecisionConfig`).
     """
 
     opset: int = DEFAULT_OPSET

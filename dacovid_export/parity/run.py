@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from dacovid_export.artifacts.info import PRECISIONS, ArtifactInfo, artifact_kind
+from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend, run_any_batch
 from dacovid_export.backends.registry import (
@@ -53,11 +53,17 @@ from dacovid_export.core.errors import (
 from dacovid_export.core.fileio import same_file, sha256_file
 from dacovid_export.core.limits import check_batch_size
 from dacovid_export.core.versions import package_versions
-from dacovid_export.data.agreement import softmax
 from dacovid_export.data.image_folder import labelled_images, match_folders_to_classes
 from dacovid_export.data.metrics import classification_report
 from dacovid_export.data.preprocessing import preprocess_batch
 from dacovid_export.data.synthetic import synthetic_batch
+from dacovid_export.parity.compare import check_metadata, judge_logits
+from dacovid_export.parity.config import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_SYNTHETIC_COUNT,
+    ParityConfig,
+    Tolerance,
+)
 from dacovid_export.parity.report import (
     CheckResult,
     ModelParity,
@@ -65,113 +71,10 @@ from dacovid_export.parity.report import (
     ReferenceResult,
 )
 
-__all__ = [
-    "Tolerance",
-    "ParityConfig",
-    "DEFAULT_BATCH_SIZE",
-    "DEFAULT_SYNTHETIC_COUNT",
-    "run_parity",
-    "judge_logits",
-    "ParityReport",
-    "ModelParity",
-    "CheckResult",
-]
+__all__ = ["run_parity"]
 
-DEFAULT_BATCH_SIZE = 8
-DEFAULT_SYNTHETIC_COUNT = 32
 # synthetic inputs are generated in fixed blocks so the set depends on the seed only, not on batch size
 _SYNTHETIC_BLOCK = 64
-
-
-@dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """Pass criteria for one precision; ``None`` skips a criterion.
-
-    - ``min_agreement``: fraction of inputs whose top-1 class equals the reference's.
-    - ``max_logit_rel``: max |logit - reference logit| divided by the reference
-      logits' scale (max |reference logit| over all inputs).
-    - ``max_prob_diff``: max |softmax probability - reference probability|.
-    - ``max_accuracy_drop``: reference accuracy minus model accuracy, as a
-      fraction (0.01 = 1 percentage point); checked on labelled inputs only.
-    """
-
-    min_agreement: float
-    max_logit_rel: float | None = None
-    max_prob_diff: float | None = None
-    max_accuracy_drop: float | None = None
-
-    def __post_init__(self) -> None:
-        if not _is_number(self.min_agreement) or not 0.0 <= self.min_agreement <= 1.0:
-            raise UserInputError(f"min_agreement={self.min_agreement!r}: give a fraction between 0 and 1 (1.0 = every input)")
-        for name in ("max_logit_rel", "max_prob_diff", "max_accuracy_drop"):
-            value = getattr(self, name)
-            if value is not None and (not _is_number(value) or not math.isfinite(value) or value < 0):
-                raise UserInputError(f"{name}={value!r}: give a finite number >= 0, or None to skip this criterion")
-
-    def to_dict(self) -> dict[str, float | None]:
-        return dataclasses.asdict(self)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-@dataclasses.dataclass(frozen=True)
-class ParityConfig:
-    """Tolerances per precision (from each model's metadata) and the provenance rule.
-
-    Defaults and why:
-
-    - fp32: every top-1 class equal; max |logit diff| <= 1e-3 x the logit scale
-      (ONNX Runtime FP32 measured ~3e-6 relative here); max |prob diff| <= 1e-3.
-    - fp16: top-1 agreement >= 99.5%; max |logit diff| <= 2% of the scale,
-      because a plain FP16 cast of the attention keeps the winning class but
-      shrinks the logits ~3x (docs/design.md section 4) and only the logits show it;
-      max |prob diff| <= 0.05.
-    - int8: top-1 agreement >= 98% and accuracy at most 1 point below the FP32
-      reference when the inputs are labelled; logits and probabilities are not
-      bounded (quantisation moves them by design; agreement/accuracy judge it).
-    """
-
-    fp32: Tolerance = Tolerance(min_agreement=1.0, max_logit_rel=1e-3, max_prob_diff=1e-3)
-    fp16: Tolerance = Tolerance(min_agreement=0.995, max_logit_rel=0.02, max_prob_diff=0.05)
-    int8: Tolerance = Tolerance(min_agreement=0.98, max_accuracy_drop=0.01)
-    require_same_source: bool = True
-
-    def __post_init__(self) -> None:
-        for name in PRECISIONS:
-            if not isinstance(getattr(self, name), Tolerance):
-                raise UserInputError(f"{name}={getattr(self, name)!r}: must be a Tolerance")
-
-    @property
-    def precisions(self) -> tuple[str, ...]:
-        return PRECISIONS
-
-    def tolerance_for(self, precision: str) -> Tolerance:
-        if precision not in self.precisions:
-            raise UserInputError(
-                f"no parity tolerance for precision {precision!r}; known: {', '.join(self.precisions)}"
-            )
-        return getattr(self, precision)
-
-    def with_overrides(self, overrides: Mapping[str, float | None]) -> "ParityConfig":
-        """A copy with ``{"<precision>_<field>": value}`` replaced, e.g. ``{"int8_min_agreement": 0.99}``."""
-        tolerances = {p: self.tolerance_for(p).to_dict() for p in self.precisions}
-        fields = {f.name for f in dataclasses.fields(Tolerance)}
-        for key, value in overrides.items():
-            precision, _, field = key.partition("_")
-            if precision not in tolerances or field not in fields:
-                raise UserInputError(
-                    f"unknown tolerance {key!r}: use <precision>_<criterion> with precision in "
-                    f"{', '.join(self.precisions)} and criterion in {', '.join(sorted(fields))}"
-                )
-            tolerances[precision][field] = value
-        return dataclasses.replace(self, **{p: Tolerance(**t) for p, t in tolerances.items()})
-
-    def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {p: self.tolerance_for(p).to_dict() for p in self.precisions}
-        out["require_same_source"] = self.require_same_source
-        return out
 
 
 # --------------------------------------------------------------------------- inputs
@@ -239,92 +142,7 @@ def _synthetic_inputs(count: int, seed: int, reference: ArtifactInfo, batch_size
 # ----------------------------------------------------------------------- metadata
 
 
-def _check_metadata(model: ArtifactInfo, reference: ArtifactInfo) -> list[str]:
-    """Raise for metadata that makes comparison meaningless; return provenance mismatches."""
-    problems = []
-    if tuple(model.class_names) != tuple(reference.class_names):
-        problems.append(f"class names {list(model.class_names)} != checkpoint's {list(reference.class_names)}")
-    mine, theirs = model.preprocessing.to_dict(), reference.preprocessing.to_dict()
-    for key in sorted(set(mine) | set(theirs)):
-        a, b = mine.get(key), theirs.get(key)
-        same = np.allclose(a, b, rtol=0, atol=1e-7) if key in ("mean", "std") and a is not None and b is not None else a == b
-        if not same:
-            problems.append(f"preprocessing {key} {a!r} != checkpoint's {b!r}")
-    if problems:
-        raise UserInputError(
-            f"{model.path} does not describe the same model as {reference.path}: " + "; ".join(problems)
-            + ". Was it exported from another checkpoint? Re-export it from this one"
-        )
-    if model.source_sha256 != reference.source_sha256:
-        short = (model.source_sha256 or "none")[:12]
-        return [f"source_sha256 {short}... is not the checkpoint's {reference.source_sha256[:12]}... (exported from another checkpoint file)"]
-    return []
-
-
 # ------------------------------------------------------------------------ compare
-
-
-def judge_logits(
-    reference: np.ndarray,
-    logits: np.ndarray,
-    tolerance: Tolerance,
-    *,
-    labels: np.ndarray | None = None,
-    class_names: Sequence[str] = (),
-) -> tuple[dict[str, Any], tuple[CheckResult, ...]]:
-    """Parity's verdict on one model: its numbers and checks against ``tolerance``, ``N x K`` logits vs the reference's.
-
-    Not :func:`dacovid_export.data.agreement.compare_numeric` (an atol/rtol test of the
-    same computation): this judges a deployed model by answers, relative logit error,
-    probabilities and accuracy, with the tolerance of its precision.
-    """
-    ref = np.asarray(reference, dtype=np.float64)
-    out = np.asarray(logits, dtype=np.float64)
-    if ref.shape != out.shape:
-        raise UserInputError(f"logits of shape {out.shape} cannot be compared with the reference's {ref.shape}")
-    diff = np.abs(out - ref)
-    prob_diff = np.abs(softmax(out) - softmax(ref))
-    scale = float(np.abs(ref).max()) if ref.size else 0.0
-    max_diff = float(diff.max()) if diff.size else 0.0
-    rel = max_diff / scale if scale > 0 else (0.0 if max_diff == 0 else math.inf)
-    ref_top1, top1 = ref.argmax(axis=1), out.argmax(axis=1)
-    agreement = float((ref_top1 == top1).mean()) if len(ref) else 1.0
-    numbers: dict[str, Any] = {
-        "max_abs_logit_diff": max_diff,
-        "mean_abs_logit_diff": float(diff.mean()) if diff.size else 0.0,
-        "max_rel_logit_diff": rel,
-        "max_abs_prob_diff": float(prob_diff.max()) if prob_diff.size else 0.0,
-        "mean_abs_prob_diff": float(prob_diff.mean()) if prob_diff.size else 0.0,
-        "top1_agreement": agreement,
-        "disagreements": int((ref_top1 != top1).sum()),
-        "logit_scale": scale,
-        "classification": None,
-        "reference_classification": None,
-        "accuracy_drop": None,
-    }
-    checks = [
-        CheckResult("top-1 agreement", agreement >= tolerance.min_agreement - 1e-12, agreement, tolerance.min_agreement, ">=",
-                    f"{numbers['disagreements']} of {len(ref)} differ")
-    ]
-    if tolerance.max_logit_rel is not None:
-        checks.append(
-            CheckResult("max |logit diff| / logit scale", rel <= tolerance.max_logit_rel + 1e-12, rel, tolerance.max_logit_rel, "<=",
-                        f"max |diff| {max_diff:.3g} on scale {scale:.3g}")
-        )
-    if tolerance.max_prob_diff is not None:
-        value = numbers["max_abs_prob_diff"]
-        checks.append(CheckResult("max |prob diff|", value <= tolerance.max_prob_diff, value, tolerance.max_prob_diff, "<="))
-    if labels is not None:
-        ref_report = classification_report(labels, ref_top1, class_names)
-        report = classification_report(labels, top1, class_names)
-        drop = ref_report.accuracy - report.accuracy
-        numbers.update(classification=report, reference_classification=ref_report, accuracy_drop=drop)
-        if tolerance.max_accuracy_drop is not None:
-            checks.append(
-                CheckResult("accuracy drop", drop <= tolerance.max_accuracy_drop + 1e-12, drop, tolerance.max_accuracy_drop, "<=",
-                            f"{report.accuracy * 100:.2f}% vs reference {ref_report.accuracy * 100:.2f}%")
-            )
-    return numbers, tuple(checks)
 
 
 # ---------------------------------------------------------------------------- run
@@ -378,7 +196,7 @@ def run_parity(
         reference = stack.enter_context(TorchBackend(checkpoint, device=resolve_device(device, "torch")))
         reference_info = reference.info
         infos = [read_artifact_info(m) for m in models]
-        source_warnings = [_check_metadata(info, reference_info) for info in infos]
+        source_warnings = [check_metadata(info, reference_info) for info in infos]
         tolerances = [config.tolerance_for(info.precision) for info in infos]
         inputs = (
             _image_inputs(images, reference_info, batch_size)

@@ -9,7 +9,8 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from dacovid_export.calibration.convert import PrecisionConfig, convert_precision
+from dacovid_export.calibration.config import PrecisionConfig
+from dacovid_export.calibration.convert import convert_precision
 from dacovid_export.model import load_checkpoint
 
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from dacovid_export.artifacts.engine_compat import check_engine_compatibility
 from dacovid_export.artifacts.engine_metadata import (
     EngineMetadata,
-    check_engine_compatibility,
     read_engine_info,
     read_engine_metadata,
     rebuild_command,

@@ -23,11 +23,8 @@ if not torch.cuda.is_available():
     pytest.skip("no CUDA GPU visible: TensorRT engines are built and run on an NVIDIA GPU", allow_module_level=True)
 
 
-from dacovid_export.artifacts.engine_metadata import (  # noqa: E402
-    check_engine_compatibility,
-    read_engine_metadata,
-    sidecar_path,
-)
+from dacovid_export.artifacts.engine_compat import check_engine_compatibility
+from dacovid_export.artifacts.engine_metadata import read_engine_metadata, sidecar_path
 from dacovid_export.cli.main import cli  # noqa: E402
 from dacovid_export.core.errors import (  # noqa: E402
     EngineBuildError,

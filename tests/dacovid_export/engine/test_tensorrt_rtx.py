@@ -16,11 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dacovid_export.artifacts.engine_metadata import (
-    check_engine_compatibility,
-    read_engine_metadata,
-    sidecar_path,
-)
+from dacovid_export.artifacts.engine_compat import check_engine_compatibility
+from dacovid_export.artifacts.engine_metadata import read_engine_metadata, sidecar_path
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import (
     EngineBuildError,

@@ -11,7 +11,9 @@ import pytest
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
-from dacovid_export.parity.run import ParityConfig, Tolerance, judge_logits, run_parity
+from dacovid_export.parity.compare import judge_logits
+from dacovid_export.parity.config import ParityConfig, Tolerance
+from dacovid_export.parity.run import run_parity
 from tests.helpers.cli import invoke
 
 

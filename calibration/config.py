@@ -1,0 +1,127 @@
+"""Options of the precision step, validated before any work: precision, calibration images, the INT8 guard, tolerances."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, Literal
+
+from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES
+from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT, GuardConfig
+from dacovid_export.calibration.int8 import CALIBRATION_METHODS
+
+from dacovid_export.artifacts.info import PRECISIONS, Precision
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.export.config import DEFAULT_TOLERANCES, check_seed_and_tolerances
+
+__all__ = ["DEFAULT_CALIB_SIZE", "PrecisionConfig"]
+
+
+DEFAULT_CALIB_SIZE = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionConfig:
+    """Options of the precision step, validated on construction.
+
+    ``precision`` ``"fp32"`` means no precision step (then no calibration
+    option may be given). ``calib_size``/``calib_method``: ``None`` means the
+    default (256, every method the guard tries); they may only be given with a
+    precision that uses them. ``atol``/``rtol``: the self-check against the FP32
+    model; ``None`` means :data:`DEFAULT_TOLERANCES` of the precision.
+    """
+
+    precision: Precision = "fp32"
+    calib_data: Path | None = None
+    calib_size: int | None = None
+    calib_method: Literal["entropy", "max"] | None = None
+    seed: int = 0
+    cache_dir: Path | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    min_agreement: float | None = None
+    validation_data: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise UserInputError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        check_seed_and_tolerances(self.seed, self.atol, self.rtol)
+        for name in ("calib_data", "cache_dir", "validation_data"):
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, Path(value))
+        self._validate_calibration()
+        self._validate_guard()
+
+    def _validate_guard(self) -> None:
+        given = [n for n in ("min_agreement", "validation_data") if getattr(self, n) is not None]
+        if given and self.precision != "int8":
+            raise UserInputError(
+                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an INT8 option"
+            )
+        if self.precision == "int8":
+            self.guard_config()  # GuardConfig is the one home of the guard's option rules (min_agreement in 0..1)
+        data = self.validation_data
+        if data is not None and not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".json")):
+            raise UserInputError(
+                f"validation data {str(data)!r} is neither a directory nor a dacovid-train split.json (its held-out part)"
+            )
+
+    def _validate_calibration(self) -> None:
+        if self.calib_size is not None and (
+            isinstance(self.calib_size, bool) or not isinstance(self.calib_size, int) or self.calib_size < MIN_CALIBRATION_IMAGES
+        ):
+            raise UserInputError(f"calib_size={self.calib_size!r}: need an integer >= {MIN_CALIBRATION_IMAGES}")
+        if self.calib_method is not None and self.calib_method not in ("entropy", "max"):
+            raise UserInputError(f"calib_method={self.calib_method!r}: choose 'entropy' or 'max'")
+        if self.precision == "fp32":
+            given = [n for n in ("calib_data", "calib_size", "calib_method") if getattr(self, n) is not None]
+            if given:
+                raise UserInputError(
+                    f"{', '.join(given)} given with precision 'fp32': calibration is used by fp16/int8 only; "
+                    "drop the option or pick --precision fp16/int8"
+                )
+        if self.precision == "fp16" and self.calib_method is not None:
+            raise UserInputError(
+                "calib_method is an INT8 option; FP16 uses calibration images only for its range check (--calib-data)"
+            )
+        if self.precision == "int8" and self.calib_data is None:
+            raise UserInputError(
+                "precision 'int8' needs calibration images: pass --calib-data DIR (class folders or a flat folder of "
+                "images like those the model will see)"
+            )
+        if self.calib_data is not None and not (
+            self.calib_data.is_dir() or (self.calib_data.is_file() and self.calib_data.suffix.lower() == ".json")
+        ):
+            raise UserInputError(
+                f"calibration data {str(self.calib_data)!r} is neither a directory nor a dacovid-train split.json"
+            )
+        if self.cache_dir is not None and self.cache_dir.exists() and not self.cache_dir.is_dir():
+            raise UserInputError(f"cache_dir {str(self.cache_dir)!r} exists and is not a directory")
+
+    @property
+    def effective_calib_size(self) -> int:
+        return self.calib_size if self.calib_size is not None else DEFAULT_CALIB_SIZE
+
+    @property
+    def effective_calib_method(self) -> str:
+        return self.calib_method or "entropy"
+
+    def guard_config(self) -> GuardConfig:
+        """The INT8 accuracy guard's options: every calibration method unless one was chosen."""
+        return GuardConfig(
+            min_agreement=DEFAULT_MIN_AGREEMENT if self.min_agreement is None else self.min_agreement,
+            methods=(self.calib_method,) if self.calib_method is not None else CALIBRATION_METHODS,
+        )
+
+    @property
+    def tolerance(self) -> tuple[float, float]:
+        """(atol, rtol) of the numeric self-check against the FP32 model."""
+        atol, rtol = DEFAULT_TOLERANCES[self.precision]
+        return (atol if self.atol is None else float(self.atol), rtol if self.rtol is None else float(self.rtol))
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        for name in ("calib_data", "cache_dir", "validation_data"):
+            out[name] = None if out[name] is None else str(out[name])
+        return out
