@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.preprocessing import Preprocessing
 
@@ -66,8 +67,6 @@ def metadata_of(model: "onnx.ModelProto") -> dict[str, str]:
 
 def load_onnx(path: str | os.PathLike[str]) -> "onnx.ModelProto":
     """Load an ONNX model; a missing, corrupt or non-ONNX file raises :class:`UserInputError`."""
-    from dacovid_export.core.deps import require
-
     onnx = require("onnx", "read ONNX models")
     path = Path(path)
     if not path.is_file():

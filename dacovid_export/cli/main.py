@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import click
 
-from dacovid_export import __version__
 from dacovid_export.cli.bench_cmd import bench
 from dacovid_export.cli.check_cmd import check
 from dacovid_export.cli.common import OneLineErrorsGroup
@@ -13,6 +12,7 @@ from dacovid_export.cli.pipeline_cmd import pipeline
 from dacovid_export.cli.train_cmd import train
 from dacovid_export.cli.triton_cmd import triton
 from dacovid_export.cli.trt_cmd import trt
+from dacovid_export.core.versions import __version__
 
 __all__ = ["cli", "main"]
 

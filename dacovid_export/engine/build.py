@@ -33,20 +33,35 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.artifacts.engine_metadata import RTX_DEFAULT_TARGETS, RTX_TARGETS
+from dacovid_export.artifacts.engine_metadata import (
+    RTX_DEFAULT_TARGETS,
+    RTX_TARGETS,
+    read_engine_metadata,
+)
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.core.errors import EngineBuildError, UserInputError
 from dacovid_export.core.fileio import atomic_write_bytes
 from dacovid_export.core.progress import StepTimer
+from dacovid_export.core.versions import parse_version
 from dacovid_export.engine.config import (
     EngineBuildConfig,
     EngineBuildResult,
     check_engine_paths,
 )
 from dacovid_export.engine.sidecar import engine_sidecar, write_engine_and_sidecar
-from dacovid_export.engine.trtexec import trtexec_for
-from dacovid_export.trt.network import one_line
+from dacovid_export.engine.trtexec import TRTEXEC_MAJORS, trtexec_for
+from dacovid_export.trt.library import (
+    cuda_visible,
+    engine_invalidity,
+    get_logger,
+    gpu_info,
+    import_runtime,
+    is_rtx,
+    make_progress_monitor,
+    resolve_runtime,
+)
+from dacovid_export.trt.network import one_line, parse_onnx, read_layer_precisions
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -123,13 +138,6 @@ def prepare_build(config: EngineBuildConfig, device: str = "cuda") -> tuple["Mod
 
     Raises the environment's errors (library missing, option the runtime lacks, GPU too old) before any slow work.
     """
-    from dacovid_export.trt.library import (
-        cuda_visible,
-        gpu_info,
-        import_runtime,
-        resolve_runtime,
-    )
-
     runtime, why = resolve_runtime(config.runtime)
     config.check_runtime(runtime, why)
     trt = import_runtime(runtime)
@@ -155,10 +163,6 @@ def _build_on_device(
     log: Log | None,
     progress: bool,
 ) -> EngineBuildResult:
-    from dacovid_export.core.versions import parse_version
-    from dacovid_export.engine.trtexec import TRTEXEC_MAJORS
-    from dacovid_export.trt.library import get_logger, is_rtx, make_progress_monitor
-    from dacovid_export.trt.network import parse_onnx, read_layer_precisions
 
     rtx = is_rtx(trt)
     logger, tlog = get_logger(trt)
@@ -217,8 +221,6 @@ def _build_on_device(
             metadata_path = write_engine_and_sidecar(output, blob, metadata)
     finally:
         tlog.echo = None
-
-    from dacovid_export.artifacts.engine_metadata import read_engine_metadata
 
     return EngineBuildResult(
         engine_path=output,
@@ -356,8 +358,6 @@ def _verify_engine(
     engine built without a GPU (or for targets that exclude this GPU) cannot be
     deserialized here; its I/O types are then those of the parsed network.
     """
-    from dacovid_export.trt.library import engine_invalidity, is_rtx
-
     io = {
         "input": _dtype_name(trt, network.get_input(0).dtype, "input"),
         "output": _dtype_name(trt, network.get_output(0).dtype, "output"),

@@ -8,10 +8,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from dacovid_export.artifacts.engine_metadata import EngineMetadata, sidecar_path
 from dacovid_export.artifacts.onnx_graph import external_data_locations
 from dacovid_export.core.fileio import atomic_path, sha256_file
 from dacovid_export.core.progress import StepTimer
+from dacovid_export.core.versions import package_versions
 from dacovid_export.engine.config import EngineBuildConfig
+from dacovid_export.engine.trtexec import format_command
+from dacovid_export.trt.library import runtime_of
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -51,10 +55,6 @@ def engine_sidecar(
     verified: str,
 ) -> "EngineMetadata":
     """The sidecar of the engine ``blob`` just built from ``source``: what it is, how it was built, where it runs."""
-    from dacovid_export.artifacts.engine_metadata import EngineMetadata
-    from dacovid_export.core.versions import package_versions
-    from dacovid_export.engine.trtexec import format_command
-    from dacovid_export.trt.library import runtime_of
 
     onnx_sha, external = _onnx_digests(source)
     build = config.to_dict()
@@ -100,8 +100,6 @@ def engine_sidecar(
 def write_engine_and_sidecar(output: Path, blob: bytes, metadata: "EngineMetadata") -> Path:
     """Write both through temporary files and renames (engine, then sidecar); on failure neither new file stays."""
     import json
-
-    from dacovid_export.artifacts.engine_metadata import sidecar_path
 
     side = sidecar_path(output)
     engine_in_place = False

@@ -33,7 +33,8 @@ from dacovid_export.artifacts.onnx_graph import (
     producers,
     tensor_types,
 )
-from dacovid_export.core.errors import CheckFailedError, first_line
+from dacovid_export.core.errors import CheckFailedError, EngineBuildError, first_line
+from dacovid_export.trt.network import check_parses
 from dacovid_export.trt.onnx_operators import (
     TRT_CONSTANT_AXES_OPS,
     TRT_DOC_VERSION,
@@ -287,8 +288,6 @@ def check_attention_fp32(model: "onnx.ModelProto", chains: Sequence[AttentionCha
 def _check_operator_support(model: "onnx.ModelProto", path: str | os.PathLike[str] | None) -> str:
     """The real TensorRT parser where one is installed, else the hand-kept list; the check's description."""
     if path is not None:
-        from dacovid_export.core.errors import EngineBuildError
-        from dacovid_export.trt.network import check_parses
 
         try:
             library = check_parses(path)

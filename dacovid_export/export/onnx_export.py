@@ -27,10 +27,12 @@ from dacovid_export.artifacts.onnx_metadata import (
     ONNX_FORMAT_VERSION,
     write_metadata,
 )
+from dacovid_export.core.deps import require
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import scratch_dir
 from dacovid_export.core.onnxruntime_session import open_session, run_session
 from dacovid_export.core.progress import StepTimer
+from dacovid_export.core.versions import __version__, package_versions
 from dacovid_export.data.agreement import (
     NumericComparison,
     check_numeric,
@@ -115,8 +117,6 @@ def _torch_export(model: "torch.nn.Module", image_size: int, config: OnnxExportC
     """The dynamo exporter's graph, weights embedded in the proto."""
     import torch
 
-    from dacovid_export.core.deps import require
-
     require("onnxscript", "run torch.onnx's dynamo exporter")
     fixed = config.fixed_batch
     # batch 2 while tracing: torch.export specialises dimensions whose example size is 1
@@ -145,8 +145,6 @@ def _torch_export(model: "torch.nn.Module", image_size: int, config: OnnxExportC
 
 
 def _export_metadata(meta: Any, config: OnnxExportConfig) -> dict[str, Any]:
-    from dacovid_export import __version__
-    from dacovid_export.core.versions import package_versions
 
     versions = package_versions()
     pre: Preprocessing = meta.preprocessing

@@ -47,6 +47,7 @@ from dacovid_export.core.fileio import (
     sha256_file,
     verify_sha256,
 )
+from dacovid_export.core.versions import __version__
 
 __all__ = ["TRITON_KINDS", "DEFAULT_ONNX_MAX_BATCH", "write_triton_repository", "triton_config_text"]
 
@@ -164,8 +165,6 @@ def _validate(name: str, max_batch: int | None, instances: int, kind: str | None
 
 
 def _common_parameters(info: ArtifactInfo, model_sha256: str) -> dict[str, str]:
-    from dacovid_export import __version__
-
     return {
         "dacovid_precision": info.precision,
         "dacovid_class_names": json.dumps(list(info.class_names), ensure_ascii=False),
