@@ -1,10 +1,11 @@
-"""What every command shares: turning library errors and Click usage errors into one line and an exit code."""
+"""What commands share: library errors and Click usage errors as one line and an exit code, and option groups."""
 
 from __future__ import annotations
 
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
 import click
@@ -12,6 +13,7 @@ import click
 from dacovid_export.core.errors import DacovidError
 
 __all__ = [
+    "int8_guard_options",
     "OneLineErrorsCommand",
     "OneLineErrorsGroup",
     "handle_errors",
@@ -105,3 +107,23 @@ class OneLineErrorsGroup(_OneLineErrors, click.Group):
 def not_yet_implemented(name: str) -> None:
     click.echo(f"error: '{name}' is not yet implemented in this version of dacovid-export", err=True)
     sys.exit(NOT_IMPLEMENTED_EXIT)
+
+
+def int8_guard_options(fn: F) -> F:
+    """``--min-agreement`` and ``--validation-data``: the INT8 accuracy guard, wherever a command makes INT8."""
+    fn = click.option(
+        "--validation-data",
+        type=click.Path(path_type=Path),
+        default=None,
+        metavar="DIR",
+        help="INT8 guard's validation images, or a split.json (its held-out part)  "
+        "[default: a seeded, stratified part of --calib-data, never used for calibration]",
+    )(fn)
+    return click.option(
+        "--min-agreement",
+        type=float,
+        default=None,
+        metavar="F",
+        help="INT8 accuracy guard: top-1 agreement with FP32 required on validation images; the costliest nodes leave "
+        "INT8 until it holds, else nothing is written  [default: 0.99]",
+    )(fn)

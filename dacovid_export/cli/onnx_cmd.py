@@ -9,7 +9,7 @@ import click
 from dacovid_export.artifacts.info import PRECISIONS
 from dacovid_export.calibration.config import DEFAULT_CALIB_SIZE, PrecisionConfig
 from dacovid_export.calibration.convert import export_at_precision
-from dacovid_export.cli.common import handle_errors
+from dacovid_export.cli.common import handle_errors, int8_guard_options
 from dacovid_export.export.config import (
     DEFAULT_OPSET,
     MAX_OPSET,
@@ -33,8 +33,7 @@ __all__ = ["onnx"]
 @click.option("--calib-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Calibration images, or a dacovid-train split.json (its training images); needed for int8, optional range data for fp16.")
 @click.option("--calib-size", type=int, default=None, metavar="N", help=f"Calibration images to use  [default: {DEFAULT_CALIB_SIZE}]")
 @click.option("--calib-method", type=click.Choice(["entropy", "max"]), default=None, help="INT8 calibration  [default: entropy, then max if entropy misses --min-agreement; the better is kept]")
-@click.option("--min-agreement", type=float, default=None, metavar="F", help="INT8 accuracy guard: top-1 agreement with FP32 required on validation images; the costliest nodes leave INT8 until it holds, else nothing is written  [default: 0.99]")
-@click.option("--validation-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="INT8 guard's validation images, or a split.json (its held-out part)  [default: a seeded, stratified part of --calib-data, never used for calibration]")
+@int8_guard_options
 @click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, metavar="N", help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}.")
 @click.option("--max-batch", type=int, default=None, metavar="N", help="Static: the batch size (default 1). Dynamic: hint for engine profiles.")
 @click.option("--static-batch", is_flag=True, help="Fix the batch dimension instead of leaving it dynamic.")

@@ -9,7 +9,7 @@ import click
 
 # constants only: trt.library imports TensorRT lazily, inside functions
 from dacovid_export.artifacts.engine_metadata import RTX_DEFAULT_TARGETS, RTX_TARGETS
-from dacovid_export.cli.common import handle_errors
+from dacovid_export.cli.common import handle_errors, int8_guard_options
 from dacovid_export.trt.library import RUNTIME_CHOICES
 
 if TYPE_CHECKING:
@@ -35,8 +35,7 @@ def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
 @click.option("--fp32", is_flag=True, help="FP32 engine from an FP32 ONNX.")
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Engine file (.engine/.plan); its metadata goes to OUTPUT.json.")
 @click.option("--calib-data", type=click.Path(path_type=Path), help="Class-per-folder calibration images, or a dacovid-train split.json (its training images); INT8 from an FP32 ONNX.")
-@click.option("--min-agreement", type=float, default=None, metavar="F", help="INT8 from an FP32 ONNX: top-1 agreement with FP32 the accuracy guard requires on validation images  [default: 0.99]")
-@click.option("--validation-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="INT8 guard's validation images, or a split.json (its held-out part)  [default: a held-out part of --calib-data]")
+@int8_guard_options
 @click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch the engine accepts.")
 @click.option("--opt-batch", type=int, default=None, help="Batch TensorRT tunes for  [default: --max-batch]; 1 favours single-image latency.")
 @click.option("--max-batch", type=int, default=8, show_default=True, help="Largest batch the engine accepts.")
