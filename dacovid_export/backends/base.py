@@ -23,8 +23,7 @@ from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.backends.staging import CudaStaging
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 
-__all__ = [
-    "check_finite_logits","Backend", "check_batch", "run_any_batch"]
+__all__ = ["Backend", "check_batch", "check_finite_logits", "run_any_batch"]
 
 
 def check_finite_logits(logits: np.ndarray, info: "ArtifactInfo", backend: str) -> np.ndarray:
