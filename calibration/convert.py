@@ -32,6 +32,7 @@ from dacovid_export.calibration.guard import (
     guarded_quantize_int8,
 )
 
+from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.artifacts.onnx_metadata import (
     info_from_model,
     load_onnx,
@@ -55,6 +56,7 @@ from dacovid_export.export.config import (
     MAX_OPSET,
     MIN_OPSET,
     OnnxExportConfig,
+    verify_batches,
 )
 from dacovid_export.export.files import check_onnx_output, publish, save_onnx
 from dacovid_export.export.onnx_export import export_onnx, sample_batch
@@ -65,24 +67,6 @@ __all__ = [
     "export_at_precision",
     "guard_summary_lines",
 ]
-
-_VERIFY_BATCHES = (1, 3)
-
-
-@dataclasses.dataclass(frozen=True)
-class Batch:
-    """The FP32 model's batch dimension, which the precision step keeps: fixed, or dynamic with a hint."""
-
-    opset: int
-    max_batch: int | None  # fixed batch size; None = dynamic
-    suggested_max_batch: int | None = None
-
-    def verify_batches(self) -> tuple[int, ...]:
-        if self.max_batch is not None:
-            return (self.max_batch,)
-        cap = self.suggested_max_batch or max(_VERIFY_BATCHES)
-        return tuple(sorted({min(b, cap) for b in _VERIFY_BATCHES}))
-
 
 def export_at_precision(
     checkpoint: str | os.PathLike[str],
@@ -102,18 +86,13 @@ def export_at_precision(
     output = _check_precision_output(output, checkpoint, precision)
     with scratch_dir(output) as scratch:
         fp32 = export_onnx(checkpoint, scratch / "model.fp32.onnx", export, progress=progress)
-        step = convert_precision(fp32.path, output, **_options(precision), progress=progress)
+        step = _convert_checked(fp32.path, output, precision, progress)
     timings = {**{k: v for k, v in fp32.timings.items() if k != "total"}, **{k: v for k, v in step.timings.items() if k != "total"}}
     return dataclasses.replace(
         step,
         verification={**fp32.verification, **step.verification},
         timings={**timings, "total": sum(timings.values())},
     )
-
-
-def _options(config: PrecisionConfig) -> dict[str, Any]:
-    """``config`` as :func:`convert_precision`'s keyword arguments."""
-    return {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
 
 
 def _check_precision_output(output: str | os.PathLike[str], source: str | os.PathLike[str], config: PrecisionConfig) -> Path:
@@ -156,16 +135,7 @@ def convert_precision(
     """
     if precision not in ("fp16", "int8"):
         raise UserInputError(f"precision={precision!r}: convert_precision makes 'fp16' or 'int8' models")
-    info = read_onnx_info(fp32_onnx)
-    if info.precision != "fp32":
-        raise UserInputError(
-            f"{str(fp32_onnx)!r} is a {info.precision} model; the precision step starts from the FP32 export"
-        )
-    opset = info.extra.get("opset")
-    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
-        raise UserInputError(
-            f"{str(fp32_onnx)!r} uses opset {opset}; the precision step needs {MIN_OPSET}..{MAX_OPSET}: re-export it"
-        )
+    info = read_onnx_info(fp32_onnx)  # a broken or foreign file is the first thing to say, before any option
     config = PrecisionConfig(
         precision=precision,
         calib_data=None if calib_data is None else Path(calib_data),
@@ -178,13 +148,34 @@ def convert_precision(
         min_agreement=min_agreement,
         validation_data=None if validation_data is None else Path(validation_data),
     )
-    batch = Batch(opset=opset, max_batch=info.max_batch, suggested_max_batch=info.extra.get("suggested_max_batch"))
+    return _convert_checked(fp32_onnx, output, config, progress, info)
+
+
+def _convert_checked(
+    fp32_onnx: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    config: PrecisionConfig,
+    progress: bool,
+    info: ArtifactInfo | None = None,
+) -> OnnxExportResult:
+    """The precision step on a validated ``config``, after checking the source model and the output."""
+    info = info if info is not None else read_onnx_info(fp32_onnx)
+    if info.precision != "fp32":
+        raise UserInputError(
+            f"{str(fp32_onnx)!r} is a {info.precision} model; the precision step starts from the FP32 export"
+        )
+    opset = info.extra.get("opset")
+    if not isinstance(opset, int) or not MIN_OPSET <= opset <= MAX_OPSET:
+        raise UserInputError(
+            f"{str(fp32_onnx)!r} uses opset {opset}; the precision step needs {MIN_OPSET}..{MAX_OPSET}: re-export it"
+        )
+    batches = verify_batches(info.max_batch, info.extra.get("suggested_max_batch"))
     output = _check_precision_output(output, fp32_onnx, config)
     with StepTimer(progress, total=3, bar=True) as steps:
-        return _convert(Path(fp32_onnx), output, config, batch, steps)
+        return _convert(Path(fp32_onnx), output, config, batches, steps)
 
 
-def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batch: "Batch", steps: StepTimer) -> OnnxExportResult:
+def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batches: tuple[int, ...], steps: StepTimer) -> OnnxExportResult:
     fp32_proto = load_onnx(fp32_path)
     info = info_from_model(fp32_proto, fp32_path)
     fp32_meta = metadata_of(fp32_proto)
@@ -225,7 +216,7 @@ def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batch: "Bat
         timings["precision_checks"] = steps.stop()
 
         steps.start(f"onnxruntime {config.precision} vs fp32")
-        comparisons = _verify_against_onnx(fp32_path, final, info.preprocessing, config, batch, calibration)
+        comparisons = _verify_against_onnx(fp32_path, final, info.preprocessing, config, batches, calibration)
         timings["precision_verification"] = steps.stop()
         check_numeric(comparisons, f"ONNX Runtime {config.precision.upper()} against the FP32 model")
         publish(final, output)
@@ -312,14 +303,14 @@ def guard_summary_lines(guard: Mapping[str, Any]) -> list[str]:
 
 
 def _verify_against_onnx(
-    fp32_path: Path, candidate: Path, preprocessing: Preprocessing, config: PrecisionConfig, batch: "Batch", calibration: Any
+    fp32_path: Path, candidate: Path, preprocessing: Preprocessing, config: PrecisionConfig, batches: tuple[int, ...], calibration: Any
 ) -> tuple[NumericComparison, ...]:
     atol, rtol = config.tolerance
     reference_session = open_session(fp32_path, purpose="check the exported model", error=CheckFailedError)
     candidate_session = open_session(candidate, purpose="check the exported model", error=CheckFailedError)
     out = []
     start = 0
-    for i, n in enumerate(batch.verify_batches()):
+    for i, n in enumerate(batches):
         if calibration is not None and len(calibration.array) >= start + n:
             # real images where we have them (each batch its own), judged on the data the step was calibrated for
             images = np.ascontiguousarray(calibration.array[start : start + n], dtype=np.float32)

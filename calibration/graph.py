@@ -21,7 +21,7 @@ from dacovid_export.artifacts.onnx_graph import (
     tensor_types,
 )
 from dacovid_export.core.deps import require
-from dacovid_export.core.errors import CheckFailedError, UserInputError
+from dacovid_export.core.errors import CheckFailedError, UserInputError, first_line
 from dacovid_export.core.fileio import atomic_path, sha256_file
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ def load_source_model(path: str | os.PathLike[str]) -> SourceModel:
             onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
         onnx.checker.check_model(model)
     except (ValueError, OSError, onnx.checker.ValidationError) as exc:
-        raise UserInputError(f"ONNX model {str(path)!r} is invalid: {str(exc).strip().splitlines()[0]}") from exc
+        raise UserInputError(f"ONNX model {str(path)!r} is invalid: {first_line(exc)}") from exc
 
     initializers = {init.name for init in model.graph.initializer}
     inputs = [i for i in model.graph.input if i.name not in initializers]
@@ -262,7 +262,7 @@ def write_checked_model(model: "onnx.ModelProto | bytes", output: str | os.PathL
             onnx.checker.check_model(str(tmp), full_check=True)
         except onnx.checker.ValidationError as exc:
             raise CheckFailedError(
-                f"the converted model failed onnx.checker ({str(exc).strip().splitlines()[0]}); nothing was written "
+                f"the converted model failed onnx.checker ({first_line(exc)}); nothing was written "
                 f"to {str(output)!r}"
             ) from exc
         digest = sha256_file(tmp)

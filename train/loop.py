@@ -57,7 +57,7 @@ from torch import nn
 from torch.utils.data import DataLoader, RandomSampler, Sampler
 
 from dacovid_export.artifacts.outputs import check_outputs
-from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.errors import UserInputError, first_line
 from dacovid_export.core.fileio import atomic_write_json
 from dacovid_export.data.metrics import (
     ClassificationReport,
@@ -105,11 +105,6 @@ def _silent(_: str) -> None:
 
 def _epoch_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def train_model(
@@ -211,7 +206,7 @@ class _Run:
                 model = DACovidNet(ModelConfig.from_dict(resume.payload["model_config"]))
                 model.load_state_dict(resume.payload["state_dict"], strict=True)
             except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-                raise UserInputError(f"{str(self.last_path)!r} is damaged or from an incompatible version: {_first_line(exc)}") from exc
+                raise UserInputError(f"{str(self.last_path)!r} is damaged or from an incompatible version: {first_line(exc)}") from exc
             return model
         mc = self.config.model_config(num_classes)
         kwargs = dict(
@@ -364,7 +359,7 @@ class _Run:
             try:
                 optimizer.load_state_dict(resume.extra["optimizer"])
             except (ValueError, KeyError, RuntimeError) as exc:
-                raise UserInputError(f"{str(self.last_path)!r}: optimizer state does not fit the model: {_first_line(exc)}") from exc
+                raise UserInputError(f"{str(self.last_path)!r}: optimizer state does not fit the model: {first_line(exc)}") from exc
             for group in optimizer.param_groups:
                 group["lr"] = cfg.lr
             if scaler is not None and resume.extra.get("scaler"):
@@ -532,7 +527,7 @@ class _Run:
 
 def _backbone_error(path: str, exc: BaseException) -> UserInputError:
     if isinstance(exc, ValueError) and "backbone weights" in str(exc):
-        return UserInputError(_first_line(exc))  # load_backbone_weights' own diagnosis (missing tensors, shapes)
+        return UserInputError(first_line(exc))  # load_backbone_weights' own diagnosis (missing tensors, shapes)
     # torch's text for unreadable pickles suggests weights_only=False, which is exactly what not to do
     return UserInputError(
         f"backbone weights {path!r} are not a torchvision ResNet50 state dict (torch.load(weights_only=True) failed: "

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.core.deps import require
-from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.errors import UserInputError, first_line
 from dacovid_export.data.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -76,8 +76,7 @@ def load_onnx(path: str | os.PathLike[str]) -> "onnx.ModelProto":
     try:
         model = onnx.load(str(path))
     except (ProtobufError, OSError, ValueError, RuntimeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserInputError(f"{str(path)!r} is not a readable ONNX model ({type(exc).__name__}: {first})") from exc
+        raise UserInputError(f"{str(path)!r} is not a readable ONNX model ({type(exc).__name__}: {first_line(exc)})") from exc
     # protobuf happily decodes many non-ONNX byte strings into an empty message
     if not model.graph.node or not model.graph.input or not model.opset_import:
         raise UserInputError(f"{str(path)!r} is not an ONNX model (no graph, inputs or opset): corrupt or another format")

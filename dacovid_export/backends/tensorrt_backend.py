@@ -44,6 +44,7 @@ from dacovid_export.core.fileio import atomic_write_bytes
 from dacovid_export.trt.library import (
     cuda_visible,
     engine_invalidity,
+    engine_io_names,
     get_logger,
     gpu_info,
     import_runtime,
@@ -144,7 +145,7 @@ class TensorRTBackend(Backend):
             del blob
             if self._engine is None:
                 raise IncompatibleArtifactError(
-                    f"TensorRT {trt.__version__} could not deserialize {str(path)!r} ({self._said()}); "
+                    f"TensorRT {trt.__version__} could not deserialize {str(path)!r} ({self._log.take_said()}); "
                     f"rebuild it here with: {rebuild_command(meta, path)}"
                 )
             self._check_io()
@@ -154,7 +155,7 @@ class TensorRTBackend(Backend):
                 self._context = self._engine.create_execution_context()
             if self._context is None:
                 raise DacovidError(
-                    f"TensorRT could not create an execution context for {str(path)!r} ({self._said()}): "
+                    f"TensorRT could not create an execution context for {str(path)!r} ({self._log.take_said()}): "
                     "usually too little free GPU memory; close other GPU programs or rebuild with a smaller --max-batch"
                 )
             self._allocate()
@@ -196,7 +197,7 @@ class TensorRTBackend(Backend):
                     stacklevel=3,
                 )
         if not config.set_runtime_cache(cache):
-            raise DacovidError(f"TensorRT-RTX refused the runtime cache for {str(path)!r}: {self._said()}")
+            raise DacovidError(f"TensorRT-RTX refused the runtime cache for {str(path)!r}: {self._log.take_said()}")
         self._runtime_config, self._cache_path, self._runtime_cache = config, cache_path, cache
         return config
 
@@ -212,15 +213,9 @@ class TensorRTBackend(Backend):
         except OSError as exc:
             warnings.warn(f"could not save the runtime cache {str(self._cache_path)!r}: {exc}", stacklevel=3)
 
-    def _said(self) -> str:
-        errors = self._log.take_errors()
-        return f"TensorRT said: {errors[-1]}" if errors else "TensorRT gave no reason"
-
     def _check_io(self) -> None:
         trt, engine, info = self._trt, self._engine, self.info
-        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        inputs, outputs = engine_io_names(trt, engine)
         if inputs != [info.input_name] or outputs != [info.output_name]:
             raise UserInputError(
                 f"{info.path}: engine has inputs {inputs} and outputs {outputs} but its sidecar names "
@@ -248,7 +243,7 @@ class TensorRTBackend(Backend):
         whole = staging.buffers(int(info.max_batch or 1))
         for name, tensor in ((info.input_name, whole.dev_in), (info.output_name, whole.dev_out)):
             if not self._context.set_tensor_address(name, tensor.data_ptr()):
-                raise DacovidError(f"TensorRT refused the buffer address for {name!r}: {self._said()}")
+                raise DacovidError(f"TensorRT refused the buffer address for {name!r}: {self._log.take_said()}")
         self._shape_n: int | None = None
 
     # ---------------------------------------------------------------- running
@@ -259,10 +254,10 @@ class TensorRTBackend(Backend):
         with self._torch.cuda.device(self._device):
             if n != self._shape_n:
                 if not self._context.set_input_shape(self.info.input_name, (n, 3, s, s)):
-                    raise UserInputError(f"{self.info.path}: TensorRT rejected batch shape {(n, 3, s, s)}: {self._said()}")
+                    raise UserInputError(f"{self.info.path}: TensorRT rejected batch shape {(n, 3, s, s)}: {self._log.take_said()}")
                 self._shape_n = n
             if not self._context.execute_async_v3(self.cuda_stream.cuda_stream):
-                raise DacovidError(f"TensorRT failed to enqueue {self.info.path} on batch {n}: {self._said()}")
+                raise DacovidError(f"TensorRT failed to enqueue {self.info.path} on batch {n}: {self._log.take_said()}")
         return self._staging.buffers(n).dev_out
 
     def describe(self) -> str:

@@ -6,6 +6,8 @@ The CLI turns any :class:`DacovidError` into one line on stderr and its
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
     "DacovidError",
     "UserInputError",
@@ -15,6 +17,7 @@ __all__ = [
     "CheckFailedError",
     "EngineBuildError",
     "first_line",
+    "one_line",
 ]
 
 
@@ -68,3 +71,8 @@ def first_line(exc: BaseException) -> str:
     """The first line of a library's exception message (or its class name): errors here are one line."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+def one_line(text: str) -> str:
+    """``text`` with every run of whitespace (newlines included) as one space."""
+    return re.sub(r"\s+", " ", str(text)).strip()

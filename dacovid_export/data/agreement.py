@@ -10,7 +10,7 @@ Three questions, three names, all on ``N x K`` logits of the same images:
 - :func:`softmax`: probabilities, for the Predictor and parity's probability differences.
 
 Parity's verdict against a per-precision tolerance builds on these in
-:mod:`dacovid_export.parity.run`.
+:mod:`dacovid_export.parity.compare`.
 """
 
 from __future__ import annotations

@@ -54,14 +54,16 @@ from dacovid_export.engine.trtexec import TRTEXEC_MAJORS, trtexec_for
 from dacovid_export.trt.library import (
     cuda_visible,
     engine_invalidity,
+    engine_io_names,
     get_logger,
     gpu_info,
     import_runtime,
     is_rtx,
     make_progress_monitor,
     resolve_runtime,
+    said_of,
 )
-from dacovid_export.trt.network import one_line, parse_onnx, read_layer_precisions
+from dacovid_export.trt.network import parse_onnx, read_layer_precisions
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -187,7 +189,7 @@ def _build_on_device(
         shapes = tuple((b, *chw) for b in (config.min_batch, config.opt_batch, config.max_batch))
         profile.set_shape(info.input_name, *shapes)
         if builder_config.add_optimization_profile(profile) < 0:
-            raise EngineBuildError(f"TensorRT rejected the batch profile {shapes}: {_said(tlog)}")
+            raise EngineBuildError(f"TensorRT rejected the batch profile {shapes}: {tlog.take_said()}")
         cache = _attach_timing_cache(builder_config, config.timing_cache)
         monitor = make_progress_monitor(trt) if progress else None
         if monitor is not None:
@@ -256,20 +258,9 @@ def _build_failure(tlog: "TrtLog", source: Path, config: EngineBuildConfig, targ
             "--target-cc, or build on the Turing GPU with TensorRT 10.x (--runtime tensorrt)"
         )
     return (
-        f"TensorRT could not build an engine from {str(source)!r}: {_said_of(errors)} "
+        f"TensorRT could not build an engine from {str(source)!r}: {said_of(errors)} "
         f"(try a larger --workspace than {config.workspace_gib:g} GiB or a smaller --max-batch)"
     )
-
-
-def _said(tlog: "TrtLog") -> str:
-    return _said_of(tlog.take_errors())
-
-
-def _said_of(errors: list[str]) -> str:
-    """TensorRT's last error on one line, and how many came before it."""
-    if not errors:
-        return "TensorRT reported no error message"
-    return "TensorRT said: " + one_line(errors[-1]) + (f" (and {len(errors) - 1} earlier error(s))" if len(errors) > 1 else "")
 
 
 def _network_io(network: Any, info: "ArtifactInfo", config: EngineBuildConfig, source: Path) -> tuple[int, int, int]:
@@ -372,10 +363,8 @@ def _verify_engine(
             return io, f"not loaded: TensorRT-RTX says the engine is not valid on {gpu.name} ({engine_invalidity(trt, diagnostics)})"
     engine = runtime.deserialize_cuda_engine(blob)
     if engine is None:
-        raise EngineBuildError(f"the engine TensorRT just built does not deserialize: {_said(tlog)}")
-    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
-    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
-    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        raise EngineBuildError(f"the engine TensorRT just built does not deserialize: {tlog.take_said()}")
+    inputs, outputs = engine_io_names(trt, engine)
     if inputs != [info.input_name] or outputs != [info.output_name]:
         raise EngineBuildError(
             f"the built engine has inputs {inputs} and outputs {outputs}; expected [{info.input_name!r}] and [{info.output_name!r}]"

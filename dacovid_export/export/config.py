@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_TOLERANCES",
     "OnnxExportConfig",
     "check_seed_and_tolerances",
+    "verify_batches",
 ]
 
 # Opset 20: read by the TensorRT 10.x/11.x parsers (9..24) and ONNX Runtime 1.24,
@@ -26,7 +27,6 @@ MIN_OPSET = 19
 MAX_OPSET = 24
 _MAX_BATCH_LIMIT = 4096
 _VERIFY_BATCHES = (1, 3)
-_TWO_GB = 2**31
 
 # (atol, rtol) of the numeric self-check: allowed max |diff| = atol + rtol * max|reference logit|.
 # FP32: ORT vs PyTorch differ by reordered float sums only (8e-5 on logits of ~30 measured).
@@ -84,10 +84,7 @@ class OnnxExportConfig:
         return (self.max_batch or 1) if self.static_batch else None
 
     def verify_batches(self) -> tuple[int, ...]:
-        if self.fixed_batch is not None:
-            return (self.fixed_batch,)
-        cap = self.max_batch or max(_VERIFY_BATCHES)
-        return tuple(sorted({min(b, cap) for b in _VERIFY_BATCHES}))
+        return verify_batches(self.fixed_batch, self.max_batch)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -100,3 +97,11 @@ def check_seed_and_tolerances(seed: Any, atol: Any, rtol: Any) -> None:
     for name, value in (("atol", atol), ("rtol", rtol)):
         if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
             raise UserInputError(f"{name}={value!r}: need a finite number >= 0")
+
+
+def verify_batches(fixed_batch: int | None, max_batch: int | None) -> tuple[int, ...]:
+    """Batch sizes a self-check runs: the fixed batch, or 1 and 3 capped by a dynamic model's ``max_batch`` hint."""
+    if fixed_batch is not None:
+        return (fixed_batch,)
+    cap = max_batch or max(_VERIFY_BATCHES)
+    return tuple(sorted({min(b, cap) for b in _VERIFY_BATCHES}))

@@ -1,8 +1,4 @@
-"""The pipeline's engine step: an engine per ONNX model where TensorRT (or TensorRT-RTX) can build one.
-
-The call into the engine builder is one small function (:func:`build_one`),
-so where it lives can change in one place.
-"""
+"""The pipeline's engine step: an engine per ONNX model where TensorRT (or TensorRT-RTX) can build one."""
 
 from __future__ import annotations
 
@@ -28,7 +24,7 @@ from dacovid_export.trt.library import gpu_info, resolve_runtime
 if TYPE_CHECKING:
     from dacovid_export.engine.config import EngineBuildConfig, EngineBuildResult
 
-__all__ = ["EngineRecord", "EngineBuilds", "RunnableEngines", "build_one", "build_engines", "runnable_engines"]
+__all__ = ["EngineRecord", "EngineBuilds", "RunnableEngines", "build_engines", "runnable_engines"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,11 +84,6 @@ class RunnableEngines:
     skipped: tuple[SkippedStep, ...]
 
 
-def build_one(onnx_path: Path, target: Path, build: "EngineBuildConfig", *, progress: bool) -> "EngineBuildResult":
-    """ONNX -> engine (the one call into the engine builder)."""
-    return build_engine(onnx_path, target, build, progress=progress)
-
-
 def build_engines(onnx_models: Mapping[str, Path], config: PipelineConfig, timer: StepTimer) -> EngineBuilds:
     """Build an engine per ONNX model with the runtime ``auto`` picks.
 
@@ -123,7 +114,7 @@ def build_engines(onnx_models: Mapping[str, Path], config: PipelineConfig, timer
         )
         try:
             t0 = time.perf_counter()
-            result = build_one(onnx_path, config.out / f"model.{precision}.engine", build, progress=config.progress)
+            result = build_engine(onnx_path, config.out / f"model.{precision}.engine", build, progress=config.progress)
             records[precision] = EngineRecord.of(result, build, time.perf_counter() - t0)
             paths[precision] = result.engine_path
         except (EngineBuildError, CheckFailedError) as exc:

@@ -1,8 +1,4 @@
-"""The pipeline's ONNX steps: the FP32 export, then the FP16 and INT8 conversions, each described for the report.
-
-The calls into the export and precision libraries are one small function each
-(:func:`export_fp32`, :func:`convert_to`), so where they live can change in one place.
-"""
+"""The pipeline's ONNX steps: the FP32 export, then the FP16 and INT8 conversions, each described for the report."""
 
 from __future__ import annotations
 
@@ -23,7 +19,7 @@ from dacovid_export.pipeline.outcomes import FailedStep, SkippedStep
 if TYPE_CHECKING:
     from dacovid_export.export.result import OnnxExportResult
 
-__all__ = ["OnnxRecord", "OnnxModels", "export_fp32", "convert_to", "make_onnx_models"]
+__all__ = ["OnnxRecord", "OnnxModels", "make_onnx_models"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,34 +79,6 @@ class OnnxModels:
     failed: tuple[FailedStep, ...]
 
 
-def export_fp32(checkpoint: Path, target: Path, *, progress: bool) -> "OnnxExportResult":
-    """Checkpoint -> FP32 ONNX (the one call into the export step)."""
-
-    return export_onnx(checkpoint, target, OnnxExportConfig(), progress=progress)
-
-
-def convert_to(
-    precision: str,
-    fp32_onnx: Path,
-    target: Path,
-    *,
-    calib_data: Path | None,
-    calib_size: int | None,
-    seed: int,
-    progress: bool,
-) -> "OnnxExportResult":
-    """FP32 ONNX -> FP16 or INT8 ONNX (the one call into the precision step)."""
-    return convert_precision(
-        fp32_onnx,
-        target,
-        precision=precision,  # type: ignore[arg-type]
-        calib_data=calib_data,
-        calib_size=calib_size,
-        seed=seed,
-        progress=progress,
-    )
-
-
 def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: StepTimer) -> OnnxModels:
     """FP32 export (must succeed), then FP16 and INT8 (may fail their checks: recorded, and the pipeline goes on)."""
     paths: dict[str, Path] = {}
@@ -118,7 +86,7 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
     skipped: list[SkippedStep] = []
     failed: list[FailedStep] = []
     with timer.step("ONNX FP32 export"):
-        result = export_fp32(inputs.checkpoint, config.out / "model.onnx", progress=config.progress)
+        result = export_onnx(inputs.checkpoint, config.out / "model.onnx", OnnxExportConfig(), progress=config.progress)
     paths["fp32"] = result.path
     records["fp32"] = OnnxRecord.of(result)
     for precision in ("fp16", "int8"):
@@ -134,10 +102,10 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
                 )
                 continue
             try:
-                result = convert_to(
-                    precision,
+                result = convert_precision(
                     paths["fp32"],
                     config.out / f"model.{precision}.onnx",
+                    precision=precision,  # type: ignore[arg-type]
                     calib_data=inputs.calib_data,
                     calib_size=inputs.calib_size,
                     seed=config.seed,

@@ -40,7 +40,12 @@ from types import ModuleType
 from typing import Any
 
 from dacovid_export.artifacts.engine_metadata import RUNTIMES
-from dacovid_export.core.errors import MissingDependencyError, UserInputError
+from dacovid_export.core.errors import (
+    MissingDependencyError,
+    UserInputError,
+    first_line,
+    one_line,
+)
 from dacovid_export.core.versions import format_version, parse_version
 
 __all__ = [
@@ -67,6 +72,8 @@ __all__ = [
     "network_creation_flags",
     "gpu_info",
     "TrtLog",
+    "said_of",
+    "engine_io_names",
     "get_logger",
     "make_progress_monitor",
 ]
@@ -101,8 +108,7 @@ def _import_library(name: str, label: str, purpose: str, hint: str) -> tuple[Mod
         trt = importlib.import_module(name)
     except (ImportError, OSError) as exc:
         # OSError: the Python bindings are there but the shared library could not be loaded
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise MissingDependencyError(f"{label} is not available (needed to {purpose}): {hint}. Import error: {first}") from exc
+        raise MissingDependencyError(f"{label} is not available (needed to {purpose}): {hint}. Import error: {first_line(exc)}") from exc
     version = getattr(trt, "__version__", None)
     if not isinstance(version, str):
         raise MissingDependencyError(f"the installed {name!r} package has no version (a stub or a broken install): {hint}")
@@ -323,6 +329,21 @@ def _device_index(device: str | int) -> int:
     raise UserInputError(f"device={device!r}: TensorRT runs on a GPU; use 'cuda' or 'cuda:N'")
 
 
+def said_of(errors: list[str]) -> str:
+    """TensorRT's last error on one line, and how many came before it."""
+    if not errors:
+        return "TensorRT reported no error message"
+    return "TensorRT said: " + one_line(errors[-1]) + (f" (and {len(errors) - 1} earlier error(s))" if len(errors) > 1 else "")
+
+
+def engine_io_names(trt: ModuleType, engine: Any) -> tuple[list[str], list[str]]:
+    """An engine's input and output tensor names, in TensorRT's order."""
+    names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+    inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+    outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+    return inputs, outputs
+
+
 class TrtLog:
     """What TensorRT logged: errors kept for the one-line failure message (not echoed), warnings forwarded.
 
@@ -352,6 +373,10 @@ class TrtLog:
         with self._lock:
             errors, self._errors = self._errors, []
         return errors
+
+    def take_said(self) -> str:
+        """The errors logged since the last take, as :func:`said_of` words them."""
+        return said_of(self.take_errors())
 
     def last_error(self) -> str | None:
         with self._lock:

@@ -24,7 +24,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dacovid_export.artifacts.onnx_graph import find_attention_chains
-from dacovid_export.core.errors import EngineBuildError
+from dacovid_export.core.errors import (
+    EngineBuildError,
+    MissingDependencyError,
+    one_line,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -37,7 +41,6 @@ __all__ = [
     "LayerPrecisions",
     "parse_onnx",
     "parser_failure",
-    "one_line",
     "read_layer_precisions",
     "check_parses",
 ]
@@ -67,11 +70,6 @@ class ParsedNetwork:
     builder: Any
     network: Any
     parser: Any
-
-
-def one_line(text: str) -> str:
-    """``text`` with every run of whitespace (newlines included) as one space."""
-    return re.sub(r"\s+", " ", str(text)).strip()
 
 
 def parser_failure(parser: Any, source: Path, tlog: "TrtLog | None" = None) -> str:
@@ -256,7 +254,6 @@ def check_parses(source: str | os.PathLike[str], *, runtimes: Sequence[str] | No
     tried only where a GPU is visible. Raises :class:`EngineBuildError` (one
     line naming the node and operator) when the parser refuses the model.
     """
-    from dacovid_export.core.errors import MissingDependencyError
     from dacovid_export.trt.library import (
         cuda_visible,
         import_runtime,
