@@ -9,6 +9,7 @@ from dacovid_export.cli.check_cmd import check
 from dacovid_export.cli.common import OneLineErrorsGroup
 from dacovid_export.cli.onnx_cmd import onnx
 from dacovid_export.cli.pipeline_cmd import pipeline
+from dacovid_export.cli.serve_cmd import serve, serve_env
 from dacovid_export.cli.train_cmd import train
 from dacovid_export.cli.triton_cmd import triton
 from dacovid_export.cli.trt_cmd import trt
@@ -23,7 +24,7 @@ def cli() -> None:
     """DA-COVID Net from a PyTorch checkpoint to ONNX and TensorRT, with proof of parity and speed."""
 
 
-for _command in (onnx, check, trt, triton, pipeline, train, bench):
+for _command in (onnx, check, trt, triton, serve, serve_env, pipeline, train, bench):
     cli.add_command(_command)
 
 

@@ -1,4 +1,4 @@
-"""`dacovid-export triton`: a Triton Inference Server model repository for an engine or an ONNX model."""
+"""`dacovid-export triton`: a Triton model repository that takes encoded images and answers with the class."""
 
 from __future__ import annotations
 
@@ -14,26 +14,34 @@ __all__ = ["triton"]
 @click.command(name="triton")
 @click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
 @click.option("--repo", type=click.Path(path_type=Path, file_okay=False), required=True, help="Model repository folder (created if missing).")
-@click.option("--name", default="dacovid", show_default=True, help="Model name: the folder REPO/NAME.")
+@click.option("--name", default="dacovid", show_default=True, help="Name of the ensemble clients call; the steps are NAME_preprocess, NAME_classifier, NAME_postprocess.")
+@click.option("--backend", type=click.Choice(["auto", "native", "python"]), default="auto", show_default=True,
+              help="Classifier: python (this package's runtimes in Triton's python backend: ONNX Runtime, OpenVINO for INT8 on a CPU, "
+                   "TensorRT/TensorRT-RTX), native (tensorrt_plan / onnxruntime_onnx of NGC containers); auto: native for TensorRT 10/11 engines, else python.")
+@click.option("--kind", type=click.Choice(["gpu", "cpu"]), default=None,
+              help="Where classifier instances run  [default: cpu for ONNX through the python backend, else gpu].")
 @click.option("--max-batch", type=int, default=None, help="Triton max_batch_size  [default: the engine's profile maximum; 8 for ONNX].")
-@click.option("--instances", type=int, default=1, show_default=True, help="Model instances (per GPU, or on the CPU).")
-@click.option("--kind", type=click.Choice(["gpu", "cpu"]), default=None, help="Where ONNX Runtime instances run  [default: gpu]; engines are GPU only.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing REPO/NAME model.")
+@click.option("--instances", type=int, default=1, show_default=True, help="Classifier and preprocessing instances (per GPU, or on the CPU).")
+@click.option("--max-queue-delay-us", type=int, default=100, show_default=True, help="Dynamic batching: longest wait for a fuller batch (microseconds).")
+@click.option("--overwrite", is_flag=True, help="Replace existing models of the same names.")
 @handle_errors
 def triton(
-    model: Path, repo: Path, name: str, max_batch: int | None, instances: int, kind: str | None, overwrite: bool
+    model: Path, repo: Path, name: str, backend: str, kind: str | None, max_batch: int | None, instances: int,
+    max_queue_delay_us: int, overwrite: bool,
 ) -> None:
-    """Write REPO/NAME/config.pbtxt, labels.txt and 1/model.plan (engine) or 1/model.onnx (ONNX).
+    """Write REPO/NAME (ensemble: image bytes -> probabilities, class_name, logits) and its three steps.
 
-    Dynamic batching is on; the model's classes, preprocessing, precision and
-    checksums are stored as config parameters. An engine only loads in a Triton
-    built on the same TensorRT version, on the GPU architecture it was built for.
+    Preprocessing is the artifact's own, read from its metadata; every config.pbtxt
+    is written through Triton's ModelConfig schema. Serve it with 'dacovid-export serve REPO'.
     """
     from dacovid_export.serve.triton import write_triton_repository
 
-    model_dir = write_triton_repository(
-        model, repo, name=name, max_batch=max_batch, instances=instances, kind=kind, overwrite=overwrite
+    written = write_triton_repository(
+        model, repo, name=name, backend=backend, kind=kind, max_batch=max_batch, instances=instances,
+        max_queue_delay_us=max_queue_delay_us, overwrite=overwrite,
+    )  # fmt: skip
+    click.echo(
+        f"wrote Triton models {', '.join(written.models)} in {written.repo} "
+        f"({written.classifier_backend} classifier, {written.kind}, max batch {written.max_batch})"
     )
-    files = sorted(str(p.relative_to(model_dir)) for p in model_dir.rglob("*") if p.is_file())
-    click.echo(f"wrote Triton model {model_dir}: {', '.join(files)}")
-    click.echo(f"serve with: tritonserver --model-repository={model_dir.parent}")
+    click.echo(f"serve with: dacovid-export serve {written.repo}   (ensemble {written.ensemble!r} takes encoded images)")

@@ -18,7 +18,7 @@ _INSTALL_HINTS: dict[str, str] = {
     "onnx": "pip install onnx",
     "openvino": "pip install openvino",
     "matplotlib": "pip install matplotlib",
-    "tritonclient": "pip install 'dacovid-export[dev]' (tritonclient)",
+    "tritonclient": "pip install 'dacovid-export[serve]' (tritonclient[http,grpc])",
 }
 
 

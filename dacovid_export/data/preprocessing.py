@@ -14,6 +14,7 @@ Training replaces the centre crop by a random crop and a random horizontal flip
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 import os
 import warnings
@@ -41,7 +42,8 @@ __all__ = [
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 ResizePolicy = Literal["shorter_side", "squash"]
-ImageInput = Union[str, os.PathLike, Image.Image, np.ndarray]
+# bytes: one encoded file (PNG, JPEG, ...), as a service receives it
+ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 # ImageNet statistics on the 0-1 scale: the backbone is ResNet50, and a
 # torchvision ImageNet checkpoint expects exactly these.
@@ -120,36 +122,44 @@ class Preprocessing:
             raise UserInputError(f"preprocessing metadata {dict(data)!r} is incomplete or malformed: {exc}") from exc
 
 
-def load_image(path: str | os.PathLike[str]) -> Image.Image:
+def load_image(path: str | os.PathLike[str] | bytes) -> Image.Image:
     """Open and fully decode an image; a missing, corrupt or oversized file raises :class:`UserInputError`.
 
+    ``path`` is a file, or the encoded bytes of one (what a service receives).
     An image over Pillow's pixel limit (``Image.MAX_IMAGE_PIXELS``, which also flags
     decompression bombs: a 14000x14000 PNG can be 200 kB) is unreadable like any
     other bad file, so every caller's per-image handling applies to it.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise UserInputError(f"image {str(path)!r} does not exist or is not a file")
+    if isinstance(path, bytes):
+        label = f"image of {len(path)} bytes"
+        if not path:
+            raise UserInputError("image of 0 bytes is empty: send the encoded file (PNG, JPEG, ...)")
+        source: Path | io.BytesIO = io.BytesIO(path)
+    else:
+        source = Path(path)
+        label = f"image {str(source)!r}"
+        if not source.is_file():
+            raise UserInputError(f"{label} does not exist or is not a file")
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its limit; such an image is as unusable as one over 2x
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
+            with Image.open(source) as img:
                 img.load()
                 return ImageOps.exif_transpose(img) or img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UserInputError(
-            f"image {str(path)!r} is unreadable: too large to decode safely ({exc.args[0] if exc.args else exc})"
+            f"{label} is unreadable: too large to decode safely ({exc.args[0] if exc.args else exc})"
         ) from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise UserInputError(f"image {str(path)!r} is unreadable or corrupt: {exc}") from exc
+        raise UserInputError(f"{label} is unreadable or corrupt: {exc}") from exc
     except MemoryError as exc:
-        raise UserInputError(f"image {str(path)!r} is unreadable: not enough memory to decode it") from exc
+        raise UserInputError(f"{label} is unreadable: not enough memory to decode it") from exc
 
 
 def to_float_gray(image: ImageInput) -> np.ndarray:
     """Any supported input -> float32 ``H x W`` luminance in [0, 1]; :class:`UserInputError` for anything unusable."""
-    if isinstance(image, (str, os.PathLike)):
+    if isinstance(image, (str, os.PathLike, bytes)):
         image = load_image(image)
     if isinstance(image, np.ndarray):
         gray = _array_to_gray(image)
@@ -161,7 +171,7 @@ def to_float_gray(image: ImageInput) -> np.ndarray:
                 raise
             raise UserInputError(f"PIL image in mode {image.mode!r} cannot be read as a grayscale picture: {exc}") from exc
     else:
-        raise UserInputError(f"unsupported image input of type {type(image).__name__}: give a path, a PIL image or a numpy array")
+        raise UserInputError(f"unsupported image input of type {type(image).__name__}: give a path, encoded bytes, a PIL image or a numpy array")
     if gray.size == 0:
         raise UserInputError(f"image of {gray.shape[1]}x{gray.shape[0]} pixels is empty: nothing to classify")
     return gray

@@ -164,7 +164,7 @@ class Predictor:
     ) -> list[Prediction] | list[Prediction | ImageFailure]:
         """One :class:`Prediction` per image, in order.
 
-        ``images``: one image or a list of them; each a file path, a PIL image
+        ``images``: one image or a list of them; each a file path, the encoded bytes of a file, a PIL image
         (any mode: 8/16-bit grey, RGB, RGBA, LAB, CMYK, ...) or a numpy array (``H x W``,
         ``H x W x 1/3/4``; uint8, uint16 or float in [0, 1]). A numpy array is
         always one image; pass a list for several.
@@ -248,7 +248,7 @@ def _source(image: object) -> str | None:
 
 
 def _as_list(images: ImageInput | Sequence[ImageInput]) -> list[ImageInput]:
-    if isinstance(images, (str, os.PathLike, Image.Image, np.ndarray)):
+    if isinstance(images, (str, os.PathLike, bytes, Image.Image, np.ndarray)):
         return [images]
     if isinstance(images, (list, tuple)):
         return list(images)

@@ -1,0 +1,77 @@
+"""`dacovid-export serve` and `dacovid-export serve-env`: the bundled Triton on a repository, and its environment."""
+
+from __future__ import annotations
+
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+import click
+
+from dacovid_export.cli.common import handle_errors
+
+__all__ = ["serve", "serve_env"]
+
+
+@click.command(name="serve")
+@click.argument("repo", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--env", "env_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Serving environment made by 'dacovid-export serve-env'  [default: $DACOVID_SERVE_ENV].")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; another than loopback only when you ask for it.")
+@click.option("--http-port", type=int, default=8000, show_default=True)
+@click.option("--grpc-port", type=int, default=8001, show_default=True)
+@click.option("--ready-timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for every model to load.")
+@click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Keep the server's log here.")
+@handle_errors
+def serve(repo: Path, env_dir: Path | None, host: str, http_port: int, grpc_port: int, ready_timeout: float,
+          log_file: Path | None) -> None:
+    """Serve REPO with the bundled Triton Inference Server, in the foreground, until Ctrl-C or SIGTERM."""
+    from dacovid_export.serve.serve_env import serve_env_from
+    from dacovid_export.serve.server import ServerConfig, TritonServer
+
+    config = ServerConfig(repo=repo, env=serve_env_from(env_dir), host=host, http_port=http_port, grpc_port=grpc_port,
+                          ready_timeout_s=ready_timeout, log_file=log_file)  # fmt: skip
+
+    def _terminate(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, _terminate)
+    server = TritonServer(config)
+    try:
+        server.start()
+        click.echo(
+            f"serving {config.http_url} {config.grpc_url}: ready models {', '.join(server.ready_models())} "
+            f"(pid {server.pid}; Ctrl-C to stop)"
+        )
+        sys.stdout.flush()
+        for _ in server.wait():
+            pass
+    except KeyboardInterrupt:
+        server.stop()
+        click.echo("stopped", err=True)
+        sys.exit(0)
+    finally:
+        server.stop()
+
+
+@click.command(name="serve-env")
+@click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
+@click.option("--overwrite", is_flag=True, help="Rebuild an existing serving environment in FOLDER.")
+@click.option("--check", "check_only", is_flag=True, help="Only check FOLDER (nothing installed).")
+@handle_errors
+def serve_env(folder: Path, overwrite: bool, check_only: bool) -> None:
+    """Make (or --check) the Python environment Triton's python stub runs the served models in.
+
+    A venv with NumPy 1.x (Triton 2.51's stub is built on it; NumPy 2 answers wrongly, silently),
+    nvidia-pytriton's tritonserver, ONNX Runtime, OpenVINO and this package. This command
+    installs packages (pip, from your package index); no other command does.
+    """
+    from dacovid_export.serve.serve_env import create_serve_env, inspect_serve_env
+
+    def log(line: str) -> None:
+        click.echo(line, err=True)
+
+    env = inspect_serve_env(folder) if check_only else create_serve_env(folder, overwrite=overwrite, log=log)
+    click.echo(f"serving environment {env.root}: Python {env.python_version}, NumPy {env.numpy_version}, "
+               f"dacovid-export {env.dacovid_version}; use: dacovid-export serve REPO --env {env.root}")

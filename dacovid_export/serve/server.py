@@ -1,0 +1,349 @@
+"""Start and stop the bundled Triton Inference Server on a served repository, with the known pitfalls handled.
+
+What goes wrong when ``tritonserver`` is started by hand, and what is done here instead
+(docs/serving.md, each measured on these machines):
+
+- the python backend needs ``libtriton_python.so``, ``triton_python_backend_utils.py`` and
+  the stub of the running Python side by side: a private backend folder of links is made;
+- the stub links ``libpython3.X.so.1.0`` and may load another patch release than the
+  environment's interpreter (model loads then fail in ``multiprocessing``): ``LD_LIBRARY_PATH``
+  is the interpreter's own ``LIBDIR``, and the environment's ``bin`` is first on ``PATH``,
+  which is how the stub finds its packages;
+- metrics are off and every port is bound to 127.0.0.1 unless another host is asked for;
+- a killed stub leaves shared-memory regions in ``/dev/shm``: this server's regions carry a
+  prefix of its own, and are removed when it stops (and those of dead earlier servers of ours).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import errno
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import TracebackType
+
+from dacovid_export.core.errors import DacovidError, UserInputError, one_line
+from dacovid_export.serve.serve_env import ServeEnvironment, inspect_serve_env
+from dacovid_export.serve.triton_config import read_config
+
+__all__ = ["ServerConfig", "ServerError", "TritonServer", "repository_models"]
+
+_SHM_DIR = Path("/dev/shm")
+_SHM_PREFIX = "dacovid_triton_"
+# Triton's log lines: "E1204 16:24:44.094774 5132 file.cc:123] "message""
+_LOG_LINE = re.compile(r'^[EWI]\d{4} [\d:.]+ +\d+ [\w.]+:\d+\] "?(?P<message>.*?)"?$')
+
+
+class ServerError(DacovidError):
+    """The server did not start, or a model did not load: the cause, from the server's own log."""
+
+    exit_code = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerConfig:
+    """How to serve a repository; every address is loopback unless ``host`` says otherwise."""
+
+    repo: Path
+    env: Path
+    host: str = "127.0.0.1"
+    http_port: int = 8000
+    grpc_port: int = 8001
+    ready_timeout_s: float = 180.0
+    exit_timeout_s: int = 5
+    log_file: Path | None = None  # default: a temporary file, removed when the server stops
+
+    def __post_init__(self) -> None:
+        for label, port in (("http_port", self.http_port), ("grpc_port", self.grpc_port)):
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                raise UserInputError(f"{label}={port!r}: give a port from 1 to 65535")
+        if self.http_port == self.grpc_port:
+            raise UserInputError(f"http_port and grpc_port are both {self.http_port}: give two different ports")
+        if not isinstance(self.host, str) or not self.host or any(c.isspace() for c in self.host):
+            raise UserInputError(f"host={self.host!r}: give an address such as 127.0.0.1")
+        if not self.ready_timeout_s > 0:
+            raise UserInputError(f"ready_timeout_s={self.ready_timeout_s!r}: must be positive")
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self._url_host}:{self.http_port}"
+
+    @property
+    def grpc_url(self) -> str:
+        return f"grpc://{self._url_host}:{self.grpc_port}"
+
+    @property
+    def _url_host(self) -> str:
+        return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+
+def repository_models(repo: str | os.PathLike[str]) -> list[str]:
+    """The models of a repository (every ``config.pbtxt`` must parse as Triton's ``ModelConfig``)."""
+    repo = Path(repo)
+    if not repo.is_dir():
+        raise UserInputError(f"model repository {str(repo)!r} does not exist or is not a folder")
+    models = []
+    for config in sorted(repo.glob("*/config.pbtxt")):
+        parsed = read_config(config)
+        if parsed.name and parsed.name != config.parent.name:
+            raise UserInputError(f"{str(config)!r} names model {parsed.name!r} but sits in folder {config.parent.name!r}")
+        models.append(config.parent.name)
+    if not models:
+        raise UserInputError(
+            f"model repository {str(repo)!r} holds no model (no */config.pbtxt): write one with 'dacovid-export triton'"
+        )
+    return models
+
+
+def _port_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return False
+            raise UserInputError(f"cannot bind {host}:{port}: {exc.strerror}") from exc
+    return True
+
+
+def _sweep_dead_shm() -> None:
+    """Regions of our servers that died without cleaning up (the prefix holds their PID)."""
+    with contextlib.suppress(OSError):
+        for region in _SHM_DIR.glob(f"{_SHM_PREFIX}*"):
+            pid = region.name[len(_SHM_PREFIX) :].split("_", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                with contextlib.suppress(OSError):
+                    region.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# errors Triton logs on every machine without a GPU: they never say why it stopped
+_LOG_NOISE = ("CudaDriverHelper has not been initialized", "Failed to initialize CUDA", "Unable to get number of GPUs")
+_FAILED_LOAD = re.compile(r"failed to load '(?P<model>[^']+)' version \d+: (?P<why>.*)")
+
+
+def _log_message(line: str) -> str:
+    match = _LOG_LINE.match(line.strip())
+    message = match.group("message") if match else line
+    # the python backend appends the stub's traceback after an escaped blank line
+    return one_line(message.split("\\n")[0].replace('\\"', '"'))
+
+
+def _log_cause(log_text: str) -> str | None:
+    """The line of the server log that says why it stopped: a model that failed to load, else the first real error."""
+    errors = [_log_message(line) for line in log_text.splitlines() if line.startswith("E")]
+    errors = [e for e in errors if not any(noise in e for noise in _LOG_NOISE)]
+    for message in errors:
+        match = _FAILED_LOAD.search(message)
+        if match:
+            why = re.sub(r"^(Internal|Invalid argument|Unavailable): ", "", match.group("why"))
+            return f"model {match.group('model')!r} failed to load: {why}"[:600]
+    if errors:
+        return errors[0][:600]
+    for line in log_text.splitlines():
+        if "error" in line.lower() and not any(noise in line for noise in _LOG_NOISE):
+            return one_line(line)[:600]
+    return None
+
+
+class TritonServer:
+    """The bundled ``tritonserver`` on one repository, as a context manager: started, ready, then stopped.
+
+    :meth:`start` returns when the server and every model of the repository are
+    ready, or raises :class:`ServerError` with the cause from the server's log (a port
+    in use, a model that fails to load, ...). :meth:`stop` (idempotent) ends the
+    server and its python stubs (SIGTERM, then SIGKILL to the process group) and
+    removes their shared memory.
+    """
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self._process: subprocess.Popen[bytes] | None = None
+        self._scratch: Path | None = None
+        self._log_path: Path | None = None
+        self._prefix = ""
+        self.models: list[str] = []
+        self.env: ServeEnvironment | None = None
+
+    # ------------------------------------------------------------------ start
+
+    def start(self) -> "TritonServer":
+        config = self.config
+        self.models = repository_models(config.repo)
+        self.env = inspect_serve_env(config.env)
+        for label, port in (("HTTP", config.http_port), ("gRPC", config.grpc_port)):
+            if not _port_free(config.host, port):
+                raise ServerError(
+                    f"{label} port {config.host}:{port} is in use (another server?): stop it or choose another --{label.lower()}-port"
+                )
+        _sweep_dead_shm()
+        self._scratch = Path(tempfile.mkdtemp(prefix="dacovid-triton-"))
+        backend = self._scratch / "backends" / "python"
+        backend.mkdir(parents=True)
+        for source in self.env.backend_files:
+            (backend / source.name).symlink_to(source)
+        self._log_path = config.log_file or self._scratch / "tritonserver.log"
+        self._prefix = f"{_SHM_PREFIX}{os.getpid()}_{uuid.uuid4().hex[:8]}_"
+        command = [
+            str(self.env.tritonserver),
+            f"--model-repository={Path(config.repo).resolve()}",
+            f"--backend-directory={backend.parent}",
+            f"--backend-config=python,shm-region-prefix-name={self._prefix}",
+            f"--http-address={config.host}",
+            f"--http-port={config.http_port}",
+            f"--grpc-address={config.host}",
+            f"--grpc-port={config.grpc_port}",
+            "--allow-metrics=false",
+            f"--exit-timeout-secs={config.exit_timeout_s}",
+            "--strict-readiness=true",
+        ]
+        environment = dict(os.environ)
+        environment["PATH"] = f"{self.env.bin_dir}{os.pathsep}{environment.get('PATH', '')}"
+        environment["LD_LIBRARY_PATH"] = os.pathsep.join(
+            p for p in (str(self.env.libdir), environment.get("LD_LIBRARY_PATH", "")) if p
+        )
+        environment["VIRTUAL_ENV"] = str(self.env.root)
+        environment.pop("PYTHONHOME", None)
+        environment.pop("PYTHONPATH", None)  # the stub must import the environment's packages, not this one's
+        with open(self._log_path, "wb") as log:
+            self._process = subprocess.Popen(
+                command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment,
+                start_new_session=True,  # its own process group: stopping it reaches every stub
+            )  # fmt: skip
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
+        deadline = time.monotonic() + self.config.ready_timeout_s
+        while time.monotonic() < deadline and self._process is not None:
+            code = self._process.poll()
+            if code is not None:
+                cause = _log_cause(self.log_text()) or f"exit status {code}, and its log says no more"
+                raise ServerError(f"Triton stopped while starting: {cause}")
+            if self._http_ok("/v2/health/ready"):
+                return
+            states = self._model_states()
+            failed = [m for m in states if m.get("state") == "UNAVAILABLE" and m.get("reason")]
+            if failed:
+                first = failed[0]
+                raise ServerError(f"model {first['name']!r} failed to load: {one_line(first['reason'])[:600]}")
+            time.sleep(0.25)
+        cause = _log_cause(self.log_text())
+        raise ServerError(
+            f"Triton was not ready after {self.config.ready_timeout_s:.0f} s" + (f": {cause}" if cause else "")
+        )
+
+    def _http_ok(self, route: str) -> bool:
+        try:
+            with urllib.request.urlopen(self.config.http_url + route, timeout=2) as reply:
+                return reply.status == 200
+        except (urllib.error.URLError, OSError):
+            return False
+
+    def _model_states(self) -> list[dict]:
+        request = urllib.request.Request(self.config.http_url + "/v2/repository/index", data=b"{}", method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=2) as reply:
+                return list(json.loads(reply.read() or b"[]"))
+        except (urllib.error.URLError, OSError, ValueError):
+            return []
+
+    # ------------------------------------------------------------------ state
+
+    @property
+    def pid(self) -> int | None:
+        return self._process.pid if self._process is not None else None
+
+    @property
+    def running(self) -> bool:
+        return self._process is not None and self._process.poll() is None
+
+    def ready_models(self) -> list[str]:
+        return sorted(m["name"] for m in self._model_states() if m.get("state") == "READY")
+
+    def log_text(self) -> str:
+        if self._log_path is None or not self._log_path.is_file():
+            return ""
+        return self._log_path.read_text(encoding="utf-8", errors="replace")
+
+    def shm_regions(self) -> list[Path]:
+        """This server's shared-memory regions that exist now."""
+        return sorted(_SHM_DIR.glob(f"{self._prefix}*")) if self._prefix else []
+
+    # ------------------------------------------------------------------- stop
+
+    def stop(self) -> None:
+        """End the server and its stubs, remove their shared memory and scratch; idempotent."""
+        process, self._process = self._process, None
+        if process is not None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+            try:
+                process.wait(timeout=self.config.exit_timeout_s + 10)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=10)
+            # stubs that outlive the server (they are in its group): none may be left
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+        for region in self.shm_regions():
+            with contextlib.suppress(OSError):
+                region.unlink()
+        if self._scratch is not None:
+            if self.config.log_file is None or not _inside(self.config.log_file, self._scratch):
+                shutil.rmtree(self._scratch, ignore_errors=True)
+            self._scratch = None
+
+    def __enter__(self) -> "TritonServer":
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def wait(self) -> Iterator[None]:
+        """Yield about once a second while the server runs (the foreground loop of ``serve``)."""
+        while self.running:
+            yield
+            time.sleep(1.0)
+        if self._process is None:
+            return
+        cause = _log_cause(self.log_text())
+        raise ServerError("Triton stopped" + (f": {cause}" if cause else ""))
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        Path(path).resolve().relative_to(folder.resolve())
+        return True
+    except ValueError:
+        return False

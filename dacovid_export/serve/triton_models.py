@@ -1,0 +1,165 @@
+"""The python-backend models of a served repository: preprocessing, the classifier, postprocessing.
+
+Triton's python backend loads ``REPO/MODEL/1/model.py``; the repository writer makes
+that file one import of a class here, so the served code is this package's code
+(the same :class:`~dacovid_export.data.preprocessing.Preprocessing`, the same
+backends as :class:`~dacovid_export.serve.predictor.Predictor`), never a copy.
+``triton_python_backend_utils`` exists only inside Triton's python stub: it is
+imported when a model starts.
+
+Every model answers request by request: an image that cannot be used fails its own
+request (the reason, one line) and the other requests of the batch are answered.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+
+from dacovid_export.backends.base import Backend, run_any_batch
+from dacovid_export.core.errors import DacovidError, UserInputError, one_line
+from dacovid_export.core.fileio import verify_sha256
+from dacovid_export.data.agreement import softmax
+from dacovid_export.data.preprocessing import Preprocessing, preprocess
+
+__all__ = ["PreprocessModel", "ClassifierModel", "PostprocessModel", "model_file_source"]
+
+
+def _pb_utils() -> ModuleType:
+    import triton_python_backend_utils  # type: ignore[import-not-found]  # only inside Triton's python stub
+
+    return triton_python_backend_utils
+
+
+def _parameters(args: Mapping[str, Any]) -> dict[str, str]:
+    config = json.loads(args["model_config"])
+    return {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
+
+
+def _error(pb: ModuleType, message: str) -> Any:
+    return pb.InferenceResponse(output_tensors=[], error=pb.TritonError(one_line(message)))
+
+
+def model_file_source(class_name: str) -> str:
+    """The ``model.py`` Triton loads for one of this module's classes."""
+    if class_name not in __all__[:3]:
+        raise ValueError(f"no python-backend model {class_name!r} in {__name__}")
+    return (
+        f'"""Triton python-backend model: {class_name} of dacovid-export (the served code is the package\'s own)."""\n\n'
+        f"from {__name__} import {class_name} as TritonPythonModel  # noqa: F401\n"
+    )
+
+
+class PreprocessModel:
+    """``image`` (encoded bytes, ``[b, 1]``) -> ``input`` (float32 ``[b, 3, S, S]``) with the artifact's preprocessing."""
+
+    def initialize(self, args: Mapping[str, Any]) -> None:
+        params = _parameters(args)
+        self._spec = Preprocessing.from_dict(json.loads(params["dacovid_preprocessing"]))
+        self._output = params.get("dacovid_output_name", "input")
+
+    def execute(self, requests: Sequence[Any]) -> list[Any]:
+        pb = _pb_utils()
+        responses = []
+        for request in requests:
+            items = pb.get_input_tensor_by_name(request, "image").as_numpy().reshape(-1)
+            try:
+                batch = np.stack([preprocess(_encoded(item, i, len(items)), self._spec) for i, item in enumerate(items)])
+            except UserInputError as exc:
+                responses.append(_error(pb, str(exc)))
+                continue
+            except MemoryError:
+                responses.append(_error(pb, "image is unreadable: not enough memory to decode it"))
+                continue
+            responses.append(pb.InferenceResponse(output_tensors=[pb.Tensor(self._output, batch)]))
+        return responses
+
+    def finalize(self) -> None:
+        pass
+
+
+def _encoded(item: Any, index: int, count: int) -> bytes:
+    if isinstance(item, np.ndarray):  # a BYTES element can arrive as a 0-d array
+        item = item.item()
+    if isinstance(item, str):
+        item = item.encode("latin-1")
+    if not isinstance(item, bytes):
+        raise UserInputError(f"image {index + 1} of {count} is a {type(item).__name__}, not the bytes of an encoded file")
+    return item
+
+
+class ClassifierModel:
+    """``input`` -> ``logits`` with the package's own backend for the artifact in this model's version folder.
+
+    At load the artifact must still be the bytes the repository recorded
+    (``dacovid_model_sha256``); a tampered or damaged file stops the load with the reason.
+    """
+
+    _backend: Backend | None = None
+
+    def initialize(self, args: Mapping[str, Any]) -> None:
+        from dacovid_export.backends.registry import open_backend
+
+        params = _parameters(args)
+        folder = Path(args["model_repository"]) / str(args["model_version"])
+        path = folder / params["dacovid_model_file"]
+        verify_sha256(path, params["dacovid_model_sha256"], recorded_in="the repository's config.pbtxt")
+        gpu = str(args.get("model_instance_kind", "CPU")).upper() == "GPU"
+        device = f"cuda:{args.get('model_instance_device_id', 0)}" if gpu else "cpu"
+        self._backend = open_backend(path, backend=params.get("dacovid_runtime", "auto"), device=device)
+        self._input = params.get("dacovid_input_name", "input")
+        self._output = params.get("dacovid_output_name", "logits")
+        print(f"dacovid classifier: {self._backend.describe()} (pid {os.getpid()})", flush=True)
+
+    def execute(self, requests: Sequence[Any]) -> list[Any]:
+        pb = _pb_utils()
+        if self._backend is None:
+            return [_error(pb, "the classifier is not loaded (finalized or failed to start)") for _ in requests]
+        batches = [pb.get_input_tensor_by_name(request, self._input).as_numpy() for request in requests]
+        try:
+            # n x 3 x S x S: the requests that dynamic batching merged, run as one batch
+            logits = run_any_batch(self._backend, np.concatenate(batches).astype(np.float32, copy=False))
+        except DacovidError as exc:  # NaN/inf logits, a wrong shape: every request of this batch gets the reason
+            return [_error(pb, str(exc)) for _ in requests]
+        responses, start = [], 0
+        for batch in batches:
+            part = logits[start : start + len(batch)]
+            start += len(batch)
+            responses.append(pb.InferenceResponse(output_tensors=[pb.Tensor(self._output, part)]))
+        return responses
+
+    def finalize(self) -> None:
+        if self._backend is not None:
+            self._backend.close()
+            self._backend = None
+
+
+class PostprocessModel:
+    """``logits`` -> ``probabilities`` (softmax, float32) and ``class_name`` (bytes), per row."""
+
+    def initialize(self, args: Mapping[str, Any]) -> None:
+        params = _parameters(args)
+        self._names = np.array([name.encode("utf-8") for name in json.loads(params["dacovid_class_names"])], dtype=object)
+
+    def execute(self, requests: Sequence[Any]) -> list[Any]:
+        pb = _pb_utils()
+        responses = []
+        for request in requests:
+            logits = pb.get_input_tensor_by_name(request, "logits").as_numpy().astype(np.float32)  # b x K
+            probabilities = softmax(logits).astype(np.float32)
+            names = self._names[probabilities.argmax(axis=1)].reshape(-1, 1)  # b x 1
+            responses.append(
+                pb.InferenceResponse(
+                    output_tensors=[pb.Tensor("probabilities", probabilities), pb.Tensor("class_name", names)]
+                )
+            )
+        return responses
+
+    def finalize(self) -> None:
+        pass
