@@ -3,6 +3,7 @@
 :mod:`.base` (the :class:`~.base.Backend` that owns the lifetime, input and
 output checks and batch chunking), :mod:`.staging` (pinned host and device
 buffers for CUDA backends), one module per runtime, and :mod:`.registry`
-(:func:`~.registry.open_backend`: which backend for which artifact and device).
+(:func:`~.registry.open_backend`: which backend for which artifact and device), and
+:mod:`.triton_endpoint`, the client of a served model (encoded images in, answers out).
 Importing this package imports no runtime.
 """

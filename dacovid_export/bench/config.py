@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
+from dacovid_export.backends.triton_endpoint import parse_endpoint_url
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size, check_image_size
 
@@ -48,6 +49,8 @@ class BenchConfig:
     BF16 support only; an error elsewhere).
     On the CPU with ``backend="auto"``, INT8 ONNX models are timed with ONNX Runtime and
     with OpenVINO (FP32 inference precision set explicitly around the INT8 kernels).
+    ``triton``: live endpoints timed at each ``concurrency`` level (:mod:`dacovid_export.bench.served`);
+    with them, every artifact also gets in-process ``Predictor`` rows on the same encoded images.
     """
 
     backend: str = "auto"
@@ -68,6 +71,9 @@ class BenchConfig:
     openvino_bf16: bool = False
     seed: int = 0
     progress: bool = True
+    triton: tuple[str, ...] = ()  # live endpoints (http://HOST:PORT, grpc://HOST:PORT) timed beside the artifacts
+    triton_model: str = "dacovid"
+    concurrency: tuple[int, ...] = (1,)  # concurrent clients per served level
 
     def __post_init__(self) -> None:
         if self.backend not in BACKEND_CHOICES:
@@ -114,6 +120,17 @@ class BenchConfig:
                     f"{name} adds OpenVINO CPU rows; backend={self.backend!r}, device={self.device!r} has none: "
                     "use backend auto or openvino on the CPU"
                 )
+        object.__setattr__(self, "triton", tuple(self.triton))
+        for url in self.triton:
+            parse_endpoint_url(url)
+        levels = tuple(self.concurrency)
+        if not levels or any(isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= 256 for c in levels):
+            raise UserInputError(f"concurrency={list(levels)}: give integers from 1 to 256, e.g. 1,4,8")
+        if len(set(levels)) != len(levels):
+            raise UserInputError(f"concurrency={list(levels)}: each level once, please")
+        object.__setattr__(self, "concurrency", levels)
+        if not isinstance(self.triton_model, str) or not self.triton_model:
+            raise UserInputError(f"triton_model={self.triton_model!r}: give the served ensemble's name")
         if self.backend not in ("auto", "torch") and self.torch_options_set:
             raise UserInputError(
                 f"--autocast/--channels-last/--cuda-graphs/--compile are PyTorch options; backend={self.backend!r} ignores them"

@@ -24,6 +24,7 @@ from dacovid_export.bench.config import BenchConfig
 
 if TYPE_CHECKING:
     from dacovid_export.bench.cost import ArtifactCost, CostTable
+    from dacovid_export.bench.served import ServedLevel
 
 __all__ = [
     "RECORD_KEYS",
@@ -116,11 +117,13 @@ class BenchResult:
     artifact_costs: tuple["ArtifactCost", ...] = ()
     cost_table: "CostTable | None" = None
     skipped: tuple[tuple[str, str], ...] = ()  # (artifact path, why it cannot run here)
+    served: tuple["ServedLevel", ...] = ()  # live Triton endpoints: each level's client and server figures
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "records": [r.to_dict() for r in self.records],
             "skipped": [{"artifact": path, "reason": reason} for path, reason in self.skipped],
+            "served": [level.to_dict() for level in self.served],
             "environment": dict(self.environment),
             "config": self.config.to_dict(),
             "cost": None

@@ -156,6 +156,8 @@ def format_markdown(result: BenchResult, *, heading_level: int = 2) -> str:
         "",
         format_environment(result.environment),
     ]
+    if result.served:
+        parts += ["", f"{h} Served", "", *served_lines(result)]
     if result.artifact_costs or result.cost_table is not None:
         parts += ["", f"{h} Cost", ""]
         for ac in result.artifact_costs:
@@ -169,6 +171,42 @@ def format_markdown(result: BenchResult, *, heading_level: int = 2) -> str:
         if result.cost_table is not None:
             parts += ["", result.cost_table.format_markdown()]
     return "\n".join(parts) + "\n"
+
+
+def served_lines(result: BenchResult) -> list[str]:
+    """Each served level: the clients' view against the in-process Predictor, and Triton's split of the cost."""
+    predictor = {r.batch: r for r in result.records if r.backend.startswith("predictor/")}
+    lines = [
+        "Served rows: N concurrent clients, one encoded PNG per request, client-side latency; images/s over the "
+        "level's wall time. Predictor rows: the same PNGs in-process (decode + preprocessing + model).",
+        "",
+    ]
+    for level in result.served:
+        head = (
+            f"- {level.url}/{level.model}, concurrency {level.concurrency}: {level.requests} requests in "
+            f"{level.wall_s:.2f} s, {level.images_per_s:.2f} images/s, client p50 {level.client_p50_ms:.2f} ms"
+        )
+        base = predictor.get(1)
+        if base is not None and level.concurrency == 1:
+            head += f" (in-process Predictor p50 at batch 1: {base.p50_ms:.2f} ms, x{level.client_p50_ms / base.p50_ms:.2f})"
+        same = predictor.get(level.concurrency)
+        if same is not None and level.concurrency > 1:
+            head += (
+                f" (in-process Predictor at batch {level.concurrency}: {same.throughput_ips:.2f} images/s, "
+                f"x{level.images_per_s / same.throughput_ips:.2f})"
+            )
+        lines.append(head)
+        total = sum(
+            (ms["queue"] or 0) + (ms["compute_input"] or 0) + (ms["compute_infer"] or 0) + (ms["compute_output"] or 0)
+            for name, stats in level.server.items() if name != level.model for ms in [stats.per_request_ms()]
+        )  # fmt: skip
+        lines += [f"  - {line}" for line in level.cost_lines()]
+        lines.append(
+            f"  - steps together {total:.2f} ms per request; the rest of the client's mean, "
+            f"{max(level.client_mean_ms - total, 0.0):.2f} ms of {level.client_mean_ms:.2f}, is encoding, transport and "
+            "the ensemble's hand-offs"
+        )
+    return lines
 
 
 def write_csv(records: Sequence[BenchRecord], path: str | os.PathLike[str]) -> Path:

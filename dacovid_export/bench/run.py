@@ -22,7 +22,9 @@ from dacovid_export.bench.config import BenchConfig
 from dacovid_export.bench.cost import artifact_cost, cost_table
 from dacovid_export.bench.environment import collect_environment, physical_cores
 from dacovid_export.bench.plan import Run, check_batches, open_run, plan_runs
+from dacovid_export.backends.triton_endpoint import TritonEndpoint
 from dacovid_export.bench.records import BenchRecord, BenchResult, latency_stats
+from dacovid_export.bench.served import SERVED_IMAGE_COUNT, ServedLevel, encoded_images, time_endpoint, time_predictor
 from dacovid_export.bench.timing import is_cuda, time_series
 from dacovid_export.data.synthetic import synthetic_batch
 
@@ -41,7 +43,7 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
     size) raises before the first timed iteration.
     """
 
-    runs, skipped = plan_runs(artifacts, config)
+    runs, skipped = plan_runs(artifacts, config) if artifacts else ([], [])
     for path, reason in skipped:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     records: list[BenchRecord] = []
@@ -94,6 +96,10 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
             size = config.image_size or runs[0].info.image_size
             # inside the thread setting, so its CPU latencies use the same threads as the records
             table = cost_table(size, measure_latency=config.cost_latency, progress=config.progress)
+        served: list[ServedLevel] = []
+        if config.triton:
+            served_records, served = _time_served(runs, config)
+            records.extend(served_records)
         environment = collect_environment(ort_intra_op_threads=ort_threads)
     return BenchResult(
         records=tuple(records),
@@ -102,7 +108,33 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
         artifact_costs=artifact_costs,
         cost_table=table,
         skipped=tuple(skipped),
+        served=tuple(served),
     )
+
+
+def _time_served(runs: Sequence[Run], config: BenchConfig) -> tuple[list[BenchRecord], list[ServedLevel]]:
+    """Every endpoint at every concurrency, and every artifact in-process through Predictor, on the same PNGs."""
+    from tqdm import tqdm
+
+    with TritonEndpoint(config.triton[0], model=config.triton_model) as first:
+        size = first.info().preprocessing.effective_resize_size
+    images = encoded_images(SERVED_IMAGE_COUNT, size, config.seed)
+    records: list[BenchRecord] = []
+    levels: list[ServedLevel] = []
+    paths = [run.path for run in _unique_paths(runs)]
+    total = len(paths) * len(config.batch_sizes) + len(config.triton) * len(config.concurrency)
+    with tqdm(total=total, desc="served", unit="series", disable=not config.progress, leave=False) as bar:
+        for path in paths:
+            for b in config.batch_sizes:
+                records.append(time_predictor(path, images, b, config))
+                bar.update(1)
+        for url in config.triton:
+            for concurrency in config.concurrency:
+                record, level = time_endpoint(url, config.triton_model, images, concurrency, config)
+                records.append(record)
+                levels.append(level)
+                bar.update(1)
+    return records, levels
 
 
 def _unique_paths(runs: Sequence[Run]) -> list[Run]:

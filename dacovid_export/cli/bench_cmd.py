@@ -22,7 +22,7 @@ _OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 
 
 @click.command(name="bench", cls=OneLineErrorsCommand, context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("artifacts", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("artifacts", nargs=-1, required=False, type=click.Path(path_type=Path))
 # backend and device are checked by BenchConfig, so a wrong value is one line, like every other error
 @click.option("--backend", default="auto", show_default=True, metavar="|".join(BACKEND_CHOICES),
               help="auto: torch for checkpoints, onnxruntime for .onnx (plus openvino for INT8 .onnx on the CPU), tensorrt for engines.")
@@ -41,6 +41,11 @@ _OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 @click.option("--openvino-fp32", is_flag=True, help="Also time FP32 ONNX models with OpenVINO, FP32 precision set explicitly (INT8 models get OpenVINO rows on the CPU anyway).")
 @click.option("--openvino-bf16", is_flag=True, help="Also time FP32 ONNX models with OpenVINO in BF16, as bf16 rows (CPUs with BF16 only).")
 @click.option("--cost", is_flag=True, help="Also print parameters/GFLOPs of each artifact and the model-option cost table.")
+@click.option("--triton", "triton_urls", multiple=True, metavar="URL",
+              help="Also time a live Triton endpoint (http://HOST:PORT or grpc://HOST:PORT): encoded images from concurrent "
+                   "clients, with Triton's own queue/compute split; ARTIFACTs then also get in-process Predictor rows. Repeatable.")
+@click.option("--triton-model", default="dacovid", show_default=True, help="The served ensemble --triton calls.")
+@click.option("--concurrency", default="1", show_default=True, metavar="LIST", help="Concurrent clients per served level, e.g. 1,4,8.")
 @click.option("--json", "json_out", type=_OUT, default=None, help="Write the records and environment as JSON.")
 @click.option("--csv", "csv_out", type=_OUT, default=None, help="Write the records as CSV.")
 @click.option("--plot", "plot_out", type=_OUT, default=None, help="Write a latency/throughput-versus-batch PNG.")
@@ -64,13 +69,16 @@ def bench(
     openvino_fp32: bool,
     openvino_bf16: bool,
     cost: bool,
+    triton_urls: tuple[str, ...],
+    triton_model: str,
+    concurrency: str,
     json_out: Path | None,
     csv_out: Path | None,
     plot_out: Path | None,
     seed: int,
     no_progress: bool,
 ) -> None:
-    """Time ARTIFACT... (checkpoints, ONNX models, TensorRT engines) and print a markdown latency table.
+    """Time ARTIFACT... (checkpoints, ONNX models, TensorRT engines) and --triton endpoints; print a markdown table.
 
     GPU work is timed with CUDA events (compute-only and end-to-end series);
     CPU work with a monotonic clock. Percentiles follow trtexec (nearest rank).
@@ -80,6 +88,8 @@ def bench(
     from dacovid_export.bench.report import format_markdown, save_bench_result
     from dacovid_export.bench.run import run_benchmark
 
+    if not artifacts and not triton_urls:
+        raise UserInputError("give ARTIFACT files to time, or a served model with --triton URL")
     if plot_out is not None and plot_out.suffix.lower() != ".png":
         raise UserInputError(f"--plot {str(plot_out)!r}: the plot is a PNG; give a path ending in .png")
     check_outputs(inputs=artifacts, files={"--json": json_out, "--csv": csv_out, "--plot": plot_out})
@@ -101,6 +111,9 @@ def bench(
         openvino_bf16=openvino_bf16,
         seed=seed,
         progress=not no_progress,
+        triton=triton_urls,
+        triton_model=triton_model,
+        concurrency=parse_int_list(concurrency, "--concurrency"),
     )
     result = run_benchmark([str(a) for a in artifacts], config)
     click.echo(format_markdown(result), nl=False)

@@ -38,11 +38,15 @@ def _tolerance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.command(name="check", context_settings={"help_option_names": ["-h", "--help"]})
-@click.argument("models", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("models", nargs=-1, required=False, type=click.Path(path_type=Path))
 @click.option("--checkpoint", required=True, type=click.Path(path_type=Path), help="The PyTorch checkpoint: the reference.")
 @click.option("--images", type=click.Path(path_type=Path), default=None,
               help="Class-per-folder labelled images, or a dacovid-train split.json for its held-out images (adds accuracy, per-class metrics, confusion matrices). "
                    "Without it: seeded synthetic inputs.")
+@click.option("--triton", "triton_urls", multiple=True, metavar="URL",
+              help="A live Triton endpoint (http://HOST:PORT or grpc://HOST:PORT) judged like one more model: it is sent "
+                   "the encoded --images files. Repeatable.")
+@click.option("--triton-model", default="dacovid", show_default=True, help="The served ensemble --triton calls.")
 @click.option("--json", "json_out", type=_OUT, default=None, help="Write the full report as JSON.")
 @click.option("--confusion-png", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="Write confusion-matrix PNGs (labelled images only).")
@@ -67,10 +71,12 @@ def check(
     seed: int,
     device: str,
     allow_source_mismatch: bool,
+    triton_urls: tuple[str, ...],
+    triton_model: str,
     no_progress: bool,
     **tolerances: float | None,
 ) -> None:
-    """Compare MODEL... (ONNX models, TensorRT engines) with --checkpoint on the same inputs.
+    """Compare MODEL... (ONNX models, TensorRT engines) and --triton endpoints with --checkpoint on the same inputs.
 
     Each model is judged by the tolerance of its precision (from its metadata).
     Prints a table; exits 0 when every model passes, 1 when one fails, 2 for bad input.
@@ -80,6 +86,8 @@ def check(
     from dacovid_export.parity.config import ParityConfig
     from dacovid_export.parity.run import run_parity
 
+    if not models and not triton_urls:
+        raise UserInputError("give MODEL files to check, or a served model with --triton URL")
     if confusion_png is not None and images is None:
         raise UserInputError("--confusion-png needs --images: synthetic inputs have no labels")
     check_outputs(
@@ -98,6 +106,8 @@ def check(
         seed=seed,
         device=device,
         progress=not no_progress,
+        endpoints=triton_urls,
+        endpoint_model=triton_model,
     )
     click.echo(report.format_table())
     if json_out is not None:

@@ -179,7 +179,7 @@ class ParityReport:
             ("reference", f"reference {Path(self.reference.path).name}", self.reference.classification)
         ]
         for i, m in enumerate(self.models):
-            entries.append((f"{i + 1:02d}_{_safe_stem(m.path)}", f"{Path(m.path).name} ({m.precision})", m.classification))
+            entries.append((f"{i + 1:02d}_{_safe_stem(m.path)}", f"{_label(m.path)} ({m.precision})", m.classification))
         for stem, title, report in entries:
             if report is None:
                 continue
@@ -210,7 +210,7 @@ class ParityReport:
             agree = "" if m.top1_agreement is None else f"{m.top1_agreement * 100:.2f}%"
             rows.append(
                 [
-                    Path(m.path).name,
+                    _label(m.path),
                     m.precision,
                     m.backend.split(" ")[0],
                     agree,
@@ -225,16 +225,16 @@ class ParityReport:
         lines.extend(_table(header, rows))
         for m in self.models:
             for w in m.warnings:
-                lines.append(f"warning: {Path(m.path).name}: {w}")
+                lines.append(f"warning: {_label(m.path)}: {w}")
             for reason in m.failures:
-                lines.append(f"FAIL {Path(m.path).name}: {reason}")
+                lines.append(f"FAIL {_label(m.path)}: {reason}")
         if self.reference.classification is not None:
             lines += ["", f"reference {Path(self.reference.path).name}:", self.reference.classification.format_table()]
             for m in self.models:
                 if m.classification is not None:
-                    lines += ["", f"{Path(m.path).name} ({m.precision}):", m.classification.format_table()]
+                    lines += ["", f"{_label(m.path)} ({m.precision}):", m.classification.format_table()]
         for path, reason in self.skipped:
-            lines.append(f"SKIPPED {Path(path).name}: {reason}")
+            lines.append(f"SKIPPED {_label(path)}: {reason}")
         passed = sum(m.passed for m in self.models)
         skipped = f" ({len(self.skipped)} skipped, not judged)" if self.skipped else ""
         lines += ["", f"parity: {passed}/{len(self.models)} model(s) passed{skipped} -> {'PASS' if self else 'FAIL'}"]
@@ -276,3 +276,8 @@ def _json_number(value: float | str | None) -> float | str | None:
 def _safe_stem(path: str) -> str:
     name = Path(path).name
     return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
+
+
+def _label(path: str) -> str:
+    """A model's name in tables: the file name, or a served endpoint's whole URL (its host and port matter)."""
+    return path if "://" in path else Path(path).name

@@ -38,7 +38,7 @@ import numpy as np
 
 from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
 from dacovid_export.artifacts.read import read_artifact_info
-from dacovid_export.backends.base import Backend, run_any_batch
+from dacovid_export.backends.base import Backend, check_finite_logits, run_any_batch
 from dacovid_export.backends.registry import (
     open_backend,
     resolve_device,
@@ -64,6 +64,7 @@ from dacovid_export.parity.config import (
     ParityConfig,
     Tolerance,
 )
+from dacovid_export.backends.triton_endpoint import TritonEndpoint
 from dacovid_export.parity.report import (
     CheckResult,
     ModelParity,
@@ -86,6 +87,7 @@ class _Inputs:
     count: int
     labels: np.ndarray | None  # int64 [count], None for synthetic inputs
     batches: Any  # () -> iterator of float32 n x 3 x S x S
+    files: tuple[Path, ...] = ()  # the image files, in batch order (none for synthetic inputs)
 
 
 def _image_inputs(images: str | os.PathLike[str], reference: ArtifactInfo, batch_size: int) -> _Inputs:
@@ -111,7 +113,7 @@ def _image_inputs(images: str | os.PathLike[str], reference: ArtifactInfo, batch
         "per_class": {reference.class_names[mapping[f]]: len(p) for f, p in folders.items()},
         "folders": {f: reference.class_names[i] for f, i in mapping.items()},
     }
-    return _Inputs(description, len(files), np.asarray(labels, dtype=np.int64), batches)
+    return _Inputs(description, len(files), np.asarray(labels, dtype=np.int64), batches, tuple(files))
 
 
 def _synthetic_inputs(count: int, seed: int, reference: ArtifactInfo, batch_size: int) -> _Inputs:
@@ -159,8 +161,15 @@ def run_parity(
     seed: int = 0,
     device: str = "cpu",
     progress: bool = True,
+    endpoints: Sequence[str] = (),
+    endpoint_model: str = "dacovid",
 ) -> ParityReport:
     """Compare each model with the checkpoint on the same inputs; see the module docstring.
+
+    ``endpoints``: Triton servers (``http://HOST:PORT`` / ``grpc://HOST:PORT``) whose
+    ``endpoint_model`` ensemble is judged like one more artifact: it is sent the
+    encoded image files (so ``images`` is required) and its logits are compared with
+    the checkpoint's on the same images, by the tolerance of its precision.
 
     ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` for the reference and every
     model (TensorRT engines always run on CUDA). Raises :class:`UserInputError`
@@ -168,8 +177,10 @@ def run_parity(
     not raise: the report says so and is falsy.
     """
 
-    if not models:
-        raise UserInputError("no models to check: give one or more .onnx/.engine files")
+    if not models and not endpoints:
+        raise UserInputError("no models to check: give one or more .onnx/.engine files or a Triton endpoint")
+    if endpoints and images is None:
+        raise UserInputError("a Triton endpoint is sent encoded image files: give --images (synthetic tensors have no files)")
     check_batch_size(batch_size, "batch_size")
     if images is None and (not isinstance(synthetic_count, int) or synthetic_count < 1):
         raise UserInputError(f"synthetic_count={synthetic_count!r}: give an integer >= 1")
@@ -188,7 +199,7 @@ def run_parity(
             )
     # an engine this machine cannot run (no GPU, runtime not installed) is skipped with the reason, not failed
     skipped = [(str(m), reason) for m in models if (reason := unavailable_reason(m)) is not None]
-    if len(skipped) == len(models):
+    if models and len(skipped) == len(models) and not endpoints:
         raise MissingDependencyError("no model can run here: " + "; ".join(f"{p}: {r}" for p, r in skipped))
     models = [m for m in models if str(m) not in {p for p, _ in skipped}]
     with contextlib.ExitStack() as stack:
@@ -203,7 +214,14 @@ def run_parity(
             if images is not None
             else _synthetic_inputs(synthetic_count, seed, reference_info, batch_size)
         )
-        backends: list[Backend] = [stack.enter_context(open_backend(m, device=device)) for m in models]
+        backends: list[Backend | TritonEndpoint] = [stack.enter_context(open_backend(m, device=device)) for m in models]
+        for url in endpoints:
+            endpoint = stack.enter_context(TritonEndpoint(url, model=endpoint_model))
+            info = endpoint.info()
+            infos.append(info)
+            source_warnings.append(check_metadata(info, reference_info))
+            tolerances.append(config.tolerance_for(info.precision))
+            backends.append(endpoint)
         ref_logits, logits, errors = _run_all(reference, backends, inputs, batch_size, progress)
         descriptions = [b.describe() for b in backends]
         reference_description = reference.describe()
@@ -235,9 +253,12 @@ def run_parity(
 
 
 def _run_all(
-    reference: Backend, backends: Sequence[Backend], inputs: _Inputs, batch_size: int, progress: bool
+    reference: Backend, backends: Sequence[Backend | TritonEndpoint], inputs: _Inputs, batch_size: int, progress: bool
 ) -> tuple[np.ndarray, list[np.ndarray], list[str | None]]:
-    """Run the reference and every model batch by batch; a model that yields NaN/inf stops, the others go on."""
+    """Run the reference and every model batch by batch; a model that yields NaN/inf stops, the others go on.
+
+    A Triton endpoint gets the batch's image files, encoded, instead of the tensors.
+    """
     from tqdm import tqdm
 
     ref_parts: list[np.ndarray] = []
@@ -245,13 +266,19 @@ def _run_all(
     errors: list[str | None] = [None for _ in backends]
     total = math.ceil(inputs.count / batch_size)
     with tqdm(total=total, desc="parity", unit="batch", disable=not progress, leave=False) as bar:
+        done = 0
         for batch in inputs.batches():  # n x 3 x S x S, shared by every model
             ref_parts.append(run_any_batch(reference, batch, batch_size))
+            files = inputs.files[done : done + len(batch)]
+            done += len(batch)
             for i, backend in enumerate(backends):
                 if errors[i] is not None:
                     continue
                 try:
-                    parts[i].append(run_any_batch(backend, batch, batch_size))
+                    if isinstance(backend, TritonEndpoint):
+                        parts[i].append(check_finite_logits(backend.logits_for_files(files), backend.info(), f"triton/{backend.protocol}"))
+                    else:
+                        parts[i].append(run_any_batch(backend, batch, batch_size))
                 except CheckFailedError as exc:  # non-finite logits: this model fails, the check goes on
                     errors[i] = str(exc)
             bar.update(1)
@@ -282,7 +309,8 @@ def _model_result(
     else:
         warnings.extend(source_problems)
     common = dict(
-        path=info.path, kind=info.kind, precision=info.precision, backend=description, sha256=sha256_file(info.path),
+        path=info.path, kind=info.kind, precision=info.precision, backend=description,
+        sha256=str(info.extra.get("model_sha256", "")) if info.kind == "endpoint" else sha256_file(info.path),
         source_sha256=info.source_sha256, count=len(ref_logits),
     )
     if error is not None:

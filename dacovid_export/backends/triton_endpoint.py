@@ -1,4 +1,4 @@
-"""A client of a served repository's ensemble: encoded images in, the endpoint's answers and statistics out.
+"""A client of a served Triton repository: encoded images in, the endpoint's answers and statistics out.
 
 ``check --triton`` and ``dacovid-bench --triton`` judge and time a live endpoint
 through this one class. The endpoint describes itself: the ensemble's config
@@ -178,7 +178,7 @@ class TritonEndpoint:
     def describe(self) -> str:
         params = self.parameters()
         return (
-            f"triton {self.protocol} {self.address} model {self.model} "
+            f"triton/{self.protocol} {self.address} model {self.model} "
             f"({params.get('dacovid_classifier_backend', '?')} classifier, {params.get('dacovid_kind', '?')})"
         )
 

@@ -1,0 +1,176 @@
+"""Latency and throughput of a live Triton endpoint, beside the in-process :class:`Predictor` on the same bytes.
+
+A served row is what a client sees: N concurrent clients (threads, one connection
+each) send one encoded image per request, back to back; client-side latency per
+request (monotonic clock), images/s over the wall time of the level. Triton's own
+statistics, read before and after each level, split each request's cost into queue
+and compute time per model of the ensemble (preprocess, classifier, postprocess),
+so the cost of serving is visible: what the client saw minus the server's total is
+encoding, transport and the ensemble's hand-offs.
+
+The in-process ``predictor`` rows run :meth:`Predictor.predict` on the same encoded
+images (decode, preprocessing and the model, batch by batch): the like-for-like
+baseline of a served request.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from dacovid_export.backends.triton_endpoint import ModelStatistics, TritonEndpoint
+from dacovid_export.bench.config import BenchConfig
+from dacovid_export.bench.records import BenchRecord, latency_stats
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.synthetic import synthetic_image
+
+__all__ = ["SERVED_IMAGE_COUNT", "ServedLevel", "encoded_images", "time_endpoint", "time_predictor"]
+
+# distinct encoded images the clients cycle through (decoding is part of what is timed)
+SERVED_IMAGE_COUNT = 16
+
+
+@dataclasses.dataclass(frozen=True)
+class ServedLevel:
+    """One concurrency level against one endpoint: what the clients saw and what Triton counted."""
+
+    url: str
+    model: str
+    concurrency: int
+    requests: int
+    wall_s: float
+    images_per_s: float
+    client_p50_ms: float
+    client_mean_ms: float
+    server: Mapping[str, ModelStatistics]  # model -> this level's counters
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["server"] = {name: stats.to_dict() for name, stats in self.server.items()}
+        return out
+
+    def cost_lines(self) -> list[str]:
+        """Where a request's time went, per model, in milliseconds (means over this level's requests)."""
+        lines = []
+        for name, stats in self.server.items():
+            ms = stats.per_request_ms()
+            if stats.success_count == 0:
+                continue
+            batch = stats.inference_count / stats.execution_count if stats.execution_count else float("nan")
+            lines.append(
+                f"{name}: queue {ms['queue']:.2f}, compute input {ms['compute_input']:.2f}, infer "
+                f"{ms['compute_infer']:.2f}, output {ms['compute_output']:.2f} ms per request; "
+                f"{stats.execution_count} executions for {stats.inference_count} images (mean batch {batch:.2f})"
+            )
+        return lines
+
+
+def encoded_images(count: int, size: int, seed: int) -> list[bytes]:
+    """``count`` seeded synthetic chest-X-ray-like PNGs of ``size x size`` (grey, 8-bit), as a client sends them."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(count):
+        buffer = io.BytesIO()
+        Image.fromarray(synthetic_image(i % 3, size, rng), mode="L").save(buffer, format="PNG")
+        out.append(buffer.getvalue())
+    return out
+
+
+def time_endpoint(url: str, model: str, images: Sequence[bytes], concurrency: int, config: BenchConfig) -> tuple[BenchRecord, ServedLevel]:
+    """One served level: ``concurrency`` clients, each sending ``iterations`` requests of one image after ``warmup``."""
+    if concurrency < 1:
+        raise UserInputError(f"concurrency={concurrency!r}: must be >= 1")
+    per_client = config.effective_iterations or 20
+    with TritonEndpoint(url, model=model) as observer:
+        info = observer.info()
+        samples: list[list[float]] = [[] for _ in range(concurrency)]
+        failures: list[BaseException] = []
+        # every client warms up, the server's counters are read, then all start together
+        # (the HTTP client is gevent-based: each thread makes its own)
+        warmed, start_line = threading.Barrier(concurrency + 1), threading.Barrier(concurrency + 1)
+
+        def work(k: int) -> None:
+            try:
+                with TritonEndpoint(url, model=model) as client:
+                    for i in range(config.warmup):
+                        client.classify([images[i % len(images)]])
+                    warmed.wait()
+                    start_line.wait()
+                    for i in range(per_client):
+                        image = images[(k * per_client + i) % len(images)]
+                        t0 = time.perf_counter()
+                        client.classify([image])
+                        samples[k].append((time.perf_counter() - t0) * 1000.0)
+            except threading.BrokenBarrierError:
+                pass
+            except BaseException as exc:  # noqa: BLE001 -- re-raised in the caller's thread below
+                failures.append(exc)
+                warmed.abort()
+                start_line.abort()
+
+        threads = [threading.Thread(target=work, args=(k,), daemon=True) for k in range(concurrency)]
+        for thread in threads:
+            thread.start()
+        before = None
+        try:
+            warmed.wait()
+            before = observer.statistics()
+            start_line.wait()
+        except threading.BrokenBarrierError:
+            pass
+        t0 = time.perf_counter()
+        for thread in threads:
+            thread.join()
+        wall = time.perf_counter() - t0
+        if failures:
+            raise failures[0]
+        after = observer.statistics()
+        before = before or {}
+        address = observer.url, observer.protocol
+    flat = [s for part in samples for s in part]
+    stats = latency_stats(flat)
+    server = {name: after[name].minus(before[name]) for name in after if name in before}
+    level = ServedLevel(
+        url=address[0], model=model, concurrency=concurrency, requests=len(flat), wall_s=wall,
+        images_per_s=len(flat) / wall if wall > 0 else float("inf"), client_p50_ms=stats["p50_ms"],
+        client_mean_ms=stats["mean_ms"], server=server,
+    )  # fmt: skip
+    record = BenchRecord(
+        artifact=f"{address[0]}/{model}", artifact_path=f"{address[0]}/{model}", backend=f"triton/{address[1]}", precision=info.precision, variant=f"concurrency {concurrency}",
+        device=f"served/{info.extra.get('kind') or '?'}", timing="end_to_end", batch=1, image_size=info.image_size,
+        throughput_ips=level.images_per_s, iterations=len(flat), warmup=config.warmup, clock="perf_counter",
+        threads=None, **stats,
+    )  # fmt: skip
+    return record, level
+
+
+def time_predictor(path: str, images: Sequence[bytes], batch: int, config: BenchConfig) -> BenchRecord:
+    """In-process :class:`Predictor` on encoded images, ``batch`` per call: decode + preprocessing + model."""
+    from dacovid_export.serve.predictor import Predictor
+
+    iterations = config.effective_iterations or 20
+    with Predictor.from_path(path, device=config.device, batch_size=batch) as predictor:
+        calls = [[images[(i * batch + j) % len(images)] for j in range(batch)] for i in range(config.warmup + iterations)]
+        for call in calls[: config.warmup]:
+            predictor.predict(call)
+        samples = []
+        for call in calls[config.warmup :]:
+            t0 = time.perf_counter()
+            predictor.predict(call)
+            samples.append((time.perf_counter() - t0) * 1000.0)
+        info, backend = predictor.info, predictor.backend
+        stats = latency_stats(samples)
+        return BenchRecord(
+            artifact=path.rsplit("/", 1)[-1], artifact_path=path, backend=f"predictor/{backend.name}",
+            precision=info.precision, variant="encoded images", device=str(backend.device), timing="end_to_end", batch=batch,
+            image_size=info.image_size,
+            throughput_ips=batch * 1000.0 / stats["mean_ms"] if stats["mean_ms"] > 0 else float("inf"),
+            iterations=len(samples), warmup=config.warmup, clock="perf_counter", threads=None, **stats,
+        )  # fmt: skip
