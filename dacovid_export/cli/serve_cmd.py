@@ -57,7 +57,7 @@ def serve(repo: Path, env_dir: Path | None, host: str, http_port: int, grpc_port
 
 @click.command(name="serve-env")
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
-@click.option("--overwrite", is_flag=True, help="Rebuild an existing serving environment in FOLDER.")
+@click.option("--overwrite", is_flag=True, help="Rebuild FOLDER even if it is a good serving environment already (else it is kept).")
 @click.option("--check", "check_only", is_flag=True, help="Only check FOLDER (nothing installed).")
 @handle_errors
 def serve_env(folder: Path, overwrite: bool, check_only: bool) -> None:

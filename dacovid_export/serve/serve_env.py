@@ -174,13 +174,19 @@ def create_serve_env(
     """Make the venv at ``root`` from :data:`SERVE_REQUIREMENTS` and this package (no dependencies of its own), then check it.
 
     Uses this interpreter (the stub is chosen for its version, and its ``libpython``
-    is the one the server is pointed at). ``overwrite``: replace an existing folder
-    that is a serving environment; any other existing folder is an error.
+    is the one the server is pointed at). A folder that already is a good serving
+    environment is kept as it is (nothing installed); ``overwrite``: rebuild it anyway,
+    or rebuild one that fails its check. Any other existing folder is an error.
     """
     root = Path(root)
     if root.exists():
         if not overwrite:
-            raise UserInputError(f"{str(root)!r} exists: pass --overwrite to rebuild it, or choose another folder")
+            try:
+                env = inspect_serve_env(root)
+            except UserInputError as exc:
+                raise UserInputError(f"{exc}; or choose another folder") from exc
+            log(f"serve-env: {root} is ready already (pass --overwrite to rebuild it)")
+            return env
         if not (root / "pyvenv.cfg").is_file():
             raise UserInputError(f"{str(root)!r} exists and is not a virtual environment: refusing to replace it")
     base = getattr(sys, "_base_executable", sys.executable)

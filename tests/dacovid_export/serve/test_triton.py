@@ -1,4 +1,4 @@
-"""Triton model repositories, parsed with Triton's own ModelConfig protobuf schema.
+"""Triton model repositories (ensemble + preprocess/classifier/postprocess), parsed with Triton's own ModelConfig schema.
 
 The schema is tritonclient's generated ``model_config_pb2``. ``from
 tritonclient.grpc import model_config_pb2`` needs grpcio; where only the
@@ -49,16 +49,28 @@ def _parse(config_path: Path):
     return text_format.Parse(config_path.read_text(encoding="utf-8"), pb2.ModelConfig()), pb2
 
 
+def _all_configs_parse(repo: Path) -> dict:
+    configs = {}
+    for path in sorted(repo.glob("*/config.pbtxt")):
+        config, _ = _parse(path)
+        assert config.name == path.parent.name
+        configs[config.name] = config
+    return configs
+
+
 def test_engine_repository(tmp_path: Path) -> None:
     engine = write_placeholder_engine(tmp_path)
-    model_dir = write_triton_repository(engine, tmp_path / "repo", instances=2)
-    assert model_dir == tmp_path / "repo" / "dacovid"
+    written = write_triton_repository(engine, tmp_path / "repo", instances=2)
+    assert written.classifier_backend == "tensorrt_plan"  # auto: a TensorRT engine goes to the native backend
+    assert written.models == ("dacovid", "dacovid_preprocess", "dacovid_classifier", "dacovid_postprocess")
+    assert set(_all_configs_parse(tmp_path / "repo")) == set(written.models)
+    model_dir = tmp_path / "repo" / "dacovid_classifier"
     assert (model_dir / "1" / "model.plan").read_bytes() == PLACEHOLDER_PLAN
     assert (model_dir / "labels.txt").read_text() == "Normal\nPneumonia\nCOVID-19\n"
     assert json.loads((model_dir / "dacovid_metadata.json").read_text())["tensorrt_version"] == "10.8.0.43"
 
     config, pb2 = _parse(model_dir / "config.pbtxt")
-    assert config.name == "dacovid"
+    assert config.name == "dacovid_classifier"
     assert config.platform == "tensorrt_plan"
     assert config.default_model_filename == "model.plan"
     assert config.max_batch_size == 8
@@ -86,8 +98,8 @@ def test_engine_repository(tmp_path: Path) -> None:
 
 def test_engine_max_batch_rules(tmp_path: Path) -> None:
     engine = write_placeholder_engine(tmp_path)
-    model_dir = write_triton_repository(engine, tmp_path / "repo", name="small", max_batch=2)
-    config, _ = _parse(model_dir / "config.pbtxt")
+    write_triton_repository(engine, tmp_path / "repo", name="small", max_batch=2)
+    config, _ = _parse(tmp_path / "repo" / "small_classifier" / "config.pbtxt")
     assert config.max_batch_size == 2 and list(config.dynamic_batching.preferred_batch_size) == [2]
     with pytest.raises(UserInputError, match="exceeds the engine's profile maximum 8"):
         write_triton_repository(engine, tmp_path / "repo", name="big", max_batch=16)
@@ -104,7 +116,8 @@ def test_engine_must_accept_batch_one(tmp_path: Path) -> None:
 
 def test_onnx_repository_cpu(make_toy_onnx, tmp_path: Path) -> None:
     onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
-    model_dir = write_triton_repository(onnx_path, tmp_path / "repo", name="toy_cpu", kind="cpu", instances=3)
+    write_triton_repository(onnx_path, tmp_path / "repo", name="toy_cpu", kind="cpu", instances=3, backend="native")
+    model_dir = tmp_path / "repo" / "toy_cpu_classifier"
     assert (model_dir / "1" / "model.onnx").read_bytes() == onnx_path.read_bytes()
     config, pb2 = _parse(model_dir / "config.pbtxt")
     assert config.platform == "onnxruntime_onnx" and config.default_model_filename == "model.onnx"
@@ -125,7 +138,8 @@ def test_onnx_with_external_data_is_copied_with_it(make_toy_onnx, tmp_path: Path
     external.parent.mkdir()
     onnx.save(model, str(external), save_as_external_data=True, all_tensors_to_one_file=True,
               location="toy.onnx.data", size_threshold=0)
-    model_dir = write_triton_repository(external, tmp_path / "repo", max_batch=4)
+    write_triton_repository(external, tmp_path / "repo", max_batch=4, backend="native")
+    model_dir = tmp_path / "repo" / "dacovid_classifier"
     assert (model_dir / "1" / "toy.onnx.data").read_bytes() == (external.parent / "toy.onnx.data").read_bytes()
     # the copy loads with its weights: they are found beside model.onnx under their own name
     copied = onnx.load(str(model_dir / "1" / "model.onnx"))
@@ -145,7 +159,8 @@ def test_existing_model_needs_overwrite(make_toy_onnx, tmp_path: Path) -> None:
     write_triton_repository(onnx_path, tmp_path / "repo")
     with pytest.raises(UserInputError, match="--overwrite"):
         write_triton_repository(engine, tmp_path / "repo")
-    model_dir = write_triton_repository(engine, tmp_path / "repo", overwrite=True)
+    write_triton_repository(engine, tmp_path / "repo", overwrite=True)
+    model_dir = tmp_path / "repo" / "dacovid_classifier"
     assert sorted(p.name for p in (model_dir / "1").iterdir()) == ["model.plan"]  # the old model.onnx is gone
     config, _ = _parse(model_dir / "config.pbtxt")
     assert config.platform == "tensorrt_plan"
@@ -154,7 +169,8 @@ def test_existing_model_needs_overwrite(make_toy_onnx, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "kwargs, message",
     [({"name": "../evil"}, "model name"), ({"instances": 0}, "instances=0"), ({"max_batch": 0}, "max_batch=0"),
-     ({"kind": "tpu"}, "kind='tpu'")],
+     ({"kind": "tpu"}, "kind='tpu'"), ({"max_batch": 4096}, "max_batch=4096"), ({"backend": "grpc"}, "backend='grpc'"),
+     ({"max_queue_delay_us": -1}, "max_queue_delay_us=-1")],
 )
 def test_bad_options(make_toy_onnx, tmp_path: Path, kwargs: dict, message: str) -> None:
     onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
@@ -174,9 +190,55 @@ def test_cli(make_toy_onnx, tmp_path: Path) -> None:
         cli, ["triton", str(onnx_path), "--repo", str(repo), "--name", "cxr", "--max-batch", "4", "--kind", "cpu"]
     )
     assert result.exit_code == 0, result.output
-    assert "config.pbtxt" in result.output and f"--model-repository={repo}" in result.output
-    config, pb2 = _parse(repo / "cxr" / "config.pbtxt")
-    assert config.name == "cxr" and config.max_batch_size == 4
-    assert config.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU
+    assert "cxr_classifier" in result.output and f"dacovid-export serve {repo}" in result.output
+    configs = _all_configs_parse(repo)
+    assert set(configs) == {"cxr", "cxr_preprocess", "cxr_classifier", "cxr_postprocess"}
+    assert all(c.max_batch_size == 4 for c in configs.values())
+    _, pb2 = _parse(repo / "cxr" / "config.pbtxt")
+    assert configs["cxr_classifier"].instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU
     again = invoke(cli, ["triton", str(onnx_path), "--repo", str(repo), "--name", "cxr"])
     assert again.exit_code == 2 and "--overwrite" in again.output
+
+
+def test_python_repository_takes_image_bytes(make_toy_onnx, tmp_path: Path) -> None:
+    """The ensemble's I/O, its three steps and the python models' code: all the package's own."""
+    onnx_path = make_toy_onnx(tmp_path / "toy.onnx")
+    written = write_triton_repository(onnx_path, tmp_path / "repo", instances=2, max_queue_delay_us=500)
+    assert written.classifier_backend == "python" and written.kind == "cpu"  # auto: ONNX goes to the python backend
+    configs = _all_configs_parse(tmp_path / "repo")
+    _, pb2 = _parse(tmp_path / "repo" / "dacovid" / "config.pbtxt")
+    ensemble = configs["dacovid"]
+    assert ensemble.platform == "ensemble" and ensemble.max_batch_size == 8
+    (image,) = ensemble.input
+    assert image.name == "image" and image.data_type == pb2.TYPE_STRING and list(image.dims) == [1]
+    outputs = {o.name: (o.data_type, list(o.dims)) for o in ensemble.output}
+    assert outputs == {"probabilities": (pb2.TYPE_FP32, [3]), "class_name": (pb2.TYPE_STRING, [1]),
+                       "logits": (pb2.TYPE_FP32, [3])}
+    assert [s.model_name for s in ensemble.ensemble_scheduling.step] == [
+        "dacovid_preprocess", "dacovid_classifier", "dacovid_postprocess"]
+    classifier = configs["dacovid_classifier"]
+    assert classifier.backend == "python" and classifier.dynamic_batching.max_queue_delay_microseconds == 500
+    assert classifier.instance_group[0].count == 2 and classifier.instance_group[0].kind == pb2.ModelInstanceGroup.KIND_CPU
+    params = {k: v.string_value for k, v in classifier.parameters.items()}
+    assert params["dacovid_model_file"] == "toy.onnx"
+    assert params["dacovid_model_sha256"] == hashlib.sha256(onnx_path.read_bytes()).hexdigest()
+    # the preprocessing model reads the artifact's own preprocessing, not a re-typed copy
+    from dacovid_export.artifacts.read import read_artifact_info
+
+    pre = {k: v.string_value for k, v in configs["dacovid_preprocess"].parameters.items()}
+    assert json.loads(pre["dacovid_preprocessing"]) == read_artifact_info(onnx_path).preprocessing.to_dict()
+    for model, cls in (("dacovid_preprocess", "PreprocessModel"), ("dacovid_classifier", "ClassifierModel"),
+                       ("dacovid_postprocess", "PostprocessModel")):
+        source = (tmp_path / "repo" / model / "1" / "model.py").read_text()
+        assert f"from dacovid_export.serve.triton_models import {cls} as TritonPythonModel" in source
+    assert (tmp_path / "repo" / "dacovid_requirements.txt").read_text().count("numpy<2") == 1
+
+
+def test_rtx_engine_goes_to_the_python_backend(tmp_path: Path) -> None:
+    engine = write_placeholder_engine(tmp_path, runtime="tensorrt-rtx")
+    written = write_triton_repository(engine, tmp_path / "repo")
+    assert written.classifier_backend == "python" and written.kind == "gpu"
+    files = sorted(p.name for p in (tmp_path / "repo" / "dacovid_classifier" / "1").iterdir())
+    assert files == sorted(["model.py", engine.name, engine.name + ".json"])
+    with pytest.raises(UserInputError, match="TensorRT-RTX engine"):
+        write_triton_repository(engine, tmp_path / "repo2", backend="native")
