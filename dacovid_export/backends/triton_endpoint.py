@@ -29,18 +29,21 @@ __all__ = ["EndpointAnswer", "ModelStatistics", "TritonEndpoint", "parse_endpoin
 _PROTOCOLS = ("http", "grpc")
 
 
-def parse_endpoint_url(url: str) -> tuple[str, str]:
-    """``http://host:port`` / ``grpc://host:port`` (``host:port`` is HTTP) -> ``(protocol, "host:port")``."""
+def parse_endpoint_url(url: str) -> tuple[str, str, str | None]:
+    """``http://host:port[/model]`` / ``grpc://host:port[/model]`` (``host:port`` is HTTP) -> ``(protocol, "host:port", model)``."""
     text = str(url).strip()
     parsed = urlparse(text if "://" in text else f"http://{text}")
-    if parsed.scheme not in _PROTOCOLS or not parsed.hostname or parsed.path not in ("", "/"):
-        raise UserInputError(f"Triton URL {url!r}: use http://HOST:PORT or grpc://HOST:PORT (e.g. http://127.0.0.1:8000)")
+    model = parsed.path.strip("/") or None
+    if parsed.scheme not in _PROTOCOLS or not parsed.hostname or (model is not None and "/" in model):
+        raise UserInputError(
+            f"Triton URL {url!r}: use http://HOST:PORT or grpc://HOST:PORT, optionally /MODEL (e.g. http://127.0.0.1:8000)"
+        )
     try:
         port = parsed.port or (8000 if parsed.scheme == "http" else 8001)
     except ValueError as exc:
         raise UserInputError(f"Triton URL {url!r}: {exc}") from exc
     host = f"[{parsed.hostname}]" if ":" in parsed.hostname else parsed.hostname
-    return parsed.scheme, f"{host}:{port}"
+    return parsed.scheme, f"{host}:{port}", model
 
 
 def read_encoded(path: str | os.PathLike[str]) -> bytes:
@@ -93,12 +96,15 @@ class ModelStatistics:
 
 
 class TritonEndpoint:
-    """The ``model`` ensemble of the Triton server at ``url`` (HTTP or gRPC); a context manager."""
+    """The ``model`` ensemble of the Triton server at ``url`` (HTTP or gRPC); a context manager.
+
+    A model named in the URL (``http://host:port/dacovid8``) wins over ``model``.
+    """
 
     def __init__(self, url: str, *, model: str = "dacovid", timeout_s: float = 120.0) -> None:
-        self.protocol, self.address = parse_endpoint_url(url)
+        self.protocol, self.address, named = parse_endpoint_url(url)
         self.url = f"{self.protocol}://{self.address}"
-        self.model = model
+        self.model = named or model
         self._module = self._client_module(self.protocol)
         try:
             if self.protocol == "http":

@@ -130,7 +130,7 @@ def _time_served(runs: Sequence[Run], config: BenchConfig) -> tuple[list[BenchRe
                 bar.update(1)
         for url in config.triton:
             for concurrency in config.concurrency:
-                record, level = time_endpoint(url, config.triton_model, images, concurrency, config)
+                record, level = time_endpoint(url, config.triton_model, images, concurrency, config)  # URL/MODEL wins
                 records.append(record)
                 levels.append(level)
                 bar.update(1)

@@ -134,6 +134,7 @@ def time_endpoint(url: str, model: str, images: Sequence[bytes], concurrency: in
         after = observer.statistics()
         before = before or {}
         address = observer.url, observer.protocol
+        model = observer.model
     flat = [s for part in samples for s in part]
     stats = latency_stats(flat)
     server = {name: after[name].minus(before[name]) for name in after if name in before}

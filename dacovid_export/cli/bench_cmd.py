@@ -42,9 +42,9 @@ _OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 @click.option("--openvino-bf16", is_flag=True, help="Also time FP32 ONNX models with OpenVINO in BF16, as bf16 rows (CPUs with BF16 only).")
 @click.option("--cost", is_flag=True, help="Also print parameters/GFLOPs of each artifact and the model-option cost table.")
 @click.option("--triton", "triton_urls", multiple=True, metavar="URL",
-              help="Also time a live Triton endpoint (http://HOST:PORT or grpc://HOST:PORT): encoded images from concurrent "
+              help="Also time a live Triton endpoint (http://HOST:PORT or grpc://HOST:PORT, optionally /MODEL): encoded images from concurrent "
                    "clients, with Triton's own queue/compute split; ARTIFACTs then also get in-process Predictor rows. Repeatable.")
-@click.option("--triton-model", default="dacovid", show_default=True, help="The served ensemble --triton calls.")
+@click.option("--triton-model", default="dacovid", show_default=True, help="The served ensemble a --triton URL without /MODEL calls.")
 @click.option("--concurrency", default="1", show_default=True, metavar="LIST", help="Concurrent clients per served level, e.g. 1,4,8.")
 @click.option("--json", "json_out", type=_OUT, default=None, help="Write the records and environment as JSON.")
 @click.option("--csv", "csv_out", type=_OUT, default=None, help="Write the records as CSV.")

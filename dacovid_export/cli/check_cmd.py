@@ -44,9 +44,9 @@ def _tolerance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
               help="Class-per-folder labelled images, or a dacovid-train split.json for its held-out images (adds accuracy, per-class metrics, confusion matrices). "
                    "Without it: seeded synthetic inputs.")
 @click.option("--triton", "triton_urls", multiple=True, metavar="URL",
-              help="A live Triton endpoint (http://HOST:PORT or grpc://HOST:PORT) judged like one more model: it is sent "
+              help="A live Triton endpoint (http://HOST:PORT or grpc://HOST:PORT, optionally /MODEL) judged like one more model: it is sent "
                    "the encoded --images files. Repeatable.")
-@click.option("--triton-model", default="dacovid", show_default=True, help="The served ensemble --triton calls.")
+@click.option("--triton-model", default="dacovid", show_default=True, help="The served ensemble a --triton URL without /MODEL calls.")
 @click.option("--json", "json_out", type=_OUT, default=None, help="Write the full report as JSON.")
 @click.option("--confusion-png", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="Write confusion-matrix PNGs (labelled images only).")

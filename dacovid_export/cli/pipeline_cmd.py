@@ -41,6 +41,9 @@ def _model_options(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda", help="Where parity and latency run.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime while timing.")
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--serve-env", type=click.Path(path_type=Path, file_okay=False), default=None,
+              help="Serving environment ('dacovid-export serve-env DIR'): also serve the FP32 and INT8 models with Triton "
+                   "and add endpoint parity and latency to the report  [default: $DACOVID_SERVE_ENV, else skipped].")
 @click.option("--no-progress", is_flag=True, help="No step lines or progress bars on stderr.")
 @handle_errors
 def pipeline(
@@ -57,6 +60,7 @@ def pipeline(
     device: str,
     threads: int | None,
     seed: int,
+    serve_env: Path | None,
     no_progress: bool,
 ) -> None:
     """Export, check and time a model in one go, and write report.md, report.json and plots to --out.
@@ -84,6 +88,7 @@ def pipeline(
         threads=threads,
         seed=seed,
         progress=not no_progress,
+        serve_env=serve_env,
     )
     result = run_pipeline(config)
     click.echo("\n".join(result.summary_lines()))

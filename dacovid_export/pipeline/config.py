@@ -51,6 +51,7 @@ class PipelineConfig:
     threads: int | None = None
     seed: int = 0
     progress: bool = True
+    serve_env: Path | None = None  # a serving environment: the FP32 and INT8 models are also served and measured
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
@@ -101,6 +102,12 @@ class PipelineConfig:
                 raise UserInputError(f"calib_size={self.calib_size!r}: give an integer >= {MIN_CALIB_SIZE}")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise UserInputError(f"seed={self.seed!r}: give an integer >= 0")
+        if self.serve_env is not None:
+            object.__setattr__(self, "serve_env", Path(self.serve_env))
+            if not self.serve_env.is_dir():
+                raise UserInputError(
+                    f"--serve-env {str(self.serve_env)!r} is not a folder: make it with 'dacovid-export serve-env DIR'"
+                )
         # the bench options are validated by the bench's own config, now rather than after the exports
         self.bench_config()
 
@@ -126,7 +133,7 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for name in ("out", "checkpoint", "images", "calib_data"):
+        for name in ("out", "checkpoint", "images", "calib_data", "serve_env"):
             out[name] = None if out[name] is None else str(out[name])
         out["batch_sizes"] = list(self.batch_sizes)
         out["model_options"] = dict(self.model_options)

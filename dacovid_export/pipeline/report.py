@@ -7,6 +7,7 @@ from typing import Any
 
 from dacovid_export.artifacts.info import PRECISIONS
 from dacovid_export.bench.report import format_markdown as bench_markdown
+from dacovid_export.bench.report import format_records_table, served_lines
 from dacovid_export.calibration.convert import guard_summary_lines
 from dacovid_export.core.fileio import atomic_write_json, atomic_write_text
 from dacovid_export.pipeline.config import PipelineConfig
@@ -58,7 +59,20 @@ def report_payload(result: PipelineResult, config: PipelineConfig) -> dict[str, 
         "environment": {} if bench is None else dict(bench.environment),
         "plots": [str(p) for p in result.plots],
         "notes": [INT8_CPU_NOTE],
+        "served": _served_payload(result),
         "wall_time_s": round(result.wall_time_s, 1),
+    }
+
+
+def _served_payload(result: PipelineResult) -> dict[str, Any] | None:
+    served = result.served
+    if served is None or (served.parity is None and served.bench is None):
+        return None
+    return {
+        "repository": None if served.repo is None else str(served.repo),
+        "parity": None if served.parity is None else served.parity.to_dict(),
+        "bench": [] if served.bench is None else [r.to_dict() for r in served.bench.records],
+        "levels": [] if served.bench is None else [level.to_dict() for level in served.bench.served],
     }
 
 
@@ -121,5 +135,11 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
         md += [f"- {h.text()}" for h in result.headline]
     if bench is not None:
         md += ["", bench_markdown(bench, heading_level=2).rstrip(), "", "![latency versus batch](latency.png)"]
+    served = result.served
+    if served is not None and served.parity is not None and served.bench is not None:
+        md += ["", "## Served", "",
+               f"The FP32 and INT8 models served by Triton from `{served.repo}` (python backend, CPU), sent the same "
+               "image files encoded; docs/serving.md.", "", "```", served.parity.format_table(), "```", "",
+               format_records_table(served.bench.records), "", *served_lines(served.bench)]  # fmt: skip
     md += ["", "## Notes", "", f"- {INT8_CPU_NOTE}"]
     return "\n".join(md) + "\n"

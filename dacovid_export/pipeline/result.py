@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from dacovid_export.bench.cost import ArtifactCost
     from dacovid_export.bench.records import BenchResult
     from dacovid_export.parity.report import ParityReport
+    from dacovid_export.pipeline.served import ServedOutcome
 
 __all__ = ["PipelineResult"]
 
@@ -46,6 +47,7 @@ class PipelineResult:
     step_seconds: Mapping[str, float] = dataclasses.field(default_factory=dict)
     model_cost: "ArtifactCost | None" = None
     inputs_note: str = ""
+    served: "ServedOutcome | None" = None
 
     @property
     def passed(self) -> bool:

@@ -25,17 +25,18 @@ from dacovid_export.pipeline.latency import headline_ratios
 from dacovid_export.pipeline.outcomes import ArtifactEntry
 from dacovid_export.pipeline.report import write_reports
 from dacovid_export.pipeline.result import PipelineResult
+from dacovid_export.pipeline.served import serve_models
 
 __all__ = ["run_pipeline"]
 
 
 def run_pipeline(config: PipelineConfig) -> PipelineResult:
-    """Checkpoint (or the embedded default) -> ONNX FP32/FP16/INT8 -> engines -> parity -> latency -> report."""
+    """Checkpoint (or the embedded default) -> ONNX FP32/FP16/INT8 -> engines -> parity -> latency -> served -> report."""
 
     t_start = time.perf_counter()
     out = config.out
     check_inputs(config)
-    timer = StepTimer(config.progress, total=7)
+    timer = StepTimer(config.progress, total=8)
 
     # 1. inputs: the checkpoint and the images for calibration and parity
     with timer.step("inputs"):
@@ -72,6 +73,10 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
         plots += save_bench_result(bench, plot=out / "latency.png")
         save_bench_result(bench, csv=out / "bench.csv")
 
+    # 8. the FP32 and INT8 models served by Triton, judged and timed at the endpoint
+    with timer.step("served"):
+        served = serve_models(inputs.checkpoint, onnx.paths, inputs.images, config)
+
     artifacts = (
         ArtifactEntry.of("checkpoint", inputs.checkpoint, "fp32"),
         *(ArtifactEntry.of(f"onnx {p}", path, p) for p, path in onnx.paths.items()),
@@ -83,8 +88,8 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
         report_json=out / "report.json",
         embedded=config.embedded,
         artifacts=artifacts,
-        skipped=(*onnx.skipped, *engines.skipped, *runnable.skipped),
-        failed=(*onnx.failed, *engines.failed),
+        skipped=(*onnx.skipped, *engines.skipped, *runnable.skipped, *served.skipped),
+        failed=(*onnx.failed, *engines.failed, *served.failed),
         parity=parity,
         bench=bench,
         headline=headline_ratios(bench),
@@ -95,6 +100,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
         step_seconds={name: round(seconds, 2) for name, seconds in timer.seconds.items()},
         model_cost=model_cost,
         inputs_note=inputs.note,
+        served=served,
     )
     write_reports(result, config)
     return result

@@ -148,3 +148,28 @@ def test_unmatched_image_folders_fail_before_any_export(tiny_checkpoint: Path, t
     with pytest.raises(UserInputError, match="cats"):
         run_pipeline(config)
     assert not (tmp_path / "o" / "model.onnx").exists()
+
+
+def test_served_section_or_the_reason(embedded_run) -> None:
+    """With a serving environment the FP32 and INT8 models are served, judged and timed; without, the report says why."""
+    import os
+
+    from dacovid_export.serve.serve_env import SERVE_ENV_VAR
+
+    out, result = embedded_run
+    report = json.loads((out / "report.json").read_text())
+    markdown = (out / "report.md").read_text()
+    if not os.environ.get(SERVE_ENV_VAR):
+        (skip,) = [s for s in report["skipped"] if s["step"] == "served"]
+        assert "serve-env" in skip["reason"] and report["served"] is None
+        return
+    served = report["served"]
+    assert served is not None, report["failed"]
+    parity = served["parity"]
+    assert parity["passed"] and [m["precision"] for m in parity["models"]] == ["fp32", "int8"]
+    assert all(m["path"].startswith("http://127.0.0.1:") for m in parity["models"])
+    assert {r["variant"] for r in served["bench"] if r["backend"] == "triton/http"} == {"concurrency 1", "concurrency 4"}
+    assert len(served["levels"]) == 4 and all(level["requests"] > 0 for level in served["levels"])
+    assert "## Served" in markdown and "dacovid_classifier: queue" in markdown
+    assert (out / "triton_repo" / "dacovid" / "config.pbtxt").is_file()
+    assert (out / "triton_repo" / "dacovid_int8_classifier" / "config.pbtxt").is_file()
