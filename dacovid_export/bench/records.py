@@ -20,17 +20,18 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
+from dacovid_export.backends.triton_endpoint import ModelStatistics
 from dacovid_export.bench.config import BenchConfig
 
 if TYPE_CHECKING:
     from dacovid_export.bench.cost import ArtifactCost, CostTable
-    from dacovid_export.bench.served import ServedLevel
 
 __all__ = [
     "RECORD_KEYS",
     "Timing",
     "BenchRecord",
     "BenchResult",
+    "ServedLevel",
     "percentile",
     "latency_stats",
 ]
@@ -105,6 +106,41 @@ class BenchRecord:
 
 
 @dataclasses.dataclass(frozen=True)
+class ServedLevel:
+    """One concurrency level against one endpoint: what the clients saw and what Triton counted."""
+
+    url: str
+    model: str
+    concurrency: int
+    requests: int
+    wall_s: float
+    images_per_s: float
+    client_p50_ms: float
+    client_mean_ms: float
+    server: Mapping[str, ModelStatistics]  # model -> this level's counters
+
+    def to_dict(self) -> dict[str, Any]:
+        out = dataclasses.asdict(self)
+        out["server"] = {name: stats.to_dict() for name, stats in self.server.items()}
+        return out
+
+    def cost_lines(self) -> list[str]:
+        """Where a request's time went, per model, in milliseconds (means over this level's requests)."""
+        lines = []
+        for name, stats in self.server.items():
+            ms = stats.per_request_ms()
+            if stats.success_count == 0:
+                continue
+            batch = stats.inference_count / stats.execution_count if stats.execution_count else float("nan")
+            lines.append(
+                f"{name}: queue {ms['queue']:.2f}, compute input {ms['compute_input']:.2f}, infer "
+                f"{ms['compute_infer']:.2f}, output {ms['compute_output']:.2f} ms per request; "
+                f"{stats.execution_count} executions for {stats.inference_count} images (mean batch {batch:.2f})"
+            )
+        return lines
+
+
+@dataclasses.dataclass(frozen=True)
 class BenchResult:
     """Everything one ``run_benchmark`` measured, plus the environment it ran in.
 
@@ -117,7 +153,7 @@ class BenchResult:
     artifact_costs: tuple["ArtifactCost", ...] = ()
     cost_table: "CostTable | None" = None
     skipped: tuple[tuple[str, str], ...] = ()  # (artifact path, why it cannot run here)
-    served: tuple["ServedLevel", ...] = ()  # live Triton endpoints: each level's client and server figures
+    served: tuple[ServedLevel, ...] = ()  # live Triton endpoints: each level's client and server figures
 
     def to_dict(self) -> dict[str, Any]:
         return {

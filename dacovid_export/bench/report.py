@@ -175,10 +175,11 @@ def format_markdown(result: BenchResult, *, heading_level: int = 2) -> str:
 
 def served_lines(result: BenchResult) -> list[str]:
     """Each served level: the clients' view against the in-process Predictor, and Triton's split of the cost."""
-    predictor = {r.batch: r for r in result.records if r.backend.startswith("predictor/")}
+    predictor = {r.batch: r for r in result.records if r.backend.startswith("in-process/")}
     lines = [
         "Served rows: N concurrent clients, one encoded PNG per request, client-side latency; images/s over the "
-        "level's wall time. Predictor rows: the same PNGs in-process (decode + preprocessing + model).",
+        "level's wall time. In-process rows: the same PNGs as Predictor.predict runs them (decode + preprocessing + "
+        "model + softmax).",
         "",
     ]
     for level in result.served:
@@ -188,11 +189,11 @@ def served_lines(result: BenchResult) -> list[str]:
         )
         base = predictor.get(1)
         if base is not None and level.concurrency == 1:
-            head += f" (in-process Predictor p50 at batch 1: {base.p50_ms:.2f} ms, x{level.client_p50_ms / base.p50_ms:.2f})"
+            head += f" (in-process p50 at batch 1: {base.p50_ms:.2f} ms, x{level.client_p50_ms / base.p50_ms:.2f})"
         same = predictor.get(level.concurrency)
         if same is not None and level.concurrency > 1:
             head += (
-                f" (in-process Predictor at batch {level.concurrency}: {same.throughput_ips:.2f} images/s, "
+                f" (in-process at batch {level.concurrency}: {same.throughput_ips:.2f} images/s, "
                 f"x{level.images_per_s / same.throughput_ips:.2f})"
             )
         lines.append(head)

@@ -23,8 +23,8 @@ from dacovid_export.bench.cost import artifact_cost, cost_table
 from dacovid_export.bench.environment import collect_environment, physical_cores
 from dacovid_export.bench.plan import Run, check_batches, open_run, plan_runs
 from dacovid_export.backends.triton_endpoint import TritonEndpoint
-from dacovid_export.bench.records import BenchRecord, BenchResult, latency_stats
-from dacovid_export.bench.served import SERVED_IMAGE_COUNT, ServedLevel, encoded_images, time_endpoint, time_predictor
+from dacovid_export.bench.records import BenchRecord, BenchResult, ServedLevel, latency_stats
+from dacovid_export.bench.served import SERVED_IMAGE_COUNT, encoded_images, time_endpoint, time_in_process
 from dacovid_export.bench.timing import is_cuda, time_series
 from dacovid_export.data.synthetic import synthetic_batch
 
@@ -113,7 +113,7 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
 
 
 def _time_served(runs: Sequence[Run], config: BenchConfig) -> tuple[list[BenchRecord], list[ServedLevel]]:
-    """Every endpoint at every concurrency, and every artifact in-process through Predictor, on the same PNGs."""
+    """Every endpoint at every concurrency, and every artifact in-process as Predictor runs it, on the same PNGs."""
     from tqdm import tqdm
 
     with TritonEndpoint(config.triton[0], model=config.triton_model) as first:
@@ -126,7 +126,7 @@ def _time_served(runs: Sequence[Run], config: BenchConfig) -> tuple[list[BenchRe
     with tqdm(total=total, desc="served", unit="series", disable=not config.progress, leave=False) as bar:
         for path in paths:
             for b in config.batch_sizes:
-                records.append(time_predictor(path, images, b, config))
+                records.append(time_in_process(path, images, b, config))
                 bar.update(1)
         for url in config.triton:
             for concurrency in config.concurrency:

@@ -8,68 +8,35 @@ and compute time per model of the ensemble (preprocess, classifier, postprocess)
 so the cost of serving is visible: what the client saw minus the server's total is
 encoding, transport and the ensemble's hand-offs.
 
-The in-process ``predictor`` rows run :meth:`Predictor.predict` on the same encoded
-images (decode, preprocessing and the model, batch by batch): the like-for-like
-baseline of a served request.
+The ``in-process`` rows run each artifact in this process on the same encoded images
+as :meth:`Predictor.predict` does (decode, preprocessing, the backend ``auto`` picks,
+softmax), batch by batch: the like-for-like baseline of a served request.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import threading
 import time
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 from PIL import Image
 
-from dacovid_export.backends.triton_endpoint import ModelStatistics, TritonEndpoint
+from dacovid_export.backends.base import run_any_batch
+from dacovid_export.backends.registry import open_backend
+from dacovid_export.backends.triton_endpoint import TritonEndpoint
 from dacovid_export.bench.config import BenchConfig
-from dacovid_export.bench.records import BenchRecord, latency_stats
+from dacovid_export.bench.records import BenchRecord, ServedLevel, latency_stats
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.agreement import softmax
+from dacovid_export.data.preprocessing import preprocess_batch
 from dacovid_export.data.synthetic import synthetic_image
 
-__all__ = ["SERVED_IMAGE_COUNT", "ServedLevel", "encoded_images", "time_endpoint", "time_predictor"]
+__all__ = ["SERVED_IMAGE_COUNT", "encoded_images", "time_endpoint", "time_in_process"]
 
 # distinct encoded images the clients cycle through (decoding is part of what is timed)
 SERVED_IMAGE_COUNT = 16
-
-
-@dataclasses.dataclass(frozen=True)
-class ServedLevel:
-    """One concurrency level against one endpoint: what the clients saw and what Triton counted."""
-
-    url: str
-    model: str
-    concurrency: int
-    requests: int
-    wall_s: float
-    images_per_s: float
-    client_p50_ms: float
-    client_mean_ms: float
-    server: Mapping[str, ModelStatistics]  # model -> this level's counters
-
-    def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        out["server"] = {name: stats.to_dict() for name, stats in self.server.items()}
-        return out
-
-    def cost_lines(self) -> list[str]:
-        """Where a request's time went, per model, in milliseconds (means over this level's requests)."""
-        lines = []
-        for name, stats in self.server.items():
-            ms = stats.per_request_ms()
-            if stats.success_count == 0:
-                continue
-            batch = stats.inference_count / stats.execution_count if stats.execution_count else float("nan")
-            lines.append(
-                f"{name}: queue {ms['queue']:.2f}, compute input {ms['compute_input']:.2f}, infer "
-                f"{ms['compute_infer']:.2f}, output {ms['compute_output']:.2f} ms per request; "
-                f"{stats.execution_count} executions for {stats.inference_count} images (mean batch {batch:.2f})"
-            )
-        return lines
 
 
 def encoded_images(count: int, size: int, seed: int) -> list[bytes]:
@@ -152,26 +119,24 @@ def time_endpoint(url: str, model: str, images: Sequence[bytes], concurrency: in
     return record, level
 
 
-def time_predictor(path: str, images: Sequence[bytes], batch: int, config: BenchConfig) -> BenchRecord:
-    """In-process :class:`Predictor` on encoded images, ``batch`` per call: decode + preprocessing + model."""
-    from dacovid_export.serve.predictor import Predictor
-
+def time_in_process(path: str, images: Sequence[bytes], batch: int, config: BenchConfig) -> BenchRecord:
+    """The artifact in this process on the same encoded images, ``batch`` per call, as ``Predictor.predict`` runs it:
+    decode + preprocessing + the backend ``auto`` picks + softmax."""
     iterations = config.effective_iterations or 20
-    with Predictor.from_path(path, device=config.device, batch_size=batch) as predictor:
+    with open_backend(path, device=config.device) as backend:
+        info = backend.info
         calls = [[images[(i * batch + j) % len(images)] for j in range(batch)] for i in range(config.warmup + iterations)]
-        for call in calls[: config.warmup]:
-            predictor.predict(call)
         samples = []
-        for call in calls[config.warmup :]:
+        for n, call in enumerate(calls):
             t0 = time.perf_counter()
-            predictor.predict(call)
-            samples.append((time.perf_counter() - t0) * 1000.0)
-        info, backend = predictor.info, predictor.backend
+            softmax(run_any_batch(backend, preprocess_batch(call, info.preprocessing), batch))
+            if n >= config.warmup:
+                samples.append((time.perf_counter() - t0) * 1000.0)
         stats = latency_stats(samples)
         return BenchRecord(
-            artifact=path.rsplit("/", 1)[-1], artifact_path=path, backend=f"predictor/{backend.name}",
-            precision=info.precision, variant="encoded images", device=str(backend.device), timing="end_to_end", batch=batch,
-            image_size=info.image_size,
+            artifact=path.rsplit("/", 1)[-1], artifact_path=path, backend=f"in-process/{backend.name}",
+            precision=info.precision, variant="encoded images", device=str(backend.device), timing="end_to_end",
+            batch=batch, image_size=info.image_size,
             throughput_ips=batch * 1000.0 / stats["mean_ms"] if stats["mean_ms"] > 0 else float("inf"),
             iterations=len(samples), warmup=config.warmup, clock="perf_counter", threads=None, **stats,
         )  # fmt: skip

@@ -204,7 +204,7 @@ def test_bench_triton_rows(server: TritonServer, tiny_fp32_onnx: Path) -> None:
     served = [r for r in result.records if r.backend == "triton/http"]
     assert [r.variant for r in served] == ["concurrency 1", "concurrency 2"]
     assert [r.iterations for r in served] == [3, 6]
-    predictor = [r for r in result.records if r.backend.startswith("predictor/")]
+    predictor = [r for r in result.records if r.backend.startswith("in-process/")]
     assert [r.batch for r in predictor] == [1, 2]
     for record in served + predictor:
         row = record.to_dict()
