@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError, first_line
+from dacovid_export.core.fileio import refuse_scratch
 from dacovid_export.data.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ def metadata_of(model: "onnx.ModelProto") -> dict[str, str]:
 
 
 def load_onnx(path: str | os.PathLike[str]) -> "onnx.ModelProto":
-    """Load an ONNX model; a missing, corrupt or non-ONNX file raises :class:`UserInputError`."""
+    """Load an ONNX model; a missing, corrupt or non-ONNX file, or another run's scratch, raises :class:`UserInputError`."""
+    refuse_scratch(path)
     onnx = require("onnx", "read ONNX models")
     path = Path(path)
     if not path.is_file():

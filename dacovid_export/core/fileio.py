@@ -288,14 +288,22 @@ def _alive(pid: int | None) -> bool:
 
 
 def refuse_scratch(path: PathLike) -> None:
-    """:class:`UserInputError` when ``path`` is an unfinished run's file: in a scratch folder, or a partial write."""
-    if _PARTIAL_RE.match(Path(path).name):
+    """:class:`UserInputError` when ``path`` is an unfinished run's file: in a scratch folder, or a partial write.
+
+    Every artifact reader calls it (ONNX, engine sidecar, checkpoint), so no entry
+    point can load another run's unverified file. This run's own scratch and partial
+    files (its pid in the marker or name) stay readable: a multi-step write checks
+    what it made before publishing it.
+    """
+    match = _PARTIAL_RE.match(Path(path).name)
+    if match and int(match.group(1)) != os.getpid():
         raise UserInputError(
             f"{str(path)!r} is the temporary file of an unfinished dacovid-export write, never verified: it is not an "
             "artifact; delete it (the next write to the same output removes it too)"
         )
     for parent in Path(os.path.abspath(path)).parents:
-        if (parent / SCRATCH_MARKER).is_file():
+        marker = parent / SCRATCH_MARKER
+        if marker.is_file() and _marker_pid(marker) != os.getpid():
             raise UserInputError(
                 f"{str(path)!r} is scratch of an interrupted dacovid-export run (folder {str(parent)!r}), never "
                 "verified: it is not an artifact; delete the folder or rerun the command that was interrupted"
