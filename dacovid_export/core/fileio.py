@@ -34,6 +34,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
+    "file_identity",
     "nearest_existing",
     "probe_writable",
     "refuse_scratch",
@@ -194,6 +195,18 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return os.path.samefile(pa, pb)
     except OSError:
         return False
+
+
+def file_identity(path: PathLike) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file ``path`` names after symlinks: equal for one file under any name; None if unreadable.
+
+    :func:`same_file` for many files at once (compare keys instead of every pair).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def nearest_existing(path: PathLike) -> Path:
