@@ -354,6 +354,7 @@ def _split_selections(
     if not (isinstance(validation_share, float) and 0.0 < validation_share < 1.0):
         raise UserInputError(f"validation_share={validation_share!r}: give a fraction between 0 and 1")
     root, strata = _source_strata(folder, "train")
+    _available(root, strata, 0, "calibration")  # size 0: only the minimum is checked
     available = sum(len(v) for v in strata.values())
     n_val = _validation_count(root, available, validation_share, max_validation)
     validation = _select("validation", root, strata, n_val, n_val, seed + _VALIDATION_SEED_OFFSET)

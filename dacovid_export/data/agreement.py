@@ -54,7 +54,7 @@ class NumericComparison:
         return self.passed or (not self.enforced and math.isfinite(self.max_abs_error))
 
     def describe(self) -> str:
-        verdict = "ok" if self.passed else "FAILED" if self else "beyond tolerance, reported only"
+        verdict = "ok" if self.passed else "beyond tolerance, reported only" if self else "FAILED"
         return (
             f"batch {self.batch}: max |diff| {self.max_abs_error:.3g} on logits of scale {self.scale:.3g} "
             f"(relative {self.relative_error:.2e}, allowed {self.tolerance:.3g}), "
