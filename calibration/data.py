@@ -13,6 +13,9 @@ Choices, so that calibration is reproducible and its cache key means something:
   file (no skip-and-continue): skipping would silently calibrate on a different set
   than the one the hash and the report describe. Images that were not sampled are not
   opened, so a corrupt file elsewhere in the folder does not matter.
+- Validation images (the INT8 guard's) are never calibration images: not the same file
+  under another name (spelling, symlink, hard link) and not a byte-for-byte copy
+  (:func:`check_image_sets` before any work, :func:`check_separate` on the loaded sets).
 - ``CalibrationSet.sha256`` is a content hash: SHA-256 over the preprocessing settings
   and, for every selected image in order, its relative path and the SHA-256 of its
   bytes. It does not depend on mtimes, so copying the folder keeps the hash (and the
@@ -302,7 +305,8 @@ def _build_set(selection: _Selection, preprocessing: Preprocessing, exclude: fro
     array.flags.writeable = False
     counts = dict(selection.class_counts)
     if len(selected) < len(selection.paths):
-        counts = {name: sum(p in set(selected) for p in selection.strata[name]) for name in counts}
+        kept_paths = set(selected)
+        counts = {name: sum(p in kept_paths for p in selection.strata[name]) for name in counts}
     return CalibrationSet(
         array=array,
         paths=tuple(selected),
