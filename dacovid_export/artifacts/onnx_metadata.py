@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.artifacts.info import PRECISIONS, ArtifactInfo
+from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError, first_line
 from dacovid_export.core.fileio import refuse_scratch
@@ -201,9 +201,7 @@ _QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
 
 
 def _check_precision(model: "onnx.ModelProto", precision: str, name: str) -> None:
-    """The stated precision is one this tool makes, and a Q/DQ graph is never described as anything but INT8."""
-    if precision not in PRECISIONS:
-        raise UserInputError(f"{name!r}: metadata precision {precision!r} is none of {', '.join(PRECISIONS)}; re-export it")
+    """A Q/DQ graph is never described as anything but INT8 (an unknown precision is the reader's caller's to refuse)."""
     if precision != "int8" and any(node.op_type in _QDQ_OPS for node in model.graph.node):
         raise UserInputError(
             f"{name!r} says it is {precision} but its graph holds QuantizeLinear/DequantizeLinear (INT8) nodes: it is "
