@@ -12,13 +12,20 @@ Layout: ``<dir>/<key>.onnx`` and ``<dir>/<key>.json`` (the key fields, the model
 sha256). The JSON is written last, so an entry without it is incomplete and ignored;
 an entry whose model does not match its recorded sha256 is ignored and rewritten.
 Default directory: ``$XDG_CACHE_HOME/dacovid-export/calibration``, else
-``~/.cache/dacovid-export/calibration``.
+``~/.cache/dacovid-export/calibration`` (``--cache-dir`` chooses another).
+
+Size: each entry is as large as the FP32 model (~170 MB at 224x224), so the cache is
+capped, least recently used entries first out: :data:`DEFAULT_MAX_GB` (2 GB) unless
+the environment variable ``DACOVID_CACHE_MAX_GB`` says otherwise (a number of GB;
+``0`` keeps nothing). Every write says on stderr where the cache is and how big it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
 import os
 import sys
 from collections.abc import Mapping
@@ -27,13 +34,37 @@ from pathlib import Path
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_path, atomic_write_json, sha256_file
 
-__all__ = ["default_cache_dir", "cache_key", "CalibrationCache"]
+__all__ = ["DEFAULT_MAX_GB", "MAX_GB_ENV", "default_cache_dir", "cache_key", "cache_max_bytes", "CalibrationCache"]
+
+DEFAULT_MAX_GB = 2.0
+MAX_GB_ENV = "DACOVID_CACHE_MAX_GB"
 
 
 def default_cache_dir() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or ""
     root = Path(base) if base and Path(base).is_absolute() else Path.home() / ".cache"
     return root / "dacovid-export" / "calibration"
+
+
+def cache_max_bytes() -> int:
+    """The cache's size cap in bytes: ``$DACOVID_CACHE_MAX_GB`` GB (10^9 bytes), else :data:`DEFAULT_MAX_GB`."""
+    text = os.environ.get(MAX_GB_ENV, "").strip()
+    if not text:
+        return int(DEFAULT_MAX_GB * 1e9)
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise UserInputError(
+            f"{MAX_GB_ENV}={text!r}: give the calibration cache's size cap as a number of GB >= 0 "
+            f"(default {DEFAULT_MAX_GB:g}; 0 keeps nothing)"
+        )
+    return int(value * 1e9)
+
+
+def _size(nbytes: int) -> str:
+    return f"{nbytes / 1e9:.2f} GB" if nbytes >= 1e8 else f"{nbytes / 1e6:.1f} MB"
 
 
 def cache_key(fields: Mapping[str, object]) -> str:
@@ -43,10 +74,13 @@ def cache_key(fields: Mapping[str, object]) -> str:
 class CalibrationCache:
     """Quantized models by key; a broken or unwritable cache only costs a recalibration."""
 
-    def __init__(self, directory: str | os.PathLike[str] | None = None) -> None:
+    def __init__(self, directory: str | os.PathLike[str] | None = None, *, max_bytes: int | None = None) -> None:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         if self.directory.exists() and not self.directory.is_dir():
             raise UserInputError(f"calibration cache {str(self.directory)!r} is a file, not a folder")
+        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0):
+            raise UserInputError(f"max_bytes={max_bytes!r}: give the cache's size cap as an integer >= 0")
+        self.max_bytes = cache_max_bytes() if max_bytes is None else max_bytes
 
     def model_path(self, key: str) -> Path:
         return self.directory / f"{key}.onnx"
@@ -67,11 +101,20 @@ class CalibrationCache:
         if not intact:
             print(f"calibration cache: entry {key[:12]} is damaged; calibrating again", file=sys.stderr)
             return None
+        with contextlib.suppress(OSError):
+            os.utime(meta_path)  # last use: the eviction order
         return model_path
 
     def store(self, key: str, model_bytes: bytes, fields: Mapping[str, object]) -> Path | None:
         """Save an entry; returns its model path, or None (and says why on stderr) when the cache is unwritable."""
         model_path = self.model_path(key)
+        if len(model_bytes) > self.max_bytes:
+            print(
+                f"calibration cache: the model ({_size(len(model_bytes))}) is over the cache's cap of "
+                f"{_size(self.max_bytes)} ({MAX_GB_ENV}); result not cached",
+                file=sys.stderr,
+            )
+            return None
         try:
             with atomic_path(model_path) as tmp:
                 tmp.write_bytes(model_bytes)
@@ -88,4 +131,44 @@ class CalibrationCache:
                 file=sys.stderr,
             )
             return None
+        self._evict(keep=key)
         return model_path
+
+    def _entries(self) -> list[tuple[float, int, str]]:
+        """``(last use, bytes, key)`` of every entry, complete or not, oldest first."""
+        entries = []
+        for model in self.directory.glob("*.onnx"):
+            if model.name.startswith("."):
+                continue  # a write in progress (atomic_path's temporary file)
+            key = model.stem
+            meta = self._meta_path(key)
+            try:
+                used = meta.stat().st_mtime if meta.is_file() else 0.0  # incomplete entries go first
+                nbytes = model.stat().st_size + (meta.stat().st_size if meta.is_file() else 0)
+            except OSError:
+                continue
+            entries.append((used, nbytes, key))
+        return sorted(entries)
+
+    def _evict(self, keep: str) -> None:
+        """Remove least recently used entries (never ``keep``) until the cache fits its cap; say where and how big it is."""
+        entries = self._entries()
+        total = sum(nbytes for _, nbytes, _ in entries)
+        removed = 0
+        for _, nbytes, key in entries:
+            if total <= self.max_bytes:
+                break
+            if key == keep:
+                continue
+            for path in (self._meta_path(key), self.model_path(key)):  # the JSON first: no entry looks complete half-removed
+                with contextlib.suppress(OSError):
+                    path.unlink()
+            total -= nbytes
+            removed += 1
+        print(
+            f"calibration cache: {self.directory} holds {len(entries) - removed} entr{'y' if len(entries) - removed == 1 else 'ies'}, "
+            f"{_size(total)} of its {_size(self.max_bytes)} cap"
+            + (f" ({removed} least recently used removed)" if removed else "")
+            + f"; set {MAX_GB_ENV} (GB) to change the cap, or --cache-dir to move it",
+            file=sys.stderr,
+        )

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
+from dacovid_export.calibration.cache import cache_max_bytes
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES
 from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT, GuardConfig
 from dacovid_export.calibration.int8 import CALIBRATION_METHODS
@@ -98,6 +99,8 @@ class PrecisionConfig:
             )
         if self.cache_dir is not None and self.cache_dir.exists() and not self.cache_dir.is_dir():
             raise UserInputError(f"cache_dir {str(self.cache_dir)!r} exists and is not a directory")
+        if self.precision == "int8":
+            cache_max_bytes()  # a bad DACOVID_CACHE_MAX_GB is found now, not after the FP32 export
 
     @property
     def effective_calib_size(self) -> int:

@@ -13,6 +13,9 @@ Choices, so that calibration is reproducible and its cache key means something:
   file (no skip-and-continue): skipping would silently calibrate on a different set
   than the one the hash and the report describe. Images that were not sampled are not
   opened, so a corrupt file elsewhere in the folder does not matter.
+- Validation images (the INT8 guard's) are never calibration images: not the same file
+  under another name (spelling, symlink, hard link) and not a byte-for-byte copy
+  (:func:`check_image_sets` before any work, :func:`check_separate` on the loaded sets).
 - ``CalibrationSet.sha256`` is a content hash: SHA-256 over the preprocessing settings
   and, for every selected image in order, its relative path and the SHA-256 of its
   bytes. It does not depend on mtimes, so copying the folder keeps the hash (and the
@@ -32,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.fileio import file_identity, sha256_file
 from dacovid_export.data.image_folder import (
     find_images,
     is_split_file,
@@ -41,6 +45,7 @@ from dacovid_export.data.image_folder import (
 from dacovid_export.data.preprocessing import (
     IMAGE_EXTENSIONS,
     Preprocessing,
+    load_image,
     preprocess,
 )
 
@@ -50,6 +55,8 @@ __all__ = [
     "DEFAULT_VALIDATION_SHARE",
     "MAX_VALIDATION_IMAGES",
     "CalibrationSet",
+    "check_image_sets",
+    "check_separate",
     "find_calibration_images",
     "load_calibration_set",
     "load_validation_set",
@@ -78,6 +85,8 @@ class CalibrationSet:
     ``sha256``: content hash of the selection (see the module docstring).
     ``class_counts``: images taken per class folder (key ``""`` for a flat folder).
     ``requested_size``: the ``size`` asked for; ``len(paths)`` may be smaller.
+    ``image_sha256``: the SHA-256 of each image file's bytes, row by row (empty when
+    the set was not read from files), so copies are seen under any name.
     """
 
     array: np.ndarray
@@ -88,6 +97,7 @@ class CalibrationSet:
     class_counts: Mapping[str, int]
     requested_size: int
     seed: int
+    image_sha256: tuple[str, ...] = ()
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -105,23 +115,23 @@ class CalibrationSet:
         }
 
 
-def _strata(folder: Path) -> dict[str, list[Path]]:
+def _strata(folder: Path, what: str = "calibration") -> dict[str, list[Path]]:
     if not folder.exists():
-        raise UserInputError(f"calibration folder {str(folder)!r} does not exist")
+        raise UserInputError(f"{what} folder {str(folder)!r} does not exist")
     if not folder.is_dir():
-        raise UserInputError(f"calibration folder {str(folder)!r} is not a folder")
+        raise UserInputError(f"{what} folder {str(folder)!r} is not a folder")
     has_subfolders = any(p.is_dir() and not p.name.startswith(".") for p in folder.iterdir())
     if not has_subfolders:
         images = find_images(folder)
         if not images:
             raise UserInputError(
-                f"calibration folder {str(folder)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
+                f"{what} folder {str(folder)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})"
             )
         return {_FLAT_STRATUM: images}
     loose = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     if loose:
         print(
-            f"calibration: {len(loose)} image(s) directly in {str(folder)!r} beside class folders are not used",
+            f"{what}: {len(loose)} image(s) directly in {str(folder)!r} beside class folders are not used",
             file=sys.stderr,
         )
     return scan_class_folders(folder)
@@ -145,21 +155,27 @@ def _allocate(counts: Mapping[str, int], size: int) -> dict[str, int]:
     return quota
 
 
-def _content_hash(root: Path, paths: list[Path], preprocessing: Preprocessing) -> str:
+def _image_digests(paths: list[Path], what: str) -> list[str]:
+    digests = []
+    for path in paths:
+        try:
+            digests.append(sha256_file(path))
+        except OSError as exc:
+            raise UserInputError(f"{what} image {str(path)!r} cannot be read: {exc}") from exc
+    return digests
+
+
+def _content_hash(root: Path, paths: list[Path], digests: list[str], preprocessing: Preprocessing) -> str:
     digest = hashlib.sha256()
     header = {"format": _HASH_FORMAT, "preprocessing": preprocessing.to_dict()}
     digest.update(json.dumps(header, sort_keys=True).encode("utf-8") + b"\n")
-    for path in paths:
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise UserInputError(f"calibration image {str(path)!r} cannot be read: {exc}") from exc
+    for path, image_sha256 in zip(paths, digests):
         digest.update(path.relative_to(root).as_posix().encode("utf-8"))
-        digest.update(b"\0" + hashlib.sha256(data).hexdigest().encode("ascii") + b"\n")
+        digest.update(b"\0" + image_sha256.encode("ascii") + b"\n")
     return digest.hexdigest()
 
 
-def _source_strata(folder: str | os.PathLike[str], part: str) -> tuple[Path, dict[str, list[Path]]]:
+def _source_strata(folder: str | os.PathLike[str], part: str, what: str = "calibration") -> tuple[Path, dict[str, list[Path]]]:
     """``(root, {class: images})`` of a folder tree, or of one part of a dacovid-train split.json."""
     root = Path(folder)
     if is_split_file(root):
@@ -169,7 +185,7 @@ def _source_strata(folder: str | os.PathLike[str], part: str) -> tuple[Path, dic
         if root.is_file():
             root = root.parent
         return root, strata
-    return root, _strata(root)
+    return root, _strata(root, what)
 
 
 def find_calibration_images(
@@ -226,13 +242,57 @@ def _sample(strata: Mapping[str, list[Path]], take: int, seed: int) -> tuple[lis
     return selected, quota
 
 
-def _build_set(
-    root: Path, strata: Mapping[str, list[Path]], take: int, requested: int, seed: int,
-    preprocessing: Preprocessing, what: str,
-) -> CalibrationSet:
+@dataclasses.dataclass(frozen=True)
+class _Selection:
+    """Which images a set will hold, chosen without decoding any: what the loaders build and the pre-check decodes."""
+
+    what: str  # "calibration" or "validation"
+    root: Path
+    strata: Mapping[str, list[Path]]  # every candidate, by class
+    paths: tuple[Path, ...]  # the sample, sorted by relative path
+    class_counts: Mapping[str, int]
+    requested: int
+    seed: int
+
+    def candidates(self) -> tuple[Path, ...]:
+        return tuple(p for paths in self.strata.values() for p in paths)
+
+
+def _select(
+    what: str, root: Path, strata: Mapping[str, list[Path]], take: int, requested: int, seed: int
+) -> _Selection:
     selected, quota = _sample(strata, take, seed)
     selected.sort(key=lambda p: p.relative_to(root).as_posix())
-    sha256 = _content_hash(root, selected, preprocessing)
+    return _Selection(what, root, strata, tuple(selected), {name: quota[name] for name in sorted(strata)}, requested, seed)
+
+
+def _unreadable(what: str, path: Path, exc: UserInputError) -> UserInputError:
+    return UserInputError(
+        f"{what} image {str(path)!r} is unreadable ({exc.__cause__ or exc}); remove or replace it "
+        f"({what} stops rather than quietly using a different image set)"
+    )
+
+
+def _build_set(selection: _Selection, preprocessing: Preprocessing, exclude: frozenset[str] = frozenset()) -> CalibrationSet:
+    """Read and preprocess a selection; images whose bytes are in ``exclude`` (copies of validation images) are left out."""
+    what, root = selection.what, selection.root
+    selected = list(selection.paths)
+    digests = _image_digests(selected, what)
+    if exclude:
+        kept = [i for i, d in enumerate(digests) if d not in exclude]
+        if len(kept) < len(selected):
+            print(
+                f"{what}: {len(selected) - len(kept)} image(s) are byte-for-byte copies of validation images and are "
+                "left out, so the guard judges on images calibration never saw",
+                file=sys.stderr,
+            )
+            selected, digests = [selected[i] for i in kept], [digests[i] for i in kept]
+            if len(selected) < MIN_CALIBRATION_IMAGES:
+                raise UserInputError(
+                    f"{what} folder {str(root)!r}: only {len(selected)} image(s) are left once copies of validation "
+                    f"images are taken out; at least {MIN_CALIBRATION_IMAGES} are needed: remove the duplicates or add images"
+                )
+    sha256 = _content_hash(root, selected, digests, preprocessing)
     array = np.empty((len(selected), 3, preprocessing.image_size, preprocessing.image_size), dtype=np.float32)
     from tqdm import tqdm
 
@@ -241,25 +301,28 @@ def _build_set(
         try:
             array[i] = preprocess(path, preprocessing)  # 3 x S x S
         except UserInputError as exc:
-            raise UserInputError(
-                f"{what} image {str(path)!r} is unreadable ({exc.__cause__ or exc}); remove or replace it "
-                f"({what} stops rather than quietly using a different image set)"
-            ) from exc
+            raise _unreadable(what, path, exc) from exc
     array.flags.writeable = False
+    counts = dict(selection.class_counts)
+    if len(selected) < len(selection.paths):
+        kept_paths = set(selected)
+        counts = {name: sum(p in kept_paths for p in selection.strata[name]) for name in counts}
     return CalibrationSet(
         array=array,
         paths=tuple(selected),
         sha256=sha256,
         root=root,
         preprocessing=preprocessing,
-        class_counts={name: quota[name] for name in sorted(strata)},
-        requested_size=requested,
-        seed=seed,
+        class_counts=counts,
+        requested_size=selection.requested,
+        seed=selection.seed,
+        image_sha256=tuple(digests),
     )
 
 
 def _available(
-    root: Path, strata: Mapping[str, list[Path]], size: int, what: str, minimum: int = MIN_CALIBRATION_IMAGES
+    root: Path, strata: Mapping[str, list[Path]], size: int, what: str, minimum: int = MIN_CALIBRATION_IMAGES,
+    say: bool = True,
 ) -> int:
     available = sum(len(v) for v in strata.values())
     if available < minimum:
@@ -267,13 +330,43 @@ def _available(
             f"{what} folder {str(root)!r} has {available} image(s); at least {minimum} are "
             "needed for meaningful activation ranges"
         )
-    if available < size:
+    if available < size and say:
         print(
             f"{what}: {str(root)!r} has only {available} images, fewer than the requested {size}: "
             f"using all {available}",
             file=sys.stderr,
         )
     return min(size, available)
+
+
+def _calibration_selection(folder: str | os.PathLike[str], size: int, seed: int, say: bool = True) -> _Selection:
+    # a training run's split.json: calibrate on its training images only, never the held-out ones
+    root, strata = find_calibration_images(folder)
+    return _select("calibration", root, strata, _available(root, strata, size, "calibration", say=say), size, seed)
+
+
+def _validation_selection(folder: str | os.PathLike[str], size: int, seed: int, say: bool = True) -> _Selection:
+    root, strata = _source_strata(folder, "val", "validation")
+    take = _available(root, strata, size, "validation", MIN_VALIDATION_IMAGES, say=say)
+    return _select("validation", root, strata, take, size, seed)
+
+
+def _split_selections(
+    folder: str | os.PathLike[str], size: int, seed: int, validation_share: float, max_validation: int, say: bool = True
+) -> tuple[_Selection, _Selection]:
+    """(calibration, validation) of one folder: the validation part is drawn first, calibration from the rest."""
+    if not (isinstance(validation_share, float) and 0.0 < validation_share < 1.0):
+        raise UserInputError(f"validation_share={validation_share!r}: give a fraction between 0 and 1")
+    root, strata = _source_strata(folder, "train")
+    _available(root, strata, 0, "calibration")  # size 0: only the minimum is checked
+    available = sum(len(v) for v in strata.values())
+    n_val = _validation_count(root, available, validation_share, max_validation)
+    validation = _select("validation", root, strata, n_val, n_val, seed + _VALIDATION_SEED_OFFSET)
+    held = set(validation.paths)
+    rest = {name: [p for p in images if p not in held] for name, images in strata.items()}
+    rest = {name: images for name, images in rest.items() if images}
+    take = _available(root, rest, size, "calibration", say=say)
+    return _select("calibration", root, rest, take, size, seed), validation
 
 
 def load_calibration_set(
@@ -289,10 +382,7 @@ def load_calibration_set(
     :data:`MIN_CALIBRATION_IMAGES` images, a bad ``size`` or an unreadable sampled image.
     """
     _check_args(preprocessing, size, seed)
-    # a training run's split.json: calibrate on its training images only, never the held-out ones
-    root, strata = find_calibration_images(folder)
-    take = _available(root, strata, size, "calibration")
-    return _build_set(root, strata, take, size, seed, preprocessing, "calibration")
+    return _build_set(_calibration_selection(folder, size, seed), preprocessing)
 
 
 def load_validation_set(
@@ -308,9 +398,7 @@ def load_validation_set(
     training run's split); :func:`split_calibration_set` carves both from one folder.
     """
     _check_args(preprocessing, size, seed, "validation", MIN_VALIDATION_IMAGES)
-    root, strata = _source_strata(folder, "val")
-    take = _available(root, strata, size, "validation", MIN_VALIDATION_IMAGES)
-    return _build_set(root, strata, take, size, seed, preprocessing, "validation")
+    return _build_set(_validation_selection(folder, size, seed), preprocessing)
 
 
 def split_calibration_set(
@@ -327,17 +415,91 @@ def split_calibration_set(
     The validation part (``validation_share`` of the available images, at most
     ``max_validation``) is drawn first, with a seed derived from ``seed``; the
     calibration sample of ``size`` images is then drawn from the rest, so the
-    accuracy guard judges the INT8 model on images calibration never saw.
+    accuracy guard judges the INT8 model on images calibration never saw. Sampled
+    calibration images whose bytes equal a validation image (duplicates in the
+    folder) are left out of calibration, and a line on stderr says so.
     """
     _check_args(preprocessing, size, seed)
-    if not (isinstance(validation_share, float) and 0.0 < validation_share < 1.0):
-        raise UserInputError(f"validation_share={validation_share!r}: give a fraction between 0 and 1")
-    root, strata = _source_strata(folder, "train")
-    available = sum(len(v) for v in strata.values())
-    n_val = _validation_count(root, available, validation_share, max_validation)
-    validation = _build_set(root, strata, n_val, n_val, seed + _VALIDATION_SEED_OFFSET, preprocessing, "validation")
-    held = set(validation.paths)
-    rest = {name: [p for p in images if p not in held] for name, images in strata.items()}
-    rest = {name: images for name, images in rest.items() if images}
-    take = _available(root, rest, size, "calibration")
-    return _build_set(root, rest, take, size, seed, preprocessing, "calibration"), validation
+    calibration, validation = _split_selections(folder, size, seed, validation_share, max_validation)
+    held = _build_set(validation, preprocessing)
+    return _build_set(calibration, preprocessing, exclude=frozenset(held.image_sha256)), held
+
+
+def _shared(
+    calibration: tuple[Path, ...], validation: tuple[Path, ...],
+    calibration_sha256: tuple[str, ...] = (), validation_sha256: tuple[str, ...] = (),
+) -> tuple[Path, Path, str] | None:
+    """The first validation image that is a calibration image: ``(validation, calibration, how)``, or None.
+
+    The same file is recognised under any name (another spelling, a symlink, a hard
+    link); with digests given, a byte-for-byte copy too.
+    """
+    def key(path: Path) -> object:
+        return file_identity(path) or os.path.abspath(path)
+
+    files = {key(p): p for p in calibration}
+    for path in validation:
+        if key(path) in files:
+            return path, files[key(path)], "the same file"
+    if calibration_sha256 and validation_sha256:
+        copies = dict(zip(calibration_sha256, calibration))
+        for path, digest in zip(validation, validation_sha256):
+            if digest in copies:
+                return path, copies[digest], "a byte-for-byte copy"
+    return None
+
+
+def _refuse_shared(found: tuple[Path, Path, str] | None) -> None:
+    if found is not None:
+        validation, calibration, how = found
+        raise UserInputError(
+            f"validation image {str(validation)!r} is also a calibration image ({how}: {str(calibration)!r}): the "
+            "INT8 guard must judge on images calibration never saw; give --validation-data images that are not in "
+            "--calib-data (or leave it out: a part of --calib-data is then held out)"
+        )
+
+
+def check_separate(calibration: CalibrationSet, validation: CalibrationSet) -> None:
+    """:class:`UserInputError` naming one validation image that is also a calibration image (same file under any name, or a copy)."""
+    _refuse_shared(_shared(calibration.paths, validation.paths, calibration.image_sha256, validation.image_sha256))
+
+
+def check_image_sets(
+    calib_data: str | os.PathLike[str],
+    *,
+    size: int,
+    seed: int = 0,
+    validation_data: str | os.PathLike[str] | None = None,
+    split: bool = False,
+) -> None:
+    """Before long work: the images the precision step will take are there, separate and readable.
+
+    Selects exactly as :func:`load_calibration_set`, :func:`load_validation_set`
+    (``validation_data``) and :func:`split_calibration_set` (``split``) will, without
+    preprocessing: too few images, a validation image that is also a calibration image
+    (any file the two sources share, under any name; a copy among the sampled images)
+    and an unreadable sampled image are each one :class:`UserInputError`, now.
+    """
+    if validation_data is not None:
+        calibration = _calibration_selection(calib_data, size, seed, say=False)
+        validation = _validation_selection(validation_data, MAX_VALIDATION_IMAGES, seed, say=False)
+        # any file the two sources share, sampled or not: "separate validation images" means separate
+        _refuse_shared(_shared(calibration.candidates(), validation.candidates()))
+        selections: tuple[_Selection, ...] = (calibration, validation)
+    elif split:
+        selections = _split_selections(calib_data, size, seed, DEFAULT_VALIDATION_SHARE, MAX_VALIDATION_IMAGES, say=False)
+    else:
+        selections = (_calibration_selection(calib_data, size, seed, say=False),)
+    for selection in selections:
+        for path in selection.paths:
+            try:
+                load_image(path)
+            except UserInputError as exc:
+                raise _unreadable(selection.what, path, exc) from exc
+    if validation_data is not None:
+        calibration, validation = selections
+        _refuse_shared(_shared(
+            calibration.paths, validation.paths,
+            tuple(_image_digests(list(calibration.paths), "calibration")),
+            tuple(_image_digests(list(validation.paths), "validation")),
+        ))

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from dacovid_export.calibration.cache import CalibrationCache
-from dacovid_export.calibration.data import CalibrationSet
+from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.fallback import (
     FallbackDtype,
     FallbackNode,
@@ -253,12 +253,7 @@ def guarded_quantize_int8(
             raise UserInputError(f"{name} of type {type(value).__name__}: give a CalibrationSet")
     if not isinstance(config, GuardConfig):
         raise UserInputError(f"config of type {type(config).__name__}: give a GuardConfig")
-    overlap = set(calibration.paths) & set(validation.paths)
-    if overlap:
-        raise UserInputError(
-            f"{len(overlap)} validation image(s) are also calibration images (e.g. {str(sorted(overlap)[0])!r}): "
-            "the guard must judge INT8 on images calibration never saw"
-        )
+    check_separate(calibration, validation)  # the same file under any name, or a copy: never "separate"
     src = load_source_model(source)
     output = check_output_path(src.path, output)
     array = check_calibration_array(calibration.array, src)

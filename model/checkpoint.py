@@ -18,7 +18,7 @@ from dacovid_export.model.network import DACovidNet, ModelConfig
 from dacovid_export.model.torch_load import LOAD_ERRORS
 
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.core.fileio import atomic_path, sha256_file
+from dacovid_export.core.fileio import atomic_path, refuse_scratch, sha256_file
 from dacovid_export.core.versions import package_versions
 from dacovid_export.data.preprocessing import Preprocessing
 
@@ -92,7 +92,8 @@ def save_checkpoint(
 
 
 def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """The raw checkpoint dictionary, validated; :class:`UserInputError` for anything that is not one."""
+    """The raw checkpoint dictionary, validated; :class:`UserInputError` for anything that is not one (or another run's scratch)."""
+    refuse_scratch(path)
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"checkpoint {str(path)!r} does not exist or is not a file")

@@ -33,7 +33,7 @@ from typing import Any
 
 from dacovid_export.artifacts.info import PRECISIONS, ArtifactInfo
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.core.fileio import atomic_write_json
+from dacovid_export.core.fileio import atomic_write_json, refuse_scratch
 from dacovid_export.core.versions import parse_version
 from dacovid_export.data.preprocessing import Preprocessing
 
@@ -298,8 +298,10 @@ def read_engine_metadata(engine_path: str | os.PathLike[str]) -> EngineMetadata:
     """The sidecar of ``engine_path``, validated; :class:`UserInputError` if it is missing or damaged.
 
     Also checks that the engine file exists and has the size the sidecar
-    recorded, so a sidecar left behind by an older build is not trusted.
+    recorded, so a sidecar left behind by an older build is not trusted. Another
+    run's scratch is refused (:func:`~dacovid_export.core.fileio.refuse_scratch`).
     """
+    refuse_scratch(engine_path)
     engine_path = Path(engine_path)
     side = sidecar_path(engine_path)
     if not engine_path.is_file():

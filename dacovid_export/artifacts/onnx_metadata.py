@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError, first_line
+from dacovid_export.core.fileio import refuse_scratch
 from dacovid_export.data.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -66,7 +67,8 @@ def metadata_of(model: "onnx.ModelProto") -> dict[str, str]:
 
 
 def load_onnx(path: str | os.PathLike[str]) -> "onnx.ModelProto":
-    """Load an ONNX model; a missing, corrupt or non-ONNX file raises :class:`UserInputError`."""
+    """Load an ONNX model; a missing, corrupt or non-ONNX file, or another run's scratch, raises :class:`UserInputError`."""
+    refuse_scratch(path)
     onnx = require("onnx", "read ONNX models")
     path = Path(path)
     if not path.is_file():
@@ -119,6 +121,7 @@ def info_from_model(model: "onnx.ModelProto", path: str | os.PathLike[str]) -> A
 
     input_name, batch_dim, input_shape = _graph_input(model, name)
     _check_consistent(meta, preprocessing, input_shape, name)
+    _check_precision(model, meta["precision"], name)
     output_names = [o.name for o in model.graph.output]
     if len(output_names) != 1:
         raise UserInputError(f"{name!r} has {len(output_names)} outputs {output_names}; expected one (logits)")
@@ -191,6 +194,19 @@ def _check_consistent(meta: Mapping[str, str], preprocessing: Preprocessing, inp
         raise UserInputError(
             f"{name!r}: its metadata contradicts itself ({'; '.join(problems)}), so it cannot say how to feed the model; "
             "re-export it with 'dacovid-export onnx'"
+        )
+
+
+_QDQ_OPS = ("QuantizeLinear", "DequantizeLinear")
+
+
+def _check_precision(model: "onnx.ModelProto", precision: str, name: str) -> None:
+    """A Q/DQ graph is never described as anything but INT8 (an unknown precision is the reader's caller's to refuse)."""
+    if precision != "int8" and any(node.op_type in _QDQ_OPS for node in model.graph.node):
+        raise UserInputError(
+            f"{name!r} says it is {precision} but its graph holds QuantizeLinear/DequantizeLinear (INT8) nodes: it is "
+            "not a finished dacovid-export model (e.g. a calibration-cache entry); use the INT8 model that "
+            "'dacovid-export onnx --precision int8' wrote"
         )
 
 

@@ -34,6 +34,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_text",
     "atomic_write_json",
+    "file_identity",
     "nearest_existing",
     "probe_writable",
     "refuse_scratch",
@@ -196,6 +197,18 @@ def same_file(a: PathLike, b: PathLike) -> bool:
         return False
 
 
+def file_identity(path: PathLike) -> tuple[int, int] | None:
+    """``(device, inode)`` of the file ``path`` names after symlinks: equal for one file under any name; None if unreadable.
+
+    :func:`same_file` for many files at once (compare keys instead of every pair).
+    """
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def nearest_existing(path: PathLike) -> Path:
     """``path`` or its closest existing ancestor: where a write to ``path`` would have to start."""
     path = Path(os.path.abspath(path))
@@ -288,14 +301,22 @@ def _alive(pid: int | None) -> bool:
 
 
 def refuse_scratch(path: PathLike) -> None:
-    """:class:`UserInputError` when ``path`` is an unfinished run's file: in a scratch folder, or a partial write."""
-    if _PARTIAL_RE.match(Path(path).name):
+    """:class:`UserInputError` when ``path`` is an unfinished run's file: in a scratch folder, or a partial write.
+
+    Every artifact reader calls it (ONNX, engine sidecar, checkpoint), so no entry
+    point can load another run's unverified file. This run's own scratch and partial
+    files (its pid in the marker or name) stay readable: a multi-step write checks
+    what it made before publishing it.
+    """
+    match = _PARTIAL_RE.match(Path(path).name)
+    if match and int(match.group(1)) != os.getpid():
         raise UserInputError(
             f"{str(path)!r} is the temporary file of an unfinished dacovid-export write, never verified: it is not an "
             "artifact; delete it (the next write to the same output removes it too)"
         )
     for parent in Path(os.path.abspath(path)).parents:
-        if (parent / SCRATCH_MARKER).is_file():
+        marker = parent / SCRATCH_MARKER
+        if marker.is_file() and _marker_pid(marker) != os.getpid():
             raise UserInputError(
                 f"{str(path)!r} is scratch of an interrupted dacovid-export run (folder {str(parent)!r}), never "
                 "verified: it is not an artifact; delete the folder or rerun the command that was interrupted"

@@ -30,6 +30,7 @@ from dacovid_export.core.limits import check_image_size
 
 __all__ = [
     "IMAGE_EXTENSIONS",
+    "MAX_ASPECT_RATIO",
     "ImageInput",
     "Preprocessing",
     "load_image",
@@ -40,6 +41,12 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+
+# Longer side / shorter side of an image we read. Resizing the shorter side to ``resize_size`` makes
+# the longer one that many times longer: a 1 x 3,000,000 PNG (3 Mpx, under Pillow's limit) would become
+# 256 x 768,000,000 floats (~0.8 TB). At 16:1 the resized image is at most 16 x resize_size^2 pixels
+# (4 MB at 256, 88 MB at 1170); chest films are about 1:1 to 1:1.5.
+MAX_ASPECT_RATIO = 16
 
 ResizePolicy = Literal["shorter_side", "squash"]
 # bytes: one encoded file (PNG, JPEG, ...), as a service receives it
@@ -145,12 +152,15 @@ def load_image(path: str | os.PathLike[str] | bytes) -> Image.Image:
             # Pillow only warns between 1x and 2x its limit; such an image is as unusable as one over 2x
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(source) as img:
+                _check_aspect(img.size, label)  # from the header: a strip bomb is never decoded
                 img.load()
                 return ImageOps.exif_transpose(img) or img
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise UserInputError(
             f"{label} is unreadable: too large to decode safely ({exc.args[0] if exc.args else exc})"
         ) from exc
+    except UserInputError:
+        raise
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise UserInputError(f"{label} is unreadable or corrupt: {exc}") from exc
     except MemoryError as exc:
@@ -234,9 +244,22 @@ def _resample(spec: Preprocessing) -> int:
     return Image.Resampling.BICUBIC if spec.interpolation == "bicubic" else Image.Resampling.BILINEAR
 
 
+def _check_aspect(size: tuple[int, int], what: str, target: int | None = None) -> None:
+    """:class:`UserInputError` (an unreadable image) when the sides of ``size`` (w, h) differ more than :data:`MAX_ASPECT_RATIO`."""
+    short, long = sorted(size)
+    if short > 0 and long > MAX_ASPECT_RATIO * short:
+        ratio = long / short
+        grown = f"to {target} would make it {target}x{round(target * ratio)}" if target else f"would make it {ratio:.0f} times as long"
+        raise UserInputError(
+            f"{what} is unreadable: {size[0]}x{size[1]} pixels, sides in a ratio of {ratio:.0f}:1 (at most "
+            f"{MAX_ASPECT_RATIO}:1 is read: resizing its shorter side {grown}); crop it to the radiograph"
+        )
+
+
 def _resize(gray: np.ndarray, spec: Preprocessing) -> np.ndarray:
     h, w = gray.shape
     target = spec.effective_resize_size
+    _check_aspect((w, h), "image", target)  # before resizing; arrays and PIL images do not pass through load_image
     if spec.resize_policy == "squash":
         new_w, new_h = target, target
     elif h <= w:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from dacovid_export.artifacts.engine_metadata import RTX_TARGETS
 from dacovid_export.artifacts.info import PRECISIONS
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.limits import check_batch_size
 from dacovid_export.trt.library import RUNTIME_CHOICES
 
 if TYPE_CHECKING:
@@ -26,7 +27,6 @@ __all__ = [
 ]
 
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
-_MAX_BATCH_LIMIT = 4096
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,10 +59,10 @@ class EngineBuildConfig:
         if self.precision not in PRECISIONS:
             raise UserInputError(f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
         for name in ("min_batch", "max_batch"):
-            _check_batch(name, getattr(self, name))
+            check_batch_size(getattr(self, name), name)
         if self.opt_batch is None:
             object.__setattr__(self, "opt_batch", self.max_batch)
-        _check_batch("opt_batch", self.opt_batch)
+        check_batch_size(self.opt_batch, "opt_batch")
         if not (self.min_batch <= self.opt_batch <= self.max_batch):  # type: ignore[operator]
             raise UserInputError(
                 f"batch sizes min={self.min_batch} opt={self.opt_batch} max={self.max_batch}: need min <= opt <= max"
@@ -135,11 +135,6 @@ class EngineBuildConfig:
             "runtime": self.runtime,
             "target_cc": list(self.target_cc),
         }
-
-
-def _check_batch(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= _MAX_BATCH_LIMIT:
-        raise UserInputError(f"{name}={value!r}: must be an integer from 1 to {_MAX_BATCH_LIMIT}")
 
 
 @dataclasses.dataclass(frozen=True)

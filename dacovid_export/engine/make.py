@@ -14,11 +14,11 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import Any
 
 from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs
+from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.convert import convert_precision
 from dacovid_export.core.errors import EngineBuildError, UserInputError
 from dacovid_export.engine.build import Log, build_engine, prepare_build
@@ -62,28 +62,36 @@ def make_engine(
     check_outputs(inputs=[onnx_path, calib_dir], files={"output": output, "--timing-cache": config.timing_cache})
     info = read_onnx_info(onnx_path)
     source = _precision_target(info, onnx_path, output, config, calib_dir)
+    options = {
+        "calib_size": calib_size,
+        "calib_method": calib_method,
+        "seed": seed or None,
+        "cache_dir": cache_dir,
+        "min_agreement": min_agreement,
+        "validation_data": validation_data,
+    }
+    given = {name: value for name, value in options.items() if value is not None}
     if source is None:
+        if given:
+            # as 'onnx --precision fp16 --min-agreement' is refused: an option no step of this run uses is a mistake
+            raise UserInputError(
+                f"{', '.join(given)} given, but {str(onnx_path)!r} is already {info.precision}: no precision step runs "
+                f"for a {config.precision} engine from it, so nothing would use them; drop them"
+            )
         return build_engine(onnx_path, output, config, device=device, log=log, progress=progress)
 
+    # every option of the precision step is checked (and refused where it does not apply) before any work
+    precision = PrecisionConfig(precision=config.precision, calib_data=calib_dir, **given)  # type: ignore[arg-type]
     prepare_build(config, device)  # a missing library or GPU is found before minutes of calibration
     if log is not None:
         log(f"precision ... {onnx_path.name} -> {source.name} ({config.precision})")
     started = time.perf_counter()
-    options: dict[str, Any] = {
-        "calib_size": calib_size,
-        "calib_method": calib_method,
-        "cache_dir": None if cache_dir is None else Path(cache_dir),
-        "min_agreement": min_agreement,
-        "validation_data": validation_data,
-    }
     convert_precision(
         onnx_path,
         source,
         precision=config.precision,  # type: ignore[arg-type]
-        calib_data=calib_dir,
-        seed=seed,
         progress=progress,
-        **{k: v for k, v in options.items() if v is not None},
+        **{k: v for k, v in precision.to_dict().items() if k != "precision"},
     )
     seconds = time.perf_counter() - started
     if log is not None:

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.limits import check_batch_size
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -25,7 +26,6 @@ __all__ = [
 DEFAULT_OPSET = 20
 MIN_OPSET = 19
 MAX_OPSET = 24
-_MAX_BATCH_LIMIT = 4096
 _VERIFY_BATCHES = (1, 3)
 
 # (atol, rtol) of the numeric self-check: allowed max |diff| = atol + rtol * max|reference logit|.
@@ -64,10 +64,8 @@ class OnnxExportConfig:
                 f"opset={self.opset!r}: choose {MIN_OPSET}..{MAX_OPSET} (TensorRT's parser reads up to {MAX_OPSET}; "
                 f"Model Optimizer's INT8 step needs >= {MIN_OPSET}); the default is {DEFAULT_OPSET}"
             )
-        if self.max_batch is not None and (
-            isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or not 1 <= self.max_batch <= _MAX_BATCH_LIMIT
-        ):
-            raise UserInputError(f"max_batch={self.max_batch!r}: need an integer in 1..{_MAX_BATCH_LIMIT}")
+        if self.max_batch is not None:
+            check_batch_size(self.max_batch, "max_batch")
         if not isinstance(self.static_batch, bool):
             raise UserInputError(f"static_batch={self.static_batch!r}: need True or False")
         check_seed_and_tolerances(self.seed, self.atol, self.rtol)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.artifacts.read import read_artifact_info
-from dacovid_export.calibration.data import find_calibration_images
+from dacovid_export.calibration.config import DEFAULT_CALIB_SIZE
+from dacovid_export.calibration.data import check_image_sets
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.data.image_folder import labelled_images, match_folders_to_classes
 from dacovid_export.data.preprocessing import Preprocessing
@@ -42,8 +43,11 @@ def check_inputs(config: PipelineConfig) -> None:
     if config.images is not None:
         labelled_images(config.images, part="val")
     if config.calib_data is not None:
-        # the pipeline's INT8 step holds out part of it as the guard's validation images
-        find_calibration_images(config.calib_data, split=True)
+        # the images FP16 (a sample) and INT8 (a held-out validation part, calibration from the rest) will take:
+        # too few, or unreadable, is said now
+        size = config.calib_size or DEFAULT_CALIB_SIZE
+        for split in (False, True):
+            check_image_sets(config.calib_data, size=size, seed=config.seed, split=split)
 
 
 def prepare_inputs(config: PipelineConfig, timer: StepTimer) -> PipelineInputs:

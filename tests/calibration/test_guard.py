@@ -99,7 +99,7 @@ def test_impossible_target_fails_with_the_table_and_writes_nothing(hard_toy: dic
 
 
 def test_validation_images_must_be_unseen(hard_toy: dict) -> None:
-    with pytest.raises(UserInputError, match="also calibration images"):
+    with pytest.raises(UserInputError, match="also a calibration image"):
         guarded_quantize_int8(
             hard_toy["model"],
             hard_toy["root"] / "x.onnx",

@@ -255,13 +255,15 @@ def test_bomb_and_bad_inputs_in_the_runtime(work: Path, bomb: Path, images_with_
     "args, fragment",
     [
         (["bench", "{toy}", "--batch", "100000"], "from 1 to 1024"),
+        (["trt", "{toy}", "--fp32", "-o", "{out}/m.engine", "--max-batch", "4096"], "max_batch=4096: give an integer from 1 to 1024"),
+        (["onnx", "{ckpt}", "-o", "{out}/m.onnx", "--max-batch", "4096"], "max_batch=4096: give an integer from 1 to 1024"),
         (["pipeline", "--out", "{out}", "--image-size", "100000", "--no-progress"], "from 32 to 1024"),
         (["train", "{data}", "--out", "{out}", "--image-size", "100000", "--no-progress"], "from 32 to 1024"),
         (["train", "{data}", "--out", "{out}", "--batch-size", "100000", "--no-progress"], "from 2 to 1024"),
     ],
 )
 def test_absurd_sizes_are_refused_with_the_bounds(work: Path, tmp_path: Path, args: list[str], fragment: str) -> None:
-    values = {"toy": work / "toy.onnx", "out": tmp_path / "out", "data": work}
+    values = {"toy": work / "toy.onnx", "out": tmp_path / "out", "data": work, "ckpt": work / "tiny.pt"}
     assert_one_line_error(invoke(cli, [a.format(**values) for a in args]), fragment)
     assert not (tmp_path / "out").exists()
 
@@ -417,3 +419,160 @@ def test_bad_input_leaves_no_empty_output_folder(tmp_path: Path) -> None:
         with atomic_path(tmp_path / "a" / "b" / "r.json"):
             raise RuntimeError("the writer failed")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["empty"]
+
+
+# --------------------------------------------------------------------- 9. round three: what a new user tried
+
+
+def _no_export(*_args, **_kwargs):
+    raise AssertionError("the checkpoint was loaded: the inputs were not checked first")
+
+
+@pytest.mark.parametrize("spelling", ["absolute path", "symlink", "split.json", "copy"])
+def test_validation_images_are_other_files_than_the_calibration_images(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spelling: str
+) -> None:
+    import json
+
+    import dacovid_export.model.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", _no_export)
+    monkeypatch.chdir(tmp_path)
+    calib = make_synthetic_dataset(tmp_path / "data" / "calib", per_class=4, size=64, seed=1)
+    how = "the same file"
+    if spelling == "absolute path":
+        validation = calib.resolve()
+    elif spelling == "symlink":
+        validation = tmp_path / "data" / "val"
+        validation.symlink_to(calib, target_is_directory=True)
+    elif spelling == "split.json":  # a run's held-out images that are calibration images too
+        validation = tmp_path / "data" / "split.json"
+        files = {p.name: [str(f.resolve()) for f in sorted(p.iterdir())] for p in sorted(calib.iterdir())}
+        validation.write_text(json.dumps({"format": "dacovid-split", "data_dir": str(tmp_path), "train": files, "val": files}))
+    else:
+        validation = tmp_path / "data" / "copy"
+        shutil.copytree(calib, validation)
+        how = "a byte-for-byte copy"
+    out = tmp_path / "new" / "m8.onnx"
+    before = _snapshot(tmp_path)
+    result = invoke(cli, ["onnx", work / "tiny.pt", "-o", out, "--precision", "int8", "--calib-data", "data/calib",
+                          "--validation-data", validation])
+    assert_one_line_error(result, "is also a calibration image", how, "--validation-data")
+    assert _snapshot(tmp_path) == before and not out.parent.exists()
+
+
+@pytest.mark.parametrize("case", ["fp16 model, guard options", "fp32 model to fp16, guard option", "fp32 model to int8, nan"])
+def test_trt_refuses_options_that_no_step_of_the_run_uses(work: Path, tmp_path: Path, make_toy_onnx, case: str) -> None:
+    folder = tmp_path / "w"
+    shutil.copytree(work, folder)
+    m16 = make_toy_onnx(folder / "m16.onnx", precision="fp16")
+    out = tmp_path / "out" / "x.engine"
+    args, fragments = {
+        "fp16 model, guard options": (
+            [m16, "--fp16", "--min-agreement", "nan", "--validation-data", "no/such/dir", "--runtime", "tensorrt-rtx"],
+            ["min_agreement, validation_data given", "already fp16", "drop them"]),
+        "fp32 model to fp16, guard option": (
+            [folder / "toy.onnx", "--fp16", "--min-agreement", "0.9"], ["min_agreement given with precision 'fp16'"]),
+        "fp32 model to int8, nan": (
+            [folder / "toy.onnx", "--int8", "--calib-data", folder, "--min-agreement", "nan"], ["min_agreement=nan"]),
+    }[case]
+    before = _snapshot(folder)
+    assert_one_line_error(invoke(cli, ["trt", *args, "-o", out]), *fragments)
+    assert _snapshot(folder) == before and not out.parent.exists()
+
+
+def test_no_entry_point_reads_a_killed_runs_scratch(work: Path, tmp_path: Path, tiny_checkpoint: Path) -> None:
+    from dacovid_export.artifacts.onnx_metadata import read_onnx_info
+    from dacovid_export.core.fileio import SCRATCH_MARKER, scratch_dir
+    from dacovid_export.model.checkpoint import read_checkpoint
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    scratch = tmp_path / ".m8.onnx.scratch-k1ll3d"
+    scratch.mkdir()
+    (scratch / SCRATCH_MARKER).write_text(f"pid {dead.pid}\n", encoding="utf-8")
+    leftover = scratch / "model.int8.onnx"
+    shutil.copyfile(work / "toy.onnx", leftover)
+    shutil.copyfile(tiny_checkpoint, scratch / "model.pt")
+    before = _snapshot(tmp_path)
+    out = tmp_path / "out" / "m8.engine"
+    assert_one_line_error(invoke(cli, ["trt", leftover, "--fp32", "-o", out]), "scratch of an interrupted", str(scratch))
+    assert _snapshot(tmp_path) == before and not out.parent.exists()
+    # the refusal is part of reading any artifact, not of one command
+    with pytest.raises(UserInputError, match="scratch of an interrupted"):
+        read_onnx_info(leftover)
+    with pytest.raises(UserInputError, match="scratch of an interrupted"):
+        read_checkpoint(scratch / "model.pt")
+    # while a run's own scratch stays readable to it (a multi-step write checks what it made)
+    with scratch_dir(tmp_path / "own.onnx") as own:
+        shutil.copyfile(work / "toy.onnx", own / "model.onnx")
+        assert read_onnx_info(own / "model.onnx").precision == "fp32"
+
+
+@pytest.fixture(scope="module")
+def strip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3,000,000 x 1 PNG: 3 Mpx (under Pillow's limit), 3 kB, ~0.8 TB once its shorter side is resized to 256."""
+    path = tmp_path_factory.mktemp("strip") / "zz_strip.png"
+    Image.new("L", (3_000_000, 1)).save(path)
+    return path
+
+
+def test_a_strip_is_an_unreadable_image_everywhere(work: Path, strip: Path, tmp_path: Path) -> None:
+    from dacovid_export.serve.predictor import ImageFailure, Predictor
+    from dacovid_export.train.data import verify_images
+
+    images = make_synthetic_dataset(tmp_path / "d", per_class=2, size=64, seed=0)
+    shutil.copyfile(strip, images / "covid" / strip.name)
+    before = _snapshot(images)
+    result = invoke(cli, ["check", work / "toy.onnx", "--checkpoint", work / "tiny.pt", "--images", images, "--no-progress"])
+    assert_one_line_error(result, "zz_strip.png", "unreadable", "3000000x1 pixels", "at most 16:1")
+    assert _snapshot(images) == before
+    # dacovid-train --unreadable skip leaves it out
+    files = {p.name: sorted(p.iterdir()) for p in images.iterdir()}
+    readable, skipped = verify_images(files, unreadable="skip")
+    assert len(skipped) == 1 and "zz_strip.png" in skipped[0] and "ratio" in skipped[0]
+    assert sum(len(v) for v in readable.values()) == 6
+    # the runtime returns a failure for it, for a file and for an array alike
+    good = sorted((images / "normal").iterdir())[0]
+    with Predictor.from_path(work / "toy.onnx", device="cpu") as predictor:
+        results = predictor.predict([good, strip, np.zeros((1, 3000), np.uint8)], errors="return")
+    assert [r.ok for r in results] == [True, False, False]
+    assert all(isinstance(r, ImageFailure) and "at most 16:1" in r.reason for r in results[1:])
+
+
+def test_a_qdq_graph_is_never_read_as_fp32(work: Path, tmp_path: Path) -> None:
+    """A calibration-cache entry keeps the FP32 file's metadata; its Q/DQ graph must not pass for an FP32 model."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(work / "toy.onnx"))
+    for node in model.graph.node:
+        node.input[:] = ["x_dq" if name == "input" else name for name in node.input]
+    model.graph.initializer.extend([numpy_helper.from_array(np.array(0.01, np.float32), "q_scale"),
+                                    numpy_helper.from_array(np.array(0, np.int8), "q_zero")])
+    model.graph.node.insert(0, helper.make_node("QuantizeLinear", ["input", "q_scale", "q_zero"], ["x_q"]))
+    model.graph.node.insert(1, helper.make_node("DequantizeLinear", ["x_q", "q_scale", "q_zero"], ["x_dq"]))
+    assert TensorProto.INT8  # the zero point's type makes it signed INT8, as the project's Q/DQ
+    entry = tmp_path / "0123abcd.onnx"
+    onnx.save(model, str(entry))
+    before = _snapshot(tmp_path)
+    assert_one_line_error(invoke(cli, ["check", entry, "--checkpoint", work / "tiny.pt"]), "says it is fp32", "QuantizeLinear")
+    assert _snapshot(tmp_path) == before
+
+
+def test_image_sets_are_checked_before_the_export(work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import dacovid_export.model.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", _no_export)
+    calib = make_synthetic_dataset(tmp_path / "calib", per_class=4, size=64, seed=1)
+    out = tmp_path / "new" / "m8.onnx"
+    base = ["onnx", work / "tiny.pt", "-o", out, "--precision", "int8", "--calib-data", calib]
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(invoke(cli, [*base, "--validation-data", tmp_path / "empty"]), "validation folder", "holds no images")
+    validation = make_synthetic_dataset(tmp_path / "val", per_class=2, size=64, seed=2)
+    (calib / "covid" / "zz_bad.png").write_bytes(b"\x89PNG\r\n\x1a\n not a picture")
+    before = _snapshot(tmp_path)
+    assert_one_line_error(invoke(cli, [*base, "--validation-data", validation]), "zz_bad.png", "unreadable")
+    assert_one_line_error(invoke(cli, ["onnx", work / "tiny.pt", "-o", out, "--precision", "fp16", "--calib-data", calib]),
+                          "zz_bad.png", "unreadable")
+    assert _snapshot(tmp_path) == before and not out.parent.exists()

@@ -34,6 +34,19 @@ def test_compare_numeric_tolerance_and_ties() -> None:
     assert not nan
 
 
+def test_a_reported_comparison_is_no_gate_but_nan_still_is() -> None:
+    """INT8: the accuracy guard decides; the logit tolerance is reported, and only non-finite logits refuse."""
+    import dataclasses
+
+    ref = np.array([[10.0, 0.0, -5.0]], dtype=np.float32)
+    far = dataclasses.replace(compare_numeric(ref, ref * 0.5, atol=1e-3, rtol=1e-3), enforced=False)
+    assert far and not far.passed and "beyond tolerance, reported only" in far.describe()
+    check_numeric([far], "int8")
+    nan = dataclasses.replace(compare_numeric(ref, np.full_like(ref, np.nan), atol=1.0, rtol=1.0), enforced=False)
+    with pytest.raises(CheckFailedError, match="FAILED"):
+        check_numeric([far, nan], "int8")
+
+
 def test_check_numeric_lists_every_failure() -> None:
     ref = np.array([[10.0, 0.0, -5.0]], dtype=np.float32)
     ok = compare_numeric(ref, ref, atol=0.0, rtol=1e-4)

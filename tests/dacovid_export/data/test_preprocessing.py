@@ -129,3 +129,19 @@ def test_bad_arrays() -> None:
         to_float_gray(np.full((8, 8), np.nan, dtype=np.float32))
     with pytest.raises(UserInputError, match="shape"):
         to_float_gray(np.zeros((2, 8, 8, 8), dtype=np.uint8))
+
+
+def test_aspect_ratio_is_bounded_before_any_resize(tmp_path) -> None:
+    """A strip would resize into gigabytes; up to MAX_ASPECT_RATIO it is an image, beyond it an unreadable one."""
+    from dacovid_export.data.preprocessing import MAX_ASPECT_RATIO, load_image
+
+    spec = Preprocessing(image_size=64)
+    assert preprocess(np.zeros((4, 4 * MAX_ASPECT_RATIO), np.uint8), spec).shape == (3, 64, 64)
+    with pytest.raises(UserInputError, match=r"4x69 pixels, sides in a ratio of 17:1 \(at most 16:1 .*to 73 would make it 73x1259\)"):
+        preprocess(np.zeros((69, 4), np.uint8), spec)
+    with pytest.raises(UserInputError, match="ratio of 20:1"):
+        preprocess(Image.new("L", (1, 20)), spec)
+    strip = tmp_path / "strip.png"
+    Image.new("L", (100_000, 2)).save(strip)
+    with pytest.raises(UserInputError, match=r"strip\.png' is unreadable: 100000x2 pixels, sides in a ratio of 50000:1"):
+        load_image(strip)

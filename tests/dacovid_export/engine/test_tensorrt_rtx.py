@@ -123,11 +123,11 @@ def test_rtx_rejects_options_it_does_not_have(tiny_fp16_onnx: Path, tmp_path: Pa
 # ------------------------------------------------------------------ refusals, one line each
 
 
-def _toy_with(make_toy_onnx, path: Path, extra_nodes, rewire: str, initializers=()) -> Path:
+def _toy_with(make_toy_onnx, path: Path, extra_nodes, rewire: str, initializers=(), precision: str = "fp32") -> Path:
     """The toy model with ``extra_nodes`` inserted before its output Mul, which then reads ``rewire``."""
     import onnx
 
-    make_toy_onnx(path)
+    make_toy_onnx(path, precision=precision)
     model = onnx.load(str(path))
     graph = model.graph
     mul = [n for n in graph.node if n.op_type == "Mul"][0]
@@ -140,19 +140,19 @@ def _toy_with(make_toy_onnx, path: Path, extra_nodes, rewire: str, initializers=
     return path
 
 
-def _cli_trt(onnx: Path, out: Path, *extra: str) -> subprocess.CompletedProcess:
+def _cli_trt(onnx: Path, out: Path, *extra: str, precision: str = "fp32") -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        [sys.executable, "-m", "dacovid_export", "trt", str(onnx), "--fp32", "-o", str(out), "--runtime", "tensorrt-rtx", *extra],
+        [sys.executable, "-m", "dacovid_export", "trt", str(onnx), f"--{precision}", "-o", str(out), "--runtime", "tensorrt-rtx", *extra],
         capture_output=True, text=True, env=env, timeout=300,
     )
 
 
-def _refused(onnx_path: Path, tmp_path: Path) -> tuple[str, str]:
+def _refused(onnx_path: Path, tmp_path: Path, precision: str = "fp32") -> tuple[str, str]:
     """Build ``onnx_path`` through the CLI into an empty folder: exit 2, one error line, nothing left; (line, stderr)."""
     out = tmp_path / "out" / "refused.engine"
     out.parent.mkdir()
-    proc = _cli_trt(onnx_path, out)
+    proc = _cli_trt(onnx_path, out, precision=precision)
     assert proc.returncode == 2, proc.stderr
     (line,) = error_lines(proc.stderr)
     assert "Traceback" not in proc.stderr
@@ -180,8 +180,9 @@ def test_nonzero_zero_point_is_refused_at_parse(make_toy_onnx, tmp_path: Path) -
         numpy_helper.from_array(np.array(0.1, dtype=np.float32), "qscale"),
         helper.make_tensor("qzero", TensorProto.INT8, [], [3]),
     ]
-    onnx_path = _toy_with(make_toy_onnx, tmp_path / "zp.onnx", nodes, "dq", inits)
-    line, _ = _refused(onnx_path, tmp_path)
+    # a Q/DQ graph is an INT8 model (one marked fp32 is refused before TensorRT sees it)
+    onnx_path = _toy_with(make_toy_onnx, tmp_path / "zp.onnx", nodes, "dq", inits, precision="int8")
+    line, _ = _refused(onnx_path, tmp_path, precision="int8")
     assert "bad_quantize" in line or "bad_dequantize" in line
     assert "QuantizeLinear" in line or "DequantizeLinear" in line
 
