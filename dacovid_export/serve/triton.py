@@ -295,16 +295,12 @@ def write_triton_repository(
     names = {"ensemble": name, "preprocess": f"{name}_preprocess", "classifier": f"{name}_classifier",
              "postprocess": f"{name}_postprocess"}  # fmt: skip
     # before any reading: the repository must be writable and no file of it may be the model itself
-    check_outputs(
-        inputs=[model_path],
-        files={
-            "repository file": repo_dir / name / "config.pbtxt",
-            "repository model": repo_dir / names["classifier"] / "1" / "model.plan",
-            "repository ONNX": repo_dir / names["classifier"] / "1" / "model.onnx",
-            "repository artifact": repo_dir / names["classifier"] / "1" / model_path.name,
-        },
-        folders={"--repo": repo_dir},
-    )
+    version_dir = repo_dir / names["classifier"] / "1"
+    outputs = {"repository file": repo_dir / name / "config.pbtxt", "repository model": version_dir / "model.plan",
+               "repository ONNX": version_dir / "model.onnx"}  # fmt: skip
+    if model_path.name not in ("model.plan", "model.onnx"):
+        outputs["repository artifact"] = version_dir / model_path.name  # the python backend keeps the file's name
+    check_outputs(inputs=[model_path], files=outputs, folders={"--repo": repo_dir})
     existing = [n for n in names.values() if (repo_dir / n / "config.pbtxt").exists()]
     if existing and not overwrite:
         raise UserInputError(

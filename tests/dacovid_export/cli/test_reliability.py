@@ -109,7 +109,8 @@ def test_an_output_never_overwrites_an_input(work: Path, tmp_path: Path, case: s
         assert (model_dir / "other.onnx").read_bytes() == (work / "toy.onnx").read_bytes()
         return
     else:
-        model_dir = folder / "repo" / "dacovid" / "1"
+        # where the repository's classifier file goes: the model may not be overwritten by its own copy
+        model_dir = folder / "repo" / "dacovid_classifier" / "1"
         model_dir.mkdir(parents=True)
         shutil.move(toy, model_dir / "model.onnx")
         args, command, fragment = ["triton", model_dir / "model.onnx", "--repo", folder / "repo", "--overwrite"], cli, "is an input"

@@ -289,11 +289,18 @@ def test_runtime_cache_is_written_and_reused(engines: dict[str, Path]) -> None:
         assert cache.is_file() and cache.stat().st_size > 0
 
 
-def test_triton_refuses_rtx_engines(engines: dict[str, Path], tmp_path: Path) -> None:
-    result = invoke(cli, ["triton", str(engines["fp16"]), "--repo", str(tmp_path / "repo")])
-    assert result.exit_code == 2
-    assert "TensorRT-RTX engine" in result.output and "--runtime tensorrt" in result.output
-    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").rglob("*.plan"))
+def test_triton_serves_rtx_engines_through_the_python_backend(engines: dict[str, Path], tmp_path: Path) -> None:
+    """Triton's TensorRT backend cannot load a TensorRT-RTX engine: native is refused, auto takes the python backend."""
+    native = invoke(cli, ["triton", str(engines["fp16"]), "--repo", str(tmp_path / "native"), "--backend", "native"])
+    assert native.exit_code == 2
+    assert "TensorRT-RTX engine" in native.output and "--backend python" in native.output
+    assert not (tmp_path / "native").exists() or not any((tmp_path / "native").rglob("*.plan"))
+    served = invoke(cli, ["triton", str(engines["fp16"]), "--repo", str(tmp_path / "repo")])
+    assert served.exit_code == 0, served.output
+    version = tmp_path / "repo" / "dacovid_classifier" / "1"
+    assert (version / engines["fp16"].name).read_bytes() == engines["fp16"].read_bytes()
+    assert (version / (engines["fp16"].name + ".json")).is_file() and (version / "model.py").is_file()
+    assert "python classifier, gpu" in served.output
 
 
 def test_engine_whose_runtime_is_missing_is_one_line(engines: dict[str, Path], tmp_path: Path) -> None:
