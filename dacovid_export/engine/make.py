@@ -76,7 +76,8 @@ def make_engine(
             # as 'onnx --precision fp16 --min-agreement' is refused: an option no step of this run uses is a mistake
             raise UserInputError(
                 f"{', '.join(given)} given, but {str(onnx_path)!r} is already {info.precision}: no precision step runs "
-                f"for a {config.precision} engine from it, so nothing would use them; drop them"
+                f"for an {config.precision} engine from it, so nothing would use {'it' if len(given) == 1 else 'them'}; "
+                f"drop {'it' if len(given) == 1 else 'them'}"
             )
         return build_engine(onnx_path, output, config, device=device, log=log, progress=progress)
 
