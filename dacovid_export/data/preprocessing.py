@@ -170,7 +170,7 @@ def _load_dicom(source: Path | bytes, label: str, dicom_voi: DicomVoi, strict_di
     limit = Image.MAX_IMAGE_PIXELS
     decoded = decode_dicom(source, label, voi=dicom_voi, strict=strict_dicom, max_pixels=limit, max_aspect=MAX_ASPECT_RATIO)
     pixels = decoded.pixels
-    img = Image.fromarray(pixels, mode="RGB") if pixels.ndim == 3 else Image.fromarray(pixels, mode="F")
+    img = Image.fromarray(pixels)  # float32 -> "F", uint8 H x W x 3 -> "RGB"
     img.info["dacovid_dicom"] = decoded.identifiers
     return img
 
