@@ -171,6 +171,8 @@ def decode_dicom(
     if sop_name and any(word in sop_name for word in _NON_IMAGE_SOP_WORDS):
         raise UserInputError(f"DICOM {label} is a {sop_name!r} (SOP class {str(sop)}), not an image: give the radiograph's DICOM")
     if not any(k in ds for k in ("PixelData", "FloatPixelData", "DoubleFloatPixelData")):
+        if sop is None:  # pydicom stops quietly at the end of a cut file: what is left has no SOP class either
+            raise UserInputError(f"DICOM {label} is truncated or corrupt (it ends before a SOP class and pixel data); export it again from PACS")
         raise UserInputError(f"DICOM {label} has no pixel data (SOP class {sop_name or str(sop) or 'not given'}): give the radiograph's DICOM, not a report or header")
     frames = _int(ds.get("NumberOfFrames"), 1)
     if frames != 1:
