@@ -264,23 +264,32 @@ def _check_decoder(pydicom: Any, tsyntax: Any, label: str) -> None:
         )
 
 
+def _linear(x: np.ndarray, offset: float, scale: float) -> np.ndarray:
+    """``(x - offset) * scale`` as float32, in place when ``x`` is already a float32 copy."""
+    y = x if x.dtype == np.float32 else x.astype(np.float32)
+    y -= np.float32(offset)
+    y *= np.float32(scale)
+    return y
+
+
 def _window(x: np.ndarray, center: float, width: float, function: str, label: str) -> np.ndarray:
+    """PS3.3 C.11.2.1.2 windowing of modality values ``x`` (float32, overwritten) to [0, 1]."""
     if function == "SIGMOID":
         if width <= 0:
             raise UserInputError(f"DICOM {label}: WindowWidth {width} must be > 0 for SIGMOID; fix the header or use dicom_voi='full_range'")
-        return 1.0 / (1.0 + np.exp(-4.0 * (x - center) / width))
+        return (1.0 / (1.0 + np.exp(_linear(x, center, -4.0 / width)))).astype(np.float32)
     if function == "LINEAR_EXACT":
         if width <= 0:
             raise UserInputError(f"DICOM {label}: WindowWidth {width} must be > 0 for LINEAR_EXACT; fix the header or use dicom_voi='full_range'")
-        return np.clip((x - center) / width + 0.5, 0.0, 1.0)
+        return _linear(x, center - width / 2.0, 1.0 / width)  # (x - c) / w + 0.5
     if function not in ("LINEAR", ""):
         raise UserInputError(f"DICOM {label}: VOILUTFunction {function!r} is unknown: use LINEAR, LINEAR_EXACT or SIGMOID")
     if width < 1:
         raise UserInputError(f"DICOM {label}: WindowWidth {width} must be >= 1 for LINEAR; fix the header or use dicom_voi='full_range'")
-    # PS3.3 C.11.2.1.2.1; at width 1 the ramp is a step at center - 0.5
+    # (x - (c - 0.5)) / (w - 1) + 0.5; at width 1 the ramp is a step at c - 0.5
     if width == 1:
-        return (x > center - 0.5).astype(np.float64)
-    return np.clip((x - (center - 0.5)) / (width - 1) + 0.5, 0.0, 1.0)
+        return (x > center - 0.5).astype(np.float32)
+    return _linear(x, center - 0.5 - (width - 1) / 2.0, 1.0 / (width - 1))
 
 
 def _first(value: Any) -> float:
@@ -317,8 +326,8 @@ def _to_luminance(pydicom: Any, ds: Any, arr: np.ndarray, label: str, voi: Dicom
         lo, hi = (-(1 << (bits - 1)), (1 << (bits - 1)) - 1) if signed else (0, (1 << bits) - 1)
         padding = _padding_mask(ds, arr)
         stored = arr
-    # modality LUT (or rescale); the full stored range follows it
-    x = pixels.apply_modality_lut(stored, ds).astype(np.float64)
+    # modality LUT (or rescale); the full stored range follows it. float32 holds every 16-bit value exactly.
+    x = pixels.apply_modality_lut(stored, ds).astype(np.float32)
     if "ModalityLUTSequence" in ds:
         ends = np.array([0.0, float((1 << int(ds.ModalityLUTSequence[0].LUTDescriptor[2])) - 1)])
     else:
@@ -327,7 +336,7 @@ def _to_luminance(pydicom: Any, ds: Any, arr: np.ndarray, label: str, voi: Dicom
     if voi == "window" and "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         lut = ds.VOILUTSequence[0]
         out_bits = int(lut.LUTDescriptor[2])
-        y = pixels.apply_voi(x, ds, index=0).astype(np.float64) / float((1 << out_bits) - 1)
+        y = _linear(pixels.apply_voi(x, ds, index=0), 0.0, 1.0 / float((1 << out_bits) - 1))
     elif voi == "window" and ds.get("WindowCenter") not in (None, "") and ds.get("WindowWidth") not in (None, ""):
         function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
         y = _window(x, _first(ds.WindowCenter), _first(ds.WindowWidth), function, label)
@@ -335,12 +344,12 @@ def _to_luminance(pydicom: Any, ds: Any, arr: np.ndarray, label: str, voi: Dicom
         lo_m, hi_m = float(ends.min()), float(ends.max())
         if hi_m <= lo_m:
             raise UserInputError(f"DICOM {label}: stored range {lo}..{hi} maps to the single value {lo_m}: the rescale or LUT is broken")
-        y = (x - lo_m) / (hi_m - lo_m)
-    y = np.clip(y, 0.0, 1.0)
+        y = _linear(x, lo_m, 1.0 / (hi_m - lo_m))
+    np.clip(y, 0.0, 1.0, out=y)
     if photometric == "MONOCHROME1":
-        y = 1.0 - y
+        np.subtract(np.float32(1.0), y, out=y)
     y[padding] = 0.0
-    return y.astype(np.float32)
+    return y
 
 
 def _padding_mask(ds: Any, arr: np.ndarray) -> np.ndarray:
