@@ -336,7 +336,9 @@ def _to_luminance(pydicom: Any, ds: Any, arr: np.ndarray, label: str, voi: Dicom
     if voi == "window" and "VOILUTSequence" in ds and len(ds.VOILUTSequence):
         lut = ds.VOILUTSequence[0]
         out_bits = int(lut.LUTDescriptor[2])
-        y = _linear(pixels.apply_voi(x, ds, index=0), 0.0, 1.0 / float((1 << out_bits) - 1))
+        # the LUT is indexed by integer modality values (rounded when a rescale made them fractional)
+        indices = stored if "RescaleSlope" not in ds and "ModalityLUTSequence" not in ds else np.rint(x).astype(np.int64)
+        y = _linear(pixels.apply_voi(indices, ds, index=0), 0.0, 1.0 / float((1 << out_bits) - 1))
     elif voi == "window" and ds.get("WindowCenter") not in (None, "") and ds.get("WindowWidth") not in (None, ""):
         function = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
         y = _window(x, _first(ds.WindowCenter), _first(ds.WindowWidth), function, label)

@@ -105,6 +105,8 @@ def test_no_patient_data_in_any_output(tiny_checkpoint: Path, tiny_fp32_onnx: Pa
     report = tmp_path / "parity.json"
     result = invoke(cli, ["check", "--checkpoint", tiny_checkpoint, "--images", images, "--json", report, "--no-progress", tiny_fp32_onnx])
     assert result.exit_code in (0, 1), result.output
+    warned = [line for line in result.output.splitlines() if "zz_ct.dcm" in line]
+    assert len(warned) == 1 and warned[0].startswith("warning: DICOM") and "modality 'CT'" in warned[0], result.output
     refused = invoke(cli, ["check", "--checkpoint", tiny_checkpoint, "--images", images, "--strict-dicom", "--no-progress", tiny_fp32_onnx])
     assert refused.exit_code == 2 and "--strict-dicom" in refused.output and "zz_ct.dcm" in refused.output
     outputs = [result.output, refused.output, report.read_text()]
