@@ -118,3 +118,40 @@ def test_no_patient_data_in_any_output(tiny_checkpoint: Path, tiny_fp32_onnx: Pa
     for text in outputs:
         for secret in (PATIENT_NAME.split("^")[0], PATIENT_NAME.split("^")[2], PATIENT_ID, PATIENT_BIRTH_DATE):
             assert secret not in text, (secret, text[:500])
+
+
+def test_served_preprocessing_model_reads_dicom_bytes(tiny_fp32_onnx: Path, synthetic_dir: Path, tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """The python-backend preprocessing model, with a stand-in for Triton's pb_utils: DICOM bytes in, tensors out."""
+    import sys
+    import types
+
+    from dacovid_export.artifacts.read import read_artifact_info
+    from dacovid_export.data.preprocessing import preprocess
+    from dacovid_export.serve.triton_models import PreprocessModel
+
+    class Response:
+        def __init__(self, output_tensors: list, error: object = None) -> None:
+            self.output_tensors, self.error = output_tensors, error
+
+    pb = types.ModuleType("triton_python_backend_utils")
+    pb.get_input_tensor_by_name = lambda request, name: types.SimpleNamespace(as_numpy=lambda: request)  # type: ignore[attr-defined]
+    pb.InferenceResponse = Response  # type: ignore[attr-defined]
+    pb.Tensor = lambda name, array: (name, array)  # type: ignore[attr-defined]
+    pb.TritonError = str  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "triton_python_backend_utils", pb)
+
+    spec = read_artifact_info(tiny_fp32_onnx).preprocessing
+    png = sorted(synthetic_dir.rglob("*.png"))[0]
+    dx = write_dx(tmp_path / "dx.dcm", np.asarray(Image.open(png).convert("L")), PhotometricInterpretation="MONOCHROME1")
+    dx_inverted = write_dx(tmp_path / "dx1.dcm", 255 - np.asarray(Image.open(png).convert("L")),
+                           PhotometricInterpretation="MONOCHROME1")
+    model = PreprocessModel()
+    model.initialize({"model_config": json.dumps({"parameters": {"dacovid_preprocessing": {"string_value": json.dumps(spec.to_dict())}}})})
+    good = np.array([[dx_inverted.read_bytes()], [png.read_bytes()]], dtype=object)
+    bad = np.array([[dx.read_bytes()[:300]]], dtype=object)
+    ok, refused = model.execute([good, bad])
+    name, batch = ok.output_tensors[0]
+    np.testing.assert_allclose(batch[0], preprocess(png, spec), atol=1e-6)  # MONOCHROME1 inverted back
+    np.testing.assert_allclose(batch[1], preprocess(png, spec), atol=1e-6)
+    assert refused.error is not None and "truncated or corrupt" in refused.error and PATIENT_ID not in refused.error
