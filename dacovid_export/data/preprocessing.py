@@ -192,9 +192,9 @@ def load_image(
         label = f"image of {len(path)} bytes"
         if not path:
             raise UserInputError("image of 0 bytes is empty: send the encoded file (PNG, JPEG, ...)")
-        if looks_like_dicom(path[:132]):
-            return _load_dicom(path, label, dicom_voi, strict_dicom)
+        head = path[:132]
         source: Path | io.BytesIO = io.BytesIO(path)
+        dicom_source: Path | bytes = path
     else:
         source = Path(path)
         label = f"image {str(source)!r}"
@@ -205,8 +205,24 @@ def load_image(
                 head = fh.read(132)
         except OSError as exc:
             raise UserInputError(f"{label} is unreadable: {exc}") from exc
-        if looks_like_dicom(head):
-            return _load_dicom(source, label, dicom_voi, strict_dicom)
+        dicom_source = source
+    if looks_like_dicom(head):
+        if head[128:132] == b"DICM":
+            return _load_dicom(dicom_source, label, dicom_voi, strict_dicom)
+        # a bare dataset is recognised by its first bytes only: another format that starts alike goes to Pillow
+        try:
+            return _load_dicom(dicom_source, label, dicom_voi, strict_dicom)
+        except UserInputError as dicom_error:
+            try:
+                return _load_pil(source, label)
+            except UserInputError:
+                raise dicom_error from None
+    return _load_pil(source, label)
+
+
+def _load_pil(source: Path | io.BytesIO, label: str) -> Image.Image:
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its limit; such an image is as unusable as one over 2x

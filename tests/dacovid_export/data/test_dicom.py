@@ -13,6 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from PIL import Image
+
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.dicom import DicomWarning, file_looks_like_dicom, looks_like_dicom
 from dacovid_export.data.image_folder import find_images
@@ -302,3 +304,16 @@ def test_preprocess_follows_the_spec(tmp_path: Path, gray8: np.ndarray) -> None:
     b = preprocess(path, Preprocessing(image_size=32, dicom_voi="full_range"))
     assert not np.allclose(a, b)
     np.testing.assert_allclose(b, preprocess(stored.astype(np.float32) / 4095.0, Preprocessing(image_size=32)), atol=1e-5)
+
+
+def test_a_non_dicom_that_starts_like_a_bare_dataset_goes_to_pillow(tmp_path: Path) -> None:
+    # a TGA's first bytes (id length 2, no colour map, ...) can read as the tag (0002,xxxx) of a bare dataset
+    tga = tmp_path / "x.tga"
+    img = Image.fromarray(np.arange(64, dtype=np.uint8).reshape(8, 8))
+    img.save(tga, id_section=b"ab")
+    head = tga.read_bytes()[:132]
+    assert looks_like_dicom(head), head[:8]  # the premise: the heuristic says "maybe DICOM"
+    np.testing.assert_allclose(to_float_gray(tga), np.asarray(img) / 255.0, atol=1e-7)
+    np.testing.assert_allclose(to_float_gray(tga.read_bytes()), np.asarray(img) / 255.0, atol=1e-7)
+    with pytest.raises(UserInputError, match="DICOM image of 23 bytes has no pixel data"):
+        to_float_gray(b"\x08\x00\x16\x00UI\x40\x00" + b"1.2" * 5)  # neither: the DICOM reason is the one given
