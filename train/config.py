@@ -46,6 +46,8 @@ class TrainConfig:
     ``workers=None`` means :func:`default_workers`.
     ``unreadable``: ``"skip"`` leaves out (and lists) images that fail to decode,
     ``"error"`` stops at the first one.
+    ``strict_dicom``: a DICOM that is not a chest CR/DX is unreadable (skipped or an error, as ``unreadable``
+    says) instead of read with a warning.
     """
 
     epochs: int = 30
@@ -64,6 +66,7 @@ class TrainConfig:
     class_weights: bool = False
     resume: bool = False
     unreadable: UnreadablePolicy = "skip"
+    strict_dicom: bool = False
     show_progress: bool = True
 
     def __post_init__(self) -> None:
@@ -91,6 +94,8 @@ class TrainConfig:
             raise UserInputError(f"workers={self.workers!r}: must be an integer >= 0 (0 loads images in the main process)")
         if self.unreadable not in ("skip", "error"):
             raise UserInputError(f"unreadable={self.unreadable!r}: use 'skip' or 'error'")
+        if not isinstance(self.strict_dicom, bool):
+            raise UserInputError(f"strict_dicom={self.strict_dicom!r}: must be True or False")
         if self.backbone_weights is not None:
             object.__setattr__(self, "backbone_weights", os.fspath(self.backbone_weights))
         # the model's own validation, re-raised as a user error with the option's name

@@ -186,8 +186,11 @@ def verify_images(
     unreadable: Literal["skip", "error"] = "skip",
     log: Log = _silent,
     show_progress: bool = False,
+    strict_dicom: bool = False,
 ) -> tuple[ClassFiles, list[str]]:
     """Decode every image once. Returns the readable files and one ``"path: reason"`` line per skipped file.
+
+    ``strict_dicom``: a DICOM that is not a chest CR/DX counts as unreadable (else it is read, with a warning).
 
     With ``unreadable="error"`` the first bad file raises; either way a class
     without a single readable image is a :class:`UserInputError`.
@@ -202,7 +205,7 @@ def verify_images(
             good: list[Path] = []
             for path in paths:
                 try:
-                    load_image(path)
+                    load_image(path, strict_dicom=strict_dicom)
                 except UserInputError as exc:
                     if unreadable == "error":
                         raise UserInputError(f"{exc} (set unreadable to 'skip' to leave such files out)") from exc
@@ -256,6 +259,7 @@ def make_split(
     unreadable: Literal["skip", "error"] = "skip",
     log: Log = _silent,
     show_progress: bool = False,
+    strict_dicom: bool = False,
 ) -> DataSplit:
     """Scan, check and split ``data_dir`` (see the module docstring for the layouts)."""
     # resolved once, before scanning, so every file path lies under it (symlinked files stay as named)
@@ -264,7 +268,7 @@ def make_split(
     if test_files is not None:
         log(f"Kaggle layout: training on {root / 'train'}, evaluating on {root / 'test'} (val_fraction unused)")
         both = {n: train_files[n] + test_files[n] for n in train_files}
-        readable, skipped = verify_images(both, unreadable=unreadable, log=log, show_progress=show_progress)
+        readable, skipped = verify_images(both, unreadable=unreadable, log=log, show_progress=show_progress, strict_dicom=strict_dicom)
         ok = {p for paths in readable.values() for p in paths}
         train = {n: [p for p in v if p in ok] for n, v in train_files.items()}
         val = {n: [p for p in v if p in ok] for n, v in test_files.items()}
@@ -274,7 +278,7 @@ def make_split(
                     raise UserInputError(f"class {name!r} has no readable images in {label}/")
         fraction = None
     else:
-        readable, skipped = verify_images(train_files, unreadable=unreadable, log=log, show_progress=show_progress)
+        readable, skipped = verify_images(train_files, unreadable=unreadable, log=log, show_progress=show_progress, strict_dicom=strict_dicom)
         train, val = stratified_split(readable, val_fraction, seed)
         fraction = val_fraction
     return DataSplit(

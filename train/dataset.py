@@ -9,6 +9,7 @@ the run was resumed.
 from __future__ import annotations
 
 import random
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from dacovid_export.data.dicom import DicomWarning
 from dacovid_export.data.preprocessing import (
     Preprocessing,
     preprocess,
@@ -41,11 +43,14 @@ class ImageDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.items[index]
-        if self.train:
-            rng = np.random.default_rng([self.seed, self.epoch, index])
-            x = preprocess_train(path, self.spec, rng)
-        else:
-            x = preprocess(path, self.spec)
+        with warnings.catch_warnings():
+            # a non-chest DICOM was reported once when the images were checked, not again every epoch
+            warnings.simplefilter("ignore", DicomWarning)
+            if self.train:
+                rng = np.random.default_rng([self.seed, self.epoch, index])
+                x = preprocess_train(path, self.spec, rng)
+            else:
+                x = preprocess(path, self.spec)
         return torch.from_numpy(x), label
 
 

@@ -179,6 +179,7 @@ class _Run:
                 val_fraction=self.config.val_fraction,
                 seed=self.config.seed,
                 unreadable=self.config.unreadable,
+                strict_dicom=self.config.strict_dicom,
                 log=self.say,
                 show_progress=self.show_progress,
             )

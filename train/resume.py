@@ -24,7 +24,7 @@ GARBAGE_LOAD_ERRORS = (
 )  # fmt: skip
 
 # may change between the interrupted run and its continuation
-_ADJUSTABLE = ("epochs", "batch_size", "lr", "workers", "device", "class_weights", "unreadable", "show_progress")
+_ADJUSTABLE = ("epochs", "batch_size", "lr", "workers", "device", "class_weights", "unreadable", "strict_dicom", "show_progress")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -58,6 +58,8 @@ def _tolerance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--allow-source-mismatch", is_flag=True,
               help="A model exported from another checkpoint file is a warning instead of a failure.")
 @_tolerance_options
+@click.option("--strict-dicom", is_flag=True,
+              help="Refuse a DICOM image whose modality is not CR/DX or whose body part is not the chest (default: read it, with a warning).")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @handle_errors
 def check(
@@ -74,6 +76,7 @@ def check(
     triton_urls: tuple[str, ...],
     triton_model: str,
     no_progress: bool,
+    strict_dicom: bool,
     **tolerances: float | None,
 ) -> None:
     """Compare MODEL... (ONNX models, TensorRT engines) and --triton endpoints with --checkpoint on the same inputs.
@@ -88,6 +91,8 @@ def check(
 
     if not models and not triton_urls:
         raise UserInputError("give MODEL files to check, or a served model with --triton URL")
+    if strict_dicom and images is None:
+        raise UserInputError("--strict-dicom applies to --images: synthetic inputs are no DICOM; give --images or leave it out")
     if confusion_png is not None and images is None:
         raise UserInputError("--confusion-png needs --images: synthetic inputs have no labels")
     check_outputs(
@@ -108,6 +113,7 @@ def check(
         progress=not no_progress,
         endpoints=triton_urls,
         endpoint_model=triton_model,
+        strict_dicom=strict_dicom,
     )
     click.echo(report.format_table())
     if json_out is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -11,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from dacovid_export.core.errors import DacovidError
+from dacovid_export.data.dicom import DicomWarning
 
 __all__ = [
     "int8_guard_options",
@@ -55,7 +57,18 @@ def handle_errors(fn: F) -> F:
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                shown = warnings.showwarning
+
+                def show(message: Any, category: type[Warning], *rest: Any, **more: Any) -> None:
+                    # a DICOM that is read anyway (not chest, not CR/DX): one "warning:" line, no source line
+                    if issubclass(category, DicomWarning):
+                        click.echo(f"warning: {message}", err=True)
+                    else:
+                        shown(message, category, *rest, **more)
+
+                warnings.showwarning = show
+                return fn(*args, **kwargs)
         except DacovidError as exc:
             _fail(str(exc), exc.exit_code)
         except MemoryError as exc:

@@ -30,6 +30,7 @@ __all__ = ["train", "main"]
 @click.option("--class-weights", is_flag=True, help="Weight the loss by inverse class frequency.")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from last.pt (optimizer state included).")
 @click.option("--unreadable", default="skip", help="Images that fail to decode: skip (list and leave out) or error (stop).")
+@click.option("--strict-dicom", is_flag=True, help="A DICOM whose modality is not CR/DX or body part not the chest is unreadable (see --unreadable), not read with a warning.")
 @click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bars on stderr.")
 @handle_errors
 def train(data_dir: Path, out_dir: Path, **options: object) -> None:

@@ -18,6 +18,7 @@ _INSTALL_HINTS: dict[str, str] = {
     "onnx": "pip install onnx",
     "openvino": "pip install openvino",
     "matplotlib": "pip install matplotlib",
+    "pydicom": "pip install 'dacovid-export[dicom]' (pydicom, python-gdcm, pylibjpeg-openjpeg)",
     "tritonclient": "pip install 'dacovid-export[serve]' (tritonclient[http,grpc])",
 }
 

@@ -1,6 +1,6 @@
 """The one preprocessing definition: training, evaluation, export metadata, calibration and runtime all use it.
 
-An image goes: decode (any PIL mode, 8 or 16 bit) -> float32 in [0, 1] ->
+An image goes: decode (any PIL mode, 8 or 16 bit; DICOM by content, :mod:`.dicom`) -> float32 in [0, 1] ->
 grayscale (CXRs are grayscale; colour scans are reduced to luminance) ->
 resize -> centre crop to ``image_size`` -> replicate to 3 channels ->
 ``(x - mean) / std``. Output: float32 ``3 x image_size x image_size`` (CHW).
@@ -27,6 +27,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_image_size
+from dacovid_export.data.dicom import (
+    DICOM_EXTENSIONS,
+    DicomIdentifiers,
+    DicomVoi,
+    decode_dicom,
+    dicom_decoding_metadata,
+    looks_like_dicom,
+)
 
 __all__ = [
     "IMAGE_EXTENSIONS",
@@ -34,13 +42,14 @@ __all__ = [
     "ImageInput",
     "Preprocessing",
     "load_image",
+    "dicom_identifiers",
     "to_float_gray",
     "preprocess",
     "preprocess_train",
     "preprocess_batch",
 ]
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff") + DICOM_EXTENSIONS
 
 # Longer side / shorter side of an image we read. Resizing the shorter side to ``resize_size`` makes
 # the longer one that many times longer: a 1 x 3,000,000 PNG (3 Mpx, under Pillow's limit) would become
@@ -49,7 +58,7 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 MAX_ASPECT_RATIO = 16
 
 ResizePolicy = Literal["shorter_side", "squash"]
-# bytes: one encoded file (PNG, JPEG, ...), as a service receives it
+# bytes: one encoded file (PNG, JPEG, DICOM, ...), as a service receives it
 ImageInput = Union[str, os.PathLike, bytes, Image.Image, np.ndarray]
 
 # ImageNet statistics on the 0-1 scale: the backbone is ResNet50, and a
@@ -64,7 +73,8 @@ class Preprocessing:
 
     ``resize_size``: the shorter side (``shorter_side``) or both sides (``squash``)
     before the ``image_size`` centre crop; ``None`` means ``round(image_size * 8 / 7)``
-    (256 for 224, ImageNet's ratio).
+    (256 for 224, ImageNet's ratio). ``dicom_voi``: the one choice of the DICOM decoding (docs/dicom.md):
+    ``"window"`` (VOI LUT or window when the file has one, else the full stored range) or ``"full_range"``.
     """
 
     image_size: int = 224
@@ -73,6 +83,7 @@ class Preprocessing:
     mean: tuple[float, float, float] = _IMAGENET_MEAN
     std: tuple[float, float, float] = _IMAGENET_STD
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"
+    dicom_voi: DicomVoi = "window"
 
     def __post_init__(self) -> None:
         check_image_size(self.image_size)
@@ -87,6 +98,8 @@ class Preprocessing:
             raise UserInputError(f"resize_policy={self.resize_policy!r}: use 'shorter_side' or 'squash'")
         if self.interpolation not in ("bilinear", "bicubic"):
             raise UserInputError(f"interpolation={self.interpolation!r}: use 'bilinear' or 'bicubic'")
+        if self.dicom_voi not in ("window", "full_range"):
+            raise UserInputError(f"dicom_voi={self.dicom_voi!r}: use 'window' or 'full_range'")
         for name in ("mean", "std"):
             value = tuple(float(v) for v in getattr(self, name))
             if len(value) != 3 or not all(math.isfinite(v) for v in value):
@@ -110,6 +123,7 @@ class Preprocessing:
             "color": "gray_to_3ch",
             "scale": "0-1",
             "layout": "NCHW",
+            "dicom": dicom_decoding_metadata(self.dicom_voi),
         }
 
     @classmethod
@@ -122,6 +136,8 @@ class Preprocessing:
                 mean=tuple(data.get("mean", _IMAGENET_MEAN)),  # type: ignore[arg-type]
                 std=tuple(data.get("std", _IMAGENET_STD)),  # type: ignore[arg-type]
                 interpolation=data.get("interpolation", "bilinear"),
+                # artifacts from before DICOM input have no entry: the one decoding path, VOI applied
+                dicom_voi=_dicom_voi(data.get("dicom")),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, UserInputError):
@@ -129,10 +145,45 @@ class Preprocessing:
             raise UserInputError(f"preprocessing metadata {dict(data)!r} is incomplete or malformed: {exc}") from exc
 
 
-def load_image(path: str | os.PathLike[str] | bytes) -> Image.Image:
+def _dicom_voi(entry: object) -> DicomVoi:
+    if entry is None:
+        return "window"
+    if not isinstance(entry, Mapping) or entry.get("voi", "window") not in ("window", "full_range"):
+        raise UserInputError(f"preprocessing metadata 'dicom' entry {entry!r} is malformed: expected {{'voi': 'window' | 'full_range', ...}}")
+    if int(entry.get("version", 1)) > 1:
+        raise UserInputError(
+            f"preprocessing metadata 'dicom' entry has decoding version {entry.get('version')!r}, newer than this "
+            "dacovid-export reads (1): upgrade dacovid-export"
+        )
+    return entry.get("voi", "window")  # type: ignore[return-value]
+
+
+def dicom_identifiers(image: object) -> DicomIdentifiers | None:
+    """The SOPInstanceUID and StudyInstanceUID of an image :func:`load_image` read from a DICOM, else None."""
+    info = getattr(image, "info", None)
+    found = info.get("dacovid_dicom") if isinstance(info, dict) else None
+    return found if isinstance(found, DicomIdentifiers) else None
+
+
+def _load_dicom(source: Path | bytes, label: str, dicom_voi: DicomVoi, strict_dicom: bool) -> Image.Image:
+    # Pillow's limit, 2x as load_image refuses between 1x and 2x too
+    limit = Image.MAX_IMAGE_PIXELS
+    decoded = decode_dicom(source, label, voi=dicom_voi, strict=strict_dicom, max_pixels=limit, max_aspect=MAX_ASPECT_RATIO)
+    pixels = decoded.pixels
+    img = Image.fromarray(pixels)  # float32 -> "F", uint8 H x W x 3 -> "RGB"
+    img.info["dacovid_dicom"] = decoded.identifiers
+    return img
+
+
+def load_image(
+    path: str | os.PathLike[str] | bytes, *, dicom_voi: DicomVoi = "window", strict_dicom: bool = False
+) -> Image.Image:
     """Open and fully decode an image; a missing, corrupt or oversized file raises :class:`UserInputError`.
 
     ``path`` is a file, or the encoded bytes of one (what a service receives).
+    A DICOM (recognised by content, any name) is decoded by :func:`~dacovid_export.data.dicom.decode_dicom`
+    to a mode ``"F"`` image in [0, 1] (8-bit colour: ``"RGB"``), its UIDs in :func:`dicom_identifiers`;
+    ``dicom_voi`` is the preprocessing's choice, ``strict_dicom`` refuses non-chest, non-CR/DX files.
     An image over Pillow's pixel limit (``Image.MAX_IMAGE_PIXELS``, which also flags
     decompression bombs: a 14000x14000 PNG can be 200 kB) is unreadable like any
     other bad file, so every caller's per-image handling applies to it.
@@ -141,12 +192,37 @@ def load_image(path: str | os.PathLike[str] | bytes) -> Image.Image:
         label = f"image of {len(path)} bytes"
         if not path:
             raise UserInputError("image of 0 bytes is empty: send the encoded file (PNG, JPEG, ...)")
+        head = path[:132]
         source: Path | io.BytesIO = io.BytesIO(path)
+        dicom_source: Path | bytes = path
     else:
         source = Path(path)
         label = f"image {str(source)!r}"
         if not source.is_file():
             raise UserInputError(f"{label} does not exist or is not a file")
+        try:
+            with open(source, "rb") as fh:
+                head = fh.read(132)
+        except OSError as exc:
+            raise UserInputError(f"{label} is unreadable: {exc}") from exc
+        dicom_source = source
+    if looks_like_dicom(head):
+        if head[128:132] == b"DICM":
+            return _load_dicom(dicom_source, label, dicom_voi, strict_dicom)
+        # a bare dataset is recognised by its first bytes only: another format that starts alike goes to Pillow
+        try:
+            return _load_dicom(dicom_source, label, dicom_voi, strict_dicom)
+        except UserInputError as dicom_error:
+            try:
+                return _load_pil(source, label)
+            except UserInputError:
+                raise dicom_error from None
+    return _load_pil(source, label)
+
+
+def _load_pil(source: Path | io.BytesIO, label: str) -> Image.Image:
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
     try:
         with warnings.catch_warnings():
             # Pillow only warns between 1x and 2x its limit; such an image is as unusable as one over 2x
@@ -167,10 +243,13 @@ def load_image(path: str | os.PathLike[str] | bytes) -> Image.Image:
         raise UserInputError(f"{label} is unreadable: not enough memory to decode it") from exc
 
 
-def to_float_gray(image: ImageInput) -> np.ndarray:
-    """Any supported input -> float32 ``H x W`` luminance in [0, 1]; :class:`UserInputError` for anything unusable."""
+def to_float_gray(image: ImageInput, *, dicom_voi: DicomVoi = "window", strict_dicom: bool = False) -> np.ndarray:
+    """Any supported input -> float32 ``H x W`` luminance in [0, 1]; :class:`UserInputError` for anything unusable.
+
+    ``dicom_voi`` and ``strict_dicom``: as in :func:`load_image`, for a path or bytes that hold a DICOM.
+    """
     if isinstance(image, (str, os.PathLike, bytes)):
-        image = load_image(image)
+        image = load_image(image, dicom_voi=dicom_voi, strict_dicom=strict_dicom)
     if isinstance(image, np.ndarray):
         gray = _array_to_gray(image)
     elif isinstance(image, Image.Image):
@@ -279,18 +358,20 @@ def _normalize(gray: np.ndarray, spec: Preprocessing) -> np.ndarray:
     return np.ascontiguousarray((gray[None, :, :] - mean) / std, dtype=np.float32)
 
 
-def preprocess(image: ImageInput, spec: Preprocessing) -> np.ndarray:
+def preprocess(image: ImageInput, spec: Preprocessing, *, strict_dicom: bool = False) -> np.ndarray:
     """Evaluation transform: float32 ``3 x S x S`` with ``S = spec.image_size``."""
-    gray = _resize(to_float_gray(image), spec)
+    gray = _resize(to_float_gray(image, dicom_voi=spec.dicom_voi, strict_dicom=strict_dicom), spec)
     h, w = gray.shape
     s = spec.image_size
     top, left = (h - s) // 2, (w - s) // 2
     return _normalize(gray[top : top + s, left : left + s], spec)
 
 
-def preprocess_train(image: ImageInput, spec: Preprocessing, rng: np.random.Generator) -> np.ndarray:
+def preprocess_train(
+    image: ImageInput, spec: Preprocessing, rng: np.random.Generator, *, strict_dicom: bool = False
+) -> np.ndarray:
     """Training transform: same as :func:`preprocess` but a random crop and a random horizontal flip."""
-    gray = _resize(to_float_gray(image), spec)
+    gray = _resize(to_float_gray(image, dicom_voi=spec.dicom_voi, strict_dicom=strict_dicom), spec)
     h, w = gray.shape
     s = spec.image_size
     top = int(rng.integers(0, h - s + 1))
@@ -301,8 +382,8 @@ def preprocess_train(image: ImageInput, spec: Preprocessing, rng: np.random.Gene
     return _normalize(crop, spec)
 
 
-def preprocess_batch(images: Sequence[ImageInput], spec: Preprocessing) -> np.ndarray:
+def preprocess_batch(images: Sequence[ImageInput], spec: Preprocessing, *, strict_dicom: bool = False) -> np.ndarray:
     """float32 ``N x 3 x S x S``."""
     if len(images) == 0:
         raise UserInputError("no images given")
-    return np.stack([preprocess(img, spec) for img in images])
+    return np.stack([preprocess(img, spec, strict_dicom=strict_dicom) for img in images])

@@ -90,7 +90,9 @@ class _Inputs:
     files: tuple[Path, ...] = ()  # the image files, in batch order (none for synthetic inputs)
 
 
-def _image_inputs(images: str | os.PathLike[str], reference: ArtifactInfo, batch_size: int) -> _Inputs:
+def _image_inputs(
+    images: str | os.PathLike[str], reference: ArtifactInfo, batch_size: int, strict_dicom: bool = False
+) -> _Inputs:
 
     # a training run's split.json means its held-out ("val") images
     folders = labelled_images(images, part="val")
@@ -104,7 +106,7 @@ def _image_inputs(images: str | os.PathLike[str], reference: ArtifactInfo, batch
 
     def batches() -> Iterator[np.ndarray]:
         for start in range(0, len(files), batch_size):
-            yield preprocess_batch(files[start : start + batch_size], spec)
+            yield preprocess_batch(files[start : start + batch_size], spec, strict_dicom=strict_dicom)
 
     description = {
         "mode": "images",
@@ -163,6 +165,7 @@ def run_parity(
     progress: bool = True,
     endpoints: Sequence[str] = (),
     endpoint_model: str = "dacovid",
+    strict_dicom: bool = False,
 ) -> ParityReport:
     """Compare each model with the checkpoint on the same inputs; see the module docstring.
 
@@ -170,6 +173,7 @@ def run_parity(
     ``endpoint_model`` ensemble is judged like one more artifact: it is sent the
     encoded image files (so ``images`` is required) and its logits are compared with
     the checkpoint's on the same images, by the tolerance of its precision.
+    ``strict_dicom``: a DICOM image that is not a chest CR/DX is refused, not a warning.
 
     ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` for the reference and every
     model (TensorRT engines always run on CUDA). Raises :class:`UserInputError`
@@ -210,7 +214,7 @@ def run_parity(
         source_warnings = [check_metadata(info, reference_info) for info in infos]
         tolerances = [config.tolerance_for(info.precision) for info in infos]
         inputs = (
-            _image_inputs(images, reference_info, batch_size)
+            _image_inputs(images, reference_info, batch_size, strict_dicom)
             if images is not None
             else _synthetic_inputs(synthetic_count, seed, reference_info, batch_size)
         )

@@ -27,7 +27,8 @@ from dacovid_export.backends.base import Backend, run_any_batch
 from dacovid_export.backends.registry import open_backend
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.agreement import softmax
-from dacovid_export.data.preprocessing import ImageInput, Preprocessing, preprocess
+from dacovid_export.data.dicom import DicomIdentifiers
+from dacovid_export.data.preprocessing import ImageInput, Preprocessing, dicom_identifiers, load_image, preprocess
 
 __all__ = ["Prediction", "ImageFailure", "Predictor", "DEFAULT_BATCH_SIZE"]
 
@@ -45,6 +46,8 @@ class Prediction:
     probabilities: Mapping[str, float]
     logits: tuple[float, ...]
     source: str | None = None  # the file, when the image was given as a path
+    # a DICOM's SOPInstanceUID and StudyInstanceUID, to join the result back in PACS (never patient data)
+    dicom: DicomIdentifiers | None = None
 
     ok = True  # an ImageFailure says False: results of predict(errors="return") tell apart with .ok
 
@@ -60,6 +63,7 @@ class Prediction:
             "probabilities": dict(self.probabilities),
             "logits": list(self.logits),
             "source": self.source,
+            "dicom": None if self.dicom is None else self.dicom.to_dict(),
         }
 
 
@@ -86,7 +90,7 @@ class Predictor:
     parallel); for parallel inference give each thread its own Predictor.
     """
 
-    def __init__(self, backend: Backend, *, batch_size: int | None = None) -> None:
+    def __init__(self, backend: Backend, *, batch_size: int | None = None, strict_dicom: bool = False) -> None:
         info = backend.info
         if batch_size is not None:
             if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
@@ -100,6 +104,8 @@ class Predictor:
         self._info = info
         self.batch_size = batch_size or min(info.max_batch or DEFAULT_BATCH_SIZE, DEFAULT_BATCH_SIZE)
         self._lock = threading.Lock()
+        # a DICOM whose modality is not CR/DX or whose body part is not the chest: refused, not a warning
+        self.strict_dicom = bool(strict_dicom)
 
     @classmethod
     def from_path(
@@ -109,12 +115,13 @@ class Predictor:
         backend: str = "auto",
         device: str = "auto",
         batch_size: int | None = None,
+        strict_dicom: bool = False,
         **options: Any,
     ) -> "Predictor":
         """Open ``path`` with the backend its file kind needs (see :func:`~dacovid_export.backends.registry.open_backend`)."""
         opened = open_backend(path, backend=backend, device=device, **options)
         try:
-            return cls(opened, batch_size=batch_size)
+            return cls(opened, batch_size=batch_size, strict_dicom=strict_dicom)
         except BaseException:
             opened.close()
             raise
@@ -164,7 +171,8 @@ class Predictor:
     ) -> list[Prediction] | list[Prediction | ImageFailure]:
         """One :class:`Prediction` per image, in order.
 
-        ``images``: one image or a list of them; each a file path, the encoded bytes of a file, a PIL image
+        ``images``: one image or a list of them; each a file path, the encoded bytes of a file (PNG, JPEG, ...,
+        DICOM: its UIDs come back in :attr:`Prediction.dicom`), a PIL image
         (any mode: 8/16-bit grey, RGB, RGBA, LAB, CMYK, ...) or a numpy array (``H x W``,
         ``H x W x 1/3/4``; uint8, uint16 or float in [0, 1]). A numpy array is
         always one image; pass a list for several.
@@ -183,18 +191,23 @@ class Predictor:
         for start in range(0, len(items), self.batch_size):
             chunk = items[start : start + self.batch_size]
             slots: list[Prediction | ImageFailure | None] = []
-            good: list[tuple[ImageInput, np.ndarray]] = []
+            good: list[tuple[ImageInput, np.ndarray, DicomIdentifiers | None]] = []
+            spec = self.preprocessing
             for offset, img in enumerate(chunk):
                 try:
-                    good.append((img, preprocess(img, self.preprocessing)))  # 3 x S x S
+                    loaded: ImageInput = img
+                    if isinstance(img, (str, os.PathLike, bytes)):  # decoded once; a DICOM's UIDs ride along
+                        loaded = load_image(img, dicom_voi=spec.dicom_voi, strict_dicom=self.strict_dicom)
+                    ids = dicom_identifiers(loaded) if isinstance(loaded, Image.Image) else None
+                    good.append((img, preprocess(loaded, spec), ids))  # 3 x S x S
                     slots.append(None)
                 except UserInputError as exc:
                     if errors == "raise":
                         raise
                     slots.append(ImageFailure(index=start + offset, reason=str(exc), source=_source(img)))
             if good:
-                logits = self.predict_logits(np.stack([x for _, x in good]))  # n x 3 x S x S
-                done = iter(self._predictions(logits, [img for img, _ in good]))
+                logits = self.predict_logits(np.stack([x for _, x, _ in good]))  # n x 3 x S x S
+                done = iter(self._predictions(logits, [img for img, _, _ in good], [ids for _, _, ids in good]))
                 slots = [next(done) if slot is None else slot for slot in slots]
             results.extend(slot for slot in slots if slot is not None)
         return results
@@ -208,11 +221,13 @@ class Predictor:
         with self._lock:
             return run_any_batch(backend, batch, self.batch_size)
 
-    def _predictions(self, logits: np.ndarray, chunk: Sequence[ImageInput]) -> list[Prediction]:
+    def _predictions(
+        self, logits: np.ndarray, chunk: Sequence[ImageInput], ids: Sequence[DicomIdentifiers | None]
+    ) -> list[Prediction]:
         probs = softmax(logits)
         names = self.class_names
         out = []
-        for row_logits, row_probs, image in zip(logits, probs, chunk):
+        for row_logits, row_probs, image, dicom in zip(logits, probs, chunk, ids):
             index = int(np.argmax(row_probs))
             out.append(
                 Prediction(
@@ -221,6 +236,7 @@ class Predictor:
                     probabilities={name: float(p) for name, p in zip(names, row_probs)},
                     logits=tuple(float(v) for v in row_logits),
                     source=_source(image),
+                    dicom=dicom,
                 )
             )
         return out

@@ -47,6 +47,10 @@ SERVE_REQUIREMENTS = (
     "onnx==1.21.0",
     "pillow>=10",
     "tqdm>=4.66",
+    # DICOM input of the preprocessing model (docs/dicom.md): pylibjpeg needs NumPy 2, so GDCM decodes every
+    # compressed syntax here (JPEG 2000 too; lossless files decode to the same values as with OpenJPEG)
+    "pydicom==3.0.2",
+    "python-gdcm==3.2.6",
 )
 
 # run by the environment's own Python: what the server needs, as JSON on one line

@@ -71,7 +71,7 @@ class PreprocessModel:
             items = pb.get_input_tensor_by_name(request, "image").as_numpy().reshape(-1)
             try:
                 batch = np.stack([preprocess(_encoded(item, i, len(items)), self._spec) for i, item in enumerate(items)])
-            except UserInputError as exc:
+            except DacovidError as exc:  # a bad image, or a decoder this environment lacks (DICOM): that request fails
                 responses.append(_error(pb, str(exc)))
                 continue
             except MemoryError:
