@@ -163,6 +163,24 @@ def test_a_bad_image_fails_its_request_only(server: TritonServer, images: list[P
     assert again.probabilities.shape == (1, 3) and np.isfinite(again.probabilities).all()
 
 
+def test_dicom_bytes_are_served_like_the_png(server: TritonServer, tiny_fp32_onnx: Path, images: list[Path],
+                                             tmp_path: Path) -> None:
+    """A MONOCHROME1 DICOM of a PNG's inverted pixels is the PNG's answer; a truncated one fails its request only."""
+    pytest.importorskip("pydicom", reason="pip install 'dacovid-export[dicom]'")
+    from tests.helpers.dicom import write_dx
+
+    png = images[0]
+    pixels = np.asarray(Image.open(png).convert("L"))
+    dicom = write_dx(tmp_path / "m1.dcm", 255 - pixels, PhotometricInterpretation="MONOCHROME1")
+    _, probs, names = _predict(tiny_fp32_onnx, [png])
+    with TritonEndpoint(server.config.grpc_url) as endpoint:
+        answer = endpoint.classify([dicom.read_bytes()])
+        assert list(answer.class_names) == names
+        assert np.abs(answer.probabilities - probs).max() <= 1e-5
+        with pytest.raises(UserInputError, match="truncated or corrupt"):
+            endpoint.classify([dicom.read_bytes()[:300]])
+
+
 def test_max_batch_size_is_enforced(server: TritonServer, images: list[Path]) -> None:
     with TritonEndpoint(server.config.http_url) as endpoint:
         with pytest.raises(UserInputError, match="batch"):
