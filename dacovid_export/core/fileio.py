@@ -29,6 +29,7 @@ from typing import Any
 from dacovid_export.core.errors import OutputNotWritableError, UserInputError
 
 __all__ = [
+    "pid_alive",
     "SCRATCH_MARKER",
     "atomic_path",
     "atomic_write_bytes",
@@ -291,6 +292,11 @@ def _alive(pid: int | None) -> bool:
         return False
     if pid == os.getpid():
         return True  # this run's own scratch (a step nested in another)
+    return pid_alive(pid)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process ``pid`` exists (one of another user counts: it cannot be signalled, but it lives)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

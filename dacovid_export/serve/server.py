@@ -36,6 +36,7 @@ from pathlib import Path
 from types import TracebackType
 
 from dacovid_export.core.errors import DacovidError, UserInputError, one_line
+from dacovid_export.core.fileio import pid_alive
 from dacovid_export.serve.serve_env import ServeEnvironment, inspect_serve_env
 from dacovid_export.serve.triton_config import read_config
 
@@ -125,19 +126,9 @@ def _sweep_dead_shm() -> None:
     with contextlib.suppress(OSError):
         for region in _SHM_DIR.glob(f"{_SHM_PREFIX}*"):
             pid = region.name[len(_SHM_PREFIX) :].split("_", 1)[0]
-            if pid.isdigit() and not _alive(int(pid)):
+            if pid.isdigit() and not pid_alive(int(pid)):
                 with contextlib.suppress(OSError):
                     region.unlink()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # errors Triton logs on every machine without a GPU: they never say why it stopped

@@ -25,6 +25,7 @@ from PIL import Image
 from dacovid_export.backends.triton_endpoint import TritonEndpoint
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.fileio import pid_alive
 from dacovid_export.serve.predictor import Predictor
 from dacovid_export.serve.serve_env import SERVE_ENV_VAR, inspect_serve_env
 from dacovid_export.serve.server import ServerConfig, ServerError, TritonServer
@@ -51,14 +52,6 @@ def _free_ports() -> tuple[int, int]:
     return ports  # type: ignore[return-value]
 
 
-def _no_process(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
-
-
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, tiny_fp32_onnx: Path, tiny_int8_onnx: Path) -> Path:
     root = tmp_path_factory.mktemp("served") / "repo"
@@ -78,7 +71,7 @@ def server(repo: Path, serve_env: Path) -> Iterator[TritonServer]:
         yield triton
     finally:
         triton.stop()
-        assert pid is not None and _no_process(pid)
+        assert pid is not None and not pid_alive(pid)
         assert regions and not any(r.exists() for r in regions)
 
 
@@ -299,7 +292,7 @@ def test_serve_runs_until_sigterm_and_leaves_nothing(tmp_path: Path, make_toy_on
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert _no_process(server_pid)
+    assert not pid_alive(server_pid)
     assert not list(Path("/dev/shm").glob(f"dacovid_triton_{process.pid}_*"))
 
 
