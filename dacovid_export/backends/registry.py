@@ -127,7 +127,8 @@ def auto_backend(path: str | os.PathLike[str], device: str, *, threads: int | No
         from dacovid_export.backends.cpu_choice import choose_cpu_runtime
 
         choice = choose_cpu_runtime(path, threads=threads)
-        return choice.backend, choice.sentence(Path(path).name)
+        # a choice the user pinned (or ONNX Runtime, openvino not installed) is not news: said only when decided here
+        return choice.backend, (choice.sentence(Path(path).name) if choice.source != "pinned" else None)
     if precision != "int8":
         return backend, None
     import importlib.util
