@@ -192,8 +192,9 @@ def _measure(path: str | os.PathLike[str], *, threads: int | None, rounds: int) 
     from dacovid_export.data.synthetic import synthetic_batch
 
     info = read_artifact_info(path)
-    check = synthetic_batch(2, info.image_size, seed=0)
-    one = check[:1]
+    timed = max(1, info.min_batch)  # batch 1, or a static-batch model's one batch size
+    check = synthetic_batch(max(2, timed), info.image_size, seed=0)[: max(2, timed) if info.max_batch is None else timed]
+    one = check[:timed]
     with OnnxRuntimeBackend(path, device="cpu", intra_op_threads=threads, info=info) as ort, OpenVINOBackend(
         path, inference_precision="fp32", threads=threads, info=info
     ) as ov:
@@ -217,7 +218,7 @@ def _measure(path: str | os.PathLike[str], *, threads: int | None, rounds: int) 
     ratio = ov_ms / ort_ms if ort_ms > 0 else float("inf")
     load = "/".join(f"{x:.1f}" for x in os.getloadavg()) if hasattr(os, "getloadavg") else "unknown"
     figures = (
-        f"batch 1, {rounds} interleaved rounds: OpenVINO f32 {ov_ms:.1f} ms vs ONNX Runtime {ort_ms:.1f} ms "
+        f"batch {timed}, {rounds} interleaved rounds: OpenVINO f32 {ov_ms:.1f} ms vs ONNX Runtime {ort_ms:.1f} ms "
         f"({ratio:.2f}x), outputs within {diff:.2g}; load average {load}"
     )
     backend = "openvino" if ratio < WIN_RATIO else "onnxruntime"

@@ -117,3 +117,10 @@ def test_int8_and_gpu_choices_unchanged(make_toy_onnx, tmp_path: Path, monkeypat
     assert auto_backend(int8, "cpu")[0] == "openvino"
     fp16 = make_toy_onnx(tmp_path / "toy.fp16.onnx", precision="fp16")
     assert auto_backend(fp16, "cpu") == ("onnxruntime", None)
+
+
+def test_a_static_batch_model_is_measured_at_its_batch(make_toy_onnx, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(CHOICE_ENV, raising=False)
+    static = make_toy_onnx(tmp_path / "static2.onnx", batch=2)
+    choice = choose_cpu_runtime(static, cache_dir=tmp_path / "c")
+    assert choice.source == "measured" and choice.faithful is True and "batch 2," in choice.reason
