@@ -24,10 +24,10 @@ import time
 from typing import Any
 
 import numpy as np
-
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT
 from dacovid_export.calibration.sensitivity import onnx_logits
+
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
@@ -63,11 +63,12 @@ class Bf16GuardReport:
 
     def lines(self) -> list[str]:
         a = self.agreement
-        return [
+        line = (
             f"BF16 guard ({self.model}): top-1 agreement with FP32 {a.agreement * 100:.1f}% on {a.images} validation "
             f"images (target >= {self.min_agreement * 100:.1f}%: {'met' if self.passed else 'NOT met'}); |dlogit| "
-            f"median {a.median_abs_dlogit:.3g}, max {a.max_abs_dlogit:.3g}; {self.seconds:.1f} s",
-        ]
+            f"median {a.median_abs_dlogit:.3g}, max {a.max_abs_dlogit:.3g}; {self.seconds:.1f} s"
+        )
+        return [line]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -82,7 +83,12 @@ class Bf16GuardReport:
 
 def openvino_bf16_logits(path: str | os.PathLike[str], images: np.ndarray, *, threads: int | None = None, batch: int = 16) -> np.ndarray:
     """Logits of the FP32 ONNX file ``path`` under OpenVINO's CPU plugin at BF16 (refused on a CPU without BF16)."""
-    from dacovid_export.core.openvino_model import compile_for_cpu, cpu_supports_bf16, infer_logits, openvino_core
+    from dacovid_export.core.openvino_model import (
+        compile_for_cpu,
+        cpu_supports_bf16,
+        infer_logits,
+        openvino_core,
+    )
 
     ov, core = openvino_core("run the BF16 accuracy guard")
     if not cpu_supports_bf16(core):

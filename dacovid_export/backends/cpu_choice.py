@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.errors import DacovidError, UserInputError
 from dacovid_export.core.fileio import atomic_write_json, sha256_file
 from dacovid_export.core.versions import package_version
 
@@ -172,7 +172,7 @@ def choose_cpu_runtime(
     try:
         atomic_write_json(entry, {"key": fields, "choice": choice.to_dict()})
         choice = dataclasses.replace(choice, cache_file=str(entry))
-    except Exception as exc:  # an unwritable cache costs a measurement next time, nothing else
+    except (OSError, DacovidError) as exc:  # an unwritable cache costs a measurement next time, nothing else
         print(f"warning: could not cache the CPU runtime choice in {str(folder)!r}: {exc}", file=sys.stderr)
     return choice
 
