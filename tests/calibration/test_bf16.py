@@ -92,3 +92,25 @@ def test_bf16_agreement_on_real_images(real_data_dir: Path) -> None:
     report = guard_bf16(model, images, Bf16GuardConfig(min_agreement=0.0))
     print(*report.lines())
     assert report.agreement.images >= 4
+
+
+def test_cli_exit_codes(tiny_fp32_onnx: Path, synthetic_dir: Path, monkeypatch) -> None:
+    from dacovid_export.cli.main import cli
+    from tests.helpers.cli import error_lines, invoke
+
+    args = ["bf16-guard", tiny_fp32_onnx, "--validation-data", synthetic_dir, "--size", "12"]
+    bad = invoke(cli, [*args, "--min-agreement", "1.5"])
+    assert bad.exit_code == 2 and error_lines(bad.stderr) == ["error: min_agreement=1.5: give a fraction between 0 and 1 (e.g. 0.99)"]
+    ref = {}
+
+    def wrong(path, images, threads=None):  # every answer changed: refused, exit 1, with the figures
+        logits = onnx_logits(Path(path).read_bytes(), images)
+        ref["n"] = len(images)
+        return -logits
+
+    monkeypatch.setattr(bf16, "openvino_bf16_logits", wrong)
+    refused = invoke(cli, args)
+    assert refused.exit_code == 1 and "BF16 refused" in refused.stderr and f"on {ref['n']} validation images" in refused.stderr
+    monkeypatch.setattr(bf16, "openvino_bf16_logits", lambda path, images, threads=None: onnx_logits(Path(path).read_bytes(), images))
+    ok = invoke(cli, args)
+    assert ok.exit_code == 0 and "agreement with FP32 100.0%" in ok.stdout and "met" in ok.stdout
