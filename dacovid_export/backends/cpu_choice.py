@@ -58,6 +58,9 @@ FAITHFUL_RTOL = 1e-4
 ROUNDS = 3
 WIN_RATIO = 0.9
 _RECIPE = 1  # bump when the measurement changes, so old cache entries are not reused
+# this process's answers by (file identity, threads, cache folder): a pipeline opens one model many times,
+# and hashing a 170 MB model each time would cost more than reading the cache
+_SEEN: dict[tuple[Any, ...], Path] = {}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -154,6 +157,12 @@ def choose_cpu_runtime(
             backend="onnxruntime", source="pinned", reason="openvino is not installed (pip install openvino to compare)",
             threads=threads,
         )
+    folder = Path(cache_dir) if cache_dir is not None else choice_cache_dir()
+    st = os.stat(path)
+    seen_key = (os.path.realpath(path), st.st_size, st.st_mtime_ns, st.st_ino, threads, rounds, str(folder))
+    known = _read(_SEEN[seen_key]) if seen_key in _SEEN else None  # the small JSON is still read: it may be gone
+    if known is not None:
+        return dataclasses.replace(known, source="cache", cache_file=str(_SEEN[seen_key]))
     fields = {
         "recipe": _RECIPE,
         "cpu": cpu_identity(),
@@ -163,15 +172,16 @@ def choose_cpu_runtime(
         "artifact_sha256": sha256_file(path),
     }
     key = hashlib.sha256(json.dumps(fields, sort_keys=True).encode()).hexdigest()
-    folder = Path(cache_dir) if cache_dir is not None else choice_cache_dir()
     entry = folder / f"{key}.json"
     cached = _read(entry)
     if cached is not None:
+        _SEEN[seen_key] = entry
         return dataclasses.replace(cached, source="cache", cache_file=str(entry))
     choice = _measure(path, threads=threads, rounds=rounds)
     try:
         atomic_write_json(entry, {"key": fields, "choice": choice.to_dict()})
         choice = dataclasses.replace(choice, cache_file=str(entry))
+        _SEEN[seen_key] = entry
     except (OSError, DacovidError) as exc:  # an unwritable cache costs a measurement next time, nothing else
         print(f"warning: could not cache the CPU runtime choice in {str(folder)!r}: {exc}", file=sys.stderr)
     return choice

@@ -124,3 +124,13 @@ def test_a_static_batch_model_is_measured_at_its_batch(make_toy_onnx, tmp_path: 
     static = make_toy_onnx(tmp_path / "static2.onnx", batch=2)
     choice = choose_cpu_runtime(static, cache_dir=tmp_path / "c")
     assert choice.source == "measured" and choice.faithful is True and "batch 2," in choice.reason
+
+
+def test_a_changed_model_file_is_measured_again_in_the_same_process(make_toy_onnx, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.delenv(CHOICE_ENV, raising=False)
+    model = make_toy_onnx(tmp_path / "toy.onnx")
+    choose_cpu_runtime(model, cache_dir=tmp_path / "c")
+    assert choose_cpu_runtime(model, cache_dir=tmp_path / "c").source == "cache"
+    make_toy_onnx(tmp_path / "new.onnx", scale=2.0).replace(model)  # another model under the same name
+    assert choose_cpu_runtime(model, cache_dir=tmp_path / "c").source == "measured"
+    assert len(list((tmp_path / "c").glob("*.json"))) == 2
