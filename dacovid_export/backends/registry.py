@@ -159,9 +159,10 @@ def open_backend(
     why = None
     if backend == "auto":
         threads = options.get("intra_op_threads", options.get("threads"))
-        ort_only = set(options) - {"intra_op_threads", "threads"}
-        if ort_only and artifact_kind(path) == "onnx":
-            backend = "onnxruntime"  # options only ONNX Runtime takes (provider, graph_optimization): its choice
+        named = set(options) - {"intra_op_threads", "threads"}
+        if named and artifact_kind(path) == "onnx":
+            # an option only one runtime takes names it: inference_precision -> OpenVINO, provider/... -> ONNX Runtime
+            backend = "openvino" if named == {"inference_precision"} else "onnxruntime"
         else:
             backend, why = auto_backend(path, device, threads=threads if isinstance(threads, int) else None)
         options = _options_for(backend, options)

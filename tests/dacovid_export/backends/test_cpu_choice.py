@@ -134,3 +134,13 @@ def test_a_changed_model_file_is_measured_again_in_the_same_process(make_toy_onn
     make_toy_onnx(tmp_path / "new.onnx", scale=2.0).replace(model)  # another model under the same name
     assert choose_cpu_runtime(model, cache_dir=tmp_path / "c").source == "measured"
     assert len(list((tmp_path / "c").glob("*.json"))) == 2
+
+
+def test_an_option_of_one_runtime_names_it(make_toy_onnx, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(CHOICE_ENV, "onnxruntime")
+    model = make_toy_onnx(tmp_path / "toy.onnx")
+    with open_backend(model, device="cpu", inference_precision="fp32", threads=1) as opened:
+        assert opened.name == "openvino" and opened.threads == 1
+    monkeypatch.setenv(CHOICE_ENV, "openvino")
+    with open_backend(model, device="cpu", graph_optimization="basic", threads=1) as opened:
+        assert opened.name == "onnxruntime" and opened.intra_op_threads == 1
