@@ -10,6 +10,8 @@ Public API, imported lazily so ``import dacovid_export.calibration`` stays cheap
 - :func:`quantize_int8` (``calibration.int8``): one calibration pass, unchecked accuracy
 - :func:`guarded_quantize_int8` / :class:`GuardConfig` (``calibration.guard``): INT8 that must agree with FP32
   on validation images (:func:`split_calibration_set`, :func:`load_validation_set`), with per-node fallback
+- :func:`guard_bf16` / :class:`Bf16GuardConfig` (``calibration.bf16``): BF16 execution (OpenVINO) of an FP32
+  model judged like INT8, agreement with FP32 on validation images, refused below the target
 - :class:`PrecisionResult` (``calibration.result``)
 """
 
@@ -31,6 +33,9 @@ __all__ = [
     "GuardReport",
     "GuardFailedError",
     "guarded_quantize_int8",
+    "Bf16GuardConfig",
+    "Bf16GuardReport",
+    "guard_bf16",
     "convert_fp16",
     "quantize_int8",
     "PrecisionResult",
@@ -50,6 +55,9 @@ _WHERE = {
     "GuardReport": "guard",
     "GuardFailedError": "guard",
     "guarded_quantize_int8": "guard",
+    "Bf16GuardConfig": "bf16",
+    "Bf16GuardReport": "bf16",
+    "guard_bf16": "bf16",
     "convert_fp16": "fp16",
     "quantize_int8": "int8",
     "PrecisionResult": "result",
@@ -57,6 +65,7 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
+    from dacovid_export.calibration.bf16 import Bf16GuardConfig, Bf16GuardReport, guard_bf16
     from dacovid_export.calibration.cache import default_cache_dir
     from dacovid_export.calibration.config import PrecisionConfig
     from dacovid_export.calibration.convert import (

@@ -19,6 +19,9 @@ from tests.helpers import tiny
 def _private_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     # the INT8 calibration cache defaults to ~/.cache: keep test runs out of the user's cache
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg-cache"))
+    # `auto` for FP32 ONNX on the CPU measures which runtime is faster here: pin it so every test sees the
+    # same backend; tests/dacovid_export/backends/test_cpu_choice.py unpins it to test the measurement
+    os.environ.setdefault("DACOVID_CPU_RUNTIME", "onnxruntime")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -1,9 +1,11 @@
 """Which backend runs which artifact, and :func:`open_backend` to get one.
 
 File kind decides the default: checkpoint -> PyTorch, ``.onnx`` -> ONNX Runtime,
-``.engine``/``.plan`` -> TensorRT; one exception: an INT8 (Q/DQ) ONNX model on the CPU
-goes to OpenVINO, which runs it as INT8, while ONNX Runtime runs its signed Q/DQ form
-slower than FP32 (docs/design.md section 5), and :func:`open_backend` says so on stderr.
+``.engine``/``.plan`` -> TensorRT; two exceptions on the CPU, each said on stderr by
+:func:`open_backend`: an INT8 (Q/DQ) ONNX model goes to OpenVINO, which runs it as INT8,
+while ONNX Runtime runs its signed Q/DQ form slower than FP32 (docs/design.md section 5);
+an FP32 ONNX model goes to whichever of ONNX Runtime and OpenVINO (``f32``) is faster and
+faithful on this CPU, measured once and cached (:mod:`dacovid_export.backends.cpu_choice`).
 Backend modules are imported only when chosen, so a missing optional package is
 reported as one line naming what to install.
 """
@@ -109,16 +111,25 @@ def resolve_device(device: str, backend: str) -> str:
     return device
 
 
-def auto_backend(path: str | os.PathLike[str], device: str) -> tuple[str, str | None]:
-    """``(backend, why)`` for ``backend="auto"``: by file kind, except INT8 ONNX on the CPU -> OpenVINO.
+def auto_backend(path: str | os.PathLike[str], device: str, *, threads: int | None = None) -> tuple[str, str | None]:
+    """``(backend, why)`` for ``backend="auto"``: by file kind, except ONNX on the CPU: INT8 -> OpenVINO,
+    FP32 -> the faster faithful runtime (:func:`~dacovid_export.backends.cpu_choice.choose_cpu_runtime`,
+    timed with ``threads``).
 
-    ``why`` is a sentence for the user when the choice is not the file kind's default, else None.
+    ``why`` is a sentence for the user when the choice needed a decision, else None.
     """
     kind = artifact_kind(path)
     backend = BACKEND_FOR_KIND[kind]
     if kind != "onnx" or resolve_device(device, backend) != "cpu":
         return backend, None
-    if read_artifact_info(path).precision != "int8":
+    precision = read_artifact_info(path).precision
+    if precision == "fp32":
+        from dacovid_export.backends.cpu_choice import choose_cpu_runtime
+
+        choice = choose_cpu_runtime(path, threads=threads)
+        # a choice the user pinned (or ONNX Runtime, openvino not installed) is not news: said only when decided here
+        return choice.backend, (choice.sentence(Path(path).name) if choice.source != "pinned" else None)
+    if precision != "int8":
         return backend, None
     import importlib.util
 
@@ -147,7 +158,14 @@ def open_backend(
     kind = artifact_kind(path)
     why = None
     if backend == "auto":
-        backend, why = auto_backend(path, device)
+        threads = options.get("intra_op_threads", options.get("threads"))
+        named = set(options) - {"intra_op_threads", "threads"}
+        if named and artifact_kind(path) == "onnx":
+            # an option only one runtime takes names it: inference_precision -> OpenVINO, provider/... -> ONNX Runtime
+            backend = "openvino" if named == {"inference_precision"} else "onnxruntime"
+        else:
+            backend, why = auto_backend(path, device, threads=threads if isinstance(threads, int) else None)
+        options = _options_for(backend, options)
     elif backend not in BACKEND_NAMES:
         raise UserInputError(f"unknown backend {backend!r}: use 'auto' or one of {', '.join(BACKEND_NAMES)}")
     if KINDS_OF_BACKEND[backend] != kind:
@@ -163,6 +181,16 @@ def open_backend(
     if why is not None:
         print(why, file=sys.stderr)
     return opened
+
+
+def _options_for(backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
+    """``auto``'s thread option under the name the chosen backend takes (``intra_op_threads`` <-> ``threads``)."""
+    out = dict(options)
+    if backend == "openvino" and "intra_op_threads" in out:
+        out["threads"] = out.pop("intra_op_threads")
+    elif backend == "onnxruntime" and "threads" in out:
+        out["intra_op_threads"] = out.pop("threads")
+    return out
 
 
 def _check_options(cls: type[Backend], backend: str, options: Mapping[str, Any]) -> None:

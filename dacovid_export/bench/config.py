@@ -44,9 +44,12 @@ class BenchConfig:
     PyTorch checkpoints: the eager FP32 baseline always runs, then FP32 with
     the chosen options, then each autocast precision with them.
     ``cost``: also compute the parameter/GFLOP table (see :mod:`dacovid_export.bench.cost`).
-    ``openvino_fp32``/``openvino_bf16``: also time FP32 ONNX models with OpenVINO in FP32
-    (``INFERENCE_PRECISION_HINT=f32``) / in BF16, as their own ``bf16`` rows (CPUs with
-    BF16 support only; an error elsewhere).
+    FP32 ONNX models on the CPU with ``backend="auto"`` run on the runtime ``auto`` chooses
+    (:mod:`dacovid_export.backends.cpu_choice`); ``openvino_fp32`` adds the other FP32 runtime
+    (OpenVINO with ``INFERENCE_PRECISION_HINT=f32``, or ONNX Runtime), ``openvino_bf16`` an
+    OpenVINO BF16 row of its own precision ``bf16`` (CPUs with BF16 support only; an error elsewhere).
+    Every CPU row also gets GFLOP/s and its fraction of an FP32 GEMM measured in the same run
+    (:mod:`dacovid_export.bench.gemm`).
     On the CPU with ``backend="auto"``, INT8 ONNX models are timed with ONNX Runtime and
     with OpenVINO (FP32 inference precision set explicitly around the INT8 kernels).
     ``triton``: live endpoints timed at each ``concurrency`` level (:mod:`dacovid_export.bench.served`);

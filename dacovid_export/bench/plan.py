@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -14,6 +15,7 @@ from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend, check_batch
 from dacovid_export.backends.registry import (
     BACKEND_FOR_KIND,
+    auto_backend,
     backend_class,
     open_backend,
     resolve_device,
@@ -36,6 +38,7 @@ class Run:
     options: Mapping[str, Any]
     precision: str | None  # None: the artifact's own
     variant: str
+    why: str | None = None  # auto's sentence for the runtime it chose (FP32 ONNX on the CPU)
 
 
 def _torch_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
@@ -100,8 +103,10 @@ def _onnx_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
     """ONNX Runtime (auto) and OpenVINO rows of one ONNX model; see :class:`BenchConfig`."""
     runs: list[Run] = []
     if config.backend == "auto":
-        runs.append(Run(path, info, "onnxruntime", {}, None, "default"))
         on_cpu = resolve_device(config.device, "onnxruntime") == "cpu"
+        if on_cpu and info.precision == "fp32":
+            return _fp32_cpu_runs(path, info, config)
+        runs.append(Run(path, info, "onnxruntime", {}, None, "default"))
         extra_fp32 = (config.openvino_fp32 or config.openvino_bf16) and info.precision == "fp32"
         if not (on_cpu and (info.precision == "int8" or extra_fp32)):
             return runs
@@ -113,6 +118,30 @@ def _onnx_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
             raise UserInputError("openvino_bf16: this CPU has no BF16 support (OpenVINO reports none); drop --openvino-bf16")
         runs.append(Run(path, info, "openvino", {"inference_precision": "bf16"}, "bf16", "bf16"))
     return runs
+
+
+def _fp32_cpu_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
+    """FP32 ONNX on the CPU under ``auto``: the runtime ``auto`` chooses (the one Predictor, check, pipeline and
+    the served model use), then, with ``openvino_fp32``, the other FP32 runtime too (the evidence for the
+    choice), then the BF16 row if asked."""
+    if config.openvino_fp32 or config.openvino_bf16:
+        backend_class("openvino")  # the missing-package error, naming what to install
+    chosen, why = auto_backend(path, "cpu", threads=config.threads)
+    if why:
+        print(why, file=sys.stderr)
+    runs = [Run(path, info, chosen, _fp32_options(chosen), None, "default", why)]
+    if config.openvino_fp32:
+        other = "onnxruntime" if chosen == "openvino" else "openvino"
+        runs.append(Run(path, info, other, _fp32_options(other), None, "default"))
+    if config.openvino_bf16:
+        if not cpu_supports_bf16():
+            raise UserInputError("openvino_bf16: this CPU has no BF16 support (OpenVINO reports none); drop --openvino-bf16")
+        runs.append(Run(path, info, "openvino", {"inference_precision": "bf16"}, "bf16", "bf16"))
+    return runs
+
+
+def _fp32_options(backend: str) -> dict[str, Any]:
+    return {"inference_precision": "fp32"} if backend == "openvino" else {}
 
 
 def open_run(run: Run, config: BenchConfig) -> Backend:

@@ -62,6 +62,8 @@ RECORD_KEYS = (
     "clock",
     "threads",
     "artifact_path",
+    "gflops_per_s",
+    "gemm_fraction",
 )
 
 
@@ -92,6 +94,10 @@ class BenchRecord:
     warmup: int
     clock: str  # "cuda_event" | "perf_counter"
     threads: int | None
+    # CPU rows: the model's GFLOPs x batch / p50, and that rate over the FP32 GEMM measured next to the
+    # series in the same run (dacovid_export.bench.gemm); None on GPUs, served rows, or without a model cost
+    gflops_per_s: float | None = None
+    gemm_fraction: float | None = None
 
     @property
     def series(self) -> str:
@@ -154,12 +160,16 @@ class BenchResult:
     cost_table: "CostTable | None" = None
     skipped: tuple[tuple[str, str], ...] = ()  # (artifact path, why it cannot run here)
     served: tuple[ServedLevel, ...] = ()  # live Triton endpoints: each level's client and server figures
+    gemm_gflops: tuple[float, ...] = ()  # FP32 GEMM rates measured between the CPU series, in order
+    cpu_choices: tuple[tuple[str, str], ...] = ()  # (artifact, the sentence auto printed) for FP32 ONNX on the CPU
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "records": [r.to_dict() for r in self.records],
             "skipped": [{"artifact": path, "reason": reason} for path, reason in self.skipped],
             "served": [level.to_dict() for level in self.served],
+            "gemm_fp32_gflops": list(self.gemm_gflops),
+            "cpu_choices": [{"artifact": a, "why": why} for a, why in self.cpu_choices],
             "environment": dict(self.environment),
             "config": self.config.to_dict(),
             "cost": None

@@ -5,7 +5,8 @@ from __future__ import annotations
 import csv
 import io
 import os
-from collections.abc import Sequence
+import statistics
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,9 @@ def format_records_table(records: Sequence[BenchRecord]) -> str:
     ]
     if show_ratio:
         header.append("p50 vs torch eager fp32")
+    show_rate = any(r.gflops_per_s is not None for r in records)
+    if show_rate:
+        header += ["GFLOP/s", "x FP32 GEMM"]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" if i < 6 else "---:" for i in range(len(header))) + "|"]
     for r, ratio in zip(records, ratios):
         cells = [
@@ -123,6 +127,9 @@ def format_records_table(records: Sequence[BenchRecord]) -> str:
         ]
         if show_ratio:
             cells.append("-" if ratio is None else f"{ratio:.2f}")
+        if show_rate:
+            cells.append("-" if r.gflops_per_s is None else f"{r.gflops_per_s:.1f}")
+            cells.append("-" if r.gemm_fraction is None else f"{r.gemm_fraction:.2f}")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
@@ -134,6 +141,23 @@ def _run_line(result: BenchResult) -> str:
         f"{amount} per series after {c.warmup} warm-up runs; batch sizes {', '.join(map(str, c.batch_sizes))}; "
         f"inputs: seeded synthetic images (seed {c.seed})."
     )
+
+
+def _cpu_rate_lines(result: BenchResult) -> list[str]:
+    """The in-run FP32 GEMM (the machine's FP32 limit), what each CPU row's GFLOP/s means, and auto's choices."""
+    from dacovid_export.bench.gemm import GEMM_SIZE
+
+    g = result.gemm_gflops
+    load = result.environment.get("cpu", {}).get("load_average_1_5_15m") if isinstance(result.environment, Mapping) else None
+    lines = [
+        f"- FP32 GEMM {GEMM_SIZE}^3 (torch, {result.config.threads or 'default'} threads), measured before, between "
+        f"and after the CPU series: {min(g):.1f}-{max(g):.1f} GFLOP/s (median {statistics.median(g):.1f}); "
+        "each CPU row's GFLOP/s = the model's GFLOPs x batch / p50, and 'x FP32 GEMM' that rate over the mean of "
+        "the GEMM runs either side of it (1.0x = this machine's FP32 limit)"
+        + (f"; load average {'/'.join(str(x) for x in load)}" if load else ""),
+    ]
+    lines += [f"- {why}" for _, why in result.cpu_choices]
+    return lines
 
 
 def format_markdown(result: BenchResult, *, heading_level: int = 2) -> str:
@@ -151,6 +175,7 @@ def format_markdown(result: BenchResult, *, heading_level: int = 2) -> str:
         STATISTICS_NOTE,
         *([OPENVINO_NOTE] if any(r.backend == "openvino" for r in result.records) else []),
         *(["", *int8_lines] if int8_lines else []),
+        *(["", *_cpu_rate_lines(result)] if result.gemm_gflops else []),
         "",
         f"{h} Environment",
         "",

@@ -9,6 +9,7 @@ records :mod:`dacovid_export.bench.records`; the files are written by
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -20,6 +21,7 @@ import numpy as np
 from dacovid_export.backends.base import Backend
 from dacovid_export.bench.config import BenchConfig
 from dacovid_export.bench.cost import artifact_cost, cost_table
+from dacovid_export.bench.gemm import cpu_rate, gemm_gflops
 from dacovid_export.bench.environment import collect_environment, physical_cores
 from dacovid_export.bench.plan import Run, check_batches, open_run, plan_runs
 from dacovid_export.backends.triton_endpoint import TritonEndpoint
@@ -54,7 +56,15 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
             check_batches(backend.info, config)  # the loaded runtime may know more than the metadata
             opened.append((run, backend))
         inputs: dict[tuple[int, int], np.ndarray] = {}
+        gemms: list[float] = []
+        gflops: dict[str, float | None] = {}  # the model's GFLOPs per image, counted for CPU rows only
         for run, backend in opened:
+            on_cpu = not is_cuda(backend)
+            if on_cpu and not gemms:
+                gemms.append(gemm_gflops())  # before the first CPU series; then after each
+            if on_cpu and run.path not in gflops:
+                gflops[run.path] = _gflops_per_image(run.path)
+            first = len(records)
             s = backend.info.image_size
             precision = run.precision or backend.precision
             name = Path(run.path).name
@@ -86,6 +96,14 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
                     )
             # free each runtime as soon as its series are done (close is idempotent)
             backend.close()
+            if on_cpu:
+                gemms.append(gemm_gflops())
+                per_image = gflops.get(run.path)
+                if per_image is not None:
+                    reference = (gemms[-2] + gemms[-1]) / 2  # the GEMM measured either side of this series
+                    for i in range(first, len(records)):
+                        rate, fraction = cpu_rate(per_image, records[i].batch, records[i].p50_ms, reference)
+                        records[i] = dataclasses.replace(records[i], gflops_per_s=rate, gemm_fraction=fraction)
         uses_ort = any(b.name == "onnxruntime" for _, b in opened)
         ort_threads = _ort_threads_label(opened, config) if uses_ort else None
 
@@ -109,6 +127,8 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
         cost_table=table,
         skipped=tuple(skipped),
         served=tuple(served),
+        gemm_gflops=tuple(gemms),
+        cpu_choices=tuple((Path(run.path).name, run.why) for run in runs if run.why),
     )
 
 
@@ -135,6 +155,11 @@ def _time_served(runs: Sequence[Run], config: BenchConfig) -> tuple[list[BenchRe
                 levels.append(level)
                 bar.update(1)
     return records, levels
+
+
+def _gflops_per_image(path: str) -> float | None:
+    cost = artifact_cost(path).cost
+    return None if cost is None else cost.gflops
 
 
 def _unique_paths(runs: Sequence[Run]) -> list[Run]:

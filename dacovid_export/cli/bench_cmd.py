@@ -38,7 +38,7 @@ _OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 @click.option("--channels-last", is_flag=True, help="PyTorch: channels-last memory format.")
 @click.option("--cuda-graphs", is_flag=True, help="PyTorch on CUDA: capture and replay CUDA graphs.")
 @click.option("--compile", "compile_", is_flag=True, help="PyTorch: torch.compile (Inductor).")
-@click.option("--openvino-fp32", is_flag=True, help="Also time FP32 ONNX models with OpenVINO, FP32 precision set explicitly (INT8 models get OpenVINO rows on the CPU anyway).")
+@click.option("--openvino-fp32", is_flag=True, help="On the CPU, time FP32 ONNX models with both FP32 runtimes: the one auto chose (measured once per CPU and model) and the other (OpenVINO with f32 set, or ONNX Runtime). INT8 models get OpenVINO rows on the CPU anyway.")
 @click.option("--openvino-bf16", is_flag=True, help="Also time FP32 ONNX models with OpenVINO in BF16, as bf16 rows (CPUs with BF16 only).")
 @click.option("--cost", is_flag=True, help="Also print parameters/GFLOPs of each artifact and the model-option cost table.")
 @click.option("--triton", "triton_urls", multiple=True, metavar="URL",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from dacovid_export.cli.bench_cmd import bench
+from dacovid_export.cli.bf16_cmd import bf16_guard
 from dacovid_export.cli.check_cmd import check
 from dacovid_export.cli.common import OneLineErrorsGroup
 from dacovid_export.cli.onnx_cmd import onnx
@@ -24,7 +25,7 @@ def cli() -> None:
     """DA-COVID Net from a PyTorch checkpoint to ONNX and TensorRT, with proof of parity and speed."""
 
 
-for _command in (onnx, check, trt, triton, serve, serve_env, pipeline, train, bench):
+for _command in (onnx, check, trt, triton, serve, serve_env, pipeline, train, bench, bf16_guard):
     cli.add_command(_command)
 
 

@@ -63,7 +63,7 @@ def test_auto_picks_openvino_for_int8_on_the_cpu_and_says_so(make_toy_onnx, tmp_
     fp32 = make_toy_onnx(tmp_path / "toy.onnx")
     backend, why = auto_backend(int8, "cpu")
     assert backend == "openvino" and "INT8" in why and "OpenVINO" in why
-    assert auto_backend(fp32, "cpu") == ("onnxruntime", None)
+    assert auto_backend(fp32, "cpu")[0] in ("onnxruntime", "openvino")  # FP32: measured, test_cpu_choice.py
     with open_backend(int8, device="cpu") as opened:
         assert opened.name == "openvino"
     assert "using OpenVINO" in capsys.readouterr().err

@@ -18,9 +18,27 @@ def test_markdown_table_environment_and_baseline_ratio(cpu_result) -> None:
     assert "p50 vs torch eager fp32" in text
     assert "## Environment" in text and "ONNX Runtime intra-op" in text
     assert "nearest-rank" in text
-    # torch eager is its own baseline: ratio 1.00 in the last column
+    # torch eager is its own baseline: ratio 1.00 in its column
+    header = next(line for line in text.splitlines() if line.startswith("| artifact"))
+    column = [c.strip() for c in header.strip("|").split("|")].index("p50 vs torch eager fp32")
     torch_rows = [line for line in text.splitlines() if line.startswith("| tiny.pt")]
-    assert len(torch_rows) == 2 and all(row.rstrip(" |").endswith("1.00") for row in torch_rows)
+    assert len(torch_rows) == 2 and all(row.strip("|").split("|")[column].strip() == "1.00" for row in torch_rows)
+
+
+def test_markdown_states_cpu_rates_against_the_in_run_gemm(cpu_result) -> None:
+    text = format_markdown(cpu_result)
+    header = next(line for line in text.splitlines() if line.startswith("| artifact"))
+    cells = [c.strip() for c in header.strip("|").split("|")]
+    assert cells[-2:] == ["GFLOP/s", "x FP32 GEMM"]
+    rows = {r.artifact + str(r.batch): r for r in cpu_result.records}
+    for line in text.splitlines():
+        if line.startswith("| tiny.pt"):
+            row = [c.strip() for c in line.strip("|").split("|")]
+            record = rows["tiny.pt" + row[cells.index("batch")]]
+            assert float(row[-2]) == pytest.approx(record.gflops_per_s, abs=0.05)
+            assert float(row[-1]) == pytest.approx(record.gemm_fraction, abs=0.005)
+    g = cpu_result.gemm_gflops
+    assert f"FP32 GEMM 2048^3" in text and f"{min(g):.1f}-{max(g):.1f} GFLOP/s" in text and "load average" in text
 
 
 def test_save_writes_csv_json_and_png(cpu_result, tmp_path: Path) -> None:

@@ -42,6 +42,22 @@ def test_records_cover_every_artifact_and_batch(cpu_result, tiny_checkpoint: Pat
     assert records[0].variant == "eager"
 
 
+def test_cpu_rows_have_gflops_and_a_gemm_fraction_from_the_same_run(cpu_result, tiny_checkpoint: Path) -> None:
+    from dacovid_export.bench.cost import artifact_cost
+
+    gemms = cpu_result.gemm_gflops
+    # one GEMM before the first CPU series and one after each series (here: torch, onnxruntime)
+    assert len(gemms) == 3 and all(g > 0 for g in gemms)
+    gflops = artifact_cost(tiny_checkpoint).cost.gflops
+    torch_rows = [r for r in cpu_result.records if r.backend == "torch"]
+    for r in torch_rows:
+        assert r.gflops_per_s == pytest.approx(gflops * r.batch / (r.p50_ms / 1000))
+        assert r.gemm_fraction == pytest.approx(r.gflops_per_s / ((gemms[0] + gemms[1]) / 2))
+    # the toy ONNX model says no model options: no GFLOPs to state, and no invented figure
+    assert all(r.gflops_per_s is None and r.gemm_fraction is None for r in cpu_result.records if r.backend != "torch")
+    assert cpu_result.to_dict()["gemm_fp32_gflops"] == list(gemms)
+
+
 def test_result_json_has_records_and_environment(cpu_result) -> None:
     data = cpu_result.to_dict()
     assert len(data["records"]) == 4
@@ -154,3 +170,18 @@ def test_cuda_event_timing_on_a_gpu(tiny_checkpoint: Path, toy_onnx: Path) -> No
     }
     assert all(r.clock == "cuda_event" and r.min_ms > 0 for r in result.records)
     assert result.environment["gpu"]["name"]
+
+
+def test_fp32_onnx_on_the_cpu_is_timed_on_autos_choice(toy_onnx: Path, monkeypatch, capsys) -> None:
+    pytest.importorskip("openvino")
+    monkeypatch.setenv("DACOVID_CPU_RUNTIME", "openvino")  # auto's choice, pinned: the bench must follow it
+    result = run_benchmark([toy_onnx], BenchConfig(device="cpu", threads=1, **FAST))
+    assert [(r.backend, r.precision, r.threads) for r in result.records] == [("openvino", "fp32", 1)]
+    both = run_benchmark([toy_onnx], BenchConfig(device="cpu", openvino_fp32=True, **FAST))
+    assert [r.backend for r in both.records] == ["openvino", "onnxruntime"]  # the choice, then the other
+    monkeypatch.delenv("DACOVID_CPU_RUNTIME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(toy_onnx.parent / "xdg"))
+    measured = run_benchmark([toy_onnx], BenchConfig(device="cpu", **FAST))
+    ((name, why),) = measured.cpu_choices
+    assert name == toy_onnx.name and "backend auto:" in why and why in capsys.readouterr().err
+    assert measured.records[0].backend == ("openvino" if "using OpenVINO" in why else "onnxruntime")

@@ -35,3 +35,19 @@ def test_headline_ratios_targets_and_fastest_cpu_int8() -> None:
     assert ort.text() == (
         "ONNX Runtime FP32 vs PyTorch eager FP32, cpu batch 1 [end_to_end]: 6.0 / 10.0 ms = 0.60 (target <= 0.70: met)"
     )
+
+
+def test_fp32_baseline_is_openvino_where_auto_ran_fp32_there() -> None:
+    def rec(backend: str, precision: str, p50: float, variant: str = "default") -> BenchRecord:
+        return BenchRecord(
+            artifact="m", artifact_path="m", backend=backend, precision=precision, variant=variant, device="cpu",
+            timing="end_to_end", batch=1, image_size=224, mean_ms=p50, p50_ms=p50, p90_ms=p50, p95_ms=p50,
+            p99_ms=p50, min_ms=p50, max_ms=p50, std_ms=0.0, throughput_ips=1000 / p50, iterations=1, warmup=0,
+            clock="perf_counter", threads=2,
+        )
+
+    records = (rec("torch", "fp32", 600.0, "eager"), rec("openvino", "fp32", 240.0), rec("openvino", "int8", 90.0))
+    heads = {h.comparison: h for h in headline_ratios(BenchResult(records, {}, BenchConfig(progress=False)))}
+    assert heads["OpenVINO FP32 vs PyTorch eager FP32"].ratio == 0.4
+    assert heads["OpenVINO INT8 vs OpenVINO FP32"].ratio == 0.375
+    assert not any("ONNX Runtime FP32" in c for c in heads)

@@ -1,0 +1,144 @@
+"""Accuracy-guarded BF16: an FP32 ONNX model run by OpenVINO in BF16 must agree with FP32 before it is used.
+
+BF16 is a precision the user asks for, never one ``auto`` picks (the OpenVINO backend
+sets ``f32`` unless told ``bf16``). Like INT8 it changes answers: BF16 keeps FP32's
+range (the CAM energies of ~2e6 fit) but only 8 bits of mantissa, and on a cxr3
+checkpoint it agreed with FP32 on 97.5% of unseen images (docs/design.md section 5). So
+:func:`guard_bf16` measures, on validation images no other step used (a training run's
+held-out part, or a folder of their own), top-1 agreement and |Δlogit| of OpenVINO BF16
+against the FP32 reference (ONNX Runtime, the INT8 guard's reference runtime), and
+refuses below ``min_agreement`` (the INT8 guard's default, 99%).
+
+Keeping the attention in FP32 under BF16 is not available: OpenVINO's CPU plugin
+ignores the per-node keep-precision mark (``disable_fp16_compression``) under a BF16
+inference precision (measured with OpenVINO 2026.4: marking the 7 attention MatMul /
+Softmax nodes, or all 256 nodes, left the logits exactly as unmarked BF16). So the guard
+has no fallback: it passes or refuses, with the figures and what to do.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from typing import Any
+
+import numpy as np
+from dacovid_export.calibration.data import CalibrationSet, check_separate
+from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT
+from dacovid_export.calibration.sensitivity import onnx_logits
+
+from dacovid_export.core.errors import CheckFailedError, UserInputError
+from dacovid_export.data.agreement import Agreement, measure_agreement
+
+__all__ = ["Bf16GuardConfig", "Bf16GuardReport", "guard_bf16", "openvino_bf16_logits"]
+
+
+@dataclasses.dataclass(frozen=True)
+class Bf16GuardConfig:
+    """``min_agreement``: top-1 agreement with FP32 BF16 must reach; ``threads``: OpenVINO's threads (None: default)."""
+
+    min_agreement: float = DEFAULT_MIN_AGREEMENT
+    threads: int | None = None
+
+    def __post_init__(self) -> None:
+        v = self.min_agreement
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v <= 1):
+            raise UserInputError(f"min_agreement={v!r}: give a fraction between 0 and 1 (e.g. 0.99)")
+        t = self.threads
+        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
+            raise UserInputError(f"threads={t!r}: give an integer >= 1, or None for OpenVINO's default")
+
+
+@dataclasses.dataclass(frozen=True)
+class Bf16GuardReport:
+    """What the guard measured: BF16 (OpenVINO) against FP32 (ONNX Runtime) on the validation images."""
+
+    model: str
+    agreement: Agreement
+    min_agreement: float
+    passed: bool
+    validation: dict[str, Any]
+    seconds: float
+
+    def lines(self) -> list[str]:
+        a = self.agreement
+        line = (
+            f"BF16 guard ({self.model}): top-1 agreement with FP32 {a.agreement * 100:.1f}% on {a.images} validation "
+            f"images (target >= {self.min_agreement * 100:.1f}%: {'met' if self.passed else 'NOT met'}); |dlogit| "
+            f"median {a.median_abs_dlogit:.3g}, max {a.max_abs_dlogit:.3g}; {self.seconds:.1f} s"
+        )
+        return [line]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "agreement": dataclasses.asdict(self.agreement),
+            "min_agreement": self.min_agreement,
+            "passed": self.passed,
+            "validation": self.validation,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def openvino_bf16_logits(path: str | os.PathLike[str], images: np.ndarray, *, threads: int | None = None, batch: int = 16) -> np.ndarray:
+    """Logits of the FP32 ONNX file ``path`` under OpenVINO's CPU plugin at BF16 (refused on a CPU without BF16)."""
+    from dacovid_export.core.openvino_model import (
+        compile_for_cpu,
+        cpu_supports_bf16,
+        infer_logits,
+        openvino_core,
+    )
+
+    ov, core = openvino_core("run the BF16 accuracy guard")
+    if not cpu_supports_bf16(core):
+        raise UserInputError("this CPU has no BF16 support (OpenVINO reports none): BF16 cannot run here; use FP32")
+    request = compile_for_cpu(path, inference_precision="bf16", threads=threads, core=(ov, core)).create_infer_request()
+    return np.concatenate([infer_logits(request, images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+def guard_bf16(
+    model: str | os.PathLike[str],
+    validation: CalibrationSet,
+    config: Bf16GuardConfig = Bf16GuardConfig(),
+    *,
+    exclude: CalibrationSet | None = None,
+) -> Bf16GuardReport:
+    """Judge BF16 execution of the FP32 ONNX ``model`` on ``validation``; :class:`CheckFailedError` below target.
+
+    ``exclude``: an image set the validation images must not share a file with (e.g. the
+    calibration images of an INT8 model made from the same checkpoint): refused naming the file.
+    """
+    from dacovid_export.artifacts.read import read_artifact_info
+
+    info = read_artifact_info(model)
+    if info.kind != "onnx" or info.precision != "fp32":
+        raise UserInputError(
+            f"{os.fspath(model)!r} is a {info.precision} {info.kind}: BF16 runs an FP32 ONNX model; give model.onnx"
+        )
+    if validation.preprocessing.image_size != info.image_size:
+        raise UserInputError(
+            f"validation images are {validation.preprocessing.image_size}x{validation.preprocessing.image_size}, "
+            f"the model takes {info.image_size}x{info.image_size}: load them with the model's preprocessing"
+        )
+    if exclude is not None:
+        check_separate(exclude, validation)
+    start = time.perf_counter()
+    with open(model, "rb") as fh:
+        reference = onnx_logits(fh.read(), validation.array)
+    candidate = openvino_bf16_logits(model, validation.array, threads=config.threads)
+    agreement = measure_agreement(reference, candidate)
+    passed = bool(np.all(np.isfinite(candidate))) and agreement.agreement >= config.min_agreement
+    report = Bf16GuardReport(
+        model=os.fspath(model), agreement=agreement, min_agreement=config.min_agreement, passed=passed,
+        validation=validation.describe(), seconds=time.perf_counter() - start,
+    )
+    if not passed:
+        raise CheckFailedError(
+            f"BF16 refused for {os.fspath(model)!r}: top-1 agreement with FP32 {agreement.agreement * 100:.1f}% on "
+            f"{agreement.images} validation images, below min_agreement {config.min_agreement * 100:.1f}% (median "
+            f"|dlogit| {agreement.median_abs_dlogit:.3g}); run it in FP32 (OpenVINO f32 or ONNX Runtime), use the "
+            "guarded INT8 model, or lower min_agreement knowingly. Keeping the attention FP32 is no lever here: "
+            "OpenVINO's CPU plugin runs every node in BF16 once BF16 is set"
+        )
+    return report
