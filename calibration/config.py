@@ -8,6 +8,7 @@ from typing import Any, Literal
 
 from dacovid_export.calibration.cache import cache_max_bytes
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES
+from dacovid_export.calibration.fp16_guard import DEFAULT_FP16_MIN_AGREEMENT, Fp16GuardConfig
 from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT, GuardConfig
 from dacovid_export.calibration.int8 import CALIBRATION_METHODS
 
@@ -56,12 +57,19 @@ class PrecisionConfig:
 
     def _validate_guard(self) -> None:
         given = [n for n in ("min_agreement", "validation_data") if getattr(self, n) is not None]
-        if given and self.precision != "int8":
+        if given and self.precision not in ("fp16", "int8"):
             raise UserInputError(
-                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an INT8 option"
+                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an FP16/INT8 option"
             )
         if self.precision == "int8":
             self.guard_config()  # GuardConfig is the one home of the guard's option rules (min_agreement in 0..1)
+        if self.precision == "fp16":
+            self.fp16_guard_config()
+            if self.min_agreement is not None and self.calib_data is None and self.validation_data is None:
+                raise UserInputError(
+                    f"min_agreement={self.min_agreement!r} given for fp16 without images: the FP16 guard measures "
+                    "agreement on validation images; pass --calib-data DIR (a part is held out) or --validation-data DIR"
+                )
         data = self.validation_data
         if data is not None and not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".json")):
             raise UserInputError(
@@ -115,6 +123,17 @@ class PrecisionConfig:
         return GuardConfig(
             min_agreement=DEFAULT_MIN_AGREEMENT if self.min_agreement is None else self.min_agreement,
             methods=(self.calib_method,) if self.calib_method is not None else CALIBRATION_METHODS,
+        )
+
+    @property
+    def fp16_guarded(self) -> bool:
+        """Whether the FP16 guard runs: it needs images (``calib_data`` to split, or ``validation_data``)."""
+        return self.precision == "fp16" and (self.calib_data is not None or self.validation_data is not None)
+
+    def fp16_guard_config(self) -> Fp16GuardConfig:
+        """The FP16 accuracy guard's options: by default ``check``'s FP16 threshold (99.5%)."""
+        return Fp16GuardConfig(
+            min_agreement=DEFAULT_FP16_MIN_AGREEMENT if self.min_agreement is None else self.min_agreement
         )
 
     @property

@@ -28,6 +28,7 @@ from dacovid_export.calibration.data import (
     split_calibration_set,
 )
 from dacovid_export.calibration.fp16 import convert_fp16
+from dacovid_export.calibration.fp16_guard import fp16_guard_summary_lines, guarded_convert_fp16
 from dacovid_export.calibration.guard import (
     guarded_quantize_int8,
 )
@@ -109,8 +110,8 @@ def _check_precision_output(
             config.calib_data,
             size=config.effective_calib_size,
             seed=config.seed,
-            validation_data=config.validation_data if config.precision == "int8" else None,
-            split=config.precision == "int8" and config.validation_data is None,
+            validation_data=config.validation_data,
+            split=config.validation_data is None and config.precision in ("int8", "fp16"),
         )
     return output
 
@@ -197,15 +198,18 @@ def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batches: tu
     calibration = validation = None
     if config.precision == "int8" and config.calib_data is not None:
         calibration, validation = _int8_image_sets(config, info.preprocessing)
-    elif config.calib_data is not None:
-        calibration = load_calibration_set(
-            config.calib_data, info.preprocessing, size=config.effective_calib_size, seed=config.seed
-        )
+    elif config.fp16_guarded:
+        calibration, validation = _fp16_image_sets(config, info.preprocessing)
     with scratch_dir(output) as scratch:
         raw = scratch / f"model.{config.precision}.raw.onnx"
         final = scratch / f"model.{config.precision}.onnx"
-        if config.precision == "fp16":
-            step = convert_fp16(fp32_path, raw, calibration=None if calibration is None else calibration.array)
+        if config.precision == "fp16" and validation is not None:
+            step = guarded_convert_fp16(
+                fp32_path, raw, validation=validation, calibration=calibration, config=config.fp16_guard_config(),
+                progress=steps.enabled,
+            )
+        elif config.precision == "fp16":
+            step = convert_fp16(fp32_path, raw, calibration=None)
         else:
             step = guarded_quantize_int8(
                 fp32_path,
@@ -242,6 +246,14 @@ def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batches: tu
         **dict(step.details),
     }
     guard = details.get("guard")
+    notes: tuple[str, ...] = tuple(guard_summary_lines(guard)) if guard else ()
+    if config.precision == "fp16":
+        fp16_guard = details.get("fp16_guard")
+        notes = (
+            tuple(fp16_guard_summary_lines(fp16_guard))
+            if fp16_guard
+            else ("FP16 guard: not run (no images: pass --calib-data or --validation-data to measure agreement with FP32)",)
+        )
     return written_result(
         output,
         info.max_batch,
@@ -250,7 +262,7 @@ def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batches: tu
         tuple(step.fp32_nodes),
         timings,
         details,
-        notes=tuple(guard_summary_lines(guard)) if guard else (),
+        notes=notes,
     )
 
 
@@ -278,6 +290,8 @@ def _precision_metadata(
     if "guard" in step.details:
         # the accuracy guard's verdict travels with the model: method, nodes out of INT8, agreement before/after
         meta["int8_guard"] = step.details["guard"]
+    if "fp16_guard" in step.details:
+        meta["fp16_guard"] = step.details["fp16_guard"]
     return meta
 
 
@@ -292,6 +306,15 @@ def _int8_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> t
     calibration = load_calibration_set(config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed)
     validation = load_validation_set(config.validation_data, preprocessing, size=MAX_VALIDATION_IMAGES, seed=config.seed)
     return calibration, validation
+
+
+def _fp16_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:
+    """Range-check and validation images for the guarded FP16 step: the INT8 guard's split rules."""
+    if config.calib_data is None:
+        if config.validation_data is None:
+            raise UserInputError("the FP16 guard needs images: pass --calib-data DIR or --validation-data DIR")
+        return None, load_validation_set(config.validation_data, preprocessing, size=MAX_VALIDATION_IMAGES, seed=config.seed)
+    return _int8_image_sets(config, preprocessing)
 
 
 def guard_summary_lines(guard: Mapping[str, Any]) -> list[str]:
