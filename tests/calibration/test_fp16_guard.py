@@ -107,3 +107,19 @@ def test_precision_config_fp16_guard_rules(tmp_path: Path) -> None:
     assert PrecisionConfig(precision="fp16", validation_data=tmp_path).fp16_guarded
     assert PrecisionConfig(precision="fp16", calib_data=tmp_path, min_agreement=0.9).fp16_guard_config().min_agreement == 0.9
     assert not PrecisionConfig(precision="fp16").fp16_guarded
+
+
+def test_cli_fp16_validation_folder_equal_to_calibration_is_refused_before_export(
+    tmp_path: Path, tiny_checkpoint: Path, synthetic_dir: Path
+) -> None:
+    """The FP16 guard's split rules are INT8's: validation images calibration saw are one line, exit 2, no file."""
+    from dacovid_export.cli.main import cli
+    from tests.helpers.cli import invoke
+
+    out = tmp_path / "tiny.fp16.onnx"
+    args = ["onnx", str(tiny_checkpoint), "-o", str(out), "--precision", "fp16", "--calib-data", str(synthetic_dir),
+            "--calib-size", "8", "--min-agreement", "1.0", "--validation-data", str(synthetic_dir)]
+    result = invoke(cli, args)
+    # validation images equal to the calibration folder are refused before any export (exit 2, one line)
+    assert result.exit_code == 2 and "also a calibration image" in result.output
+    assert not out.exists()
