@@ -234,7 +234,7 @@ def qat_finetune(
     say = log or (lambda m: print(m, file=sys.stderr, flush=True))
     if not isinstance(config, QatConfig):
         raise UserInputError(f"config of type {type(config).__name__}: give a QatConfig")
-    train = np.asarray(train_images, dtype=np.float32)
+    train = np.array(train_images, dtype=np.float32, copy=True)  # writable: torch.from_numpy warns on read-only arrays
     if train.ndim != 4 or len(train) < 1:
         raise UserInputError(f"train_images of shape {train.shape}: give N x 3 x S x S preprocessed images, N >= 1")
     if labels is not None and len(labels) != len(train):
@@ -247,7 +247,7 @@ def qat_finetune(
     folded = fold_batchnorms(student)
     student.eval()  # BatchNorms are fixed biases now and dropout stays off: a deterministic fine-tune
     convs = [m for m in student.modules() if isinstance(m, torch.nn.Conv2d)]
-    amax = _input_amax(student, convs, np.asarray(calibration_images, dtype=np.float32), config.batch_size)
+    amax = _input_amax(student, convs, np.array(calibration_images, dtype=np.float32, copy=True), config.batch_size)
     _fake_quant_convs(convs, amax)
     with torch.no_grad():
         teacher_logits = torch.cat(
