@@ -8,11 +8,14 @@ from typing import Any, Literal
 
 from dacovid_export.calibration.cache import cache_max_bytes
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES
+from dacovid_export.calibration.fp16_guard import DEFAULT_FP16_MIN_AGREEMENT, Fp16GuardConfig
 from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT, GuardConfig
 from dacovid_export.calibration.int8 import CALIBRATION_METHODS
+from dacovid_export.calibration.qat import DEFAULT_QAT_BATCH_SIZE, DEFAULT_QAT_EPOCHS, DEFAULT_QAT_LR, QatConfig
 
 from dacovid_export.artifacts.info import PRECISIONS, Precision
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.fileio import same_file
 from dacovid_export.export.config import DEFAULT_TOLERANCES, check_seed_and_tolerances
 
 __all__ = ["DEFAULT_CALIB_SIZE", "PrecisionConfig"]
@@ -42,26 +45,71 @@ class PrecisionConfig:
     rtol: float | None = None
     min_agreement: float | None = None
     validation_data: Path | None = None
+    qat: bool = False
+    qat_epochs: int | None = None
+    qat_lr: float | None = None
+    qat_batch_size: int | None = None
+    train_data: Path | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UserInputError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         check_seed_and_tolerances(self.seed, self.atol, self.rtol)
-        for name in ("calib_data", "cache_dir", "validation_data"):
+        for name in ("calib_data", "cache_dir", "validation_data", "train_data"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
         self._validate_calibration()
         self._validate_guard()
+        self._validate_qat()
+
+    def _validate_qat(self) -> None:
+        if not isinstance(self.qat, bool):
+            raise UserInputError(f"qat={self.qat!r}: give True or False")
+        given = [n for n in ("qat_epochs", "qat_lr", "qat_batch_size", "train_data") if getattr(self, n) is not None]
+        if given and not self.qat:
+            raise UserInputError(f"{', '.join(given)} given without --qat: they set the quantization-aware fine-tune; add --qat or drop them")
+        if self.qat and self.precision != "int8":
+            raise UserInputError(
+                f"qat with precision {self.precision!r}: quantization-aware fine-tuning makes INT8 models (--precision int8)"
+            )
+        if self.qat:
+            self.qat_config()  # QatConfig is the one home of the fine-tune's option rules
+        data = self.train_data
+        if data is not None and not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".json")):
+            raise UserInputError(
+                f"train data {str(data)!r} is neither a directory nor a dacovid-train split.json (its training part)"
+            )
+        if data is not None and self.validation_data is not None and same_file(data, self.validation_data):
+            raise UserInputError(
+                f"train data {str(data)!r} is the validation data: the guard must judge on images the fine-tune never "
+                "saw; give separate --validation-data (or leave it out: a part of --calib-data is then held out)"
+            )
+
+    def qat_config(self) -> QatConfig:
+        """The quantization-aware fine-tune's options (defaults where not given)."""
+        return QatConfig(
+            epochs=DEFAULT_QAT_EPOCHS if self.qat_epochs is None else self.qat_epochs,
+            lr=DEFAULT_QAT_LR if self.qat_lr is None else self.qat_lr,
+            batch_size=DEFAULT_QAT_BATCH_SIZE if self.qat_batch_size is None else self.qat_batch_size,
+            seed=self.seed,
+        )
 
     def _validate_guard(self) -> None:
         given = [n for n in ("min_agreement", "validation_data") if getattr(self, n) is not None]
-        if given and self.precision != "int8":
+        if given and self.precision not in ("fp16", "int8"):
             raise UserInputError(
-                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an INT8 option"
+                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an FP16/INT8 option"
             )
         if self.precision == "int8":
             self.guard_config()  # GuardConfig is the one home of the guard's option rules (min_agreement in 0..1)
+        if self.precision == "fp16":
+            self.fp16_guard_config()
+            if self.min_agreement is not None and self.calib_data is None and self.validation_data is None:
+                raise UserInputError(
+                    f"min_agreement={self.min_agreement!r} given for fp16 without images: the FP16 guard measures "
+                    "agreement on validation images; pass --calib-data DIR (a part is held out) or --validation-data DIR"
+                )
         data = self.validation_data
         if data is not None and not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".json")):
             raise UserInputError(
@@ -114,7 +162,21 @@ class PrecisionConfig:
         """The INT8 accuracy guard's options: every calibration method unless one was chosen."""
         return GuardConfig(
             min_agreement=DEFAULT_MIN_AGREEMENT if self.min_agreement is None else self.min_agreement,
-            methods=(self.calib_method,) if self.calib_method is not None else CALIBRATION_METHODS,
+            methods=(self.calib_method,) if self.calib_method is not None else (
+                # after QAT, max first: the fine-tune's fake quantization used max ranges
+                ("max", *(m for m in CALIBRATION_METHODS if m != "max")) if self.qat else CALIBRATION_METHODS
+            ),
+        )
+
+    @property
+    def fp16_guarded(self) -> bool:
+        """Whether the FP16 guard runs: it needs images (``calib_data`` to split, or ``validation_data``)."""
+        return self.precision == "fp16" and (self.calib_data is not None or self.validation_data is not None)
+
+    def fp16_guard_config(self) -> Fp16GuardConfig:
+        """The FP16 accuracy guard's options: by default ``check``'s FP16 threshold (99.5%)."""
+        return Fp16GuardConfig(
+            min_agreement=DEFAULT_FP16_MIN_AGREEMENT if self.min_agreement is None else self.min_agreement
         )
 
     @property
@@ -125,6 +187,6 @@ class PrecisionConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for name in ("calib_data", "cache_dir", "validation_data"):
+        for name in ("calib_data", "cache_dir", "validation_data", "train_data"):
             out[name] = None if out[name] is None else str(out[name])
         return out

@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -22,17 +23,20 @@ import numpy as np
 from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.data import (
     MAX_VALIDATION_IMAGES,
+    MAX_QAT_IMAGES,
     check_image_sets,
     load_calibration_set,
     load_validation_set,
     split_calibration_set,
 )
 from dacovid_export.calibration.fp16 import convert_fp16
+from dacovid_export.calibration.fp16_guard import fp16_guard_summary_lines, guarded_convert_fp16
 from dacovid_export.calibration.guard import (
     guarded_quantize_int8,
 )
 
 from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.artifacts.onnx_metadata import (
     info_from_model,
     load_onnx,
@@ -66,6 +70,7 @@ __all__ = [
     "convert_precision",
     "export_at_precision",
     "guard_summary_lines",
+    "qat_checkpoint_path",
 ]
 
 def export_at_precision(
@@ -84,15 +89,105 @@ def export_at_precision(
     if precision.precision == "fp32":
         return export_onnx(checkpoint, output, export, progress=progress)
     output = _check_precision_output(output, checkpoint, precision)
+    train_data = _qat_train_data(checkpoint, precision) if precision.qat else None
     with scratch_dir(output) as scratch:
         fp32 = export_onnx(checkpoint, scratch / "model.fp32.onnx", export, progress=progress)
-        step = _convert_checked(fp32.path, output, precision, progress, images_checked=True)
+        if precision.qat:
+            assert train_data is not None
+            step = _qat_convert(checkpoint, fp32.path, output, export, precision, train_data, scratch, progress)
+        else:
+            step = _convert_checked(fp32.path, output, precision, progress, images_checked=True)
     timings = {**{k: v for k, v in fp32.timings.items() if k != "total"}, **{k: v for k, v in step.timings.items() if k != "total"}}
     return dataclasses.replace(
         step,
         verification={**fp32.verification, **step.verification},
         timings={**timings, "total": sum(timings.values())},
     )
+
+
+def _qat_train_data(checkpoint: str | os.PathLike[str], config: PrecisionConfig) -> Path:
+    """The fine-tune's images: ``--train-data``, else the run's split.json next to the checkpoint."""
+    if config.train_data is not None:
+        return config.train_data
+    split = Path(checkpoint).parent / "split.json"
+    if split.is_file():
+        return split
+    raise UserInputError(
+        f"--qat needs training images and there is no split.json next to {str(checkpoint)!r}: pass --train-data DIR "
+        "(the images the checkpoint was trained on, or a dacovid-train split.json)"
+    )
+
+
+def qat_checkpoint_path(output: str | os.PathLike[str]) -> Path:
+    """Where ``--qat`` keeps the fine-tuned checkpoint of ``output`` (``m8.onnx`` -> ``m8.qat.pt``)."""
+    output = Path(output)
+    return output.with_name(output.stem + ".qat.pt")
+
+
+def _qat_convert(
+    checkpoint: str | os.PathLike[str],
+    original_fp32: Path,
+    output: Path,
+    export: OnnxExportConfig,
+    config: PrecisionConfig,
+    train_data: Path,
+    scratch: Path,
+    progress: bool,
+) -> OnnxExportResult:
+    """Calibrate, fine-tune with fake quantization (distilled to the checkpoint), export, guard against the ORIGINAL FP32."""
+    from dacovid_export.calibration.qat import qat_finetune
+    from dacovid_export.model.checkpoint import read_checkpoint
+
+    info = read_onnx_info(original_fp32)
+    calibration, validation = _int8_image_sets(config, info.preprocessing)
+    train = load_calibration_set(train_data, info.preprocessing, size=MAX_QAT_IMAGES, seed=config.seed)
+    held = set(validation.image_sha256)
+    keep = [i for i, digest in enumerate(train.image_sha256) if digest not in held] if held else list(range(len(train)))
+    if len(keep) < 1:
+        raise UserInputError(
+            f"every training image in {str(train_data)!r} is a validation image: the fine-tune would see what the guard "
+            "judges on; give other --train-data or --validation-data"
+        )
+    if len(keep) < len(train):
+        print(
+            f"qat: {len(train) - len(keep)} training image(s) are the guard's validation images and are left out of the "
+            f"fine-tune ({len(keep)} used)",
+            file=sys.stderr,
+        )
+    qat_path = qat_checkpoint_path(output)
+    check_outputs(inputs=[checkpoint, config.calib_data, config.validation_data, train_data], files={"--qat checkpoint": qat_path})
+    qat_config = config.qat_config()
+    source_sha = sha256_file(checkpoint)
+    reused = False
+    if qat_path.is_file():
+        previous = read_checkpoint(qat_path).get("training", {}).get("qat", {})
+        reused = previous.get("source_sha256") == source_sha and all(
+            previous.get(k) == v for k, v in qat_config.to_dict().items()
+        ) and previous.get("train_images") == len(keep)
+    if reused:
+        print(f"qat: reusing the fine-tuned checkpoint {qat_path} (same checkpoint, options and image count)", file=sys.stderr)
+        record: dict[str, Any] = {"method": "qat", "checkpoint": str(qat_path), "reused": True, **previous}
+    else:
+        result = qat_finetune(
+            checkpoint,
+            qat_path,
+            train_images=train.array[keep],
+            calibration_images=calibration.array,
+            config=qat_config,
+            resume=True,
+            progress=progress,
+            extra_record={"train_images": len(keep), "train_data": str(train_data)},
+        )
+        record = result.to_dict() | {"train_data": str(train_data), "reused": False}
+    record["source_sha256"] = source_sha
+    record["qat_checkpoint_sha256"] = sha256_file(qat_path)
+    tuned = export_onnx(qat_path, scratch / "model.qat.fp32.onnx", export, progress=progress)
+    batches = verify_batches(info.max_batch, info.extra.get("suggested_max_batch"))
+    with StepTimer(progress, total=3, bar=True) as steps:
+        return _convert(
+            tuned.path, output, config, batches, steps, reference=original_fp32, qat=record,
+            image_sets=(calibration, validation),
+        )
 
 
 def _check_precision_output(
@@ -109,8 +204,8 @@ def _check_precision_output(
             config.calib_data,
             size=config.effective_calib_size,
             seed=config.seed,
-            validation_data=config.validation_data if config.precision == "int8" else None,
-            split=config.precision == "int8" and config.validation_data is None,
+            validation_data=config.validation_data,
+            split=config.validation_data is None and config.precision in ("int8", "fp16"),
         )
     return output
 
@@ -187,7 +282,17 @@ def _convert_checked(
         return _convert(Path(fp32_onnx), output, config, batches, steps)
 
 
-def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batches: tuple[int, ...], steps: StepTimer) -> OnnxExportResult:
+def _convert(
+    fp32_path: Path,
+    output: Path,
+    config: PrecisionConfig,
+    batches: tuple[int, ...],
+    steps: StepTimer,
+    *,
+    reference: Path | None = None,
+    qat: dict[str, Any] | None = None,
+    image_sets: tuple[Any, Any] | None = None,
+) -> OnnxExportResult:
     fp32_proto = load_onnx(fp32_path)
     info = info_from_model(fp32_proto, fp32_path)
     fp32_meta = metadata_of(fp32_proto)
@@ -195,17 +300,22 @@ def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batches: tu
     timings: dict[str, float] = {}
     steps.start(f"{config.precision} conversion")
     calibration = validation = None
-    if config.precision == "int8" and config.calib_data is not None:
+    if image_sets is not None:
+        calibration, validation = image_sets
+    elif config.precision == "int8" and config.calib_data is not None:
         calibration, validation = _int8_image_sets(config, info.preprocessing)
-    elif config.calib_data is not None:
-        calibration = load_calibration_set(
-            config.calib_data, info.preprocessing, size=config.effective_calib_size, seed=config.seed
-        )
+    elif config.fp16_guarded:
+        calibration, validation = _fp16_image_sets(config, info.preprocessing)
     with scratch_dir(output) as scratch:
         raw = scratch / f"model.{config.precision}.raw.onnx"
         final = scratch / f"model.{config.precision}.onnx"
-        if config.precision == "fp16":
-            step = convert_fp16(fp32_path, raw, calibration=None if calibration is None else calibration.array)
+        if config.precision == "fp16" and validation is not None:
+            step = guarded_convert_fp16(
+                fp32_path, raw, validation=validation, calibration=calibration, config=config.fp16_guard_config(),
+                progress=steps.enabled,
+            )
+        elif config.precision == "fp16":
+            step = convert_fp16(fp32_path, raw, calibration=None)
         else:
             step = guarded_quantize_int8(
                 fp32_path,
@@ -215,10 +325,18 @@ def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batches: tu
                 config=config.guard_config(),
                 cache_dir=config.cache_dir,
                 progress=steps.enabled,
+                reference_model=reference,
+                qat=qat,
             )
         proto = load_onnx(raw)
         # the precision tools write a plain ONNX file: stamp our metadata again
-        write_metadata(proto, _precision_metadata(fp32_path, fp32_meta, config, step, calibration))
+        meta = _precision_metadata(fp32_path, fp32_meta, config, step, calibration)
+        if reference is not None:
+            # the model stands for the ORIGINAL checkpoint (it was judged against it), so `check --checkpoint ORIGINAL`
+            # accepts it; the fine-tuned checkpoint's checksum is in int8_guard.qat
+            original = metadata_of(load_onnx(reference))
+            meta.update({k: original[k] for k in ("source_sha256", "source_name") if k in original})
+        write_metadata(proto, meta)
         save_onnx(proto, final)
         del proto
         timings["precision"] = steps.stop()
@@ -242,6 +360,14 @@ def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batches: tu
         **dict(step.details),
     }
     guard = details.get("guard")
+    notes: tuple[str, ...] = tuple(guard_summary_lines(guard)) if guard else ()
+    if config.precision == "fp16":
+        fp16_guard = details.get("fp16_guard")
+        notes = (
+            tuple(fp16_guard_summary_lines(fp16_guard))
+            if fp16_guard
+            else ("FP16 guard: not run (no images: pass --calib-data or --validation-data to measure agreement with FP32)",)
+        )
     return written_result(
         output,
         info.max_batch,
@@ -250,7 +376,7 @@ def _convert(fp32_path: Path, output: Path, config: PrecisionConfig, batches: tu
         tuple(step.fp32_nodes),
         timings,
         details,
-        notes=tuple(guard_summary_lines(guard)) if guard else (),
+        notes=notes,
     )
 
 
@@ -278,6 +404,8 @@ def _precision_metadata(
     if "guard" in step.details:
         # the accuracy guard's verdict travels with the model: method, nodes out of INT8, agreement before/after
         meta["int8_guard"] = step.details["guard"]
+    if "fp16_guard" in step.details:
+        meta["fp16_guard"] = step.details["fp16_guard"]
     return meta
 
 
@@ -292,6 +420,15 @@ def _int8_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> t
     calibration = load_calibration_set(config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed)
     validation = load_validation_set(config.validation_data, preprocessing, size=MAX_VALIDATION_IMAGES, seed=config.seed)
     return calibration, validation
+
+
+def _fp16_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:
+    """Range-check and validation images for the guarded FP16 step: the INT8 guard's split rules."""
+    if config.calib_data is None:
+        if config.validation_data is None:
+            raise UserInputError("the FP16 guard needs images: pass --calib-data DIR or --validation-data DIR")
+        return None, load_validation_set(config.validation_data, preprocessing, size=MAX_VALIDATION_IMAGES, seed=config.seed)
+    return _int8_image_sets(config, preprocessing)
 
 
 def guard_summary_lines(guard: Mapping[str, Any]) -> list[str]:
@@ -309,6 +446,13 @@ def guard_summary_lines(guard: Mapping[str, Any]) -> list[str]:
         f"INT8 guard: validation images: {guard['validation'].get('source')}",
         f"INT8 guard: convolutions left INT8 {guard['int8_convs']}/{guard['convs']} ({guard['int8_conv_share']:.1%}); "
         f"out of INT8: {shown or 'none'}; {guard['seconds']:.1f}s",
+        *(
+            [f"INT8 guard: QAT {q.get('epochs')} epoch(s) on {q.get('train_images', q.get('images'))} training images "
+             f"({'reused ' if q.get('reused') else ''}{q.get('checkpoint')}), {q.get('seconds', 0.0):.0f}s; judged against "
+             "the original checkpoint's FP32 model"]
+            if (q := guard.get("qat"))
+            else []
+        ),
         *(
             [f"INT8 guard: under OpenVINO (CPU, FP32 set around INT8): agreement {ov['agreement']:.2%}, "
              f"|Δlogit| median {ov['median_abs_dlogit']:.3g} max {ov['max_abs_dlogit']:.3g}"]

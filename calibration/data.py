@@ -54,6 +54,7 @@ __all__ = [
     "MIN_VALIDATION_IMAGES",
     "DEFAULT_VALIDATION_SHARE",
     "MAX_VALIDATION_IMAGES",
+    "MAX_QAT_IMAGES",
     "CalibrationSet",
     "check_image_sets",
     "check_separate",
@@ -70,6 +71,7 @@ MIN_VALIDATION_IMAGES = 4
 """The accuracy guard's agreement on fewer images says nothing."""
 DEFAULT_VALIDATION_SHARE = 0.25
 MAX_VALIDATION_IMAGES = 256
+MAX_QAT_IMAGES = 4096  # at most this many training images for the quantization-aware fine-tune (all of cxr3's)
 # the validation draw must not repeat the calibration draw's random stream
 _VALIDATION_SEED_OFFSET = 7919
 

@@ -27,6 +27,7 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,6 +68,7 @@ def convert_fp16(
     *,
     calibration: "np.ndarray | CalibrationSet | None" = None,
     max_range_images: int = MAX_RANGE_CHECK_IMAGES,
+    keep_fp32: Sequence[str] = (),
 ) -> PrecisionResult:
     """Write a mixed FP16/FP32 version of the FP32 ONNX model ``source`` to ``output``.
 
@@ -77,6 +79,8 @@ def convert_fp16(
     which holds all intermediate tensors in memory (a model with a fixed batch size B
     gets whole batches: at least B images). The output is checked with ``onnx.checker``
     and written atomically; on any error ``output`` is left as it was.
+    ``keep_fp32``: names of further nodes kept FP32 (the FP16 guard's fallback,
+    :mod:`dacovid_export.calibration.fp16_guard`); a name not in the graph is refused.
     """
     started = time.perf_counter()
     src = load_source_model(source)
@@ -104,7 +108,15 @@ def convert_fp16(
 
     ensure_node_names(src.model)
     chains = find_attention_chains(src.model)
-    keep_fp32 = [name for chain in chains for name in chain.nodes]
+    keep_fp32_attention = [name for chain in chains for name in chain.nodes]
+    names = {node.name for node in src.model.graph.node}
+    if isinstance(keep_fp32, (str, bytes)) or not all(isinstance(n, str) for n in keep_fp32):
+        raise UserInputError(f"keep_fp32={keep_fp32!r}: give a sequence of node names")
+    unknown = sorted(set(keep_fp32) - names)
+    if unknown:
+        raise UserInputError(f"keep_fp32 names nodes {unknown[:5]} that {str(src.path)!r} does not have")
+    requested = [name for name in keep_fp32 if name not in set(keep_fp32_attention)]
+    keep_fp32 = [*keep_fp32_attention, *requested]
     with tempfile.TemporaryDirectory(prefix="dacovid-fp16-") as tmp:
         # AutoCast reads a path; a private copy also keeps its side files out of the user's folder
         work_path = Path(tmp) / "source.onnx"
@@ -126,7 +138,7 @@ def convert_fp16(
     restore_metadata(converted, src.model)
 
     still_fp32 = set(float32_output_nodes(converted))
-    lost = [name for name in keep_fp32 if name not in still_fp32]
+    lost = [name for name in keep_fp32_attention if name not in still_fp32]
     if lost:
         raise CheckFailedError(f"AutoCast converted attention nodes {lost} to FP16 although they were excluded")
     io_types = {vi.name: vi.type.tensor_type.elem_type for vi in [*converted.graph.input, *converted.graph.output]}
@@ -146,7 +158,8 @@ def convert_fp16(
         "range_check_images": 0 if range_data is None else int(len(range_data)),
         "calibration_images": 0 if calibration is None else int(len(calibration)),
         "attention_chains": [{"softmax": c.softmax, "nodes": list(c.nodes)} for c in chains],
-        "fp32_by_attention_rule": keep_fp32,
+        "fp32_by_attention_rule": keep_fp32_attention,
+        "fp32_by_guard": requested,
         "fp32_by_autocast_rules": range_rule,
         "source_sha256": src.sha256,
         "output_sha256": digest,

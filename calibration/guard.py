@@ -238,8 +238,14 @@ def guarded_quantize_int8(
     config: GuardConfig = GuardConfig(),
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
+    reference_model: str | os.PathLike[str] | None = None,
+    qat: dict[str, Any] | None = None,
 ) -> PrecisionResult:
     """Write the INT8 (Q/DQ) version of ``source`` that agrees with FP32 on ``validation``, or refuse.
+
+    ``reference_model``: the FP32 ONNX model the guard judges against when it is not ``source``
+    (after quantization-aware fine-tuning: the ORIGINAL checkpoint's FP32 model, ``source`` being
+    the fine-tuned one); ``qat``: the fine-tune's record, stored in the report.
 
     ``calibration``/``validation``: disjoint image sets (:func:`split_calibration_set`, or
     :func:`load_validation_set` for separate images). Raises :class:`GuardFailedError` (a
@@ -263,7 +269,7 @@ def guarded_quantize_int8(
     excluded_from_start = int8_exclusions(src.model, chains)
     cache = CalibrationCache(cache_dir)
 
-    reference = onnx_logits(src.model, images)
+    reference = onnx_logits(src.model if reference_model is None else load_source_model(reference_model).model, images)
     steps: list[GuardStep] = []
     candidates: list[tuple[Agreement, Any, np.ndarray]] = []
     for method in config.methods:
@@ -294,8 +300,8 @@ def guarded_quantize_int8(
         target=config.min_agreement,
         min_int8_conv_share=config.min_int8_conv_share,
         validation=validation.describe() | {"source": _validation_source(calibration, validation)},
-        reference="ONNX Runtime CPU, FP32 model",
-        method=best.method,
+        reference="ONNX Runtime CPU, FP32 model" + ("" if reference_model is None else " of the original checkpoint (before QAT)"),
+        method="qat + " + best.method if qat is not None else best.method,
         before=best_agreement,
         after=final_agreement,
         excluded=tuple(excluded),
@@ -307,7 +313,7 @@ def guarded_quantize_int8(
         passed=passed,
     )
     if not passed:
-        raise GuardFailedError(_failure_message(report), report)
+        raise GuardFailedError(_failure_message(report, qat=qat is not None), report)
 
     summary = check_qdq(final_model, chains)
     model_bytes = final_model.SerializeToString()
@@ -335,7 +341,7 @@ def guarded_quantize_int8(
         "providers": ["CPUExecutionProvider"],
         "modelopt": best.fields["modelopt"],
         "onnxruntime": best.fields["onnxruntime"],
-        "guard": report.to_dict(),
+        "guard": report.to_dict() | ({"qat": qat} if qat is not None else {}),
         "guard_config": config.to_dict(),
     }
     for line in report.lines():
@@ -420,13 +426,20 @@ def _fall_back(
     return best[0], best[1], best[2], ranking
 
 
-def _failure_message(report: GuardReport) -> str:
+def _failure_message(report: GuardReport, *, qat: bool = False) -> str:
     lines = [
         f"INT8 accuracy guard: the best INT8 model agrees with FP32 on {report.after.agreement:.2%} of "
         f"{report.after.images} validation images, below the target {report.target:.2%}; nothing was written.",
         *report.table(),
-        "What to try: more or more typical calibration images (--calib-size, --calib-data); the other --calib-method; "
-        "quantization-aware fine-tuning of the checkpoint; FP16 instead of INT8 (--precision fp16); or, knowingly, a "
-        "lower --min-agreement (it is recorded in the model's metadata).",
+        (
+            "What to try: more fine-tuning (--qat-epochs, --qat-lr); more or more typical calibration images; FP16 "
+            "instead of INT8 (--precision fp16); or, knowingly, a lower --min-agreement (recorded in the model's metadata)."
+            if qat
+            else "What to try: first quantization-aware fine-tuning, the same command with --qat added (e.g. `dacovid-export "
+            "onnx CKPT -o OUT --precision int8 --calib-data DATA --qat`: fine-tunes on the run's training images, "
+            "--train-data DIR otherwise); more or more typical calibration images (--calib-size, --calib-data); "
+            "the other --calib-method; FP16 instead of INT8 (--precision fp16); or, knowingly, a lower --min-agreement "
+            "(it is recorded in the model's metadata)."
+        ),
     ]
     return "\n".join(lines)

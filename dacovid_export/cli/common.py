@@ -123,20 +123,20 @@ def not_yet_implemented(name: str) -> None:
 
 
 def int8_guard_options(fn: F) -> F:
-    """``--min-agreement`` and ``--validation-data``: the INT8 accuracy guard, wherever a command makes INT8."""
+    """``--min-agreement`` and ``--validation-data``: the FP16/INT8 accuracy guard, wherever a command makes them."""
     fn = click.option(
         "--validation-data",
         type=click.Path(path_type=Path),
         default=None,
         metavar="DIR",
-        help="INT8 guard's validation images, or a split.json (its held-out part)  "
-        "[default: a seeded, stratified part of --calib-data, never used for calibration]",
+        help="FP16/INT8 guard's validation images, or a split.json (its held-out part)  "
+        "[default: a seeded, stratified part of --calib-data, never used for calibration or the FP16 range check]",
     )(fn)
     return click.option(
         "--min-agreement",
         type=float,
         default=None,
         metavar="F",
-        help="INT8 accuracy guard: top-1 agreement with FP32 required on validation images; the costliest nodes leave "
-        "INT8 until it holds, else nothing is written  [default: 0.99]",
+        help="Accuracy guard: top-1 agreement with FP32 required on validation images; the costliest nodes leave "
+        "INT8 (or FP16) until it holds, else nothing is written  [default: int8 0.99, fp16 0.995 (check's threshold)]",
     )(fn)

@@ -32,6 +32,9 @@ from dacovid_export.engine.config import (
 __all__ = ["make_engine"]
 
 
+_QAT_OPTIONS = ("qat", "qat_epochs", "qat_lr", "qat_batch_size", "train_data")
+
+
 def make_engine(
     onnx_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -92,7 +95,8 @@ def make_engine(
         source,
         precision=config.precision,  # type: ignore[arg-type]
         progress=progress,
-        **{k: v for k, v in precision.to_dict().items() if k != "precision"},
+        # QAT starts from a checkpoint, not from this ONNX model: its options are never set here
+        **{k: v for k, v in precision.to_dict().items() if k != "precision" and k not in _QAT_OPTIONS},
     )
     seconds = time.perf_counter() - started
     if log is not None:

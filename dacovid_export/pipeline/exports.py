@@ -36,6 +36,7 @@ class OnnxRecord:
     checks: tuple[str, ...]
     verification: Mapping[str, tuple[Mapping[str, Any], ...]]
     int8_guard: Mapping[str, Any] | None = None  # the INT8 accuracy guard's verdict, when it ran
+    fp16_guard: Mapping[str, Any] | None = None  # the FP16 accuracy guard's verdict, when it ran
 
     @classmethod
     def of(cls, result: "OnnxExportResult") -> "OnnxRecord":
@@ -50,6 +51,7 @@ class OnnxRecord:
             checks=tuple(result.checks),
             verification={k: tuple(c.to_dict() for c in v) for k, v in result.verification.items()},
             int8_guard=result.precision_details.get("guard"),
+            fp16_guard=result.precision_details.get("fp16_guard"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -66,6 +68,8 @@ class OnnxRecord:
         }
         if self.int8_guard is not None:
             out["int8_guard"] = self.int8_guard
+        if self.fp16_guard is not None:
+            out["fp16_guard"] = self.fp16_guard
         return out
 
 

@@ -9,6 +9,7 @@ from dacovid_export.artifacts.info import PRECISIONS
 from dacovid_export.bench.report import format_markdown as bench_markdown
 from dacovid_export.bench.report import format_records_table, served_lines
 from dacovid_export.calibration.convert import guard_summary_lines
+from dacovid_export.calibration.fp16_guard import fp16_guard_summary_lines
 from dacovid_export.core.fileio import atomic_write_json, atomic_write_text
 from dacovid_export.pipeline.config import PipelineConfig
 from dacovid_export.pipeline.embedded import EMBEDDED_NOTICE
@@ -110,6 +111,9 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
             guard = result.onnx[precision].int8_guard
             if guard:
                 md += ["", *(f"- {line}" for line in guard_summary_lines(guard))]
+            fp16_guard = result.onnx[precision].fp16_guard
+            if fp16_guard:
+                md += ["", *(f"- {line}" for line in fp16_guard_summary_lines(fp16_guard))]
     built = [(p, result.engines[p]) for p in PRECISIONS if p in result.engines]
     if built:
         md += ["", "## Engines", "", "| engine | runtime | targets | size (MiB) | build (s) | loaded here |", "|---|---|---|---:|---:|---|"]

@@ -54,6 +54,10 @@ def test_cli_fp16_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
     assert _softmax_nodes(out) <= set(fp32_nodes)  # the attention stayed FP32
     assert json.loads(meta["calibration"])["images"] == 8
     assert len(meta["parent_sha256"]) == 64
+    # the FP16 guard judged it on the held-out quarter of --calib-data (6 of 24 images), never the range-check images
+    guard = json.loads(meta["fp16_guard"])
+    assert guard["passed"] and guard["after"]["images"] == 6 and guard["target_agreement"] == 0.995
+    assert "FP16 guard: agreement with FP32 on 6 validation images" in result.output
 
     model = validate_model(out)
     report = run_structural_checks(model, precision="fp16")

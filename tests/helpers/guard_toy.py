@@ -95,3 +95,44 @@ def make_toy_classifier(path: Path, *, hard: bool, seed: int = 0) -> Path:
     model.ir_version = 10
     onnx.save(model, str(path))
     return path
+
+
+FP16_HARD_NODE = "conv"
+
+
+def make_fp16_toy(path: Path, *, offset: float = 400.0, seed: int = 0) -> Path:
+    """A one-convolution classifier whose FP16 answers are wrong by construction (for the FP16 guard's tests).
+
+    The 1x1 convolution's bias is ``offset`` plus per-class tenths (under AutoCast's ``data_max`` of
+    512, so AutoCast converts it); pooling and a final ``Add(-offset)`` make the logits. FP16's
+    spacing between 256 and 512 is 0.25, so the FP16 bias loses the class tenths and many answers
+    change (ONNX Runtime's CPU runs FP16 Conv in FP32 between casts, but the weights it gets are
+    the rounded FP16 ones); kept FP32, the convolution is exact.
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    weight = rng.normal(0.0, 0.1, (3, 3, 1, 1)).astype(np.float32)
+    inits = [
+        numpy_helper.from_array(weight, "conv.weight"),
+        numpy_helper.from_array((offset + np.array([0.0, 0.12, -0.12])).astype(np.float32), "conv.bias"),
+        numpy_helper.from_array(np.array(-offset, np.float32), "minus_offset"),
+    ]
+    nodes = [
+        helper.make_node("Conv", ["input", "conv.weight", "conv.bias"], ["conv_out"], name=FP16_HARD_NODE),
+        helper.make_node("GlobalAveragePool", ["conv_out"], ["pool"], name="pool"),
+        helper.make_node("Flatten", ["pool"], ["flat"], name="flat"),
+        helper.make_node("Add", ["flat", "minus_offset"], ["logits"], name="unshift"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "fp16toy",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
+    model.ir_version = 10
+    onnx.save(model, str(path))
+    return path

@@ -1,0 +1,310 @@
+"""Accuracy-guarded FP16: AutoCast, measured against FP32 on unseen images, costliest nodes kept FP32.
+
+The same contract as the INT8 guard (:mod:`calibration.guard`), for AutoCast's mixed FP16 model:
+
+1. Convert with AutoCast (:func:`calibration.fp16.convert_fp16`: attention chains FP32, range check)
+   and measure top-1 agreement and |Δlogit| against the FP32 model in ONNX Runtime (CPU) on
+   validation images the range check never saw.
+2. Below ``min_agreement``: rank the nodes still in FP16 by the largest |value| of their inputs
+   and outputs on the validation images (FP16's rounding error is relative, so the absolute error a
+   node adds grows with its magnitude; one FP32 pass, no per-node conversion), then convert again
+   with the top 1, 2, 4, 8, ... of them kept FP32 (AutoCast's own ``nodes_to_exclude``), until the
+   agreement holds.
+3. Refuse (:class:`Fp16GuardFailedError`, nothing written) with the table of what was tried when the
+   target is not reached before the share of convolutions left in FP16 would fall below
+   ``min_fp16_conv_share``.
+
+The default target is ``check``'s FP16 threshold (99.5%), so a guarded model passes ``check`` on
+images like the validation ones.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from dacovid_export.calibration.data import CalibrationSet, check_separate
+from dacovid_export.calibration.fallback import activation_peaks
+from dacovid_export.calibration.fp16 import convert_fp16
+from dacovid_export.calibration.graph import (
+    NON_COMPUTE_OPS,
+    check_calibration_array,
+    check_output_path,
+    ensure_node_names,
+    load_source_model,
+)
+from dacovid_export.calibration.result import PrecisionResult
+from dacovid_export.calibration.sensitivity import onnx_logits
+
+from dacovid_export.core.errors import CheckFailedError, UserInputError
+from dacovid_export.core.fileio import atomic_write_bytes
+from dacovid_export.data.agreement import Agreement, measure_agreement
+
+__all__ = [
+    "DEFAULT_FP16_MIN_AGREEMENT",
+    "DEFAULT_MIN_FP16_CONV_SHARE",
+    "Fp16GuardConfig",
+    "Fp16GuardStep",
+    "Fp16GuardReport",
+    "Fp16GuardFailedError",
+    "guarded_convert_fp16",
+    "fp16_guard_summary_lines",
+]
+
+DEFAULT_FP16_MIN_AGREEMENT = 0.995  # parity's FP16 threshold (dacovid_export.parity.config), so a guarded model passes check
+DEFAULT_MIN_FP16_CONV_SHARE = 0.8
+
+
+@dataclasses.dataclass(frozen=True)
+class Fp16GuardConfig:
+    """Options of the FP16 accuracy guard, validated on construction.
+
+    ``min_agreement``: top-1 agreement with FP32 the FP16 model must reach on the validation images.
+    ``min_fp16_conv_share``: refuse rather than leave fewer convolutions than this in FP16.
+    ``ranking_images``: at most this many validation images measure the activation magnitudes.
+    """
+
+    min_agreement: float = DEFAULT_FP16_MIN_AGREEMENT
+    min_fp16_conv_share: float = DEFAULT_MIN_FP16_CONV_SHARE
+    ranking_images: int = 64
+
+    def __post_init__(self) -> None:
+        for name in ("min_agreement", "min_fp16_conv_share"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
+                raise UserInputError(f"{name}={value!r}: give a fraction between 0 and 1 (e.g. 0.995)")
+        if isinstance(self.ranking_images, bool) or not isinstance(self.ranking_images, int) or self.ranking_images < 1:
+            raise UserInputError(f"ranking_images={self.ranking_images!r}: give an integer >= 1")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Fp16GuardFailedError(CheckFailedError):
+    """The FP16 model cannot meet the agreement target within the allowed FP32 fallback; carries the report."""
+
+    def __init__(self, message: str, report: "Fp16GuardReport") -> None:
+        super().__init__(message)
+        self.report = report
+
+
+@dataclasses.dataclass(frozen=True)
+class Fp16GuardStep:
+    """One measured candidate: AutoCast with ``kept_fp32`` more nodes kept FP32."""
+
+    label: str
+    kept_fp32: int
+    fp16_convs: int
+    agreement: Agreement
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "kept_fp32": self.kept_fp32, "fp16_convs": self.fp16_convs, **self.agreement.to_dict()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Fp16GuardReport:
+    """What the FP16 guard measured and decided; ``passed`` is whether the written model meets the target."""
+
+    target: float
+    min_fp16_conv_share: float
+    validation: dict[str, Any]
+    reference: str
+    before: Agreement
+    after: Agreement
+    kept_fp32: tuple[str, ...]
+    convs: int
+    fp16_convs: int
+    steps: tuple[Fp16GuardStep, ...]
+    seconds: float
+    passed: bool
+
+    @property
+    def fp16_conv_share(self) -> float:
+        return self.fp16_convs / self.convs if self.convs else 0.0
+
+    def table(self) -> list[str]:
+        rows = [f"  {'candidate':<44} {'agreement':>9} {'|Δlogit| med':>12} {'max':>7} {'FP16 convs':>11}"]
+        for step in self.steps:
+            a = step.agreement
+            rows.append(
+                f"  {step.label[:44]:<44} {a.agreement:>9.2%} {a.median_abs_dlogit:>12.3g} {a.max_abs_dlogit:>7.3g} "
+                f"{step.fp16_convs:>5}/{self.convs:<5}"
+            )
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "target_agreement": self.target,
+            "min_fp16_conv_share": self.min_fp16_conv_share,
+            "validation": dict(self.validation),
+            "reference": self.reference,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "kept_fp32_nodes": list(self.kept_fp32),
+            "convs": self.convs,
+            "fp16_convs": self.fp16_convs,
+            "fp16_conv_share": self.fp16_conv_share,
+            "steps": [s.to_dict() for s in self.steps],
+            "seconds": self.seconds,
+            "passed": self.passed,
+        }
+
+
+def fp16_guard_summary_lines(guard: dict[str, Any]) -> list[str]:
+    """Report lines of an FP16 guard record (``fp16_guard`` metadata / ``precision_details["fp16_guard"]``)."""
+    before, after = guard["before"], guard["after"]
+    kept = guard.get("kept_fp32_nodes", [])
+    shown = ", ".join(kept[:10]) + (f", ... ({len(kept)} in all)" if len(kept) > 10 else "")
+    return [
+        f"FP16 guard: agreement with FP32 on {after['images']} validation images {before['agreement']:.2%} -> "
+        f"{after['agreement']:.2%} (target {guard['target_agreement']:.2%}); |Δlogit| median "
+        f"{before['median_abs_dlogit']:.3g} -> {after['median_abs_dlogit']:.3g}, max {before['max_abs_dlogit']:.3g} -> "
+        f"{after['max_abs_dlogit']:.3g}",
+        f"FP16 guard: validation images: {guard['validation'].get('source')}",
+        f"FP16 guard: convolutions left FP16 {guard['fp16_convs']}/{guard['convs']} ({guard['fp16_conv_share']:.1%}); "
+        f"kept FP32 by the guard: {shown or 'none'}; {guard['seconds']:.1f}s",
+    ]
+
+
+def _log(message: str, progress: bool) -> None:
+    if progress:
+        print(message, file=sys.stderr, flush=True)
+
+
+def guarded_convert_fp16(
+    source: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    validation: CalibrationSet,
+    calibration: CalibrationSet | None = None,
+    config: Fp16GuardConfig = Fp16GuardConfig(),
+    progress: bool = True,
+) -> PrecisionResult:
+    """Write the FP16 (AutoCast) version of ``source`` that agrees with FP32 on ``validation``, or refuse.
+
+    ``calibration``: images for AutoCast's range check (optional, never the validation images).
+    Raises :class:`Fp16GuardFailedError` (exit code 1) with the table of candidates when the
+    target cannot be met; ``output`` is then left as it was. The result's
+    ``details["fp16_guard"]`` holds :meth:`Fp16GuardReport.to_dict`.
+    """
+    started = time.perf_counter()
+    if not isinstance(validation, CalibrationSet):
+        raise UserInputError(f"validation of type {type(validation).__name__}: give a CalibrationSet")
+    if calibration is not None:
+        if not isinstance(calibration, CalibrationSet):
+            raise UserInputError(f"calibration of type {type(calibration).__name__}: give a CalibrationSet or None")
+        check_separate(calibration, validation)
+    if not isinstance(config, Fp16GuardConfig):
+        raise UserInputError(f"config of type {type(config).__name__}: give an Fp16GuardConfig")
+    src = load_source_model(source)
+    output = check_output_path(src.path, output)
+    images = check_calibration_array(validation.array, src)
+    ensure_node_names(src.model)
+    reference = onnx_logits(src.model, images)
+    ops = {node.name: node.op_type for node in src.model.graph.node}
+    convs = sum(op == "Conv" for op in ops.values())
+    range_data = None if calibration is None else calibration.array
+
+    steps: list[Fp16GuardStep] = []
+    with tempfile.TemporaryDirectory(prefix="dacovid-fp16-guard-") as tmp:
+
+        def attempt(kept: list[str], label: str) -> tuple[Path, PrecisionResult, Agreement, int]:
+            path = Path(tmp) / f"candidate-{len(steps)}.onnx"
+            result = convert_fp16(src.path, path, calibration=range_data, keep_fp32=kept)
+            agreement = measure_agreement(reference, onnx_logits(path.read_bytes(), images))
+            fp32 = set(result.fp32_nodes)
+            fp16_convs = sum(1 for name, op in ops.items() if op == "Conv" and name not in fp32)
+            steps.append(Fp16GuardStep(label, len(kept), fp16_convs, agreement))
+            _log(f"FP16 guard: {label}: {agreement.describe()}; convolutions FP16 {fp16_convs}/{convs}", progress)
+            return path, result, agreement, fp16_convs
+
+        first = attempt([], "AutoCast")
+        best = first
+        kept: list[str] = []
+        if first[2].agreement < config.min_agreement:
+            fp32_now = set(first[1].fp32_nodes)
+            candidates = [n for n, op in ops.items() if op not in NON_COMPUTE_OPS and op != "Cast" and n not in fp32_now]
+            sample = images[: config.ranking_images]
+            peaks = activation_peaks(src.model, sample, candidates)
+            ranked = sorted(candidates, key=lambda n: -peaks.get(n, 0.0))
+            _log(
+                f"FP16 guard: {first[2].agreement:.2%} < {config.min_agreement:.2%}: keeping the largest-magnitude of "
+                f"{len(ranked)} FP16 nodes in FP32, 1, 2, 4, ... at a time",
+                progress,
+            )
+            allowed = _allowed_prefix(ranked, ops, first[3], convs, config.min_fp16_conv_share)
+            count = 1
+            while count <= allowed:
+                kept = ranked[:count]
+                best_now = attempt(kept, f"{count} kept FP32 (to {kept[-1]})")
+                if best_now[2].key() > best[2].key():
+                    best = best_now
+                if best_now[2].agreement >= config.min_agreement:
+                    best = best_now
+                    break
+                if count == allowed:
+                    break
+                count = min(count * 2, allowed)
+        path, result, final_agreement, fp16_convs = best
+        kept_final = tuple(result.details.get("fp32_by_guard", ()))
+        passed = final_agreement.agreement >= config.min_agreement
+        report = Fp16GuardReport(
+            target=config.min_agreement,
+            min_fp16_conv_share=config.min_fp16_conv_share,
+            validation=validation.describe() | {"source": _validation_source(calibration, validation)},
+            reference="ONNX Runtime CPU, FP32 model",
+            before=first[2],
+            after=final_agreement,
+            kept_fp32=kept_final,
+            convs=convs,
+            fp16_convs=fp16_convs,
+            steps=tuple(steps),
+            seconds=time.perf_counter() - started,
+            passed=passed,
+        )
+        if not passed:
+            raise Fp16GuardFailedError(_failure_message(report), report)
+        atomic_write_bytes(output, path.read_bytes())
+    for line in fp16_guard_summary_lines(report.to_dict()):
+        _log(line, progress)
+    return dataclasses.replace(
+        result,
+        seconds=time.perf_counter() - started,
+        details={**result.details, "fp16_guard": report.to_dict(), "fp16_guard_config": config.to_dict()},
+    )
+
+
+def _allowed_prefix(ranked: list[str], ops: dict[str, str], fp16_convs: int, convs: int, floor: float) -> int:
+    """How many of ``ranked`` may be kept FP32 before the convolutions left FP16 fall below ``floor``."""
+    left = fp16_convs
+    for i, name in enumerate(ranked):
+        if ops.get(name) == "Conv":
+            if convs and (left - 1) / convs < floor:
+                return i
+            left -= 1
+    return len(ranked)
+
+
+def _validation_source(calibration: CalibrationSet | None, validation: CalibrationSet) -> str:
+    if calibration is not None and validation.root == calibration.root:
+        return f"a seeded, class-stratified part of {calibration.root} held out from the range check (seed {validation.seed})"
+    return f"{validation.root}, separate from the range-check images"
+
+
+def _failure_message(report: Fp16GuardReport) -> str:
+    return "\n".join(
+        [
+            f"FP16 accuracy guard: the best FP16 model agrees with FP32 on {report.after.agreement:.2%} of "
+            f"{report.after.images} validation images, below the target {report.target:.2%}; nothing was written.",
+            *report.table(),
+            "What to try: keep the FP32 model (it is exact); more typical validation images (--validation-data); or, "
+            "knowingly, a lower --min-agreement (it is recorded in the model's metadata; check's FP16 threshold is 99.5%).",
+        ]
+    )

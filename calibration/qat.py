@@ -1,0 +1,343 @@
+"""Quantization-aware fine-tuning (QAT) for INT8: the checkpoint learns to answer as FP32 does under INT8 rounding.
+
+Why not Model Optimizer's PyTorch quantization (``modelopt.torch.quantization``)? Measured here
+(nvidia-modelopt 0.47.0): ``import modelopt.torch`` fails without ``huggingface_hub``, which the
+project's ``nvidia-modelopt[onnx]`` does not bring; with it present, ``mtq.quantize`` +
+fine-tune runs on the CPU, but its export is its own Q/DQ graph from ``torch.onnx``, not this
+project's INT8 writer and placement rules (attention chains and head FP32, the guard's
+fallback, the calibration cache, the checks). So the simplest faithful route is used instead:
+
+1. Fold every BatchNorm's scale into the convolution before it (what the ONNX export does), so
+   the weights fine-tuned are the weights the INT8 model quantizes; the BatchNorm keeps only
+   the folded bias, and the checkpoint keeps its architecture and state-dict keys.
+2. Fake-quantize exactly what the INT8 placement quantizes in a convolution: its input
+   (per tensor, signed symmetric, zero point 0, scale = max |x| / 127 on the calibration
+   images: the ``max`` calibration) and its weight (per output channel, signed symmetric,
+   scale = max |w| / 127). Attention MatMul/Softmax and the head stay FP32, as in the export.
+   Gradients pass straight through the rounding (``torch.fake_quantize_*``).
+3. Distil to the FP32 checkpoint itself: KL divergence between the FP32 model's class
+   probabilities and the fake-quantized model's (optionally plus the label loss), on
+   training images that neither the guard's validation set nor anything else judged holds.
+4. Save the fine-tuned FP32 checkpoint; the INT8 model is then written from it by the one
+   Q/DQ writer (:mod:`calibration.int8`) under the guard, judged against the ORIGINAL
+   checkpoint's FP32 model.
+
+Residual Adds that the INT8 placement also quantizes are not fake-quantized here (they are
+data movement in the torch model); their rounding is left to the guard's fallback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.fileio import atomic_path, sha256_file
+from dacovid_export.core.limits import MAX_BATCH_SIZE
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = [
+    "DEFAULT_QAT_EPOCHS",
+    "DEFAULT_QAT_LR",
+    "DEFAULT_QAT_BATCH_SIZE",
+    "QatConfig",
+    "QatResult",
+    "fold_batchnorms",
+    "qat_finetune",
+]
+
+DEFAULT_QAT_EPOCHS = 2
+DEFAULT_QAT_LR = 1e-6  # measured on a cxr3 checkpoint: 1e-5 lost agreement, 1e-4 diverged (Adam moves every weight ~lr a step)
+DEFAULT_QAT_BATCH_SIZE = 16
+_STATE_FORMAT = "dacovid-qat-state/1"
+
+
+@dataclasses.dataclass(frozen=True)
+class QatConfig:
+    """Options of the QAT fine-tune, validated on construction.
+
+    ``epochs``/``lr``/``batch_size``: the fine-tune (Adam). ``temperature``: of the distillation
+    softmax. ``label_weight``: weight of the cross-entropy on the training labels added to the KL
+    term (0: pure distillation, the default: the goal is the FP32 model's answers).
+    """
+
+    epochs: int = DEFAULT_QAT_EPOCHS
+    lr: float = DEFAULT_QAT_LR
+    batch_size: int = DEFAULT_QAT_BATCH_SIZE
+    temperature: float = 1.0
+    label_weight: float = 0.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
+            raise UserInputError(f"qat epochs={self.epochs!r}: give an integer >= 1 (e.g. {DEFAULT_QAT_EPOCHS})")
+        for name in ("lr", "temperature"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
+                raise UserInputError(f"qat {name}={value!r}: give a finite number > 0 (default lr {DEFAULT_QAT_LR:g})")
+        if (
+            isinstance(self.label_weight, bool)
+            or not isinstance(self.label_weight, (int, float))
+            or not math.isfinite(self.label_weight)
+            or self.label_weight < 0
+        ):
+            raise UserInputError(f"qat label_weight={self.label_weight!r}: give a finite number >= 0")
+        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise UserInputError(f"qat batch_size={self.batch_size!r}: give an integer in 1..{MAX_BATCH_SIZE}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UserInputError(f"qat seed={self.seed!r}: give a non-negative integer")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True)
+class QatResult:
+    """What the fine-tune did: the checkpoint written, epochs run here and resumed, the loss per epoch."""
+
+    checkpoint: Path
+    epochs: int
+    resumed_from_epoch: int
+    losses: tuple[float, ...]
+    images: int
+    quantized_convs: int
+    seconds: float
+    config: QatConfig
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "method": "qat",
+            "checkpoint": str(self.checkpoint),
+            "epochs": self.epochs,
+            "resumed_from_epoch": self.resumed_from_epoch,
+            "losses": list(self.losses),
+            "images": self.images,
+            "quantized_convs": self.quantized_convs,
+            "seconds": self.seconds,
+            "config": self.config.to_dict(),
+        }
+
+
+def fold_batchnorms(model: "torch.nn.Module") -> int:
+    """Fold each BatchNorm2d's scale into the Conv2d registered just before it (same parent); the BatchNorm keeps a bias only.
+
+    The model must be in eval mode (running statistics). Returns the number folded; the
+    model computes the same function (up to rounding) and keeps its state-dict keys.
+    """
+    import torch
+
+    folded = 0
+    with torch.no_grad():
+        for parent in model.modules():
+            children = list(parent.children())
+            for conv, bn in zip(children, children[1:]):
+                if not (isinstance(conv, torch.nn.Conv2d) and isinstance(bn, torch.nn.BatchNorm2d)):
+                    continue
+                scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+                bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+                conv.weight.mul_(scale.reshape(-1, 1, 1, 1))
+                new_bias = (bias - bn.running_mean) * scale + bn.bias
+                if conv.bias is not None:
+                    conv.bias.zero_()
+                # the BatchNorm keeps only the folded bias (x + b): same state-dict keys, and the ONNX export
+                # folds it into the convolution exactly as before
+                bn.weight.fill_(1.0)
+                bn.bias.copy_(new_bias)
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0 - bn.eps)
+                folded += 1
+    return folded
+
+
+def _input_amax(model: "torch.nn.Module", convs: list["torch.nn.Conv2d"], images: np.ndarray, batch: int) -> list[float]:
+    """Largest |input| of each convolution on ``images`` (the ``max`` calibration of the INT8 writer)."""
+    import torch
+
+    amax = [0.0] * len(convs)
+    handles = [
+        conv.register_forward_pre_hook(
+            lambda _m, args, i=i: amax.__setitem__(i, max(amax[i], float(args[0].detach().abs().max())))
+        )
+        for i, conv in enumerate(convs)
+    ]
+    try:
+        with torch.no_grad():
+            for start in range(0, len(images), batch):
+                model(torch.from_numpy(np.ascontiguousarray(images[start : start + batch])))
+    finally:
+        for h in handles:
+            h.remove()
+    return amax
+
+
+def _fake_quant_convs(convs: list["torch.nn.Conv2d"], amax: list[float]) -> list[Any]:
+    """Fake-quantize each convolution's input (per tensor) and weight (per output channel), S8 symmetric."""
+    import torch
+
+    handles = []
+    for conv, a in zip(convs, amax):
+        in_scale = max(a, 1e-12) / 127.0
+
+        def forward(x: "torch.Tensor", conv: "torch.nn.Conv2d" = conv, in_scale: float = in_scale) -> "torch.Tensor":
+            xq = torch.fake_quantize_per_tensor_affine(x, in_scale, 0, -128, 127)
+            w = conv.weight
+            w_scale = (w.detach().abs().amax(dim=(1, 2, 3)).clamp_min(1e-12) / 127.0).float()
+            zero = torch.zeros(w.shape[0], dtype=torch.int32)
+            wq = torch.fake_quantize_per_channel_affine(w, w_scale, zero, 0, -128, 127)
+            return conv._conv_forward(xq, wq, conv.bias)
+
+        handles.append((conv, conv.forward))
+        conv.forward = forward  # type: ignore[method-assign]
+    return handles
+
+
+def qat_finetune(
+    checkpoint: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    train_images: np.ndarray,
+    calibration_images: np.ndarray,
+    config: QatConfig = QatConfig(),
+    labels: np.ndarray | None = None,
+    state_path: str | os.PathLike[str] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+    stop_after_epochs: int | None = None,
+    log: Callable[[str], None] | None = None,
+    extra_record: dict[str, Any] | None = None,
+) -> QatResult:
+    """Fine-tune ``checkpoint`` with INT8 fake quantization, distilled to itself; write the FP32 result to ``output``.
+
+    ``train_images``: preprocessed float32 ``N x 3 x S x S`` fine-tuning images (never the guard's
+    validation images); ``calibration_images``: for the activation ranges. ``state_path``: the
+    resumable state written after every epoch (default ``output`` + ``.qat-state.pt``); with
+    ``resume`` a run continues from it (same config and data, else refused) and ends where an
+    uninterrupted one would. ``stop_after_epochs``: stop after this many epochs of this call
+    (tests of resume; the state is kept). ``output`` is a checkpoint like the input (BatchNorms
+    folded), readable by every command.
+    """
+    import torch
+    import torch.nn.functional as F
+    from dacovid_export.model.checkpoint import load_checkpoint, save_checkpoint
+
+    started = time.perf_counter()
+    say = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    if not isinstance(config, QatConfig):
+        raise UserInputError(f"config of type {type(config).__name__}: give a QatConfig")
+    train = np.array(train_images, dtype=np.float32, copy=True)  # writable: torch.from_numpy warns on read-only arrays
+    if train.ndim != 4 or len(train) < 1:
+        raise UserInputError(f"train_images of shape {train.shape}: give N x 3 x S x S preprocessed images, N >= 1")
+    if labels is not None and len(labels) != len(train):
+        raise UserInputError(f"{len(labels)} labels for {len(train)} training images")
+    output = Path(output)
+    state_file = Path(state_path) if state_path is not None else output.with_name(output.name + ".qat-state.pt")
+    source_sha = sha256_file(checkpoint)
+    teacher, meta = load_checkpoint(checkpoint)
+    student, _ = load_checkpoint(checkpoint)
+    folded = fold_batchnorms(student)
+    student.eval()  # BatchNorms are fixed biases now and dropout stays off: a deterministic fine-tune
+    convs = [m for m in student.modules() if isinstance(m, torch.nn.Conv2d)]
+    amax = _input_amax(student, convs, np.array(calibration_images, dtype=np.float32, copy=True), config.batch_size)
+    _fake_quant_convs(convs, amax)
+    with torch.no_grad():
+        teacher_logits = torch.cat(
+            [teacher(torch.from_numpy(np.ascontiguousarray(train[s : s + config.batch_size]))) for s in range(0, len(train), config.batch_size)]
+        )
+    del teacher
+    optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
+    data_digest = f"{len(train)}:{float(np.float64(train[:: max(1, len(train) // 16)].sum())):.6e}"
+    fingerprint = {"format": _STATE_FORMAT, "source_sha256": source_sha, "config": config.to_dict(), "data": data_digest}
+    first_epoch = 0
+    losses: list[float] = []
+    if resume and state_file.is_file():
+        state = torch.load(state_file, map_location="cpu", weights_only=False)
+        if state.get("fingerprint") != fingerprint:
+            raise UserInputError(
+                f"QAT state {str(state_file)!r} is from another checkpoint, configuration or image set: delete it or "
+                "run without resuming"
+            )
+        student.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        first_epoch = int(state["epoch"])
+        losses = list(state["losses"])
+        say(f"qat: resuming after epoch {first_epoch}/{config.epochs} from {state_file}")
+    resumed_from = first_epoch
+    done_here = 0
+    for epoch in range(first_epoch, config.epochs):
+        if stop_after_epochs is not None and done_here >= stop_after_epochs:
+            break
+        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
+        batches = [order[s : s + config.batch_size] for s in range(0, len(train), config.batch_size)]
+        total = 0.0
+        bar = _bar(len(batches), f"qat epoch {epoch + 1}/{config.epochs}", progress)
+        for index in batches:
+            x = torch.from_numpy(train[index.numpy()])
+            logits = student(x)
+            t = config.temperature
+            loss = F.kl_div(
+                F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits[index] / t, dim=1),
+                log_target=True, reduction="batchmean",
+            ) * (t * t)
+            if labels is not None and config.label_weight > 0:
+                loss = loss + config.label_weight * F.cross_entropy(logits, torch.as_tensor(labels[index.numpy()]))
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(index)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(kl=f"{float(loss.detach()):.4g}")
+        if bar is not None:
+            bar.close()
+        losses.append(total / len(train))
+        done_here += 1
+        say(f"qat: epoch {epoch + 1}/{config.epochs}: mean distillation loss {losses[-1]:.5g}")
+        with atomic_path(state_file) as tmp:
+            torch.save(
+                {"fingerprint": fingerprint, "model": student.state_dict(), "optimizer": optimizer.state_dict(),
+                 "epoch": epoch + 1, "losses": losses},
+                tmp,
+            )
+    finished = len(losses) >= config.epochs
+    if finished:
+        for conv in convs:  # back to plain convolutions: the checkpoint is FP32 weights that INT8 rounds well
+            conv.__dict__.pop("forward", None)
+        save_checkpoint(
+            output,
+            student,
+            class_names=meta.class_names,
+            preprocessing=meta.preprocessing,
+            training={**dict(meta.training), "qat": {"source_sha256": source_sha, "batchnorms_folded": folded,
+                                                     "quantized_convs": len(convs), **config.to_dict(), "losses": losses,
+                                                     **dict(extra_record or {})}},
+            metrics=dict(meta.metrics),
+            epoch=meta.epoch,
+        )
+    return QatResult(
+        checkpoint=output,
+        epochs=len(losses),
+        resumed_from_epoch=resumed_from,
+        losses=tuple(losses),
+        images=len(train),
+        quantized_convs=len(convs),
+        seconds=time.perf_counter() - started,
+        config=config,
+    )
+
+
+def _bar(total: int, desc: str, enabled: bool) -> Any:
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=True)

@@ -1,0 +1,111 @@
+"""Quantization-aware fine-tuning: option rules, BatchNorm folding, a resumed fine-tune equal to an uninterrupted one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dacovid_export.core.errors import UserInputError
+from tests.helpers.cli import invoke
+
+torch = pytest.importorskip("torch")
+
+from dacovid_export.calibration.config import PrecisionConfig  # noqa: E402
+from dacovid_export.calibration.qat import QatConfig, fold_batchnorms, qat_finetune  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    ("options", "match"),
+    [
+        ({"epochs": -1}, "epochs=-1"),
+        ({"epochs": 0}, "epochs=0"),
+        ({"lr": 0}, "lr=0"),
+        ({"lr": float("nan")}, "lr=nan"),
+        ({"batch_size": 0}, "batch_size=0"),
+        ({"label_weight": -1.0}, "label_weight=-1.0"),
+    ],
+)
+def test_qat_config_quotes_the_bad_value(options: dict, match: str) -> None:
+    with pytest.raises(UserInputError, match=match):
+        QatConfig(**options)
+
+
+def test_precision_config_qat_rules(tmp_path: Path) -> None:
+    with pytest.raises(UserInputError, match="makes INT8 models"):
+        PrecisionConfig(precision="fp16", qat=True)
+    with pytest.raises(UserInputError, match="without --qat"):
+        PrecisionConfig(precision="int8", calib_data=tmp_path, qat_epochs=3)
+    with pytest.raises(UserInputError, match="is the validation data"):
+        PrecisionConfig(precision="int8", calib_data=tmp_path, qat=True, train_data=tmp_path, validation_data=tmp_path)
+    with pytest.raises(UserInputError, match="lr=0"):
+        PrecisionConfig(precision="int8", calib_data=tmp_path, qat=True, qat_lr=0.0)
+    config = PrecisionConfig(precision="int8", calib_data=tmp_path, qat=True, qat_epochs=3)
+    assert config.qat_config().epochs == 3
+    assert config.guard_config().methods[0] == "max"  # the fine-tune's fake quantization used max ranges
+
+
+def test_folding_batchnorms_keeps_the_function_and_the_keys(tiny_checkpoint: Path) -> None:
+    from dacovid_export.model.checkpoint import load_checkpoint
+
+    model, _ = load_checkpoint(tiny_checkpoint)
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(x)
+    keys = set(model.state_dict())
+    folded = fold_batchnorms(model)
+    with torch.no_grad():
+        got = model(x)
+    assert folded == 55  # ResNet50's 53 conv+BN pairs and the two reductions
+    assert set(model.state_dict()) == keys
+    assert torch.allclose(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+    bn = model.backbone[1]
+    assert torch.all(bn.weight == 1) and torch.all(bn.running_mean == 0)
+
+
+def test_resumed_fine_tune_equals_an_uninterrupted_one(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    train = rng.normal(0, 1, (4, 3, 64, 64)).astype(np.float32)
+    calib = rng.normal(0, 1, (2, 3, 64, 64)).astype(np.float32)
+    config = QatConfig(epochs=2, lr=1e-4, batch_size=4)
+    whole = qat_finetune(tiny_checkpoint, tmp_path / "whole.pt", train_images=train, calibration_images=calib,
+                         config=config, progress=False, log=lambda _: None)
+    half = qat_finetune(tiny_checkpoint, tmp_path / "part.pt", train_images=train, calibration_images=calib,
+                        config=config, progress=False, stop_after_epochs=1, log=lambda _: None)
+    assert half.epochs == 1 and not (tmp_path / "part.pt").exists()  # no checkpoint before the last epoch
+    resumed = qat_finetune(tiny_checkpoint, tmp_path / "part.pt", train_images=train, calibration_images=calib,
+                           config=config, progress=False, resume=True, log=lambda _: None)
+    assert resumed.resumed_from_epoch == 1 and resumed.epochs == 2
+    assert resumed.losses == whole.losses
+    a = torch.load(tmp_path / "whole.pt", weights_only=False)["state_dict"]
+    b = torch.load(tmp_path / "part.pt", weights_only=False)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    original = torch.load(tiny_checkpoint, weights_only=False)["state_dict"]
+    assert not torch.equal(a["backbone.0.weight"], original["backbone.0.weight"])  # it did fine-tune (and fold)
+    # a state from other options is refused, not silently continued
+    with pytest.raises(UserInputError, match="another checkpoint, configuration or image set"):
+        qat_finetune(tiny_checkpoint, tmp_path / "part.pt", train_images=train, calibration_images=calib,
+                     config=QatConfig(epochs=3, lr=1e-4, batch_size=4), progress=False, resume=True, log=lambda _: None)
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        (["--qat"], ["no split.json next to", "--train-data"]),
+        (["--qat", "--qat-epochs", "-1"], ["epochs=-1"]),
+        (["--qat", "--qat-lr", "0"], ["lr=0.0"]),
+        (["--qat-epochs", "2"], ["without --qat"]),
+    ],
+)
+def test_cli_qat_bad_options_are_one_line_before_any_work(
+    tiny_checkpoint: Path, synthetic_dir: Path, tmp_path: Path, extra: list[str], fragments: list[str]
+) -> None:
+    from dacovid_export.cli.main import cli
+
+    out = tmp_path / "m8.onnx"
+    result = invoke(cli, ["onnx", str(tiny_checkpoint), "-o", str(out), "--precision", "int8", "--calib-data",
+                          str(synthetic_dir), *extra])
+    assert result.exit_code == 2, result.output
+    assert all(f in result.output for f in fragments), result.output
+    assert "Traceback" not in result.output and not out.exists()
