@@ -10,11 +10,11 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from dacovid_export.model.torch_load import LOAD_ERRORS
 from dacovid_export.train.amp import Precision
 from dacovid_export.train.data import heldout_files, kaggle_subfolders, verify_images
 from dacovid_export.train.dataset import ImageDataset, make_loader
 from dacovid_export.train.distributed import resolve_device
-from dacovid_export.train.resume import GARBAGE_LOAD_ERRORS
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -97,7 +97,7 @@ def evaluate_checkpoint(
         model, meta = load_checkpoint(checkpoint)
     except UserInputError:
         raise
-    except GARBAGE_LOAD_ERRORS as exc:
+    except LOAD_ERRORS as exc:
         raise UserInputError(f"{str(checkpoint)!r} is not a dacovid-export checkpoint (torch.load failed: {type(exc).__name__}: {exc})") from exc
     if data_dir is None:
         files = heldout_files(checkpoint)

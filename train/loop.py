@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from dacovid_export.model.torch_load import LOAD_ERRORS
 from dacovid_export.train.amp import Precision, choose_precision, keep_attention_fp32
 from dacovid_export.train.config import TrainConfig
 from dacovid_export.train.data import (
@@ -48,7 +49,6 @@ from dacovid_export.train.distributed import (
 )
 from dacovid_export.train.evaluate import predict
 from dacovid_export.train.resume import (
-    GARBAGE_LOAD_ERRORS,
     ResumeState,
     compare_configs,
     read_resume_state,
@@ -228,7 +228,7 @@ class _Run:
             return model
         try:
             model = dacovid_net(**kwargs, backbone_weights=weights)
-        except GARBAGE_LOAD_ERRORS as exc:
+        except LOAD_ERRORS as exc:
             raise _backbone_error(weights, exc) from exc
         self.say(f"backbone initialised from {weights!r}")
         return model
@@ -542,7 +542,7 @@ def _check_backbone_file(path: str) -> None:
         raise UserInputError(f"backbone weights {path!r} do not exist or are not a file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except GARBAGE_LOAD_ERRORS as exc:
+    except LOAD_ERRORS as exc:
         raise _backbone_error(path, exc) from exc
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]

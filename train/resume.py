@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import pickle
-import struct
-import zipfile
 from collections.abc import Mapping
 from typing import Any
 
+from dacovid_export.model.torch_load import LOAD_ERRORS
 from dacovid_export.train.config import DATA_OPTIONS, MODEL_OPTIONS, TrainConfig
 
 from dacovid_export.core.errors import UserInputError
 
-__all__ = ["ResumeState", "read_resume_state", "compare_configs", "GARBAGE_LOAD_ERRORS"]
-
-# torch.load(weights_only=True) on a file that is not a checkpoint can fail with any of
-# these (the weights-only unpickler raises IndexError/KeyError on arbitrary bytes)
-GARBAGE_LOAD_ERRORS = (
-    RuntimeError, ValueError, OSError, EOFError, IndexError, KeyError, TypeError, AttributeError,
-    UnicodeDecodeError, pickle.UnpicklingError, struct.error, zipfile.BadZipFile,
-)  # fmt: skip
+__all__ = ["ResumeState", "read_resume_state", "compare_configs"]
 
 # may change between the interrupted run and its continuation
 _ADJUSTABLE = ("epochs", "batch_size", "lr", "workers", "device", "class_weights", "unreadable", "strict_dicom", "show_progress")
@@ -42,7 +33,7 @@ def read_resume_state(path: str | os.PathLike[str]) -> ResumeState:
         payload = read_checkpoint(path)
     except UserInputError:
         raise
-    except GARBAGE_LOAD_ERRORS as exc:
+    except LOAD_ERRORS as exc:
         raise UserInputError(f"{str(path)!r} is not a dacovid-export checkpoint (torch.load failed: {type(exc).__name__}: {exc})") from exc
     extra = payload.get("extra_state")
     training = payload.get("training")
