@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 from dacovid_export.model.network import DACovidNet, ModelConfig
-from dacovid_export.model.torch_load import LOAD_ERRORS
+from dacovid_export.model.torch_load import load_tensors
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_path, refuse_scratch, sha256_file
@@ -97,10 +97,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"checkpoint {str(path)!r} does not exist or is not a file")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except LOAD_ERRORS as exc:
-        raise UserInputError(f"{str(path)!r} is not a dacovid-export checkpoint ({_why_load_failed(exc)})") from exc
+    payload = load_tensors(path, lambda exc: UserInputError(f"{str(path)!r} is not a dacovid-export checkpoint ({_why_load_failed(exc)})"))
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise UserInputError(
             f"{str(path)!r} is not a dacovid-export checkpoint (no '{CHECKPOINT_FORMAT}' format tag); "

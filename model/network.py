@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 from dacovid_export.model.attention import ChannelAttention, PositionAttention
-from dacovid_export.model.torch_load import LOAD_ERRORS
+from dacovid_export.model.torch_load import load_tensors
 from torch import nn
 from torchvision.models import resnet50
 
@@ -101,10 +101,7 @@ def load_backbone_weights(model: DACovidNet, path: str | os.PathLike[str]) -> No
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"backbone weights {str(path)!r} do not exist")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except LOAD_ERRORS as exc:
-        raise ValueError(f"backbone weights {str(path)!r} cannot be read as a torch state dict ({type(exc).__name__})") from exc
+    state = load_tensors(path, lambda exc: ValueError(f"backbone weights {str(path)!r} cannot be read as a torch state dict ({type(exc).__name__})"))
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping):

@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from dacovid_export.model.torch_load import LOAD_ERRORS
+from dacovid_export.model.torch_load import LOAD_ERRORS, load_tensors
 from dacovid_export.train.amp import Precision, choose_precision, keep_attention_fp32
 from dacovid_export.train.config import TrainConfig
 from dacovid_export.train.data import (
@@ -540,10 +540,7 @@ def _check_backbone_file(path: str) -> None:
     """Fail before the image scan, not after it, when the weights file is missing or is no state dict."""
     if not Path(path).is_file():
         raise UserInputError(f"backbone weights {path!r} do not exist or are not a file")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except LOAD_ERRORS as exc:
-        raise _backbone_error(path, exc) from exc
+    state = load_tensors(path, lambda exc: _backbone_error(path, exc))
     if isinstance(state, Mapping) and "state_dict" in state:
         state = state["state_dict"]
     if not isinstance(state, Mapping) or not any(str(k).removeprefix("module.").startswith("layer4.") for k in state):
