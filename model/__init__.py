@@ -7,6 +7,7 @@ from dacovid_export.model.attention import ChannelAttention, PositionAttention
 from dacovid_export.model.checkpoint import (
     CheckpointMetadata,
     load_checkpoint,
+    model_from_payload,
     read_checkpoint,
     save_checkpoint,
 )
@@ -30,4 +31,5 @@ __all__ = [
     "save_checkpoint",
     "load_checkpoint",
     "read_checkpoint",
+    "model_from_payload",
 ]

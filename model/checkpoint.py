@@ -22,10 +22,19 @@ from dacovid_export.core.fileio import atomic_path, refuse_scratch, sha256_file
 from dacovid_export.core.versions import package_versions
 from dacovid_export.data.preprocessing import Preprocessing
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointMetadata", "save_checkpoint", "load_checkpoint", "read_checkpoint"]
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointMetadata", "save_checkpoint", "load_checkpoint", "read_checkpoint", "model_from_payload"]
 
 CHECKPOINT_FORMAT = "dacovid-checkpoint"
 _FORMAT_VERSION = 1
+
+# what parsing a checkpoint's fields or loading its weights raises when the file is damaged or from another version
+_DAMAGE_ERRORS = (KeyError, ValueError, RuntimeError, TypeError)
+
+
+def _damaged(source: str, exc: BaseException) -> UserInputError:
+    if isinstance(exc, UserInputError):
+        return exc
+    return UserInputError(f"{source} is damaged or from an incompatible version: {exc}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +61,27 @@ class CheckpointMetadata:
             "sha256": self.sha256,
             "path": self.path,
         }
+
+    @classmethod
+    def from_payload(cls, payload: Mapping[str, Any], path: str | os.PathLike[str]) -> CheckpointMetadata:
+        """What a raw checkpoint dictionary (:func:`read_checkpoint` of ``path``) says about itself.
+
+        The one parser of those fields; :class:`UserInputError` when one is missing or damaged.
+        """
+        try:
+            return cls(
+                class_names=tuple(payload["class_names"]),
+                preprocessing=Preprocessing.from_dict(payload["preprocessing"]),
+                model_config=ModelConfig.from_dict(payload["model_config"]),
+                training=payload.get("training", {}),
+                metrics=payload.get("metrics", {}),
+                versions=payload.get("versions", {}),
+                epoch=int(payload.get("epoch", 0)),
+                sha256=sha256_file(path),
+                path=str(path),
+            )
+        except _DAMAGE_ERRORS as exc:
+            raise _damaged(f"checkpoint {str(path)!r}", exc) from exc
 
 
 def save_checkpoint(
@@ -126,28 +156,23 @@ def _why_load_failed(exc: BaseException) -> str:
     return f"torch.load could not read it: {type(exc).__name__}"
 
 
+def model_from_payload(payload: Mapping[str, Any], source: str) -> DACovidNet:
+    """The network a raw checkpoint dictionary describes, its weights loaded (strict), on the CPU.
+
+    ``source`` names the file in the :class:`UserInputError` raised when the payload does not fit.
+    """
+    try:
+        model = DACovidNet(ModelConfig.from_dict(payload["model_config"]))
+        model.load_state_dict(payload["state_dict"], strict=True)
+    except _DAMAGE_ERRORS as exc:
+        raise _damaged(source, exc) from exc
+    return model
+
+
 def load_checkpoint(path: str | os.PathLike[str]) -> tuple[DACovidNet, CheckpointMetadata]:
     """Model in eval mode on the CPU, and its metadata."""
     payload = read_checkpoint(path)
-    try:
-        config = ModelConfig.from_dict(payload["model_config"])
-        preprocessing = Preprocessing.from_dict(payload["preprocessing"])
-        model = DACovidNet(config)
-        model.load_state_dict(payload["state_dict"], strict=True)
-    except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-        if isinstance(exc, UserInputError):
-            raise
-        raise UserInputError(f"checkpoint {str(path)!r} is damaged or from an incompatible version: {exc}") from exc
+    meta = CheckpointMetadata.from_payload(payload, path)  # cheap fields first, then the network
+    model = model_from_payload(payload, f"checkpoint {str(path)!r}")
     model.eval()
-    meta = CheckpointMetadata(
-        class_names=tuple(payload["class_names"]),
-        preprocessing=preprocessing,
-        model_config=config,
-        training=payload.get("training", {}),
-        metrics=payload.get("metrics", {}),
-        versions=payload.get("versions", {}),
-        epoch=int(payload.get("epoch", 0)),
-        sha256=sha256_file(path),
-        path=str(path),
-    )
     return model, meta

@@ -200,15 +200,10 @@ class _Run:
         return split
 
     def _build_model(self, num_classes: int, resume: ResumeState | None) -> nn.Module:
-        from dacovid_export.model import DACovidNet, ModelConfig, dacovid_net
+        from dacovid_export.model import dacovid_net, model_from_payload
 
         if resume is not None:
-            try:
-                model = DACovidNet(ModelConfig.from_dict(resume.payload["model_config"]))
-                model.load_state_dict(resume.payload["state_dict"], strict=True)
-            except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-                raise UserInputError(f"{str(self.last_path)!r} is damaged or from an incompatible version: {first_line(exc)}") from exc
-            return model
+            return model_from_payload(resume.payload, repr(str(self.last_path)))
         mc = self.config.model_config(num_classes)
         kwargs = dict(
             num_classes=mc.num_classes,

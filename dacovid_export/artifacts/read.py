@@ -9,8 +9,6 @@ from dacovid_export.artifacts.engine_metadata import read_engine_info
 from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.core.fileio import sha256_file
-from dacovid_export.data.preprocessing import Preprocessing
 
 __all__ = ["read_artifact_info"]
 
@@ -28,19 +26,19 @@ def read_artifact_info(path: str | os.PathLike[str]) -> ArtifactInfo:
 
 
 def _checkpoint_info(path: str | os.PathLike[str]) -> ArtifactInfo:
-    from dacovid_export.model.checkpoint import (
-        read_checkpoint,  # imports torch: only when a checkpoint is read
+    from dacovid_export.model.checkpoint import (  # imports torch: only when a checkpoint is read
+        CheckpointMetadata,
+        read_checkpoint,
     )
 
-    payload = read_checkpoint(path)
-    digest = sha256_file(path)
+    meta = CheckpointMetadata.from_payload(read_checkpoint(path), path)
     return ArtifactInfo(
         path=str(path),
         kind="checkpoint",
-        class_names=tuple(payload["class_names"]),
-        preprocessing=Preprocessing.from_dict(payload["preprocessing"]),
+        class_names=meta.class_names,
+        preprocessing=meta.preprocessing,
         precision="fp32",
-        source_sha256=digest,
-        versions=payload.get("versions", {}),
-        extra={"model_config": payload.get("model_config", {}), "epoch": payload.get("epoch", 0)},
+        source_sha256=meta.sha256,
+        versions=meta.versions,
+        extra={"model_config": meta.model_config.to_dict(), "epoch": meta.epoch},
     )
