@@ -38,6 +38,7 @@ from dacovid_export.data.image_folder import (
     load_split_json,
     order_classes,
     scan_class_folders,
+    split_part_paths,
 )
 from dacovid_export.data.preprocessing import load_image
 
@@ -325,19 +326,9 @@ def heldout_files(run: str | os.PathLike[str]) -> dict[str, list[Path]]:
     ``run`` is a run folder, a checkpoint inside it, or its ``split.json``.
     Missing files are an error: the split would no longer be the one trained on.
     """
-    split = read_split(find_split_file(run))
-    out: dict[str, list[Path]] = {}
-    missing: list[Path] = []
-    for name in split.class_names:
-        paths = [split.data_dir / rel for rel in split.val[name]]
-        missing.extend(p for p in paths if not p.is_file())
-        out[name] = paths
-    if missing:
-        raise UserInputError(
-            f"{len(missing)} held-out image(s) listed in the split are missing (first: {str(missing[0])!r}); "
-            "was the data folder moved?"
-        )
-    return out
+    path = find_split_file(run)
+    split = read_split(path)
+    return split_part_paths(split.data_dir, split.val, "val", path)
 
 
 def check_split_files(split: DataSplit) -> None:

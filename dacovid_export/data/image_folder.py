@@ -25,6 +25,7 @@ __all__ = [
     "is_split_file",
     "load_split_json",
     "read_split_file",
+    "split_part_paths",
     "labelled_images",
 ]
 
@@ -154,6 +155,17 @@ def read_split_file(path: str | os.PathLike[str], part: str) -> tuple[Path, dict
     if not isinstance(classes, dict) or not classes:
         raise UserInputError(f"split file {str(path)!r} has no {part!r} images")
     data_dir = Path(str(data.get("data_dir", path.parent)))
+    return data_dir, split_part_paths(data_dir, classes, part, path)
+
+
+def split_part_paths(
+    data_dir: Path, classes: Mapping[str, Sequence[str | os.PathLike[str]]], part: str, path: str | os.PathLike[str]
+) -> dict[str, list[Path]]:
+    """``{class name: [image paths]}`` of one part of the split file ``path``: its paths taken from ``data_dir``.
+
+    The one place a split's listed images are resolved and checked: a missing one is an error
+    (the split would no longer be the one trained on), and so is a part without images.
+    """
     out: dict[str, list[Path]] = {}
     for name, files in classes.items():
         paths = [p if p.is_absolute() else data_dir / p for p in (Path(str(f)) for f in files)]
@@ -167,7 +179,7 @@ def read_split_file(path: str | os.PathLike[str], part: str) -> tuple[Path, dict
             out[str(name)] = paths
     if not out:
         raise UserInputError(f"split file {str(path)!r} has no {part!r} images")
-    return data_dir, out
+    return out
 
 
 def labelled_images(source: str | os.PathLike[str], *, part: str = "val") -> dict[str, list[Path]]:
