@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from dacovid_export.artifacts.engine_metadata import read_engine_info
 from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.core.errors import UserInputError
 
-__all__ = ["read_artifact_info"]
+if TYPE_CHECKING:
+    from dacovid_export.model.checkpoint import CheckpointMetadata
+
+__all__ = ["checkpoint_info", "read_artifact_info"]
 
 
 def read_artifact_info(path: str | os.PathLike[str]) -> ArtifactInfo:
@@ -31,9 +35,13 @@ def _checkpoint_info(path: str | os.PathLike[str]) -> ArtifactInfo:
         read_checkpoint,
     )
 
-    meta = CheckpointMetadata.from_payload(read_checkpoint(path), path)
+    return checkpoint_info(CheckpointMetadata.from_payload(read_checkpoint(path), path))
+
+
+def checkpoint_info(meta: CheckpointMetadata) -> ArtifactInfo:
+    """What a checkpoint says about itself, as every artifact says it."""
     return ArtifactInfo(
-        path=str(path),
+        path=meta.path,
         kind="checkpoint",
         class_names=meta.class_names,
         preprocessing=meta.preprocessing,

@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.backends.base import Backend
 from dacovid_export.core.errors import MissingDependencyError, UserInputError
 
@@ -88,22 +87,13 @@ class TorchBackend(Backend):
     ) -> None:
         import torch
 
+        from dacovid_export.artifacts.read import checkpoint_info
         from dacovid_export.model import load_checkpoint
 
         device = parse_device(device)
         _validate_options(device, precision, channels_last, cuda_graphs, compile, tf32)
         model, meta = load_checkpoint(path)
-        info = ArtifactInfo(
-            path=str(path),
-            kind="checkpoint",
-            class_names=meta.class_names,
-            preprocessing=meta.preprocessing,
-            precision="fp32",
-            source_sha256=meta.sha256,
-            versions=meta.versions,
-            extra={"model_config": meta.model_config.to_dict(), "epoch": meta.epoch},
-        )
-        super().__init__(info, device)
+        super().__init__(checkpoint_info(meta), device)
         self._torch = torch
         self._autocast_precision = precision
         self._channels_last = channels_last
