@@ -53,6 +53,9 @@ __all__ = [
     "engine_artifact_info",
 ]
 
+# The one home of the TensorRT facts below (trt/, engine/, the CLI and artifacts/engine_compat import them
+# from here): the sidecar reader validates against them, and artifacts/ sits below trt/ in the stage order
+# (trt/ imports artifacts/, never the other way), so trt/ could not be their home without a circle.
 # the libraries that build engines; a sidecar names one
 RUNTIMES: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
 # ComputeCapability members of tensorrt_rtx 1.7 (no SM90: TensorRT-RTX does not serve Hopper)
