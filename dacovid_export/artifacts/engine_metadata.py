@@ -33,7 +33,7 @@ from typing import Any
 
 from dacovid_export.artifacts.info import PRECISIONS, ArtifactInfo
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.core.fileio import atomic_write_json, refuse_scratch
+from dacovid_export.core.fileio import refuse_scratch
 from dacovid_export.core.versions import parse_version
 from dacovid_export.data.preprocessing import Preprocessing
 
@@ -47,12 +47,14 @@ __all__ = [
     "ENGINE_METADATA_VERSION",
     "EngineMetadata",
     "sidecar_path",
-    "write_engine_metadata",
     "read_engine_metadata",
     "read_engine_info",
     "engine_artifact_info",
 ]
 
+# The one home of the TensorRT facts below (trt/, engine/, the CLI and artifacts/engine_compat import them
+# from here): the sidecar reader validates against them, and artifacts/ sits below trt/ in the stage order
+# (trt/ imports artifacts/, never the other way), so trt/ could not be their home without a circle.
 # the libraries that build engines; a sidecar names one
 RUNTIMES: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
 # ComputeCapability members of tensorrt_rtx 1.7 (no SM90: TensorRT-RTX does not serve Hopper)
@@ -285,13 +287,6 @@ def sidecar_path(engine_path: str | os.PathLike[str]) -> Path:
     """``model.fp16.engine`` -> ``model.fp16.engine.json``."""
     engine_path = Path(engine_path)
     return engine_path.with_name(engine_path.name + ".json")
-
-
-def write_engine_metadata(engine_path: str | os.PathLike[str], metadata: EngineMetadata) -> Path:
-    """Write the sidecar of ``engine_path`` atomically and return its path."""
-    target = sidecar_path(engine_path)
-    atomic_write_json(target, metadata.to_dict())
-    return target
 
 
 def read_engine_metadata(engine_path: str | os.PathLike[str]) -> EngineMetadata:

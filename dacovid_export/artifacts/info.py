@@ -17,7 +17,7 @@ from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import refuse_scratch
 from dacovid_export.data.preprocessing import Preprocessing
 
-__all__ = ["Precision", "PRECISIONS", "ArtifactKind", "ArtifactInfo", "artifact_kind"]
+__all__ = ["Precision", "PRECISIONS", "ArtifactKind", "ArtifactInfo", "ENGINE_SUFFIXES", "artifact_kind"]
 
 # the numeric precisions an artifact can hold: the FP32 export and the two the precision step makes
 Precision = Literal["fp32", "fp16", "int8"]
@@ -34,6 +34,8 @@ _SUFFIXES: dict[str, ArtifactKind] = {
     ".plan": "engine",
     ".trt": "engine",
 }
+# the file endings of a serialized engine, in the order error messages list them
+ENGINE_SUFFIXES: tuple[str, ...] = tuple(s for s, kind in _SUFFIXES.items() if kind == "engine")
 
 
 @dataclasses.dataclass(frozen=True)

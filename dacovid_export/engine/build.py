@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dacovid_export.artifacts.engine_metadata import (
+    HARDWARE_COMPATIBLE_MIN_CC,
     RTX_DEFAULT_TARGETS,
     RTX_TARGETS,
     read_engine_metadata,
@@ -43,7 +44,7 @@ from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.core.errors import EngineBuildError, UserInputError
 from dacovid_export.core.fileio import atomic_write_bytes
 from dacovid_export.core.progress import StepTimer
-from dacovid_export.core.versions import parse_version
+from dacovid_export.core.versions import format_version, parse_version
 from dacovid_export.engine.config import (
     EngineBuildConfig,
     EngineBuildResult,
@@ -145,9 +146,10 @@ def prepare_build(config: EngineBuildConfig, device: str = "cuda") -> tuple["Mod
     trt = import_runtime(runtime)
     # TensorRT builds on the GPU it targets; TensorRT-RTX needs one only to load the engine it built
     gpu = gpu_info(device) if runtime == "tensorrt" or cuda_visible() else None
-    if config.hardware_compatible and gpu is not None and gpu.compute_capability < (8, 0):
+    if config.hardware_compatible and gpu is not None and gpu.compute_capability < HARDWARE_COMPATIBLE_MIN_CC:
         raise UserInputError(
-            f"--hardware-compatible (ampere+) engines must be built on a GPU of compute capability >= 8.0, "
+            f"--hardware-compatible (ampere+) engines must be built on a GPU of compute capability "
+            f">= {format_version(HARDWARE_COMPATIBLE_MIN_CC)}, "
             f"but {gpu.name} is {gpu.compute_capability_str}: build without it"
         )
     return trt, runtime, why, gpu

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dacovid_export.artifacts.engine_metadata import RTX_TARGETS
-from dacovid_export.artifacts.info import PRECISIONS
+from dacovid_export.artifacts.info import ENGINE_SUFFIXES, PRECISIONS
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size
 from dacovid_export.trt.library import RUNTIME_CHOICES
@@ -25,8 +25,6 @@ __all__ = [
     "check_engine_paths",
     "precision_onnx_path",
 ]
-
-ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """TensorRT and TensorRT-RTX as this project uses them; neither library is imported until a function needs it.
 
-:mod:`.library` (the one module that imports either library: versions, the
-runtime choice, logger, GPU facts), :mod:`.network` (the ONNX parser: parse,
+:mod:`.library` (the names callers import, one job per module behind them:
+:mod:`.versions`, the one module that imports either library, and its version policy;
+:mod:`.runtimes`, the runtime choice; :mod:`.gpu`; :mod:`.logger`; :mod:`.progress`), :mod:`.network` (the ONNX parser: parse,
 one-line parser failures, the precision the parser gave each node) and
 :mod:`.onnx_operators` (TensorRT's documented operator list and the
 operator-support check). Building engines is :mod:`dacovid_export.engine`.

@@ -1,7 +1,7 @@
 """The C++ example's preprocessing and JSON reader, compiled here and compared with the Python package.
 
 examples/cpp/preprocess_dump.cpp needs no TensorRT or CUDA: it reads a real
-engine sidecar (written by write_engine_metadata) with the example's own JSON
+engine sidecar (written by write_engine_and_sidecar, as the build writes it) with the example's own JSON
 reader and preprocesses an image with the example's code. Its output must equal
 dacovid_export.data.preprocessing.preprocess bit for bit. Skipped without a C++17 compiler.
 """
@@ -21,9 +21,9 @@ from PIL import Image
 from dacovid_export.artifacts.engine_metadata import (
     EngineMetadata,
     sidecar_path,
-    write_engine_metadata,
 )
 from dacovid_export.data.preprocessing import Preprocessing, preprocess
+from dacovid_export.engine.sidecar import write_engine_and_sidecar
 from tests.helpers.images import write_gray_png
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "cpp"
@@ -45,13 +45,14 @@ def dump_tool(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _sidecar(folder: Path, spec: Preprocessing) -> Path:
     engine = folder / "placeholder_not_an_engine.engine"
-    engine.write_bytes(b"placeholder - NOT a TensorRT engine")
+    blob = b"placeholder - NOT a TensorRT engine"
     s = spec.image_size
-    write_engine_metadata(
+    write_engine_and_sidecar(
         engine,
+        blob,
         EngineMetadata(
-            engine_file=engine.name, engine_bytes=engine.stat().st_size,
-            engine_sha256=hashlib.sha256(engine.read_bytes()).hexdigest(), tensorrt_version="11.1.0.106",
+            engine_file=engine.name, engine_bytes=len(blob),
+            engine_sha256=hashlib.sha256(blob).hexdigest(), tensorrt_version="11.1.0.106",
             gpu_name="NVIDIA \"quoted\" GPU", compute_capability=(8, 6), hardware_compatible=False, precision="int8",
             input_name="input", output_name="logits", profile_min=(1, 3, s, s), profile_opt=(2, 3, s, s),
             profile_max=(4, 3, s, s), class_names=("Normal", "Pneumonia", "COVID-19 (Κορωνοϊός)"), preprocessing=spec,

@@ -51,10 +51,11 @@ def write_placeholder_engine(folder: Path, *, flip_byte: bool = False, **changes
     ``changes`` replace sidecar fields; ``flip_byte`` changes one byte of the file
     after the sidecar recorded its sha256 (a damaged or swapped engine).
     """
-    from dacovid_export.artifacts.engine_metadata import write_engine_metadata
+    from dacovid_export.engine.sidecar import write_engine_and_sidecar
 
     data = PLACEHOLDER_PLAN
     engine = folder / "placeholder_not_an_engine.fp16.engine"
-    write_engine_metadata(engine, placeholder_metadata(engine, data, **changes))
-    engine.write_bytes(data[:10] + bytes([data[10] ^ 1]) + data[11:] if flip_byte else data)
+    write_engine_and_sidecar(engine, data, placeholder_metadata(engine, data, **changes))
+    if flip_byte:
+        engine.write_bytes(data[:10] + bytes([data[10] ^ 1]) + data[11:])
     return engine

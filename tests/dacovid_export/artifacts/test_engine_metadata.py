@@ -2,7 +2,7 @@
 
 No engine can be built here, so each test writes a clearly named placeholder
 file (not an engine) into its tmp dir and a real sidecar beside it with
-write_engine_metadata; nothing here deserializes the placeholder.
+write_engine_and_sidecar, the writer the build uses; nothing here deserializes the placeholder.
 """
 
 from __future__ import annotations
@@ -21,10 +21,10 @@ from dacovid_export.artifacts.engine_metadata import (
     read_engine_metadata,
     rebuild_command,
     sidecar_path,
-    write_engine_metadata,
 )
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
+from dacovid_export.engine.sidecar import write_engine_and_sidecar
 from tests.helpers.engines import placeholder_metadata
 
 PLACEHOLDER = b"placeholder bytes for metadata tests - NOT a TensorRT engine\n"
@@ -44,8 +44,7 @@ def _metadata(engine: Path, **changes) -> EngineMetadata:
 @pytest.fixture()
 def engine(tmp_path: Path) -> Path:
     path = tmp_path / "placeholder_not_an_engine.fp16.engine"
-    path.write_bytes(PLACEHOLDER)
-    write_engine_metadata(path, _metadata(path))
+    write_engine_and_sidecar(path, PLACEHOLDER, _metadata(path))
     return path
 
 
@@ -150,8 +149,9 @@ def test_other_compute_capability(engine: Path) -> None:
 
 def test_hardware_compatible_engine(tmp_path: Path) -> None:
     path = tmp_path / "placeholder_not_an_engine.hwc.engine"
-    path.write_bytes(PLACEHOLDER)
-    write_engine_metadata(path, _metadata(path, compute_capability=(8, 6), gpu_name="NVIDIA A10", hardware_compatible=True))
+    write_engine_and_sidecar(
+        path, PLACEHOLDER, _metadata(path, compute_capability=(8, 6), gpu_name="NVIDIA A10", hardware_compatible=True)
+    )
     meta = read_engine_metadata(path)
     assert json.loads(sidecar_path(path).read_text())["hardware_compatibility_level"] == "ampere+"
     for cc in ((8, 0), (8, 9), (9, 0), (12, 0)):  # any Ampere or newer GPU

@@ -24,7 +24,7 @@ if not torch.cuda.is_available():
 
 
 from dacovid_export.artifacts.engine_compat import check_engine_compatibility
-from dacovid_export.artifacts.engine_metadata import read_engine_metadata, sidecar_path
+from dacovid_export.artifacts.engine_metadata import HARDWARE_COMPATIBLE_MIN_CC, read_engine_metadata, sidecar_path
 from dacovid_export.cli.main import cli  # noqa: E402
 from dacovid_export.core.errors import (  # noqa: E402
     EngineBuildError,
@@ -182,7 +182,7 @@ def test_compatibility_checked_before_loading(engines: dict[str, EngineBuildResu
 
 
 def test_cli_build_fp32_with_cache_and_hardware_compatibility(trained_onnx: Path, tmp_path: Path) -> None:
-    hardware_compatible = tuple(torch.cuda.get_device_capability()) >= (8, 0)
+    hardware_compatible = tuple(torch.cuda.get_device_capability()) >= HARDWARE_COMPATIBLE_MIN_CC
     out = tmp_path / "trained.fp32.engine"
     cache = tmp_path / "cache.bin"
     args = ["trt", str(trained_onnx), "--fp32", "-o", str(out), "--max-batch", "2", "--workspace", "1",

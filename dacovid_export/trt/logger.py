@@ -1,0 +1,80 @@
+"""TensorRT's logger: one process-wide ``trt.ILogger`` whose errors become one-line failure messages."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any
+
+from dacovid_export.core.errors import one_line
+
+__all__ = ["TrtLog", "said_of", "get_logger"]
+
+
+def said_of(errors: list[str]) -> str:
+    """TensorRT's last error on one line, and how many came before it."""
+    if not errors:
+        return "TensorRT reported no error message"
+    return "TensorRT said: " + one_line(errors[-1]) + (f" (and {len(errors) - 1} earlier error(s))" if len(errors) > 1 else "")
+
+
+class TrtLog:
+    """What TensorRT logged: errors kept for the one-line failure message (not echoed), warnings forwarded.
+
+    One instance per process (see :func:`get_logger`): TensorRT's documentation
+    asks that the logger outlive every builder and runtime made with it, and its
+    callbacks may come from several threads, hence the lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._errors: list[str] = []
+        self.echo: Callable[[str], None] | None = None
+        self.verbose = False
+
+    def record(self, severity: int, message: str) -> None:
+        # severity: 0 internal error, 1 error, 2 warning, 3 info, 4 verbose (ILogger.Severity)
+        with self._lock:
+            if severity <= 1:
+                self._errors.append(message.strip())
+            echo = self.echo
+        # errors are not echoed: the failure message quotes the one that matters, on one line
+        if echo is not None and (severity == 2 or (severity > 2 and self.verbose)):
+            label = {0: "internal error", 1: "error", 2: "warning", 3: "info"}.get(severity, "verbose")
+            echo(f"[TensorRT {label}] {message.strip()}")
+
+    def take_errors(self) -> list[str]:
+        with self._lock:
+            errors, self._errors = self._errors, []
+        return errors
+
+    def take_said(self) -> str:
+        """The errors logged since the last take, as :func:`said_of` words them."""
+        return said_of(self.take_errors())
+
+    def last_error(self) -> str | None:
+        with self._lock:
+            return self._errors[-1] if self._errors else None
+
+
+_LOG = TrtLog()
+_TRT_LOGGER: Any = None
+_LOGGER_LOCK = threading.Lock()
+
+
+def get_logger(trt: ModuleType) -> tuple[Any, TrtLog]:
+    """The process-wide ``trt.ILogger`` and the :class:`TrtLog` it writes to."""
+    global _TRT_LOGGER
+    with _LOGGER_LOCK:
+        if _TRT_LOGGER is None:
+
+            class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+                def __init__(self) -> None:
+                    trt.ILogger.__init__(self)
+
+                def log(self, severity: Any, msg: str) -> None:
+                    _LOG.record(int(severity), str(msg))
+
+            _TRT_LOGGER = _Logger()
+    return _TRT_LOGGER, _LOG
