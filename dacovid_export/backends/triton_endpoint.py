@@ -117,6 +117,7 @@ class TritonEndpoint:
             raise UserInputError(f"Triton at {self.url}: {one_line(str(exc))}") from exc
         self._timeout_s = timeout_s
         self._config: Any = None
+        self._info: ArtifactInfo | None = None
 
     @staticmethod
     def _client_module(protocol: str) -> ModuleType:
@@ -157,7 +158,12 @@ class TritonEndpoint:
         return {key: value.get("string_value", "") for key, value in params.items()}
 
     def info(self) -> ArtifactInfo:
-        """The served artifact's self-description, from the ensemble's parameters."""
+        """The served artifact's self-description, from the ensemble's parameters (read once)."""
+        if self._info is None:
+            self._info = self._read_info()
+        return self._info
+
+    def _read_info(self) -> ArtifactInfo:
         params = self.parameters()
         missing = [k for k in ("dacovid_class_names", "dacovid_preprocessing", "dacovid_precision") if k not in params]
         if missing:

@@ -105,21 +105,20 @@ def classifier_config(
     parameters: Mapping[str, str] | None = None,
 ) -> Any:
     """``input [3, S, S] -> logits [K]``; ``backend``: ``"python"``, ``"onnxruntime_onnx"`` or ``"tensorrt_plan"``."""
-    pb2 = model_config_pb2()
-    config = _new(pb2, name, batching, parameters or {})
-    if backend == "python":
-        config.backend = "python"
-    elif backend in ("onnxruntime_onnx", "tensorrt_plan"):
-        config.platform = backend
-    else:
+    if backend not in ("python", "onnxruntime_onnx", "tensorrt_plan"):
         raise UserInputError(f"classifier backend {backend!r}: use 'python', 'onnxruntime_onnx' or 'tensorrt_plan'")
+    config = python_config(
+        name=name, batching=batching, inputs=[(input_name, input_type, (3, image_size, image_size))],
+        outputs=[(output_name, output_type, (num_classes,))], parameters=parameters,
+        preferred_batch_sizes=preferred_batch_sizes,
+    )  # fmt: skip
+    if backend != "python":  # a native model names its platform, not a backend
+        config.ClearField("backend")
+        config.platform = backend
     if default_model_filename:
         config.default_model_filename = default_model_filename
-    _tensor(config.input, input_name, input_type, (3, image_size, image_size), pb2)
-    out = _tensor(config.output, output_name, output_type, (num_classes,), pb2)
     if label_filename:
-        out.label_filename = label_filename
-    _batching(pb2, config, batching, preferred_batch_sizes)
+        config.output[0].label_filename = label_filename
     return config
 
 
