@@ -308,9 +308,8 @@ class TritonServer:
         for region in self.shm_regions():
             with contextlib.suppress(OSError):
                 region.unlink()
-        if self._scratch is not None:
-            if self.config.log_file is None or not _inside(self.config.log_file, self._scratch):
-                shutil.rmtree(self._scratch, ignore_errors=True)
+        if self._scratch is not None:  # the backend links and, without --log-file, the log
+            shutil.rmtree(self._scratch, ignore_errors=True)
             self._scratch = None
 
     def __enter__(self) -> "TritonServer":
@@ -331,10 +330,3 @@ class TritonServer:
         cause = _log_cause(self.log_text())
         raise ServerError("Triton stopped" + (f": {cause}" if cause else ""))
 
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        Path(path).resolve().relative_to(folder.resolve())
-        return True
-    except ValueError:
-        return False

@@ -93,14 +93,6 @@ class TritonRepository:
     kind: str
     max_batch: int
 
-    @property
-    def model_dir(self) -> Path:
-        return self.repo / self.ensemble
-
-    def files(self) -> list[str]:
-        return sorted(
-            str(p.relative_to(self.repo)) for m in self.models for p in (self.repo / m).rglob("*") if p.is_file()
-        )
 
 
 @dataclasses.dataclass(frozen=True)
