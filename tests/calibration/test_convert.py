@@ -147,7 +147,10 @@ def test_convert_precision_rejects_bad_sources(tmp_path: Path, tiny_fp32_onnx: P
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"precision": "bf16"}, "precision='bf16'"),
+        ({"precision": "bf16"}, "made only through its accuracy guard"),
+        ({"precision": "bf16", "calib_data": ".", "calib_method": "max"}, "INT8 options; BF16 runs the FP32 graph"),
+        ({"precision": "bf16", "calib_data": ".", "min_agreement": 2.0}, "min_agreement=2.0"),
+        ({"precision": "fp32", "min_agreement": 0.9}, "FP16/INT8/BF16 option"),
         ({"precision": "int8"}, "needs calibration images"),
         ({"calib_size": 64}, "fp32"),
         ({"precision": "fp16", "calib_method": "max"}, "INT8 option"),
