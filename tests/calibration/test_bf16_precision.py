@@ -26,7 +26,9 @@ needs_bf16 = pytest.mark.skipif("not _bf16_cpu()", reason="this CPU has no BF16 
 
 
 @needs_bf16
-def test_bf16_model_is_guarded_marked_and_runs_only_as_bf16(tiny_fp32_onnx: Path, synthetic_dir: Path, tmp_path: Path) -> None:
+def test_bf16_model_is_guarded_marked_and_runs_only_as_bf16(
+    tiny_checkpoint: Path, tiny_fp32_onnx: Path, synthetic_dir: Path, tmp_path: Path
+) -> None:
     import onnx
     from dacovid_export.artifacts.read import read_artifact_info
     from dacovid_export.backends.onnxruntime_backend import OnnxRuntimeBackend
@@ -53,6 +55,19 @@ def test_bf16_model_is_guarded_marked_and_runs_only_as_bf16(tiny_fp32_onnx: Path
         got = backend.run(x)
     with OpenVINOBackend(tiny_fp32_onnx, inference_precision="bf16") as same:
         np.testing.assert_array_equal(got, same.run(x))  # the hint really is bf16: equal to BF16 of the FP32 file
+    # check and bench take the same path, with check's BF16 tolerance
+    from dacovid_export.bench.config import BenchConfig
+    from dacovid_export.bench.run import run_benchmark
+    from dacovid_export.parity.config import ParityConfig, Tolerance
+    from dacovid_export.parity.run import run_parity
+
+    report = run_parity(
+        tiny_checkpoint, [out], synthetic_count=4, progress=False, device="cpu", config=ParityConfig(bf16=Tolerance(min_agreement=0.0))
+    )
+    judged = report.models[0]
+    assert judged.precision == "bf16" and "inference precision bf16" in judged.backend
+    bench = run_benchmark([out], BenchConfig(device="cpu", threads=1, iterations=2, warmup=1, progress=False))
+    assert [(r.backend, r.precision) for r in bench.records] == [("openvino", "bf16")]
     with pytest.raises(UserInputError, match="marked for BF16 execution, which ONNX Runtime does not do"):
         OnnxRuntimeBackend(out)
     with pytest.raises(UserInputError, match="marked for BF16 execution: it runs with inference_precision 'bf16'"):

@@ -137,7 +137,7 @@ def test_convert_precision_rejects_bad_sources(tmp_path: Path, tiny_fp32_onnx: P
     corrupt.write_bytes(b"\x08\x07garbage" * 100)
     with pytest.raises(UserInputError):
         convert_precision(corrupt, tmp_path / "out.onnx", precision="fp16")
-    with pytest.raises(UserInputError, match="'fp16' or 'int8'"):
+    with pytest.raises(UserInputError, match="'fp16', 'int8' or 'bf16'"):
         convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", precision="fp32")  # type: ignore[arg-type]
     with pytest.raises(UserInputError, match="needs calibration images"):
         convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", precision="int8")
