@@ -12,8 +12,14 @@ refuses below ``min_agreement`` (the INT8 guard's default, 99%).
 Keeping the attention in FP32 under BF16 is not available: OpenVINO's CPU plugin
 ignores the per-node keep-precision mark (``disable_fp16_compression``) under a BF16
 inference precision (measured with OpenVINO 2026.4: marking the 7 attention MatMul /
-Softmax nodes, or all 256 nodes, left the logits exactly as unmarked BF16). So the guard
-has no fallback: it passes or refuses, with the figures and what to do.
+Softmax nodes, or all 256 nodes, left the logits exactly as unmarked BF16; measured again
+with 2026.4.1 on a trained 64 px and the 224 px model: the marked nodes still ran
+``brgemm_avx512_amx_bf16`` / ``jit_avx512_bf16`` per PERF_COUNT, logits bit-identical).
+So the guard has no fallback: it passes or refuses, with the figures and what to do.
+
+``dacovid-export onnx --precision bf16`` (calibration/convert.py) runs this guard and, when
+it passes, writes the FP32 graph with precision ``"bf16"`` and the guard's report in its
+metadata; such a model runs only through OpenVINO at ``bf16`` (backends/openvino_backend.py).
 """
 
 from __future__ import annotations

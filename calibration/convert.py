@@ -1,7 +1,9 @@
-"""The precision step: an FP32 ONNX model made by this tool -> a self-checked FP16 or INT8 one.
+"""The precision step: an FP32 ONNX model made by this tool -> a self-checked FP16, INT8 or BF16 one.
 
 FP16 is Model Optimizer AutoCast with the attention kept FP32 (:mod:`.fp16`);
-INT8 is explicit Q/DQ under the accuracy guard (:mod:`.guard`). The result
+INT8 is explicit Q/DQ under the accuracy guard (:mod:`.guard`); BF16 is the FP32 graph,
+unchanged, marked for BF16 execution by OpenVINO once the BF16 guard passed (:mod:`.bf16`),
+and compared as OpenVINO runs it (ONNX Runtime refuses a BF16-marked model). The result
 carries the FP32 file's metadata (classes, preprocessing, checkpoint checksum)
 plus what the step did, passes the structural checks of its precision, and is
 compared with the FP32 model in ONNX Runtime before it is written.
