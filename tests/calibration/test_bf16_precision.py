@@ -55,6 +55,10 @@ def test_bf16_model_is_guarded_marked_and_runs_only_as_bf16(
         got = backend.run(x)
     with OpenVINOBackend(tiny_fp32_onnx, inference_precision="bf16") as same:
         np.testing.assert_array_equal(got, same.run(x))  # the hint really is bf16: equal to BF16 of the FP32 file
+    from dacovid_export.serve.predictor import Predictor
+
+    with Predictor.from_path(out) as predictor:  # the Predictor opens it the same way (auto, device auto)
+        assert predictor.backend.name == "openvino" and predictor.backend.precision == "bf16"
     # check and bench take the same path, with check's BF16 tolerance
     from dacovid_export.bench.config import BenchConfig
     from dacovid_export.bench.run import run_benchmark
