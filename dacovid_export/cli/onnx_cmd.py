@@ -47,7 +47,7 @@ __all__ = ["onnx"]
 @click.option("--static-batch", is_flag=True, help="Fix the batch dimension instead of leaving it dynamic.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the self-check inputs and calibration sampling.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Reuse INT8 calibration results across runs.")
-@click.option("--atol", type=float, default=None, help="Self-check absolute tolerance on logits of the written model (fp32: vs PyTorch; fp16: vs the FP32 ONNX; int8: reported only, --min-agreement decides). Default by precision.")
+@click.option("--atol", type=float, default=None, help="Self-check absolute tolerance on logits of the written model (fp32: vs PyTorch; fp16: vs the FP32 ONNX; int8/bf16: reported only, --min-agreement decides). Default by precision.")
 @click.option("--rtol", type=float, default=None, help="Self-check tolerance relative to the logits' scale (same comparison as --atol). Default by precision.")
 @handle_errors
 def onnx(
