@@ -12,8 +12,14 @@ refuses below ``min_agreement`` (the INT8 guard's default, 99%).
 Keeping the attention in FP32 under BF16 is not available: OpenVINO's CPU plugin
 ignores the per-node keep-precision mark (``disable_fp16_compression``) under a BF16
 inference precision (measured with OpenVINO 2026.4: marking the 7 attention MatMul /
-Softmax nodes, or all 256 nodes, left the logits exactly as unmarked BF16). So the guard
-has no fallback: it passes or refuses, with the figures and what to do.
+Softmax nodes, or all 256 nodes, left the logits exactly as unmarked BF16; measured again
+with 2026.4.1 on a trained 64 px and the 224 px model: the marked nodes still ran
+``brgemm_avx512_amx_bf16`` / ``jit_avx512_bf16`` per PERF_COUNT, logits bit-identical).
+So the guard has no fallback: it passes or refuses, with the figures and what to do.
+
+``dacovid-export onnx --precision bf16`` (calibration/convert.py) runs this guard and, when
+it passes, writes the FP32 graph with precision ``"bf16"`` and the guard's report in its
+metadata; such a model runs only through OpenVINO at ``bf16`` (backends/openvino_backend.py).
 """
 
 from __future__ import annotations
@@ -31,7 +37,28 @@ from dacovid_export.calibration.sensitivity import onnx_logits
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
-__all__ = ["Bf16GuardConfig", "Bf16GuardReport", "guard_bf16", "openvino_bf16_logits"]
+__all__ = [
+    "Bf16GuardConfig",
+    "Bf16GuardReport",
+    "bf16_guard_summary_lines",
+    "guard_bf16",
+    "openvino_bf16_logits",
+    "require_bf16_cpu",
+]
+
+NO_BF16_CPU = (
+    "this CPU has no BF16 support (OpenVINO reports none: it needs avx512_bf16 or AMX), so the BF16 guard could not "
+    "measure anything and no BF16 model is made here; run the FP32 model, or make the BF16 one on a CPU with BF16"
+)
+
+
+def require_bf16_cpu() -> None:
+    """Refuse, in one line, where OpenVINO is missing or the CPU has no BF16 (before any slow work)."""
+    from dacovid_export.core.openvino_model import cpu_supports_bf16, openvino_core
+
+    _, core = openvino_core("make and run BF16 models (pip install openvino)")
+    if not cpu_supports_bf16(core):
+        raise UserInputError(NO_BF16_CPU)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,9 +119,20 @@ def openvino_bf16_logits(path: str | os.PathLike[str], images: np.ndarray, *, th
 
     ov, core = openvino_core("run the BF16 accuracy guard")
     if not cpu_supports_bf16(core):
-        raise UserInputError("this CPU has no BF16 support (OpenVINO reports none): BF16 cannot run here; use FP32")
+        raise UserInputError(NO_BF16_CPU)
     request = compile_for_cpu(path, inference_precision="bf16", threads=threads, core=(ov, core)).create_infer_request()
     return np.concatenate([infer_logits(request, images[i : i + batch]) for i in range(0, len(images), batch)])
+
+
+def bf16_guard_summary_lines(guard: dict[str, Any]) -> list[str]:
+    """Report lines of a BF16 guard record (``bf16_guard`` metadata / :meth:`Bf16GuardReport.to_dict`)."""
+    a = guard["agreement"]
+    return [
+        f"BF16 guard: top-1 agreement of OpenVINO BF16 with FP32 {a['agreement']:.2%} on {a['images']} validation images "
+        f"(target {guard['min_agreement']:.2%}); |Δlogit| median {a['median_abs_dlogit']:.3g}, max {a['max_abs_dlogit']:.3g}; "
+        f"{guard['seconds']:.1f}s",
+        f"BF16 guard: validation images: {guard['validation'].get('root')}",
+    ]
 
 
 def guard_bf16(
@@ -103,11 +141,14 @@ def guard_bf16(
     config: Bf16GuardConfig = Bf16GuardConfig(),
     *,
     exclude: CalibrationSet | None = None,
+    name: str | None = None,
 ) -> Bf16GuardReport:
     """Judge BF16 execution of the FP32 ONNX ``model`` on ``validation``; :class:`CheckFailedError` below target.
 
     ``exclude``: an image set the validation images must not share a file with (e.g. the
     calibration images of an INT8 model made from the same checkpoint): refused naming the file.
+    ``name``: how reports and the refusal name the model (default its path; the precision step
+    names its output, not its scratch copy).
     """
     from dacovid_export.artifacts.read import read_artifact_info
 
@@ -130,12 +171,12 @@ def guard_bf16(
     agreement = measure_agreement(reference, candidate)
     passed = bool(np.all(np.isfinite(candidate))) and agreement.agreement >= config.min_agreement
     report = Bf16GuardReport(
-        model=os.fspath(model), agreement=agreement, min_agreement=config.min_agreement, passed=passed,
+        model=name or os.fspath(model), agreement=agreement, min_agreement=config.min_agreement, passed=passed,
         validation=validation.describe(), seconds=time.perf_counter() - start,
     )
     if not passed:
         raise CheckFailedError(
-            f"BF16 refused for {os.fspath(model)!r}: top-1 agreement with FP32 {agreement.agreement * 100:.1f}% on "
+            f"BF16 refused for {name or os.fspath(model)!r}: top-1 agreement with FP32 {agreement.agreement * 100:.1f}% on "
             f"{agreement.images} validation images, below min_agreement {config.min_agreement * 100:.1f}% (median "
             f"|dlogit| {agreement.median_abs_dlogit:.3g}); run it in FP32 (OpenVINO f32 or ONNX Runtime), use the "
             "guarded INT8 model, or lower min_agreement knowingly. Keeping the attention FP32 is no lever here: "

@@ -6,6 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
+from dacovid_export.calibration.bf16 import Bf16GuardConfig
 from dacovid_export.calibration.cache import cache_max_bytes
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES
 from dacovid_export.calibration.fp16_guard import DEFAULT_FP16_MIN_AGREEMENT, Fp16GuardConfig
@@ -27,6 +28,10 @@ DEFAULT_CALIB_SIZE = 256
 @dataclasses.dataclass(frozen=True)
 class PrecisionConfig:
     """Options of the precision step, validated on construction.
+
+    ``"bf16"`` writes the FP32 graph marked for BF16 execution (OpenVINO, CPUs with BF16), only
+    after the BF16 accuracy guard passed on validation images (``validation_data``, or a
+    held-out part of ``calib_data``: the FP16/INT8 split rules).
 
     ``precision`` ``"fp32"`` means no precision step (then no calibration
     option may be given). ``calib_size``/``calib_method``: ``None`` means the
@@ -97,10 +102,19 @@ class PrecisionConfig:
 
     def _validate_guard(self) -> None:
         given = [n for n in ("min_agreement", "validation_data") if getattr(self, n) is not None]
-        if given and self.precision not in ("fp16", "int8"):
+        if given and self.precision not in ("fp16", "int8", "bf16"):
             raise UserInputError(
-                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an FP16/INT8 option"
+                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an FP16/INT8/BF16 option"
             )
+        if self.precision == "bf16":
+            self.bf16_guard_config()
+            if self.calib_data is None and self.validation_data is None:
+                # BF16 is never chosen silently nor made unjudged: no images, no guard, no BF16 model
+                raise UserInputError(
+                    "precision 'bf16' is made only through its accuracy guard, which needs images: pass "
+                    "--validation-data DIR (or a dacovid-train split.json: its held-out part), or --calib-data DIR "
+                    "(a part is held out)"
+                )
         if self.precision == "int8":
             self.guard_config()  # GuardConfig is the one home of the guard's option rules (min_agreement in 0..1)
         if self.precision == "fp16":
@@ -130,6 +144,10 @@ class PrecisionConfig:
                     f"{', '.join(given)} given with precision 'fp32': calibration is used by fp16/int8 only; "
                     "drop the option or pick --precision fp16/int8"
                 )
+        if self.precision == "bf16" and (self.calib_method is not None or self.cache_dir is not None):
+            raise UserInputError(
+                "calib_method/cache_dir are INT8 options; BF16 runs the FP32 graph and uses images only for its guard"
+            )
         if self.precision == "fp16" and self.calib_method is not None:
             raise UserInputError(
                 "calib_method is an INT8 option; FP16 uses calibration images only for its range check (--calib-data)"
@@ -172,6 +190,10 @@ class PrecisionConfig:
     def fp16_guarded(self) -> bool:
         """Whether the FP16 guard runs: it needs images (``calib_data`` to split, or ``validation_data``)."""
         return self.precision == "fp16" and (self.calib_data is not None or self.validation_data is not None)
+
+    def bf16_guard_config(self) -> Bf16GuardConfig:
+        """The BF16 accuracy guard's options: by default the INT8 guard's threshold (99%)."""
+        return Bf16GuardConfig(min_agreement=DEFAULT_MIN_AGREEMENT if self.min_agreement is None else self.min_agreement)
 
     def fp16_guard_config(self) -> Fp16GuardConfig:
         """The FP16 accuracy guard's options: by default ``check``'s FP16 threshold (99.5%)."""

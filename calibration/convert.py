@@ -1,7 +1,9 @@
-"""The precision step: an FP32 ONNX model made by this tool -> a self-checked FP16 or INT8 one.
+"""The precision step: an FP32 ONNX model made by this tool -> a self-checked FP16, INT8 or BF16 one.
 
 FP16 is Model Optimizer AutoCast with the attention kept FP32 (:mod:`.fp16`);
-INT8 is explicit Q/DQ under the accuracy guard (:mod:`.guard`). The result
+INT8 is explicit Q/DQ under the accuracy guard (:mod:`.guard`); BF16 is the FP32 graph,
+unchanged, marked for BF16 execution by OpenVINO once the BF16 guard passed (:mod:`.bf16`),
+and compared as OpenVINO runs it (ONNX Runtime refuses a BF16-marked model). The result
 carries the FP32 file's metadata (classes, preprocessing, checkpoint checksum)
 plus what the step did, passes the structural checks of its precision, and is
 compared with the FP32 model in ONNX Runtime before it is written.
@@ -15,11 +17,12 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from dacovid_export.calibration.bf16 import bf16_guard_summary_lines, guard_bf16, require_bf16_cpu
 from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.data import (
     MAX_VALIDATION_IMAGES,
@@ -31,6 +34,7 @@ from dacovid_export.calibration.data import (
 )
 from dacovid_export.calibration.fp16 import convert_fp16
 from dacovid_export.calibration.fp16_guard import fp16_guard_summary_lines, guarded_convert_fp16
+from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.calibration.guard import (
     guarded_quantize_int8,
 )
@@ -88,6 +92,8 @@ def export_at_precision(
     """
     if precision.precision == "fp32":
         return export_onnx(checkpoint, output, export, progress=progress)
+    if precision.precision == "bf16":
+        require_bf16_cpu()  # before the FP32 export: on such a CPU the guard could measure nothing
     output = _check_precision_output(output, checkpoint, precision)
     train_data = _qat_train_data(checkpoint, precision) if precision.qat else None
     with scratch_dir(output) as scratch:
@@ -205,7 +211,7 @@ def _check_precision_output(
             size=config.effective_calib_size,
             seed=config.seed,
             validation_data=config.validation_data,
-            split=config.validation_data is None and config.precision in ("int8", "fp16"),
+            split=config.validation_data is None and config.precision in ("int8", "fp16", "bf16"),
         )
     return output
 
@@ -214,7 +220,7 @@ def convert_precision(
     fp32_onnx: str | os.PathLike[str],
     output: str | os.PathLike[str],
     *,
-    precision: Literal["fp16", "int8"],
+    precision: Literal["fp16", "int8", "bf16"],
     calib_data: str | os.PathLike[str] | None = None,
     calib_size: int | None = None,
     calib_method: Literal["entropy", "max"] | None = None,
@@ -238,8 +244,8 @@ def convert_precision(
     and is compared with the FP32 model in ONNX Runtime, on the calibration
     images when given, on seeded synthetic inputs otherwise.
     """
-    if precision not in ("fp16", "int8"):
-        raise UserInputError(f"precision={precision!r}: convert_precision makes 'fp16' or 'int8' models")
+    if precision not in ("fp16", "int8", "bf16"):
+        raise UserInputError(f"precision={precision!r}: convert_precision makes 'fp16', 'int8' or 'bf16' models")
     info = read_onnx_info(fp32_onnx)  # a broken or foreign file is the first thing to say, before any option
     config = PrecisionConfig(
         precision=precision,
@@ -277,6 +283,8 @@ def _convert_checked(
             f"{str(fp32_onnx)!r} uses opset {opset}; the precision step needs {MIN_OPSET}..{MAX_OPSET}: re-export it"
         )
     batches = verify_batches(info.max_batch, info.extra.get("suggested_max_batch"))
+    if config.precision == "bf16":
+        require_bf16_cpu()
     output = _check_precision_output(output, fp32_onnx, config, images=not images_checked)
     with StepTimer(progress, total=3, bar=True) as steps:
         return _convert(Path(fp32_onnx), output, config, batches, steps)
@@ -304,7 +312,7 @@ def _convert(
         calibration, validation = image_sets
     elif config.precision == "int8" and config.calib_data is not None:
         calibration, validation = _int8_image_sets(config, info.preprocessing)
-    elif config.fp16_guarded:
+    elif config.fp16_guarded or config.precision == "bf16":
         calibration, validation = _fp16_image_sets(config, info.preprocessing)
     with scratch_dir(output) as scratch:
         raw = scratch / f"model.{config.precision}.raw.onnx"
@@ -316,6 +324,8 @@ def _convert(
             )
         elif config.precision == "fp16":
             step = convert_fp16(fp32_path, raw, calibration=None)
+        elif config.precision == "bf16":
+            step = _bf16_step(fp32_path, raw, config, validation, calibration)
         else:
             step = guarded_quantize_int8(
                 fp32_path,
@@ -345,14 +355,14 @@ def _convert(
         report = run_structural_checks(validate_model(final), precision=config.precision, path=final)
         timings["precision_checks"] = steps.stop()
 
-        steps.start(f"onnxruntime {config.precision} vs fp32")
+        steps.start(f"{_runtime_of(config.precision)} {config.precision} vs fp32")
         comparisons = _verify_against_onnx(fp32_path, final, info.preprocessing, config, batches, calibration)
-        if config.precision == "int8":
+        if config.precision in ("int8", "bf16"):
             # one gate for INT8: the guard's agreement at the user's --min-agreement; the logit tolerance is reported
             # (a NaN or infinite logit still refuses, and a broken graph failed the checks above)
             comparisons = tuple(dataclasses.replace(c, enforced=False) for c in comparisons)
         timings["precision_verification"] = steps.stop()
-        check_numeric(comparisons, f"ONNX Runtime {config.precision.upper()} against the FP32 model")
+        check_numeric(comparisons, f"{_runtime_of(config.precision)} {config.precision.upper()} against the FP32 model")
         publish(final, output)
     details = {
         "seconds": float(step.seconds),
@@ -361,6 +371,8 @@ def _convert(
     }
     guard = details.get("guard")
     notes: tuple[str, ...] = tuple(guard_summary_lines(guard)) if guard else ()
+    if config.precision == "bf16":
+        notes = tuple(bf16_guard_summary_lines(details["bf16_guard"]))
     if config.precision == "fp16":
         fp16_guard = details.get("fp16_guard")
         notes = (
@@ -372,7 +384,7 @@ def _convert(
         output,
         info.max_batch,
         report,
-        {f"onnxruntime {config.precision} vs onnxruntime fp32": comparisons},
+        {f"{_runtime_of(config.precision)} {config.precision} vs onnxruntime fp32": comparisons},
         tuple(step.fp32_nodes),
         timings,
         details,
@@ -385,7 +397,8 @@ def _precision_metadata(
 ) -> dict[str, Any]:
     meta: dict[str, Any] = dict(fp32_meta)
     producer = json.loads(meta.get("producer", "{}"))
-    producer["precision_step"] = f"dacovid_export.calibration ({config.precision}, nvidia-modelopt)"
+    tool = "OpenVINO BF16 guard, graph unchanged" if config.precision == "bf16" else "nvidia-modelopt"
+    producer["precision_step"] = f"dacovid_export.calibration ({config.precision}, {tool})"
     versions = package_versions()
     meta.update(
         {
@@ -406,7 +419,33 @@ def _precision_metadata(
         meta["int8_guard"] = step.details["guard"]
     if "fp16_guard" in step.details:
         meta["fp16_guard"] = step.details["fp16_guard"]
+    if "bf16_guard" in step.details:
+        meta["bf16_guard"] = step.details["bf16_guard"]
     return meta
+
+
+def _runtime_of(precision: str) -> str:
+    """The runtime the self-check runs the written model with: OpenVINO for BF16, ONNX Runtime otherwise."""
+    return "openvino" if precision == "bf16" else "onnxruntime"
+
+
+def _bf16_step(
+    fp32_path: Path, raw: Path, config: PrecisionConfig, validation: Any, calibration: Any
+) -> PrecisionResult:
+    """BF16: the graph stays the FP32 one (OpenVINO rounds at run time); the guard decides whether it may be marked.
+
+    No node is kept FP32: OpenVINO's CPU plugin runs every node in BF16 once the hint is bf16
+    (calibration/bf16.py), so the guard judges exactly what will run. Raises
+    :class:`CheckFailedError` (nothing written) below ``--min-agreement``.
+    """
+    import shutil
+
+    report = guard_bf16(fp32_path, validation, config.bf16_guard_config(), exclude=calibration, name=str(raw.name))
+    shutil.copyfile(fp32_path, raw)
+    return PrecisionResult(
+        precision="bf16", fp32_nodes=(), seconds=report.seconds, cache_hit=False,
+        details={"bf16_guard": report.to_dict()},
+    )
 
 
 def _int8_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:
@@ -467,7 +506,29 @@ def _verify_against_onnx(
 ) -> tuple[NumericComparison, ...]:
     atol, rtol = config.tolerance
     reference_session = open_session(fp32_path, purpose="check the exported model", error=CheckFailedError)
+    if config.precision == "bf16":
+        # the written file is the FP32 graph: what it claims is how OpenVINO runs it, so that is what is compared
+        from dacovid_export.backends.openvino_backend import OpenVINOBackend
+
+        with OpenVINOBackend(candidate) as bf16:
+            return _compare_batches(reference_session, bf16.run, preprocessing, config, batches, calibration, atol, rtol)
     candidate_session = open_session(candidate, purpose="check the exported model", error=CheckFailedError)
+    return _compare_batches(
+        reference_session, lambda images: run_session(candidate_session, images), preprocessing, config, batches,
+        calibration, atol, rtol,
+    )
+
+
+def _compare_batches(
+    reference_session: Any,
+    run_candidate: Callable[[np.ndarray], np.ndarray],
+    preprocessing: Preprocessing,
+    config: PrecisionConfig,
+    batches: tuple[int, ...],
+    calibration: Any,
+    atol: float,
+    rtol: float,
+) -> tuple[NumericComparison, ...]:
     out = []
     start = 0
     for i, n in enumerate(batches):
@@ -478,5 +539,5 @@ def _verify_against_onnx(
         else:
             images = sample_batch(preprocessing, n, seed=config.seed + i)
         reference = run_session(reference_session, images)
-        out.append(compare_numeric(reference, run_session(candidate_session, images), atol=atol, rtol=rtol))
+        out.append(compare_numeric(reference, run_candidate(images), atol=atol, rtol=rtol))
     return tuple(out)

@@ -19,8 +19,9 @@ from dacovid_export.data.preprocessing import Preprocessing
 
 __all__ = ["Precision", "PRECISIONS", "ArtifactKind", "ArtifactInfo", "ENGINE_SUFFIXES", "artifact_kind"]
 
-# the numeric precisions an artifact can hold: the FP32 export and the two the precision step makes
-Precision = Literal["fp32", "fp16", "int8"]
+# the numeric precisions an artifact can hold: the FP32 export and the three the precision step makes
+# (bf16: an FP32 graph that passed the BF16 accuracy guard, marked for BF16 execution by OpenVINO on the CPU)
+Precision = Literal["fp32", "fp16", "int8", "bf16"]
 PRECISIONS: tuple[Precision, ...] = get_args(Precision)
 
 ArtifactKind = Literal["checkpoint", "onnx", "engine"]

@@ -84,6 +84,13 @@ class OnnxRuntimeBackend(Backend):
         info = info if info is not None else read_artifact_info(path)
         if info.kind != "onnx":
             raise UserInputError(f"{str(path)!r} is a {info.kind}, not an ONNX model: the onnxruntime backend runs .onnx files")
+        if info.precision == "bf16":
+            # refused rather than run as FP32: every report keys on the model's precision, and a "bf16" row computed
+            # in FP32 would be a false claim; the FP32 answers are the FP32 export's, which stays the one to run for them
+            raise UserInputError(
+                f"{str(path)!r} is marked for BF16 execution, which ONNX Runtime does not do: run it with backend "
+                "'openvino' (or 'auto') on a CPU with BF16, or run the FP32 model it was made from for FP32 answers"
+            )
         super().__init__(info, device)
         self.provider = provider
         self.intra_op_threads = intra_op_threads

@@ -11,6 +11,8 @@ trained checkpoint on real X-rays). This backend always sets ``INFERENCE_PRECISI
 
 - FP32 model: ``f32`` (default) or, when asked, ``bf16``, reported as its own precision
   ``"bf16"``; refused on a CPU without BF16 support (``OPTIMIZATION_CAPABILITIES``).
+- BF16-marked model (an FP32 graph that passed the BF16 accuracy guard): ``bf16``, set
+  explicitly; asking for ``f32`` is refused (its FP32 answers are the FP32 export's).
 - INT8 (Q/DQ) model: the quantized convolutions run as INT8; what the graph keeps in
   float (the attention, nodes the accuracy guard took out) runs in ``f32``.
 - FP16 (mixed) model: ``f32``, its FP16 weights upcast (an FP16 model is made for GPUs).
@@ -41,8 +43,9 @@ __all__ = ["OpenVINOBackend"]
 class OpenVINOBackend(Backend):
     """Run an ONNX model with OpenVINO's CPU plugin.
 
-    ``inference_precision``: ``"fp32"`` (default) or ``"bf16"`` (FP32 models only, on
-    CPUs with BF16 support); see the module docstring. ``threads``: OpenVINO's
+    ``inference_precision``: ``"fp32"`` or ``"bf16"`` (FP32 and BF16-marked models, on
+    CPUs with BF16 support); ``None`` (default): ``"bf16"`` for a BF16-marked model, else
+    ``"fp32"``; see the module docstring. ``threads``: OpenVINO's
     ``INFERENCE_NUM_THREADS`` (``None``: its default, all cores). The model keeps its
     dynamic batch; ``run`` is serialised by a lock (one infer request).
     """
@@ -54,13 +57,13 @@ class OpenVINOBackend(Backend):
         path: str | os.PathLike[str],
         *,
         device: str = "cpu",
-        inference_precision: str = "fp32",
+        inference_precision: str | None = None,
         threads: int | None = None,
         info: ArtifactInfo | None = None,
     ) -> None:
         if device != "cpu":
             raise UserInputError(f"device={device!r}: the openvino backend runs on the CPU only (use device 'cpu')")
-        if inference_precision not in INFERENCE_PRECISIONS:
+        if inference_precision is not None and inference_precision not in INFERENCE_PRECISIONS:
             raise UserInputError(
                 f"inference_precision={inference_precision!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}"
             )
@@ -69,14 +72,26 @@ class OpenVINOBackend(Backend):
         info = info if info is not None else read_artifact_info(path)
         if info.kind != "onnx":
             raise UserInputError(f"{str(path)!r} is a {info.kind}, not an ONNX model: the openvino backend runs .onnx files")
+        if info.precision == "bf16":
+            if inference_precision == "fp32":
+                raise UserInputError(
+                    f"{str(path)!r} is marked for BF16 execution: it runs with inference_precision 'bf16' (or unset); "
+                    "for FP32 answers run the FP32 model it was made from"
+                )
+            inference_precision = "bf16"
+        inference_precision = inference_precision or "fp32"
         ov, core = openvino_core()
         if inference_precision == "bf16":
-            if info.precision != "fp32":
+            if info.precision not in ("fp32", "bf16"):
                 raise UserInputError(
                     f"inference_precision='bf16' applies to FP32 models; {str(path)!r} is {info.precision}"
                 )
             if not cpu_supports_bf16(core):
-                raise UserInputError("this CPU has no BF16 support (OpenVINO reports none): use inference_precision='fp32'")
+                raise UserInputError(
+                    "this CPU has no BF16 support (OpenVINO reports none, no avx512_bf16 or AMX): "
+                    + (f"{str(path)!r} is marked for BF16 and cannot run here; run the FP32 model it was made from"
+                       if info.precision == "bf16" else "use inference_precision='fp32'")
+                )
         super().__init__(info, device)
         self.inference_precision = inference_precision
         self.threads = threads

@@ -1,7 +1,8 @@
 """Which backend runs which artifact, and :func:`open_backend` to get one.
 
 File kind decides the default: checkpoint -> PyTorch, ``.onnx`` -> ONNX Runtime,
-``.engine``/``.plan`` -> TensorRT; two exceptions on the CPU, each said on stderr by
+``.engine``/``.plan`` -> TensorRT; a BF16-marked ONNX model -> OpenVINO at ``bf16`` (it is
+made for that and nothing else runs it so); two exceptions on the CPU, each said on stderr by
 :func:`open_backend`: an INT8 (Q/DQ) ONNX model goes to OpenVINO, which runs it as INT8,
 while ONNX Runtime runs its signed Q/DQ form slower than FP32 (docs/design.md section 5);
 an FP32 ONNX model goes to whichever of ONNX Runtime and OpenVINO (``f32``) is faster and
@@ -120,6 +121,12 @@ def auto_backend(path: str | os.PathLike[str], device: str, *, threads: int | No
     """
     kind = artifact_kind(path)
     backend = BACKEND_FOR_KIND[kind]
+    if kind == "onnx" and read_artifact_info(path).precision == "bf16":
+        # marked for BF16 by its guard: only OpenVINO runs it so (on the CPU, whatever GPU there is), hint set explicitly
+        return "openvino", (
+            f"backend auto: {Path(path).name} is marked for BF16 (it passed the BF16 accuracy guard): using OpenVINO "
+            "on the CPU with inference precision bf16"
+        )
     if kind != "onnx" or resolve_device(device, backend) != "cpu":
         return backend, None
     precision = read_artifact_info(path).precision

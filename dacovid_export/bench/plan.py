@@ -102,6 +102,12 @@ def plan_runs(
 def _onnx_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
     """ONNX Runtime (auto) and OpenVINO rows of one ONNX model; see :class:`BenchConfig`."""
     runs: list[Run] = []
+    if info.precision == "bf16" and config.backend in ("auto", "openvino"):
+        # a BF16-marked model has one way to run: OpenVINO at bf16 (open_backend sets the hint from the model)
+        why = auto_backend(path, config.device)[1] if config.backend == "auto" else None
+        if why:
+            print(why, file=sys.stderr)
+        return [Run(path, info, "openvino", {}, None, "default", why)]
     if config.backend == "auto":
         on_cpu = resolve_device(config.device, "onnxruntime") == "cpu"
         if on_cpu and info.precision == "fp32":

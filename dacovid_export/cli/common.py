@@ -123,13 +123,13 @@ def not_yet_implemented(name: str) -> None:
 
 
 def int8_guard_options(fn: F) -> F:
-    """``--min-agreement`` and ``--validation-data``: the FP16/INT8 accuracy guard, wherever a command makes them."""
+    """``--min-agreement`` and ``--validation-data``: the FP16/INT8/BF16 accuracy guard, wherever a command makes them."""
     fn = click.option(
         "--validation-data",
         type=click.Path(path_type=Path),
         default=None,
         metavar="DIR",
-        help="FP16/INT8 guard's validation images, or a split.json (its held-out part)  "
+        help="FP16/INT8/BF16 guard's validation images, or a split.json (its held-out part)  "
         "[default: a seeded, stratified part of --calib-data, never used for calibration or the FP16 range check]",
     )(fn)
     return click.option(
@@ -138,5 +138,6 @@ def int8_guard_options(fn: F) -> F:
         default=None,
         metavar="F",
         help="Accuracy guard: top-1 agreement with FP32 required on validation images; the costliest nodes leave "
-        "INT8 (or FP16) until it holds, else nothing is written  [default: int8 0.99, fp16 0.995 (check's threshold)]",
+        "INT8 (or FP16) until it holds (BF16 has no such lever), else nothing is written  "
+        "[default: int8 0.99, fp16 0.995 (check's threshold), bf16 0.99]",
     )(fn)

@@ -1,4 +1,4 @@
-"""`dacovid-export onnx`: checkpoint -> self-checked ONNX model (FP32, FP16 or INT8)."""
+"""`dacovid-export onnx`: checkpoint -> self-checked ONNX model (FP32, FP16, INT8 or guarded BF16)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,9 @@ __all__ = ["onnx"]
     type=click.Choice(PRECISIONS),
     default="fp32",
     show_default=True,
-    help="fp16: mixed precision, attention kept FP32; int8: Q/DQ from calibration images.",
+    help="fp16: mixed precision, attention kept FP32; int8: Q/DQ from calibration images; bf16: the FP32 graph marked "
+    "for BF16 on the CPU (OpenVINO, CPUs with avx512_bf16/AMX), written only if its guard passes (needs --validation-data "
+    "or --calib-data).",
 )
 @click.option("--calib-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Calibration images, or a dacovid-train split.json (its training images); needed for int8, optional range data for fp16.")
 @click.option("--calib-size", type=int, default=None, metavar="N", help=f"Calibration images to use  [default: {DEFAULT_CALIB_SIZE}]")
@@ -45,7 +47,7 @@ __all__ = ["onnx"]
 @click.option("--static-batch", is_flag=True, help="Fix the batch dimension instead of leaving it dynamic.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the self-check inputs and calibration sampling.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Reuse INT8 calibration results across runs.")
-@click.option("--atol", type=float, default=None, help="Self-check absolute tolerance on logits of the written model (fp32: vs PyTorch; fp16: vs the FP32 ONNX; int8: reported only, --min-agreement decides). Default by precision.")
+@click.option("--atol", type=float, default=None, help="Self-check absolute tolerance on logits of the written model (fp32: vs PyTorch; fp16: vs the FP32 ONNX; int8/bf16: reported only, --min-agreement decides). Default by precision.")
 @click.option("--rtol", type=float, default=None, help="Self-check tolerance relative to the logits' scale (same comparison as --atol). Default by precision.")
 @handle_errors
 def onnx(

@@ -23,8 +23,21 @@ __all__ = [
     "EngineBuildConfig",
     "EngineBuildResult",
     "check_engine_paths",
+    "refuse_bf16_source",
     "precision_onnx_path",
 ]
+
+# a BF16-marked ONNX model is made for OpenVINO on a CPU; the engines keep the precisions they had
+ENGINE_PRECISIONS = tuple(p for p in PRECISIONS if p != "bf16")
+
+
+def refuse_bf16_source(precision: str, onnx_path: str | os.PathLike[str]) -> None:
+    """A BF16-marked ONNX model is no engine source: said in one line before any work."""
+    if precision == "bf16":
+        raise UserInputError(
+            f"{os.fspath(onnx_path)!r} is marked for BF16 execution on a CPU (OpenVINO); engines are built from the "
+            "FP32 ONNX model: give that one (dacovid-export onnx CHECKPOINT -o model.onnx)"
+        )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +67,11 @@ class EngineBuildConfig:
     target_cc: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UserInputError(f"precision={self.precision!r}: use one of {', '.join(PRECISIONS)}")
+        if self.precision not in ENGINE_PRECISIONS:
+            raise UserInputError(
+                f"precision={self.precision!r}: use one of {', '.join(ENGINE_PRECISIONS)}"
+                + (" (bf16 models run on the CPU through OpenVINO, not as engines)" if self.precision == "bf16" else "")
+            )
         for name in ("min_batch", "max_batch"):
             check_batch_size(getattr(self, name), name)
         if self.opt_batch is None:

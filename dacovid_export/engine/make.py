@@ -26,6 +26,7 @@ from dacovid_export.engine.config import (
     EngineBuildConfig,
     EngineBuildResult,
     check_engine_paths,
+    refuse_bf16_source,
     precision_onnx_path,
 )
 
@@ -128,6 +129,7 @@ def _precision_target(
     info: ArtifactInfo, onnx_path: Path, output: Path, config: EngineBuildConfig, calib_dir: Path | None
 ) -> Path | None:
     """Where the precision step writes the ONNX to build, or ``None`` when ``onnx_path`` already has the precision."""
+    refuse_bf16_source(info.precision, onnx_path)
     have, want = info.precision, config.precision
     if have == want:
         if calib_dir is not None:

@@ -28,6 +28,7 @@ from dacovid_export.core.errors import UserInputError
 from dacovid_export.engine.config import (
     EngineBuildConfig,
     check_engine_paths,
+    refuse_bf16_source,
     precision_onnx_path,
 )
 
@@ -150,6 +151,7 @@ def trtexec_equivalent(
     onnx_path, output = Path(onnx_path), Path(output)
     check_engine_paths(onnx_path, output)
     info = read_onnx_info(onnx_path)
+    refuse_bf16_source(info.precision, onnx_path)
     have, want = info.precision, config.precision
     if have == want:
         source = onnx_path

@@ -64,11 +64,16 @@ class ParityConfig:
     - int8: top-1 agreement >= 98% and accuracy at most 1 point below the FP32
       reference when the inputs are labelled; logits and probabilities are not
       bounded (quantisation moves them by design; agreement/accuracy judge it).
+    - bf16 (an FP32 graph OpenVINO runs with 8-bit mantissas): INT8's criteria. Its logits
+      move by rounding of the attention's large energies (up to ~0.3 on a 224 model), so
+      like INT8 agreement and accuracy judge it; its guard at export demanded >= 99% on
+      held-out images, and check's inputs (synthetic ones by default) are harder.
     """
 
     fp32: Tolerance = Tolerance(min_agreement=1.0, max_logit_rel=1e-3, max_prob_diff=1e-3)
     fp16: Tolerance = Tolerance(min_agreement=0.995, max_logit_rel=0.02, max_prob_diff=0.05)
     int8: Tolerance = Tolerance(min_agreement=0.98, max_accuracy_drop=0.01)
+    bf16: Tolerance = Tolerance(min_agreement=0.98, max_accuracy_drop=0.01)
     require_same_source: bool = True
 
     def __post_init__(self) -> None:

@@ -109,6 +109,8 @@ def build_engines(onnx_models: Mapping[str, Path], config: PipelineConfig, timer
     records: dict[str, EngineRecord] = {}
     failed: list[FailedStep] = []
     for precision, onnx_path in onnx_models.items():
+        if precision == "bf16":
+            continue  # a BF16-marked model runs on the CPU through OpenVINO; engines come from the FP32/FP16/INT8 ONNX
         build = EngineBuildConfig(
             precision=precision, max_batch=max(largest, PARITY_BATCH), opt_batch=largest, runtime=runtime
         )

@@ -114,6 +114,11 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
             fp16_guard = result.onnx[precision].fp16_guard
             if fp16_guard:
                 md += ["", *(f"- {line}" for line in fp16_guard_summary_lines(fp16_guard))]
+    if "bf16" in result.onnx and result.onnx["bf16"].bf16_guard:
+        from dacovid_export.calibration.bf16 import bf16_guard_summary_lines
+
+        md += ["", "BF16 model: the FP32 graph, run by OpenVINO at bf16 (every node: OpenVINO keeps none in FP32)"]
+        md += ["", *(f"- {line}" for line in bf16_guard_summary_lines(result.onnx["bf16"].bf16_guard))]
     built = [(p, result.engines[p]) for p in PRECISIONS if p in result.engines]
     if built:
         md += ["", "## Engines", "", "| engine | runtime | targets | size (MiB) | build (s) | loaded here |", "|---|---|---|---:|---:|---|"]

@@ -305,6 +305,12 @@ def write_triton_repository(
         classifier = _onnx_classifier(model_path, backend, max_batch)
     kind = kind or ("cpu" if classifier.backend == "python" and file_kind == "onnx" else "gpu")
     info = classifier.info
+    if info.precision == "bf16" and (classifier.backend != "python" or kind != "cpu"):
+        # Triton's onnxruntime_onnx would compute it in FP32, and a GPU instance has no OpenVINO: both are false claims
+        raise UserInputError(
+            f"{str(model_path)!r} is marked for BF16, which only OpenVINO on a CPU runs: serve it with --backend python "
+            "(or auto) and --kind cpu"
+        )
     if any("\n" in c or "\r" in c for c in info.class_names):
         raise UserInputError(f"class names {list(info.class_names)!r} contain line breaks; labels.txt holds one name per line")
 

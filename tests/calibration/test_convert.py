@@ -137,7 +137,7 @@ def test_convert_precision_rejects_bad_sources(tmp_path: Path, tiny_fp32_onnx: P
     corrupt.write_bytes(b"\x08\x07garbage" * 100)
     with pytest.raises(UserInputError):
         convert_precision(corrupt, tmp_path / "out.onnx", precision="fp16")
-    with pytest.raises(UserInputError, match="'fp16' or 'int8'"):
+    with pytest.raises(UserInputError, match="'fp16', 'int8' or 'bf16'"):
         convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", precision="fp32")  # type: ignore[arg-type]
     with pytest.raises(UserInputError, match="needs calibration images"):
         convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", precision="int8")
@@ -147,7 +147,10 @@ def test_convert_precision_rejects_bad_sources(tmp_path: Path, tiny_fp32_onnx: P
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"precision": "bf16"}, "precision='bf16'"),
+        ({"precision": "bf16"}, "made only through its accuracy guard"),
+        ({"precision": "bf16", "calib_data": ".", "calib_method": "max"}, "INT8 options; BF16 runs the FP32 graph"),
+        ({"precision": "bf16", "calib_data": ".", "min_agreement": 2.0}, "min_agreement=2.0"),
+        ({"precision": "fp32", "min_agreement": 0.9}, "FP16/INT8/BF16 option"),
         ({"precision": "int8"}, "needs calibration images"),
         ({"calib_size": 64}, "fp32"),
         ({"precision": "fp16", "calib_method": "max"}, "INT8 option"),

@@ -51,3 +51,12 @@ def test_fp32_baseline_is_openvino_where_auto_ran_fp32_there() -> None:
     assert heads["OpenVINO FP32 vs PyTorch eager FP32"].ratio == 0.4
     assert heads["OpenVINO INT8 vs OpenVINO FP32"].ratio == 0.375
     assert not any("ONNX Runtime FP32" in c for c in heads)
+
+
+def test_bf16_headline_against_the_default_fp32_path() -> None:
+    from dacovid_export.pipeline.latency import BF16_VS_FP32_TARGET
+
+    records = (_record("openvino", "fp32", 240.0), _record("openvino", "bf16", 40.0))
+    heads = {h.comparison: h for h in headline_ratios(BenchResult(records, {}, BenchConfig(progress=False)))}
+    bf16 = heads["OpenVINO BF16 vs OpenVINO FP32"]
+    assert (bf16.ratio, bf16.target, bf16.meets_target) == (0.167, BF16_VS_FP32_TARGET, False)

@@ -43,7 +43,8 @@ def test_embedded_run_succeeds_and_says_accuracy_means_nothing(embedded_run) -> 
     assert result.exit_code == 0, result.output
     assert EMBEDDED_NOTICE in result.output
     assert EMBEDDED_NOTICE in (out / "report.md").read_text()
-    assert "parity: 3/3 model(s) passed -> PASS" in result.output
+    models = 4 if (out / "model.bf16.onnx").is_file() else 3  # the guarded BF16 model, where it was made
+    assert f"parity: {models}/{models} model(s) passed -> PASS" in result.output
 
 
 def test_embedded_run_writes_models_inputs_and_plots(embedded_run) -> None:
@@ -53,7 +54,8 @@ def test_embedded_run_writes_models_inputs_and_plots(embedded_run) -> None:
     images = sorted((out / "synthetic-images").rglob("*.png"))
     assert len(images) == 24
     confusion = sorted(p.name for p in (out / "confusion").glob("*.png"))
-    assert "reference_confusion.png" in confusion and len(confusion) == 4
+    models = 4 if (out / "model.bf16.onnx").is_file() else 3  # the guarded BF16 model, where it was made
+    assert "reference_confusion.png" in confusion and len(confusion) == models + 1
 
 
 def test_report_json_holds_bench_parity_and_provenance(embedded_run, tiny_image_size: int) -> None:
@@ -61,19 +63,20 @@ def test_report_json_holds_bench_parity_and_provenance(embedded_run, tiny_image_
     report = json.loads((out / "report.json").read_text())
     assert report["embedded_default"] is True and report["passed"] is True
     bench = report["bench"]
+    bf16 = "bf16" in report["export"]  # made where the CPU has BF16 and its guard passed (see the test below)
     assert [(r["backend"], r["precision"]) for r in bench] == [
         ("torch", "fp32"), ("onnxruntime", "fp32"), ("onnxruntime", "fp16"), ("onnxruntime", "int8"),
-        ("openvino", "int8"),
+        ("openvino", "int8"), *([("openvino", "bf16")] if bf16 else []),
     ]
     assert all(set(SPEC_KEYS) <= set(r) and r["batch"] == 1 and r["iterations"] == 2 for r in bench)
     parity = report["parity"]
     assert parity["passed"] is True
-    assert [m["precision"] for m in parity["models"]] == ["fp32", "fp16", "int8"]
+    assert [m["precision"] for m in parity["models"]] == ["fp32", "fp16", "int8", *(["bf16"] if bf16 else [])]
     assert parity["inputs"]["count"] == 24
     roles = [a["role"] for a in report["artifacts"]]
     # engines are built wherever TensorRT-RTX is installed (it needs no GPU)
     engines = ["engine fp32", "engine fp16", "engine int8"] if _rtx_builds_here() else []
-    assert roles == ["checkpoint", "onnx fp32", "onnx fp16", "onnx int8", *engines]
+    assert roles == ["checkpoint", "onnx fp32", "onnx fp16", "onnx int8", *(["onnx bf16"] if bf16 else []), *engines]
     assert all(len(a["sha256"]) == 64 and a["size_bytes"] > 0 for a in report["artifacts"])
     # the FP16 step must have kept the attention (MatMul/Softmax) in FP32
     assert any("softmax" in n.lower() for n in report["export"]["fp16"]["fp32_nodes"])
@@ -87,6 +90,19 @@ def test_report_json_holds_bench_parity_and_provenance(embedded_run, tiny_image_
     int8_rows = [r for r in bench if r["precision"] == "int8"]
     assert cpu_int8["p50_ms"] == round(min(r["p50_ms"] for r in int8_rows), 3) and cpu_int8["target"] == 0.35
     assert report["export"]["int8"]["int8_guard"]["passed"] is True
+
+
+def test_bf16_model_or_the_reason(embedded_run) -> None:
+    """The guarded BF16 model where the CPU has BF16 and the guard passes; else a skip naming which of the two."""
+    out, _ = embedded_run
+    report = json.loads((out / "report.json").read_text())
+    if "bf16" in report["export"]:
+        assert report["export"]["bf16"]["bf16_guard"]["passed"] is True and (out / "model.bf16.onnx").is_file()
+        assert any(h["comparison"] == "OpenVINO BF16 vs ONNX Runtime FP32" for h in report["headline"])
+        return
+    (skip,) = [s for s in report["skipped"] if s["step"] == "ONNX BF16 (guarded)"]
+    assert "no BF16 support" in skip["reason"] or "refused by the BF16 guard: BF16 refused" in skip["reason"]
+    assert not (out / "model.bf16.onnx").exists()
 
 
 @pytest.mark.skipif(tensorrt_importable(), reason="TensorRT or TensorRT-RTX is installed here")

@@ -129,6 +129,16 @@ def test_onnx_repository_cpu(make_toy_onnx, tmp_path: Path) -> None:
     assert "dacovid_tensorrt_version" not in config.parameters
 
 
+def test_bf16_marked_onnx_is_served_only_by_the_python_backend_on_the_cpu(make_toy_onnx, tmp_path: Path) -> None:
+    marked = make_toy_onnx(tmp_path / "toy.bf16.onnx", precision="bf16")
+    for kwargs in ({"backend": "native", "kind": "cpu"}, {"backend": "python", "kind": "gpu"}):
+        with pytest.raises(UserInputError, match="marked for BF16, which only OpenVINO on a CPU runs"):
+            write_triton_repository(marked, tmp_path / "repo", name="toy_bf16", **kwargs)
+    write_triton_repository(marked, tmp_path / "repo", name="toy_bf16")  # auto: python, cpu
+    config = (tmp_path / "repo" / "toy_bf16_classifier" / "config.pbtxt").read_text()
+    assert 'backend: "python"' in config and "KIND_CPU" in config and '"bf16"' in config
+
+
 def test_onnx_with_external_data_is_copied_with_it(make_toy_onnx, tmp_path: Path) -> None:
     import onnx
 
