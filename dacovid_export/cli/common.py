@@ -19,13 +19,10 @@ __all__ = [
     "OneLineErrorsCommand",
     "OneLineErrorsGroup",
     "handle_errors",
-    "not_yet_implemented",
-    "NOT_IMPLEMENTED_EXIT",
     "USAGE_EXIT",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-NOT_IMPLEMENTED_EXIT = 2
 USAGE_EXIT = 2
 
 # What allocators say when a request does not fit (torch CPU/CUDA, numpy, ONNX Runtime)
@@ -115,11 +112,6 @@ class OneLineErrorsCommand(_OneLineErrors, click.Command):
 
 class OneLineErrorsGroup(_OneLineErrors, click.Group):
     """A :class:`click.Group` whose usage errors (its own and its subcommands') are one line."""
-
-
-def not_yet_implemented(name: str) -> None:
-    click.echo(f"error: '{name}' is not yet implemented in this version of dacovid-export", err=True)
-    sys.exit(NOT_IMPLEMENTED_EXIT)
 
 
 def int8_guard_options(fn: F) -> F:

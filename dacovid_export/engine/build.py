@@ -33,12 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.artifacts.engine_metadata import (
-    HARDWARE_COMPATIBLE_MIN_CC,
-    RTX_DEFAULT_TARGETS,
-    RTX_TARGETS,
-    read_engine_metadata,
-)
+from dacovid_export.artifacts.engine_metadata import read_engine_metadata
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.core.errors import EngineBuildError, UserInputError
@@ -65,6 +60,11 @@ from dacovid_export.trt.library import (
     said_of,
 )
 from dacovid_export.trt.network import parse_onnx, read_layer_precisions
+from dacovid_export.trt.targets import (
+    HARDWARE_COMPATIBLE_MIN_CC,
+    RTX_DEFAULT_TARGETS,
+    RTX_TARGETS,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType

@@ -17,6 +17,13 @@ FOLDERS = {"dacovid_export": "dacovid_export", "model": "dacovid_export.model", 
            "calibration": "dacovid_export.calibration"}
 STAGES = ["core", "data", "model", "artifacts", "trt", "export", "calibration", "engine", "train", "backends",
           "parity", "bench", "serve", "pipeline", "cli", "__main__"]
+# The one deliberate exception to "imports run one way": modules any stage may import because they import
+# nothing of the project (so no circle can form through them). trt/targets.py holds the TensorRT facts
+# (runtimes, TensorRT-RTX targets, the hardware-compatibility floor) that artifacts/ validates sidecars
+# against; trt/ itself needs artifacts/ (ONNX graph anatomy), so it cannot move below it.
+LEAVES = {"dacovid_export.trt.targets"}
+# TensorRT knowledge has one home, trt/: these names are defined nowhere else
+TRT_FACTS = {"RUNTIMES", "RTX_TARGETS", "RTX_DEFAULT_TARGETS", "HARDWARE_COMPATIBLE_MIN_CC"}
 
 
 def _modules() -> dict[str, Path]:
@@ -63,9 +70,34 @@ def test_every_module_belongs_to_a_stage() -> None:
 
 def test_imports_never_run_up_the_stages() -> None:
     upward = sorted(
-        f"{m} -> {t}" for m, targets in GRAPH.items() for t in targets if m != "dacovid_export" and _stage(t) > _stage(m)
+        f"{m} -> {t}"
+        for m, targets in GRAPH.items()
+        for t in targets
+        if m != "dacovid_export" and _stage(t) > _stage(m) and t not in LEAVES
     )
     assert upward == []
+
+
+@pytest.mark.parametrize("leaf", sorted(LEAVES))
+def test_leaves_import_nothing_of_the_project(leaf: str) -> None:
+    assert GRAPH[leaf] == set()
+
+
+def _module_level_names(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    names |= {n.target.id for n in tree.body if isinstance(n, ast.AnnAssign) and isinstance(n.target, ast.Name)}
+    return names
+
+
+def test_tensorrt_facts_live_in_trt_only() -> None:
+    outside = sorted(
+        f"{m}: {name}"
+        for m, path in MODULES.items()
+        if not m.startswith("dacovid_export.trt.")
+        for name in _module_level_names(path) & TRT_FACTS
+    )
+    assert outside == []
 
 
 def test_no_module_imports_in_a_circle() -> None:
