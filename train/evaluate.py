@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
@@ -19,6 +18,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.image_folder import (
     match_folders_to_classes,
     scan_class_folders,
@@ -38,14 +38,12 @@ def predict(
     show_progress: bool = False,
 ) -> tuple[list[int], list[int], float]:
     """``(true labels, predicted labels, summed cross-entropy)`` over ``loader``, model in eval mode."""
-    from tqdm import tqdm
-
     precision = precision or Precision(device.type, None)
     model.eval()
     targets: list[int] = []
     preds: list[int] = []
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    with torch.no_grad(), tqdm(total=len(loader), desc=desc, file=sys.stderr, disable=not show_progress, leave=False, unit="batch") as bar:
+    with torch.no_grad(), progress_bar(total=len(loader), desc=desc, unit="batch", enabled=show_progress) as bar:
         for x, y in loader:
             x = x.to(device, non_blocking=True)  # B x 3 x S x S
             if precision.channels_last:

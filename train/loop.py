@@ -18,10 +18,9 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +58,8 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.core.errors import UserInputError, first_line
 from dacovid_export.core.fileio import atomic_write_json
+from dacovid_export.core.log import Log
+from dacovid_export.core.progress import progress_bar, write_around_bars
 from dacovid_export.data.metrics import (
     ClassificationReport,
     classification_report,
@@ -72,8 +73,6 @@ BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
 METRICS_NAME = "metrics.json"
 CONFUSION_NAME = "confusion_matrix.png"
-
-Log = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,13 +89,6 @@ class TrainResult:
     best_val_loss: float
     history: tuple[Mapping[str, Any], ...]
     rank: int = 0  # under torchrun every process returns; only rank 0 should report
-
-
-def _stdout(message: str) -> None:
-    from tqdm import tqdm
-
-    # tqdm.write clears and redraws any progress bar on stderr around the line
-    tqdm.write(message, file=sys.stdout)
 
 
 def _silent(_: str) -> None:
@@ -122,7 +114,7 @@ def train_model(
     config = config or TrainConfig()
     ctx = init_distributed(config.device)
     try:
-        say = (log or _stdout) if ctx.is_main else _silent
+        say = (log or write_around_bars) if ctx.is_main else _silent
         return _Run(Path(data_dir), Path(out_dir), config, ctx, say).run()
     finally:
         shutdown(ctx)
@@ -247,15 +239,13 @@ class _Run:
         scaler: Any,
         desc: str,
     ) -> tuple[float, float, int]:
-        from tqdm import tqdm
-
         device = self.ctx.device
         model.train()
         # summed on the device: no host sync per step
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
-        with tqdm(total=len(loader), desc=desc, file=sys.stderr, disable=not self.show_progress, leave=False, unit="batch") as bar:
+        with progress_bar(total=len(loader), desc=desc, unit="batch", enabled=self.show_progress) as bar:
             for step, (x, y) in enumerate(loader, 1):
                 x = x.to(device, non_blocking=True)  # B x 3 x S x S
                 if precision.channels_last:

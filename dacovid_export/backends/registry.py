@@ -20,7 +20,6 @@ import dataclasses
 import functools
 import inspect
 import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -37,6 +36,7 @@ from dacovid_export.backends.tensorrt_backend import (
 from dacovid_export.backends.torch_backend import TorchBackend
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import MissingDependencyError, UserInputError
+from dacovid_export.core.log import get_logger
 from dacovid_export.trt.library import (
     RTX_INSTALL_HINT,
     TRT_INSTALL_HINT,
@@ -56,6 +56,8 @@ __all__ = [
     "auto_backend",
     "unavailable_reason",
 ]
+
+_log = get_logger("backends")
 
 DEVICES = ("auto", "cpu", "cuda")
 _KIND_WORDS_PLURAL = {"checkpoint": "checkpoints", "onnx": "ONNX models", "engine": "TensorRT engines"}
@@ -217,7 +219,7 @@ def open_backend(
     _check_options(cls, backend, options)
     opened = cls(path, device=device, **options)
     if why is not None:
-        print(why, file=sys.stderr)
+        _log.info(why)
     return opened
 
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +37,7 @@ from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.core.errors import EngineBuildError, UserInputError
 from dacovid_export.core.fileio import atomic_write_bytes
+from dacovid_export.core.log import Log
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.core.versions import format_version, parse_version
 from dacovid_export.engine.config import (
@@ -72,9 +72,8 @@ if TYPE_CHECKING:
     from dacovid_export.artifacts.info import ArtifactInfo
     from dacovid_export.trt.library import GpuInfo, TrtLog
 
+# Log (core/log.py) is named here too because engine/make.py imports it from this module
 __all__ = ["Log", "build_engine", "prepare_build"]
-
-Log = Callable[[str], None]
 
 
 # ----------------------------------------------------------------------------- the build
