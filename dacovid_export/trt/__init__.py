@@ -8,4 +8,12 @@ may quote it), :mod:`.compat` (where an engine may load), :mod:`.network` (the O
 one-line parser failures, the precision the parser gave each node) and
 :mod:`.onnx_operators` (TensorRT's documented operator list and the
 operator-support check). Building engines is :mod:`dacovid_export.engine`.
+
+This face re-exports the facts of :mod:`.targets` only: artifacts/ (below trt/)
+imports them, and importing ``dacovid_export.trt.targets`` runs this file first,
+so it must import nothing else; the functions are in :mod:`.library`.
 """
+
+from dacovid_export.trt.targets import HARDWARE_COMPATIBLE_MIN_CC, RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIMES
+
+__all__ = ["RUNTIMES", "RTX_TARGETS", "RTX_DEFAULT_TARGETS", "HARDWARE_COMPATIBLE_MIN_CC"]

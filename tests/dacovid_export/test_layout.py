@@ -178,3 +178,29 @@ def test_pending_output_list_only_shrinks() -> None:
         or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tqdm")
     }
     assert still == PENDING_OUTPUT, f"no longer printing nor drawing bars, drop from PENDING_OUTPUT: {sorted(PENDING_OUTPUT - still)}"
+
+
+# Each package's __init__ has one face: a docstring, eager re-exports of its own modules' public names, __all__.
+# cli/ names nothing (its modules are entry points, imported by nothing); calibration/ still re-exports lazily
+# through __getattr__ (the precision round moves it to this face).
+FACE_EXEMPT = {"dacovid_export.cli", "dacovid_export.calibration"}
+
+
+@pytest.mark.parametrize(
+    "package", sorted(m for m, p in MODULES.items() if p.name == "__init__.py" and m != "dacovid_export" and m not in FACE_EXEMPT)
+)
+def test_every_package_face_has_one_style(package: str) -> None:
+    tree = ast.parse(MODULES[package].read_text())
+    names = {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    assert "__all__" in names, f"{package}/__init__ has no __all__"
+    assert not any(isinstance(n, ast.FunctionDef) for n in tree.body), f"{package}/__init__ defines functions (lazy __getattr__?)"
+    imports = [n for n in tree.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    assert imports, f"{package}/__init__ re-exports nothing"
+    assert all(isinstance(n, ast.ImportFrom) and (n.module or "").startswith(package + ".") for n in imports), package
+
+
+@pytest.mark.parametrize("leaf", sorted(LEAVES))
+def test_a_leaf_package_face_imports_only_the_leaf(leaf: str) -> None:
+    """Importing a leaf runs its package's __init__ first: that may import the leaf and nothing else."""
+    package = leaf.rsplit(".", 1)[0]
+    assert GRAPH[package] <= {leaf}
