@@ -9,11 +9,6 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from dacovid_export.model.torch_load import LOAD_ERRORS
-from dacovid_export.train.amp import Precision
-from dacovid_export.train.data import heldout_files, kaggle_subfolders, verify_images
-from dacovid_export.train.dataset import ImageDataset, make_loader
-from dacovid_export.train.distributed import resolve_device
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -24,6 +19,11 @@ from dacovid_export.data.image_folder import (
     scan_class_folders,
 )
 from dacovid_export.data.metrics import ClassificationReport, classification_report
+from dacovid_export.model.torch_load import LOAD_ERRORS
+from dacovid_export.train.amp import Precision
+from dacovid_export.train.data import heldout_files, kaggle_subfolders, verify_images
+from dacovid_export.train.dataset import ImageDataset, make_loader
+from dacovid_export.train.distributed import resolve_device
 
 __all__ = ["predict", "evaluate_checkpoint"]
 

@@ -26,6 +26,20 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler, Sampler
+
+from dacovid_export.artifacts.outputs import check_outputs
+from dacovid_export.core.errors import UserInputError, first_line
+from dacovid_export.core.fileio import atomic_write_json
+from dacovid_export.core.log import Log
+from dacovid_export.core.progress import progress_bar, write_around_bars
+from dacovid_export.data.metrics import (
+    ClassificationReport,
+    classification_report,
+    plot_confusion_matrix,
+)
+from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.model.torch_load import LOAD_ERRORS, load_tensors
 from dacovid_export.train.amp import Precision, choose_precision, keep_attention_fp32
 from dacovid_export.train.config import TrainConfig
@@ -52,20 +66,6 @@ from dacovid_export.train.resume import (
     compare_configs,
     read_resume_state,
 )
-from torch import nn
-from torch.utils.data import DataLoader, RandomSampler, Sampler
-
-from dacovid_export.artifacts.outputs import check_outputs
-from dacovid_export.core.errors import UserInputError, first_line
-from dacovid_export.core.fileio import atomic_write_json
-from dacovid_export.core.log import Log
-from dacovid_export.core.progress import progress_bar, write_around_bars
-from dacovid_export.data.metrics import (
-    ClassificationReport,
-    classification_report,
-    plot_confusion_matrix,
-)
-from dacovid_export.data.preprocessing import Preprocessing
 
 __all__ = ["TrainResult", "train_model", "BEST_NAME", "LAST_NAME", "METRICS_NAME", "CONFUSION_NAME"]
 

@@ -13,7 +13,11 @@ from dacovid_export.bench.config import (
     DEFAULT_WARMUP,
     DEVICE_CHOICES,
 )
-from dacovid_export.cli.common import OneLineErrorsCommand, handle_errors, verbosity_options
+from dacovid_export.cli.common import (
+    OneLineErrorsCommand,
+    handle_errors,
+    verbosity_options,
+)
 from dacovid_export.core.errors import UserInputError
 
 __all__ = ["bench", "main"]

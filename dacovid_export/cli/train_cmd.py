@@ -6,7 +6,11 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.cli.common import OneLineErrorsCommand, handle_errors, verbosity_options
+from dacovid_export.cli.common import (
+    OneLineErrorsCommand,
+    handle_errors,
+    verbosity_options,
+)
 
 __all__ = ["train", "main"]
 

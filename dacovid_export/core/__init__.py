@@ -12,7 +12,11 @@ Runtime and OpenVINO with every option set explicitly). Imports nothing from
 the rest of the package.
 """
 
-from dacovid_export.core.errors import DacovidError, MissingDependencyError, UserInputError
+from dacovid_export.core.errors import (
+    DacovidError,
+    MissingDependencyError,
+    UserInputError,
+)
 from dacovid_export.core.fileio import atomic_path
 from dacovid_export.core.log import Log, get_logger, set_verbosity
 from dacovid_export.core.progress import StepTimer, progress_bar

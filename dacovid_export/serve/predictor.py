@@ -28,7 +28,13 @@ from dacovid_export.backends.registry import open_backend
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.agreement import softmax
 from dacovid_export.data.dicom import DicomIdentifiers
-from dacovid_export.data.preprocessing import ImageInput, Preprocessing, dicom_identifiers, load_image, preprocess
+from dacovid_export.data.preprocessing import (
+    ImageInput,
+    Preprocessing,
+    dicom_identifiers,
+    load_image,
+    preprocess,
+)
 
 __all__ = ["Prediction", "ImageFailure", "Predictor", "DEFAULT_BATCH_SIZE"]
 

@@ -14,6 +14,11 @@ imports them, and importing ``dacovid_export.trt.targets`` runs this file first,
 so it must import nothing else; the functions are in :mod:`.library`.
 """
 
-from dacovid_export.trt.targets import HARDWARE_COMPATIBLE_MIN_CC, RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIMES
+from dacovid_export.trt.targets import (
+    HARDWARE_COMPATIBLE_MIN_CC,
+    RTX_DEFAULT_TARGETS,
+    RTX_TARGETS,
+    RUNTIMES,
+)
 
 __all__ = ["RUNTIMES", "RTX_TARGETS", "RTX_DEFAULT_TARGETS", "HARDWARE_COMPATIBLE_MIN_CC"]

@@ -40,7 +40,11 @@ from dacovid_export.core.versions import parse_version  # noqa: F401  (importabl
 from dacovid_export.trt.gpu import GpuInfo, cuda_visible, gpu_info
 from dacovid_export.trt.logger import TrtLog, get_logger, said_of
 from dacovid_export.trt.progress import make_progress_monitor
-from dacovid_export.trt.runtimes import RUNTIME_CHOICES, installed_runtimes, resolve_runtime
+from dacovid_export.trt.runtimes import (
+    RUNTIME_CHOICES,
+    installed_runtimes,
+    resolve_runtime,
+)
 from dacovid_export.trt.versions import (
     MIN_RTX_VERSION,
     MIN_TRT_VERSION,

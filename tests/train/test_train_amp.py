@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 
 import torch
+
 from dacovid_export.model import dacovid_net
 from dacovid_export.train.amp import Precision, choose_precision, keep_attention_fp32
 

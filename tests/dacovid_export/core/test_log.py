@@ -10,7 +10,12 @@ import pytest
 from click.testing import CliRunner
 
 from dacovid_export.cli.common import verbosity_options
-from dacovid_export.core.log import get_logger, set_verbosity, showing_progress, verbosity_level
+from dacovid_export.core.log import (
+    get_logger,
+    set_verbosity,
+    showing_progress,
+    verbosity_level,
+)
 
 
 @pytest.fixture(autouse=True)
