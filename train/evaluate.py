@@ -20,10 +20,10 @@ from dacovid_export.data.image_folder import (
 )
 from dacovid_export.data.metrics import ClassificationReport, classification_report
 from dacovid_export.model.torch_load import LOAD_ERRORS
-from dacovid_export.train.amp import Precision
+from dacovid_export.train.amp import AmpPrecision
 from dacovid_export.train.data import heldout_files, kaggle_subfolders, verify_images
 from dacovid_export.train.dataset import ImageDataset, make_loader
-from dacovid_export.train.distributed import resolve_device
+from dacovid_export.train.distributed import training_device
 
 __all__ = ["predict", "evaluate_checkpoint"]
 
@@ -33,12 +33,12 @@ def predict(
     loader: DataLoader,
     *,
     device: torch.device,
-    precision: Precision | None = None,
+    precision: AmpPrecision | None = None,
     desc: str = "evaluating",
     show_progress: bool = False,
 ) -> tuple[list[int], list[int], float]:
     """``(true labels, predicted labels, summed cross-entropy)`` over ``loader``, model in eval mode."""
-    precision = precision or Precision(device.type, None)
+    precision = precision or AmpPrecision(device.type, None)
     model.eval()
     targets: list[int] = []
     preds: list[int] = []
@@ -110,7 +110,7 @@ def evaluate_checkpoint(
             labels[folder] = label
         by_class, _ = verify_images(by_class, unreadable=unreadable, log=log or (lambda _: None), show_progress=show_progress)
     items = [(p, labels[name]) for name, paths in by_class.items() for p in paths]
-    dev = resolve_device(device)
+    dev = training_device(device)
     model.to(dev)
     loader = make_loader(
         ImageDataset(items, meta.preprocessing, train=False), batch_size=batch_size, workers=workers, pin_memory=dev.type == "cuda"

@@ -41,7 +41,7 @@ from dacovid_export.data.metrics import (
 )
 from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.model.torch_load import LOAD_ERRORS, load_tensors
-from dacovid_export.train.amp import Precision, choose_precision, keep_attention_fp32
+from dacovid_export.train.amp import AmpPrecision, choose_precision, keep_attention_fp32
 from dacovid_export.train.config import TrainConfig
 from dacovid_export.train.data import (
     SPLIT_FILENAME,
@@ -108,7 +108,7 @@ class _Session:
 
     model: nn.Module  # what is trained (DistributedDataParallel under torchrun)
     inner: nn.Module  # the network itself: validated and saved
-    precision: Precision
+    precision: AmpPrecision
     optimizer: torch.optim.Optimizer
     scaler: Any  # torch.amp.GradScaler for FP16 autocast, else None
     criterion: nn.Module
@@ -319,7 +319,7 @@ class _Run:
             )
         return total_loss / total_seen, total_correct / total_seen, int(total_seen)
 
-    def _validate(self, model: nn.Module, loader: DataLoader, precision: Precision, class_names: tuple[str, ...]) -> tuple[ClassificationReport, float]:
+    def _validate(self, model: nn.Module, loader: DataLoader, precision: AmpPrecision, class_names: tuple[str, ...]) -> tuple[ClassificationReport, float]:
         targets, preds, loss_sum = predict(
             model, loader, device=self.ctx.device, precision=precision, desc="validating", show_progress=self.show_progress
         )
@@ -379,7 +379,7 @@ class _Run:
             + (f"; {len(split.skipped)} unreadable image(s) skipped" if split.skipped else "")
         )
 
-    def _place_model(self, model: nn.Module) -> tuple[nn.Module, nn.Module, Precision]:
+    def _place_model(self, model: nn.Module) -> tuple[nn.Module, nn.Module, AmpPrecision]:
         """``(model to train, the network inside it, precision)``: on the device, in its memory format, under DDP."""
         ctx = self.ctx
         precision = choose_precision(ctx.device)
@@ -400,7 +400,7 @@ class _Run:
             torch.backends.cudnn.benchmark = True
         return model, inner, precision
 
-    def _say_model(self, inner: nn.Module, precision: Precision) -> None:
+    def _say_model(self, inner: nn.Module, precision: AmpPrecision) -> None:
         cfg, ctx = self.config, self.ctx
         n_params = sum(p.numel() for p in inner.parameters())
         mc = inner.config
@@ -469,7 +469,7 @@ class _Run:
         val_loader = make_loader(val_set, batch_size=per_process_batch, workers=cfg.num_workers, pin_memory=pin)
         return _Data(train_set, sampler, shuffle_gen, train_loader, val_loader)
 
-    def _training_meta(self, split: DataSplit, weights: torch.Tensor | None, precision: Precision) -> dict[str, Any]:
+    def _training_meta(self, split: DataSplit, weights: torch.Tensor | None, precision: AmpPrecision) -> dict[str, Any]:
         """What every checkpoint and metrics.json of this run records about how it was trained."""
         return {
             "config": self.config.to_dict(),

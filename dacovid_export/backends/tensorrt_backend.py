@@ -45,10 +45,10 @@ from dacovid_export.trt.library import (
     cuda_visible,
     engine_invalidity,
     engine_io_names,
-    get_logger,
     gpu_info,
     import_runtime,
     is_rtx,
+    trt_logger,
 )
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class TensorRTBackend(Backend):
                 f"the build; rebuild with: {rebuild_command(meta, path)}"
             )
 
-        logger, self._log = get_logger(trt)
+        logger, self._log = trt_logger(trt)
         self._log.take_errors()
         self._rtx = is_rtx(trt)
         self._cache_path: Path | None = None

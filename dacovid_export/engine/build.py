@@ -51,13 +51,13 @@ from dacovid_export.trt.library import (
     cuda_visible,
     engine_invalidity,
     engine_io_names,
-    get_logger,
     gpu_info,
     import_runtime,
     is_rtx,
     make_progress_monitor,
     resolve_runtime,
     said_of,
+    trt_logger,
 )
 from dacovid_export.trt.network import parse_onnx, read_layer_precisions
 from dacovid_export.trt.targets import (
@@ -168,7 +168,7 @@ def _build_on_device(
 ) -> EngineBuildResult:
 
     rtx = is_rtx(trt)
-    logger, tlog = get_logger(trt)
+    logger, tlog = trt_logger(trt)
     tlog.take_errors()
     tlog.echo = log
     try:

@@ -204,3 +204,25 @@ def test_a_leaf_package_face_imports_only_the_leaf(leaf: str) -> None:
     """Importing a leaf runs its package's __init__ first: that may import the leaf and nothing else."""
     package = leaf.rsplit(".", 1)[0]
     assert GRAPH[package] <= {leaf}
+
+
+def test_one_module_level_definition_per_public_name() -> None:
+    """A public name is defined once across the package (functions, classes, constants), so an import finds the one home.
+
+    ``main`` is the exception: each console script (pyproject [project.scripts]) has its own.
+    """
+    homes: dict[str, list[str]] = {}
+    for module, path in MODULES.items():
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, ast.Assign):
+                names = [t.id for t in node.targets if isinstance(t, ast.Name)]
+            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
+                names = [node.target.id]
+            else:
+                continue
+            for name in names:
+                if not name.startswith("_") and name != "main":
+                    homes.setdefault(name, []).append(module)
+    assert {name: where for name, where in homes.items() if len(where) > 1} == {}

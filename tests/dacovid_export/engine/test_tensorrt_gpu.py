@@ -100,9 +100,9 @@ def test_engines_and_sidecars(engines: dict[str, EngineBuildResult]) -> None:
 
 
 def test_strongly_typed_network() -> None:
-    from dacovid_export.trt.library import get_logger
+    from dacovid_export.trt.library import trt_logger
 
-    logger, _ = get_logger(trt)
+    logger, _ = trt_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(network_creation_flags(trt))
     if parse_version(trt.__version__)[0] == 10:
