@@ -14,13 +14,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from dacovid_export.model.network import DACovidNet, ModelConfig
-from dacovid_export.model.torch_load import load_tensors
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_path, refuse_scratch, sha256_file
 from dacovid_export.core.versions import package_versions
 from dacovid_export.data.preprocessing import Preprocessing
+from dacovid_export.model.network import DACovidNet, ModelConfig
+from dacovid_export.model.torch_load import load_tensors
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointMetadata", "save_checkpoint", "load_checkpoint", "read_checkpoint", "model_from_payload"]
 

@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from dacovid_export.model.attention import ChannelAttention, PositionAttention
-from dacovid_export.model.torch_load import load_tensors
 from torch import nn
 from torchvision.models import resnet50
+
+from dacovid_export.model.attention import ChannelAttention, PositionAttention
+from dacovid_export.model.torch_load import load_tensors
 
 __all__ = ["ModelConfig", "DACovidNet", "dacovid_net", "load_backbone_weights", "DEFAULT_CLASS_NAMES"]
 

@@ -81,9 +81,9 @@ def synthetic_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Untrained tiny model with non-zero gamma/beta so both attention branches matter."""
     import torch
-    from dacovid_export.model import dacovid_net, save_checkpoint
 
     from dacovid_export.data.preprocessing import Preprocessing
+    from dacovid_export.model import dacovid_net, save_checkpoint
 
     torch.manual_seed(0)
     with warnings.catch_warnings():

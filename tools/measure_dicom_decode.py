@@ -21,7 +21,12 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from dacovid_export.data.preprocessing import Preprocessing, load_image, preprocess, to_float_gray
+from dacovid_export.data.preprocessing import (
+    Preprocessing,
+    load_image,
+    preprocess,
+    to_float_gray,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from tests.helpers.dicom import recompress, write_dx  # noqa: E402

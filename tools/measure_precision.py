@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 import numpy as np
-from dacovid_export.calibration import convert_fp16, load_calibration_set, quantize_int8
 
+from dacovid_export.calibration import convert_fp16, load_calibration_set, quantize_int8
 from dacovid_export.data.image_folder import scan_class_folders
 from dacovid_export.data.preprocessing import Preprocessing, preprocess_batch
 

@@ -16,11 +16,11 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Precision", "choose_precision", "keep_attention_fp32"]
+__all__ = ["AmpPrecision", "choose_precision", "keep_attention_fp32"]
 
 
 @dataclasses.dataclass(frozen=True)
-class Precision:
+class AmpPrecision:
     device_type: str
     dtype: torch.dtype | None  # None: plain FP32
 
@@ -43,12 +43,12 @@ class Precision:
         return torch.autocast(device_type=self.device_type, dtype=self.dtype)
 
 
-def choose_precision(device: torch.device) -> Precision:
+def choose_precision(device: torch.device) -> AmpPrecision:
     if device.type != "cuda":
-        return Precision(device.type, None)
+        return AmpPrecision(device.type, None)
     if torch.cuda.is_bf16_supported():
-        return Precision("cuda", torch.bfloat16)
-    return Precision("cuda", torch.float16)
+        return AmpPrecision("cuda", torch.bfloat16)
+    return AmpPrecision("cuda", torch.float16)
 
 
 def _fp32_forward(forward: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> torch.Tensor:

@@ -22,9 +22,8 @@ import hashlib
 import json
 import math
 import os
-import sys
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,6 +31,8 @@ import numpy as np
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_write_json
+from dacovid_export.core.log import Log
+from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.image_folder import (
     SPLIT_FORMAT,
     canonical_class_name,
@@ -66,7 +67,6 @@ _SPLIT_VERSION = 1
 Layout = Literal["folders", "kaggle"]
 # canonical class name -> image paths, in class order
 ClassFiles = dict[str, list[Path]]
-Log = Callable[[str], None]
 
 
 def _silent(_: str) -> None:
@@ -196,12 +196,10 @@ def verify_images(
     With ``unreadable="error"`` the first bad file raises; either way a class
     without a single readable image is a :class:`UserInputError`.
     """
-    from tqdm import tqdm
-
     total = sum(len(v) for v in files.values())
     readable: ClassFiles = {}
     skipped: list[str] = []
-    with tqdm(total=total, desc="checking images", unit="img", file=sys.stderr, disable=not show_progress, leave=False) as bar:
+    with progress_bar(total=total, desc="checking images", unit="img", enabled=show_progress) as bar:
         for name, paths in files.items():
             good: list[Path] = []
             for path in paths:

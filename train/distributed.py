@@ -16,7 +16,7 @@ import torch
 
 from dacovid_export.core.errors import UserInputError
 
-__all__ = ["DistContext", "init_distributed", "shutdown", "resolve_device", "all_reduce_sum", "gather_lists", "barrier"]
+__all__ = ["DistContext", "init_distributed", "shutdown", "training_device", "all_reduce_sum", "gather_lists", "barrier"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,7 +45,7 @@ def _env_int(name: str, default: int) -> int:
         raise UserInputError(f"environment variable {name}={value!r} is not an integer (set by torchrun)") from None
 
 
-def resolve_device(option: str, local_rank: int = 0, distributed: bool = False) -> torch.device:
+def training_device(option: str, local_rank: int = 0, distributed: bool = False) -> torch.device:
     """``auto`` -> ``cuda`` if available, else ``cpu``; under torchrun each process takes ``cuda:LOCAL_RANK``."""
     if option == "auto":
         option = "cuda" if torch.cuda.is_available() else "cpu"
@@ -70,10 +70,10 @@ def init_distributed(device_option: str) -> DistContext:
     """Read torchrun's environment; start the process group only when there is more than one process."""
     world_size = _env_int("WORLD_SIZE", 1)
     if world_size <= 1:
-        return DistContext(device=resolve_device(device_option))
+        return DistContext(device=training_device(device_option))
     rank = _env_int("RANK", 0)
     local_rank = _env_int("LOCAL_RANK", 0)
-    device = resolve_device(device_option, local_rank, distributed=True)
+    device = training_device(device_option, local_rank, distributed=True)
     import torch.distributed as dist
 
     if device.type == "cuda":

@@ -3,27 +3,27 @@
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
-from dacovid_export.model.torch_load import LOAD_ERRORS
-from dacovid_export.train.amp import Precision
-from dacovid_export.train.data import heldout_files, kaggle_subfolders, verify_images
-from dacovid_export.train.dataset import ImageDataset, make_loader
-from dacovid_export.train.distributed import resolve_device
 from torch import nn
 from torch.utils.data import DataLoader
 
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.image_folder import (
     match_folders_to_classes,
     scan_class_folders,
 )
 from dacovid_export.data.metrics import ClassificationReport, classification_report
+from dacovid_export.model.torch_load import LOAD_ERRORS
+from dacovid_export.train.amp import AmpPrecision
+from dacovid_export.train.data import heldout_files, kaggle_subfolders, verify_images
+from dacovid_export.train.dataset import ImageDataset, make_loader
+from dacovid_export.train.distributed import training_device
 
 __all__ = ["predict", "evaluate_checkpoint"]
 
@@ -33,19 +33,17 @@ def predict(
     loader: DataLoader,
     *,
     device: torch.device,
-    precision: Precision | None = None,
+    precision: AmpPrecision | None = None,
     desc: str = "evaluating",
     show_progress: bool = False,
 ) -> tuple[list[int], list[int], float]:
     """``(true labels, predicted labels, summed cross-entropy)`` over ``loader``, model in eval mode."""
-    from tqdm import tqdm
-
-    precision = precision or Precision(device.type, None)
+    precision = precision or AmpPrecision(device.type, None)
     model.eval()
     targets: list[int] = []
     preds: list[int] = []
     loss_sum = torch.zeros((), dtype=torch.float64, device=device)
-    with torch.no_grad(), tqdm(total=len(loader), desc=desc, file=sys.stderr, disable=not show_progress, leave=False, unit="batch") as bar:
+    with torch.no_grad(), progress_bar(total=len(loader), desc=desc, unit="batch", enabled=show_progress) as bar:
         for x, y in loader:
             x = x.to(device, non_blocking=True)  # B x 3 x S x S
             if precision.channels_last:
@@ -112,7 +110,7 @@ def evaluate_checkpoint(
             labels[folder] = label
         by_class, _ = verify_images(by_class, unreadable=unreadable, log=log or (lambda _: None), show_progress=show_progress)
     items = [(p, labels[name]) for name, paths in by_class.items() for p in paths]
-    dev = resolve_device(device)
+    dev = training_device(device)
     model.to(dev)
     loader = make_loader(
         ImageDataset(items, meta.preprocessing, train=False), batch_size=batch_size, workers=workers, pin_memory=dev.type == "cuda"

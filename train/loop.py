@@ -18,17 +18,30 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import sys
 import time
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, RandomSampler, Sampler
+
+from dacovid_export.artifacts.outputs import check_outputs
+from dacovid_export.core.errors import UserInputError, first_line
+from dacovid_export.core.fileio import atomic_write_json
+from dacovid_export.core.log import Log
+from dacovid_export.core.progress import progress_bar, write_around_bars
+from dacovid_export.data.metrics import (
+    ClassificationReport,
+    classification_report,
+    plot_confusion_matrix,
+)
+from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.model.torch_load import LOAD_ERRORS, load_tensors
-from dacovid_export.train.amp import Precision, choose_precision, keep_attention_fp32
+from dacovid_export.train.amp import AmpPrecision, choose_precision, keep_attention_fp32
 from dacovid_export.train.config import TrainConfig
 from dacovid_export.train.data import (
     SPLIT_FILENAME,
@@ -53,18 +66,6 @@ from dacovid_export.train.resume import (
     compare_configs,
     read_resume_state,
 )
-from torch import nn
-from torch.utils.data import DataLoader, RandomSampler, Sampler
-
-from dacovid_export.artifacts.outputs import check_outputs
-from dacovid_export.core.errors import UserInputError, first_line
-from dacovid_export.core.fileio import atomic_write_json
-from dacovid_export.data.metrics import (
-    ClassificationReport,
-    classification_report,
-    plot_confusion_matrix,
-)
-from dacovid_export.data.preprocessing import Preprocessing
 
 __all__ = ["TrainResult", "train_model", "BEST_NAME", "LAST_NAME", "METRICS_NAME", "CONFUSION_NAME"]
 
@@ -72,8 +73,6 @@ BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
 METRICS_NAME = "metrics.json"
 CONFUSION_NAME = "confusion_matrix.png"
-
-Log = Callable[[str], None]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,11 +91,53 @@ class TrainResult:
     rank: int = 0  # under torchrun every process returns; only rank 0 should report
 
 
-def _stdout(message: str) -> None:
-    from tqdm import tqdm
+@dataclasses.dataclass(frozen=True)
+class _Data:
+    """The loaders of a run and what re-seeds them every epoch."""
 
-    # tqdm.write clears and redraws any progress bar on stderr around the line
-    tqdm.write(message, file=sys.stdout)
+    train_set: ImageDataset
+    sampler: Sampler
+    shuffle_gen: torch.Generator | None  # the single-process shuffle; DistributedSampler seeds itself
+    train_loader: DataLoader
+    val_loader: DataLoader
+
+
+@dataclasses.dataclass(frozen=True)
+class _Session:
+    """What every epoch of a run uses, built once before the first."""
+
+    model: nn.Module  # what is trained (DistributedDataParallel under torchrun)
+    inner: nn.Module  # the network itself: validated and saved
+    precision: AmpPrecision
+    optimizer: torch.optim.Optimizer
+    scaler: Any  # torch.amp.GradScaler for FP16 autocast, else None
+    criterion: nn.Module
+    class_names: tuple[str, ...]
+    spec: Preprocessing
+    training_meta: Mapping[str, Any]
+    data: _Data
+
+
+@dataclasses.dataclass
+class _Record:
+    """What the epochs so far have shown: their history and the best one (restored on --resume)."""
+
+    history: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    best: dict[str, Any] | None = None
+    best_report: ClassificationReport | None = None
+    start_epoch: int = 0
+
+    def add(self, entry: dict[str, Any], report: ClassificationReport) -> bool:
+        """Append an epoch; whether it is the best so far (higher accuracy, ties: lower validation loss)."""
+        self.history.append(entry)
+        best = self.best
+        is_best = best is None or report.accuracy > best["val_accuracy"] or (
+            report.accuracy == best["val_accuracy"] and entry["val_loss"] < best["val_loss"]
+        )
+        if is_best:
+            self.best = {"epoch": entry["epoch"], "val_accuracy": report.accuracy, "val_loss": entry["val_loss"], "report": report.to_dict()}
+            self.best_report = report
+        return is_best
 
 
 def _silent(_: str) -> None:
@@ -122,7 +163,7 @@ def train_model(
     config = config or TrainConfig()
     ctx = init_distributed(config.device)
     try:
-        say = (log or _stdout) if ctx.is_main else _silent
+        say = (log or write_around_bars) if ctx.is_main else _silent
         return _Run(Path(data_dir), Path(out_dir), config, ctx, say).run()
     finally:
         shutdown(ctx)
@@ -237,25 +278,17 @@ class _Run:
 
     # ------------------------------------------------------------------ steps
 
-    def _train_epoch(
-        self,
-        model: nn.Module,
-        loader: DataLoader,
-        optimizer: torch.optim.Optimizer,
-        criterion: nn.Module,
-        precision: Precision,
-        scaler: Any,
-        desc: str,
-    ) -> tuple[float, float, int]:
-        from tqdm import tqdm
-
+    def _train_epoch(self, session: _Session, desc: str) -> tuple[float, float, int]:
+        """``(mean loss, accuracy, images seen)`` of one pass over the training images, across every process."""
+        model, loader, optimizer = session.model, session.data.train_loader, session.optimizer
+        criterion, precision, scaler = session.criterion, session.precision, session.scaler
         device = self.ctx.device
         model.train()
         # summed on the device: no host sync per step
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)
         correct = torch.zeros((), dtype=torch.int64, device=device)
         seen = 0
-        with tqdm(total=len(loader), desc=desc, file=sys.stderr, disable=not self.show_progress, leave=False, unit="batch") as bar:
+        with progress_bar(total=len(loader), desc=desc, unit="batch", enabled=self.show_progress) as bar:
             for step, (x, y) in enumerate(loader, 1):
                 x = x.to(device, non_blocking=True)  # B x 3 x S x S
                 if precision.channels_last:
@@ -286,7 +319,7 @@ class _Run:
             )
         return total_loss / total_seen, total_correct / total_seen, int(total_seen)
 
-    def _validate(self, model: nn.Module, loader: DataLoader, precision: Precision, class_names: tuple[str, ...]) -> tuple[ClassificationReport, float]:
+    def _validate(self, model: nn.Module, loader: DataLoader, precision: AmpPrecision, class_names: tuple[str, ...]) -> tuple[ClassificationReport, float]:
         targets, preds, loss_sum = predict(
             model, loader, device=self.ctx.device, precision=precision, desc="validating", show_progress=self.show_progress
         )
@@ -298,24 +331,57 @@ class _Run:
     # -------------------------------------------------------------------- run
 
     def run(self) -> TrainResult:
-        cfg, ctx, say = self.config, self.ctx, self.say
+        per_process_batch = self._per_process_batch()
+        resume = self._prepare_run_dir()
+        split = self._split(resume)
+        self._say_data(split)
+        model, inner, precision = self._place_model(self._build_model(len(split.class_names), resume))
+        self._say_model(inner, precision)
+        optimizer = torch.optim.Adam(inner.parameters(), lr=self.config.lr)
+        scaler = torch.amp.GradScaler("cuda") if precision.needs_grad_scaler else None
+        record = self._restore(optimizer, scaler, resume, split.class_names)
+        weights = self._class_weights(split)
+        if weights is not None:
+            self.say("class weights: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(split.class_names, weights.tolist())))
+        session = _Session(
+            model=model,
+            inner=inner,
+            precision=precision,
+            optimizer=optimizer,
+            scaler=scaler,
+            criterion=nn.CrossEntropyLoss(weight=None if weights is None else weights.to(self.ctx.device)),
+            class_names=split.class_names,
+            spec=self.config.preprocessing(),
+            training_meta=self._training_meta(split, weights, precision),
+            data=self._loaders(split, per_process_batch),
+        )
+        for epoch in range(record.start_epoch + 1, self.config.epochs + 1):
+            self._epoch(session, record, epoch)
+        return self._result(record, split.class_names)
+
+    def _per_process_batch(self) -> int:
+        cfg, ctx = self.config, self.ctx
         if cfg.batch_size % ctx.world_size:
             raise UserInputError(
                 f"batch_size={cfg.batch_size} does not divide among {ctx.world_size} processes: "
                 f"use a multiple of {ctx.world_size} (it is the global batch)"
             )
-        per_process_batch = cfg.batch_size // ctx.world_size
-        resume = self._prepare_run_dir()
-        split = self._split(resume)
-        class_names = split.class_names
+        return cfg.batch_size // ctx.world_size
+
+    def _say_data(self, split: DataSplit) -> None:
         train_counts, val_counts = split.counts("train"), split.counts("val")
-        say(
-            f"data: {split.layout} layout, {len(class_names)} classes; "
-            + ", ".join(f"{n} {train_counts[n]} train / {val_counts[n]} {'test' if split.layout == 'kaggle' else 'val'}" for n in class_names)
+        self.say(
+            f"data: {split.layout} layout, {len(split.class_names)} classes; "
+            + ", ".join(
+                f"{n} {train_counts[n]} train / {val_counts[n]} {'test' if split.layout == 'kaggle' else 'val'}"
+                for n in split.class_names
+            )
             + (f"; {len(split.skipped)} unreadable image(s) skipped" if split.skipped else "")
         )
-        spec = cfg.preprocessing()
-        model = self._build_model(len(class_names), resume)
+
+    def _place_model(self, model: nn.Module) -> tuple[nn.Module, nn.Module, AmpPrecision]:
+        """``(model to train, the network inside it, precision)``: on the device, in its memory format, under DDP."""
+        ctx = self.ctx
         precision = choose_precision(ctx.device)
         model.to(ctx.device)
         if precision.channels_last:
@@ -332,43 +398,49 @@ class _Run:
             model = DistributedDataParallel(model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None)
         if ctx.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
+        return model, inner, precision
+
+    def _say_model(self, inner: nn.Module, precision: AmpPrecision) -> None:
+        cfg, ctx = self.config, self.ctx
         n_params = sum(p.numel() for p in inner.parameters())
         mc = inner.config
-        say(
+        self.say(
             f"model: DA-COVID Net, output stride {mc.output_stride}, reduction {mc.reduction_channels} ch "
             f"{mc.reduction_kernel_size}x{mc.reduction_kernel_size}, dropout {mc.dropout}, {n_params / 1e6:.1f} M parameters; "
             f"input {cfg.image_size}x{cfg.image_size}"
         )
-        say(
+        self.say(
             f"device {ctx.device}, precision {precision.name}"
             + (", channels_last" if precision.channels_last else "")
             + (f", {ctx.world_size} processes (global batch {cfg.batch_size})" if ctx.distributed else f", batch {cfg.batch_size}")
             + f", {cfg.num_workers} loader worker(s)"
         )
 
-        optimizer = torch.optim.Adam(inner.parameters(), lr=cfg.lr)
-        scaler = torch.amp.GradScaler("cuda") if precision.needs_grad_scaler else None
-        history: list[dict[str, Any]] = []
-        best: dict[str, Any] | None = None
-        start_epoch = 0
-        if resume is not None:
-            try:
-                optimizer.load_state_dict(resume.extra["optimizer"])
-            except (ValueError, KeyError, RuntimeError) as exc:
-                raise UserInputError(f"{str(self.last_path)!r}: optimizer state does not fit the model: {first_line(exc)}") from exc
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr
-            if scaler is not None and resume.extra.get("scaler"):
-                scaler.load_state_dict(resume.extra["scaler"])
-            history = [dict(h) for h in resume.extra.get("history", [])][: resume.epoch]
-            best = dict(resume.extra["best"]) if resume.extra.get("best") else None
-            start_epoch = resume.epoch
+    def _restore(
+        self, optimizer: torch.optim.Optimizer, scaler: Any, resume: ResumeState | None, class_names: tuple[str, ...]
+    ) -> _Record:
+        """The optimizer and loss-scaler state, history and best epoch of the run resumed; a fresh record otherwise."""
+        if resume is None:
+            return _Record()
+        try:
+            optimizer.load_state_dict(resume.extra["optimizer"])
+        except (ValueError, KeyError, RuntimeError) as exc:
+            raise UserInputError(f"{str(self.last_path)!r}: optimizer state does not fit the model: {first_line(exc)}") from exc
+        for group in optimizer.param_groups:
+            group["lr"] = self.config.lr
+        if scaler is not None and resume.extra.get("scaler"):
+            scaler.load_state_dict(resume.extra["scaler"])
+        best = dict(resume.extra["best"]) if resume.extra.get("best") else None
+        return _Record(
+            history=[dict(h) for h in resume.extra.get("history", [])][: resume.epoch],
+            best=best,
+            best_report=None if best is None else _report_from_dict(best["report"], class_names),
+            start_epoch=resume.epoch,
+        )
 
-        weights = self._class_weights(split)
-        if weights is not None:
-            say("class weights: " + ", ".join(f"{n} {w:.3f}" for n, w in zip(class_names, weights.tolist())))
-        criterion = nn.CrossEntropyLoss(weight=None if weights is None else weights.to(ctx.device))
-
+    def _loaders(self, split: DataSplit, per_process_batch: int) -> _Data:
+        cfg, ctx = self.config, self.ctx
+        spec = cfg.preprocessing()
         train_set = ImageDataset(split.items("train"), spec, train=True, seed=cfg.seed)
         # each process validates its own interleaved share; predictions are gathered afterwards
         val_set = ImageDataset(split.items("val")[ctx.rank :: ctx.world_size], spec, train=False)
@@ -395,67 +467,67 @@ class _Run:
             pin_memory=pin,
         )
         val_loader = make_loader(val_set, batch_size=per_process_batch, workers=cfg.num_workers, pin_memory=pin)
+        return _Data(train_set, sampler, shuffle_gen, train_loader, val_loader)
 
-        training_meta = {
-            "config": cfg.to_dict(),
+    def _training_meta(self, split: DataSplit, weights: torch.Tensor | None, precision: AmpPrecision) -> dict[str, Any]:
+        """What every checkpoint and metrics.json of this run records about how it was trained."""
+        return {
+            "config": self.config.to_dict(),
             "data_dir": str(split.data_dir),
             "layout": split.layout,
             "split_sha256": split.sha256(),
-            "train_counts": train_counts,
-            "val_counts": val_counts,
+            "train_counts": split.counts("train"),
+            "val_counts": split.counts("val"),
             "skipped_images": len(split.skipped),
             "optimizer": "Adam",
             "loss": "cross_entropy" + ("_class_weighted" if weights is not None else ""),
             "class_weights": None if weights is None else weights.tolist(),
-            "device": str(ctx.device),
+            "device": str(self.ctx.device),
             "precision": precision.name,
-            "world_size": ctx.world_size,
+            "world_size": self.ctx.world_size,
         }
-        best_report = None if best is None else _report_from_dict(best["report"], class_names)
 
-        for epoch in range(start_epoch + 1, cfg.epochs + 1):
-            t0 = time.perf_counter()
-            torch.manual_seed(_epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout; CUDA generators too
-            train_set.epoch = epoch
-            if shuffle_gen is not None:
-                shuffle_gen.manual_seed(_epoch_seed(cfg.seed, epoch))
-            else:
-                sampler.set_epoch(epoch)  # type: ignore[attr-defined]
-            desc = f"epoch {epoch}/{cfg.epochs}"
-            train_loss, train_acc, seen = self._train_epoch(model, train_loader, optimizer, criterion, precision, scaler, desc)
-            t_train = time.perf_counter() - t0
-            report, val_loss = self._validate(inner, val_loader, precision, class_names)
-            seconds = time.perf_counter() - t0
-            entry = {
-                "epoch": epoch,
-                "train_loss": train_loss,
-                "train_accuracy": train_acc,
-                "val_loss": val_loss,
-                "val_accuracy": report.accuracy,
-                "val_macro_f1": report.macro_f1,
-                "val": report.to_dict(),
-                "seconds": seconds,
-                "train_seconds": t_train,
-                "train_images_per_second": seen / t_train if t_train > 0 else 0.0,
-                "lr": cfg.lr,
-            }
-            history.append(entry)
-            is_best = best is None or report.accuracy > best["val_accuracy"] or (
-                report.accuracy == best["val_accuracy"] and val_loss < best["val_loss"]
-            )
-            if is_best:
-                best = {"epoch": epoch, "val_accuracy": report.accuracy, "val_loss": val_loss, "report": report.to_dict()}
-                best_report = report
-            if ctx.is_main:
-                self._write_epoch(inner, class_names, spec, training_meta, entry, epoch, optimizer, scaler, best, history, is_best, report)
-            say(
-                f"{desc}  train loss {train_loss:.4f} acc {train_acc * 100:.1f}%  "
-                f"val loss {val_loss:.4f} acc {report.accuracy * 100:.1f}%  F1 "
-                + " ".join(f"{n} {f:.2f}" for n, f in zip(class_names, report.f1))
-                + f"  {seconds:.1f} s" + ("  *best*" if is_best else "")
-            )
-            barrier(ctx)
+    def _epoch(self, session: _Session, record: _Record, epoch: int) -> None:
+        """Train and validate one epoch, record it, write the run folder (rank 0) and say one line."""
+        cfg, ctx, data = self.config, self.ctx, session.data
+        t0 = time.perf_counter()
+        torch.manual_seed(_epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout; CUDA generators too
+        data.train_set.epoch = epoch
+        if data.shuffle_gen is not None:
+            data.shuffle_gen.manual_seed(_epoch_seed(cfg.seed, epoch))
+        else:
+            data.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
+        desc = f"epoch {epoch}/{cfg.epochs}"
+        train_loss, train_acc, seen = self._train_epoch(session, desc)
+        t_train = time.perf_counter() - t0
+        report, val_loss = self._validate(session.inner, data.val_loader, session.precision, session.class_names)
+        seconds = time.perf_counter() - t0
+        entry = {
+            "epoch": epoch,
+            "train_loss": train_loss,
+            "train_accuracy": train_acc,
+            "val_loss": val_loss,
+            "val_accuracy": report.accuracy,
+            "val_macro_f1": report.macro_f1,
+            "val": report.to_dict(),
+            "seconds": seconds,
+            "train_seconds": t_train,
+            "train_images_per_second": seen / t_train if t_train > 0 else 0.0,
+            "lr": cfg.lr,
+        }
+        is_best = record.add(entry, report)
+        if ctx.is_main:
+            self._write_epoch(session, record, entry, is_best, report)
+        self.say(
+            f"{desc}  train loss {train_loss:.4f} acc {train_acc * 100:.1f}%  "
+            f"val loss {val_loss:.4f} acc {report.accuracy * 100:.1f}%  F1 "
+            + " ".join(f"{n} {f:.2f}" for n, f in zip(session.class_names, report.f1))
+            + f"  {seconds:.1f} s" + ("  *best*" if is_best else "")
+        )
+        barrier(ctx)
 
+    def _result(self, record: _Record, class_names: tuple[str, ...]) -> TrainResult:
+        best, best_report = record.best, record.best_report
         if best is None or best_report is None:  # cannot happen: _prepare_run_dir ensures epochs > start_epoch
             raise RuntimeError("no epoch was run")
         return TrainResult(
@@ -466,57 +538,49 @@ class _Run:
             split_file=self.split_path,
             class_names=class_names,
             best_epoch=int(best["epoch"]),
-            epochs_completed=cfg.epochs,
+            epochs_completed=self.config.epochs,
             best_report=best_report,
             best_val_loss=float(best["val_loss"]),
-            history=tuple(history),
-            rank=ctx.rank,
+            history=tuple(record.history),
+            rank=self.ctx.rank,
         )
 
     def _write_epoch(
-        self,
-        model: nn.Module,
-        class_names: tuple[str, ...],
-        spec: Preprocessing,
-        training_meta: Mapping[str, Any],
-        entry: Mapping[str, Any],
-        epoch: int,
-        optimizer: torch.optim.Optimizer,
-        scaler: Any,
-        best: Mapping[str, Any],
-        history: list[dict[str, Any]],
-        is_best: bool,
-        report: ClassificationReport,
+        self, session: _Session, record: _Record, entry: Mapping[str, Any], is_best: bool, report: ClassificationReport
     ) -> None:
+        """best.pt and its confusion matrix when this epoch is the best, then last.pt and metrics.json."""
         from dacovid_export.model import save_checkpoint
 
-        meta = {**training_meta, "best_epoch": best["epoch"]}
+        best = record.best
+        if best is None:  # cannot happen: record.add has just run
+            raise RuntimeError("an epoch is written before it is recorded")
+        epoch = int(entry["epoch"])
+        meta = {**session.training_meta, "best_epoch": best["epoch"]}
+        common = dict(class_names=session.class_names, preprocessing=session.spec, training=meta, metrics=entry, epoch=epoch)
         if is_best:
-            save_checkpoint(self.best_path, model, class_names=class_names, preprocessing=spec, training=meta, metrics=entry, epoch=epoch)
+            save_checkpoint(self.best_path, session.inner, **common)
             plot_confusion_matrix(
                 report, self.confusion_path, title=f"epoch {epoch}: validation accuracy {report.accuracy * 100:.1f}%"
             )
         extra = {
-            "optimizer": optimizer.state_dict(),
-            "scaler": scaler.state_dict() if scaler is not None else {},
+            "optimizer": session.optimizer.state_dict(),
+            "scaler": session.scaler.state_dict() if session.scaler is not None else {},
             "best": dict(best),
-            "history": list(history),
+            "history": list(record.history),
             # the generators are re-seeded from these every epoch (see the module docstring)
             "rng": {"seed": self.config.seed, "epoch": epoch, "scheme": "seed_sequence(seed, epoch[, rank])"},
         }
-        save_checkpoint(
-            self.last_path, model, class_names=class_names, preprocessing=spec, training=meta, metrics=entry, epoch=epoch, extra_state=extra
-        )
+        save_checkpoint(self.last_path, session.inner, **common, extra_state=extra)
         atomic_write_json(
             self.metrics_path,
             {
                 "format": "dacovid-metrics",
-                "class_names": list(class_names),
+                "class_names": list(session.class_names),
                 "training": dict(meta),
                 "best_epoch": best["epoch"],
                 "best_val_accuracy": best["val_accuracy"],
                 "best_val_loss": best["val_loss"],
-                "history": history,
+                "history": record.history,
             },
         )
 

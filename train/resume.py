@@ -7,10 +7,9 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+from dacovid_export.core.errors import UserInputError
 from dacovid_export.model.torch_load import LOAD_ERRORS
 from dacovid_export.train.config import DATA_OPTIONS, MODEL_OPTIONS, TrainConfig
-
-from dacovid_export.core.errors import UserInputError
 
 __all__ = ["ResumeState", "read_resume_state", "compare_configs"]
 

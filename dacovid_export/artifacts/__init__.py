@@ -2,8 +2,7 @@
 
 :mod:`.info` (:class:`~.info.ArtifactInfo`, the artifact kinds and precisions),
 :mod:`.onnx_metadata` (``metadata_props`` of an ONNX model),
-:mod:`.engine_metadata` (an engine's JSON sidecar and its rebuild command),
-:mod:`.engine_compat` (where an engine may load), :mod:`.onnx_graph` (the
+:mod:`.engine_metadata` (an engine's JSON sidecar), :mod:`.onnx_graph` (the
 anatomy of the exported graph: attention chains, graph helpers, external data),
 :mod:`.read` (:func:`~.read.read_artifact_info` for any file) and
 :mod:`.outputs` (an output never destroys an input or its companion files).

@@ -1,8 +1,9 @@
-"""The JSON sidecar of a TensorRT engine (``<engine>.json``) and the load-time compatibility check.
+"""The JSON sidecar of a TensorRT engine (``<engine>.json``): its fields, validated, and its reader.
 
 A serialized engine says nothing readable about itself, and it only loads in
-the TensorRT version and on the GPU architecture it was built for. The sidecar,
-written next to the engine by :func:`dacovid_export.engine.build.build_engine`,
+the TensorRT version and on the GPU architecture it was built for (the load-time
+check is :func:`dacovid_export.trt.compat.check_engine_compatibility`). The sidecar,
+written next to the engine by :func:`dacovid_export.engine.sidecar.write_engine_and_sidecar`,
 records what a service and an auditor need: TensorRT version, GPU name and
 compute capability, precision, profile shapes, checksums of the ONNX model and
 of the checkpoint it came from, class names, preprocessing and package
@@ -15,7 +16,7 @@ gave every ONNX node, with counts. Version 1 sidecars (TensorRT only) still read
 
 Example (``model.fp16.engine.json``)::
 
-    {"format": "dacovid-engine", "format_version": 1, "engine_file": "model.fp16.engine",
+    {"format": "dacovid-engine", "format_version": 2, "runtime": "tensorrt", "engine_file": "model.fp16.engine",
      "tensorrt_version": "10.8.0.43", "gpu": {"name": "NVIDIA GeForce RTX 2060", "compute_capability": "7.5"},
      "hardware_compatible": false, "precision": "fp16",
      "profile": {"input": "input", "min": [1, 3, 224, 224], "opt": [8, 3, 224, 224], "max": [8, 3, 224, 224]}, ...}
@@ -26,23 +27,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shlex
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from dacovid_export.artifacts.info import PRECISIONS, ArtifactInfo
+from dacovid_export.core.commands import rebuild_command
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import refuse_scratch
 from dacovid_export.core.versions import parse_version
 from dacovid_export.data.preprocessing import Preprocessing
 
+# cli/trt_cmd.py still imports these two from here; its import moves to trt.targets in the next round (issue 20),
+# then this line goes. Not a definition: the one home is trt/targets.py.
+from dacovid_export.trt.targets import RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIMES  # noqa: F401,E402,F811
+
 __all__ = [
-    "rebuild_command",
-    "RUNTIMES",
-    "RTX_TARGETS",
-    "RTX_DEFAULT_TARGETS",
-    "HARDWARE_COMPATIBLE_MIN_CC",
     "ENGINE_METADATA_FORMAT",
     "ENGINE_METADATA_VERSION",
     "EngineMetadata",
@@ -51,25 +51,6 @@ __all__ = [
     "read_engine_info",
     "engine_artifact_info",
 ]
-
-# The one home of the TensorRT facts below (trt/, engine/, the CLI and artifacts/engine_compat import them
-# from here): the sidecar reader validates against them, and artifacts/ sits below trt/ in the stage order
-# (trt/ imports artifacts/, never the other way), so trt/ could not be their home without a circle.
-# the libraries that build engines; a sidecar names one
-RUNTIMES: tuple[str, ...] = ("tensorrt", "tensorrt-rtx")
-# ComputeCapability members of tensorrt_rtx 1.7 (no SM90: TensorRT-RTX does not serve Hopper)
-RTX_TARGETS: dict[str, str] = {
-    "7.5": "SM75",
-    "8.0": "SM80",
-    "8.6": "SM86",
-    "8.9": "SM89",
-    "12.0": "SM120",
-    "12.1": "SM121",
-}
-# what TensorRT-RTX targets when no compute capability is set (its documented default)
-RTX_DEFAULT_TARGETS: tuple[str, ...] = ("8.0", "8.6", "8.9", "12.0")
-# HardwareCompatibilityLevel.AMPERE_PLUS engines run on Ampere (SM 8.0) and newer GPUs only
-HARDWARE_COMPATIBLE_MIN_CC: tuple[int, int] = (8, 0)
 
 ENGINE_METADATA_FORMAT = "dacovid-engine"
 ENGINE_METADATA_VERSION = 2
@@ -357,48 +338,3 @@ def engine_artifact_info(meta: EngineMetadata, path: str | os.PathLike[str]) -> 
         },
     )
 
-
-def rebuild_command(
-    metadata: EngineMetadata,
-    engine_path: str | os.PathLike[str] | None = None,
-    *,
-    runtime: str | None = None,
-    target_cc: Sequence[str] | None = None,
-) -> str:
-    """The ``dacovid-export trt`` command line that rebuilds this engine with the same settings.
-
-    ``runtime``/``target_cc`` override the engine's own (to rebuild for the
-    library or GPU that is here instead).
-    """
-    engine = str(engine_path) if engine_path is not None else (metadata.path or metadata.engine_file)
-    runtime = runtime or metadata.runtime
-    args = [
-        "dacovid-export",
-        "trt",
-        metadata.onnx_file,
-        f"--{metadata.precision}",
-        "-o",
-        engine,
-        "--runtime",
-        runtime,
-        "--min-batch",
-        str(metadata.min_batch),
-        "--opt-batch",
-        str(metadata.opt_batch),
-        "--max-batch",
-        str(metadata.max_batch),
-    ]
-    workspace = metadata.build.get("workspace_gib")
-    if isinstance(workspace, (int, float)) and not isinstance(workspace, bool):
-        args += ["--workspace", f"{workspace:g}"]
-    level = metadata.build.get("opt_level")
-    if isinstance(level, int) and not isinstance(level, bool):
-        args += ["--opt-level", str(level)]
-    if runtime == "tensorrt-rtx":
-        if target_cc is None and metadata.runtime == "tensorrt-rtx" and not metadata.build.get("default_targets"):
-            target_cc = metadata.compute_capabilities
-        if target_cc:
-            args += ["--target-cc", ",".join(target_cc)]
-    elif metadata.hardware_compatible:
-        args.append("--hardware-compatible")
-    return shlex.join(args)

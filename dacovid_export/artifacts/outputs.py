@@ -17,11 +17,14 @@ from dacovid_export.artifacts.engine_metadata import sidecar_path
 from dacovid_export.artifacts.info import artifact_kind
 from dacovid_export.artifacts.onnx_graph import external_data_locations
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.core.fileio import nearest_existing, probe_writable, same_file
+from dacovid_export.core.fileio import (
+    PathLike,
+    nearest_existing,
+    probe_writable,
+    same_file,
+)
 
 __all__ = ["check_outputs", "companion_files"]
-
-PathLike = str | os.PathLike[str]
 
 
 def companion_files(path: PathLike) -> list[Path]:

@@ -27,7 +27,6 @@ import hashlib
 import json
 import os
 import statistics
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ import numpy as np
 
 from dacovid_export.core.errors import DacovidError, UserInputError
 from dacovid_export.core.fileio import atomic_write_json, sha256_file
+from dacovid_export.core.log import get_logger
 from dacovid_export.core.versions import package_version
 
 __all__ = [
@@ -50,6 +50,8 @@ __all__ = [
     "cpu_identity",
     "choose_cpu_runtime",
 ]
+
+_log = get_logger("backends")
 
 CHOICE_ENV = "DACOVID_CPU_RUNTIME"
 CHOICES = ("measure", "onnxruntime", "openvino")
@@ -183,7 +185,7 @@ def choose_cpu_runtime(
         choice = dataclasses.replace(choice, cache_file=str(entry))
         _SEEN[seen_key] = entry
     except (OSError, DacovidError) as exc:  # an unwritable cache costs a measurement next time, nothing else
-        print(f"warning: could not cache the CPU runtime choice in {str(folder)!r}: {exc}", file=sys.stderr)
+        _log.warning(f"warning: could not cache the CPU runtime choice in {str(folder)!r}: {exc}")
     return choice
 
 

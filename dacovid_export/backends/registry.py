@@ -7,18 +7,23 @@ made for that and nothing else runs it so); two exceptions on the CPU, each said
 while ONNX Runtime runs its signed Q/DQ form slower than FP32 (docs/design.md section 5);
 an FP32 ONNX model goes to whichever of ONNX Runtime and OpenVINO (``f32``) is faster and
 faithful on this CPU, measured once and cached (:mod:`dacovid_export.backends.cpu_choice`).
-Backend modules are imported only when chosen, so a missing optional package is
-reported as one line naming what to install.
+Every backend is one entry of :data:`BACKENDS` (its name, the artifact kind it
+runs, its class, the package check and the devices it takes); the names, the
+default backend per kind and bench's choices are derived from that table, so a
+new backend is one entry. Backend modules import their runtime library only when
+an artifact is opened, and a backend's package is checked when it is chosen, so
+a missing optional package is reported as one line naming what to install.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import inspect
 import os
-import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from dacovid_export.artifacts.info import ArtifactKind, artifact_kind
 from dacovid_export.artifacts.read import read_artifact_info
@@ -32,6 +37,7 @@ from dacovid_export.backends.tensorrt_backend import (
 from dacovid_export.backends.torch_backend import TorchBackend
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import MissingDependencyError, UserInputError
+from dacovid_export.core.log import get_logger
 from dacovid_export.trt.library import (
     RTX_INSTALL_HINT,
     TRT_INSTALL_HINT,
@@ -39,6 +45,8 @@ from dacovid_export.trt.library import (
 )
 
 __all__ = [
+    "BackendEntry",
+    "BACKENDS",
     "BACKEND_NAMES",
     "BACKEND_FOR_KIND",
     "KINDS_OF_BACKEND",
@@ -50,34 +58,66 @@ __all__ = [
     "unavailable_reason",
 ]
 
-BACKEND_NAMES = ("torch", "onnxruntime", "openvino", "tensorrt")
+_log = get_logger("backends")
 
-BACKEND_FOR_KIND: Mapping[ArtifactKind, str] = {"checkpoint": "torch", "onnx": "onnxruntime", "engine": "tensorrt"}
-KINDS_OF_BACKEND: Mapping[str, str] = {"torch": "checkpoint", "onnxruntime": "onnx", "openvino": "onnx", "tensorrt": "engine"}
 DEVICES = ("auto", "cpu", "cuda")
+_KIND_WORDS_PLURAL = {"checkpoint": "checkpoints", "onnx": "ONNX models", "engine": "TensorRT engines"}
 _KIND_WORDS = {"checkpoint": "a checkpoint (.pt/.pth)", "onnx": "an ONNX model (.onnx)", "engine": "a TensorRT engine (.engine/.plan)"}
 
 
-def backend_class(backend: str) -> type[Backend]:
-    """The class behind a backend name, imported now; :class:`MissingDependencyError` if its package is absent."""
-    if backend == "torch":
-        return TorchBackend
-    if backend == "onnxruntime":
-        require("onnxruntime", "run ONNX models")
-        return OnnxRuntimeBackend
-    if backend == "openvino":
-        require("openvino", "run ONNX models with OpenVINO on the CPU")
-        return OpenVINOBackend
-    if backend == "tensorrt":
-        # the engine's sidecar names its runtime (TensorRT or TensorRT-RTX): the backend imports that one on load
+def _require_tensorrt() -> None:
+    # the engine's sidecar names its runtime (TensorRT or TensorRT-RTX): the backend imports that one on load
+    if not installed_runtimes():
+        raise MissingDependencyError(
+            f"neither TensorRT nor TensorRT-RTX is installed (needed to run engines): {TRT_INSTALL_HINT}, "
+            f"or {RTX_INSTALL_HINT}"
+        )
 
-        if not installed_runtimes():
-            raise MissingDependencyError(
-                f"neither TensorRT nor TensorRT-RTX is installed (needed to run engines): {TRT_INSTALL_HINT}, "
-                f"or {RTX_INSTALL_HINT}"
-            )
-        return TensorRTBackend
-    raise UserInputError(f"unknown backend {backend!r}: use 'auto' or one of {', '.join(BACKEND_NAMES)}")
+
+@dataclasses.dataclass(frozen=True)
+class BackendEntry:
+    """One backend: its name, the artifact kind it runs, its class and what it needs.
+
+    ``require`` raises :class:`MissingDependencyError` when the backend's package is
+    absent; ``devices`` is ``"any"`` or the one device it runs on (``"cpu"`` or
+    ``"cuda"``), which ``device="auto"`` then resolves to.
+    """
+
+    name: str
+    kind: ArtifactKind
+    cls: type[Backend]
+    require: Callable[[], None]
+    devices: Literal["any", "cpu", "cuda"] = "any"
+
+
+# The one table of backends. The first entry of each artifact kind is that kind's default (backend "auto"
+# before the CPU exceptions of auto_backend).
+BACKENDS: Mapping[str, BackendEntry] = {
+    entry.name: entry
+    for entry in (
+        BackendEntry("torch", "checkpoint", TorchBackend, lambda: None),
+        BackendEntry("onnxruntime", "onnx", OnnxRuntimeBackend, functools.partial(require, "onnxruntime", "run ONNX models")),
+        BackendEntry(
+            "openvino", "onnx", OpenVINOBackend,
+            functools.partial(require, "openvino", "run ONNX models with OpenVINO on the CPU"), devices="cpu",
+        ),
+        BackendEntry("tensorrt", "engine", TensorRTBackend, _require_tensorrt, devices="cuda"),
+    )
+}
+BACKEND_NAMES: tuple[str, ...] = tuple(BACKENDS)
+KINDS_OF_BACKEND: Mapping[str, ArtifactKind] = {name: entry.kind for name, entry in BACKENDS.items()}
+BACKEND_FOR_KIND: Mapping[ArtifactKind, str] = {
+    kind: next(name for name, k in KINDS_OF_BACKEND.items() if k == kind) for kind in dict.fromkeys(KINDS_OF_BACKEND.values())
+}
+
+
+def backend_class(backend: str) -> type[Backend]:
+    """The class behind a backend name, its package checked now; :class:`MissingDependencyError` if it is absent."""
+    entry = BACKENDS.get(backend)
+    if entry is None:
+        raise UserInputError(f"unknown backend {backend!r}: use 'auto' or one of {', '.join(BACKEND_NAMES)}")
+    entry.require()
+    return entry.cls
 
 
 def unavailable_reason(path: str | os.PathLike[str]) -> str | None:
@@ -94,21 +134,21 @@ def unavailable_reason(path: str | os.PathLike[str]) -> str | None:
 
 def resolve_device(device: str, backend: str) -> str:
     """``"auto"`` -> ``"cuda"`` when a GPU is usable (always for TensorRT), else ``"cpu"``; others validated."""
+    entry = BACKENDS.get(backend)
+    only = entry.devices if entry is not None else "any"
     if device == "auto":
-        if backend == "tensorrt":
-            return "cuda"
-        if backend == "openvino":
-            return "cpu"
+        if only != "any":
+            return only
         import torch
 
         return "cuda" if torch.cuda.is_available() else "cpu"
     prefix, _, index = device.partition(":") if isinstance(device, str) else ("", "", "")
     if not (device == "cpu" or (prefix == "cuda" and (index == "" or index.isdigit()))):
         raise UserInputError(f"device={device!r}: use 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    if backend == "tensorrt" and device == "cpu":
-        raise UserInputError("TensorRT engines run on an NVIDIA GPU only: use device 'cuda' (or 'auto')")
-    if backend == "openvino" and device != "cpu":
-        raise UserInputError(f"device={device!r}: the openvino backend runs on the CPU only; use device 'cpu' (or 'auto')")
+    if only == "cuda" and device == "cpu":
+        raise UserInputError(f"{_KIND_WORDS_PLURAL[entry.kind]} run on an NVIDIA GPU only: use device 'cuda' (or 'auto')")
+    if only == "cpu" and device != "cpu":
+        raise UserInputError(f"device={device!r}: the {backend} backend runs on the CPU only; use device 'cpu' (or 'auto')")
     return device
 
 
@@ -186,7 +226,7 @@ def open_backend(
     _check_options(cls, backend, options)
     opened = cls(path, device=device, **options)
     if why is not None:
-        print(why, file=sys.stderr)
+        _log.info(why)
     return opened
 
 

@@ -1,7 +1,7 @@
 """TensorRT backend: runs a serialized TensorRT or TensorRT-RTX engine built by ``dacovid-export trt``.
 
 Loading checks the engine's sidecar first (TensorRT version and GPU compute
-capability, :func:`dacovid_export.artifacts.engine_compat.check_engine_compatibility`),
+capability, :func:`dacovid_export.trt.compat.check_engine_compatibility`),
 then the engine's bytes against the sidecar's sha256, then deserializes it
 (``Runtime.deserialize_cuda_engine``). Buffers are torch CUDA tensors sized
 for the profile's maximum batch, bound once with ``set_tensor_address``; a
@@ -27,13 +27,12 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.artifacts.engine_compat import check_engine_compatibility
 from dacovid_export.artifacts.engine_metadata import (
     engine_artifact_info,
     read_engine_metadata,
-    rebuild_command,
 )
 from dacovid_export.backends.base import Backend
+from dacovid_export.core.commands import rebuild_command
 from dacovid_export.core.errors import (
     DacovidError,
     IncompatibleArtifactError,
@@ -41,14 +40,15 @@ from dacovid_export.core.errors import (
     UserInputError,
 )
 from dacovid_export.core.fileio import atomic_write_bytes
+from dacovid_export.trt.compat import check_engine_compatibility
 from dacovid_export.trt.library import (
     cuda_visible,
     engine_invalidity,
     engine_io_names,
-    get_logger,
     gpu_info,
     import_runtime,
     is_rtx,
+    trt_logger,
 )
 
 if TYPE_CHECKING:
@@ -132,7 +132,7 @@ class TensorRTBackend(Backend):
                 f"the build; rebuild with: {rebuild_command(meta, path)}"
             )
 
-        logger, self._log = get_logger(trt)
+        logger, self._log = trt_logger(trt)
         self._log.take_errors()
         self._rtx = is_rtx(trt)
         self._cache_path: Path | None = None

@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
+from dacovid_export.backends.registry import BACKEND_NAMES
 from dacovid_export.backends.triton_endpoint import parse_endpoint_url
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size, check_image_size
@@ -20,7 +21,8 @@ __all__ = [
     "parse_int_list",
 ]
 
-BACKEND_CHOICES = ("auto", "torch", "onnxruntime", "openvino", "tensorrt")
+# "auto" and every backend of the one registry table
+BACKEND_CHOICES: tuple[str, ...] = ("auto", *BACKEND_NAMES)
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
 AUTOCAST_CHOICES = ("fp16", "bf16")
 DEFAULT_ITERATIONS = 20

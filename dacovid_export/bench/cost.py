@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 import time
 import warnings
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.progress import progress_bar
 
 __all__ = [
     "MODEL_OPTION_GRID",
@@ -224,14 +224,11 @@ def cost_table(
     a rough, relative figure that shows what each option saves.
     """
     import torch
-    from tqdm import tqdm
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random-init warnings are irrelevant for counting
         rows = []
-        for output_stride, kernel in tqdm(
-            options, desc="cost table", unit="model", file=sys.stderr, disable=not progress, leave=False
-        ):
+        for output_stride, kernel in progress_bar(options, desc="cost table", unit="model", enabled=progress):
             rows.append(
                 model_cost(
                     {"output_stride": output_stride, "reduction_kernel_size": kernel, "reduction_channels": reduction_channels},

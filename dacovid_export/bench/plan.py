@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -23,9 +22,12 @@ from dacovid_export.backends.registry import (
 )
 from dacovid_export.bench.config import BenchConfig
 from dacovid_export.core.errors import MissingDependencyError, UserInputError
+from dacovid_export.core.log import get_logger
 from dacovid_export.core.openvino_model import cpu_supports_bf16
 
 __all__ = ["Run", "plan_runs", "open_run", "check_batches"]
+
+_log = get_logger("bench")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +136,7 @@ def _fp32_cpu_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[R
         backend_class("openvino")  # the missing-package error, naming what to install
     chosen, why = auto_backend(path, "cpu", threads=config.threads)
     if why:
-        print(why, file=sys.stderr)
+        _log.info(why)
     runs = [Run(path, info, chosen, _fp32_options(chosen), None, "default", why)]
     if config.openvino_fp32:
         other = "onnxruntime" if chosen == "openvino" else "openvino"

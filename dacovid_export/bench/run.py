@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import os
-import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,21 +18,35 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from dacovid_export.backends.base import Backend
+from dacovid_export.backends.triton_endpoint import TritonEndpoint
 from dacovid_export.bench.config import BenchConfig
 from dacovid_export.bench.cost import artifact_cost, cost_table
-from dacovid_export.bench.gemm import cpu_rate, gemm_gflops
 from dacovid_export.bench.environment import collect_environment, physical_cores
+from dacovid_export.bench.gemm import cpu_rate, gemm_gflops
 from dacovid_export.bench.plan import Run, check_batches, open_run, plan_runs
-from dacovid_export.backends.triton_endpoint import TritonEndpoint
-from dacovid_export.bench.records import BenchRecord, BenchResult, ServedLevel, latency_stats
-from dacovid_export.bench.served import SERVED_IMAGE_COUNT, encoded_images, time_endpoint, time_in_process
+from dacovid_export.bench.records import (
+    BenchRecord,
+    BenchResult,
+    ServedLevel,
+    latency_stats,
+)
+from dacovid_export.bench.served import (
+    SERVED_IMAGE_COUNT,
+    encoded_images,
+    time_endpoint,
+    time_in_process,
+)
 from dacovid_export.bench.timing import is_cuda, time_series
+from dacovid_export.core.log import get_logger
+from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.synthetic import synthetic_batch
 
 if TYPE_CHECKING:
     from dacovid_export.bench.cost import ArtifactCost
 
 __all__ = ["run_benchmark"]
+
+_log = get_logger("bench")
 
 
 def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConfig = BenchConfig()) -> BenchResult:
@@ -47,7 +60,7 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
 
     runs, skipped = plan_runs(artifacts, config) if artifacts else ([], [])
     for path, reason in skipped:
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+        _log.info(f"skipped {path}: {reason}")
     records: list[BenchRecord] = []
     with contextlib.ExitStack() as stack, _torch_threads(config.threads):
         opened: list[tuple[Run, Backend]] = []
@@ -134,8 +147,6 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
 
 def _time_served(runs: Sequence[Run], config: BenchConfig) -> tuple[list[BenchRecord], list[ServedLevel]]:
     """Every endpoint at every concurrency, and every artifact in-process as Predictor runs it, on the same PNGs."""
-    from tqdm import tqdm
-
     with TritonEndpoint(config.triton[0], model=config.triton_model) as first:
         size = first.info().preprocessing.effective_resize_size
     images = encoded_images(SERVED_IMAGE_COUNT, size, config.seed)
@@ -143,7 +154,7 @@ def _time_served(runs: Sequence[Run], config: BenchConfig) -> tuple[list[BenchRe
     levels: list[ServedLevel] = []
     paths = [run.path for run in _unique_paths(runs)]
     total = len(paths) * len(config.batch_sizes) + len(config.triton) * len(config.concurrency)
-    with tqdm(total=total, desc="served", unit="series", disable=not config.progress, leave=False) as bar:
+    with progress_bar(total=total, desc="served", unit="series", enabled=config.progress) as bar:
         for path in paths:
             for b in config.batch_sizes:
                 records.append(time_in_process(path, images, b, config))

@@ -16,7 +16,6 @@ Conventions (those of trtexec, so the numbers compare with it):
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable
 
@@ -24,6 +23,7 @@ import numpy as np
 
 from dacovid_export.backends.base import Backend
 from dacovid_export.bench.config import BenchConfig
+from dacovid_export.core.progress import progress_bar
 
 __all__ = ["is_cuda", "time_series"]
 
@@ -41,11 +41,9 @@ def _end_to_end_once(backend: Backend, batch: np.ndarray) -> None:
 
 def _sample(step: Callable[[], float], config: BenchConfig, desc: str) -> list[float]:
     """Call ``step`` (returns one latency in ms) for the configured iterations or duration."""
-    from tqdm import tqdm
-
     count = config.effective_iterations
     samples: list[float] = []
-    with tqdm(total=count, desc=desc, unit="it", file=sys.stderr, disable=not config.progress, leave=False) as bar:
+    with progress_bar(total=count, desc=desc, unit="it", enabled=config.progress) as bar:
         deadline = None if config.duration_s is None else time.perf_counter() + config.duration_s
         while True:
             samples.append(step())

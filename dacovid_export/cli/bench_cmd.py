@@ -13,7 +13,11 @@ from dacovid_export.bench.config import (
     DEFAULT_WARMUP,
     DEVICE_CHOICES,
 )
-from dacovid_export.cli.common import OneLineErrorsCommand, handle_errors
+from dacovid_export.cli.common import (
+    OneLineErrorsCommand,
+    handle_errors,
+    verbosity_options,
+)
 from dacovid_export.core.errors import UserInputError
 
 __all__ = ["bench", "main"]
@@ -51,6 +55,7 @@ _OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 @click.option("--plot", "plot_out", type=_OUT, default=None, help="Write a latency/throughput-versus-batch PNG.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic input images.")
 @click.option("--no-progress", is_flag=True, help="No progress bars on stderr.")
+@verbosity_options
 @handle_errors
 def bench(
     artifacts: tuple[Path, ...],

@@ -12,6 +12,7 @@ from typing import Any, NoReturn, TypeVar
 import click
 
 from dacovid_export.core.errors import DacovidError
+from dacovid_export.core.log import set_verbosity
 from dacovid_export.data.dicom import DicomWarning
 
 __all__ = [
@@ -19,13 +20,11 @@ __all__ = [
     "OneLineErrorsCommand",
     "OneLineErrorsGroup",
     "handle_errors",
-    "not_yet_implemented",
-    "NOT_IMPLEMENTED_EXIT",
+    "verbosity_options",
     "USAGE_EXIT",
 ]
 
 F = TypeVar("F", bound=Callable[..., Any])
-NOT_IMPLEMENTED_EXIT = 2
 USAGE_EXIT = 2
 
 # What allocators say when a request does not fit (torch CPU/CUDA, numpy, ONNX Runtime)
@@ -117,9 +116,26 @@ class OneLineErrorsGroup(_OneLineErrors, click.Group):
     """A :class:`click.Group` whose usage errors (its own and its subcommands') are one line."""
 
 
-def not_yet_implemented(name: str) -> None:
-    click.echo(f"error: '{name}' is not yet implemented in this version of dacovid-export", err=True)
-    sys.exit(NOT_IMPLEMENTED_EXIT)
+def _count_verbosity(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    # -v/-q may stand on the group and on the command ("dacovid-export -q bench -v"): every context's counts add up,
+    # and each invocation sets the level afresh (Click's test runner runs many in one process)
+    counts = ctx.meta.setdefault("dacovid_export.verbosity", {})
+    counts[(ctx.info_name, param.name)] = value or 0
+    verbose = sum(v for (_, name), v in counts.items() if name == "verbose")
+    quiet = sum(v for (_, name), v in counts.items() if name == "quiet")
+    set_verbosity(verbose, quiet)
+
+
+def verbosity_options(fn: F) -> F:
+    """``-v``/``-q`` (repeatable): more or less of what the library says on stderr (default: notices and warnings)."""
+    fn = click.option(
+        "-q", "--quiet", count=True, expose_value=False, is_eager=True, callback=_count_verbosity,
+        help="Say less on stderr: -q warnings only (no progress), -qq errors only.",
+    )(fn)
+    return click.option(
+        "-v", "--verbose", count=True, expose_value=False, is_eager=True, callback=_count_verbosity,
+        help="Say more on stderr (debug detail).",
+    )(fn)
 
 
 def int8_guard_options(fn: F) -> F:

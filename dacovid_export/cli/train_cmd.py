@@ -6,7 +6,11 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.cli.common import OneLineErrorsCommand, handle_errors
+from dacovid_export.cli.common import (
+    OneLineErrorsCommand,
+    handle_errors,
+    verbosity_options,
+)
 
 __all__ = ["train", "main"]
 
@@ -32,6 +36,7 @@ __all__ = ["train", "main"]
 @click.option("--unreadable", default="skip", help="Images that fail to decode: skip (list and leave out) or error (stop).")
 @click.option("--strict-dicom", is_flag=True, help="A DICOM whose modality is not CR/DX or body part not the chest is unreadable (see --unreadable), not read with a warning.")
 @click.option("--progress/--no-progress", "show_progress", default=True, help="Progress bars on stderr.")
+@verbosity_options
 @handle_errors
 def train(data_dir: Path, out_dir: Path, **options: object) -> None:
     """Train DA-COVID Net on DATA_DIR: one folder per class (e.g. covid/ normal/ pneumonia/),

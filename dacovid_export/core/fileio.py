@@ -29,6 +29,7 @@ from typing import Any
 from dacovid_export.core.errors import OutputNotWritableError, UserInputError
 
 __all__ = [
+    "PathLike",
     "pid_alive",
     "SCRATCH_MARKER",
     "atomic_path",

@@ -1,4 +1,7 @@
-"""Timing of named steps: seconds per step, and optionally one line per step (or a step bar) on stderr.
+"""Progress: the one helper that draws a progress bar (:func:`progress_bar`), and timing of named steps.
+
+Every bar of the package (training, parity, bench, TensorRT's build phases) comes
+from :func:`progress_bar`, so all are on stderr, transient and silenced by ``-q``.
 
 One step timer for every stage that reports its steps (the pipeline, the ONNX
 export, the engine build). Two ways to use it:
@@ -9,8 +12,9 @@ export, the engine build). Two ways to use it:
 
 ``timer.seconds`` maps each step's key (its name unless ``key`` is given) to its
 wall time in seconds, whether or not anything is shown. With ``total`` the
-lines are numbered ``[i/total]``. ``log`` replaces printing to stderr (e.g. a
-caller's logger); ``bar=True`` shows a single tqdm bar instead of lines, and
+lines are numbered ``[i/total]``. Lines go to the ``dacovid_export.<stage>``
+logger (``stage`` names it; stderr at the default verbosity); ``log`` replaces it
+with a caller's callback; ``bar=True`` shows a single tqdm bar instead of lines, and
 then the timer must be used as a context manager so the bar is closed.
 """
 
@@ -18,11 +22,54 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["StepTimer"]
+from dacovid_export.core.log import Log, get_logger, showing_progress
+
+__all__ = ["StepTimer", "progress_bar", "write_around_bars"]
+
+
+def progress_bar(
+    iterable: Iterable[Any] | None = None,
+    *,
+    total: int | None = None,
+    desc: str = "",
+    unit: str = "it",
+    enabled: bool = True,
+    stream: Any = None,
+    bar_format: str | None = None,
+    auto: bool = False,
+) -> Any:
+    """A transient tqdm bar on stderr (or ``stream``); hidden when ``enabled`` is false or under ``-q``.
+
+    ``auto=True`` also hides it when the stream is not a terminal (logs, CI): tqdm's
+    ``disable=None``. Use it as tqdm: a context manager, ``update``, or iterate it.
+    """
+    from tqdm import tqdm
+
+    disable: bool | None = not (enabled and showing_progress())
+    if auto and not disable:
+        disable = None
+    kwargs: dict[str, Any] = {"bar_format": bar_format} if bar_format is not None else {}
+    return tqdm(
+        iterable,
+        total=total,
+        desc=desc,
+        unit=unit,
+        file=stream if stream is not None else sys.stderr,
+        disable=disable,
+        leave=False,
+        **kwargs,
+    )
+
+
+def write_around_bars(message: str, stream: Any = None) -> None:
+    """Write one line to ``stream`` (default stdout), clearing and redrawing any progress bar on stderr around it."""
+    from tqdm import tqdm
+
+    tqdm.write(message, file=stream if stream is not None else sys.stdout)
 
 
 class StepTimer:
@@ -33,16 +80,17 @@ class StepTimer:
         enabled: bool = True,
         total: int | None = None,
         *,
-        log: Callable[[str], None] | None = None,
+        log: Log | None = None,
         decimals: int = 1,
         bar: bool = False,
+        stage: str = "core",
     ) -> None:
         self.enabled = enabled
         self.total = total
         self.decimals = decimals
         self.seconds: dict[str, float] = {}
         self.index = 0
-        self._log = log
+        self._log = log if log is not None else get_logger(stage).info
         self._use_bar = bar
         self._bar: Any = None
         self._current: tuple[str, str, float] | None = None  # (name, key, start)
@@ -51,16 +99,8 @@ class StepTimer:
 
     def __enter__(self) -> "StepTimer":
         if self.enabled and self._use_bar:
-            from tqdm import tqdm
-
-            # disable=None: silent when stderr is not a terminal (logs, CI)
-            self._bar = tqdm(
-                total=self.total,
-                file=sys.stderr,
-                bar_format="{desc} [{n_fmt}/{total_fmt}] {elapsed}",
-                leave=False,
-                disable=None,
-            )
+            # auto: silent when stderr is not a terminal (logs, CI)
+            self._bar = progress_bar(total=self.total, bar_format="{desc} [{n_fmt}/{total_fmt}] {elapsed}", auto=True)
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -112,9 +152,5 @@ class StepTimer:
         return f"[{self.index}/{self.total}] " if self.total else ""
 
     def _say(self, line: str) -> None:
-        if not self.enabled:
-            return
-        if self._log is not None:
+        if self.enabled:
             self._log(line)
-        else:
-            print(line, file=sys.stderr, flush=True)

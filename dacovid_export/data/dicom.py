@@ -34,7 +34,11 @@ from typing import Any, BinaryIO, Literal
 
 import numpy as np
 
-from dacovid_export.core.errors import MissingDependencyError, UserInputError, first_line
+from dacovid_export.core.errors import (
+    MissingDependencyError,
+    UserInputError,
+    first_line,
+)
 
 __all__ = [
     "DICOM_EXTENSIONS",

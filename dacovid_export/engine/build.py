@@ -29,20 +29,15 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.artifacts.engine_metadata import (
-    HARDWARE_COMPATIBLE_MIN_CC,
-    RTX_DEFAULT_TARGETS,
-    RTX_TARGETS,
-    read_engine_metadata,
-)
+from dacovid_export.artifacts.engine_metadata import read_engine_metadata
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.core.errors import EngineBuildError, UserInputError
 from dacovid_export.core.fileio import atomic_write_bytes
+from dacovid_export.core.log import Log
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.core.versions import format_version, parse_version
 from dacovid_export.engine.config import (
@@ -57,15 +52,20 @@ from dacovid_export.trt.library import (
     cuda_visible,
     engine_invalidity,
     engine_io_names,
-    get_logger,
     gpu_info,
     import_runtime,
     is_rtx,
     make_progress_monitor,
     resolve_runtime,
     said_of,
+    trt_logger,
 )
 from dacovid_export.trt.network import parse_onnx, read_layer_precisions
+from dacovid_export.trt.targets import (
+    HARDWARE_COMPATIBLE_MIN_CC,
+    RTX_DEFAULT_TARGETS,
+    RTX_TARGETS,
+)
 
 if TYPE_CHECKING:
     from types import ModuleType
@@ -73,9 +73,8 @@ if TYPE_CHECKING:
     from dacovid_export.artifacts.info import ArtifactInfo
     from dacovid_export.trt.library import GpuInfo, TrtLog
 
+# Log (core/log.py) is named here too because engine/make.py imports it from this module
 __all__ = ["Log", "build_engine", "prepare_build"]
-
-Log = Callable[[str], None]
 
 
 # ----------------------------------------------------------------------------- the build
@@ -171,7 +170,7 @@ def _build_on_device(
 ) -> EngineBuildResult:
 
     rtx = is_rtx(trt)
-    logger, tlog = get_logger(trt)
+    logger, tlog = trt_logger(trt)
     tlog.take_errors()
     tlog.echo = log
     try:

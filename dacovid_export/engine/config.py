@@ -8,11 +8,11 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.artifacts.engine_metadata import RTX_TARGETS
 from dacovid_export.artifacts.info import ENGINE_SUFFIXES, PRECISIONS
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size
 from dacovid_export.trt.library import RUNTIME_CHOICES
+from dacovid_export.trt.targets import RTX_TARGETS
 
 if TYPE_CHECKING:
     from dacovid_export.artifacts.engine_metadata import EngineMetadata

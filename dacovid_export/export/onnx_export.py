@@ -77,7 +77,7 @@ def export_onnx(
     started = time.perf_counter()
     model, meta = load_checkpoint(checkpoint)
     timings: dict[str, float] = {"load": time.perf_counter() - started}
-    with StepTimer(progress, total=3, bar=True) as steps, scratch_dir(output) as scratch:
+    with StepTimer(progress, total=3, bar=True, stage="export") as steps, scratch_dir(output) as scratch:
         fp32_path = scratch / "model.fp32.onnx"
         steps.start("torch.onnx export (dynamo)")
         proto = _torch_export(model, meta.preprocessing.image_size, config)

@@ -45,6 +45,7 @@ from dacovid_export.backends.registry import (
     unavailable_reason,
 )
 from dacovid_export.backends.torch_backend import TorchBackend
+from dacovid_export.backends.triton_endpoint import TritonEndpoint
 from dacovid_export.core.errors import (
     CheckFailedError,
     MissingDependencyError,
@@ -52,6 +53,7 @@ from dacovid_export.core.errors import (
 )
 from dacovid_export.core.fileio import same_file, sha256_file
 from dacovid_export.core.limits import check_batch_size
+from dacovid_export.core.progress import progress_bar
 from dacovid_export.core.versions import package_versions
 from dacovid_export.data.image_folder import labelled_images, match_folders_to_classes
 from dacovid_export.data.metrics import classification_report
@@ -64,7 +66,6 @@ from dacovid_export.parity.config import (
     ParityConfig,
     Tolerance,
 )
-from dacovid_export.backends.triton_endpoint import TritonEndpoint
 from dacovid_export.parity.report import (
     CheckResult,
     ModelParity,
@@ -263,13 +264,11 @@ def _run_all(
 
     A Triton endpoint gets the batch's image files, encoded, instead of the tensors.
     """
-    from tqdm import tqdm
-
     ref_parts: list[np.ndarray] = []
     parts: list[list[np.ndarray]] = [[] for _ in backends]
     errors: list[str | None] = [None for _ in backends]
     total = math.ceil(inputs.count / batch_size)
-    with tqdm(total=total, desc="parity", unit="batch", disable=not progress, leave=False) as bar:
+    with progress_bar(total=total, desc="parity", unit="batch", enabled=progress) as bar:
         done = 0
         for batch in inputs.batches():  # n x 3 x S x S, shared by every model
             ref_parts.append(run_any_batch(reference, batch, batch_size))

@@ -36,7 +36,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     t_start = time.perf_counter()
     out = config.out
     check_inputs(config)
-    timer = StepTimer(config.progress, total=8)
+    timer = StepTimer(config.progress, total=8, stage="pipeline")
 
     # 1. inputs: the checkpoint and the images for calibration and parity
     with timer.step("inputs"):

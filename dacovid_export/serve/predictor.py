@@ -28,13 +28,19 @@ from dacovid_export.backends.registry import open_backend
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.agreement import softmax
 from dacovid_export.data.dicom import DicomIdentifiers
-from dacovid_export.data.preprocessing import ImageInput, Preprocessing, dicom_identifiers, load_image, preprocess
+from dacovid_export.data.preprocessing import (
+    ImageInput,
+    Preprocessing,
+    dicom_identifiers,
+    load_image,
+    preprocess,
+)
 
-__all__ = ["Prediction", "ImageFailure", "Predictor", "DEFAULT_BATCH_SIZE"]
+__all__ = ["Prediction", "ImageFailure", "Predictor", "PREDICT_BATCH_SIZE"]
 
 # images per backend call when neither the caller nor the artifact says otherwise:
 # large enough to fill a GPU for this model, small enough for CPU memory at 224x224
-DEFAULT_BATCH_SIZE = 16
+PREDICT_BATCH_SIZE = 16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -102,7 +108,7 @@ class Predictor:
                 )
         self._backend: Backend | None = backend
         self._info = info
-        self.batch_size = batch_size or min(info.max_batch or DEFAULT_BATCH_SIZE, DEFAULT_BATCH_SIZE)
+        self.batch_size = batch_size or min(info.max_batch or PREDICT_BATCH_SIZE, PREDICT_BATCH_SIZE)
         self._lock = threading.Lock()
         # a DICOM whose modality is not CR/DX or whose body part is not the chest: refused, not a warning
         self.strict_dicom = bool(strict_dicom)

@@ -25,6 +25,7 @@ import numpy as np
 from dacovid_export.backends.base import Backend, run_any_batch
 from dacovid_export.core.errors import DacovidError, UserInputError, one_line
 from dacovid_export.core.fileio import verify_sha256
+from dacovid_export.core.log import get_logger
 from dacovid_export.data.agreement import softmax
 from dacovid_export.data.preprocessing import Preprocessing, preprocess
 
@@ -115,7 +116,8 @@ class ClassifierModel:
         self._backend = open_backend(path, backend=params.get("dacovid_runtime", "auto"), device=device)
         self._input = params.get("dacovid_input_name", "input")
         self._output = params.get("dacovid_output_name", "logits")
-        print(f"dacovid classifier: {self._backend.describe()} (pid {os.getpid()})", flush=True)
+        # the server log (the stub process shares tritonserver's stdout and stderr) shows which runtime serves
+        get_logger("serve").info(f"dacovid classifier: {self._backend.describe()} (pid {os.getpid()})")
 
     def execute(self, requests: Sequence[Any]) -> list[Any]:
         pb = _pb_utils()

@@ -38,9 +38,13 @@ from __future__ import annotations
 
 from dacovid_export.core.versions import parse_version  # noqa: F401  (importable from here, as before)
 from dacovid_export.trt.gpu import GpuInfo, cuda_visible, gpu_info
-from dacovid_export.trt.logger import TrtLog, get_logger, said_of
+from dacovid_export.trt.logger import TrtLog, said_of, trt_logger
 from dacovid_export.trt.progress import make_progress_monitor
-from dacovid_export.trt.runtimes import RUNTIME_CHOICES, installed_runtimes, resolve_runtime
+from dacovid_export.trt.runtimes import (
+    RUNTIME_CHOICES,
+    installed_runtimes,
+    resolve_runtime,
+)
 from dacovid_export.trt.versions import (
     MIN_RTX_VERSION,
     MIN_TRT_VERSION,
@@ -87,6 +91,6 @@ __all__ = [
     "TrtLog",
     "said_of",
     "engine_io_names",
-    "get_logger",
+    "trt_logger",
     "make_progress_monitor",
 ]

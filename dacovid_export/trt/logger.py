@@ -9,7 +9,7 @@ from typing import Any
 
 from dacovid_export.core.errors import one_line
 
-__all__ = ["TrtLog", "said_of", "get_logger"]
+__all__ = ["TrtLog", "said_of", "trt_logger"]
 
 
 def said_of(errors: list[str]) -> str:
@@ -22,7 +22,7 @@ def said_of(errors: list[str]) -> str:
 class TrtLog:
     """What TensorRT logged: errors kept for the one-line failure message (not echoed), warnings forwarded.
 
-    One instance per process (see :func:`get_logger`): TensorRT's documentation
+    One instance per process (see :func:`trt_logger`): TensorRT's documentation
     asks that the logger outlive every builder and runtime made with it, and its
     callbacks may come from several threads, hence the lock.
     """
@@ -63,7 +63,7 @@ _TRT_LOGGER: Any = None
 _LOGGER_LOCK = threading.Lock()
 
 
-def get_logger(trt: ModuleType) -> tuple[Any, TrtLog]:
+def trt_logger(trt: ModuleType) -> tuple[Any, TrtLog]:
     """The process-wide ``trt.ILogger`` and the :class:`TrtLog` it writes to."""
     global _TRT_LOGGER
     with _LOGGER_LOCK:

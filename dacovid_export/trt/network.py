@@ -94,10 +94,10 @@ def parser_failure(parser: Any, source: Path, tlog: "TrtLog | None" = None) -> s
 
 def parse_onnx(trt: "ModuleType", source: str | os.PathLike[str]) -> ParsedNetwork:
     """Parse ``source`` into a strongly typed network; :class:`EngineBuildError` (one line) if the parser refuses it."""
-    from dacovid_export.trt.library import get_logger, network_creation_flags
+    from dacovid_export.trt.library import network_creation_flags, trt_logger
 
     source = Path(source)
-    logger, tlog = get_logger(trt)
+    logger, tlog = trt_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(network_creation_flags(trt))
     parser = trt.OnnxParser(network, logger)

@@ -7,6 +7,8 @@ import threading
 from types import ModuleType
 from typing import Any
 
+from dacovid_export.core.progress import progress_bar
+
 __all__ = ["make_progress_monitor"]
 
 
@@ -16,8 +18,6 @@ def make_progress_monitor(trt: ModuleType, *, stream: Any = None) -> Any:
     Nested phases are not drawn (their names and counts change between TensorRT
     versions). The callbacks may come from several builder threads.
     """
-    from tqdm import tqdm
-
     out = stream if stream is not None else sys.stderr
 
     class _Monitor(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
@@ -30,7 +30,7 @@ def make_progress_monitor(trt: ModuleType, *, stream: Any = None) -> Any:
             if parent_phase is not None:
                 return
             with self._lock:
-                self._bars[phase_name] = tqdm(total=num_steps, desc=f"TensorRT: {phase_name}", file=out, leave=False)
+                self._bars[phase_name] = progress_bar(total=num_steps, desc=f"TensorRT: {phase_name}", stream=out)
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             with self._lock:

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from dacovid_export.artifacts.engine_metadata import RUNTIMES
 from dacovid_export.core.errors import MissingDependencyError, UserInputError
 from dacovid_export.trt.gpu import cuda_visible
-from dacovid_export.trt.versions import RTX_INSTALL_HINT, TRT_INSTALL_HINT, installed_tensorrt_version
+from dacovid_export.trt.targets import RUNTIMES
+from dacovid_export.trt.versions import (
+    RTX_INSTALL_HINT,
+    TRT_INSTALL_HINT,
+    installed_tensorrt_version,
+)
 
 __all__ = ["RUNTIME_CHOICES", "installed_runtimes", "resolve_runtime"]
 

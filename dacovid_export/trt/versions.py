@@ -11,9 +11,13 @@ from __future__ import annotations
 from types import ModuleType
 from typing import Any
 
-from dacovid_export.artifacts.engine_metadata import RUNTIMES
-from dacovid_export.core.errors import MissingDependencyError, UserInputError, first_line
+from dacovid_export.core.errors import (
+    MissingDependencyError,
+    UserInputError,
+    first_line,
+)
 from dacovid_export.core.versions import format_version, parse_version
+from dacovid_export.trt.targets import RUNTIMES
 
 __all__ = [
     "MIN_TRT_VERSION",

@@ -145,7 +145,7 @@ std::string rebuild_hint(const Sidecar& s, const std::string& engine_path) {
     return "rebuild it here with: " + cmd;
 }
 
-// The same rules as dacovid_export.artifacts.engine_compat.check_engine_compatibility.
+// The same rules as dacovid_export.trt.compat.check_engine_compatibility.
 void check_compatibility(const Sidecar& s, const std::string& engine_path, const cudaDeviceProp& prop) {
     const int lib = getInferLibVersion();  // (MAJOR * 100 + MINOR) * 100 + PATCH
     const std::vector<int> running{lib / 10000, (lib / 100) % 100, lib % 100};

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 import torch
-from dacovid_export.model import load_checkpoint, read_checkpoint, save_checkpoint
-from dacovid_export.model.network import DACovidNet, ModelConfig
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.preprocessing import Preprocessing
+from dacovid_export.model import load_checkpoint, read_checkpoint, save_checkpoint
+from dacovid_export.model.network import DACovidNet, ModelConfig
 
 
 def test_round_trip_keeps_weights_and_metadata(tiny_checkpoint) -> None:

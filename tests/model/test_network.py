@@ -4,6 +4,7 @@ import warnings
 
 import pytest
 import torch
+
 from dacovid_export.model import (
     DACovidNet,
     ModelConfig,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import warnings
 
 import torch
+
 from dacovid_export.model import dacovid_net
-from dacovid_export.train.amp import Precision, choose_precision, keep_attention_fp32
+from dacovid_export.train.amp import AmpPrecision, choose_precision, keep_attention_fp32
 
 
 def _tiny(kwargs: dict):
@@ -42,5 +43,5 @@ def test_attention_runs_in_fp32_under_autocast(tiny_model_kwargs: dict) -> None:
 
 def test_cpu_trains_in_plain_fp32() -> None:
     precision = choose_precision(torch.device("cpu"))
-    assert precision == Precision("cpu", None)
+    assert precision == AmpPrecision("cpu", None)
     assert precision.name == "fp32" and not precision.channels_last and not precision.needs_grad_scaler

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.synthetic import make_synthetic_dataset
 from dacovid_export.train import (
     TrainConfig,
     heldout_files,
@@ -13,9 +16,6 @@ from dacovid_export.train import (
     stratified_split,
 )
 from dacovid_export.train.data import SPLIT_FILENAME, detect_layout, write_split
-
-from dacovid_export.core.errors import UserInputError
-from dacovid_export.data.synthetic import make_synthetic_dataset
 from tests.helpers.images import write_broken_png
 
 

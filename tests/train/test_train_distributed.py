@@ -7,9 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from dacovid_export.model import read_checkpoint
-
 from dacovid_export.data.synthetic import make_synthetic_dataset
+from dacovid_export.model import read_checkpoint
 
 
 def test_two_processes_train_and_only_rank_zero_reports(tmp_path: Path) -> None:

@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
+
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.data.synthetic import make_synthetic_dataset
 from dacovid_export.model import load_checkpoint, read_checkpoint
 from dacovid_export.train import evaluate_checkpoint, heldout_files, train_model
 from dacovid_export.train.dataset import ImageDataset, make_loader
 from dacovid_export.train.evaluate import predict
-
-from dacovid_export.core.errors import UserInputError
-from dacovid_export.data.synthetic import make_synthetic_dataset
 
 
 def _quiet(_: str) -> None:

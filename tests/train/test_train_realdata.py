@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from dacovid_export.train import (
     TrainConfig,
     evaluate_checkpoint,

@@ -14,17 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from dacovid_export.artifacts.engine_compat import check_engine_compatibility
 from dacovid_export.artifacts.engine_metadata import (
     EngineMetadata,
     read_engine_info,
     read_engine_metadata,
-    rebuild_command,
     sidecar_path,
 )
 from dacovid_export.artifacts.read import read_artifact_info
+from dacovid_export.core.commands import rebuild_command
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
 from dacovid_export.engine.sidecar import write_engine_and_sidecar
+from dacovid_export.trt.compat import check_engine_compatibility
 from tests.helpers.engines import placeholder_metadata
 
 PLACEHOLDER = b"placeholder bytes for metadata tests - NOT a TensorRT engine\n"

@@ -222,3 +222,25 @@ def test_cuda_requested_without_gpu(tiny_checkpoint: Path) -> None:
         pytest.skip("a GPU is visible")
     with pytest.raises(MissingDependencyError, match="CUDA is not available"):
         open_backend(tiny_checkpoint, device="cuda")
+
+
+def test_one_registry_table_drives_names_defaults_devices_and_bench_choices() -> None:
+    from dacovid_export.backends.registry import (
+        BACKEND_FOR_KIND,
+        BACKEND_NAMES,
+        BACKENDS,
+        KINDS_OF_BACKEND,
+        resolve_device,
+    )
+    from dacovid_export.bench.config import BACKEND_CHOICES
+
+    assert BACKEND_NAMES == ("torch", "onnxruntime", "openvino", "tensorrt")
+    assert BACKEND_CHOICES == ("auto", *BACKEND_NAMES)
+    assert dict(BACKEND_FOR_KIND) == {"checkpoint": "torch", "onnx": "onnxruntime", "engine": "tensorrt"}
+    assert KINDS_OF_BACKEND["openvino"] == "onnx"
+    assert {name: e.devices for name, e in BACKENDS.items() if e.devices != "any"} == {"openvino": "cpu", "tensorrt": "cuda"}
+    assert resolve_device("auto", "openvino") == "cpu" and resolve_device("auto", "tensorrt") == "cuda"
+    with pytest.raises(UserInputError, match="TensorRT engines run on an NVIDIA GPU only"):
+        resolve_device("cpu", "tensorrt")
+    with pytest.raises(UserInputError, match="the openvino backend runs on the CPU only"):
+        resolve_device("cuda", "openvino")

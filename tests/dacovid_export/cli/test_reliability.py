@@ -184,7 +184,6 @@ def test_read_only_folder(work: Path, tmp_path: Path, command: str) -> None:
 
 def test_a_write_that_fails_midway_is_one_line(tmp_path: Path) -> None:
     from dacovid_export.calibration.cache import CalibrationCache
-
     from dacovid_export.core.errors import OutputNotWritableError
     from dacovid_export.core.fileio import atomic_write_text
 
@@ -222,7 +221,6 @@ def test_bomb_in_train_is_skipped_or_named(images_with_bomb: Path, tmp_path: Pat
 
 def test_bomb_in_calibration_is_named(images_with_bomb: Path) -> None:
     from dacovid_export.calibration.data import load_calibration_set
-
     from dacovid_export.data.preprocessing import Preprocessing
 
     with pytest.raises(UserInputError, match="zz_bomb.png.*(too large|decompression bomb)"):

@@ -12,16 +12,31 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from PIL import Image
+from pydicom.data import get_testdata_file  # noqa: E402  (pydicom is importorskip'ed by the helper)
 
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.data.dicom import DicomWarning, file_looks_like_dicom, looks_like_dicom
+from dacovid_export.data.dicom import (
+    DicomWarning,
+    file_looks_like_dicom,
+    looks_like_dicom,
+)
 from dacovid_export.data.image_folder import find_images
-from dacovid_export.data.preprocessing import Preprocessing, dicom_identifiers, load_image, preprocess, to_float_gray
-from tests.helpers.dicom import PATIENT_ID, PATIENT_NAME, dx_dataset, pydicom, recompress, write_dx
-
-from pydicom.data import get_testdata_file  # noqa: E402  (pydicom is importorskip'ed by the helper)
+from dacovid_export.data.preprocessing import (
+    Preprocessing,
+    dicom_identifiers,
+    load_image,
+    preprocess,
+    to_float_gray,
+)
+from tests.helpers.dicom import (
+    PATIENT_ID,
+    PATIENT_NAME,
+    dx_dataset,
+    pydicom,
+    recompress,
+    write_dx,
+)
 
 
 def _bundled(name: str) -> str:

@@ -52,7 +52,6 @@ def test_bad_split_files(synthetic_dir: Path, tmp_path: Path) -> None:
 
 def test_calibration_draws_only_training_images(synthetic_dir: Path, tmp_path: Path) -> None:
     from dacovid_export.calibration.data import load_calibration_set
-
     from dacovid_export.data.preprocessing import Preprocessing
 
     split = _write_split(synthetic_dir, tmp_path / "split.json")

@@ -23,8 +23,7 @@ if not torch.cuda.is_available():
     pytest.skip("no CUDA GPU visible: TensorRT engines are built and run on an NVIDIA GPU", allow_module_level=True)
 
 
-from dacovid_export.artifacts.engine_compat import check_engine_compatibility
-from dacovid_export.artifacts.engine_metadata import HARDWARE_COMPATIBLE_MIN_CC, read_engine_metadata, sidecar_path
+from dacovid_export.artifacts.engine_metadata import read_engine_metadata, sidecar_path
 from dacovid_export.cli.main import cli  # noqa: E402
 from dacovid_export.core.errors import (  # noqa: E402
     EngineBuildError,
@@ -42,7 +41,9 @@ from dacovid_export.engine.config import (  # noqa: E402
     precision_onnx_path,
 )
 from dacovid_export.engine.make import make_engine  # noqa: E402
+from dacovid_export.trt.compat import check_engine_compatibility
 from dacovid_export.trt.library import import_tensorrt, network_creation_flags  # noqa: E402
+from dacovid_export.trt.targets import HARDWARE_COMPATIBLE_MIN_CC
 from tests.helpers.cli import invoke  # noqa: E402
 
 try:
@@ -99,9 +100,9 @@ def test_engines_and_sidecars(engines: dict[str, EngineBuildResult]) -> None:
 
 
 def test_strongly_typed_network() -> None:
-    from dacovid_export.trt.library import get_logger
+    from dacovid_export.trt.library import trt_logger
 
-    logger, _ = get_logger(trt)
+    logger, _ = trt_logger(trt)
     builder = trt.Builder(logger)
     network = builder.create_network(network_creation_flags(trt))
     if parse_version(trt.__version__)[0] == 10:

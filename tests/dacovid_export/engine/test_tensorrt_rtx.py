@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dacovid_export.artifacts.engine_compat import check_engine_compatibility
 from dacovid_export.artifacts.engine_metadata import read_engine_metadata, sidecar_path
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import (
@@ -27,6 +26,7 @@ from dacovid_export.core.errors import (
 )
 from dacovid_export.engine.build import build_engine
 from dacovid_export.engine.config import EngineBuildConfig
+from dacovid_export.trt.compat import check_engine_compatibility
 from tests.helpers.cli import error_lines, invoke
 
 trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is not installed: pip install -e '.[rtx]'")

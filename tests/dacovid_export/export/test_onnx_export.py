@@ -9,7 +9,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from dacovid_export.model import load_checkpoint
 
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
 from dacovid_export.artifacts.read import read_artifact_info
@@ -20,6 +19,7 @@ from dacovid_export.core.onnxruntime_session import open_session, run_session
 from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.export.config import DEFAULT_OPSET, OnnxExportConfig
 from dacovid_export.export.onnx_export import export_onnx, sample_batch
+from dacovid_export.model import load_checkpoint
 from tests.helpers.cli import assert_one_line_error, invoke
 
 # --- the shared FP32 export (tests/conftest.py: tiny_fp32_onnx) -------------------------------

@@ -16,7 +16,14 @@ from PIL import Image
 
 from dacovid_export.data.dicom import DicomWarning
 from dacovid_export.serve.predictor import Prediction, Predictor
-from tests.helpers.dicom import PATIENT_BIRTH_DATE, PATIENT_ID, PATIENT_NAME, pydicom, recompress, write_dx
+from tests.helpers.dicom import (
+    PATIENT_BIRTH_DATE,
+    PATIENT_ID,
+    PATIENT_NAME,
+    pydicom,
+    recompress,
+    write_dx,
+)
 
 CLASSES = ("Normal", "Pneumonia", "COVID-19")
 

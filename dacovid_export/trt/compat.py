@@ -1,18 +1,14 @@
-"""Where an engine may load: its runtime, library version and GPU against the machine, and the command that rebuilds it."""
+"""Where an engine may load: its runtime, library version and GPU against the machine's, with the command that rebuilds it."""
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
-from dacovid_export.artifacts.engine_metadata import (
-    HARDWARE_COMPATIBLE_MIN_CC,
-    RTX_TARGETS,
-    EngineMetadata,
-    rebuild_command,
-)
+from dacovid_export.artifacts.engine_metadata import EngineMetadata
+from dacovid_export.core.commands import rebuild_command
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
 from dacovid_export.core.versions import format_version, parse_version
+from dacovid_export.trt.targets import HARDWARE_COMPATIBLE_MIN_CC, RTX_TARGETS
 
 __all__ = ["check_engine_compatibility"]
 
@@ -88,7 +84,7 @@ def check_engine_compatibility(
             raise IncompatibleArtifactError(
                 f"{engine} is a hardware-compatible (ampere+) engine, which needs a GPU of compute capability >= "
                 f"{format_version(HARDWARE_COMPATIBLE_MIN_CC)}, but this GPU is {here}; rebuild it here without "
-                "--hardware-compatible with: " + rebuild_command(_without_hardware_compat(metadata))
+                "--hardware-compatible with: " + rebuild_command(metadata, hardware_compatible=False)
             )
         return
     if cc != metadata.compute_capability:
@@ -97,6 +93,3 @@ def check_engine_compatibility(
             f"the GPU architecture it was built for (unless built with --hardware-compatible); rebuild it here with: {command}"
         )
 
-
-def _without_hardware_compat(metadata: EngineMetadata) -> EngineMetadata:
-    return dataclasses.replace(metadata, hardware_compatible=False)
