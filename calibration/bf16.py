@@ -25,6 +25,7 @@ metadata; such a model runs only through OpenVINO at ``bf16`` (backends/openvino
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 import os
 import time
 from typing import Any
@@ -43,6 +44,7 @@ __all__ = [
     "bf16_guard_summary_lines",
     "guard_bf16",
     "openvino_bf16_logits",
+    "openvino_bf16_runner",
     "require_bf16_cpu",
 ]
 
@@ -108,8 +110,14 @@ class Bf16GuardReport:
         }
 
 
-def openvino_bf16_logits(path: str | os.PathLike[str], images: np.ndarray, *, threads: int | None = None, batch: int = 16) -> np.ndarray:
-    """Logits of the FP32 ONNX file ``path`` under OpenVINO's CPU plugin at BF16 (refused on a CPU without BF16)."""
+def openvino_bf16_runner(
+    path: str | os.PathLike[str], *, threads: int | None = None, batch: int = 16
+) -> Callable[[np.ndarray], np.ndarray]:
+    """Compile the FP32 ONNX file ``path`` once for OpenVINO's CPU plugin at BF16; images (N,3,H,W) -> logits (N,K).
+
+    Refused on a CPU without BF16. The precision stage sits below backends/, so it compiles
+    through core/openvino_model as the OpenVINO backend does, with the hint set explicitly.
+    """
     from dacovid_export.core.openvino_model import (
         compile_for_cpu,
         cpu_supports_bf16,
@@ -121,7 +129,16 @@ def openvino_bf16_logits(path: str | os.PathLike[str], images: np.ndarray, *, th
     if not cpu_supports_bf16(core):
         raise UserInputError(NO_BF16_CPU)
     request = compile_for_cpu(path, inference_precision="bf16", threads=threads, core=(ov, core)).create_infer_request()
-    return np.concatenate([infer_logits(request, images[i : i + batch]) for i in range(0, len(images), batch)])
+
+    def run(images: np.ndarray) -> np.ndarray:
+        return np.concatenate([infer_logits(request, images[i : i + batch]) for i in range(0, len(images), batch)])
+
+    return run
+
+
+def openvino_bf16_logits(path: str | os.PathLike[str], images: np.ndarray, *, threads: int | None = None, batch: int = 16) -> np.ndarray:
+    """Logits of the FP32 ONNX file ``path`` under OpenVINO's CPU plugin at BF16 (refused on a CPU without BF16)."""
+    return openvino_bf16_runner(path, threads=threads, batch=batch)(images)
 
 
 def bf16_guard_summary_lines(guard: dict[str, Any]) -> list[str]:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from dacovid_export.calibration.bf16 import bf16_guard_summary_lines, guard_bf16, require_bf16_cpu
+from dacovid_export.calibration.bf16 import bf16_guard_summary_lines, guard_bf16, openvino_bf16_runner, require_bf16_cpu
 from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.data import (
     MAX_VALIDATION_IMAGES,
@@ -508,10 +508,8 @@ def _verify_against_onnx(
     reference_session = open_session(fp32_path, purpose="check the exported model", error=CheckFailedError)
     if config.precision == "bf16":
         # the written file is the FP32 graph: what it claims is how OpenVINO runs it, so that is what is compared
-        from dacovid_export.backends.openvino_backend import OpenVINOBackend
-
-        with OpenVINOBackend(candidate) as bf16:
-            return _compare_batches(reference_session, bf16.run, preprocessing, config, batches, calibration, atol, rtol)
+        run_bf16 = openvino_bf16_runner(candidate)
+        return _compare_batches(reference_session, run_bf16, preprocessing, config, batches, calibration, atol, rtol)
     candidate_session = open_session(candidate, purpose="check the exported model", error=CheckFailedError)
     return _compare_batches(
         reference_session, lambda images: run_session(candidate_session, images), preprocessing, config, batches,

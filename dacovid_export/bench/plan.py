@@ -108,7 +108,7 @@ def _onnx_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
         # a BF16-marked model has one way to run: OpenVINO at bf16 (open_backend sets the hint from the model)
         why = auto_backend(path, config.device)[1] if config.backend == "auto" else None
         if why:
-            print(why, file=sys.stderr)
+            _log.info(why)
         return [Run(path, info, "openvino", {}, None, "default", why)]
     if config.backend == "auto":
         on_cpu = resolve_device(config.device, "onnxruntime") == "cpu"
