@@ -36,6 +36,7 @@ def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Engine file (.engine/.plan); its metadata goes to OUTPUT.json.")
 @click.option("--calib-data", type=click.Path(path_type=Path), help="Class-per-folder calibration images, or a dacovid-train split.json (its training images); INT8 from an FP32 ONNX.")
 @int8_guard_options
+@click.option("--qat", is_flag=True, help="INT8 with quantization-aware fine-tuning: refused here with the two commands that do it (it fine-tunes the checkpoint, trt starts from an ONNX).")
 @click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch the engine accepts.")
 @click.option("--opt-batch", type=int, default=None, help="Batch TensorRT tunes for  [default: --max-batch]; 1 favours single-image latency.")
 @click.option("--max-batch", type=int, default=8, show_default=True, help="Largest batch the engine accepts.")
@@ -57,6 +58,7 @@ def trt(
     calib_data: Path | None,
     min_agreement: float | None,
     validation_data: Path | None,
+    qat: bool,
     min_batch: int,
     opt_batch: int | None,
     max_batch: int,
@@ -81,6 +83,10 @@ def trt(
     from dacovid_export.core.errors import UserInputError
     from dacovid_export.engine.config import EngineBuildConfig
 
+    if qat:
+        from dacovid_export.engine.make import refuse_qat_engine
+
+        refuse_qat_engine(model, output, calib_data)
     config = EngineBuildConfig(
         precision=_precision(fp16, int8, fp32),
         min_batch=min_batch,

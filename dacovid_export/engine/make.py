@@ -30,10 +30,31 @@ from dacovid_export.engine.config import (
     precision_onnx_path,
 )
 
-__all__ = ["make_engine"]
+__all__ = ["make_engine", "refuse_qat_engine"]
 
 
 _QAT_OPTIONS = ("qat", "qat_epochs", "qat_lr", "qat_batch_size", "train_data")
+
+
+def refuse_qat_engine(
+    onnx_path: str | os.PathLike[str], output: str | os.PathLike[str], calib_data: str | os.PathLike[str] | None
+) -> None:
+    """``trt --int8 --qat``: always a :class:`UserInputError` naming the two commands that do it.
+
+    Why a refusal and not a fine-tune here: QAT fine-tunes the checkpoint's weights (and needs its
+    training images), while ``trt`` starts from an ONNX model whose weights are frozen; the
+    ``onnx ... --qat`` step writes both the fine-tuned checkpoint and the guarded INT8 ONNX, which
+    ``trt --int8`` then builds as is, so the engine is exactly the model the guard judged.
+    """
+    onnx_path, output = Path(onnx_path), Path(output)
+    checkpoint = read_onnx_info(onnx_path).extra.get("source_name") or "CKPT.pt"
+    int8_onnx = output.with_name(output.stem + ".int8.onnx")
+    data = str(calib_data) if calib_data is not None else "DATA"
+    raise UserInputError(
+        f"--qat fine-tunes a checkpoint and trt starts from the ONNX model {str(onnx_path)!r}: run `dacovid-export onnx "
+        f"{checkpoint} -o {int8_onnx} --precision int8 --calib-data {data} --qat` (the checkpoint {onnx_path.name} was "
+        f"exported from), then `dacovid-export trt {int8_onnx} --int8 -o {output}`"
+    )
 
 
 def make_engine(

@@ -109,3 +109,44 @@ def test_cli_qat_bad_options_are_one_line_before_any_work(
     assert result.exit_code == 2, result.output
     assert all(f in result.output for f in fragments), result.output
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_fake_quantizer_rounds_what_the_int8_writer_rounds_with_its_scales(
+    tiny_checkpoint: Path, torch_fp32_onnx: Path, tiny_calibration_set, tmp_path: Path
+) -> None:
+    # every activation the Q/DQ writer quantizes (convolution inputs, the stem MaxPool, residual identities,
+    # the position attention's scaled output and output) has a fake quantizer with the same max scale, and no other
+    import onnx
+    from onnx import numpy_helper
+
+    from dacovid_export.calibration.int8 import quantize_int8
+    from dacovid_export.calibration.qat import FakeQuantizer
+    from dacovid_export.model.checkpoint import load_checkpoint
+
+    quantize_int8(torch_fp32_onnx, tmp_path / "int8.onnx", calibration=tiny_calibration_set, method="max",
+                  cache_dir=tmp_path / "cache")
+    graph = onnx.load(tmp_path / "int8.onnx").graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    written = sorted(
+        float(inits[n.input[1]]) * 127.0
+        for n in graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] not in inits and inits[n.input[1]].size == 1
+    )
+    model, _ = load_checkpoint(tiny_checkpoint)
+    model.eval()
+    fold_batchnorms(model)
+    quantizer = FakeQuantizer(model)
+    quantizer.calibrate(tiny_calibration_set.array, 4)
+    trained = sorted(quantizer.amax.values())
+
+    def distinct(values: list[float]) -> list[float]:  # one scale per tensor: shared quantizers (and MaxPool's in/out) coincide
+        return sorted({float(f"{v:.5g}") for v in values})
+
+    assert len(trained) > len(written) == 58  # 58 written: the block inputs' quantizers are shared with convolutions
+    assert distinct(written) == distinct(trained)
+    x = torch.from_numpy(np.ascontiguousarray(tiny_calibration_set.array[:2]))
+    with torch.no_grad():
+        rounded = model(x)
+        quantizer.remove()
+        plain = model(x)
+    assert not torch.equal(rounded, plain)  # it did round, and remove() gives the plain model back

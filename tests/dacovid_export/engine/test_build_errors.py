@@ -198,3 +198,16 @@ def test_build_config_defaults_and_validation(tmp_path: Path) -> None:
         EngineBuildConfig(precision="fp32", max_batch=True)  # type: ignore[arg-type]
     with pytest.raises(UserInputError, match="is not a file"):
         EngineBuildConfig(precision="fp32", timing_cache=tmp_path)
+
+
+def test_int8_qat_is_refused_with_the_two_commands_that_do_it(tiny_fp32_onnx: Path, tmp_path: Path) -> None:
+    # QAT fine-tunes the checkpoint; trt starts from an ONNX: one line naming `onnx ... --qat`, then `trt` on its output
+    out = tmp_path / "t.engine"
+    result = invoke(cli, ["trt", str(tiny_fp32_onnx), "--int8", "--qat", "-o", str(out), "--calib-data", str(tmp_path)])
+    assert result.exit_code == 2
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.output
+    int8_onnx = tmp_path / "t.int8.onnx"
+    assert f"--precision int8 --calib-data {tmp_path} --qat`" in errors[0]
+    assert f"`dacovid-export trt {int8_onnx} --int8 -o {out}`" in errors[0]
+    assert _listing(tmp_path) == []
