@@ -25,16 +25,16 @@ metadata; such a model runs only through OpenVINO at ``bf16`` (backends/openvino
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT
 from dacovid_export.calibration.sensitivity import onnx_logits
-
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.data.agreement import Agreement, measure_agreement
 

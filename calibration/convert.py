@@ -22,25 +22,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from dacovid_export.calibration.bf16 import bf16_guard_summary_lines, guard_bf16, openvino_bf16_runner, require_bf16_cpu
-from dacovid_export.calibration.config import PrecisionConfig
-from dacovid_export.calibration.data import (
-    MAX_VALIDATION_IMAGES,
-    MAX_QAT_IMAGES,
-    check_image_sets,
-    load_calibration_set,
-    load_validation_set,
-    split_calibration_set,
-)
-from dacovid_export.calibration.fp16 import convert_fp16
-from dacovid_export.calibration.fp16_guard import fp16_guard_summary_lines, guarded_convert_fp16
-from dacovid_export.calibration.result import PrecisionResult
-from dacovid_export.calibration.guard import (
-    guarded_quantize_int8,
-)
 
 from dacovid_export.artifacts.info import ArtifactInfo
-from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.artifacts.onnx_metadata import (
     info_from_model,
     load_onnx,
@@ -48,6 +31,31 @@ from dacovid_export.artifacts.onnx_metadata import (
     read_onnx_info,
     write_metadata,
 )
+from dacovid_export.artifacts.outputs import check_outputs
+from dacovid_export.calibration.bf16 import (
+    bf16_guard_summary_lines,
+    guard_bf16,
+    openvino_bf16_runner,
+    require_bf16_cpu,
+)
+from dacovid_export.calibration.config import PrecisionConfig
+from dacovid_export.calibration.data import (
+    MAX_QAT_IMAGES,
+    MAX_VALIDATION_IMAGES,
+    check_image_sets,
+    load_calibration_set,
+    load_validation_set,
+    split_calibration_set,
+)
+from dacovid_export.calibration.fp16 import convert_fp16
+from dacovid_export.calibration.fp16_guard import (
+    fp16_guard_summary_lines,
+    guarded_convert_fp16,
+)
+from dacovid_export.calibration.guard import (
+    guarded_quantize_int8,
+)
+from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import scratch_dir, sha256_file
 from dacovid_export.core.onnxruntime_session import open_session, run_session

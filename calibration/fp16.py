@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from dacovid_export.artifacts.onnx_graph import find_attention_chains
 from dacovid_export.calibration.data import CalibrationSet
 from dacovid_export.calibration.graph import (
     batches_for_model,
@@ -51,8 +53,6 @@ from dacovid_export.calibration.tooling import (
     onnxruntime_version,
     tool_output_filtered,
 )
-
-from dacovid_export.artifacts.onnx_graph import find_attention_chains
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 

@@ -29,7 +29,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.fallback import activation_peaks
 from dacovid_export.calibration.fp16 import convert_fp16
@@ -42,7 +41,6 @@ from dacovid_export.calibration.graph import (
 )
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.calibration.sensitivity import onnx_logits
-
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import atomic_write_bytes
 from dacovid_export.data.agreement import Agreement, measure_agreement

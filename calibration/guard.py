@@ -28,6 +28,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from dacovid_export.artifacts.onnx_graph import attention_feeders, find_attention_chains
 from dacovid_export.calibration.cache import CalibrationCache
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.fallback import (
@@ -60,8 +62,6 @@ from dacovid_export.calibration.sensitivity import (
     openvino_logits,
     rank_nodes,
 )
-
-from dacovid_export.artifacts.onnx_graph import attention_feeders, find_attention_chains
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.data.agreement import Agreement, measure_agreement
 

@@ -33,6 +33,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from dacovid_export.artifacts.onnx_graph import (
+    AttentionChain,
+    consumers,
+    find_attention_chains,
+)
 from dacovid_export.calibration.cache import CalibrationCache, cache_key
 from dacovid_export.calibration.data import CalibrationSet
 from dacovid_export.calibration.graph import (
@@ -53,12 +59,6 @@ from dacovid_export.calibration.tooling import (
     modelopt_version,
     onnxruntime_version,
     tool_output_filtered,
-)
-
-from dacovid_export.artifacts.onnx_graph import (
-    AttentionChain,
-    consumers,
-    find_attention_chains,
 )
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError

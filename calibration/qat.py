@@ -306,6 +306,7 @@ def qat_finetune(
     """
     import torch
     import torch.nn.functional as F
+
     from dacovid_export.model.checkpoint import load_checkpoint, save_checkpoint
 
     started = time.perf_counter()

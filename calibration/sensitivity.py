@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
-from dacovid_export.calibration.fallback import FallbackDtype, unquantize
 
 from dacovid_export.artifacts.onnx_graph import producers
+from dacovid_export.calibration.fallback import FallbackDtype, unquantize
 from dacovid_export.core.errors import CheckFailedError
 from dacovid_export.core.onnxruntime_session import open_session, run_session
 from dacovid_export.core.openvino_model import compile_for_cpu, infer_logits

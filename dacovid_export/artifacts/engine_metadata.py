@@ -37,10 +37,7 @@ from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import refuse_scratch
 from dacovid_export.core.versions import parse_version
 from dacovid_export.data.preprocessing import Preprocessing
-
-# cli/trt_cmd.py still imports these two from here; its import moves to trt.targets in the next round (issue 20),
-# then this line goes. Not a definition: the one home is trt/targets.py.
-from dacovid_export.trt.targets import RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIMES  # noqa: F401,E402,F811
+from dacovid_export.trt.targets import RTX_TARGETS, RUNTIMES
 
 __all__ = [
     "ENGINE_METADATA_FORMAT",

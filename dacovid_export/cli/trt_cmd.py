@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 
 import click
 
-# constants only: trt.library imports TensorRT lazily, inside functions
-from dacovid_export.artifacts.engine_metadata import RTX_DEFAULT_TARGETS, RTX_TARGETS
 from dacovid_export.cli.common import handle_errors, int8_guard_options
+
+# constants only: trt.library imports TensorRT lazily, inside functions
 from dacovid_export.trt.library import RUNTIME_CHOICES
+from dacovid_export.trt.targets import RTX_DEFAULT_TARGETS, RTX_TARGETS
 
 if TYPE_CHECKING:
     from dacovid_export.engine.config import EngineBuildConfig

@@ -21,13 +21,15 @@ from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.convert import convert_precision
 from dacovid_export.core.errors import EngineBuildError, UserInputError
-from dacovid_export.engine.build import Log, build_engine, prepare_build
+from dacovid_export.core.log import Log
+from dacovid_export.data.image_folder import check_image_source
+from dacovid_export.engine.build import build_engine, prepare_build
 from dacovid_export.engine.config import (
     EngineBuildConfig,
     EngineBuildResult,
     check_engine_paths,
-    refuse_bf16_source,
     precision_onnx_path,
+    refuse_bf16_source,
 )
 
 __all__ = ["make_engine", "refuse_qat_engine"]
@@ -138,12 +140,7 @@ def make_engine(
 def _check_calib_dir(calib_data: str | os.PathLike[str] | None) -> Path | None:
     if calib_data is None:
         return None
-    path = Path(calib_data)
-    if not (path.is_dir() or (path.is_file() and path.suffix.lower() == ".json")):
-        raise UserInputError(
-            f"calibration data {str(path)!r} does not exist or is not a folder of images (or a dacovid-train split.json)"
-        )
-    return path
+    return check_image_source(calib_data, "calibration data", "its training part")
 
 
 def _precision_target(

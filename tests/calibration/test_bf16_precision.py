@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dacovid_export.calibration import bf16
 from dacovid_export.calibration.convert import convert_precision
-
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from tests.helpers.cli import error_lines, invoke
 
@@ -30,6 +30,7 @@ def test_bf16_model_is_guarded_marked_and_runs_only_as_bf16(
     tiny_checkpoint: Path, tiny_fp32_onnx: Path, synthetic_dir: Path, tmp_path: Path
 ) -> None:
     import onnx
+
     from dacovid_export.artifacts.read import read_artifact_info
     from dacovid_export.backends.onnxruntime_backend import OnnxRuntimeBackend
     from dacovid_export.backends.openvino_backend import OpenVINOBackend

@@ -9,11 +9,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from dacovid_export.calibration.config import PrecisionConfig
-from dacovid_export.calibration.convert import convert_precision
-from dacovid_export.model import load_checkpoint
 
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
+from dacovid_export.calibration.config import PrecisionConfig
+from dacovid_export.calibration.convert import convert_precision
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
@@ -24,6 +23,7 @@ from dacovid_export.export.checks import (
     validate_model,
 )
 from dacovid_export.export.onnx_export import sample_batch
+from dacovid_export.model import load_checkpoint
 from tests.helpers.cli import invoke
 
 

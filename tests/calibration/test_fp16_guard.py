@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from dacovid_export.calibration.fp16_guard import (  # noqa: E402
     guarded_convert_fp16,
 )
 from dacovid_export.calibration.sensitivity import onnx_logits  # noqa: E402
-
 from dacovid_export.data.agreement import measure_agreement  # noqa: E402
 
 

@@ -21,7 +21,6 @@ from dacovid_export.calibration import (  # noqa: E402
 )
 from dacovid_export.calibration.qdq import inspect_qdq  # noqa: E402
 from dacovid_export.calibration.sensitivity import onnx_logits  # noqa: E402
-
 from dacovid_export.data.agreement import measure_agreement  # noqa: E402
 
 
@@ -125,7 +124,6 @@ def test_guard_config_quotes_the_bad_value(options: dict, match: str) -> None:
 
 def test_split_holds_validation_out_of_calibration(synthetic_dir: Path) -> None:
     from dacovid_export.calibration import split_calibration_set
-
     from dacovid_export.data.preprocessing import Preprocessing
 
     calibration, validation = split_calibration_set(synthetic_dir, Preprocessing(image_size=64), size=256, seed=0)

@@ -30,7 +30,6 @@ def toy_images(n: int, seed: int) -> np.ndarray:
 def toy_set(n: int, seed: int, name: str):
     """A CalibrationSet of ``toy_images`` (paths are labels only; nothing is read from disk)."""
     from dacovid_export.calibration import CalibrationSet
-
     from dacovid_export.data.preprocessing import Preprocessing
 
     array = toy_images(n, seed)
