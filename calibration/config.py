@@ -206,6 +206,14 @@ class PrecisionConfig:
         atol, rtol = DEFAULT_TOLERANCES[self.precision]
         return (atol if self.atol is None else float(self.atol), rtol if self.rtol is None else float(self.rtol))
 
+    def given(self) -> tuple[str, ...]:
+        """Names of the options set away from their defaults (``precision`` aside), in field order."""
+        return tuple(
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name != "precision" and getattr(self, f.name) != f.default
+        )
+
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
         for name in ("calib_data", "cache_dir", "validation_data", "train_data"):

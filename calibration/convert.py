@@ -19,7 +19,7 @@ import os
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
@@ -106,12 +106,16 @@ def export_at_precision(
     train_data = _qat_train_data(checkpoint, precision) if precision.qat else None
     with scratch_dir(output) as scratch:
         fp32 = export_onnx(checkpoint, scratch / "model.fp32.onnx", export, progress=progress)
-        if precision.qat:
-            assert train_data is not None
+        if train_data is not None:
             step = _qat_convert(checkpoint, fp32.path, output, export, precision, train_data, scratch, progress)
         else:
             step = _convert_checked(fp32.path, output, precision, progress, images_checked=True)
-    timings = {**{k: v for k, v in fp32.timings.items() if k != "total"}, **{k: v for k, v in step.timings.items() if k != "total"}}
+    return _after_export(fp32, step)
+
+
+def _after_export(fp32: OnnxExportResult, step: OnnxExportResult) -> OnnxExportResult:
+    """The precision step's result with the FP32 export's checks and timings in front (one total for both)."""
+    timings = {k: v for r in (fp32, step) for k, v in r.timings.items() if k != "total"}
     return dataclasses.replace(
         step,
         verification={**fp32.verification, **step.verification},
@@ -227,21 +231,13 @@ def _check_precision_output(
 def convert_precision(
     fp32_onnx: str | os.PathLike[str],
     output: str | os.PathLike[str],
+    config: PrecisionConfig,
     *,
-    precision: Literal["fp16", "int8", "bf16"],
-    calib_data: str | os.PathLike[str] | None = None,
-    calib_size: int | None = None,
-    calib_method: Literal["entropy", "max"] | None = None,
-    seed: int = 0,
-    cache_dir: str | os.PathLike[str] | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    min_agreement: float | None = None,
-    validation_data: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> OnnxExportResult:
-    """Turn an FP32 ONNX model written by this tool into an FP16 or INT8 one at ``output``.
+    """Turn an FP32 ONNX model written by this tool into an FP16, INT8 or BF16 one at ``output``.
 
+    ``config`` (validated when it was made) says which precision and with what images and guard.
     INT8 is accuracy-guarded (:mod:`dacovid_export.calibration.guard`): it must agree with
     the FP32 model on ``min_agreement`` (default 0.99) of validation images calibration never
     saw (``validation_data``, or by default a seeded, stratified part of ``calib_data``),
@@ -252,21 +248,16 @@ def convert_precision(
     and is compared with the FP32 model in ONNX Runtime, on the calibration
     images when given, on seeded synthetic inputs otherwise.
     """
-    if precision not in ("fp16", "int8", "bf16"):
-        raise UserInputError(f"precision={precision!r}: convert_precision makes 'fp16', 'int8' or 'bf16' models")
     info = read_onnx_info(fp32_onnx)  # a broken or foreign file is the first thing to say, before any option
-    config = PrecisionConfig(
-        precision=precision,
-        calib_data=None if calib_data is None else Path(calib_data),
-        calib_size=calib_size,
-        calib_method=calib_method,
-        seed=seed,
-        cache_dir=None if cache_dir is None else Path(cache_dir),
-        atol=atol,
-        rtol=rtol,
-        min_agreement=min_agreement,
-        validation_data=None if validation_data is None else Path(validation_data),
-    )
+    if not isinstance(config, PrecisionConfig):
+        raise UserInputError(f"config must be a PrecisionConfig, got {type(config).__name__}")
+    if config.precision not in ("fp16", "int8", "bf16"):
+        raise UserInputError(
+            f"precision={config.precision!r}: convert_precision makes 'fp16', 'int8' or 'bf16' models"
+        )
+    if config.qat:
+        # QAT fine-tunes the checkpoint's weights; an ONNX model's are frozen
+        raise UserInputError("qat fine-tunes a checkpoint: use export_at_precision (dacovid-export onnx --qat)")
     return _convert_checked(fp32_onnx, output, config, progress, info)
 
 

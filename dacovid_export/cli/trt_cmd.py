@@ -111,18 +111,12 @@ def trt(
         _print_trtexec(model, output, config, int(trt_major) if trt_major else None)
         return
 
-    from dacovid_export.engine.make import make_engine
+    from dacovid_export.engine.make import engine_precision_config, make_engine
 
-    result = make_engine(
-        model,
-        output,
-        config,
-        calib_data=calib_data,
-        min_agreement=min_agreement,
-        validation_data=validation_data,
-        log=lambda line: click.echo(line, err=True),
-        progress=True,
+    step = engine_precision_config(
+        model, config.precision, calib_data=calib_data, min_agreement=min_agreement, validation_data=validation_data
     )
+    result = make_engine(model, output, config, step, log=lambda line: click.echo(line, err=True), progress=True)
     meta = result.metadata
     if meta.runtime == "tensorrt-rtx":
         target = f"for compute capabilities {', '.join(meta.compute_capabilities)}"

@@ -8,6 +8,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.convert import convert_precision
 from dacovid_export.core.errors import CheckFailedError
 from dacovid_export.core.progress import StepTimer
@@ -114,10 +115,7 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
                 result = convert_precision(
                     paths["fp32"],
                     config.out / f"model.{precision}.onnx",
-                    precision=precision,  # type: ignore[arg-type]
-                    calib_data=inputs.calib_data,
-                    calib_size=inputs.calib_size,
-                    seed=config.seed,
+                    _precision_config(precision, inputs, config),
                     progress=config.progress,
                 )
             except CheckFailedError as exc:
@@ -154,8 +152,17 @@ def _bf16_model(fp32: Path, inputs: PipelineInputs, config: PipelineConfig) -> "
         return SkippedStep(name, "no images for the BF16 guard: give --calib-data DIR (a part is held out to judge BF16)")
     try:
         return convert_precision(
-            fp32, config.out / "model.bf16.onnx", precision="bf16", calib_data=inputs.calib_data,
-            calib_size=inputs.calib_size, seed=config.seed, progress=config.progress,
+            fp32, config.out / "model.bf16.onnx", _precision_config("bf16", inputs, config), progress=config.progress
         )
     except CheckFailedError as exc:
         return SkippedStep(name, f"refused by the BF16 guard: {exc}")
+
+
+def _precision_config(precision: str, inputs: PipelineInputs, config: PipelineConfig) -> PrecisionConfig:
+    """The precision step's options for one of the pipeline's models: its calibration images and seed."""
+    return PrecisionConfig(
+        precision=precision,  # type: ignore[arg-type]
+        calib_data=inputs.calib_data,
+        calib_size=inputs.calib_size,
+        seed=config.seed,
+    )

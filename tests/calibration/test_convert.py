@@ -107,14 +107,14 @@ def test_cli_int8_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
 
     # the precision step starts from FP32 only
     with pytest.raises(UserInputError, match="is a int8 model"):
-        convert_precision(out, tmp_path / "again.onnx", precision="fp16")
+        convert_precision(out, tmp_path / "again.onnx", PrecisionConfig(precision="fp16"))
     assert not (tmp_path / "again.onnx").exists()
 
 
 def test_convert_precision_from_fp32_onnx(tmp_path: Path, tiny_fp32_onnx: Path) -> None:
     """The TensorRT step's entry: an FP32 ONNX in, FP16 ONNX out, metadata carried over, no calibration images."""
     out = tmp_path / "from_onnx.fp16.onnx"
-    result = convert_precision(tiny_fp32_onnx, out, precision="fp16")
+    result = convert_precision(tiny_fp32_onnx, out, PrecisionConfig(precision="fp16"))
     assert result.path == out and out.is_file()
     assert result.precision == "fp16"
     assert _softmax_nodes(out) <= set(result.fp32_nodes)
@@ -136,11 +136,11 @@ def test_convert_precision_rejects_bad_sources(tmp_path: Path, tiny_fp32_onnx: P
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07garbage" * 100)
     with pytest.raises(UserInputError):
-        convert_precision(corrupt, tmp_path / "out.onnx", precision="fp16")
+        convert_precision(corrupt, tmp_path / "out.onnx", PrecisionConfig(precision="fp16"))
     with pytest.raises(UserInputError, match="'fp16', 'int8' or 'bf16'"):
-        convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", precision="fp32")  # type: ignore[arg-type]
+        convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", PrecisionConfig(precision="fp32"))
     with pytest.raises(UserInputError, match="needs calibration images"):
-        convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", precision="int8")
+        convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", PrecisionConfig(precision="int8"))
     assert not (tmp_path / "out.onnx").exists()
 
 
