@@ -98,7 +98,7 @@ def test_default_target_is_checks_fp16_threshold() -> None:
 def test_precision_config_fp16_guard_rules(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="without images"):
         PrecisionConfig(precision="fp16", min_agreement=0.99)
-    with pytest.raises(UserInputError, match="FP16/INT8 option"):
+    with pytest.raises(UserInputError, match="FP16/INT8/BF16 option"):
         PrecisionConfig(precision="fp32", min_agreement=0.99)
     with pytest.raises(UserInputError, match="min_agreement=2"):
         PrecisionConfig(precision="fp16", calib_data=tmp_path, min_agreement=2)
