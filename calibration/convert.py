@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -58,6 +57,7 @@ from dacovid_export.calibration.guard import (
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import scratch_dir, sha256_file
+from dacovid_export.core.log import get_logger
 from dacovid_export.core.onnxruntime_session import open_session, run_session
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.core.versions import package_versions
@@ -84,6 +84,8 @@ __all__ = [
     "guard_summary_lines",
     "qat_checkpoint_path",
 ]
+
+_log = get_logger("calibration")
 
 def export_at_precision(
     checkpoint: str | os.PathLike[str],
@@ -167,11 +169,8 @@ def _qat_convert(
             "judges on; give other --train-data or --validation-data"
         )
     if len(keep) < len(train):
-        print(
-            f"qat: {len(train) - len(keep)} training image(s) are the guard's validation images and are left out of the "
-            f"fine-tune ({len(keep)} used)",
-            file=sys.stderr,
-        )
+        _log.info(f"qat: {len(train) - len(keep)} training image(s) are the guard's validation images and are left out of the "
+            f"fine-tune ({len(keep)} used)")
     qat_path = qat_checkpoint_path(output)
     check_outputs(inputs=[checkpoint, config.calib_data, config.validation_data, train_data], files={"--qat checkpoint": qat_path})
     qat_config = config.qat_config()
@@ -183,7 +182,7 @@ def _qat_convert(
             previous.get(k) == v for k, v in qat_config.to_dict().items()
         ) and previous.get("train_images") == len(keep)
     if reused:
-        print(f"qat: reusing the fine-tuned checkpoint {qat_path} (same checkpoint, options and image count)", file=sys.stderr)
+        _log.info(f"qat: reusing the fine-tuned checkpoint {qat_path} (same checkpoint, options and image count)")
         record: dict[str, Any] = {"method": "qat", "checkpoint": str(qat_path), "reused": True, **previous}
     else:
         result = qat_finetune(

@@ -23,7 +23,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -43,6 +42,7 @@ from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.calibration.sensitivity import onnx_logits
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import atomic_write_bytes
+from dacovid_export.core.log import get_logger
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
 __all__ = [
@@ -55,6 +55,8 @@ __all__ = [
     "guarded_convert_fp16",
     "fp16_guard_summary_lines",
 ]
+
+_logger = get_logger("calibration")
 
 DEFAULT_FP16_MIN_AGREEMENT = 0.995  # parity's FP16 threshold (dacovid_export.parity.config), so a guarded model passes check
 DEFAULT_MIN_FP16_CONV_SHARE = 0.8
@@ -173,7 +175,7 @@ def fp16_guard_summary_lines(guard: dict[str, Any]) -> list[str]:
 
 def _log(message: str, progress: bool) -> None:
     if progress:
-        print(message, file=sys.stderr, flush=True)
+        _logger.info(message)
 
 
 def guarded_convert_fp16(

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -63,6 +62,7 @@ from dacovid_export.calibration.sensitivity import (
     rank_nodes,
 )
 from dacovid_export.core.errors import CheckFailedError, UserInputError
+from dacovid_export.core.log import get_logger
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
 if TYPE_CHECKING:
@@ -78,6 +78,8 @@ __all__ = [
     "guarded_quantize_int8",
     "int8_conv_share",
 ]
+
+_logger = get_logger("calibration")
 
 DEFAULT_MIN_AGREEMENT = 0.99
 DEFAULT_MIN_INT8_CONV_SHARE = 0.8
@@ -226,7 +228,7 @@ def int8_conv_share(model: "onnx.ModelProto") -> tuple[int, int]:
 
 def _log(message: str, progress: bool) -> None:
     if progress:
-        print(message, file=sys.stderr, flush=True)
+        _logger.info(message)
 
 
 def guarded_quantize_int8(
