@@ -32,7 +32,7 @@ from dacovid_export.artifacts.onnx_metadata import (
 )
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.calibration.bf16 import (
-    bf16_guard_summary_lines,
+    Bf16GuardReport,
     guard_bf16,
     openvino_bf16_runner,
     require_bf16_cpu,
@@ -47,13 +47,9 @@ from dacovid_export.calibration.data import (
     split_calibration_set,
 )
 from dacovid_export.calibration.fp16 import convert_fp16
-from dacovid_export.calibration.fp16_guard import (
-    fp16_guard_summary_lines,
-    guarded_convert_fp16,
-)
-from dacovid_export.calibration.guard import (
-    guarded_quantize_int8,
-)
+from dacovid_export.calibration.fp16_guard import Fp16GuardReport, guarded_convert_fp16
+from dacovid_export.calibration.guard import GuardReport, guarded_quantize_int8
+from dacovid_export.calibration.guard_report import AccuracyReport
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import scratch_dir, sha256_file
@@ -81,7 +77,9 @@ from dacovid_export.export.result import OnnxExportResult, written_result
 __all__ = [
     "convert_precision",
     "export_at_precision",
-    "guard_summary_lines",
+    "GUARD_KEYS",
+    "GUARD_REPORTS",
+    "guard_report_of",
     "qat_checkpoint_path",
 ]
 
@@ -367,17 +365,9 @@ def _convert(
         "cache_hit": bool(step.cache_hit),
         **dict(step.details),
     }
-    guard = details.get("guard")
-    notes: tuple[str, ...] = tuple(guard_summary_lines(guard)) if guard else ()
-    if config.precision == "bf16":
-        notes = tuple(bf16_guard_summary_lines(details["bf16_guard"]))
-    if config.precision == "fp16":
-        fp16_guard = details.get("fp16_guard")
-        notes = (
-            tuple(fp16_guard_summary_lines(fp16_guard))
-            if fp16_guard
-            else ("FP16 guard: not run (no images: pass --calib-data or --validation-data to measure agreement with FP32)",)
-        )
+    notes: tuple[str, ...] = tuple(step.guard.lines()) if step.guard is not None else ()
+    if config.precision == "fp16" and step.guard is None:
+        notes = ("FP16 guard: not run (no images: pass --calib-data or --validation-data to measure agreement with FP32)",)
     return written_result(
         output,
         info.max_batch,
@@ -387,6 +377,7 @@ def _convert(
         timings,
         details,
         notes=notes,
+        guard=step.guard,
     )
 
 
@@ -412,13 +403,10 @@ def _precision_metadata(
             **calibration.describe(),
             "method": step.details.get("method") if config.precision == "int8" else None,
         }
-    if "guard" in step.details:
-        # the accuracy guard's verdict travels with the model: method, nodes out of INT8, agreement before/after
-        meta["int8_guard"] = step.details["guard"]
-    if "fp16_guard" in step.details:
-        meta["fp16_guard"] = step.details["fp16_guard"]
-    if "bf16_guard" in step.details:
-        meta["bf16_guard"] = step.details["bf16_guard"]
+    if step.guard is not None:
+        # the accuracy guard's verdict travels with the model (int8_guard / fp16_guard / bf16_guard); read it back
+        # with guard_report_of
+        meta[step.guard.METADATA_KEY] = step.guard.to_dict()
     return meta
 
 
@@ -440,10 +428,7 @@ def _bf16_step(
 
     report = guard_bf16(fp32_path, validation, config.bf16_guard_config(), exclude=calibration, name=str(raw.name))
     shutil.copyfile(fp32_path, raw)
-    return PrecisionResult(
-        precision="bf16", fp32_nodes=(), seconds=report.seconds, cache_hit=False,
-        details={"bf16_guard": report.to_dict()},
-    )
+    return PrecisionResult(precision="bf16", fp32_nodes=(), seconds=report.seconds, cache_hit=False, guard=report)
 
 
 def _int8_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:
@@ -468,35 +453,23 @@ def _fp16_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> t
     return _int8_image_sets(config, preprocessing)
 
 
-def guard_summary_lines(guard: Mapping[str, Any]) -> list[str]:
-    """Report lines of an INT8 accuracy guard record (``int8_guard`` metadata / ``precision_details["guard"]``)."""
-    before, after = guard["before"], guard["after"]
-    excluded = guard.get("excluded_nodes", [])
-    shown = ", ".join(f"{n['label']} ({n['dtype']})" for n in excluded[:10]) + (
-        f", ... ({len(excluded)} in all)" if len(excluded) > 10 else ""
-    )
-    return [
-        f"INT8 guard: {guard['method']} calibration; agreement with FP32 on {after['images']} validation images "
-        f"{before['agreement']:.2%} -> {after['agreement']:.2%} (target {guard['target_agreement']:.2%}); "
-        f"|Δlogit| median {before['median_abs_dlogit']:.3g} -> {after['median_abs_dlogit']:.3g}, "
-        f"max {before['max_abs_dlogit']:.3g} -> {after['max_abs_dlogit']:.3g}",
-        f"INT8 guard: validation images: {guard['validation'].get('source')}",
-        f"INT8 guard: convolutions left INT8 {guard['int8_convs']}/{guard['convs']} ({guard['int8_conv_share']:.1%}); "
-        f"out of INT8: {shown or 'none'}; {guard['seconds']:.1f}s",
-        *(
-            [f"INT8 guard: QAT {q.get('epochs')} epoch(s) on {q.get('train_images', q.get('images'))} training images "
-             f"({'reused ' if q.get('reused') else ''}{q.get('checkpoint')}), {q.get('seconds', 0.0):.0f}s; judged against "
-             "the original checkpoint's FP32 model"]
-            if (q := guard.get("qat"))
-            else []
-        ),
-        *(
-            [f"INT8 guard: under OpenVINO (CPU, FP32 set around INT8): agreement {ov['agreement']:.2%}, "
-             f"|Δlogit| median {ov['median_abs_dlogit']:.3g} max {ov['max_abs_dlogit']:.3g}"]
-            if (ov := guard.get("after_openvino"))
-            else []
-        ),
-    ]
+# the guards' report types, and the metadata (and report.json) key each is written under
+GUARD_REPORTS = (GuardReport, Fp16GuardReport, Bf16GuardReport)
+GUARD_KEYS = tuple(kind.METADATA_KEY for kind in GUARD_REPORTS)
+
+
+def guard_report_of(metadata: Mapping[str, Any]) -> AccuracyReport | None:
+    """The accuracy guard's report in a precision model's metadata (raw strings or parsed values), typed.
+
+    The same object the step wrote, so the pipeline report and the step render it with the same ``lines()``.
+    """
+    for kind in GUARD_REPORTS:
+        data = metadata.get(kind.METADATA_KEY)
+        if isinstance(data, str):
+            data = json.loads(data)
+        if data:
+            return kind.from_dict(data)
+    return None
 
 
 def _verify_against_onnx(

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -87,6 +87,11 @@ class NodeSensitivity:
     def to_dict(self) -> dict[str, object]:
         return {"node": self.node, "op_type": self.op_type, "label": self.label, "fixed": self.fixed,
                 **{f"ranking_{k}": v for k, v in self.agreement.to_dict().items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "NodeSensitivity":
+        ranking = {k.removeprefix("ranking_"): v for k, v in data.items() if k.startswith("ranking_")}
+        return cls(data["node"], data["op_type"], data["label"], Agreement.from_dict(ranking), int(data["fixed"]))
 
 
 def rank_nodes(

@@ -12,7 +12,7 @@ import torch
 
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
 from dacovid_export.calibration.config import PrecisionConfig
-from dacovid_export.calibration.convert import convert_precision
+from dacovid_export.calibration.convert import convert_precision, guard_report_of
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
@@ -98,6 +98,8 @@ def test_cli_int8_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
     guard = json.loads(meta["int8_guard"])
     assert guard["passed"] and guard["method"] == "max" and guard["target_agreement"] == 0.99
     assert guard["after"]["images"] == 6 and guard["after"]["agreement"] >= 0.99
+    # read back from the metadata, the report is typed again and renders the lines the command printed
+    assert all(f"{line}\n" in result.output for line in guard_report_of(meta).lines())
     assert guard["convs"] > 50 and guard["int8_conv_share"] >= 0.8
     assert "held out from calibration" in guard["validation"]["source"]
 

@@ -41,7 +41,8 @@ def test_the_costly_node_is_kept_fp32_and_the_target_holds(fp16_toy: dict) -> No
         fp16_toy["model"], out, validation=fp16_toy["validation"], calibration=fp16_toy["calibration"],
         config=Fp16GuardConfig(min_fp16_conv_share=0.0), progress=False,
     )
-    guard = result.details["fp16_guard"]
+    guard = result.guard.to_dict()
+    assert type(result.guard).from_dict(guard) == result.guard  # the dict form reads back as the same report
     assert guard["before"]["agreement"] < 0.9  # plain AutoCast changes answers on this model
     assert guard["after"]["agreement"] >= DEFAULT_FP16_MIN_AGREEMENT and guard["passed"]
     assert guard["kept_fp32_nodes"] == [FP16_HARD_NODE]

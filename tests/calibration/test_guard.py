@@ -53,7 +53,8 @@ def guarded(hard_toy: dict):
 
 def test_sensitivity_ranks_the_hard_layer_first_and_the_guard_takes_only_it_out(hard_toy: dict, guarded) -> None:
     out, result = guarded
-    guard = result.details["guard"]
+    guard = result.guard.to_dict()
+    assert type(result.guard).from_dict(guard) == result.guard  # the dict form reads back as the same report
     assert guard["ranking_top"][0]["node"] == HARD_NODE
     assert [n["name"] for n in guard["excluded_nodes"]] == [HARD_NODE]
     assert guard["before"]["agreement"] < 0.9 <= 0.99 <= guard["after"]["agreement"]
