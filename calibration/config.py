@@ -6,7 +6,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
-from dacovid_export.artifacts.info import PRECISIONS, Precision
+from dacovid_export.artifacts.info import PRECISION_SPECS, PRECISIONS, Precision
 from dacovid_export.calibration.bf16 import Bf16GuardConfig
 from dacovid_export.calibration.cache import cache_max_bytes
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES
@@ -108,9 +108,10 @@ class PrecisionConfig:
 
     def _validate_guard(self) -> None:
         given = [n for n in ("min_agreement", "validation_data") if getattr(self, n) is not None]
-        if given and self.precision not in ("fp16", "int8", "bf16"):
+        if given and PRECISION_SPECS[self.precision].guard is None:
+            guarded = "/".join(s.guard for s in PRECISION_SPECS.values() if s.guard is not None)
             raise UserInputError(
-                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an FP16/INT8/BF16 option"
+                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an {guarded} option"
             )
         if self.precision == "bf16":
             self.bf16_guard_config()

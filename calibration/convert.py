@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.artifacts.info import PRECISION_SPECS, ArtifactInfo
 from dacovid_export.artifacts.onnx_metadata import (
     info_from_model,
     load_onnx,
@@ -79,6 +79,7 @@ __all__ = [
     "export_at_precision",
     "GUARD_KEYS",
     "GUARD_REPORTS",
+    "PRECISION_STEPS",
     "guard_report_of",
     "qat_checkpoint_path",
 ]
@@ -248,9 +249,10 @@ def convert_precision(
     info = read_onnx_info(fp32_onnx)  # a broken or foreign file is the first thing to say, before any option
     if not isinstance(config, PrecisionConfig):
         raise UserInputError(f"config must be a PrecisionConfig, got {type(config).__name__}")
-    if config.precision not in ("fp16", "int8", "bf16"):
+    if config.precision not in PRECISION_STEPS:
+        made = [repr(p) for p in PRECISION_STEPS]
         raise UserInputError(
-            f"precision={config.precision!r}: convert_precision makes 'fp16', 'int8' or 'bf16' models"
+            f"precision={config.precision!r}: convert_precision makes {', '.join(made[:-1])} or {made[-1]} models"
         )
     if config.qat:
         # QAT fine-tunes the checkpoint's weights; an ONNX model's are frozen
@@ -313,27 +315,9 @@ def _convert(
     with scratch_dir(output) as scratch:
         raw = scratch / f"model.{config.precision}.raw.onnx"
         final = scratch / f"model.{config.precision}.onnx"
-        if config.precision == "fp16" and validation is not None:
-            step = guarded_convert_fp16(
-                fp32_path, raw, validation=validation, calibration=calibration, config=config.fp16_guard_config(),
-                progress=steps.enabled,
-            )
-        elif config.precision == "fp16":
-            step = convert_fp16(fp32_path, raw, calibration=None)
-        elif config.precision == "bf16":
-            step = _bf16_step(fp32_path, raw, config, validation, calibration)
-        else:
-            step = guarded_quantize_int8(
-                fp32_path,
-                raw,
-                calibration=calibration,
-                validation=validation,
-                config=config.guard_config(),
-                cache_dir=config.cache_dir,
-                progress=steps.enabled,
-                reference_model=reference,
-                qat=qat,
-            )
+        step = PRECISION_STEPS[config.precision](
+            _StepInputs(fp32_path, raw, config, calibration, validation, steps.enabled, reference, qat)
+        )
         proto = load_onnx(raw)
         # the precision tools write a plain ONNX file: stamp our metadata again
         meta = _precision_metadata(fp32_path, fp32_meta, config, step, calibration)
@@ -353,7 +337,7 @@ def _convert(
 
         steps.start(f"{_runtime_of(config.precision)} {config.precision} vs fp32")
         comparisons = _verify_against_onnx(fp32_path, final, info.preprocessing, config, batches, calibration)
-        if config.precision in ("int8", "bf16"):
+        if not PRECISION_SPECS[config.precision].logits_gate:
             # one gate for INT8: the guard's agreement at the user's --min-agreement; the logit tolerance is reported
             # (a NaN or infinite logit still refuses, and a broken graph failed the checks above)
             comparisons = tuple(dataclasses.replace(c, enforced=False) for c in comparisons)
@@ -412,12 +396,49 @@ def _precision_metadata(
 
 def _runtime_of(precision: str) -> str:
     """The runtime the self-check runs the written model with: OpenVINO for BF16, ONNX Runtime otherwise."""
-    return "openvino" if precision == "bf16" else "onnxruntime"
+    return PRECISION_SPECS[precision].checked_with
 
 
-def _bf16_step(
-    fp32_path: Path, raw: Path, config: PrecisionConfig, validation: Any, calibration: Any
-) -> PrecisionResult:
+@dataclasses.dataclass(frozen=True)
+class _StepInputs:
+    """What a precision's step gets: the FP32 model, where to write, the options and the images (``None``: none)."""
+
+    fp32_path: Path
+    raw: Path
+    config: PrecisionConfig
+    calibration: Any
+    validation: Any
+    progress: bool
+    reference: Path | None = None  # QAT: the original checkpoint's FP32 model the guard judges against
+    qat: dict[str, Any] | None = None  # QAT: the fine-tune's record
+
+
+def _fp16_step(x: _StepInputs) -> PrecisionResult:
+    """FP16: AutoCast, under the FP16 guard when there are validation images."""
+    if x.validation is None:
+        return convert_fp16(x.fp32_path, x.raw, calibration=None)
+    return guarded_convert_fp16(
+        x.fp32_path, x.raw, validation=x.validation, calibration=x.calibration, config=x.config.fp16_guard_config(),
+        progress=x.progress,
+    )
+
+
+def _int8_step(x: _StepInputs) -> PrecisionResult:
+    """INT8: explicit Q/DQ under the INT8 guard (calibration images required)."""
+    return guarded_quantize_int8(
+        x.fp32_path,
+        x.raw,
+        calibration=x.calibration,
+        validation=x.validation,
+        config=x.config.guard_config(),
+        cache_dir=x.config.cache_dir,
+        progress=x.progress,
+        reference_model=x.reference,
+        qat=x.qat,
+    )
+
+
+def _bf16_step(x: _StepInputs) -> PrecisionResult:
     """BF16: the graph stays the FP32 one (OpenVINO rounds at run time); the guard decides whether it may be marked.
 
     No node is kept FP32: OpenVINO's CPU plugin runs every node in BF16 once the hint is bf16
@@ -426,9 +447,19 @@ def _bf16_step(
     """
     import shutil
 
-    report = guard_bf16(fp32_path, validation, config.bf16_guard_config(), exclude=calibration, name=str(raw.name))
-    shutil.copyfile(fp32_path, raw)
+    report = guard_bf16(
+        x.fp32_path, x.validation, x.config.bf16_guard_config(), exclude=x.calibration, name=str(x.raw.name)
+    )
+    shutil.copyfile(x.fp32_path, x.raw)
     return PrecisionResult(precision="bf16", fp32_nodes=(), seconds=report.seconds, cache_hit=False, guard=report)
+
+
+# the step that makes each precision (artifacts.info.PRECISION_SPECS has the rest of what is known about it)
+PRECISION_STEPS: Mapping[str, Callable[[_StepInputs], PrecisionResult]] = {
+    "fp16": _fp16_step,
+    "int8": _int8_step,
+    "bf16": _bf16_step,
+}
 
 
 def _int8_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:

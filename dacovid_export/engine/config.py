@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.artifacts.info import ENGINE_SUFFIXES, PRECISIONS
+from dacovid_export.artifacts.info import ENGINE_PRECISIONS, ENGINE_SUFFIXES
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size
 from dacovid_export.trt.library import RUNTIME_CHOICES
@@ -26,9 +26,6 @@ __all__ = [
     "refuse_bf16_source",
     "precision_onnx_path",
 ]
-
-# a BF16-marked ONNX model is made for OpenVINO on a CPU; the engines keep the precisions they had
-ENGINE_PRECISIONS = tuple(p for p in PRECISIONS if p != "bf16")
 
 
 def refuse_bf16_source(precision: str, onnx_path: str | os.PathLike[str]) -> None:
