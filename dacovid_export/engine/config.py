@@ -166,6 +166,25 @@ class EngineBuildResult:
     def total_seconds(self) -> float:
         return sum(self.phase_seconds.values())
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for reports: the engine, where it came from, its build phases and where each layer runs."""
+        return {
+            "path": str(self.engine_path),
+            "metadata_path": str(self.metadata_path),
+            "onnx_path": str(self.onnx_path),
+            "converted_onnx": None if self.converted_onnx is None else str(self.converted_onnx),
+            "runtime": self.metadata.runtime_label,
+            "runtime_reason": self.runtime_reason,
+            "compute_capabilities": list(self.metadata.compute_capabilities),
+            "size_bytes": self.metadata.engine_bytes,
+            "phase_seconds": dict(self.phase_seconds),
+            "timing_cache": None if self.timing_cache is None else str(self.timing_cache),
+            "trtexec_equivalent": list(self.trtexec),
+            "precision_counts": self.layer_precisions.counts(),
+            "precision_table": list(self.layer_precisions.table_lines()),
+            "loaded_here": self.verified,
+        }
+
 
 def precision_onnx_path(engine_path: str | os.PathLike[str], precision: str) -> Path:
     """Where the precision step writes its ONNX: ``out.fp16.engine`` -> ``out.fp16.onnx``, ``out.engine`` -> ``out.fp16.onnx``."""

@@ -115,14 +115,15 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
     built = [(p, result.engines[p]) for p in PRECISIONS if p in result.engines]
     if built:
         md += ["", "## Engines", "", "| engine | runtime | targets | size (MiB) | build (s) | loaded here |", "|---|---|---|---:|---:|---|"]
-        for precision, e in built:
-            targets = ", ".join(e.compute_capabilities) or "build GPU"
+        shown = [(precision, e.to_dict()) for precision, e in built]
+        for _, e in shown:
+            targets = ", ".join(e["compute_capabilities"]) or "build GPU"
             md.append(
-                f"| {Path(e.path).name} | {e.runtime} | {targets} | {e.size_bytes / 2**20:.1f} | "
-                f"{e.seconds:.1f} | {e.loaded_here} |"
+                f"| {Path(e['path']).name} | {e['runtime']} | {targets} | {e['size_bytes'] / 2**20:.1f} | "
+                f"{e['seconds']:.1f} | {e['loaded_here']} |"
             )
-        for precision, e in built:
-            md += ["", f"{precision.upper()} engine:", "", "```", *e.precision_table, "```"]
+        for precision, e in shown:
+            md += ["", f"{precision.upper()} engine:", "", "```", *e["precision_table"], "```"]
     if result.skipped or result.failed:
         md += ["", "## Skipped and failed steps", ""]
         md += [f"- skipped **{s.step}**: {s.reason}" for s in result.skipped]
