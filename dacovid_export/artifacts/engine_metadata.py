@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dacovid_export.artifacts.info import PRECISIONS, ArtifactInfo
+from dacovid_export.artifacts.info import ENGINE_PRECISIONS, ArtifactInfo
 from dacovid_export.core.commands import rebuild_command
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import refuse_scratch
@@ -89,8 +89,10 @@ class EngineMetadata:
     path: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UserInputError(f"engine metadata precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.precision not in ENGINE_PRECISIONS:  # BF16 is an OpenVINO precision: no engine has it
+            raise UserInputError(
+                f"engine metadata precision={self.precision!r}: expected one of {', '.join(ENGINE_PRECISIONS)}"
+            )
         for name in ("input_dtype", "output_dtype"):
             if getattr(self, name) not in _IO_DTYPES:
                 raise UserInputError(f"engine metadata {name}={getattr(self, name)!r}: expected float32 or float16")
