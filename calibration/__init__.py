@@ -65,7 +65,11 @@ _WHERE = {
 }
 
 if TYPE_CHECKING:
-    from dacovid_export.calibration.bf16 import Bf16GuardConfig, Bf16GuardReport, guard_bf16
+    from dacovid_export.calibration.bf16 import (
+        Bf16GuardConfig,
+        Bf16GuardReport,
+        guard_bf16,
+    )
     from dacovid_export.calibration.cache import default_cache_dir
     from dacovid_export.calibration.config import PrecisionConfig
     from dacovid_export.calibration.convert import (

@@ -25,23 +25,22 @@ metadata; such a model runs only through OpenVINO at ``bf16`` (backends/openvino
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 import os
 import time
-from typing import Any
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar
 
 import numpy as np
+
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT
 from dacovid_export.calibration.sensitivity import onnx_logits
-
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
 __all__ = [
     "Bf16GuardConfig",
     "Bf16GuardReport",
-    "bf16_guard_summary_lines",
     "guard_bf16",
     "openvino_bf16_logits",
     "openvino_bf16_runner",
@@ -83,6 +82,8 @@ class Bf16GuardConfig:
 class Bf16GuardReport:
     """What the guard measured: BF16 (OpenVINO) against FP32 (ONNX Runtime) on the validation images."""
 
+    METADATA_KEY: ClassVar[str] = "bf16_guard"
+
     model: str
     agreement: Agreement
     min_agreement: float
@@ -91,23 +92,36 @@ class Bf16GuardReport:
     seconds: float
 
     def lines(self) -> list[str]:
+        """The report's one rendering: ``bf16-guard``'s output, the ``onnx`` summary and the pipeline report."""
         a = self.agreement
-        line = (
-            f"BF16 guard ({self.model}): top-1 agreement with FP32 {a.agreement * 100:.1f}% on {a.images} validation "
-            f"images (target >= {self.min_agreement * 100:.1f}%: {'met' if self.passed else 'NOT met'}); |dlogit| "
-            f"median {a.median_abs_dlogit:.3g}, max {a.max_abs_dlogit:.3g}; {self.seconds:.1f} s"
-        )
-        return [line]
+        return [
+            f"BF16 guard: top-1 agreement with FP32 {a.agreement:.1%} of OpenVINO BF16 on {a.images} validation images "
+            f"(target >= {self.min_agreement:.1%}: {'met' if self.passed else 'NOT met'}); |Δlogit| median "
+            f"{a.median_abs_dlogit:.3g}, max {a.max_abs_dlogit:.3g}; {self.seconds:.1f}s",
+            f"BF16 guard: model {self.model}; validation images: {self.validation.get('root')}",
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
-            "agreement": dataclasses.asdict(self.agreement),
+            "agreement": self.agreement.to_dict(),
             "min_agreement": self.min_agreement,
             "passed": self.passed,
             "validation": self.validation,
             "seconds": round(self.seconds, 3),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Bf16GuardReport":
+        """The report :meth:`to_dict` wrote (``bf16_guard`` metadata, report.json)."""
+        return cls(
+            model=str(data["model"]),
+            agreement=Agreement.from_dict(data["agreement"]),
+            min_agreement=float(data["min_agreement"]),
+            passed=bool(data["passed"]),
+            validation=dict(data["validation"]),
+            seconds=float(data["seconds"]),
+        )
 
 
 def openvino_bf16_runner(
@@ -139,17 +153,6 @@ def openvino_bf16_runner(
 def openvino_bf16_logits(path: str | os.PathLike[str], images: np.ndarray, *, threads: int | None = None, batch: int = 16) -> np.ndarray:
     """Logits of the FP32 ONNX file ``path`` under OpenVINO's CPU plugin at BF16 (refused on a CPU without BF16)."""
     return openvino_bf16_runner(path, threads=threads, batch=batch)(images)
-
-
-def bf16_guard_summary_lines(guard: dict[str, Any]) -> list[str]:
-    """Report lines of a BF16 guard record (``bf16_guard`` metadata / :meth:`Bf16GuardReport.to_dict`)."""
-    a = guard["agreement"]
-    return [
-        f"BF16 guard: top-1 agreement of OpenVINO BF16 with FP32 {a['agreement']:.2%} on {a['images']} validation images "
-        f"(target {guard['min_agreement']:.2%}); |Δlogit| median {a['median_abs_dlogit']:.3g}, max {a['max_abs_dlogit']:.3g}; "
-        f"{guard['seconds']:.1f}s",
-        f"BF16 guard: validation images: {guard['validation'].get('root')}",
-    ]
 
 
 def guard_bf16(

@@ -27,14 +27,16 @@ import hashlib
 import json
 import math
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_path, atomic_write_json, sha256_file
+from dacovid_export.core.log import get_logger
 
 __all__ = ["DEFAULT_MAX_GB", "MAX_GB_ENV", "default_cache_dir", "cache_key", "cache_max_bytes", "CalibrationCache"]
+
+_log = get_logger("calibration")
 
 DEFAULT_MAX_GB = 2.0
 MAX_GB_ENV = "DACOVID_CACHE_MAX_GB"
@@ -99,7 +101,7 @@ class CalibrationCache:
         except (OSError, ValueError, AttributeError):
             intact = False
         if not intact:
-            print(f"calibration cache: entry {key[:12]} is damaged; calibrating again", file=sys.stderr)
+            _log.warning(f"calibration cache: entry {key[:12]} is damaged; calibrating again")
             return None
         with contextlib.suppress(OSError):
             os.utime(meta_path)  # last use: the eviction order
@@ -109,11 +111,8 @@ class CalibrationCache:
         """Save an entry; returns its model path, or None (and says why on stderr) when the cache is unwritable."""
         model_path = self.model_path(key)
         if len(model_bytes) > self.max_bytes:
-            print(
-                f"calibration cache: the model ({_size(len(model_bytes))}) is over the cache's cap of "
-                f"{_size(self.max_bytes)} ({MAX_GB_ENV}); result not cached",
-                file=sys.stderr,
-            )
+            _log.info(f"calibration cache: the model ({_size(len(model_bytes))}) is over the cache's cap of "
+                f"{_size(self.max_bytes)} ({MAX_GB_ENV}); result not cached")
             return None
         try:
             with atomic_path(model_path) as tmp:
@@ -126,10 +125,7 @@ class CalibrationCache:
             }
             atomic_write_json(self._meta_path(key), meta)
         except OSError as exc:
-            print(
-                f"calibration cache: cannot write to {str(self.directory)!r} ({exc}); result not cached",
-                file=sys.stderr,
-            )
+            _log.info(f"calibration cache: cannot write to {str(self.directory)!r} ({exc}); result not cached")
             return None
         self._evict(keep=key)
         return model_path
@@ -165,10 +161,7 @@ class CalibrationCache:
                     path.unlink()
             total -= nbytes
             removed += 1
-        print(
-            f"calibration cache: {self.directory} holds {len(entries) - removed} entr{'y' if len(entries) - removed == 1 else 'ies'}, "
+        _log.info(f"calibration cache: {self.directory} holds {len(entries) - removed} entr{'y' if len(entries) - removed == 1 else 'ies'}, "
             f"{_size(total)} of its {_size(self.max_bytes)} cap"
             + (f" ({removed} least recently used removed)" if removed else "")
-            + f"; set {MAX_GB_ENV} (GB) to change the cap, or --cache-dir to move it",
-            file=sys.stderr,
-        )
+            + f"; set {MAX_GB_ENV} (GB) to change the cap, or --cache-dir to move it")

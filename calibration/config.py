@@ -6,17 +6,25 @@ import dataclasses
 from pathlib import Path
 from typing import Any, Literal
 
+from dacovid_export.artifacts.info import PRECISION_SPECS, PRECISIONS, Precision
 from dacovid_export.calibration.bf16 import Bf16GuardConfig
 from dacovid_export.calibration.cache import cache_max_bytes
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES
-from dacovid_export.calibration.fp16_guard import DEFAULT_FP16_MIN_AGREEMENT, Fp16GuardConfig
+from dacovid_export.calibration.fp16_guard import (
+    DEFAULT_FP16_MIN_AGREEMENT,
+    Fp16GuardConfig,
+)
 from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT, GuardConfig
 from dacovid_export.calibration.int8 import CALIBRATION_METHODS
-from dacovid_export.calibration.qat import DEFAULT_QAT_BATCH_SIZE, DEFAULT_QAT_EPOCHS, DEFAULT_QAT_LR, QatConfig
-
-from dacovid_export.artifacts.info import PRECISIONS, Precision
+from dacovid_export.calibration.qat import (
+    DEFAULT_QAT_BATCH_SIZE,
+    DEFAULT_QAT_EPOCHS,
+    DEFAULT_QAT_LR,
+    QatConfig,
+)
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import same_file
+from dacovid_export.data.image_folder import check_image_source
 from dacovid_export.export.config import DEFAULT_TOLERANCES, check_seed_and_tolerances
 
 __all__ = ["DEFAULT_CALIB_SIZE", "PrecisionConfig"]
@@ -81,10 +89,8 @@ class PrecisionConfig:
         if self.qat:
             self.qat_config()  # QatConfig is the one home of the fine-tune's option rules
         data = self.train_data
-        if data is not None and not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".json")):
-            raise UserInputError(
-                f"train data {str(data)!r} is neither a directory nor a dacovid-train split.json (its training part)"
-            )
+        if data is not None:
+            check_image_source(data, "train data", "its training part")
         if data is not None and self.validation_data is not None and same_file(data, self.validation_data):
             raise UserInputError(
                 f"train data {str(data)!r} is the validation data: the guard must judge on images the fine-tune never "
@@ -102,9 +108,10 @@ class PrecisionConfig:
 
     def _validate_guard(self) -> None:
         given = [n for n in ("min_agreement", "validation_data") if getattr(self, n) is not None]
-        if given and self.precision not in ("fp16", "int8", "bf16"):
+        if given and PRECISION_SPECS[self.precision].guard is None:
+            guarded = "/".join(s.guard for s in PRECISION_SPECS.values() if s.guard is not None)
             raise UserInputError(
-                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an FP16/INT8/BF16 option"
+                f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an {guarded} option"
             )
         if self.precision == "bf16":
             self.bf16_guard_config()
@@ -124,11 +131,8 @@ class PrecisionConfig:
                     f"min_agreement={self.min_agreement!r} given for fp16 without images: the FP16 guard measures "
                     "agreement on validation images; pass --calib-data DIR (a part is held out) or --validation-data DIR"
                 )
-        data = self.validation_data
-        if data is not None and not (data.is_dir() or (data.is_file() and data.suffix.lower() == ".json")):
-            raise UserInputError(
-                f"validation data {str(data)!r} is neither a directory nor a dacovid-train split.json (its held-out part)"
-            )
+        if self.validation_data is not None:
+            check_image_source(self.validation_data, "validation data", "its held-out part")
 
     def _validate_calibration(self) -> None:
         if self.calib_size is not None and (
@@ -157,12 +161,8 @@ class PrecisionConfig:
                 "precision 'int8' needs calibration images: pass --calib-data DIR (class folders or a flat folder of "
                 "images like those the model will see)"
             )
-        if self.calib_data is not None and not (
-            self.calib_data.is_dir() or (self.calib_data.is_file() and self.calib_data.suffix.lower() == ".json")
-        ):
-            raise UserInputError(
-                f"calibration data {str(self.calib_data)!r} is neither a directory nor a dacovid-train split.json"
-            )
+        if self.calib_data is not None:
+            check_image_source(self.calib_data, "calibration data", "its training part")
         if self.cache_dir is not None and self.cache_dir.exists() and not self.cache_dir.is_dir():
             raise UserInputError(f"cache_dir {str(self.cache_dir)!r} exists and is not a directory")
         if self.precision == "int8":
@@ -206,6 +206,14 @@ class PrecisionConfig:
         """(atol, rtol) of the numeric self-check against the FP32 model."""
         atol, rtol = DEFAULT_TOLERANCES[self.precision]
         return (atol if self.atol is None else float(self.atol), rtol if self.rtol is None else float(self.rtol))
+
+    def given(self) -> tuple[str, ...]:
+        """Names of the options set away from their defaults (``precision`` aside), in field order."""
+        return tuple(
+            f.name
+            for f in dataclasses.fields(self)
+            if f.name != "precision" and getattr(self, f.name) != f.default
+        )
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)

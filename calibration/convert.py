@@ -16,31 +16,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from dacovid_export.calibration.bf16 import bf16_guard_summary_lines, guard_bf16, openvino_bf16_runner, require_bf16_cpu
-from dacovid_export.calibration.config import PrecisionConfig
-from dacovid_export.calibration.data import (
-    MAX_VALIDATION_IMAGES,
-    MAX_QAT_IMAGES,
-    check_image_sets,
-    load_calibration_set,
-    load_validation_set,
-    split_calibration_set,
-)
-from dacovid_export.calibration.fp16 import convert_fp16
-from dacovid_export.calibration.fp16_guard import fp16_guard_summary_lines, guarded_convert_fp16
-from dacovid_export.calibration.result import PrecisionResult
-from dacovid_export.calibration.guard import (
-    guarded_quantize_int8,
-)
 
-from dacovid_export.artifacts.info import ArtifactInfo
-from dacovid_export.artifacts.outputs import check_outputs
+from dacovid_export.artifacts.info import PRECISION_SPECS, ArtifactInfo
 from dacovid_export.artifacts.onnx_metadata import (
     info_from_model,
     load_onnx,
@@ -48,8 +30,30 @@ from dacovid_export.artifacts.onnx_metadata import (
     read_onnx_info,
     write_metadata,
 )
+from dacovid_export.artifacts.outputs import check_outputs
+from dacovid_export.calibration.bf16 import (
+    Bf16GuardReport,
+    guard_bf16,
+    openvino_bf16_runner,
+    require_bf16_cpu,
+)
+from dacovid_export.calibration.config import PrecisionConfig
+from dacovid_export.calibration.data import (
+    MAX_QAT_IMAGES,
+    MAX_VALIDATION_IMAGES,
+    check_image_sets,
+    load_calibration_set,
+    load_validation_set,
+    split_calibration_set,
+)
+from dacovid_export.calibration.fp16 import convert_fp16
+from dacovid_export.calibration.fp16_guard import Fp16GuardReport, guarded_convert_fp16
+from dacovid_export.calibration.guard import GuardReport, guarded_quantize_int8
+from dacovid_export.calibration.guard_report import AccuracyReport
+from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import scratch_dir, sha256_file
+from dacovid_export.core.log import get_logger
 from dacovid_export.core.onnxruntime_session import open_session, run_session
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.core.versions import package_versions
@@ -73,9 +77,14 @@ from dacovid_export.export.result import OnnxExportResult, written_result
 __all__ = [
     "convert_precision",
     "export_at_precision",
-    "guard_summary_lines",
+    "GUARD_KEYS",
+    "GUARD_REPORTS",
+    "PRECISION_STEPS",
+    "guard_report_of",
     "qat_checkpoint_path",
 ]
+
+_log = get_logger("calibration")
 
 def export_at_precision(
     checkpoint: str | os.PathLike[str],
@@ -98,12 +107,16 @@ def export_at_precision(
     train_data = _qat_train_data(checkpoint, precision) if precision.qat else None
     with scratch_dir(output) as scratch:
         fp32 = export_onnx(checkpoint, scratch / "model.fp32.onnx", export, progress=progress)
-        if precision.qat:
-            assert train_data is not None
+        if train_data is not None:
             step = _qat_convert(checkpoint, fp32.path, output, export, precision, train_data, scratch, progress)
         else:
             step = _convert_checked(fp32.path, output, precision, progress, images_checked=True)
-    timings = {**{k: v for k, v in fp32.timings.items() if k != "total"}, **{k: v for k, v in step.timings.items() if k != "total"}}
+    return _after_export(fp32, step)
+
+
+def _after_export(fp32: OnnxExportResult, step: OnnxExportResult) -> OnnxExportResult:
+    """The precision step's result with the FP32 export's checks and timings in front (one total for both)."""
+    timings = {k: v for r in (fp32, step) for k, v in r.timings.items() if k != "total"}
     return dataclasses.replace(
         step,
         verification={**fp32.verification, **step.verification},
@@ -155,11 +168,8 @@ def _qat_convert(
             "judges on; give other --train-data or --validation-data"
         )
     if len(keep) < len(train):
-        print(
-            f"qat: {len(train) - len(keep)} training image(s) are the guard's validation images and are left out of the "
-            f"fine-tune ({len(keep)} used)",
-            file=sys.stderr,
-        )
+        _log.info(f"qat: {len(train) - len(keep)} training image(s) are the guard's validation images and are left out of the "
+            f"fine-tune ({len(keep)} used)")
     qat_path = qat_checkpoint_path(output)
     check_outputs(inputs=[checkpoint, config.calib_data, config.validation_data, train_data], files={"--qat checkpoint": qat_path})
     qat_config = config.qat_config()
@@ -171,7 +181,7 @@ def _qat_convert(
             previous.get(k) == v for k, v in qat_config.to_dict().items()
         ) and previous.get("train_images") == len(keep)
     if reused:
-        print(f"qat: reusing the fine-tuned checkpoint {qat_path} (same checkpoint, options and image count)", file=sys.stderr)
+        _log.info(f"qat: reusing the fine-tuned checkpoint {qat_path} (same checkpoint, options and image count)")
         record: dict[str, Any] = {"method": "qat", "checkpoint": str(qat_path), "reused": True, **previous}
     else:
         result = qat_finetune(
@@ -219,21 +229,13 @@ def _check_precision_output(
 def convert_precision(
     fp32_onnx: str | os.PathLike[str],
     output: str | os.PathLike[str],
+    config: PrecisionConfig,
     *,
-    precision: Literal["fp16", "int8", "bf16"],
-    calib_data: str | os.PathLike[str] | None = None,
-    calib_size: int | None = None,
-    calib_method: Literal["entropy", "max"] | None = None,
-    seed: int = 0,
-    cache_dir: str | os.PathLike[str] | None = None,
-    atol: float | None = None,
-    rtol: float | None = None,
-    min_agreement: float | None = None,
-    validation_data: str | os.PathLike[str] | None = None,
     progress: bool = False,
 ) -> OnnxExportResult:
-    """Turn an FP32 ONNX model written by this tool into an FP16 or INT8 one at ``output``.
+    """Turn an FP32 ONNX model written by this tool into an FP16, INT8 or BF16 one at ``output``.
 
+    ``config`` (validated when it was made) says which precision and with what images and guard.
     INT8 is accuracy-guarded (:mod:`dacovid_export.calibration.guard`): it must agree with
     the FP32 model on ``min_agreement`` (default 0.99) of validation images calibration never
     saw (``validation_data``, or by default a seeded, stratified part of ``calib_data``),
@@ -244,21 +246,17 @@ def convert_precision(
     and is compared with the FP32 model in ONNX Runtime, on the calibration
     images when given, on seeded synthetic inputs otherwise.
     """
-    if precision not in ("fp16", "int8", "bf16"):
-        raise UserInputError(f"precision={precision!r}: convert_precision makes 'fp16', 'int8' or 'bf16' models")
     info = read_onnx_info(fp32_onnx)  # a broken or foreign file is the first thing to say, before any option
-    config = PrecisionConfig(
-        precision=precision,
-        calib_data=None if calib_data is None else Path(calib_data),
-        calib_size=calib_size,
-        calib_method=calib_method,
-        seed=seed,
-        cache_dir=None if cache_dir is None else Path(cache_dir),
-        atol=atol,
-        rtol=rtol,
-        min_agreement=min_agreement,
-        validation_data=None if validation_data is None else Path(validation_data),
-    )
+    if not isinstance(config, PrecisionConfig):
+        raise UserInputError(f"config must be a PrecisionConfig, got {type(config).__name__}")
+    if config.precision not in PRECISION_STEPS:
+        made = [repr(p) for p in PRECISION_STEPS]
+        raise UserInputError(
+            f"precision={config.precision!r}: convert_precision makes {', '.join(made[:-1])} or {made[-1]} models"
+        )
+    if config.qat:
+        # QAT fine-tunes the checkpoint's weights; an ONNX model's are frozen
+        raise UserInputError("qat fine-tunes a checkpoint: use export_at_precision (dacovid-export onnx --qat)")
     return _convert_checked(fp32_onnx, output, config, progress, info)
 
 
@@ -317,27 +315,9 @@ def _convert(
     with scratch_dir(output) as scratch:
         raw = scratch / f"model.{config.precision}.raw.onnx"
         final = scratch / f"model.{config.precision}.onnx"
-        if config.precision == "fp16" and validation is not None:
-            step = guarded_convert_fp16(
-                fp32_path, raw, validation=validation, calibration=calibration, config=config.fp16_guard_config(),
-                progress=steps.enabled,
-            )
-        elif config.precision == "fp16":
-            step = convert_fp16(fp32_path, raw, calibration=None)
-        elif config.precision == "bf16":
-            step = _bf16_step(fp32_path, raw, config, validation, calibration)
-        else:
-            step = guarded_quantize_int8(
-                fp32_path,
-                raw,
-                calibration=calibration,
-                validation=validation,
-                config=config.guard_config(),
-                cache_dir=config.cache_dir,
-                progress=steps.enabled,
-                reference_model=reference,
-                qat=qat,
-            )
+        step = PRECISION_STEPS[config.precision](
+            _StepInputs(fp32_path, raw, config, calibration, validation, steps.enabled, reference, qat)
+        )
         proto = load_onnx(raw)
         # the precision tools write a plain ONNX file: stamp our metadata again
         meta = _precision_metadata(fp32_path, fp32_meta, config, step, calibration)
@@ -357,7 +337,7 @@ def _convert(
 
         steps.start(f"{_runtime_of(config.precision)} {config.precision} vs fp32")
         comparisons = _verify_against_onnx(fp32_path, final, info.preprocessing, config, batches, calibration)
-        if config.precision in ("int8", "bf16"):
+        if not PRECISION_SPECS[config.precision].logits_gate:
             # one gate for INT8: the guard's agreement at the user's --min-agreement; the logit tolerance is reported
             # (a NaN or infinite logit still refuses, and a broken graph failed the checks above)
             comparisons = tuple(dataclasses.replace(c, enforced=False) for c in comparisons)
@@ -369,17 +349,9 @@ def _convert(
         "cache_hit": bool(step.cache_hit),
         **dict(step.details),
     }
-    guard = details.get("guard")
-    notes: tuple[str, ...] = tuple(guard_summary_lines(guard)) if guard else ()
-    if config.precision == "bf16":
-        notes = tuple(bf16_guard_summary_lines(details["bf16_guard"]))
-    if config.precision == "fp16":
-        fp16_guard = details.get("fp16_guard")
-        notes = (
-            tuple(fp16_guard_summary_lines(fp16_guard))
-            if fp16_guard
-            else ("FP16 guard: not run (no images: pass --calib-data or --validation-data to measure agreement with FP32)",)
-        )
+    notes: tuple[str, ...] = tuple(step.guard.lines()) if step.guard is not None else ()
+    if config.precision == "fp16" and step.guard is None:
+        notes = ("FP16 guard: not run (no images: pass --calib-data or --validation-data to measure agreement with FP32)",)
     return written_result(
         output,
         info.max_batch,
@@ -389,6 +361,7 @@ def _convert(
         timings,
         details,
         notes=notes,
+        guard=step.guard,
     )
 
 
@@ -414,24 +387,58 @@ def _precision_metadata(
             **calibration.describe(),
             "method": step.details.get("method") if config.precision == "int8" else None,
         }
-    if "guard" in step.details:
-        # the accuracy guard's verdict travels with the model: method, nodes out of INT8, agreement before/after
-        meta["int8_guard"] = step.details["guard"]
-    if "fp16_guard" in step.details:
-        meta["fp16_guard"] = step.details["fp16_guard"]
-    if "bf16_guard" in step.details:
-        meta["bf16_guard"] = step.details["bf16_guard"]
+    if step.guard is not None:
+        # the accuracy guard's verdict travels with the model (int8_guard / fp16_guard / bf16_guard); read it back
+        # with guard_report_of
+        meta[step.guard.METADATA_KEY] = step.guard.to_dict()
     return meta
 
 
 def _runtime_of(precision: str) -> str:
     """The runtime the self-check runs the written model with: OpenVINO for BF16, ONNX Runtime otherwise."""
-    return "openvino" if precision == "bf16" else "onnxruntime"
+    return PRECISION_SPECS[precision].checked_with
 
 
-def _bf16_step(
-    fp32_path: Path, raw: Path, config: PrecisionConfig, validation: Any, calibration: Any
-) -> PrecisionResult:
+@dataclasses.dataclass(frozen=True)
+class _StepInputs:
+    """What a precision's step gets: the FP32 model, where to write, the options and the images (``None``: none)."""
+
+    fp32_path: Path
+    raw: Path
+    config: PrecisionConfig
+    calibration: Any
+    validation: Any
+    progress: bool
+    reference: Path | None = None  # QAT: the original checkpoint's FP32 model the guard judges against
+    qat: dict[str, Any] | None = None  # QAT: the fine-tune's record
+
+
+def _fp16_step(x: _StepInputs) -> PrecisionResult:
+    """FP16: AutoCast, under the FP16 guard when there are validation images."""
+    if x.validation is None:
+        return convert_fp16(x.fp32_path, x.raw, calibration=None)
+    return guarded_convert_fp16(
+        x.fp32_path, x.raw, validation=x.validation, calibration=x.calibration, config=x.config.fp16_guard_config(),
+        progress=x.progress,
+    )
+
+
+def _int8_step(x: _StepInputs) -> PrecisionResult:
+    """INT8: explicit Q/DQ under the INT8 guard (calibration images required)."""
+    return guarded_quantize_int8(
+        x.fp32_path,
+        x.raw,
+        calibration=x.calibration,
+        validation=x.validation,
+        config=x.config.guard_config(),
+        cache_dir=x.config.cache_dir,
+        progress=x.progress,
+        reference_model=x.reference,
+        qat=x.qat,
+    )
+
+
+def _bf16_step(x: _StepInputs) -> PrecisionResult:
     """BF16: the graph stays the FP32 one (OpenVINO rounds at run time); the guard decides whether it may be marked.
 
     No node is kept FP32: OpenVINO's CPU plugin runs every node in BF16 once the hint is bf16
@@ -440,12 +447,19 @@ def _bf16_step(
     """
     import shutil
 
-    report = guard_bf16(fp32_path, validation, config.bf16_guard_config(), exclude=calibration, name=str(raw.name))
-    shutil.copyfile(fp32_path, raw)
-    return PrecisionResult(
-        precision="bf16", fp32_nodes=(), seconds=report.seconds, cache_hit=False,
-        details={"bf16_guard": report.to_dict()},
+    report = guard_bf16(
+        x.fp32_path, x.validation, x.config.bf16_guard_config(), exclude=x.calibration, name=str(x.raw.name)
     )
+    shutil.copyfile(x.fp32_path, x.raw)
+    return PrecisionResult(precision="bf16", fp32_nodes=(), seconds=report.seconds, cache_hit=False, guard=report)
+
+
+# the step that makes each precision (artifacts.info.PRECISION_SPECS has the rest of what is known about it)
+PRECISION_STEPS: Mapping[str, Callable[[_StepInputs], PrecisionResult]] = {
+    "fp16": _fp16_step,
+    "int8": _int8_step,
+    "bf16": _bf16_step,
+}
 
 
 def _int8_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:
@@ -470,35 +484,23 @@ def _fp16_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> t
     return _int8_image_sets(config, preprocessing)
 
 
-def guard_summary_lines(guard: Mapping[str, Any]) -> list[str]:
-    """Report lines of an INT8 accuracy guard record (``int8_guard`` metadata / ``precision_details["guard"]``)."""
-    before, after = guard["before"], guard["after"]
-    excluded = guard.get("excluded_nodes", [])
-    shown = ", ".join(f"{n['label']} ({n['dtype']})" for n in excluded[:10]) + (
-        f", ... ({len(excluded)} in all)" if len(excluded) > 10 else ""
-    )
-    return [
-        f"INT8 guard: {guard['method']} calibration; agreement with FP32 on {after['images']} validation images "
-        f"{before['agreement']:.2%} -> {after['agreement']:.2%} (target {guard['target_agreement']:.2%}); "
-        f"|Δlogit| median {before['median_abs_dlogit']:.3g} -> {after['median_abs_dlogit']:.3g}, "
-        f"max {before['max_abs_dlogit']:.3g} -> {after['max_abs_dlogit']:.3g}",
-        f"INT8 guard: validation images: {guard['validation'].get('source')}",
-        f"INT8 guard: convolutions left INT8 {guard['int8_convs']}/{guard['convs']} ({guard['int8_conv_share']:.1%}); "
-        f"out of INT8: {shown or 'none'}; {guard['seconds']:.1f}s",
-        *(
-            [f"INT8 guard: QAT {q.get('epochs')} epoch(s) on {q.get('train_images', q.get('images'))} training images "
-             f"({'reused ' if q.get('reused') else ''}{q.get('checkpoint')}), {q.get('seconds', 0.0):.0f}s; judged against "
-             "the original checkpoint's FP32 model"]
-            if (q := guard.get("qat"))
-            else []
-        ),
-        *(
-            [f"INT8 guard: under OpenVINO (CPU, FP32 set around INT8): agreement {ov['agreement']:.2%}, "
-             f"|Δlogit| median {ov['median_abs_dlogit']:.3g} max {ov['max_abs_dlogit']:.3g}"]
-            if (ov := guard.get("after_openvino"))
-            else []
-        ),
-    ]
+# the guards' report types, and the metadata (and report.json) key each is written under
+GUARD_REPORTS = (GuardReport, Fp16GuardReport, Bf16GuardReport)
+GUARD_KEYS = tuple(kind.METADATA_KEY for kind in GUARD_REPORTS)
+
+
+def guard_report_of(metadata: Mapping[str, Any]) -> AccuracyReport | None:
+    """The accuracy guard's report in a precision model's metadata (raw strings or parsed values), typed.
+
+    The same object the step wrote, so the pipeline report and the step render it with the same ``lines()``.
+    """
+    for kind in GUARD_REPORTS:
+        data = metadata.get(kind.METADATA_KEY)
+        if isinstance(data, str):
+            data = json.loads(data)
+        if data:
+            return kind.from_dict(data)
+    return None
 
 
 def _verify_against_onnx(

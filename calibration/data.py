@@ -28,7 +28,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import sys
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -36,6 +35,8 @@ import numpy as np
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import file_identity, sha256_file
+from dacovid_export.core.log import get_logger
+from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.image_folder import (
     find_images,
     is_split_file,
@@ -63,6 +64,8 @@ __all__ = [
     "load_validation_set",
     "split_calibration_set",
 ]
+
+_log = get_logger("calibration")
 
 MIN_CALIBRATION_IMAGES = 8
 """Fewer images than this give activation ranges that say more about the sample than the data."""
@@ -132,10 +135,7 @@ def _strata(folder: Path, what: str = "calibration") -> dict[str, list[Path]]:
         return {_FLAT_STRATUM: images}
     loose = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS]
     if loose:
-        print(
-            f"{what}: {len(loose)} image(s) directly in {str(folder)!r} beside class folders are not used",
-            file=sys.stderr,
-        )
+        _log.info(f"{what}: {len(loose)} image(s) directly in {str(folder)!r} beside class folders are not used")
     return scan_class_folders(folder)
 
 
@@ -283,11 +283,8 @@ def _build_set(selection: _Selection, preprocessing: Preprocessing, exclude: fro
     if exclude:
         kept = [i for i, d in enumerate(digests) if d not in exclude]
         if len(kept) < len(selected):
-            print(
-                f"{what}: {len(selected) - len(kept)} image(s) are byte-for-byte copies of validation images and are "
-                "left out, so the guard judges on images calibration never saw",
-                file=sys.stderr,
-            )
+            _log.info(f"{what}: {len(selected) - len(kept)} image(s) are byte-for-byte copies of validation images and are "
+                "left out, so the guard judges on images calibration never saw")
             selected, digests = [selected[i] for i in kept], [digests[i] for i in kept]
             if len(selected) < MIN_CALIBRATION_IMAGES:
                 raise UserInputError(
@@ -296,9 +293,7 @@ def _build_set(selection: _Selection, preprocessing: Preprocessing, exclude: fro
                 )
     sha256 = _content_hash(root, selected, digests, preprocessing)
     array = np.empty((len(selected), 3, preprocessing.image_size, preprocessing.image_size), dtype=np.float32)
-    from tqdm import tqdm
-
-    progress = tqdm(selected, desc=f"{what} images", unit="img", file=sys.stderr, leave=False, disable=None)
+    progress = progress_bar(selected, desc=f"{what} images", unit="img", auto=True)
     for i, path in enumerate(progress):
         try:
             array[i] = preprocess(path, preprocessing)  # 3 x S x S
@@ -333,11 +328,8 @@ def _available(
             "needed for meaningful activation ranges"
         )
     if available < size and say:
-        print(
-            f"{what}: {str(root)!r} has only {available} images, fewer than the requested {size}: "
-            f"using all {available}",
-            file=sys.stderr,
-        )
+        _log.info(f"{what}: {str(root)!r} has only {available} images, fewer than the requested {size}: "
+            f"using all {available}")
     return min(size, available)
 
 

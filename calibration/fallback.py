@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -55,6 +55,10 @@ class FallbackNode:
 
     def to_dict(self) -> dict[str, str]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "FallbackNode":
+        return cls(**{f.name: data[f.name] for f in dataclasses.fields(cls)})
 
 
 def activation_peaks(

@@ -24,13 +24,14 @@ happens. The attention rule above makes the check's sample size matter little.
 from __future__ import annotations
 
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from dacovid_export.artifacts.onnx_graph import find_attention_chains
 from dacovid_export.calibration.data import CalibrationSet
 from dacovid_export.calibration.graph import (
     batches_for_model,
@@ -51,12 +52,13 @@ from dacovid_export.calibration.tooling import (
     onnxruntime_version,
     tool_output_filtered,
 )
-
-from dacovid_export.artifacts.onnx_graph import find_attention_chains
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import CheckFailedError, UserInputError
+from dacovid_export.core.log import get_logger
 
 __all__ = ["FP16_DATA_MAX", "MAX_RANGE_CHECK_IMAGES", "convert_fp16"]
+
+_log = get_logger("calibration")
 
 FP16_DATA_MAX = 512.0
 MAX_RANGE_CHECK_IMAGES = 8
@@ -94,11 +96,8 @@ def convert_fp16(
     limit = max_range_images if batch is None else max(1, max_range_images // batch) * batch
     if range_data is not None and len(range_data) > limit:
         picks = np.unique(np.linspace(0, len(range_data) - 1, limit).round().astype(int))
-        print(
-            f"fp16: AutoCast's range check holds every intermediate tensor in memory; using {len(picks)} of the "
-            f"{len(range_data)} calibration images (evenly spaced) for it",
-            file=sys.stderr,
-        )
+        _log.info(f"fp16: AutoCast's range check holds every intermediate tensor in memory; using {len(picks)} of the "
+            f"{len(range_data)} calibration images (evenly spaced) for it")
         range_data = range_data[picks]
     if range_data is not None:
         range_data = np.concatenate(batches_for_model(range_data, src, purpose="fp16"))

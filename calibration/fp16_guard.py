@@ -23,13 +23,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
-import numpy as np
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.fallback import activation_peaks
 from dacovid_export.calibration.fp16 import convert_fp16
@@ -40,11 +39,12 @@ from dacovid_export.calibration.graph import (
     ensure_node_names,
     load_source_model,
 )
+from dacovid_export.calibration.guard_report import GuardVerdict, candidate_table
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.calibration.sensitivity import onnx_logits
-
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import atomic_write_bytes
+from dacovid_export.core.log import get_logger
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
 __all__ = [
@@ -55,8 +55,9 @@ __all__ = [
     "Fp16GuardReport",
     "Fp16GuardFailedError",
     "guarded_convert_fp16",
-    "fp16_guard_summary_lines",
 ]
+
+_logger = get_logger("calibration")
 
 DEFAULT_FP16_MIN_AGREEMENT = 0.995  # parity's FP16 threshold (dacovid_export.parity.config), so a guarded model passes check
 DEFAULT_MIN_FP16_CONV_SHARE = 0.8
@@ -107,75 +108,66 @@ class Fp16GuardStep:
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "kept_fp32": self.kept_fp32, "fp16_convs": self.fp16_convs, **self.agreement.to_dict()}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Fp16GuardStep":
+        return cls(data["label"], int(data["kept_fp32"]), int(data["fp16_convs"]), Agreement.from_dict(data))
+
 
 @dataclasses.dataclass(frozen=True)
-class Fp16GuardReport:
+class Fp16GuardReport(GuardVerdict):
     """What the FP16 guard measured and decided; ``passed`` is whether the written model meets the target."""
 
-    target: float
+    METADATA_KEY: ClassVar[str] = "fp16_guard"
+
     min_fp16_conv_share: float
-    validation: dict[str, Any]
-    reference: str
-    before: Agreement
-    after: Agreement
     kept_fp32: tuple[str, ...]
-    convs: int
     fp16_convs: int
     steps: tuple[Fp16GuardStep, ...]
-    seconds: float
-    passed: bool
 
     @property
     def fp16_conv_share(self) -> float:
         return self.fp16_convs / self.convs if self.convs else 0.0
 
     def table(self) -> list[str]:
-        rows = [f"  {'candidate':<44} {'agreement':>9} {'|Δlogit| med':>12} {'max':>7} {'FP16 convs':>11}"]
-        for step in self.steps:
-            a = step.agreement
-            rows.append(
-                f"  {step.label[:44]:<44} {a.agreement:>9.2%} {a.median_abs_dlogit:>12.3g} {a.max_abs_dlogit:>7.3g} "
-                f"{step.fp16_convs:>5}/{self.convs:<5}"
-            )
-        return rows
+        """The candidates tried, one row each."""
+        return candidate_table("FP16", self.convs, [(s.label, s.agreement, s.fp16_convs) for s in self.steps])
+
+    def lines(self) -> list[str]:
+        """The report's one rendering: the step's log, the ``onnx`` summary and the pipeline report."""
+        kept = self.kept_fp32
+        shown = ", ".join(kept[:10]) + (f", ... ({len(kept)} in all)" if len(kept) > 10 else "")
+        return [
+            self.agreement_line("FP16"),
+            self.validation_line("FP16"),
+            f"FP16 guard: convolutions left FP16 {self.fp16_convs}/{self.convs} ({self.fp16_conv_share:.1%}); "
+            f"kept FP32 by the guard: {shown or 'none'}; {self.seconds:.1f}s",
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "target_agreement": self.target,
+            **self.verdict_dict(),
             "min_fp16_conv_share": self.min_fp16_conv_share,
-            "validation": dict(self.validation),
-            "reference": self.reference,
-            "before": self.before.to_dict(),
-            "after": self.after.to_dict(),
             "kept_fp32_nodes": list(self.kept_fp32),
-            "convs": self.convs,
             "fp16_convs": self.fp16_convs,
             "fp16_conv_share": self.fp16_conv_share,
             "steps": [s.to_dict() for s in self.steps],
-            "seconds": self.seconds,
-            "passed": self.passed,
         }
 
-
-def fp16_guard_summary_lines(guard: dict[str, Any]) -> list[str]:
-    """Report lines of an FP16 guard record (``fp16_guard`` metadata / ``precision_details["fp16_guard"]``)."""
-    before, after = guard["before"], guard["after"]
-    kept = guard.get("kept_fp32_nodes", [])
-    shown = ", ".join(kept[:10]) + (f", ... ({len(kept)} in all)" if len(kept) > 10 else "")
-    return [
-        f"FP16 guard: agreement with FP32 on {after['images']} validation images {before['agreement']:.2%} -> "
-        f"{after['agreement']:.2%} (target {guard['target_agreement']:.2%}); |Δlogit| median "
-        f"{before['median_abs_dlogit']:.3g} -> {after['median_abs_dlogit']:.3g}, max {before['max_abs_dlogit']:.3g} -> "
-        f"{after['max_abs_dlogit']:.3g}",
-        f"FP16 guard: validation images: {guard['validation'].get('source')}",
-        f"FP16 guard: convolutions left FP16 {guard['fp16_convs']}/{guard['convs']} ({guard['fp16_conv_share']:.1%}); "
-        f"kept FP32 by the guard: {shown or 'none'}; {guard['seconds']:.1f}s",
-    ]
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Fp16GuardReport":
+        """The report :meth:`to_dict` wrote (``fp16_guard`` metadata, report.json)."""
+        return cls(
+            **cls.verdict_fields(data),
+            min_fp16_conv_share=float(data["min_fp16_conv_share"]),
+            kept_fp32=tuple(data.get("kept_fp32_nodes", ())),
+            fp16_convs=int(data["fp16_convs"]),
+            steps=tuple(Fp16GuardStep.from_dict(x) for x in data.get("steps", ())),
+        )
 
 
 def _log(message: str, progress: bool) -> None:
     if progress:
-        print(message, file=sys.stderr, flush=True)
+        _logger.info(message)
 
 
 def guarded_convert_fp16(
@@ -272,12 +264,13 @@ def guarded_convert_fp16(
         if not passed:
             raise Fp16GuardFailedError(_failure_message(report), report)
         atomic_write_bytes(output, path.read_bytes())
-    for line in fp16_guard_summary_lines(report.to_dict()):
+    for line in report.lines():
         _log(line, progress)
     return dataclasses.replace(
         result,
         seconds=time.perf_counter() - started,
-        details={**result.details, "fp16_guard": report.to_dict(), "fp16_guard_config": config.to_dict()},
+        details={**result.details, "fp16_guard_config": config.to_dict()},
+        guard=report,
     )
 
 

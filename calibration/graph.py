@@ -23,6 +23,7 @@ from dacovid_export.artifacts.onnx_graph import (
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import CheckFailedError, UserInputError, first_line
 from dacovid_export.core.fileio import atomic_path, sha256_file
+from dacovid_export.core.log import get_logger
 
 if TYPE_CHECKING:
     import onnx
@@ -41,6 +42,8 @@ __all__ = [
     "restore_metadata",
     "write_checked_model",
 ]
+
+_log = get_logger("calibration")
 
 # nodes that only carry, route or clamp data: never reported as "FP32 compute"
 NON_COMPUTE_OPS = PASS_THROUGH_OPS | {"Relu", "Constant", "Shape", "Gather", "Concat", "Slice", "Split", "Expand"}
@@ -173,7 +176,6 @@ def batches_for_model(array: np.ndarray, source: SourceModel, *, purpose: str) -
     With a fixed batch size B, images beyond the last full batch are left out (a line on
     stderr says how many); fewer than B images raise :class:`UserInputError`.
     """
-    import sys
 
     size = source.static_batch or 1
     usable = len(array) // size * size
@@ -182,10 +184,7 @@ def batches_for_model(array: np.ndarray, source: SourceModel, *, purpose: str) -
             f"{len(array)} calibration image(s) for a model with a fixed batch of {size}: give at least {size}"
         )
     if usable < len(array):
-        print(
-            f"{purpose}: the model has a fixed batch of {size}; using {usable} of {len(array)} calibration images",
-            file=sys.stderr,
-        )
+        _log.info(f"{purpose}: the model has a fixed batch of {size}; using {usable} of {len(array)} calibration images")
     return [np.ascontiguousarray(array[i : i + size]) for i in range(0, usable, size)]
 
 

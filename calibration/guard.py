@@ -22,12 +22,13 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import time
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
+
+from dacovid_export.artifacts.onnx_graph import attention_feeders, find_attention_chains
 from dacovid_export.calibration.cache import CalibrationCache
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.fallback import (
@@ -44,6 +45,7 @@ from dacovid_export.calibration.graph import (
     load_source_model,
     write_checked_model,
 )
+from dacovid_export.calibration.guard_report import GuardVerdict, candidate_table
 from dacovid_export.calibration.int8 import (
     CALIBRATION_METHODS,
     RECIPE_VERSION,
@@ -60,9 +62,8 @@ from dacovid_export.calibration.sensitivity import (
     openvino_logits,
     rank_nodes,
 )
-
-from dacovid_export.artifacts.onnx_graph import attention_feeders, find_attention_chains
 from dacovid_export.core.errors import CheckFailedError, UserInputError
+from dacovid_export.core.log import get_logger
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
 if TYPE_CHECKING:
@@ -78,6 +79,8 @@ __all__ = [
     "guarded_quantize_int8",
     "int8_conv_share",
 ]
+
+_logger = get_logger("calibration")
 
 DEFAULT_MIN_AGREEMENT = 0.99
 DEFAULT_MIN_INT8_CONV_SHARE = 0.8
@@ -142,26 +145,29 @@ class GuardStep:
         return {"label": self.label, "method": self.method, "excluded": self.excluded, "int8_convs": self.int8_convs,
                 **self.agreement.to_dict()}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GuardStep":
+        return cls(data["label"], data["method"], int(data["excluded"]), int(data["int8_convs"]), Agreement.from_dict(data))
+
 
 @dataclasses.dataclass(frozen=True)
-class GuardReport:
-    """What the guard measured and decided; ``passed`` is whether the written model meets the target."""
+class GuardReport(GuardVerdict):
+    """What the INT8 guard measured and decided; ``passed`` is whether the written model meets the target.
 
-    target: float
+    ``ranking``: the sensitivity pass's nodes (the dict form keeps the first 20). ``qat``: the
+    quantization-aware fine-tune's record when the model came from one.
+    """
+
+    METADATA_KEY: ClassVar[str] = "int8_guard"
+
     min_int8_conv_share: float
-    validation: dict[str, Any]
-    reference: str
     method: str
-    before: Agreement
-    after: Agreement
     excluded: tuple[FallbackNode, ...]
-    convs: int
     int8_convs: int
     steps: tuple[GuardStep, ...]
     ranking: tuple[NodeSensitivity, ...]
-    seconds: float
-    passed: bool
     after_openvino: Agreement | None = None  # the written model under OpenVINO (FP32 precision set), for the record
+    qat: Mapping[str, Any] | None = None
 
     @property
     def int8_conv_share(self) -> float:
@@ -169,52 +175,62 @@ class GuardReport:
 
     def table(self) -> list[str]:
         """The candidates tried, one row each."""
-        rows = [f"  {'candidate':<44} {'agreement':>9} {'|Δlogit| med':>12} {'max':>7} {'INT8 convs':>11}"]
-        for step in self.steps:
-            a = step.agreement
-            rows.append(
-                f"  {step.label[:44]:<44} {a.agreement:>9.2%} {a.median_abs_dlogit:>12.3g} {a.max_abs_dlogit:>7.3g} "
-                f"{step.int8_convs:>5}/{self.convs:<5}"
-            )
-        return rows
+        return candidate_table("INT8", self.convs, [(s.label, s.agreement, s.int8_convs) for s in self.steps])
 
     def lines(self) -> list[str]:
-        v = self.validation
+        """The report's one rendering: the step's log, the ``onnx`` summary and the pipeline report."""
+        excluded = self.excluded
+        shown = ", ".join(f"{n.label} ({n.dtype})" for n in excluded[:10]) + (
+            f", ... ({len(excluded)} in all)" if len(excluded) > 10 else ""
+        )
         out = [
-            f"INT8 accuracy guard: target agreement >= {self.target:.2%} with FP32 ({self.reference}) on {v.get('images')} "
-            f"validation images ({v.get('source')})",
-            *self.table(),
-            f"kept: {self.method} calibration, {len(self.excluded)} node(s) out of INT8; before {self.before.describe()}; "
-            f"after {self.after.describe()}",
-            f"convolutions left INT8: {self.int8_convs}/{self.convs} ({self.int8_conv_share:.1%}); guard time {self.seconds:.1f}s",
+            self.agreement_line("INT8", f"{self.method} calibration; "),
+            self.validation_line("INT8"),
+            f"INT8 guard: convolutions left INT8 {self.int8_convs}/{self.convs} ({self.int8_conv_share:.1%}); "
+            f"out of INT8: {shown or 'none'}; {self.seconds:.1f}s",
         ]
-        if self.after_openvino is not None:
-            out.append(f"same model under OpenVINO (CPU, f32 around INT8): {self.after_openvino.describe()}")
-        if self.excluded:
-            shown = ", ".join(f"{n.label} ({n.dtype})" for n in self.excluded[:12])
-            more = f", ... ({len(self.excluded)} in all)" if len(self.excluded) > 12 else ""
-            out.append(f"taken out of INT8: {shown}{more}")
+        if (q := self.qat) is not None:
+            out.append(
+                f"INT8 guard: QAT {q.get('epochs')} epoch(s) on {q.get('train_images', q.get('images'))} training images "
+                f"({'reused ' if q.get('reused') else ''}{q.get('checkpoint')}), {q.get('seconds', 0.0):.0f}s; judged "
+                "against the original checkpoint's FP32 model"
+            )
+        if (ov := self.after_openvino) is not None:
+            out.append(
+                f"INT8 guard: under OpenVINO (CPU, FP32 set around INT8): agreement {ov.agreement:.2%}, "
+                f"|Δlogit| median {ov.median_abs_dlogit:.3g} max {ov.max_abs_dlogit:.3g}"
+            )
         return out
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "target_agreement": self.target,
+            **self.verdict_dict(),
             "min_int8_conv_share": self.min_int8_conv_share,
-            "validation": dict(self.validation),
-            "reference": self.reference,
             "method": self.method,
-            "before": self.before.to_dict(),
-            "after": self.after.to_dict(),
             "excluded_nodes": [n.to_dict() for n in self.excluded],
-            "convs": self.convs,
             "int8_convs": self.int8_convs,
             "int8_conv_share": self.int8_conv_share,
             "steps": [s.to_dict() for s in self.steps],
             "ranking_top": [r.to_dict() for r in self.ranking[:20]],
-            "seconds": self.seconds,
-            "passed": self.passed,
             "after_openvino": None if self.after_openvino is None else self.after_openvino.to_dict(),
+            **({"qat": dict(self.qat)} if self.qat is not None else {}),
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GuardReport":
+        """The report :meth:`to_dict` wrote (``int8_guard`` metadata, report.json)."""
+        ov = data.get("after_openvino")
+        return cls(
+            **cls.verdict_fields(data),
+            min_int8_conv_share=float(data["min_int8_conv_share"]),
+            method=str(data["method"]),
+            excluded=tuple(FallbackNode.from_dict(n) for n in data.get("excluded_nodes", ())),
+            int8_convs=int(data["int8_convs"]),
+            steps=tuple(GuardStep.from_dict(x) for x in data.get("steps", ())),
+            ranking=tuple(NodeSensitivity.from_dict(r) for r in data.get("ranking_top", ())),
+            after_openvino=None if ov is None else Agreement.from_dict(ov),
+            qat=data.get("qat"),
+        )
 
 
 def int8_conv_share(model: "onnx.ModelProto") -> tuple[int, int]:
@@ -226,7 +242,7 @@ def int8_conv_share(model: "onnx.ModelProto") -> tuple[int, int]:
 
 def _log(message: str, progress: bool) -> None:
     if progress:
-        print(message, file=sys.stderr, flush=True)
+        _logger.info(message)
 
 
 def guarded_quantize_int8(
@@ -311,6 +327,7 @@ def guarded_quantize_int8(
         ranking=tuple(ranking),
         seconds=time.perf_counter() - started,
         passed=passed,
+        qat=qat,
     )
     if not passed:
         raise GuardFailedError(_failure_message(report, qat=qat is not None), report)
@@ -341,10 +358,9 @@ def guarded_quantize_int8(
         "providers": ["CPUExecutionProvider"],
         "modelopt": best.fields["modelopt"],
         "onnxruntime": best.fields["onnxruntime"],
-        "guard": report.to_dict() | ({"qat": qat} if qat is not None else {}),
         "guard_config": config.to_dict(),
     }
-    for line in report.lines():
+    for line in (*report.table(), *report.lines()):
         _log(line, progress)
     fp16 = {n.name for n in excluded if n.dtype == "fp16"}
     return PrecisionResult(
@@ -353,6 +369,7 @@ def guarded_quantize_int8(
         seconds=time.perf_counter() - started,
         cache_hit=best.cache_hit,
         details=details,
+        guard=report,
     )
 
 

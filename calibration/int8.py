@@ -26,13 +26,18 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
+from dacovid_export.artifacts.onnx_graph import (
+    AttentionChain,
+    consumers,
+    find_attention_chains,
+)
 from dacovid_export.calibration.cache import CalibrationCache, cache_key
 from dacovid_export.calibration.data import CalibrationSet
 from dacovid_export.calibration.graph import (
@@ -54,14 +59,9 @@ from dacovid_export.calibration.tooling import (
     onnxruntime_version,
     tool_output_filtered,
 )
-
-from dacovid_export.artifacts.onnx_graph import (
-    AttentionChain,
-    consumers,
-    find_attention_chains,
-)
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.progress import progress_bar
 
 __all__ = [
     "CALIBRATION_METHODS",
@@ -121,8 +121,6 @@ def _calibrate(src: SourceModel, array: np.ndarray, method: str, excluded: Seque
     """Run Model Optimizer's INT8 quantization in a private folder; returns the quantized ModelProto."""
     onnx = require("onnx", "write the INT8 model")
     quantization = require("modelopt.onnx.quantization", "quantize the ONNX model to INT8 (Model Optimizer)")
-    from tqdm import tqdm
-
     with tempfile.TemporaryDirectory(prefix="dacovid-int8-") as tmp:
         # Model Optimizer rewrites its input in place (shape inference) and writes side
         # files beside it and beside the output: work on a private copy.
@@ -131,14 +129,7 @@ def _calibrate(src: SourceModel, array: np.ndarray, method: str, excluded: Seque
         onnx.save(src.model, str(work_path), save_as_external_data=False)
         # one image per step, or the model's fixed batch: N x 3 x S x S -> [B x 3 x S x S]
         batches = batches_for_model(array, src, purpose="int8")
-        bar = tqdm(
-            total=sum(len(b) for b in batches),
-            desc=f"INT8 calibration ({method})",
-            unit="img",
-            file=sys.stderr,
-            leave=False,
-            disable=None,
-        )
+        bar = progress_bar(total=sum(len(b) for b in batches), desc=f"INT8 calibration ({method})", unit="img", auto=True)
         reader = _reader(src.input_name, batches, bar)
         try:
             with tool_output_filtered():

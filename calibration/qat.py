@@ -40,7 +40,6 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +50,8 @@ import numpy as np
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_path, sha256_file
 from dacovid_export.core.limits import MAX_BATCH_SIZE
+from dacovid_export.core.log import get_logger
+from dacovid_export.core.progress import progress_bar
 
 if TYPE_CHECKING:
     import torch
@@ -65,6 +66,8 @@ __all__ = [
     "fold_batchnorms",
     "qat_finetune",
 ]
+
+_log = get_logger("calibration")
 
 DEFAULT_QAT_EPOCHS = 2
 DEFAULT_QAT_LR = 1e-6  # the smallest tried on the cxr3 checkpoint; none tried improved agreement (module docstring)
@@ -306,10 +309,11 @@ def qat_finetune(
     """
     import torch
     import torch.nn.functional as F
+
     from dacovid_export.model.checkpoint import load_checkpoint, save_checkpoint
 
     started = time.perf_counter()
-    say = log or (lambda m: print(m, file=sys.stderr, flush=True))
+    say = log or _log.info
     if not isinstance(config, QatConfig):
         raise UserInputError(f"config of type {type(config).__name__}: give a QatConfig")
     train = np.array(train_images, dtype=np.float32, copy=True)  # writable: torch.from_numpy warns on read-only arrays
@@ -418,6 +422,4 @@ def qat_finetune(
 def _bar(total: int, desc: str, enabled: bool) -> Any:
     if not enabled:
         return None
-    from tqdm import tqdm
-
-    return tqdm(total=total, desc=desc, unit="batch", file=sys.stderr, leave=True)
+    return progress_bar(total=total, desc=desc, unit="batch", leave=True)

@@ -11,14 +11,13 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from dacovid_export.calibration.graph import NON_COMPUTE_OPS
-
 from dacovid_export.artifacts.onnx_graph import (
     AttentionChain,
     constant_names,
     data_input,
     producers,
 )
+from dacovid_export.calibration.graph import NON_COMPUTE_OPS
 from dacovid_export.core.errors import CheckFailedError
 
 if TYPE_CHECKING:

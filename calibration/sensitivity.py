@@ -11,17 +11,17 @@ the mean |Δlogit| (a continuous tie-break on a discrete measure).
 from __future__ import annotations
 
 import dataclasses
-import sys
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from dacovid_export.calibration.fallback import FallbackDtype, unquantize
 
 from dacovid_export.artifacts.onnx_graph import producers
+from dacovid_export.calibration.fallback import FallbackDtype, unquantize
 from dacovid_export.core.errors import CheckFailedError
 from dacovid_export.core.onnxruntime_session import open_session, run_session
 from dacovid_export.core.openvino_model import compile_for_cpu, infer_logits
+from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
 if TYPE_CHECKING:
@@ -88,6 +88,11 @@ class NodeSensitivity:
         return {"node": self.node, "op_type": self.op_type, "label": self.label, "fixed": self.fixed,
                 **{f"ranking_{k}": v for k, v in self.agreement.to_dict().items()}}
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "NodeSensitivity":
+        ranking = {k.removeprefix("ranking_"): v for k, v in data.items() if k.startswith("ranking_")}
+        return cls(data["node"], data["op_type"], data["label"], Agreement.from_dict(ranking), int(data["fixed"]))
+
 
 def rank_nodes(
     quantized: "onnx.ModelProto",
@@ -105,14 +110,10 @@ def rank_nodes(
     ``images``/``reference``/``baseline``: the at-risk images, their FP32 logits and the
     INT8 model's logits on them.
     """
-    from tqdm import tqdm
-
     ops = {n.name: n.op_type for n in quantized.graph.node}
     base_correct = int(np.sum(baseline.argmax(axis=1) == reference.argmax(axis=1)))
     ranked: list[NodeSensitivity] = []
-    bar = tqdm(
-        list(candidates.items()), desc="INT8 sensitivity", unit="node", file=sys.stderr, leave=False, disable=None if progress else True
-    )
+    bar = progress_bar(list(candidates.items()), desc="INT8 sensitivity", unit="node", enabled=progress, auto=True)
     for name, dtype in bar:
         logits = evaluate(unquantize(quantized, {name: dtype}), images)
         agreement = measure_agreement(reference, logits)

@@ -8,9 +8,12 @@ import logging
 import sys
 from collections.abc import Iterator
 
+from dacovid_export.core.log import get_logger
 from dacovid_export.core.versions import package_version
 
 __all__ = ["CPU_PROVIDERS", "quiet_modelopt", "tool_output_filtered", "modelopt_version", "onnxruntime_version"]
+
+_log = get_logger("calibration")
 
 # Model Optimizer's provider names: ONNX Runtime's CPU provider only. onnxruntime-gpu is
 # installed, so without this it would try CUDA and TensorRT first on a GPU machine and
@@ -69,7 +72,7 @@ def tool_output_filtered() -> Iterator[None]:
                 handler.setStream(stream)
     for line in captured.getvalue().splitlines():
         if (" - WARNING - " in line or " - ERROR - " in line) and not any(b in line for b in _BENIGN_MESSAGES):
-            print(line, file=sys.stderr)
+            _log.warning(line)
 
 
 def _version(*names: str) -> str:

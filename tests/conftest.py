@@ -192,18 +192,20 @@ def make_toy_onnx(tiny_checkpoint: Path):
 @pytest.fixture(scope="session")
 def tiny_fp16_onnx(tiny_fp32_onnx: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """FP16 (AutoCast, attention FP32) of ``tiny_fp32_onnx``."""
+    from dacovid_export.calibration.config import PrecisionConfig
     from dacovid_export.calibration.convert import convert_precision
 
     path = tmp_path_factory.mktemp("onnx_fp16") / "tiny.fp16.onnx"
-    convert_precision(tiny_fp32_onnx, path, precision="fp16")
+    convert_precision(tiny_fp32_onnx, path, PrecisionConfig(precision="fp16"))
     return path
 
 
 @pytest.fixture(scope="session")
 def tiny_int8_onnx(tiny_fp32_onnx: Path, synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """INT8 Q/DQ of ``tiny_fp32_onnx`` calibrated on 8 synthetic images."""
+    from dacovid_export.calibration.config import PrecisionConfig
     from dacovid_export.calibration.convert import convert_precision
 
     path = tmp_path_factory.mktemp("onnx_int8") / "tiny.int8.onnx"
-    convert_precision(tiny_fp32_onnx, path, precision="int8", calib_data=synthetic_dir, calib_size=8)
+    convert_precision(tiny_fp32_onnx, path, PrecisionConfig(precision="int8", calib_data=synthetic_dir, calib_size=8))
     return path

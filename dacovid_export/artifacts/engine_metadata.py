@@ -31,16 +31,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from dacovid_export.artifacts.info import PRECISIONS, ArtifactInfo
+from dacovid_export.artifacts.info import ENGINE_PRECISIONS, ArtifactInfo
 from dacovid_export.core.commands import rebuild_command
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import refuse_scratch
 from dacovid_export.core.versions import parse_version
 from dacovid_export.data.preprocessing import Preprocessing
-
-# cli/trt_cmd.py still imports these two from here; its import moves to trt.targets in the next round (issue 20),
-# then this line goes. Not a definition: the one home is trt/targets.py.
-from dacovid_export.trt.targets import RTX_DEFAULT_TARGETS, RTX_TARGETS, RUNTIMES  # noqa: F401,E402,F811
+from dacovid_export.trt.targets import RTX_TARGETS, RUNTIMES
 
 __all__ = [
     "ENGINE_METADATA_FORMAT",
@@ -92,8 +89,10 @@ class EngineMetadata:
     path: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UserInputError(f"engine metadata precision={self.precision!r}: expected one of {', '.join(PRECISIONS)}")
+        if self.precision not in ENGINE_PRECISIONS:  # BF16 is an OpenVINO precision: no engine has it
+            raise UserInputError(
+                f"engine metadata precision={self.precision!r}: expected one of {', '.join(ENGINE_PRECISIONS)}"
+            )
         for name in ("input_dtype", "output_dtype"):
             if getattr(self, name) not in _IO_DTYPES:
                 raise UserInputError(f"engine metadata {name}={getattr(self, name)!r}: expected float32 or float16")

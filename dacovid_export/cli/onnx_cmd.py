@@ -9,7 +9,11 @@ import click
 from dacovid_export.artifacts.info import PRECISIONS
 from dacovid_export.calibration.config import DEFAULT_CALIB_SIZE, PrecisionConfig
 from dacovid_export.calibration.convert import export_at_precision
-from dacovid_export.calibration.qat import DEFAULT_QAT_BATCH_SIZE, DEFAULT_QAT_EPOCHS, DEFAULT_QAT_LR
+from dacovid_export.calibration.qat import (
+    DEFAULT_QAT_BATCH_SIZE,
+    DEFAULT_QAT_EPOCHS,
+    DEFAULT_QAT_LR,
+)
 from dacovid_export.cli.common import handle_errors, int8_guard_options
 from dacovid_export.export.config import (
     DEFAULT_OPSET,

@@ -8,9 +8,10 @@ from typing import TYPE_CHECKING
 import click
 
 # constants only: trt.library imports TensorRT lazily, inside functions
-from dacovid_export.artifacts.engine_metadata import RTX_DEFAULT_TARGETS, RTX_TARGETS
-from dacovid_export.cli.common import handle_errors, int8_guard_options
+from dacovid_export.artifacts.info import ENGINE_PRECISIONS
+from dacovid_export.cli.common import F, handle_errors, int8_guard_options
 from dacovid_export.trt.library import RUNTIME_CHOICES
+from dacovid_export.trt.targets import RTX_DEFAULT_TARGETS, RTX_TARGETS
 
 if TYPE_CHECKING:
     from dacovid_export.engine.config import EngineBuildConfig
@@ -18,21 +19,35 @@ if TYPE_CHECKING:
 __all__ = ["trt"]
 
 
-def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
+# one flag per engine precision (artifacts.info.PRECISION_SPECS says which precisions have engines), shown in this order
+_FLAG_HELP = {
+    "fp16": "FP16 engine (an FP32 ONNX first goes through AutoCast; attention stays FP32).",
+    "int8": "INT8 engine (an FP32 ONNX is first quantized to Q/DQ; needs --calib-data).",
+    "fp32": "FP32 engine from an FP32 ONNX.",
+}
+
+
+def _precision_flags(fn: F) -> F:
+    """``--<precision>`` for each engine precision (a KeyError at import names one the table added without help)."""
+    for name in reversed(sorted(ENGINE_PRECISIONS, key=list(_FLAG_HELP).index)):
+        fn = click.option(f"--{name}", is_flag=True, help=_FLAG_HELP[name])(fn)
+    return fn
+
+
+def _precision(flags: dict[str, bool]) -> str:
     from dacovid_export.core.errors import UserInputError
 
-    chosen = [name for name, on in (("fp16", fp16), ("int8", int8), ("fp32", fp32)) if on]
+    chosen = [name for name in _FLAG_HELP if flags.get(name)]
     if len(chosen) != 1:
         given = ", ".join(f"--{c}" for c in chosen) if chosen else "none"
-        raise UserInputError(f"give exactly one precision, --fp16, --int8 or --fp32 (given: {given})")
+        names = [f"--{n}" for n in _FLAG_HELP]
+        raise UserInputError(f"give exactly one precision, {', '.join(names[:-1])} or {names[-1]} (given: {given})")
     return chosen[0]
 
 
 @click.command(name="trt")
 @click.argument("model", type=click.Path(path_type=Path, dir_okay=False))
-@click.option("--fp16", is_flag=True, help="FP16 engine (an FP32 ONNX first goes through AutoCast; attention stays FP32).")
-@click.option("--int8", is_flag=True, help="INT8 engine (an FP32 ONNX is first quantized to Q/DQ; needs --calib-data).")
-@click.option("--fp32", is_flag=True, help="FP32 engine from an FP32 ONNX.")
+@_precision_flags
 @click.option("-o", "--output", type=click.Path(path_type=Path, dir_okay=False), required=True, help="Engine file (.engine/.plan); its metadata goes to OUTPUT.json.")
 @click.option("--calib-data", type=click.Path(path_type=Path), help="Class-per-folder calibration images, or a dacovid-train split.json (its training images); INT8 from an FP32 ONNX.")
 @int8_guard_options
@@ -51,9 +66,6 @@ def _precision(fp16: bool, int8: bool, fp32: bool) -> str:
 @handle_errors
 def trt(
     model: Path,
-    fp16: bool,
-    int8: bool,
-    fp32: bool,
     output: Path,
     calib_data: Path | None,
     min_agreement: float | None,
@@ -70,6 +82,7 @@ def trt(
     target_cc: str | None,
     print_trtexec: bool,
     trt_major: str | None,
+    **precision_flags: bool,
 ) -> None:
     """Build a TensorRT engine from MODEL.onnx as a strongly typed network.
 
@@ -88,7 +101,7 @@ def trt(
 
         refuse_qat_engine(model, output, calib_data)
     config = EngineBuildConfig(
-        precision=_precision(fp16, int8, fp32),
+        precision=_precision(precision_flags),
         min_batch=min_batch,
         opt_batch=opt_batch,
         max_batch=max_batch,
@@ -110,18 +123,12 @@ def trt(
         _print_trtexec(model, output, config, int(trt_major) if trt_major else None)
         return
 
-    from dacovid_export.engine.make import make_engine
+    from dacovid_export.engine.make import engine_precision_config, make_engine
 
-    result = make_engine(
-        model,
-        output,
-        config,
-        calib_data=calib_data,
-        min_agreement=min_agreement,
-        validation_data=validation_data,
-        log=lambda line: click.echo(line, err=True),
-        progress=True,
+    step = engine_precision_config(
+        model, config.precision, calib_data=calib_data, min_agreement=min_agreement, validation_data=validation_data
     )
+    result = make_engine(model, output, config, step, log=lambda line: click.echo(line, err=True), progress=True)
     meta = result.metadata
     if meta.runtime == "tensorrt-rtx":
         target = f"for compute capabilities {', '.join(meta.compute_capabilities)}"

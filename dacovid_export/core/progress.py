@@ -41,10 +41,11 @@ def progress_bar(
     stream: Any = None,
     bar_format: str | None = None,
     auto: bool = False,
+    leave: bool = False,
 ) -> Any:
     """A transient tqdm bar on stderr (or ``stream``); hidden when ``enabled`` is false or under ``-q``.
 
-    ``auto=True`` also hides it when the stream is not a terminal (logs, CI): tqdm's
+    ``leave=True`` keeps the finished bar on screen (a per-epoch record). ``auto=True`` also hides it when the stream is not a terminal (logs, CI): tqdm's
     ``disable=None``. Use it as tqdm: a context manager, ``update``, or iterate it.
     """
     from tqdm import tqdm
@@ -60,7 +61,7 @@ def progress_bar(
         unit=unit,
         file=stream if stream is not None else sys.stderr,
         disable=disable,
-        leave=False,
+        leave=leave,
         **kwargs,
     )
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
@@ -124,6 +124,17 @@ class Agreement:
 
     def to_dict(self) -> dict[str, float | int]:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "Agreement":
+        """The agreement :meth:`to_dict` wrote (extra keys, e.g. a guard step's label, are ignored)."""
+        return cls(
+            images=int(data["images"]),
+            agreement=float(data["agreement"]),
+            median_abs_dlogit=float(data["median_abs_dlogit"]),
+            max_abs_dlogit=float(data["max_abs_dlogit"]),
+            mean_abs_dlogit=float(data["mean_abs_dlogit"]),
+        )
 
     def key(self) -> tuple[float, float]:
         """Sort key, larger is better: agreement first, then a smaller mean logit error."""

@@ -17,6 +17,7 @@ from dacovid_export.data.preprocessing import IMAGE_EXTENSIONS
 
 __all__ = [
     "SPLIT_FORMAT",
+    "check_image_source",
     "find_images",
     "scan_class_folders",
     "canonical_class_name",
@@ -122,6 +123,22 @@ def match_folders_to_classes(folder_names: Sequence[str], class_names: Sequence[
 def is_split_file(path: str | os.PathLike[str]) -> bool:
     """True for a ``.json`` path: a training run's ``split.json`` stands in for an image folder."""
     return Path(path).suffix.lower() == ".json"
+
+
+def check_image_source(path: str | os.PathLike[str], what: str, part: str = "") -> Path:
+    """``path`` as a :class:`Path` when it is an image folder or a ``.json`` file (a dacovid-train split.json).
+
+    The one "folder or split.json" rule of every option that takes images (``what``: how the
+    message names it, e.g. ``"calibration data"``; ``part``: which part of a split.json is used).
+    Only the kind is checked here; the folder's images and the split's format are read later.
+    """
+    path = Path(path)
+    if not (path.is_dir() or (path.is_file() and is_split_file(path))):
+        raise UserInputError(
+            f"{what} {str(path)!r} is neither a directory nor a dacovid-train split.json{f' ({part})' if part else ''} "
+            "(it does not exist or is not a folder of images)"
+        )
+    return path
 
 
 def load_split_json(path: str | os.PathLike[str]) -> dict:

@@ -73,8 +73,7 @@ if TYPE_CHECKING:
     from dacovid_export.artifacts.info import ArtifactInfo
     from dacovid_export.trt.library import GpuInfo, TrtLog
 
-# Log (core/log.py) is named here too because engine/make.py imports it from this module
-__all__ = ["Log", "build_engine", "prepare_build"]
+__all__ = ["build_engine", "prepare_build"]
 
 
 # ----------------------------------------------------------------------------- the build

@@ -8,7 +8,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.artifacts.info import ENGINE_SUFFIXES, PRECISIONS
+from dacovid_export.artifacts.info import ENGINE_PRECISIONS, ENGINE_SUFFIXES
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size
 from dacovid_export.trt.library import RUNTIME_CHOICES
@@ -26,9 +26,6 @@ __all__ = [
     "refuse_bf16_source",
     "precision_onnx_path",
 ]
-
-# a BF16-marked ONNX model is made for OpenVINO on a CPU; the engines keep the precisions they had
-ENGINE_PRECISIONS = tuple(p for p in PRECISIONS if p != "bf16")
 
 
 def refuse_bf16_source(precision: str, onnx_path: str | os.PathLike[str]) -> None:
@@ -168,6 +165,25 @@ class EngineBuildResult:
     @property
     def total_seconds(self) -> float:
         return sum(self.phase_seconds.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON form for reports: the engine, where it came from, its build phases and where each layer runs."""
+        return {
+            "path": str(self.engine_path),
+            "metadata_path": str(self.metadata_path),
+            "onnx_path": str(self.onnx_path),
+            "converted_onnx": None if self.converted_onnx is None else str(self.converted_onnx),
+            "runtime": self.metadata.runtime_label,
+            "runtime_reason": self.runtime_reason,
+            "compute_capabilities": list(self.metadata.compute_capabilities),
+            "size_bytes": self.metadata.engine_bytes,
+            "phase_seconds": dict(self.phase_seconds),
+            "timing_cache": None if self.timing_cache is None else str(self.timing_cache),
+            "trtexec_equivalent": list(self.trtexec),
+            "precision_counts": self.layer_precisions.counts(),
+            "precision_table": list(self.layer_precisions.table_lines()),
+            "loaded_here": self.verified,
+        }
 
 
 def precision_onnx_path(engine_path: str | os.PathLike[str], precision: str) -> Path:

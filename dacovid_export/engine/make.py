@@ -21,19 +21,17 @@ from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.convert import convert_precision
 from dacovid_export.core.errors import EngineBuildError, UserInputError
-from dacovid_export.engine.build import Log, build_engine, prepare_build
+from dacovid_export.core.log import Log
+from dacovid_export.engine.build import build_engine, prepare_build
 from dacovid_export.engine.config import (
     EngineBuildConfig,
     EngineBuildResult,
     check_engine_paths,
-    refuse_bf16_source,
     precision_onnx_path,
+    refuse_bf16_source,
 )
 
-__all__ = ["make_engine", "refuse_qat_engine"]
-
-
-_QAT_OPTIONS = ("qat", "qat_epochs", "qat_lr", "qat_batch_size", "train_data")
+__all__ = ["engine_precision_config", "make_engine", "refuse_qat_engine"]
 
 
 def refuse_qat_engine(
@@ -57,69 +55,78 @@ def refuse_qat_engine(
     )
 
 
+def engine_precision_config(
+    onnx_path: str | os.PathLike[str],
+    precision: str,
+    *,
+    calib_data: str | os.PathLike[str] | None = None,
+    min_agreement: float | None = None,
+    validation_data: str | os.PathLike[str] | None = None,
+) -> PrecisionConfig | None:
+    """The precision step's options for ``trt --<precision> ONNX``, or ``None`` when none were given.
+
+    An option no step of the run would use (the ONNX already has the engine's precision) is
+    refused before it is judged, as ``onnx --precision fp16 --min-agreement`` is: the error
+    says to drop it, not how to fix a value nothing reads. Otherwise the options become one
+    :class:`PrecisionConfig`, validated here, that :func:`make_engine` takes as is.
+    """
+    options = {"calib_data": calib_data, "min_agreement": min_agreement, "validation_data": validation_data}
+    given = tuple(name for name, value in options.items() if value is not None)
+    if not given:
+        return None
+    onnx_path = Path(onnx_path)
+    have = read_onnx_info(onnx_path).precision
+    if have == precision:
+        _refuse_unused_options(given, onnx_path, have, precision)
+    if have != "fp32":
+        return None  # make_engine refuses this pair of precisions with its own message
+    return PrecisionConfig(precision=precision, **options)  # type: ignore[arg-type]
+
+
 def make_engine(
     onnx_path: str | os.PathLike[str],
     output: str | os.PathLike[str],
     config: EngineBuildConfig,
+    precision: PrecisionConfig | None = None,
     *,
-    calib_data: str | os.PathLike[str] | None = None,
-    calib_size: int | None = None,
-    calib_method: str | None = None,
-    seed: int = 0,
-    cache_dir: str | os.PathLike[str] | None = None,
-    min_agreement: float | None = None,
-    validation_data: str | os.PathLike[str] | None = None,
     device: str = "cuda",
     log: Log | None = None,
     progress: bool = True,
 ) -> EngineBuildResult:
     """Build ``output`` from ``onnx_path``; an FP32 ONNX for an FP16/INT8 engine goes through the precision step first.
 
-    ``calib_data``/``calib_size``/``calib_method``/``seed``/``cache_dir`` and the INT8
-    accuracy guard's ``min_agreement``/``validation_data`` go to the precision step
-    (``None`` leaves that step's own default). Errors as :func:`build_engine`.
+    ``precision``: that step's options (calibration images, the accuracy guard), of the
+    engine's precision; ``None`` leaves the step's defaults (an INT8 engine from an FP32 ONNX
+    needs ``calib_data``). Errors as :func:`build_engine`.
     """
     onnx_path, output = Path(onnx_path), Path(output)
     if not isinstance(config, EngineBuildConfig):
         raise UserInputError(f"config must be an EngineBuildConfig, got {type(config).__name__}")
+    if precision is not None and not isinstance(precision, PrecisionConfig):
+        raise UserInputError(f"precision must be a PrecisionConfig or None, got {type(precision).__name__}")
+    if precision is not None and precision.precision != config.precision:
+        raise UserInputError(
+            f"precision options for {precision.precision!r} given for an {config.precision} engine: make them for "
+            f"{config.precision!r}"
+        )
+    calib_dir = precision.calib_data if precision is not None else None
+    if precision is not None and precision.qat:
+        refuse_qat_engine(onnx_path, output, calib_dir)
     check_engine_paths(onnx_path, output)
-    calib_dir = _check_calib_dir(calib_data)
     check_outputs(inputs=[onnx_path, calib_dir], files={"output": output, "--timing-cache": config.timing_cache})
     info = read_onnx_info(onnx_path)
     source = _precision_target(info, onnx_path, output, config, calib_dir)
-    options = {
-        "calib_size": calib_size,
-        "calib_method": calib_method,
-        "seed": seed or None,
-        "cache_dir": cache_dir,
-        "min_agreement": min_agreement,
-        "validation_data": validation_data,
-    }
-    given = {name: value for name, value in options.items() if value is not None}
     if source is None:
-        if given:
-            # as 'onnx --precision fp16 --min-agreement' is refused: an option no step of this run uses is a mistake
-            raise UserInputError(
-                f"{', '.join(given)} given, but {str(onnx_path)!r} is already {info.precision}: no precision step runs "
-                f"for an {config.precision} engine from it, so nothing would use {'it' if len(given) == 1 else 'them'}; "
-                f"drop {'it' if len(given) == 1 else 'them'}"
-            )
+        if precision is not None and precision.given():
+            _refuse_unused_options(precision.given(), onnx_path, info.precision, config.precision)
         return build_engine(onnx_path, output, config, device=device, log=log, progress=progress)
 
-    # every option of the precision step is checked (and refused where it does not apply) before any work
-    precision = PrecisionConfig(precision=config.precision, calib_data=calib_dir, **given)  # type: ignore[arg-type]
+    step = precision if precision is not None else PrecisionConfig(precision=config.precision)  # type: ignore[arg-type]
     prepare_build(config, device)  # a missing library or GPU is found before minutes of calibration
     if log is not None:
         log(f"precision ... {onnx_path.name} -> {source.name} ({config.precision})")
     started = time.perf_counter()
-    convert_precision(
-        onnx_path,
-        source,
-        precision=config.precision,  # type: ignore[arg-type]
-        progress=progress,
-        # QAT starts from a checkpoint, not from this ONNX model: its options are never set here
-        **{k: v for k, v in precision.to_dict().items() if k != "precision" and k not in _QAT_OPTIONS},
-    )
+    convert_precision(onnx_path, source, step, progress=progress)
     seconds = time.perf_counter() - started
     if log is not None:
         log(f"precision: {seconds:.2f} s")
@@ -135,15 +142,18 @@ def make_engine(
     return dataclasses.replace(result, onnx_path=source)
 
 
-def _check_calib_dir(calib_data: str | os.PathLike[str] | None) -> Path | None:
-    if calib_data is None:
-        return None
-    path = Path(calib_data)
-    if not (path.is_dir() or (path.is_file() and path.suffix.lower() == ".json")):
-        raise UserInputError(
-            f"calibration data {str(path)!r} does not exist or is not a folder of images (or a dacovid-train split.json)"
-        )
-    return path
+def _refuse_unused_options(given: tuple[str, ...], onnx_path: Path, have: str, want: str) -> None:
+    """As 'onnx --precision fp16 --min-agreement' is refused: an option no step of this run uses is a mistake."""
+    if "calib_data" in given:
+        raise UserInputError(_CALIB_UNUSED.format(path=str(onnx_path), have=have))
+    them = "it" if len(given) == 1 else "them"
+    raise UserInputError(
+        f"{', '.join(given)} given, but {str(onnx_path)!r} is already {have}: no precision step runs "
+        f"for an {want} engine from it, so nothing would use {them}; drop {them}"
+    )
+
+
+_CALIB_UNUSED = "--calib-data is only used to quantize an FP32 ONNX, but {path!r} is already {have}: drop --calib-data"
 
 
 def _precision_target(
@@ -154,9 +164,7 @@ def _precision_target(
     have, want = info.precision, config.precision
     if have == want:
         if calib_dir is not None:
-            raise UserInputError(
-                f"--calib-data is only used to quantize an FP32 ONNX, but {str(onnx_path)!r} is already {have}: drop --calib-data"
-            )
+            raise UserInputError(_CALIB_UNUSED.format(path=str(onnx_path), have=have))
         return None
     if have != "fp32":
         raise UserInputError(

@@ -28,8 +28,8 @@ from dacovid_export.core.errors import UserInputError
 from dacovid_export.engine.config import (
     EngineBuildConfig,
     check_engine_paths,
-    refuse_bf16_source,
     precision_onnx_path,
+    refuse_bf16_source,
 )
 
 __all__ = ["TRTEXEC_MAJORS", "trtexec_command", "trtexec_for", "trtexec_equivalent", "format_command"]

@@ -7,6 +7,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from dacovid_export.artifacts.info import PRECISION_SPECS
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size
 
@@ -28,17 +29,10 @@ MIN_OPSET = 19
 MAX_OPSET = 24
 _VERIFY_BATCHES = (1, 3)
 
-# (atol, rtol) of the numeric self-check: allowed max |diff| = atol + rtol * max|reference logit|.
-# FP32: ORT vs PyTorch differ by reordered float sums only (8e-5 on logits of ~30 measured).
-# FP16/INT8: against the FP32 ONNX model; loose enough for honest rounding, tight enough
-# to catch an attention overflow (which changed logits by ~70% of their scale, docs/design.md section 4).
+# (atol, rtol) of the numeric self-check of each precision (artifacts.info.PRECISION_SPECS says why these values):
+# allowed max |diff| = atol + rtol * max|reference logit|
 DEFAULT_TOLERANCES: Mapping[str, tuple[float, float]] = {
-    "fp32": (1e-4, 1e-3),
-    "fp16": (1e-3, 5e-2),
-    "int8": (1e-2, 2.5e-1),
-    # BF16 (OpenVINO, an FP32 graph run with 8-bit mantissas) against ONNX Runtime FP32: as loose as INT8 since
-    # the rounding reaches the attention's energies; like INT8 the guard's agreement decides, the logits are reported
-    "bf16": (1e-2, 2.5e-1),
+    name: (spec.atol, spec.rtol) for name, spec in PRECISION_SPECS.items()
 }
 
 

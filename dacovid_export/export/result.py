@@ -40,7 +40,9 @@ class OnnxExportResult:
     timings: Mapping[str, float]  # step -> wall seconds
     precision_details: Mapping[str, Any]
     metadata: Mapping[str, str]
-    notes: tuple[str, ...] = ()  # report lines of the step that wrote it (the INT8 guard's verdict)
+    notes: tuple[str, ...] = ()  # report lines of the step that wrote it (the accuracy guard's verdict)
+    # the accuracy guard's report (a calibration report: lines(), to_dict(), METADATA_KEY); None when none judged
+    guard: Any = None
 
     def summary_lines(self) -> list[str]:
         """Human-readable report: what was written, checks, numerics, FP32 nodes, timings."""
@@ -76,6 +78,7 @@ class OnnxExportResult:
             "fp32_nodes": list(self.fp32_nodes),
             "timings": dict(self.timings),
             "precision_details": _jsonable(self.precision_details),
+            **({self.guard.METADATA_KEY: self.guard.to_dict()} if self.guard is not None else {}),
             "metadata": dict(self.metadata),
         }
 
@@ -89,6 +92,7 @@ def written_result(
     timings: Mapping[str, float],
     details: Mapping[str, Any],
     notes: tuple[str, ...] = (),
+    guard: Any = None,
 ) -> OnnxExportResult:
     """The result record of a checked model just written at ``path``."""
     proto = load_onnx(path)
@@ -110,6 +114,7 @@ def written_result(
         precision_details=dict(details),
         metadata=metadata_of(proto),
         notes=notes,
+        guard=guard,
     )
 
 

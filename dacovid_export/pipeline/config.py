@@ -12,6 +12,7 @@ from dacovid_export.bench.config import BenchConfig
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES as MIN_CALIB_SIZE
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size, check_image_size
+from dacovid_export.data.image_folder import check_image_source
 
 if TYPE_CHECKING:
     from dacovid_export.model import ModelConfig
@@ -78,10 +79,8 @@ class PipelineConfig:
                 raise UserInputError("model options shape the embedded default only; the checkpoint fixes its own: drop them")
         for name in ("images", "calib_data"):
             value = getattr(self, name)
-            if value is not None and not (value.is_dir() or (value.is_file() and value.suffix.lower() == ".json")):
-                raise UserInputError(
-                    f"{name.replace('_', '-')} {str(value)!r} is neither a folder nor a dacovid-train split.json"
-                )
+            if value is not None:
+                check_image_source(value, f"--{name.replace('_', '-')}")
         if self.image_size is not None:
             check_image_size(self.image_size)
         for b in self.batch_sizes:

@@ -6,7 +6,7 @@ import dataclasses
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from dacovid_export.backends.registry import unavailable_reason
 from dacovid_export.core.errors import (
@@ -29,41 +29,26 @@ __all__ = ["EngineRecord", "EngineBuilds", "RunnableEngines", "build_engines", "
 
 @dataclasses.dataclass(frozen=True)
 class EngineRecord:
-    """One engine the pipeline built: runtime, targets, size, build time and where each layer runs in what precision."""
+    """One engine the pipeline built: the build's own result, the options it was built with and the wall time,
+    shown in report.json through the result's ``to_dict``."""
 
-    path: str
-    runtime: str
-    compute_capabilities: tuple[str, ...]
-    size_bytes: int
+    result: "EngineBuildResult"
+    build: "EngineBuildConfig"
     seconds: float
-    phase_seconds: Mapping[str, float]
-    build: Mapping[str, Any]
-    trtexec_equivalent: tuple[str, ...]
-    precision_counts: Mapping[str, Any]
-    precision_table: tuple[str, ...]
-    loaded_here: str
+
+    # what report.json keeps of EngineBuildResult.to_dict (paths of the sources and the cache stay in the sidecar)
+    REPORT_KEYS: ClassVar[tuple[str, ...]] = (
+        "path", "runtime", "compute_capabilities", "size_bytes", "phase_seconds", "trtexec_equivalent",
+        "precision_counts", "precision_table", "loaded_here",
+    )
 
     @classmethod
     def of(cls, result: "EngineBuildResult", build: "EngineBuildConfig", seconds: float) -> "EngineRecord":
-        return cls(
-            path=str(result.engine_path),
-            runtime=result.metadata.runtime_label,
-            compute_capabilities=tuple(result.metadata.compute_capabilities),
-            size_bytes=result.metadata.engine_bytes,
-            seconds=round(seconds, 2),
-            phase_seconds=dict(result.phase_seconds),
-            build=build.to_dict(),
-            trtexec_equivalent=tuple(result.trtexec),
-            precision_counts=result.layer_precisions.counts(),
-            precision_table=tuple(result.layer_precisions.table_lines()),
-            loaded_here=result.verified,
-        )
+        return cls(result, build, round(seconds, 2))
 
     def to_dict(self) -> dict[str, Any]:
-        out = dataclasses.asdict(self)
-        for name in ("compute_capabilities", "trtexec_equivalent", "precision_table"):
-            out[name] = list(out[name])
-        return out
+        out = self.result.to_dict()
+        return {**{k: out[k] for k in self.REPORT_KEYS}, "seconds": self.seconds, "build": self.build.to_dict()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,9 +6,10 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from dacovid_export.calibration.convert import convert_precision
+from dacovid_export.calibration.config import PrecisionConfig
+from dacovid_export.calibration.convert import GUARD_KEYS, convert_precision
 from dacovid_export.core.errors import CheckFailedError
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.export.config import OnnxExportConfig
@@ -25,57 +26,33 @@ __all__ = ["OnnxRecord", "OnnxModels", "make_onnx_models"]
 
 @dataclasses.dataclass(frozen=True)
 class OnnxRecord:
-    """One ONNX model the pipeline made: file, checks, numerics and the FP32 nodes the precision step kept."""
+    """One ONNX model the pipeline made: the export or precision step's own result, shown in report.json through its
+    ``to_dict`` (the file, checks, numerics, FP32 nodes and the accuracy guard's report under its metadata key)."""
 
-    path: str
-    precision: str
-    size_bytes: int
-    sha256: str
-    step_seconds: Mapping[str, float]
-    fp32_nodes: tuple[str, ...]
-    operators: Mapping[str, int]
-    checks: tuple[str, ...]
-    verification: Mapping[str, tuple[Mapping[str, Any], ...]]
-    int8_guard: Mapping[str, Any] | None = None  # the INT8 accuracy guard's verdict, when it ran
-    fp16_guard: Mapping[str, Any] | None = None  # the FP16 accuracy guard's verdict, when it ran
-    bf16_guard: Mapping[str, Any] | None = None  # the BF16 accuracy guard's verdict (BF16 models only)
+    result: "OnnxExportResult"
+
+    # what report.json keeps of OnnxExportResult.to_dict (the ONNX metadata and tool details stay in the file)
+    REPORT_KEYS: ClassVar[tuple[str, ...]] = (
+        "path", "precision", "size_bytes", "sha256", "timings", "fp32_nodes", "histogram", "checks", "verification",
+        *GUARD_KEYS,
+    )
 
     @classmethod
     def of(cls, result: "OnnxExportResult") -> "OnnxRecord":
-        return cls(
-            path=str(result.path),
-            precision=result.precision,
-            size_bytes=result.size_bytes,
-            sha256=result.sha256,
-            step_seconds=dict(result.timings),
-            fp32_nodes=tuple(result.fp32_nodes),
-            operators=dict(result.histogram),
-            checks=tuple(result.checks),
-            verification={k: tuple(c.to_dict() for c in v) for k, v in result.verification.items()},
-            int8_guard=result.precision_details.get("guard"),
-            fp16_guard=result.precision_details.get("fp16_guard"),
-            bf16_guard=result.precision_details.get("bf16_guard"),
-        )
+        return cls(result)
+
+    @property
+    def fp32_nodes(self) -> tuple[str, ...]:
+        return tuple(self.result.fp32_nodes)
+
+    @property
+    def guard(self) -> Any:
+        """The accuracy guard's report (typed; its ``lines()`` render it), or ``None``."""
+        return self.result.guard
 
     def to_dict(self) -> dict[str, Any]:
-        out = {
-            "path": self.path,
-            "precision": self.precision,
-            "size_bytes": self.size_bytes,
-            "sha256": self.sha256,
-            "step_seconds": dict(self.step_seconds),
-            "fp32_nodes": list(self.fp32_nodes),
-            "operators": dict(self.operators),
-            "checks": list(self.checks),
-            "verification": {k: list(v) for k, v in self.verification.items()},
-        }
-        if self.int8_guard is not None:
-            out["int8_guard"] = self.int8_guard
-        if self.fp16_guard is not None:
-            out["fp16_guard"] = self.fp16_guard
-        if self.bf16_guard is not None:
-            out["bf16_guard"] = self.bf16_guard
-        return out
+        out = self.result.to_dict()
+        return {k: out[k] for k in self.REPORT_KEYS if k in out}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,10 +91,7 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
                 result = convert_precision(
                     paths["fp32"],
                     config.out / f"model.{precision}.onnx",
-                    precision=precision,  # type: ignore[arg-type]
-                    calib_data=inputs.calib_data,
-                    calib_size=inputs.calib_size,
-                    seed=config.seed,
+                    _precision_config(precision, inputs, config),
                     progress=config.progress,
                 )
             except CheckFailedError as exc:
@@ -154,8 +128,17 @@ def _bf16_model(fp32: Path, inputs: PipelineInputs, config: PipelineConfig) -> "
         return SkippedStep(name, "no images for the BF16 guard: give --calib-data DIR (a part is held out to judge BF16)")
     try:
         return convert_precision(
-            fp32, config.out / "model.bf16.onnx", precision="bf16", calib_data=inputs.calib_data,
-            calib_size=inputs.calib_size, seed=config.seed, progress=config.progress,
+            fp32, config.out / "model.bf16.onnx", _precision_config("bf16", inputs, config), progress=config.progress
         )
     except CheckFailedError as exc:
         return SkippedStep(name, f"refused by the BF16 guard: {exc}")
+
+
+def _precision_config(precision: str, inputs: PipelineInputs, config: PipelineConfig) -> PrecisionConfig:
+    """The precision step's options for one of the pipeline's models: its calibration images and seed."""
+    return PrecisionConfig(
+        precision=precision,  # type: ignore[arg-type]
+        calib_data=inputs.calib_data,
+        calib_size=inputs.calib_size,
+        seed=config.seed,
+    )

@@ -8,8 +8,6 @@ from typing import Any
 from dacovid_export.artifacts.info import PRECISIONS
 from dacovid_export.bench.report import format_markdown as bench_markdown
 from dacovid_export.bench.report import format_records_table, served_lines
-from dacovid_export.calibration.convert import guard_summary_lines
-from dacovid_export.calibration.fp16_guard import fp16_guard_summary_lines
 from dacovid_export.core.fileio import atomic_write_json, atomic_write_text
 from dacovid_export.pipeline.config import PipelineConfig
 from dacovid_export.pipeline.embedded import EMBEDDED_NOTICE
@@ -108,28 +106,24 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
             nodes = result.onnx[precision].fp32_nodes
             shown = ", ".join(nodes[:12]) + (f", ... ({len(nodes)} in all)" if len(nodes) > 12 else "")
             md += ["", f"{precision.upper()} model: {len(nodes)} node(s) kept in FP32: {shown or 'none'}"]
-            guard = result.onnx[precision].int8_guard
-            if guard:
-                md += ["", *(f"- {line}" for line in guard_summary_lines(guard))]
-            fp16_guard = result.onnx[precision].fp16_guard
-            if fp16_guard:
-                md += ["", *(f"- {line}" for line in fp16_guard_summary_lines(fp16_guard))]
-    if "bf16" in result.onnx and result.onnx["bf16"].bf16_guard:
-        from dacovid_export.calibration.bf16 import bf16_guard_summary_lines
-
+            guard = result.onnx[precision].guard
+            if guard is not None:
+                md += ["", *(f"- {line}" for line in guard.lines())]
+    if "bf16" in result.onnx and result.onnx["bf16"].guard is not None:
         md += ["", "BF16 model: the FP32 graph, run by OpenVINO at bf16 (every node: OpenVINO keeps none in FP32)"]
-        md += ["", *(f"- {line}" for line in bf16_guard_summary_lines(result.onnx["bf16"].bf16_guard))]
+        md += ["", *(f"- {line}" for line in result.onnx["bf16"].guard.lines())]
     built = [(p, result.engines[p]) for p in PRECISIONS if p in result.engines]
     if built:
         md += ["", "## Engines", "", "| engine | runtime | targets | size (MiB) | build (s) | loaded here |", "|---|---|---|---:|---:|---|"]
-        for precision, e in built:
-            targets = ", ".join(e.compute_capabilities) or "build GPU"
+        shown = [(precision, e.to_dict()) for precision, e in built]
+        for _, e in shown:
+            targets = ", ".join(e["compute_capabilities"]) or "build GPU"
             md.append(
-                f"| {Path(e.path).name} | {e.runtime} | {targets} | {e.size_bytes / 2**20:.1f} | "
-                f"{e.seconds:.1f} | {e.loaded_here} |"
+                f"| {Path(e['path']).name} | {e['runtime']} | {targets} | {e['size_bytes'] / 2**20:.1f} | "
+                f"{e['seconds']:.1f} | {e['loaded_here']} |"
             )
-        for precision, e in built:
-            md += ["", f"{precision.upper()} engine:", "", "```", *e.precision_table, "```"]
+        for precision, e in shown:
+            md += ["", f"{precision.upper()} engine:", "", "```", *e["precision_table"], "```"]
     if result.skipped or result.failed:
         md += ["", "## Skipped and failed steps", ""]
         md += [f"- skipped **{s.step}**: {s.reason}" for s in result.skipped]

@@ -26,7 +26,6 @@ def torch_fp32_onnx(tiny_checkpoint: Path, tmp_path_factory: pytest.TempPathFact
 @pytest.fixture(scope="session")
 def tiny_calibration_set(synthetic_dir: Path):
     from dacovid_export.calibration import load_calibration_set
-
     from dacovid_export.data.preprocessing import Preprocessing
 
     # tiny_checkpoint and synthetic_dir are 64 x 64 (tests/conftest.py)

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dacovid_export.calibration import bf16
 from dacovid_export.calibration.bf16 import Bf16GuardConfig, guard_bf16
 from dacovid_export.calibration.data import load_calibration_set, load_validation_set
 from dacovid_export.calibration.sensitivity import onnx_logits
-
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.data.preprocessing import Preprocessing
 from tests.helpers import tiny

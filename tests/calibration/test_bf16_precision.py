@@ -7,9 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dacovid_export.calibration import bf16
-from dacovid_export.calibration.convert import convert_precision
 
+from dacovid_export.calibration import bf16
+from dacovid_export.calibration.config import PrecisionConfig
+from dacovid_export.calibration.convert import convert_precision
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from tests.helpers.cli import error_lines, invoke
 
@@ -30,6 +31,7 @@ def test_bf16_model_is_guarded_marked_and_runs_only_as_bf16(
     tiny_checkpoint: Path, tiny_fp32_onnx: Path, synthetic_dir: Path, tmp_path: Path
 ) -> None:
     import onnx
+
     from dacovid_export.artifacts.read import read_artifact_info
     from dacovid_export.backends.onnxruntime_backend import OnnxRuntimeBackend
     from dacovid_export.backends.openvino_backend import OpenVINOBackend
@@ -37,7 +39,7 @@ def test_bf16_model_is_guarded_marked_and_runs_only_as_bf16(
 
     out = tmp_path / "m.bf16.onnx"
     # an untrained tiny model's logits are near-ties, so its BF16 agreement is no figure: the target is 0 here
-    result = convert_precision(tiny_fp32_onnx, out, precision="bf16", calib_data=synthetic_dir, min_agreement=0.0)
+    result = convert_precision(tiny_fp32_onnx, out, PrecisionConfig(precision="bf16", calib_data=synthetic_dir, min_agreement=0.0))
     info = read_artifact_info(out)
     assert info.precision == "bf16" and result.precision == "bf16"
     meta = {p.key: p.value for p in onnx.load(str(out), load_external_data=False).metadata_props}
@@ -86,7 +88,7 @@ def test_bf16_refused_below_target_writes_nothing(tiny_fp32_onnx: Path, syntheti
     monkeypatch.setattr(bf16, "openvino_bf16_logits", wrong)
     out = tmp_path / "m.bf16.onnx"
     with pytest.raises(CheckFailedError, match=r"BF16 refused for 'model\.bf16\.raw\.onnx'.* below min_agreement 99\.0%"):
-        convert_precision(tiny_fp32_onnx, out, precision="bf16", validation_data=synthetic_dir)
+        convert_precision(tiny_fp32_onnx, out, PrecisionConfig(precision="bf16", validation_data=synthetic_dir))
     assert not out.exists() and not list(tmp_path.iterdir())
 
 

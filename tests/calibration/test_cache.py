@@ -7,8 +7,13 @@ import time
 from pathlib import Path
 
 import pytest
-from dacovid_export.calibration.cache import DEFAULT_MAX_GB, MAX_GB_ENV, CalibrationCache, cache_max_bytes
 
+from dacovid_export.calibration.cache import (
+    DEFAULT_MAX_GB,
+    MAX_GB_ENV,
+    CalibrationCache,
+    cache_max_bytes,
+)
 from dacovid_export.core.errors import UserInputError
 
 

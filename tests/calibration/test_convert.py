@@ -9,11 +9,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from dacovid_export.calibration.config import PrecisionConfig
-from dacovid_export.calibration.convert import convert_precision
-from dacovid_export.model import load_checkpoint
 
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
+from dacovid_export.calibration.config import PrecisionConfig
+from dacovid_export.calibration.convert import convert_precision, guard_report_of
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
@@ -24,6 +23,7 @@ from dacovid_export.export.checks import (
     validate_model,
 )
 from dacovid_export.export.onnx_export import sample_batch
+from dacovid_export.model import load_checkpoint
 from tests.helpers.cli import invoke
 
 
@@ -98,6 +98,8 @@ def test_cli_int8_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
     guard = json.loads(meta["int8_guard"])
     assert guard["passed"] and guard["method"] == "max" and guard["target_agreement"] == 0.99
     assert guard["after"]["images"] == 6 and guard["after"]["agreement"] >= 0.99
+    # read back from the metadata, the report is typed again and renders the lines the command printed
+    assert all(f"{line}\n" in result.output for line in guard_report_of(meta).lines())
     assert guard["convs"] > 50 and guard["int8_conv_share"] >= 0.8
     assert "held out from calibration" in guard["validation"]["source"]
 
@@ -107,14 +109,14 @@ def test_cli_int8_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
 
     # the precision step starts from FP32 only
     with pytest.raises(UserInputError, match="is a int8 model"):
-        convert_precision(out, tmp_path / "again.onnx", precision="fp16")
+        convert_precision(out, tmp_path / "again.onnx", PrecisionConfig(precision="fp16"))
     assert not (tmp_path / "again.onnx").exists()
 
 
 def test_convert_precision_from_fp32_onnx(tmp_path: Path, tiny_fp32_onnx: Path) -> None:
     """The TensorRT step's entry: an FP32 ONNX in, FP16 ONNX out, metadata carried over, no calibration images."""
     out = tmp_path / "from_onnx.fp16.onnx"
-    result = convert_precision(tiny_fp32_onnx, out, precision="fp16")
+    result = convert_precision(tiny_fp32_onnx, out, PrecisionConfig(precision="fp16"))
     assert result.path == out and out.is_file()
     assert result.precision == "fp16"
     assert _softmax_nodes(out) <= set(result.fp32_nodes)
@@ -136,11 +138,11 @@ def test_convert_precision_rejects_bad_sources(tmp_path: Path, tiny_fp32_onnx: P
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"\x08\x07garbage" * 100)
     with pytest.raises(UserInputError):
-        convert_precision(corrupt, tmp_path / "out.onnx", precision="fp16")
+        convert_precision(corrupt, tmp_path / "out.onnx", PrecisionConfig(precision="fp16"))
     with pytest.raises(UserInputError, match="'fp16', 'int8' or 'bf16'"):
-        convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", precision="fp32")  # type: ignore[arg-type]
+        convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", PrecisionConfig(precision="fp32"))
     with pytest.raises(UserInputError, match="needs calibration images"):
-        convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", precision="int8")
+        convert_precision(tiny_fp32_onnx, tmp_path / "out.onnx", PrecisionConfig(precision="int8"))
     assert not (tmp_path / "out.onnx").exists()
 
 

@@ -8,13 +8,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dacovid_export.calibration import (
     MIN_CALIBRATION_IMAGES,
     CalibrationSet,
     load_calibration_set,
 )
 from dacovid_export.calibration.data import _allocate
-
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.preprocessing import Preprocessing, preprocess
 from tests.helpers.images import write_broken_png, write_gray_png

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dacovid_export.calibration import convert_fp16, load_calibration_set, quantize_int8
 
+from dacovid_export.calibration import convert_fp16, load_calibration_set, quantize_int8
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.preprocessing import Preprocessing
 from tests.helpers.precision import run_onnx

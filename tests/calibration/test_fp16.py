@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from dacovid_export.calibration import PrecisionResult, convert_fp16
 
+from dacovid_export.calibration import PrecisionResult, convert_fp16
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from tests.helpers.precision import SOURCE_METADATA, run_onnx
 
@@ -121,8 +121,9 @@ def test_bad_calibration_and_output_arguments(torch_fp32_onnx: Path, tmp_path: P
 
 
 def test_a_model_that_fails_the_checker_is_not_written(tmp_path: Path) -> None:
-    from dacovid_export.calibration.graph import write_checked_model
     from onnx import TensorProto, helper
+
+    from dacovid_export.calibration.graph import write_checked_model
 
     # Relu reads a tensor nothing produces
     graph = helper.make_graph(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -22,7 +21,6 @@ from dacovid_export.calibration.fp16_guard import (  # noqa: E402
     guarded_convert_fp16,
 )
 from dacovid_export.calibration.sensitivity import onnx_logits  # noqa: E402
-
 from dacovid_export.data.agreement import measure_agreement  # noqa: E402
 
 
@@ -43,7 +41,8 @@ def test_the_costly_node_is_kept_fp32_and_the_target_holds(fp16_toy: dict) -> No
         fp16_toy["model"], out, validation=fp16_toy["validation"], calibration=fp16_toy["calibration"],
         config=Fp16GuardConfig(min_fp16_conv_share=0.0), progress=False,
     )
-    guard = result.details["fp16_guard"]
+    guard = result.guard.to_dict()
+    assert type(result.guard).from_dict(guard) == result.guard  # the dict form reads back as the same report
     assert guard["before"]["agreement"] < 0.9  # plain AutoCast changes answers on this model
     assert guard["after"]["agreement"] >= DEFAULT_FP16_MIN_AGREEMENT and guard["passed"]
     assert guard["kept_fp32_nodes"] == [FP16_HARD_NODE]

@@ -10,10 +10,9 @@ from dacovid_export.core.errors import UserInputError
 
 onnx = pytest.importorskip("onnx")
 
+from dacovid_export.artifacts.onnx_graph import find_attention_chains  # noqa: E402
 from dacovid_export.calibration.graph import load_source_model  # noqa: E402
 from dacovid_export.calibration.int8 import int8_exclusions  # noqa: E402
-
-from dacovid_export.artifacts.onnx_graph import find_attention_chains  # noqa: E402
 
 
 def test_finds_pam_and_cam_chains(torch_fp32_onnx: Path) -> None:

@@ -21,7 +21,6 @@ from dacovid_export.calibration import (  # noqa: E402
 )
 from dacovid_export.calibration.qdq import inspect_qdq  # noqa: E402
 from dacovid_export.calibration.sensitivity import onnx_logits  # noqa: E402
-
 from dacovid_export.data.agreement import measure_agreement  # noqa: E402
 
 
@@ -54,7 +53,8 @@ def guarded(hard_toy: dict):
 
 def test_sensitivity_ranks_the_hard_layer_first_and_the_guard_takes_only_it_out(hard_toy: dict, guarded) -> None:
     out, result = guarded
-    guard = result.details["guard"]
+    guard = result.guard.to_dict()
+    assert type(result.guard).from_dict(guard) == result.guard  # the dict form reads back as the same report
     assert guard["ranking_top"][0]["node"] == HARD_NODE
     assert [n["name"] for n in guard["excluded_nodes"]] == [HARD_NODE]
     assert guard["before"]["agreement"] < 0.9 <= 0.99 <= guard["after"]["agreement"]
@@ -125,7 +125,6 @@ def test_guard_config_quotes_the_bad_value(options: dict, match: str) -> None:
 
 def test_split_holds_validation_out_of_calibration(synthetic_dir: Path) -> None:
     from dacovid_export.calibration import split_calibration_set
-
     from dacovid_export.data.preprocessing import Preprocessing
 
     calibration, validation = split_calibration_set(synthetic_dir, Preprocessing(image_size=64), size=256, seed=0)

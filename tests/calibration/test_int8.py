@@ -7,13 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from dacovid_export.calibration import (
     PrecisionResult,
     default_cache_dir,
     load_calibration_set,
     quantize_int8,
 )
-
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.preprocessing import Preprocessing
 from tests.helpers.onnx_graphs import qdq_model
@@ -22,8 +22,9 @@ from tests.helpers.precision import SOURCE_METADATA, run_onnx
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("modelopt.onnx.quantization")
 pytest.importorskip("onnxruntime")
-import dacovid_export.calibration.int8 as int8_module  # noqa: E402
 from onnx import numpy_helper  # noqa: E402
+
+import dacovid_export.calibration.int8 as int8_module  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -153,8 +154,9 @@ def test_already_quantized_source_is_refused(int8_run, tiny_calibration_set, tmp
 
 
 def test_checker_flags_asymmetric_or_unsigned_qdq() -> None:
-    from dacovid_export.calibration.qdq import inspect_qdq
     from onnx import TensorProto
+
+    from dacovid_export.calibration.qdq import inspect_qdq
 
     problems = inspect_qdq(qdq_model(128, TensorProto.UINT8)).problems
     assert len(problems) == 2 and all("uint8" in p for p in problems)

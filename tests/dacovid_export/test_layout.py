@@ -22,15 +22,6 @@ STAGES = ["core", "data", "model", "artifacts", "trt", "export", "calibration", 
 # (runtimes, TensorRT-RTX targets, the hardware-compatibility floor) that artifacts/ validates sidecars
 # against; trt/ itself needs artifacts/ (ONNX graph anatomy), so it cannot move below it.
 LEAVES = {"dacovid_export.trt.targets"}
-# Library modules that still print or draw their own tqdm bars: the precision stage, changed by other work at
-# the same time (issue 20, precision round); each moves to core/log.get_logger and core/progress.progress_bar there,
-# and leaves this list. Nothing may join it.
-PENDING_OUTPUT = {
-    "dacovid_export.calibration.cache", "dacovid_export.calibration.convert", "dacovid_export.calibration.data",
-    "dacovid_export.calibration.fp16", "dacovid_export.calibration.fp16_guard", "dacovid_export.calibration.graph",
-    "dacovid_export.calibration.guard", "dacovid_export.calibration.int8", "dacovid_export.calibration.qat",
-    "dacovid_export.calibration.sensitivity", "dacovid_export.calibration.tooling",
-}
 # TensorRT knowledge has one home, trt/: these names are defined nowhere else
 TRT_FACTS = {"RUNTIMES", "RTX_TARGETS", "RTX_DEFAULT_TARGETS", "HARDWARE_COMPATIBLE_MIN_CC"}
 
@@ -149,7 +140,6 @@ def test_library_code_never_prints() -> None:
     printing = sorted(
         m
         for m in _library_modules()
-        if m not in PENDING_OUTPUT
         for node in ast.walk(ast.parse(MODULES[m].read_text()))
         if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print"
     )
@@ -161,23 +151,12 @@ def test_progress_bars_come_from_one_helper() -> None:
     importing = sorted(
         m
         for m in _library_modules()
-        if m not in PENDING_OUTPUT and m != "dacovid_export.core.progress"
+        if m != "dacovid_export.core.progress"
         for node in ast.walk(ast.parse(MODULES[m].read_text()))
         if (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tqdm")
         or (isinstance(node, ast.Import) and any(a.name.split(".")[0] == "tqdm" for a in node.names))
     )
     assert importing == []
-
-
-def test_pending_output_list_only_shrinks() -> None:
-    still = {
-        m
-        for m in PENDING_OUTPUT
-        for node in ast.walk(ast.parse(MODULES[m].read_text()))
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "print")
-        or (isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "tqdm")
-    }
-    assert still == PENDING_OUTPUT, f"no longer printing nor drawing bars, drop from PENDING_OUTPUT: {sorted(PENDING_OUTPUT - still)}"
 
 
 # Each package's __init__ has one face: a docstring, eager re-exports of its own modules' public names, __all__.

@@ -30,7 +30,6 @@ def toy_images(n: int, seed: int) -> np.ndarray:
 def toy_set(n: int, seed: int, name: str):
     """A CalibrationSet of ``toy_images`` (paths are labels only; nothing is read from disk)."""
     from dacovid_export.calibration import CalibrationSet
-
     from dacovid_export.data.preprocessing import Preprocessing
 
     array = toy_images(n, seed)
@@ -49,8 +48,7 @@ def toy_set(n: int, seed: int, name: str):
 
 
 def make_toy_classifier(path: Path, *, hard: bool, seed: int = 0) -> Path:
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     rng = np.random.default_rng(seed)
     nodes, inits = [], []
@@ -84,17 +82,7 @@ def make_toy_classifier(path: Path, *, hard: bool, seed: int = 0) -> Path:
     inits.append(numpy_helper.from_array(head, "fc.weight"))
     inits.append(numpy_helper.from_array((-1.5 * head.sum(0)).astype(np.float32), "fc.bias"))
     nodes.append(helper.make_node("Gemm", ["flat", "fc.weight", "fc.bias"], ["logits"], name="fc"))
-    graph = helper.make_graph(
-        nodes,
-        "toy",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
-        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 20)])
-    model.ir_version = 10
-    onnx.save(model, str(path))
-    return path
+    return _save_classifier(path, "toy", nodes, inits)
 
 
 FP16_HARD_NODE = "conv"
@@ -109,8 +97,7 @@ def make_fp16_toy(path: Path, *, offset: float = 400.0, seed: int = 0) -> Path:
     change (ONNX Runtime's CPU runs FP16 Conv in FP32 between casts, but the weights it gets are
     the rounded FP16 ones); kept FP32, the convolution is exact.
     """
-    import onnx
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import helper, numpy_helper
 
     rng = np.random.default_rng(seed)
     weight = rng.normal(0.0, 0.1, (3, 3, 1, 1)).astype(np.float32)
@@ -125,9 +112,17 @@ def make_fp16_toy(path: Path, *, offset: float = 400.0, seed: int = 0) -> Path:
         helper.make_node("Flatten", ["pool"], ["flat"], name="flat"),
         helper.make_node("Add", ["flat", "minus_offset"], ["logits"], name="unshift"),
     ]
+    return _save_classifier(path, "fp16toy", nodes, inits)
+
+
+def _save_classifier(path: Path, name: str, nodes: list, inits: list) -> Path:
+    """Write an opset-20 graph ``input`` (N x 3 x SIZE x SIZE) -> ``logits`` (N x 3) to ``path``."""
+    import onnx
+    from onnx import TensorProto, helper
+
     graph = helper.make_graph(
         nodes,
-        "fp16toy",
+        name,
         [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3, SIZE, SIZE])],
         [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["batch", 3])],
         inits,

@@ -12,6 +12,7 @@ def export_fp32_onnx(checkpoint: Path, path: Path) -> Path:
     """FP32 ONNX with a dynamic batch, weights inside the file, plus a metadata entry to follow."""
     import onnx
     import torch
+
     from dacovid_export.model import load_checkpoint
 
     model, meta = load_checkpoint(checkpoint)

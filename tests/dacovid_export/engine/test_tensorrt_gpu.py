@@ -24,6 +24,7 @@ if not torch.cuda.is_available():
 
 
 from dacovid_export.artifacts.engine_metadata import read_engine_metadata, sidecar_path
+from dacovid_export.calibration.config import PrecisionConfig  # noqa: E402
 from dacovid_export.cli.main import cli  # noqa: E402
 from dacovid_export.core.errors import (  # noqa: E402
     EngineBuildError,
@@ -75,7 +76,7 @@ def engines(trained_onnx: Path, synthetic_dir: Path, tmp_path_factory: pytest.Te
             trained_onnx,
             out / f"trained.{precision}.engine",
             config,
-            calib_data=synthetic_dir if precision == "int8" else None,
+            PrecisionConfig(precision="int8", calib_data=synthetic_dir) if precision == "int8" else None,
             progress=False,
         )
     return built

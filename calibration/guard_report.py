@@ -1,0 +1,92 @@
+"""What the accuracy guards' reports share: the verdict fields, its rendering and its dict form.
+
+The INT8 (:class:`~dacovid_export.calibration.guard.GuardReport`) and FP16
+(:class:`~dacovid_export.calibration.fp16_guard.Fp16GuardReport`) guards both judge a
+candidate against the FP32 model on held-out images, before and after taking nodes out
+of the reduced precision; :class:`GuardVerdict` holds that common part once. Each report
+is a dataclass from the guard to the ONNX metadata and the pipeline report: ``to_dict``
+writes it, ``from_dict`` reads the same object back, and ``lines()`` is its one rendering.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Protocol
+
+from dacovid_export.data.agreement import Agreement
+
+__all__ = ["AccuracyReport", "GuardVerdict", "candidate_table"]
+
+
+class AccuracyReport(Protocol):
+    """Any guard's report (INT8 ``GuardReport``, ``Fp16GuardReport``, ``Bf16GuardReport``): what callers rely on."""
+
+    METADATA_KEY: ClassVar[str]  # the ONNX metadata and report.json key it is written under
+
+    def lines(self) -> list[str]: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardVerdict:
+    """A guard's verdict: target agreement with FP32, the images judged on, agreement before/after, time, pass."""
+
+    target: float
+    validation: Mapping[str, Any]
+    reference: str
+    before: Agreement
+    after: Agreement
+    convs: int
+    seconds: float
+    passed: bool
+
+    def agreement_line(self, name: str, lead: str = "") -> str:
+        """``<name> guard: [lead]agreement ... before -> after (target); |Δlogit| ...``."""
+        before, after = self.before, self.after
+        return (
+            f"{name} guard: {lead}agreement with FP32 on {after.images} validation images {before.agreement:.2%} -> "
+            f"{after.agreement:.2%} (target {self.target:.2%}); |Δlogit| median {before.median_abs_dlogit:.3g} -> "
+            f"{after.median_abs_dlogit:.3g}, max {before.max_abs_dlogit:.3g} -> {after.max_abs_dlogit:.3g}"
+        )
+
+    def validation_line(self, name: str) -> str:
+        return f"{name} guard: validation images: {self.validation.get('source')}"
+
+    def verdict_dict(self) -> dict[str, Any]:
+        """The common part of the report's dict form (metadata keys kept from the first format)."""
+        return {
+            "target_agreement": self.target,
+            "validation": dict(self.validation),
+            "reference": self.reference,
+            "before": self.before.to_dict(),
+            "after": self.after.to_dict(),
+            "convs": self.convs,
+            "seconds": self.seconds,
+            "passed": self.passed,
+        }
+
+    @staticmethod
+    def verdict_fields(data: Mapping[str, Any]) -> dict[str, Any]:
+        """Constructor arguments of the common part, read from :meth:`verdict_dict`'s form."""
+        return {
+            "target": float(data["target_agreement"]),
+            "validation": dict(data["validation"]),
+            "reference": str(data["reference"]),
+            "before": Agreement.from_dict(data["before"]),
+            "after": Agreement.from_dict(data["after"]),
+            "convs": int(data["convs"]),
+            "seconds": float(data["seconds"]),
+            "passed": bool(data["passed"]),
+        }
+
+
+def candidate_table(kind: str, convs: int, rows: Sequence[tuple[str, Agreement, int]]) -> list[str]:
+    """The candidates a guard tried, one row each: ``(label, agreement, convolutions left in <kind>)``."""
+    out = [f"  {'candidate':<44} {'agreement':>9} {'|Δlogit| med':>12} {'max':>7} {kind + ' convs':>11}"]
+    for label, a, kept in rows:
+        out.append(
+            f"  {label[:44]:<44} {a.agreement:>9.2%} {a.median_abs_dlogit:>12.3g} {a.max_abs_dlogit:>7.3g} {kept:>5}/{convs:<5}"
+        )
+    return out
