@@ -1,7 +1,7 @@
 """The whole precision step: FP32 ONNX -> self-checked FP16 (AutoCast) or INT8 (Q/DQ, accuracy-guarded) ONNX.
 
-Public API, imported lazily so ``import dacovid_export.calibration`` stays cheap
-(Model Optimizer, ONNX and ONNX Runtime load only when a function runs):
+Public API (the modules import only NumPy at load time; Model Optimizer, ONNX, ONNX Runtime and
+OpenVINO load when a function runs, so these eager re-exports cost no more than one of them):
 
 - :func:`convert_precision` (``calibration.convert``) / :class:`PrecisionConfig` (``calibration.config``): the step itself, checked and
   written with its metadata; :func:`export_at_precision`: ``dacovid-export onnx`` (FP32 export, then this step)
@@ -15,10 +15,21 @@ Public API, imported lazily so ``import dacovid_export.calibration`` stays cheap
 - :class:`PrecisionResult` (``calibration.result``)
 """
 
-from __future__ import annotations
-
-import importlib
-from typing import TYPE_CHECKING, Any
+from dacovid_export.calibration.bf16 import Bf16GuardConfig, Bf16GuardReport, guard_bf16
+from dacovid_export.calibration.cache import default_cache_dir
+from dacovid_export.calibration.config import PrecisionConfig
+from dacovid_export.calibration.convert import convert_precision, export_at_precision
+from dacovid_export.calibration.data import (
+    MIN_CALIBRATION_IMAGES,
+    CalibrationSet,
+    load_calibration_set,
+    load_validation_set,
+    split_calibration_set,
+)
+from dacovid_export.calibration.fp16 import convert_fp16
+from dacovid_export.calibration.guard import GuardConfig, GuardFailedError, GuardReport, guarded_quantize_int8
+from dacovid_export.calibration.int8 import quantize_int8
+from dacovid_export.calibration.result import PrecisionResult
 
 __all__ = [
     "PrecisionConfig",
@@ -41,65 +52,3 @@ __all__ = [
     "PrecisionResult",
     "default_cache_dir",
 ]
-
-_WHERE = {
-    "PrecisionConfig": "config",
-    "convert_precision": "convert",
-    "export_at_precision": "convert",
-    "MIN_CALIBRATION_IMAGES": "data",
-    "CalibrationSet": "data",
-    "load_calibration_set": "data",
-    "load_validation_set": "data",
-    "split_calibration_set": "data",
-    "GuardConfig": "guard",
-    "GuardReport": "guard",
-    "GuardFailedError": "guard",
-    "guarded_quantize_int8": "guard",
-    "Bf16GuardConfig": "bf16",
-    "Bf16GuardReport": "bf16",
-    "guard_bf16": "bf16",
-    "convert_fp16": "fp16",
-    "quantize_int8": "int8",
-    "PrecisionResult": "result",
-    "default_cache_dir": "cache",
-}
-
-if TYPE_CHECKING:
-    from dacovid_export.calibration.bf16 import (
-        Bf16GuardConfig,
-        Bf16GuardReport,
-        guard_bf16,
-    )
-    from dacovid_export.calibration.cache import default_cache_dir
-    from dacovid_export.calibration.config import PrecisionConfig
-    from dacovid_export.calibration.convert import (
-        convert_precision,
-        export_at_precision,
-    )
-    from dacovid_export.calibration.data import (
-        MIN_CALIBRATION_IMAGES,
-        CalibrationSet,
-        load_calibration_set,
-        load_validation_set,
-        split_calibration_set,
-    )
-    from dacovid_export.calibration.fp16 import convert_fp16
-    from dacovid_export.calibration.guard import (
-        GuardConfig,
-        GuardFailedError,
-        GuardReport,
-        guarded_quantize_int8,
-    )
-    from dacovid_export.calibration.int8 import quantize_int8
-    from dacovid_export.calibration.result import PrecisionResult
-
-
-def __getattr__(name: str) -> Any:
-    if name in _WHERE:
-        module = importlib.import_module(f"{__name__}.{_WHERE[name]}")
-        return getattr(module, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted(list(globals()) + __all__)

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
-from dacovid_export.artifacts.onnx_graph import attention_feeders, find_attention_chains
+from dacovid_export.artifacts.onnx_graph import attention_feeders
 from dacovid_export.calibration.cache import CalibrationCache
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.fallback import (
@@ -40,17 +40,15 @@ from dacovid_export.calibration.fallback import (
 )
 from dacovid_export.calibration.graph import (
     check_calibration_array,
-    check_output_path,
-    ensure_node_names,
     load_source_model,
     write_checked_model,
 )
 from dacovid_export.calibration.guard_report import GuardVerdict, candidate_table
 from dacovid_export.calibration.int8 import (
     CALIBRATION_METHODS,
-    RECIPE_VERSION,
     calibrate_cached,
-    int8_exclusions,
+    int8_details,
+    prepare_int8,
 )
 from dacovid_export.calibration.qdq import check_qdq, inspect_qdq
 from dacovid_export.calibration.result import PrecisionResult
@@ -276,13 +274,11 @@ def guarded_quantize_int8(
     if not isinstance(config, GuardConfig):
         raise UserInputError(f"config of type {type(config).__name__}: give a GuardConfig")
     check_separate(calibration, validation)  # the same file under any name, or a copy: never "separate"
-    src = load_source_model(source)
-    output = check_output_path(src.path, output)
-    array = check_calibration_array(calibration.array, src)
+    prepared = prepare_int8(source, output, calibration)
+    src, output, array, chains, excluded_from_start = (
+        prepared.src, prepared.output, prepared.array, prepared.chains, prepared.excluded
+    )
     images = check_calibration_array(validation.array, src)
-    ensure_node_names(src.model)
-    chains = find_attention_chains(src.model)
-    excluded_from_start = int8_exclusions(src.model, chains)
     cache = CalibrationCache(cache_dir)
 
     reference = onnx_logits(src.model if reference_model is None else load_source_model(reference_model).model, images)
@@ -340,26 +336,9 @@ def guarded_quantize_int8(
         report = dataclasses.replace(
             report, after_openvino=measure_agreement(reference, ov_logits), seconds=time.perf_counter() - started
         )
-    details = {
-        "tool": "modelopt.onnx.quantization.quantize + dacovid_export accuracy guard",
-        "recipe": RECIPE_VERSION,
-        "quantize_mode": "int8",
-        "method": best.method,
-        "high_precision_dtype": "fp32",
-        "symmetric": True,
-        "per_channel_weights": True,
-        "calibration": calibration.describe(),
-        "excluded_nodes": list(excluded_from_start),
-        "attention_chains": [{"softmax": c.softmax, "nodes": list(c.nodes)} for c in chains],
-        "qdq": summary.to_dict(),
-        "cache": {"key": best.key, "path": None if best.cache_path is None else str(best.cache_path), "hit": best.cache_hit},
-        "source_sha256": src.sha256,
-        "output_sha256": digest,
-        "providers": ["CPUExecutionProvider"],
-        "modelopt": best.fields["modelopt"],
-        "onnxruntime": best.fields["onnxruntime"],
-        "guard_config": config.to_dict(),
-    }
+    details = int8_details(
+        prepared, calibration, best, summary, digest, tool="modelopt.onnx.quantization.quantize + dacovid_export accuracy guard"
+    ) | {"guard_config": config.to_dict()}
     for line in (*report.table(), *report.lines()):
         _log(line, progress)
     fp16 = {n.name for n in excluded if n.dtype == "fp16"}

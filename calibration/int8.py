@@ -30,6 +30,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -51,7 +52,7 @@ from dacovid_export.calibration.graph import (
     restore_metadata,
     write_checked_model,
 )
-from dacovid_export.calibration.qdq import check_qdq
+from dacovid_export.calibration.qdq import QdqSummary, check_qdq
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.calibration.tooling import (
     CPU_PROVIDERS,
@@ -67,7 +68,10 @@ __all__ = [
     "CALIBRATION_METHODS",
     "RECIPE_VERSION",
     "CalibratedModel",
+    "PreparedInt8",
     "calibrate_cached",
+    "int8_details",
+    "prepare_int8",
     "quantize_int8",
     "int8_exclusions",
 ]
@@ -222,43 +226,75 @@ def quantize_int8(
         raise UserInputError(
             f"calibration of type {type(calibration).__name__}: give a CalibrationSet from load_calibration_set()"
         )
+    prepared = prepare_int8(source, output, calibration)
+    calibrated = calibrate_cached(
+        prepared.src, calibration, prepared.array, method, prepared.excluded, CalibrationCache(cache_dir)
+    )
+    summary = check_qdq(calibrated.model, prepared.chains)
+    digest = write_checked_model(calibrated.model_bytes, prepared.output)
+    return PrecisionResult(
+        precision="int8",
+        fp32_nodes=summary.fp32_nodes,
+        seconds=time.perf_counter() - started,
+        cache_hit=calibrated.cache_hit,
+        details=int8_details(prepared, calibration, calibrated, summary, digest, tool="modelopt.onnx.quantization.quantize"),
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class PreparedInt8:
+    """An FP32 source ready to quantize: checked, node names set, its attention chains and the nodes kept FP32."""
+
+    src: SourceModel
+    output: Path
+    array: np.ndarray  # the calibration images, N x 3 x S x S float32, checked against the model's input
+    chains: tuple[AttentionChain, ...]
+    excluded: list[str]  # kept out of INT8 by structure (attention chains and their feeders)
+
+
+def prepare_int8(
+    source: str | os.PathLike[str], output: str | os.PathLike[str], calibration: CalibrationSet
+) -> PreparedInt8:
+    """The set-up every INT8 writer shares (plain and guarded): the same checks and the same placement rules."""
     src = load_source_model(source)
     output = check_output_path(src.path, output)
     array = check_calibration_array(calibration.array, src)
     ensure_node_names(src.model)
-    chains = find_attention_chains(src.model)
-    excluded = int8_exclusions(src.model, chains)
-    calibrated = calibrate_cached(src, calibration, array, method, excluded, CalibrationCache(cache_dir))
-    model, model_bytes, key, cache_path = calibrated.model, calibrated.model_bytes, calibrated.key, calibrated.cache_path
-    cached = cache_path if calibrated.cache_hit else None
-    fields = calibrated.fields
+    chains = tuple(find_attention_chains(src.model))
+    return PreparedInt8(src, output, array, chains, int8_exclusions(src.model, chains))
 
-    summary = check_qdq(model, chains)
-    digest = write_checked_model(model_bytes, output)
 
-    details = {
-        "tool": "modelopt.onnx.quantization.quantize",
+def int8_details(
+    prepared: PreparedInt8,
+    calibration: CalibrationSet,
+    calibrated: CalibratedModel,
+    summary: QdqSummary,
+    digest: str,
+    *,
+    tool: str,
+) -> dict[str, Any]:
+    """What an INT8 model's metadata says about how it was made (``precision_details`` / the ONNX metadata)."""
+    return {
+        "tool": tool,
+        "recipe": RECIPE_VERSION,
         "quantize_mode": "int8",
-        "method": method,
+        "method": calibrated.method,
         "high_precision_dtype": "fp32",
         "symmetric": True,
         "per_channel_weights": True,
         "weights": "fp32 initializers behind QuantizeLinear/DequantizeLinear (TensorRT folds them)",
         "calibration": calibration.describe(),
-        "excluded_nodes": excluded,
-        "attention_chains": [{"softmax": c.softmax, "nodes": list(c.nodes)} for c in chains],
+        "excluded_nodes": list(prepared.excluded),
+        "attention_chains": [{"softmax": c.softmax, "nodes": list(c.nodes)} for c in prepared.chains],
         "qdq": summary.to_dict(),
-        "cache": {"key": key, "path": None if cache_path is None else str(cache_path), "hit": cached is not None},
-        "source_sha256": src.sha256,
+        "cache": {
+            "key": calibrated.key,
+            "path": None if calibrated.cache_path is None else str(calibrated.cache_path),
+            "hit": calibrated.cache_hit,
+        },
+        "source_sha256": prepared.src.sha256,
         "output_sha256": digest,
         "providers": ["CPUExecutionProvider"],
-        "modelopt": fields["modelopt"],
-        "onnxruntime": fields["onnxruntime"],
+        "modelopt": calibrated.fields["modelopt"],
+        "onnxruntime": calibrated.fields["onnxruntime"],
     }
-    return PrecisionResult(
-        precision="int8",
-        fp32_nodes=summary.fp32_nodes,
-        seconds=time.perf_counter() - started,
-        cache_hit=cached is not None,
-        details=details,
-    )

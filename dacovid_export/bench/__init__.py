@@ -25,7 +25,7 @@ from dacovid_export.bench.records import (
     percentile,
 )
 from dacovid_export.bench.report import format_markdown, save_bench_result
-from dacovid_export.bench.run import run_benchmark
+from dacovid_export.bench.run import bench_to_files, run_benchmark
 
 __all__ = [
     "AUTOCAST_CHOICES",
@@ -37,6 +37,7 @@ __all__ = [
     "BenchConfig",
     "BenchRecord",
     "BenchResult",
+    "bench_to_files",
     "format_markdown",
     "latency_stats",
     "parse_int_list",

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.backends.base import Backend
 from dacovid_export.backends.triton_endpoint import TritonEndpoint
 from dacovid_export.bench.config import BenchConfig
@@ -30,6 +31,7 @@ from dacovid_export.bench.records import (
     ServedLevel,
     latency_stats,
 )
+from dacovid_export.bench.report import save_bench_result
 from dacovid_export.bench.served import (
     SERVED_IMAGE_COUNT,
     encoded_images,
@@ -37,6 +39,7 @@ from dacovid_export.bench.served import (
     time_in_process,
 )
 from dacovid_export.bench.timing import is_cuda, time_series
+from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.log import get_logger
 from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.synthetic import synthetic_batch
@@ -44,7 +47,7 @@ from dacovid_export.data.synthetic import synthetic_batch
 if TYPE_CHECKING:
     from dacovid_export.bench.cost import ArtifactCost
 
-__all__ = ["run_benchmark"]
+__all__ = ["bench_to_files", "run_benchmark"]
 
 _log = get_logger("bench")
 
@@ -144,6 +147,28 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
         cpu_choices=tuple((Path(run.path).name, run.why) for run in runs if run.why),
     )
 
+
+
+def bench_to_files(
+    artifacts: Sequence[str | os.PathLike[str]],
+    config: BenchConfig = BenchConfig(),
+    *,
+    json: str | os.PathLike[str] | None = None,
+    csv: str | os.PathLike[str] | None = None,
+    plot: str | os.PathLike[str] | None = None,
+) -> tuple[BenchResult, list[Path]]:
+    """``dacovid-bench``: :func:`run_benchmark`, then the files asked for (JSON, CSV, latency PNG); result and paths.
+
+    The outputs are checked before anything is timed: a plot that is no PNG, two
+    outputs on one path, or one that would overwrite a timed artifact is refused.
+    """
+    if not artifacts and not config.triton:
+        raise UserInputError("give ARTIFACT files to time, or a served model with --triton URL")
+    if plot is not None and Path(plot).suffix.lower() != ".png":
+        raise UserInputError(f"--plot {str(plot)!r}: the plot is a PNG; give a path ending in .png")
+    check_outputs(inputs=artifacts, files={"--json": json, "--csv": csv, "--plot": plot})
+    result = run_benchmark(artifacts, config)
+    return result, save_bench_result(result, json=json, csv=csv, plot=plot)
 
 def _time_served(runs: Sequence[Run], config: BenchConfig) -> tuple[list[BenchRecord], list[ServedLevel]]:
     """Every endpoint at every concurrency, and every artifact in-process as Predictor runs it, on the same PNGs."""

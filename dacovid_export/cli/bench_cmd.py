@@ -18,7 +18,6 @@ from dacovid_export.cli.common import (
     handle_errors,
     verbosity_options,
 )
-from dacovid_export.core.errors import UserInputError
 
 __all__ = ["bench", "main"]
 
@@ -88,16 +87,10 @@ def bench(
     GPU work is timed with CUDA events (compute-only and end-to-end series);
     CPU work with a monotonic clock. Percentiles follow trtexec (nearest rank).
     """
-    from dacovid_export.artifacts.outputs import check_outputs
     from dacovid_export.bench.config import BenchConfig, parse_int_list
-    from dacovid_export.bench.report import format_markdown, save_bench_result
-    from dacovid_export.bench.run import run_benchmark
+    from dacovid_export.bench.report import format_markdown
+    from dacovid_export.bench.run import bench_to_files
 
-    if not artifacts and not triton_urls:
-        raise UserInputError("give ARTIFACT files to time, or a served model with --triton URL")
-    if plot_out is not None and plot_out.suffix.lower() != ".png":
-        raise UserInputError(f"--plot {str(plot_out)!r}: the plot is a PNG; give a path ending in .png")
-    check_outputs(inputs=artifacts, files={"--json": json_out, "--csv": csv_out, "--plot": plot_out})
     config = BenchConfig(
         backend=backend,
         device=device,
@@ -120,9 +113,9 @@ def bench(
         triton_model=triton_model,
         concurrency=parse_int_list(concurrency, "--concurrency"),
     )
-    result = run_benchmark([str(a) for a in artifacts], config)
+    result, written = bench_to_files([str(a) for a in artifacts], config, json=json_out, csv=csv_out, plot=plot_out)
     click.echo(format_markdown(result), nl=False)
-    for path in save_bench_result(result, json=json_out, csv=csv_out, plot=plot_out):
+    for path in written:
         click.echo(f"wrote {path}", err=True)
 
 

@@ -84,27 +84,19 @@ def check(
     Each model is judged by the tolerance of its precision (from its metadata).
     Prints a table; exits 0 when every model passes, 1 when one fails, 2 for bad input.
     """
-    from dacovid_export.artifacts.outputs import check_outputs
-    from dacovid_export.core.errors import CheckFailedError, UserInputError
+    from dacovid_export.core.errors import CheckFailedError
     from dacovid_export.parity.config import ParityConfig
-    from dacovid_export.parity.run import run_parity
+    from dacovid_export.parity.run import check_parity
 
-    if not models and not triton_urls:
-        raise UserInputError("give MODEL files to check, or a served model with --triton URL")
-    if strict_dicom and images is None:
-        raise UserInputError("--strict-dicom applies to --images: synthetic inputs are no DICOM; give --images or leave it out")
-    if confusion_png is not None and images is None:
-        raise UserInputError("--confusion-png needs --images: synthetic inputs have no labels")
-    check_outputs(
-        inputs=[checkpoint, *models, images], files={"--json": json_out}, folders={"--confusion-png": confusion_png}
-    )
     config = ParityConfig(require_same_source=not allow_source_mismatch).with_overrides(
         {k: v for k, v in tolerances.items() if v is not None}
     )
-    report = run_parity(
+    report, written = check_parity(
         checkpoint,
         [str(m) for m in models],
         images=images,
+        json=json_out,
+        confusion_png=confusion_png,
         config=config,
         batch_size=batch_size,
         synthetic_count=synthetic_count,
@@ -116,11 +108,8 @@ def check(
         strict_dicom=strict_dicom,
     )
     click.echo(report.format_table())
-    if json_out is not None:
-        click.echo(f"wrote {report.write_json(json_out)}", err=True)
-    if confusion_png is not None:
-        for path in report.write_confusion_pngs(confusion_png):
-            click.echo(f"wrote {path}", err=True)
+    for path in written:
+        click.echo(f"wrote {path}", err=True)
     if not report:
         names = ", ".join(Path(m.path).name for m in report.failed_models)
         raise CheckFailedError(f"parity failed for {len(report.failed_models)} of {len(report.models)} model(s): {names}")

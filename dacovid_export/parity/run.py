@@ -37,6 +37,7 @@ from typing import Any
 import numpy as np
 
 from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
+from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend, check_finite_logits, run_any_batch
 from dacovid_export.backends.registry import (
@@ -73,7 +74,7 @@ from dacovid_export.parity.report import (
     ReferenceResult,
 )
 
-__all__ = ["run_parity"]
+__all__ = ["check_parity", "run_parity"]
 
 # synthetic inputs are generated in fixed blocks so the set depends on the seed only, not on batch size
 _SYNTHETIC_BLOCK = 64
@@ -184,6 +185,8 @@ def run_parity(
 
     if not models and not endpoints:
         raise UserInputError("no models to check: give one or more .onnx/.engine files or a Triton endpoint")
+    if strict_dicom and images is None:
+        raise UserInputError("--strict-dicom applies to --images: synthetic inputs are no DICOM; give --images or leave it out")
     if endpoints and images is None:
         raise UserInputError("a Triton endpoint is sent encoded image files: give --images (synthetic tensors have no files)")
     check_batch_size(batch_size, "batch_size")
@@ -255,6 +258,32 @@ def run_parity(
         created=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         skipped=tuple(skipped),
     )
+
+
+def check_parity(
+    checkpoint: str | os.PathLike[str],
+    models: Sequence[str | os.PathLike[str]],
+    *,
+    images: str | os.PathLike[str] | None = None,
+    json: str | os.PathLike[str] | None = None,
+    confusion_png: str | os.PathLike[str] | None = None,
+    **options: Any,
+) -> tuple[ParityReport, list[Path]]:
+    """``dacovid-export check``: :func:`run_parity` (``options`` are its keywords), then the files asked for.
+
+    The outputs are checked before any model runs (one that would overwrite the
+    checkpoint, a model or the image folder is refused, as is ``confusion_png``
+    without labelled ``images``). Returns the report and the paths written; a model
+    that fails its tolerance does not raise (``bool(report)`` is False).
+    """
+    if confusion_png is not None and images is None:
+        raise UserInputError("--confusion-png needs --images: synthetic inputs have no labels")
+    check_outputs(inputs=[checkpoint, *models, images], files={"--json": json}, folders={"--confusion-png": confusion_png})
+    report = run_parity(checkpoint, models, images=images, **options)
+    written = [] if json is None else [report.write_json(json)]
+    if confusion_png is not None:
+        written += report.write_confusion_pngs(confusion_png)
+    return report, written
 
 
 def _run_all(

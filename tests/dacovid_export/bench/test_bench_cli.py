@@ -73,3 +73,21 @@ def test_cli_plot_must_be_png(toy_onnx: Path, tmp_path: Path) -> None:
     result = CliRunner().invoke(bench, [str(toy_onnx), "--plot", str(tmp_path / "o.svg")])
     assert result.exit_code == 2
     assert ".png" in _one_line_error(result)
+
+
+def test_bench_to_files_checks_outputs_before_timing(toy_onnx: Path, tmp_path: Path) -> None:
+    from dacovid_export.bench.config import BenchConfig
+    from dacovid_export.bench.run import bench_to_files
+    from dacovid_export.core.errors import UserInputError
+
+    config = BenchConfig(batch_sizes=(1,), iterations=2, warmup=0, device="cpu", progress=False)
+    before = toy_onnx.read_bytes()
+    with pytest.raises(UserInputError, match="--json"):
+        bench_to_files([str(toy_onnx)], config, json=toy_onnx)
+    assert toy_onnx.read_bytes() == before
+    with pytest.raises(UserInputError, match="the plot is a PNG"):
+        bench_to_files([str(toy_onnx)], config, plot=tmp_path / "o.svg")
+    with pytest.raises(UserInputError, match="give ARTIFACT files"):
+        bench_to_files([], config)
+    result, written = bench_to_files([str(toy_onnx)], config, csv=tmp_path / "o.csv")
+    assert written == [tmp_path / "o.csv"] and [r.batch for r in result.records] == [1]

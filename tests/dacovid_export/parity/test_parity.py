@@ -250,3 +250,18 @@ def test_real_images_check(real_data_dir: Path, tiny_checkpoint: Path, tiny_fp32
     data = json.loads(out.read_text())
     assert data["inputs"]["count"] == sum(len(list(d.iterdir())) for d in root.iterdir())
     assert data["models"][0]["top1_agreement"] == 1.0
+
+
+def test_check_parity_refuses_outputs_before_any_model_runs(tiny_checkpoint: Path, tiny_fp32_onnx: Path, tmp_path: Path) -> None:
+    from dacovid_export.parity.run import check_parity
+
+    before = sha256_file(tiny_fp32_onnx)
+    with pytest.raises(UserInputError, match="--json"):
+        check_parity(tiny_checkpoint, [tiny_fp32_onnx], json=tiny_fp32_onnx, synthetic_count=2, device="cpu")
+    assert sha256_file(tiny_fp32_onnx) == before
+    with pytest.raises(UserInputError, match="--confusion-png needs --images"):
+        check_parity(tiny_checkpoint, [tiny_fp32_onnx], confusion_png=tmp_path / "cm", synthetic_count=2, device="cpu")
+    report, written = check_parity(
+        tiny_checkpoint, [tiny_fp32_onnx], json=tmp_path / "p.json", synthetic_count=2, device="cpu", progress=False
+    )
+    assert report and written == [tmp_path / "p.json"] and json.loads(written[0].read_text())["passed"] is True
