@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dacovid_export.calibration.config import PrecisionConfig
-from dacovid_export.calibration.convert import GUARD_KEYS, convert_precision
+from dacovid_export.calibration.convert import GUARD_KEYS, convert_precision, export_at_precision
 from dacovid_export.core.errors import CheckFailedError
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.export.config import OnnxExportConfig
@@ -88,12 +88,23 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
                 )
                 continue
             try:
-                result = convert_precision(
-                    paths["fp32"],
-                    config.out / f"model.{precision}.onnx",
-                    _precision_config(precision, inputs, config),
-                    progress=config.progress,
-                )
+                if precision == "int8" and config.qat:
+                    # QAT fine-tunes the checkpoint's weights (an ONNX model's are frozen): the onnx --qat path, which
+                    # judges the fine-tuned INT8 model against this checkpoint's FP32 export
+                    result = export_at_precision(
+                        inputs.checkpoint,
+                        config.out / "model.int8.onnx",
+                        OnnxExportConfig(),
+                        config.int8_precision_config(inputs.calib_data, inputs.calib_size),  # type: ignore[arg-type]
+                        progress=config.progress,
+                    )
+                else:
+                    result = convert_precision(
+                        paths["fp32"],
+                        config.out / f"model.{precision}.onnx",
+                        _precision_config(precision, inputs, config),
+                        progress=config.progress,
+                    )
             except CheckFailedError as exc:
                 failed.append(FailedStep.of(name, exc))
                 timer.note(f"failed: {exc}")
