@@ -110,7 +110,9 @@ def export_at_precision(
         if train_data is not None:
             step = _qat_convert(checkpoint, fp32.path, output, export, precision, train_data, scratch, progress)
         else:
-            step = _convert_checked(fp32.path, output, precision, progress, images_checked=True)
+            step = _convert_checked(
+                fp32.path, output, precision, progress, images_checked=True, qat_hint=_qat_command(checkpoint, output, precision)
+            )
     return _after_export(fp32, step)
 
 
@@ -134,6 +136,37 @@ def _qat_train_data(checkpoint: str | os.PathLike[str], config: PrecisionConfig)
     raise UserInputError(
         f"--qat needs training images and there is no split.json next to {str(checkpoint)!r}: pass --train-data DIR "
         "(the images the checkpoint was trained on, or a dacovid-train split.json)"
+    )
+
+
+def _qat_command(checkpoint: str | os.PathLike[str], output: str | os.PathLike[str], config: PrecisionConfig) -> str | None:
+    """The user's own INT8 command with ``--qat`` added: what a refusal of the calibrated model says to run next."""
+    if config.precision != "int8" or config.qat:
+        return None
+    import shlex
+
+    def q(value: object) -> str:
+        return shlex.quote(str(value))
+
+    words = ["dacovid-export onnx", q(checkpoint), "-o", q(output), "--precision int8", "--calib-data", q(config.calib_data)]
+    options = {"calib_size": "--calib-size", "validation_data": "--validation-data", "min_agreement": "--min-agreement",
+               "calib_method": "--calib-method", "cache_dir": "--cache-dir", "seed": "--seed"}
+    for name in config.given():
+        if name in options:
+            words += [options[name], q(getattr(config, name))]
+    return "`" + " ".join([*words, "--qat"]) + "`" + (
+        "" if (Path(checkpoint).parent / "split.json").is_file()
+        else f" --train-data DIR (no split.json beside {Path(checkpoint).name}: the images it was trained on)"
+    )
+
+
+def _convert_hint(info: ArtifactInfo) -> str:
+    """From an FP32 ONNX model there are no weights to fine-tune: the checkpoint it was exported from is needed."""
+    source = info.extra.get("source_name")
+    named = f"{source!r}, recorded in this model's metadata" if source else "the checkpoint this model was exported from"
+    return (
+        f"it fine-tunes a checkpoint, not an ONNX model: run `dacovid-export onnx CHECKPOINT -o OUT --precision int8 "
+        f"--calib-data DATA --qat` with CHECKPOINT the PyTorch checkpoint {named}"
     )
 
 
@@ -257,7 +290,7 @@ def convert_precision(
     if config.qat:
         # QAT fine-tunes the checkpoint's weights; an ONNX model's are frozen
         raise UserInputError("qat fine-tunes a checkpoint: use export_at_precision (dacovid-export onnx --qat)")
-    return _convert_checked(fp32_onnx, output, config, progress, info)
+    return _convert_checked(fp32_onnx, output, config, progress, info, qat_hint=_convert_hint(info))
 
 
 def _convert_checked(
@@ -268,6 +301,7 @@ def _convert_checked(
     info: ArtifactInfo | None = None,
     *,
     images_checked: bool = False,
+    qat_hint: str | None = None,
 ) -> OnnxExportResult:
     """The precision step on a validated ``config``, after checking the source model, the output and (unless done) the images."""
     info = info if info is not None else read_onnx_info(fp32_onnx)
@@ -285,7 +319,7 @@ def _convert_checked(
         require_bf16_cpu()
     output = _check_precision_output(output, fp32_onnx, config, images=not images_checked)
     with StepTimer(progress, total=3, bar=True) as steps:
-        return _convert(Path(fp32_onnx), output, config, batches, steps)
+        return _convert(Path(fp32_onnx), output, config, batches, steps, qat_hint=qat_hint)
 
 
 def _convert(
@@ -298,6 +332,7 @@ def _convert(
     reference: Path | None = None,
     qat: dict[str, Any] | None = None,
     image_sets: tuple[Any, Any] | None = None,
+    qat_hint: str | None = None,
 ) -> OnnxExportResult:
     fp32_proto = load_onnx(fp32_path)
     info = info_from_model(fp32_proto, fp32_path)
@@ -316,7 +351,7 @@ def _convert(
         raw = scratch / f"model.{config.precision}.raw.onnx"
         final = scratch / f"model.{config.precision}.onnx"
         step = PRECISION_STEPS[config.precision](
-            _StepInputs(fp32_path, raw, config, calibration, validation, steps.enabled, reference, qat)
+            _StepInputs(fp32_path, raw, config, calibration, validation, steps.enabled, reference, qat, qat_hint)
         )
         proto = load_onnx(raw)
         # the precision tools write a plain ONNX file: stamp our metadata again
@@ -411,6 +446,7 @@ class _StepInputs:
     progress: bool
     reference: Path | None = None  # QAT: the original checkpoint's FP32 model the guard judges against
     qat: dict[str, Any] | None = None  # QAT: the fine-tune's record
+    qat_hint: str | None = None  # INT8 without QAT: how this user turns it on, for a refusal
 
 
 def _fp16_step(x: _StepInputs) -> PrecisionResult:
@@ -435,6 +471,7 @@ def _int8_step(x: _StepInputs) -> PrecisionResult:
         progress=x.progress,
         reference_model=x.reference,
         qat=x.qat,
+        qat_hint=x.qat_hint,
     )
 
 

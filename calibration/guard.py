@@ -256,12 +256,15 @@ def guarded_quantize_int8(
     progress: bool = True,
     reference_model: str | os.PathLike[str] | None = None,
     qat: dict[str, Any] | None = None,
+    qat_hint: str | None = None,
 ) -> PrecisionResult:
     """Write the INT8 (Q/DQ) version of ``source`` that agrees with FP32 on ``validation``, or refuse.
 
     ``reference_model``: the FP32 ONNX model the guard judges against when it is not ``source``
     (after quantization-aware fine-tuning: the ORIGINAL checkpoint's FP32 model, ``source`` being
-    the fine-tuned one); ``qat``: the fine-tune's record, stored in the report.
+    the fine-tuned one); ``qat``: the fine-tune's record, stored in the report. ``qat_hint``: how
+    this user turns on quantization-aware fine-tuning (the exact command), named first in a refusal
+    of a calibrated model; ``None``: a generic example.
 
     ``calibration``/``validation``: disjoint image sets (:func:`split_calibration_set`, or
     :func:`load_validation_set` for separate images). Raises :class:`GuardFailedError` (a
@@ -330,7 +333,7 @@ def guarded_quantize_int8(
         qat=qat,
     )
     if not passed:
-        raise GuardFailedError(_failure_message(report, qat=qat is not None), report)
+        raise GuardFailedError(_failure_message(report, qat=qat is not None, qat_hint=qat_hint), report)
 
     summary = check_qdq(final_model, chains)
     model_bytes = final_model.SerializeToString()
@@ -443,7 +446,11 @@ def _fall_back(
     return best[0], best[1], best[2], ranking
 
 
-def _failure_message(report: GuardReport, *, qat: bool = False) -> str:
+def _failure_message(report: GuardReport, *, qat: bool = False, qat_hint: str | None = None) -> str:
+    hint = qat_hint or (
+        "the same command with --qat added (e.g. `dacovid-export onnx CKPT -o OUT --precision int8 --calib-data DATA "
+        "--qat`: fine-tunes on the run's training images, --train-data DIR otherwise)"
+    )
     lines = [
         f"INT8 accuracy guard: the best INT8 model agrees with FP32 on {report.after.agreement:.2%} of "
         f"{report.after.images} validation images, below the target {report.target:.2%}; nothing was written.",
@@ -452,9 +459,7 @@ def _failure_message(report: GuardReport, *, qat: bool = False) -> str:
             "What to try: more fine-tuning (--qat-epochs, --qat-lr); more or more typical calibration images; FP16 "
             "instead of INT8 (--precision fp16); or, knowingly, a lower --min-agreement (recorded in the model's metadata)."
             if qat
-            else "What to try: first quantization-aware fine-tuning, the same command with --qat added (e.g. `dacovid-export "
-            "onnx CKPT -o OUT --precision int8 --calib-data DATA --qat`: fine-tunes on the run's training images, "
-            "--train-data DIR otherwise); more or more typical calibration images (--calib-size, --calib-data); "
+            else f"What to try: first quantization-aware fine-tuning: {hint}; more or more typical calibration images (--calib-size, --calib-data); "
             "the other --calib-method; FP16 instead of INT8 (--precision fp16); or, knowingly, a lower --min-agreement "
             "(it is recorded in the model's metadata)."
         ),

@@ -12,7 +12,7 @@ import torch
 
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
 from dacovid_export.calibration.config import PrecisionConfig
-from dacovid_export.calibration.convert import convert_precision, guard_report_of
+from dacovid_export.calibration.convert import convert_precision, export_at_precision, guard_report_of
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
@@ -169,3 +169,29 @@ def test_config_rejects_bad_options(kwargs: dict, message: str) -> None:
 def test_config_calibration_size_minimum(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="calib_size=4"):
         PrecisionConfig(precision="int8", calib_data=tmp_path, calib_size=4)
+
+
+def test_int8_refusal_names_the_users_own_command_with_qat(
+    tmp_path: Path, tiny_checkpoint: Path, tiny_fp32_onnx: Path, synthetic_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export_at_precision knows the checkpoint: the hint is the user's command; convert_precision names source_name."""
+    from dacovid_export.calibration import convert
+    from dacovid_export.core.errors import CheckFailedError
+
+    hints: list[str | None] = []
+
+    def refuse(*args: object, qat_hint: str | None = None, **kwargs: object) -> None:
+        hints.append(qat_hint)
+        raise CheckFailedError("refused")
+
+    monkeypatch.setattr(convert, "guarded_quantize_int8", refuse)
+    config = PrecisionConfig(precision="int8", calib_data=synthetic_dir, calib_size=8, min_agreement=0.95)
+    with pytest.raises(CheckFailedError):
+        export_at_precision(tiny_checkpoint, tmp_path / "m8.onnx", precision=config)
+    hint = hints[-1]
+    assert hint is not None and hint.startswith(f"`dacovid-export onnx {tiny_checkpoint} -o ")
+    assert f"--calib-data {synthetic_dir} --calib-size 8 --min-agreement 0.95 --qat`" in hint
+    assert "m8.onnx" in hint and "--train-data DIR" in hint  # no split.json beside the tiny checkpoint
+    with pytest.raises(CheckFailedError):
+        convert_precision(tiny_fp32_onnx, tmp_path / "c8.onnx", config)
+    assert f"{tiny_checkpoint.name!r}, recorded in this model's metadata" in hints[-1] and "--qat" in hints[-1]

@@ -79,7 +79,8 @@ def test_sensitivity_ranks_the_hard_layer_first_and_the_guard_takes_only_it_out(
     assert measure_agreement(reference, onnx_logits(model, images)).agreement >= 0.99
 
 
-def test_impossible_target_fails_with_the_table_and_writes_nothing(hard_toy: dict, guarded) -> None:
+@pytest.mark.parametrize("hint", [None, "`dacovid-export onnx /runs/a/best.pt -o /m/a.onnx --precision int8 --qat`"])
+def test_impossible_target_fails_with_the_table_and_writes_nothing(hard_toy: dict, guarded, hint: str | None) -> None:
     out = hard_toy["root"] / "refused.int8.onnx"
     with pytest.raises(GuardFailedError) as caught:
         guarded_quantize_int8(
@@ -91,9 +92,12 @@ def test_impossible_target_fails_with_the_table_and_writes_nothing(hard_toy: dic
             config=GuardConfig(methods=("entropy",), min_int8_conv_share=1.0),
             cache_dir=hard_toy["cache"],
             progress=False,
+            qat_hint=hint,
         )
     message = str(caught.value)
     assert "below the target 99.00%" in message and "entropy calibration" in message and "What to try" in message
+    # QAT is named first: the caller's exact command when it knows one, an example otherwise
+    assert f"fine-tuning: {hint or 'the same command with --qat added'}" in message
     assert caught.value.exit_code == 1 and not caught.value.report.passed
     assert not out.exists() and not list(out.parent.glob(".refused*"))
 
