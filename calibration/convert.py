@@ -42,6 +42,7 @@ from dacovid_export.calibration.data import (
     MAX_QAT_IMAGES,
     MAX_VALIDATION_IMAGES,
     check_image_sets,
+    image_labels,
     load_calibration_set,
     load_validation_set,
     split_calibration_set,
@@ -351,7 +352,10 @@ def _convert(
         raw = scratch / f"model.{config.precision}.raw.onnx"
         final = scratch / f"model.{config.precision}.onnx"
         step = PRECISION_STEPS[config.precision](
-            _StepInputs(fp32_path, raw, config, calibration, validation, steps.enabled, reference, qat, qat_hint)
+            _StepInputs(
+                fp32_path, raw, config, calibration, validation, steps.enabled, reference, qat, qat_hint,
+                labels=None if validation is None else image_labels(validation, info.class_names),
+            )
         )
         proto = load_onnx(raw)
         # the precision tools write a plain ONNX file: stamp our metadata again
@@ -447,6 +451,7 @@ class _StepInputs:
     reference: Path | None = None  # QAT: the original checkpoint's FP32 model the guard judges against
     qat: dict[str, Any] | None = None  # QAT: the fine-tune's record
     qat_hint: str | None = None  # INT8 without QAT: how this user turns it on, for a refusal
+    labels: Any = None  # the validation images' class indices, where they have labels (accuracy beside agreement)
 
 
 def _fp16_step(x: _StepInputs) -> PrecisionResult:
@@ -472,6 +477,7 @@ def _int8_step(x: _StepInputs) -> PrecisionResult:
         reference_model=x.reference,
         qat=x.qat,
         qat_hint=x.qat_hint,
+        labels=x.labels,
     )
 
 

@@ -45,7 +45,7 @@ from dacovid_export.calibration.graph import (
     load_source_model,
     write_checked_model,
 )
-from dacovid_export.calibration.guard_report import GuardVerdict, candidate_table
+from dacovid_export.calibration.guard_report import GuardVerdict, LabelAccuracy, candidate_table, label_accuracy
 from dacovid_export.calibration.int8 import (
     CALIBRATION_METHODS,
     RECIPE_VERSION,
@@ -168,6 +168,7 @@ class GuardReport(GuardVerdict):
     ranking: tuple[NodeSensitivity, ...]
     after_openvino: Agreement | None = None  # the written model under OpenVINO (FP32 precision set), for the record
     qat: Mapping[str, Any] | None = None
+    accuracy: LabelAccuracy | None = None  # where the validation images have labels
 
     @property
     def int8_conv_share(self) -> float:
@@ -195,6 +196,8 @@ class GuardReport(GuardVerdict):
                 f"({'reused ' if q.get('reused') else ''}{q.get('checkpoint')}), {q.get('seconds', 0.0):.0f}s; judged "
                 "against the original checkpoint's FP32 model"
             )
+        if self.accuracy is not None:
+            out.append(self.accuracy.line("INT8"))
         if (ov := self.after_openvino) is not None:
             out.append(
                 f"INT8 guard: under OpenVINO (CPU, FP32 set around INT8): agreement {ov.agreement:.2%}, "
@@ -214,6 +217,7 @@ class GuardReport(GuardVerdict):
             "ranking_top": [r.to_dict() for r in self.ranking[:20]],
             "after_openvino": None if self.after_openvino is None else self.after_openvino.to_dict(),
             **({"qat": dict(self.qat)} if self.qat is not None else {}),
+            **({"accuracy": self.accuracy.to_dict()} if self.accuracy is not None else {}),
         }
 
     @classmethod
@@ -230,6 +234,7 @@ class GuardReport(GuardVerdict):
             ranking=tuple(NodeSensitivity.from_dict(r) for r in data.get("ranking_top", ())),
             after_openvino=None if ov is None else Agreement.from_dict(ov),
             qat=data.get("qat"),
+            accuracy=LabelAccuracy.from_dict(data["accuracy"]) if data.get("accuracy") else None,
         )
 
 
@@ -257,6 +262,7 @@ def guarded_quantize_int8(
     reference_model: str | os.PathLike[str] | None = None,
     qat: dict[str, Any] | None = None,
     qat_hint: str | None = None,
+    labels: np.ndarray | None = None,
 ) -> PrecisionResult:
     """Write the INT8 (Q/DQ) version of ``source`` that agrees with FP32 on ``validation``, or refuse.
 
@@ -264,7 +270,8 @@ def guarded_quantize_int8(
     (after quantization-aware fine-tuning: the ORIGINAL checkpoint's FP32 model, ``source`` being
     the fine-tuned one); ``qat``: the fine-tune's record, stored in the report. ``qat_hint``: how
     this user turns on quantization-aware fine-tuning (the exact command), named first in a refusal
-    of a calibrated model; ``None``: a generic example.
+    of a calibrated model; ``None``: a generic example. ``labels``: the validation images' class
+    indices, when they have labels: the report then shows FP32 and INT8 accuracy side by side.
 
     ``calibration``/``validation``: disjoint image sets (:func:`split_calibration_set`, or
     :func:`load_validation_set` for separate images). Raises :class:`GuardFailedError` (a
@@ -315,6 +322,11 @@ def guarded_quantize_int8(
         )
     int8, convs = int8_conv_share(final_model)
     passed = final_agreement.agreement >= config.min_agreement
+    accuracy = None
+    if labels is not None:
+        labels = _check_labels(labels, len(images))
+        final_logits = best_logits if final_model is base_model else onnx_logits(final_model, images)
+        accuracy = label_accuracy(labels, reference, best_logits, final_logits)
     report = GuardReport(
         target=config.min_agreement,
         min_int8_conv_share=config.min_int8_conv_share,
@@ -331,6 +343,7 @@ def guarded_quantize_int8(
         seconds=time.perf_counter() - started,
         passed=passed,
         qat=qat,
+        accuracy=accuracy,
     )
     if not passed:
         raise GuardFailedError(_failure_message(report, qat=qat is not None, qat_hint=qat_hint), report)
@@ -374,6 +387,13 @@ def guarded_quantize_int8(
         details=details,
         guard=report,
     )
+
+
+def _check_labels(labels: np.ndarray, images: int) -> np.ndarray:
+    labels = np.asarray(labels)
+    if labels.shape != (images,) or not np.issubdtype(labels.dtype, np.integer):
+        raise UserInputError(f"labels of shape {labels.shape} ({labels.dtype}): give one class index per validation image ({images})")
+    return labels
 
 
 def _validation_source(calibration: CalibrationSet, validation: CalibrationSet) -> str:

@@ -102,6 +102,9 @@ def test_cli_int8_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
     assert all(f"{line}\n" in result.output for line in guard_report_of(meta).lines())
     assert guard["convs"] > 50 and guard["int8_conv_share"] >= 0.8
     assert "held out from calibration" in guard["validation"]["source"]
+    # the synthetic images sit in class folders: FP32 and INT8 accuracy are reported beside agreement
+    assert guard["accuracy"]["images"] == 6 and 0 <= guard["accuracy"]["fp32"] <= 1
+    assert "INT8 guard: accuracy on the 6 labelled validation images: FP32 " in result.output
 
     model = validate_model(out)
     assert check_qdq_zero_points(model) > 0

@@ -36,6 +36,14 @@ def hard_toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+def _labels(hard_toy: dict) -> np.ndarray:
+    """Labels of the validation images: FP32's answers, the first 6 of 48 changed (FP32 accuracy 87.5%)."""
+    reference = onnx_logits(onnx.load(str(hard_toy["model"])), hard_toy["validation"].array)
+    labels = reference.argmax(axis=1)
+    labels[:6] = (labels[:6] + 1) % reference.shape[1]
+    return labels
+
+
 @pytest.fixture(scope="module")
 def guarded(hard_toy: dict):
     out = hard_toy["root"] / "hard.int8.onnx"
@@ -47,6 +55,7 @@ def guarded(hard_toy: dict):
         config=GuardConfig(methods=("entropy",), min_int8_conv_share=0.5),
         cache_dir=hard_toy["cache"],
         progress=False,
+        labels=_labels(hard_toy),
     )
     return out, result
 
@@ -79,6 +88,19 @@ def test_sensitivity_ranks_the_hard_layer_first_and_the_guard_takes_only_it_out(
     assert measure_agreement(reference, onnx_logits(model, images)).agreement >= 0.99
 
 
+def test_labelled_validation_images_give_fp32_and_int8_accuracy_side_by_side(hard_toy: dict, guarded) -> None:
+    out, result = guarded
+    accuracy = result.guard.accuracy
+    images = hard_toy["validation"].array
+    written = onnx_logits(onnx.load(str(out)), images).argmax(axis=1)
+    assert accuracy.images == 48 and accuracy.fp32 == pytest.approx(42 / 48)
+    assert accuracy.after == pytest.approx(float(np.mean(written == _labels(hard_toy))))
+    assert accuracy.before != accuracy.after  # conv2 in INT8 changed answers; taking it out changed them back
+    assert type(result.guard).from_dict(result.guard.to_dict()).accuracy == accuracy
+    line = next(x for x in result.guard.lines() if "accuracy" in x)
+    assert f"FP32 {42 / 48:.2%}" in line and f"INT8 {accuracy.before:.2%} -> {accuracy.after:.2%}" in line
+
+
 @pytest.mark.parametrize("hint", [None, "`dacovid-export onnx /runs/a/best.pt -o /m/a.onnx --precision int8 --qat`"])
 def test_impossible_target_fails_with_the_table_and_writes_nothing(hard_toy: dict, guarded, hint: str | None) -> None:
     out = hard_toy["root"] / "refused.int8.onnx"
@@ -98,6 +120,7 @@ def test_impossible_target_fails_with_the_table_and_writes_nothing(hard_toy: dic
     assert "below the target 99.00%" in message and "entropy calibration" in message and "What to try" in message
     # QAT is named first: the caller's exact command when it knows one, an example otherwise
     assert f"fine-tuning: {hint or 'the same command with --qat added'}" in message
+    assert caught.value.report.accuracy is None and "accuracy" not in " ".join(caught.value.report.lines())  # no labels
     assert caught.value.exit_code == 1 and not caught.value.report.passed
     assert not out.exists() and not list(out.parent.glob(".refused*"))
 
