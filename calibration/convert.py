@@ -460,7 +460,7 @@ def _fp16_step(x: _StepInputs) -> PrecisionResult:
         return convert_fp16(x.fp32_path, x.raw, calibration=None)
     return guarded_convert_fp16(
         x.fp32_path, x.raw, validation=x.validation, calibration=x.calibration, config=x.config.fp16_guard_config(),
-        progress=x.progress,
+        progress=x.progress, labels=x.labels,
     )
 
 

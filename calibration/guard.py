@@ -324,7 +324,6 @@ def guarded_quantize_int8(
     passed = final_agreement.agreement >= config.min_agreement
     accuracy = None
     if labels is not None:
-        labels = _check_labels(labels, len(images))
         final_logits = best_logits if final_model is base_model else onnx_logits(final_model, images)
         accuracy = label_accuracy(labels, reference, best_logits, final_logits)
     report = GuardReport(
@@ -387,13 +386,6 @@ def guarded_quantize_int8(
         details=details,
         guard=report,
     )
-
-
-def _check_labels(labels: np.ndarray, images: int) -> np.ndarray:
-    labels = np.asarray(labels)
-    if labels.shape != (images,) or not np.issubdtype(labels.dtype, np.integer):
-        raise UserInputError(f"labels of shape {labels.shape} ({labels.dtype}): give one class index per validation image ({images})")
-    return labels
 
 
 def _validation_source(calibration: CalibrationSet, validation: CalibrationSet) -> str:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.agreement import Agreement
 
 __all__ = ["AccuracyReport", "GuardVerdict", "LabelAccuracy", "candidate_table", "label_accuracy"]
@@ -118,6 +119,11 @@ def label_accuracy(
     """:class:`LabelAccuracy` of three ``N x K`` logits against ``labels`` (``None``: the images have no labels)."""
     if labels is None:
         return None
+    labels = np.asarray(labels)
+    if labels.shape != (len(fp32),) or not np.issubdtype(labels.dtype, np.integer):
+        raise UserInputError(
+            f"labels of shape {labels.shape} ({labels.dtype}): give one class index per validation image ({len(fp32)})"
+        )
 
     def accuracy(logits: np.ndarray) -> float:
         return float(np.mean(np.argmax(logits, axis=1) == labels))

@@ -161,3 +161,13 @@ def test_split_holds_validation_out_of_calibration(synthetic_dir: Path) -> None:
     again, _ = split_calibration_set(synthetic_dir, Preprocessing(image_size=64), size=256, seed=0)
     assert again.sha256 == calibration.sha256
     assert np.array_equal(again.array, calibration.array)
+
+
+def test_label_accuracy_refuses_labels_that_do_not_fit_the_images() -> None:
+    from dacovid_export.calibration.guard_report import label_accuracy
+
+    logits = np.eye(3, dtype=np.float32)
+    assert label_accuracy(None, logits, logits, logits) is None
+    assert label_accuracy(np.array([0, 1, 0]), logits, logits, logits).fp32 == pytest.approx(2 / 3)
+    with pytest.raises(UserInputError, match=r"labels of shape \(2,\).*\(3\)"):
+        label_accuracy(np.array([0, 1]), logits, logits, logits)
