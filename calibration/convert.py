@@ -49,7 +49,7 @@ from dacovid_export.calibration.data import (
 )
 from dacovid_export.calibration.fp16 import convert_fp16
 from dacovid_export.calibration.fp16_guard import Fp16GuardReport, guarded_convert_fp16
-from dacovid_export.calibration.guard import GuardReport, guarded_quantize_int8
+from dacovid_export.calibration.guard import GuardReport, calibrated_agreement, guarded_quantize_int8
 from dacovid_export.calibration.guard_report import AccuracyReport
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.core.errors import CheckFailedError, UserInputError
@@ -231,6 +231,11 @@ def _qat_convert(
         record = result.to_dict() | {"train_data": str(train_data), "reused": False}
     record["source_sha256"] = source_sha
     record["qat_checkpoint_sha256"] = sha256_file(qat_path)
+    # what post-training INT8 alone gives on the same images: the report's "before" of the fine-tune
+    record["before_qat"] = calibrated_agreement(
+        original_fp32, calibration=calibration, validation=validation, method=config.guard_config().methods[0],
+        cache_dir=config.cache_dir, labels=image_labels(validation, info.class_names),
+    )
     tuned = export_onnx(qat_path, scratch / "model.qat.fp32.onnx", export, progress=progress)
     batches = verify_batches(info.max_batch, info.extra.get("suggested_max_batch"))
     with StepTimer(progress, total=3, bar=True) as steps:

@@ -77,6 +77,7 @@ __all__ = [
     "GuardReport",
     "GuardFailedError",
     "guarded_quantize_int8",
+    "calibrated_agreement",
     "int8_conv_share",
 ]
 
@@ -196,6 +197,13 @@ class GuardReport(GuardVerdict):
                 f"({'reused ' if q.get('reused') else ''}{q.get('checkpoint')}), {q.get('seconds', 0.0):.0f}s; judged "
                 "against the original checkpoint's FP32 model"
             )
+            if (ptq := q.get("before_qat")) is not None:
+                accuracy = f", accuracy {ptq['accuracy']:.2%}" if "accuracy" in ptq else ""
+                out.append(
+                    f"INT8 guard: agreement with FP32 before QAT ({ptq.get('method')} calibration alone) "
+                    f"{ptq['agreement']:.2%}{accuracy} -> after QAT {self.after.agreement:.2%}"
+                    + (f", accuracy {self.accuracy.after:.2%}" if accuracy and self.accuracy is not None else "")
+                )
         if self.accuracy is not None:
             out.append(self.accuracy.line("INT8"))
         if (ov := self.after_openvino) is not None:
@@ -386,6 +394,38 @@ def guarded_quantize_int8(
         details=details,
         guard=report,
     )
+
+
+def calibrated_agreement(
+    source: str | os.PathLike[str],
+    *,
+    calibration: CalibrationSet,
+    validation: CalibrationSet,
+    method: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    labels: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Agreement with ``source`` (FP32) of its plainly calibrated INT8 model (no fallback), and accuracy where labelled.
+
+    What post-training quantization alone gives: the "before" a quantization-aware fine-tune is
+    judged against. The calibrated model comes from (and goes to) the same cache as the guard's.
+    """
+    check_separate(calibration, validation)
+    src = load_source_model(source)
+    array = check_calibration_array(calibration.array, src)
+    images = check_calibration_array(validation.array, src)
+    ensure_node_names(src.model)
+    chains = find_attention_chains(src.model)
+    calibrated = calibrate_cached(
+        src, calibration, array, method, int8_exclusions(src.model, chains), CalibrationCache(cache_dir)
+    )
+    reference = onnx_logits(src.model, images)
+    logits = onnx_logits(calibrated.model_bytes, images)
+    out: dict[str, Any] = {"method": method, **measure_agreement(reference, logits).to_dict()}
+    accuracy = label_accuracy(labels, reference, logits, logits)
+    if accuracy is not None:
+        out["accuracy"] = accuracy.after
+    return out
 
 
 def _validation_source(calibration: CalibrationSet, validation: CalibrationSet) -> str:

@@ -198,3 +198,18 @@ def test_int8_refusal_names_the_users_own_command_with_qat(
     with pytest.raises(CheckFailedError):
         convert_precision(tiny_fp32_onnx, tmp_path / "c8.onnx", config)
     assert f"{tiny_checkpoint.name!r}, recorded in this model's metadata" in hints[-1] and "--qat" in hints[-1]
+
+
+def test_qat_export_reports_agreement_before_and_after_qat(tmp_path: Path, tiny_checkpoint: Path, synthetic_dir: Path) -> None:
+    """onnx --qat: the guard report holds the fine-tune's record with post-training INT8's agreement before it."""
+    config = PrecisionConfig(
+        precision="int8", calib_data=synthetic_dir, calib_size=16, min_agreement=0.0, qat=True, qat_epochs=1,
+        train_data=synthetic_dir, cache_dir=tmp_path / "cache",
+    )
+    result = export_at_precision(tiny_checkpoint, tmp_path / "m8.onnx", precision=config)
+    guard = guard_report_of(read_metadata(result.path))
+    assert guard is not None and guard.method.startswith("qat + ") and guard.qat["epochs"] == 1
+    before = guard.qat["before_qat"]
+    assert before["method"] == "max" and before["images"] == guard.after.images and 0 <= before["agreement"] <= 1
+    assert "accuracy" in before and guard.accuracy is not None  # the synthetic images sit in class folders
+    assert any(line.startswith("INT8 guard: agreement with FP32 before QAT (max calibration alone)") for line in guard.lines())

@@ -171,3 +171,24 @@ def test_label_accuracy_refuses_labels_that_do_not_fit_the_images() -> None:
     assert label_accuracy(np.array([0, 1, 0]), logits, logits, logits).fp32 == pytest.approx(2 / 3)
     with pytest.raises(UserInputError, match=r"labels of shape \(2,\).*\(3\)"):
         label_accuracy(np.array([0, 1]), logits, logits, logits)
+
+
+def test_calibrated_agreement_is_the_guards_before_and_renders_as_before_qat(hard_toy: dict, guarded) -> None:
+    import dataclasses
+
+    from dacovid_export.calibration.guard import calibrated_agreement
+
+    _, result = guarded
+    ptq = calibrated_agreement(
+        hard_toy["model"], calibration=hard_toy["calibration"], validation=hard_toy["validation"], method="entropy",
+        cache_dir=hard_toy["cache"], labels=_labels(hard_toy),
+    )
+    # the same calibrated model as the guard's first candidate (from the cache): the same figures
+    assert ptq["agreement"] == result.guard.before.agreement and ptq["accuracy"] == result.guard.accuracy.before
+    report = dataclasses.replace(result.guard, qat={"epochs": 2, "images": 10, "checkpoint": "m.qat.pt", "before_qat": ptq})
+    line = report.lines()[3 + 1]  # after the QAT line
+    assert line == (
+        f"INT8 guard: agreement with FP32 before QAT (entropy calibration alone) {ptq['agreement']:.2%}, accuracy "
+        f"{ptq['accuracy']:.2%} -> after QAT {report.after.agreement:.2%}, accuracy {report.accuracy.after:.2%}"
+    )
+    assert type(report).from_dict(report.to_dict()) == report
