@@ -106,7 +106,7 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
                         progress=config.progress,
                     )
             except CheckFailedError as exc:
-                failed.append(FailedStep.of(name, exc))
+                failed.append(_with_pipeline_hint(FailedStep.of(name, exc), precision, inputs, config))
                 timer.note(f"failed: {exc}")
                 continue
         paths[precision] = result.path
@@ -119,6 +119,21 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
         paths["bf16"] = bf16.path
         records["bf16"] = OnnxRecord.of(bf16)
     return OnnxModels(paths, records, tuple(skipped), tuple(failed))
+
+
+def _with_pipeline_hint(step: FailedStep, precision: str, inputs: PipelineInputs, config: PipelineConfig) -> FailedStep:
+    """An INT8 refusal without --qat: in the pipeline, the next thing to try is this same command with --qat."""
+    if precision != "int8" or config.qat or step.error != "GuardFailedError":
+        return step
+    if config.embedded:
+        hint = "quantization-aware fine-tuning needs a trained checkpoint: pipeline --checkpoint CKPT ... --qat"
+    else:
+        data = (
+            "the split.json beside it" if (inputs.checkpoint.parent / "split.json").is_file()
+            else "its training images: add --train-data DIR too"
+        )
+        hint = f"run this pipeline command again with --qat added (fine-tunes {inputs.checkpoint} on {data})"
+    return dataclasses.replace(step, reason=f"{step.reason}\nIn the pipeline: {hint}")
 
 
 def _bf16_model(fp32: Path, inputs: PipelineInputs, config: PipelineConfig) -> "OnnxExportResult | SkippedStep":

@@ -116,3 +116,29 @@ def test_pipeline_qat_makes_the_int8_model_from_the_checkpoint(
     models = exports.make_onnx_models(inputs, config, StepTimer(False, total=3))
     assert [(who, cfg.precision, cfg.qat) for who, cfg in calls] == [("convert", "fp16", False), (str(checkpoint), "int8", True)]
     assert models.paths["int8"] == tmp_path / "o" / "model.int8.onnx"
+
+
+def test_an_int8_refusal_in_the_pipeline_says_add_qat(
+    tiny_checkpoint: Path, synthetic_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from types import SimpleNamespace
+
+    from dacovid_export.calibration.guard import GuardFailedError
+    from dacovid_export.core.progress import StepTimer
+    from dacovid_export.pipeline import exports
+    from dacovid_export.pipeline.inputs import PipelineInputs
+
+    def convert(src: Path, out: Path, cfg, **kwargs) -> SimpleNamespace:
+        if cfg.precision == "int8":
+            raise GuardFailedError("INT8 accuracy guard: below the target", report=None)  # type: ignore[arg-type]
+        return SimpleNamespace(path=Path(out), fp32_nodes=(), guard=None)
+
+    monkeypatch.setattr(exports, "export_onnx", lambda ckpt, out, *a, **k: SimpleNamespace(path=Path(out), fp32_nodes=(), guard=None))
+    monkeypatch.setattr(exports, "convert_precision", convert)
+    monkeypatch.setattr(exports, "_bf16_model", lambda *a: exports.SkippedStep("bf16", "not here"))
+    checkpoint = _run_folder(tiny_checkpoint, tmp_path, split=True)
+    config = PipelineConfig(out=tmp_path / "o", checkpoint=checkpoint, calib_data=synthetic_dir, progress=False)
+    models = exports.make_onnx_models(PipelineInputs(checkpoint, None, synthetic_dir, None, ""), config, StepTimer(False, total=3))
+    (failed,) = models.failed
+    assert failed.reason.endswith(f"In the pipeline: run this pipeline command again with --qat added (fine-tunes {checkpoint} on the split.json beside it)")
+    assert "int8" not in models.paths
