@@ -125,18 +125,17 @@ class CalibrationSet:
 def image_labels(images: CalibrationSet, class_names: Sequence[str]) -> np.ndarray | None:
     """Each image's class index, read off its class folder; ``None`` where the images have no labels.
 
-    No labels: a flat folder, or class folders that do not match the model's classes (then
-    accuracy cannot be said, but agreement still can, so this is not an error).
+    No labels: a flat folder, or image folders that do not match the model's classes (then
+    accuracy cannot be said, but agreement still can, so this is not an error). A dacovid-train
+    split.json's images (layout "folders") sit in class folders too.
     """
-    folders = [name for name in images.class_counts if name != _FLAT_STRATUM]
-    if not folders or len(folders) != len(images.class_counts) or not class_names:
+    if not images.class_counts or _FLAT_STRATUM in images.class_counts or not class_names:
         return None
-    try:
-        mapping = match_folders_to_classes(folders, class_names)
-    except UserInputError:
-        return None
+    # each image's own folder (a split.json's strata are class names, its images sit in folders like covid/)
     names = [p.parent.name for p in images.paths]
-    if any(name not in mapping for name in names):
+    try:
+        mapping = match_folders_to_classes(sorted(set(names)), class_names)
+    except UserInputError:
         return None
     return np.array([mapping[name] for name in names], dtype=np.int64)
 

@@ -127,3 +127,20 @@ def test_image_labels_follow_the_class_folders_or_are_none(synthetic_dir: Path, 
     for p in images.paths[:4]:
         shutil.copy(p, flat / f"{p.parent.name}-{p.name}")
     assert image_labels(load_validation_set(flat, Preprocessing(image_size=32), size=4, seed=0), ("a", "b", "c")) is None
+
+
+def test_image_labels_of_a_split_json_whose_classes_are_not_the_folder_names(synthetic_dir: Path, tmp_path: Path) -> None:
+    """A dacovid-train split.json names classes ("COVID-19"); its images sit in folders (covid/): labels still follow."""
+    import json
+
+    from dacovid_export.calibration.data import image_labels, load_calibration_set
+
+    names = {"normal": "Normal", "pneumonia": "Pneumonia", "covid": "COVID-19"}
+    train = {name: sorted(f"{folder}/{p.name}" for p in (synthetic_dir / folder).iterdir()) for folder, name in names.items()}
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"format": "dacovid-split", "data_dir": str(synthetic_dir), "train": train, "val": train}))
+    images = load_calibration_set(split, Preprocessing(image_size=32), size=12, seed=0)
+    assert set(images.class_counts) == set(names.values())
+    labels = image_labels(images, ("Normal", "Pneumonia", "COVID-19"))
+    order = {"normal": 0, "pneumonia": 1, "covid": 2}
+    assert labels is not None and labels.tolist() == [order[p.parent.name] for p in images.paths]
