@@ -42,13 +42,14 @@ from dacovid_export.calibration.data import (
     MAX_QAT_IMAGES,
     MAX_VALIDATION_IMAGES,
     check_image_sets,
+    image_labels,
     load_calibration_set,
     load_validation_set,
     split_calibration_set,
 )
 from dacovid_export.calibration.fp16 import convert_fp16
 from dacovid_export.calibration.fp16_guard import Fp16GuardReport, guarded_convert_fp16
-from dacovid_export.calibration.guard import GuardReport, guarded_quantize_int8
+from dacovid_export.calibration.guard import GuardReport, calibrated_agreement, guarded_quantize_int8
 from dacovid_export.calibration.guard_report import AccuracyReport
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.core.errors import CheckFailedError, UserInputError
@@ -110,7 +111,9 @@ def export_at_precision(
         if train_data is not None:
             step = _qat_convert(checkpoint, fp32.path, output, export, precision, train_data, scratch, progress)
         else:
-            step = _convert_checked(fp32.path, output, precision, progress, images_checked=True)
+            step = _convert_checked(
+                fp32.path, output, precision, progress, images_checked=True, qat_hint=_qat_command(checkpoint, output, precision)
+            )
     return _after_export(fp32, step)
 
 
@@ -134,6 +137,37 @@ def _qat_train_data(checkpoint: str | os.PathLike[str], config: PrecisionConfig)
     raise UserInputError(
         f"--qat needs training images and there is no split.json next to {str(checkpoint)!r}: pass --train-data DIR "
         "(the images the checkpoint was trained on, or a dacovid-train split.json)"
+    )
+
+
+def _qat_command(checkpoint: str | os.PathLike[str], output: str | os.PathLike[str], config: PrecisionConfig) -> str | None:
+    """The user's own INT8 command with ``--qat`` added: what a refusal of the calibrated model says to run next."""
+    if config.precision != "int8" or config.qat:
+        return None
+    import shlex
+
+    def q(value: object) -> str:
+        return shlex.quote(str(value))
+
+    words = ["dacovid-export onnx", q(checkpoint), "-o", q(output), "--precision int8", "--calib-data", q(config.calib_data)]
+    options = {"calib_size": "--calib-size", "validation_data": "--validation-data", "min_agreement": "--min-agreement",
+               "calib_method": "--calib-method", "cache_dir": "--cache-dir", "seed": "--seed"}
+    for name in config.given():
+        if name in options:
+            words += [options[name], q(getattr(config, name))]
+    return "`" + " ".join([*words, "--qat"]) + "`" + (
+        "" if (Path(checkpoint).parent / "split.json").is_file()
+        else f" --train-data DIR (no split.json beside {Path(checkpoint).name}: the images it was trained on)"
+    )
+
+
+def _convert_hint(info: ArtifactInfo) -> str:
+    """From an FP32 ONNX model there are no weights to fine-tune: the checkpoint it was exported from is needed."""
+    source = info.extra.get("source_name")
+    named = f"{source!r}, recorded in this model's metadata" if source else "the checkpoint this model was exported from"
+    return (
+        f"it fine-tunes a checkpoint, not an ONNX model: run `dacovid-export onnx CHECKPOINT -o OUT --precision int8 "
+        f"--calib-data DATA --qat` with CHECKPOINT the PyTorch checkpoint {named}"
     )
 
 
@@ -197,6 +231,11 @@ def _qat_convert(
         record = result.to_dict() | {"train_data": str(train_data), "reused": False}
     record["source_sha256"] = source_sha
     record["qat_checkpoint_sha256"] = sha256_file(qat_path)
+    # what post-training INT8 alone gives on the same images: the report's "before" of the fine-tune
+    record["before_qat"] = calibrated_agreement(
+        original_fp32, calibration=calibration, validation=validation, method=config.guard_config().methods[0],
+        cache_dir=config.cache_dir, labels=image_labels(validation, info.class_names),
+    )
     tuned = export_onnx(qat_path, scratch / "model.qat.fp32.onnx", export, progress=progress)
     batches = verify_batches(info.max_batch, info.extra.get("suggested_max_batch"))
     with StepTimer(progress, total=3, bar=True) as steps:
@@ -257,7 +296,7 @@ def convert_precision(
     if config.qat:
         # QAT fine-tunes the checkpoint's weights; an ONNX model's are frozen
         raise UserInputError("qat fine-tunes a checkpoint: use export_at_precision (dacovid-export onnx --qat)")
-    return _convert_checked(fp32_onnx, output, config, progress, info)
+    return _convert_checked(fp32_onnx, output, config, progress, info, qat_hint=_convert_hint(info))
 
 
 def _convert_checked(
@@ -268,6 +307,7 @@ def _convert_checked(
     info: ArtifactInfo | None = None,
     *,
     images_checked: bool = False,
+    qat_hint: str | None = None,
 ) -> OnnxExportResult:
     """The precision step on a validated ``config``, after checking the source model, the output and (unless done) the images."""
     info = info if info is not None else read_onnx_info(fp32_onnx)
@@ -285,7 +325,7 @@ def _convert_checked(
         require_bf16_cpu()
     output = _check_precision_output(output, fp32_onnx, config, images=not images_checked)
     with StepTimer(progress, total=3, bar=True) as steps:
-        return _convert(Path(fp32_onnx), output, config, batches, steps)
+        return _convert(Path(fp32_onnx), output, config, batches, steps, qat_hint=qat_hint)
 
 
 def _convert(
@@ -298,6 +338,7 @@ def _convert(
     reference: Path | None = None,
     qat: dict[str, Any] | None = None,
     image_sets: tuple[Any, Any] | None = None,
+    qat_hint: str | None = None,
 ) -> OnnxExportResult:
     fp32_proto = load_onnx(fp32_path)
     info = info_from_model(fp32_proto, fp32_path)
@@ -316,7 +357,10 @@ def _convert(
         raw = scratch / f"model.{config.precision}.raw.onnx"
         final = scratch / f"model.{config.precision}.onnx"
         step = PRECISION_STEPS[config.precision](
-            _StepInputs(fp32_path, raw, config, calibration, validation, steps.enabled, reference, qat)
+            _StepInputs(
+                fp32_path, raw, config, calibration, validation, steps.enabled, reference, qat, qat_hint,
+                labels=None if validation is None else image_labels(validation, info.class_names),
+            )
         )
         proto = load_onnx(raw)
         # the precision tools write a plain ONNX file: stamp our metadata again
@@ -411,6 +455,8 @@ class _StepInputs:
     progress: bool
     reference: Path | None = None  # QAT: the original checkpoint's FP32 model the guard judges against
     qat: dict[str, Any] | None = None  # QAT: the fine-tune's record
+    qat_hint: str | None = None  # INT8 without QAT: how this user turns it on, for a refusal
+    labels: Any = None  # the validation images' class indices, where they have labels (accuracy beside agreement)
 
 
 def _fp16_step(x: _StepInputs) -> PrecisionResult:
@@ -419,7 +465,7 @@ def _fp16_step(x: _StepInputs) -> PrecisionResult:
         return convert_fp16(x.fp32_path, x.raw, calibration=None)
     return guarded_convert_fp16(
         x.fp32_path, x.raw, validation=x.validation, calibration=x.calibration, config=x.config.fp16_guard_config(),
-        progress=x.progress,
+        progress=x.progress, labels=x.labels,
     )
 
 
@@ -435,6 +481,8 @@ def _int8_step(x: _StepInputs) -> PrecisionResult:
         progress=x.progress,
         reference_model=x.reference,
         qat=x.qat,
+        qat_hint=x.qat_hint,
+        labels=x.labels,
     )
 
 

@@ -28,7 +28,7 @@ import dataclasses
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +40,7 @@ from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.image_folder import (
     find_images,
     is_split_file,
+    match_folders_to_classes,
     read_split_file,
     scan_class_folders,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "check_image_sets",
     "check_separate",
     "find_calibration_images",
+    "image_labels",
     "load_calibration_set",
     "load_validation_set",
     "split_calibration_set",
@@ -118,6 +120,24 @@ class CalibrationSet:
             "sha256": self.sha256,
             "image_size": self.preprocessing.image_size,
         }
+
+
+def image_labels(images: CalibrationSet, class_names: Sequence[str]) -> np.ndarray | None:
+    """Each image's class index, read off its class folder; ``None`` where the images have no labels.
+
+    No labels: a flat folder, or image folders that do not match the model's classes (then
+    accuracy cannot be said, but agreement still can, so this is not an error). A dacovid-train
+    split.json's images (layout "folders") sit in class folders too.
+    """
+    if not images.class_counts or _FLAT_STRATUM in images.class_counts or not class_names:
+        return None
+    # each image's own folder (a split.json's strata are class names, its images sit in folders like covid/)
+    names = [p.parent.name for p in images.paths]
+    try:
+        mapping = match_folders_to_classes(sorted(set(names)), class_names)
+    except UserInputError:
+        return None
+    return np.array([mapping[name] for name in names], dtype=np.int64)
 
 
 def _strata(folder: Path, what: str = "calibration") -> dict[str, list[Path]]:

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar
 
+import numpy as np
+
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.fallback import activation_peaks
 from dacovid_export.calibration.fp16 import convert_fp16
@@ -39,7 +41,7 @@ from dacovid_export.calibration.graph import (
     ensure_node_names,
     load_source_model,
 )
-from dacovid_export.calibration.guard_report import GuardVerdict, candidate_table
+from dacovid_export.calibration.guard_report import GuardVerdict, LabelAccuracy, candidate_table, label_accuracy
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.calibration.sensitivity import onnx_logits
 from dacovid_export.core.errors import CheckFailedError, UserInputError
@@ -123,6 +125,7 @@ class Fp16GuardReport(GuardVerdict):
     kept_fp32: tuple[str, ...]
     fp16_convs: int
     steps: tuple[Fp16GuardStep, ...]
+    accuracy: LabelAccuracy | None = None  # where the validation images have labels
 
     @property
     def fp16_conv_share(self) -> float:
@@ -141,6 +144,7 @@ class Fp16GuardReport(GuardVerdict):
             self.validation_line("FP16"),
             f"FP16 guard: convolutions left FP16 {self.fp16_convs}/{self.convs} ({self.fp16_conv_share:.1%}); "
             f"kept FP32 by the guard: {shown or 'none'}; {self.seconds:.1f}s",
+            *([self.accuracy.line("FP16")] if self.accuracy is not None else []),
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -151,6 +155,7 @@ class Fp16GuardReport(GuardVerdict):
             "fp16_convs": self.fp16_convs,
             "fp16_conv_share": self.fp16_conv_share,
             "steps": [s.to_dict() for s in self.steps],
+            **({"accuracy": self.accuracy.to_dict()} if self.accuracy is not None else {}),
         }
 
     @classmethod
@@ -162,6 +167,7 @@ class Fp16GuardReport(GuardVerdict):
             kept_fp32=tuple(data.get("kept_fp32_nodes", ())),
             fp16_convs=int(data["fp16_convs"]),
             steps=tuple(Fp16GuardStep.from_dict(x) for x in data.get("steps", ())),
+            accuracy=LabelAccuracy.from_dict(data["accuracy"]) if data.get("accuracy") else None,
         )
 
 
@@ -178,10 +184,13 @@ def guarded_convert_fp16(
     calibration: CalibrationSet | None = None,
     config: Fp16GuardConfig = Fp16GuardConfig(),
     progress: bool = True,
+    labels: np.ndarray | None = None,
 ) -> PrecisionResult:
     """Write the FP16 (AutoCast) version of ``source`` that agrees with FP32 on ``validation``, or refuse.
 
     ``calibration``: images for AutoCast's range check (optional, never the validation images).
+    ``labels``: the validation images' class indices, when they have labels: the report then shows
+    FP32 and FP16 accuracy side by side.
     Raises :class:`Fp16GuardFailedError` (exit code 1) with the table of candidates when the
     target cannot be met; ``output`` is then left as it was. The result's
     ``details["fp16_guard"]`` holds :meth:`Fp16GuardReport.to_dict`.
@@ -207,15 +216,16 @@ def guarded_convert_fp16(
     steps: list[Fp16GuardStep] = []
     with tempfile.TemporaryDirectory(prefix="dacovid-fp16-guard-") as tmp:
 
-        def attempt(kept: list[str], label: str) -> tuple[Path, PrecisionResult, Agreement, int]:
+        def attempt(kept: list[str], label: str) -> tuple[Path, PrecisionResult, Agreement, int, np.ndarray]:
             path = Path(tmp) / f"candidate-{len(steps)}.onnx"
             result = convert_fp16(src.path, path, calibration=range_data, keep_fp32=kept)
-            agreement = measure_agreement(reference, onnx_logits(path.read_bytes(), images))
+            logits = onnx_logits(path.read_bytes(), images)
+            agreement = measure_agreement(reference, logits)
             fp32 = set(result.fp32_nodes)
             fp16_convs = sum(1 for name, op in ops.items() if op == "Conv" and name not in fp32)
             steps.append(Fp16GuardStep(label, len(kept), fp16_convs, agreement))
             _log(f"FP16 guard: {label}: {agreement.describe()}; convolutions FP16 {fp16_convs}/{convs}", progress)
-            return path, result, agreement, fp16_convs
+            return path, result, agreement, fp16_convs, logits
 
         first = attempt([], "AutoCast")
         best = first
@@ -244,7 +254,7 @@ def guarded_convert_fp16(
                 if count == allowed:
                     break
                 count = min(count * 2, allowed)
-        path, result, final_agreement, fp16_convs = best
+        path, result, final_agreement, fp16_convs, final_logits = best
         kept_final = tuple(result.details.get("fp32_by_guard", ()))
         passed = final_agreement.agreement >= config.min_agreement
         report = Fp16GuardReport(
@@ -260,6 +270,7 @@ def guarded_convert_fp16(
             steps=tuple(steps),
             seconds=time.perf_counter() - started,
             passed=passed,
+            accuracy=label_accuracy(labels, reference, first[4], final_logits),
         )
         if not passed:
             raise Fp16GuardFailedError(_failure_message(report), report)

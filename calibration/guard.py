@@ -43,7 +43,7 @@ from dacovid_export.calibration.graph import (
     load_source_model,
     write_checked_model,
 )
-from dacovid_export.calibration.guard_report import GuardVerdict, candidate_table
+from dacovid_export.calibration.guard_report import GuardVerdict, LabelAccuracy, candidate_table, label_accuracy
 from dacovid_export.calibration.int8 import (
     CALIBRATION_METHODS,
     calibrate_cached,
@@ -75,6 +75,7 @@ __all__ = [
     "GuardReport",
     "GuardFailedError",
     "guarded_quantize_int8",
+    "calibrated_agreement",
     "int8_conv_share",
 ]
 
@@ -166,6 +167,7 @@ class GuardReport(GuardVerdict):
     ranking: tuple[NodeSensitivity, ...]
     after_openvino: Agreement | None = None  # the written model under OpenVINO (FP32 precision set), for the record
     qat: Mapping[str, Any] | None = None
+    accuracy: LabelAccuracy | None = None  # where the validation images have labels
 
     @property
     def int8_conv_share(self) -> float:
@@ -193,6 +195,15 @@ class GuardReport(GuardVerdict):
                 f"({'reused ' if q.get('reused') else ''}{q.get('checkpoint')}), {q.get('seconds', 0.0):.0f}s; judged "
                 "against the original checkpoint's FP32 model"
             )
+            if (ptq := q.get("before_qat")) is not None:
+                accuracy = f", accuracy {ptq['accuracy']:.2%}" if "accuracy" in ptq else ""
+                out.append(
+                    f"INT8 guard: agreement with FP32 before QAT ({ptq.get('method')} calibration alone) "
+                    f"{ptq['agreement']:.2%}{accuracy} -> after QAT {self.after.agreement:.2%}"
+                    + (f", accuracy {self.accuracy.after:.2%}" if accuracy and self.accuracy is not None else "")
+                )
+        if self.accuracy is not None:
+            out.append(self.accuracy.line("INT8"))
         if (ov := self.after_openvino) is not None:
             out.append(
                 f"INT8 guard: under OpenVINO (CPU, FP32 set around INT8): agreement {ov.agreement:.2%}, "
@@ -212,6 +223,7 @@ class GuardReport(GuardVerdict):
             "ranking_top": [r.to_dict() for r in self.ranking[:20]],
             "after_openvino": None if self.after_openvino is None else self.after_openvino.to_dict(),
             **({"qat": dict(self.qat)} if self.qat is not None else {}),
+            **({"accuracy": self.accuracy.to_dict()} if self.accuracy is not None else {}),
         }
 
     @classmethod
@@ -228,6 +240,7 @@ class GuardReport(GuardVerdict):
             ranking=tuple(NodeSensitivity.from_dict(r) for r in data.get("ranking_top", ())),
             after_openvino=None if ov is None else Agreement.from_dict(ov),
             qat=data.get("qat"),
+            accuracy=LabelAccuracy.from_dict(data["accuracy"]) if data.get("accuracy") else None,
         )
 
 
@@ -254,12 +267,17 @@ def guarded_quantize_int8(
     progress: bool = True,
     reference_model: str | os.PathLike[str] | None = None,
     qat: dict[str, Any] | None = None,
+    qat_hint: str | None = None,
+    labels: np.ndarray | None = None,
 ) -> PrecisionResult:
     """Write the INT8 (Q/DQ) version of ``source`` that agrees with FP32 on ``validation``, or refuse.
 
     ``reference_model``: the FP32 ONNX model the guard judges against when it is not ``source``
     (after quantization-aware fine-tuning: the ORIGINAL checkpoint's FP32 model, ``source`` being
-    the fine-tuned one); ``qat``: the fine-tune's record, stored in the report.
+    the fine-tuned one); ``qat``: the fine-tune's record, stored in the report. ``qat_hint``: how
+    this user turns on quantization-aware fine-tuning (the exact command), named first in a refusal
+    of a calibrated model; ``None``: a generic example. ``labels``: the validation images' class
+    indices, when they have labels: the report then shows FP32 and INT8 accuracy side by side.
 
     ``calibration``/``validation``: disjoint image sets (:func:`split_calibration_set`, or
     :func:`load_validation_set` for separate images). Raises :class:`GuardFailedError` (a
@@ -308,6 +326,10 @@ def guarded_quantize_int8(
         )
     int8, convs = int8_conv_share(final_model)
     passed = final_agreement.agreement >= config.min_agreement
+    accuracy = None
+    if labels is not None:
+        final_logits = best_logits if final_model is base_model else onnx_logits(final_model, images)
+        accuracy = label_accuracy(labels, reference, best_logits, final_logits)
     report = GuardReport(
         target=config.min_agreement,
         min_int8_conv_share=config.min_int8_conv_share,
@@ -324,9 +346,10 @@ def guarded_quantize_int8(
         seconds=time.perf_counter() - started,
         passed=passed,
         qat=qat,
+        accuracy=accuracy,
     )
     if not passed:
-        raise GuardFailedError(_failure_message(report, qat=qat is not None), report)
+        raise GuardFailedError(_failure_message(report, qat=qat is not None, qat_hint=qat_hint), report)
 
     summary = check_qdq(final_model, chains)
     model_bytes = final_model.SerializeToString()
@@ -350,6 +373,38 @@ def guarded_quantize_int8(
         details=details,
         guard=report,
     )
+
+
+def calibrated_agreement(
+    source: str | os.PathLike[str],
+    *,
+    calibration: CalibrationSet,
+    validation: CalibrationSet,
+    method: str,
+    cache_dir: str | os.PathLike[str] | None = None,
+    labels: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """Agreement with ``source`` (FP32) of its plainly calibrated INT8 model (no fallback), and accuracy where labelled.
+
+    What post-training quantization alone gives: the "before" a quantization-aware fine-tune is
+    judged against. The calibrated model comes from (and goes to) the same cache as the guard's.
+    """
+    check_separate(calibration, validation)
+    src = load_source_model(source)
+    array = check_calibration_array(calibration.array, src)
+    images = check_calibration_array(validation.array, src)
+    ensure_node_names(src.model)
+    chains = find_attention_chains(src.model)
+    calibrated = calibrate_cached(
+        src, calibration, array, method, int8_exclusions(src.model, chains), CalibrationCache(cache_dir)
+    )
+    reference = onnx_logits(src.model, images)
+    logits = onnx_logits(calibrated.model_bytes, images)
+    out: dict[str, Any] = {"method": method, **measure_agreement(reference, logits).to_dict()}
+    accuracy = label_accuracy(labels, reference, logits, logits)
+    if accuracy is not None:
+        out["accuracy"] = accuracy.after
+    return out
 
 
 def _validation_source(calibration: CalibrationSet, validation: CalibrationSet) -> str:
@@ -422,7 +477,11 @@ def _fall_back(
     return best[0], best[1], best[2], ranking
 
 
-def _failure_message(report: GuardReport, *, qat: bool = False) -> str:
+def _failure_message(report: GuardReport, *, qat: bool = False, qat_hint: str | None = None) -> str:
+    hint = qat_hint or (
+        "the same command with --qat added (e.g. `dacovid-export onnx CKPT -o OUT --precision int8 --calib-data DATA "
+        "--qat`: fine-tunes on the run's training images, --train-data DIR otherwise)"
+    )
     lines = [
         f"INT8 accuracy guard: the best INT8 model agrees with FP32 on {report.after.agreement:.2%} of "
         f"{report.after.images} validation images, below the target {report.target:.2%}; nothing was written.",
@@ -431,9 +490,7 @@ def _failure_message(report: GuardReport, *, qat: bool = False) -> str:
             "What to try: more fine-tuning (--qat-epochs, --qat-lr); more or more typical calibration images; FP16 "
             "instead of INT8 (--precision fp16); or, knowingly, a lower --min-agreement (recorded in the model's metadata)."
             if qat
-            else "What to try: first quantization-aware fine-tuning, the same command with --qat added (e.g. `dacovid-export "
-            "onnx CKPT -o OUT --precision int8 --calib-data DATA --qat`: fine-tunes on the run's training images, "
-            "--train-data DIR otherwise); more or more typical calibration images (--calib-size, --calib-data); "
+            else f"What to try: first quantization-aware fine-tuning: {hint}; more or more typical calibration images (--calib-size, --calib-data); "
             "the other --calib-method; FP16 instead of INT8 (--precision fp16); or, knowingly, a lower --min-agreement "
             "(it is recorded in the model's metadata)."
         ),

@@ -14,9 +14,12 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
+import numpy as np
+
+from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.agreement import Agreement
 
-__all__ = ["AccuracyReport", "GuardVerdict", "candidate_table"]
+__all__ = ["AccuracyReport", "GuardVerdict", "LabelAccuracy", "candidate_table", "label_accuracy"]
 
 
 class AccuracyReport(Protocol):
@@ -80,6 +83,52 @@ class GuardVerdict:
             "seconds": float(data["seconds"]),
             "passed": bool(data["passed"]),
         }
+
+
+@dataclasses.dataclass(frozen=True)
+class LabelAccuracy:
+    """Accuracy on the labelled validation images: FP32, and the reduced-precision model before and after the guard.
+
+    Agreement says whether answers change; this says whether accuracy does (a changed answer can
+    be a fixed mistake). ``before``: the first candidate judged (calibrated / AutoCast), ``after``: the
+    model written (after fallback, or QAT).
+    """
+
+    images: int
+    fp32: float
+    before: float
+    after: float
+
+    def line(self, name: str) -> str:
+        return (
+            f"{name} guard: accuracy on the {self.images} labelled validation images: FP32 {self.fp32:.2%}, "
+            f"{name} {self.before:.2%} -> {self.after:.2%} (before -> after the guard)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "LabelAccuracy":
+        return cls(int(data["images"]), float(data["fp32"]), float(data["before"]), float(data["after"]))
+
+
+def label_accuracy(
+    labels: np.ndarray | None, fp32: np.ndarray, before: np.ndarray, after: np.ndarray
+) -> LabelAccuracy | None:
+    """:class:`LabelAccuracy` of three ``N x K`` logits against ``labels`` (``None``: the images have no labels)."""
+    if labels is None:
+        return None
+    labels = np.asarray(labels)
+    if labels.shape != (len(fp32),) or not np.issubdtype(labels.dtype, np.integer):
+        raise UserInputError(
+            f"labels of shape {labels.shape} ({labels.dtype}): give one class index per validation image ({len(fp32)})"
+        )
+
+    def accuracy(logits: np.ndarray) -> float:
+        return float(np.mean(np.argmax(logits, axis=1) == labels))
+
+    return LabelAccuracy(len(labels), accuracy(fp32), accuracy(before), accuracy(after))
 
 
 def candidate_table(kind: str, convs: int, rows: Sequence[tuple[str, Agreement, int]]) -> list[str]:

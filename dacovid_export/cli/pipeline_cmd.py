@@ -44,6 +44,12 @@ def _model_options(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--serve-env", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Serving environment ('dacovid-export serve-env DIR'): also serve the FP32 and INT8 models with Triton "
                    "and add endpoint parity and latency to the report  [default: $DACOVID_SERVE_ENV, else skipped].")
+@click.option("--qat", is_flag=True, help="Make the INT8 model with quantization-aware fine-tuning (as 'onnx --qat'; needs --checkpoint and --calib-data).")
+@click.option("--qat-epochs", type=int, default=None, metavar="N", help="QAT epochs  [default: the onnx command's]")
+@click.option("--qat-lr", type=float, default=None, metavar="LR", help="QAT learning rate (Adam)  [default: the onnx command's]")
+@click.option("--qat-batch-size", type=int, default=None, metavar="N", help="QAT batch size  [default: the onnx command's]")
+@click.option("--train-data", type=click.Path(path_type=Path), default=None,
+              help="QAT: the checkpoint's training images (folder or split.json)  [default: split.json next to the checkpoint]")
 @click.option("--no-progress", is_flag=True, help="No step lines or progress bars on stderr.")
 @handle_errors
 def pipeline(
@@ -61,6 +67,11 @@ def pipeline(
     threads: int | None,
     seed: int,
     serve_env: Path | None,
+    qat: bool,
+    qat_epochs: int | None,
+    qat_lr: float | None,
+    qat_batch_size: int | None,
+    train_data: Path | None,
     no_progress: bool,
 ) -> None:
     """Export, check and time a model in one go, and write report.md, report.json and plots to --out.
@@ -89,6 +100,11 @@ def pipeline(
         seed=seed,
         progress=not no_progress,
         serve_env=serve_env,
+        qat=qat,
+        qat_epochs=qat_epochs,
+        qat_lr=qat_lr,
+        qat_batch_size=qat_batch_size,
+        train_data=train_data,
     )
     result = run_pipeline(config)
     click.echo("\n".join(result.summary_lines()))

@@ -15,6 +15,7 @@ from dacovid_export.core.limits import check_batch_size, check_image_size
 from dacovid_export.data.image_folder import check_image_source
 
 if TYPE_CHECKING:
+    from dacovid_export.calibration.config import PrecisionConfig
     from dacovid_export.model import ModelConfig
 
 __all__ = ["MODEL_OPTION_KEYS", "PARITY_BATCH", "PipelineConfig"]
@@ -53,12 +54,17 @@ class PipelineConfig:
     seed: int = 0
     progress: bool = True
     serve_env: Path | None = None  # a serving environment: the FP32 and INT8 models are also served and measured
+    qat: bool = False
+    qat_epochs: int | None = None
+    qat_lr: float | None = None
+    qat_batch_size: int | None = None
+    train_data: Path | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
         if self.out.exists() and not self.out.is_dir():
             raise UserInputError(f"--out {str(self.out)!r} exists and is not a folder")
-        for name in ("checkpoint", "images", "calib_data"):
+        for name in ("checkpoint", "images", "calib_data", "train_data"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
@@ -107,8 +113,47 @@ class PipelineConfig:
                 raise UserInputError(
                     f"--serve-env {str(self.serve_env)!r} is not a folder: make it with 'dacovid-export serve-env DIR'"
                 )
+        self._validate_qat()
         # the bench options are validated by the bench's own config, now rather than after the exports
         self.bench_config()
+
+    def _validate_qat(self) -> None:
+        """The fine-tune's options, its checkpoint and its training images: said before minutes of export."""
+        if not self.qat:
+            given = [n for n in ("qat_epochs", "qat_lr", "qat_batch_size", "train_data") if getattr(self, n) is not None]
+            if given:
+                flags = ", ".join("--" + n.replace("_", "-") for n in given)
+                raise UserInputError(f"{flags} given without --qat: they set the INT8 model's fine-tune; add --qat or drop them")
+            return
+        if self.checkpoint is None:
+            raise UserInputError(
+                "--qat fine-tunes a trained checkpoint on its training images: give --checkpoint (the embedded default "
+                "is untrained)"
+            )
+        if self.calib_data is None:
+            raise UserInputError("--qat makes the INT8 model, which needs calibration images: give --calib-data")
+        if self.train_data is None and not (self.checkpoint.parent / "split.json").is_file():
+            raise UserInputError(
+                f"--qat needs training images and there is no split.json next to {str(self.checkpoint)!r}: pass "
+                "--train-data DIR (the images the checkpoint was trained on, or a dacovid-train split.json)"
+            )
+        self.int8_precision_config(self.calib_data, self.calib_size)  # the precision step's own QAT rules, now
+
+    def int8_precision_config(self, calib_data: Path, calib_size: int | None) -> "PrecisionConfig":
+        """The INT8 step's options: its calibration images, the seed and (with ``qat``) the fine-tune's."""
+        from dacovid_export.calibration.config import PrecisionConfig
+
+        return PrecisionConfig(
+            precision="int8",
+            calib_data=calib_data,
+            calib_size=calib_size,
+            seed=self.seed,
+            qat=self.qat,
+            qat_epochs=self.qat_epochs,
+            qat_lr=self.qat_lr,
+            qat_batch_size=self.qat_batch_size,
+            train_data=self.train_data,
+        )
 
     @property
     def embedded(self) -> bool:
@@ -132,7 +177,7 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for name in ("out", "checkpoint", "images", "calib_data", "serve_env"):
+        for name in ("out", "checkpoint", "images", "calib_data", "serve_env", "train_data"):
             out[name] = None if out[name] is None else str(out[name])
         out["batch_sizes"] = list(self.batch_sizes)
         out["model_options"] = dict(self.model_options)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dacovid_export.calibration.config import PrecisionConfig
-from dacovid_export.calibration.convert import GUARD_KEYS, convert_precision
+from dacovid_export.calibration.convert import GUARD_KEYS, convert_precision, export_at_precision
 from dacovid_export.core.errors import CheckFailedError
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.export.config import OnnxExportConfig
@@ -88,14 +88,25 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
                 )
                 continue
             try:
-                result = convert_precision(
-                    paths["fp32"],
-                    config.out / f"model.{precision}.onnx",
-                    _precision_config(precision, inputs, config),
-                    progress=config.progress,
-                )
+                if precision == "int8" and config.qat:
+                    # QAT fine-tunes the checkpoint's weights (an ONNX model's are frozen): the onnx --qat path, which
+                    # judges the fine-tuned INT8 model against this checkpoint's FP32 export
+                    result = export_at_precision(
+                        inputs.checkpoint,
+                        config.out / "model.int8.onnx",
+                        OnnxExportConfig(),
+                        config.int8_precision_config(inputs.calib_data, inputs.calib_size),  # type: ignore[arg-type]
+                        progress=config.progress,
+                    )
+                else:
+                    result = convert_precision(
+                        paths["fp32"],
+                        config.out / f"model.{precision}.onnx",
+                        _precision_config(precision, inputs, config),
+                        progress=config.progress,
+                    )
             except CheckFailedError as exc:
-                failed.append(FailedStep.of(name, exc))
+                failed.append(_with_pipeline_hint(FailedStep.of(name, exc), precision, inputs, config))
                 timer.note(f"failed: {exc}")
                 continue
         paths[precision] = result.path
@@ -108,6 +119,21 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
         paths["bf16"] = bf16.path
         records["bf16"] = OnnxRecord.of(bf16)
     return OnnxModels(paths, records, tuple(skipped), tuple(failed))
+
+
+def _with_pipeline_hint(step: FailedStep, precision: str, inputs: PipelineInputs, config: PipelineConfig) -> FailedStep:
+    """An INT8 refusal without --qat: in the pipeline, the next thing to try is this same command with --qat."""
+    if precision != "int8" or config.qat or step.error != "GuardFailedError":
+        return step
+    if config.embedded:
+        hint = "quantization-aware fine-tuning needs a trained checkpoint: pipeline --checkpoint CKPT ... --qat"
+    else:
+        data = (
+            "the split.json beside it" if (inputs.checkpoint.parent / "split.json").is_file()
+            else "its training images: add --train-data DIR too"
+        )
+        hint = f"run this pipeline command again with --qat added (fine-tunes {inputs.checkpoint} on {data})"
+    return dataclasses.replace(step, reason=f"{step.reason}\nIn the pipeline: {hint}")
 
 
 def _bf16_model(fp32: Path, inputs: PipelineInputs, config: PipelineConfig) -> "OnnxExportResult | SkippedStep":

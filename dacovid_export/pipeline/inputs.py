@@ -38,7 +38,7 @@ class PipelineInputs:
 def check_inputs(config: PipelineConfig) -> None:
     """Everything about the inputs and ``--out`` that can be said in a second, before minutes of export."""
     # writable, and no input in its place, before minutes of work; the folder itself appears with the first file
-    check_outputs(inputs=[config.checkpoint, config.images, config.calib_data], folders={"--out": config.out})
+    check_outputs(inputs=[config.checkpoint, config.images, config.calib_data, config.train_data], folders={"--out": config.out})
     # empty or too small image sets are said now, not after minutes of export
     if config.images is not None:
         labelled_images(config.images, part="val")

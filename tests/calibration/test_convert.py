@@ -12,7 +12,7 @@ import torch
 
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
 from dacovid_export.calibration.config import PrecisionConfig
-from dacovid_export.calibration.convert import convert_precision, guard_report_of
+from dacovid_export.calibration.convert import convert_precision, export_at_precision, guard_report_of
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
@@ -102,6 +102,9 @@ def test_cli_int8_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
     assert all(f"{line}\n" in result.output for line in guard_report_of(meta).lines())
     assert guard["convs"] > 50 and guard["int8_conv_share"] >= 0.8
     assert "held out from calibration" in guard["validation"]["source"]
+    # the synthetic images sit in class folders: FP32 and INT8 accuracy are reported beside agreement
+    assert guard["accuracy"]["images"] == 6 and 0 <= guard["accuracy"]["fp32"] <= 1
+    assert "INT8 guard: accuracy on the 6 labelled validation images: FP32 " in result.output
 
     model = validate_model(out)
     assert check_qdq_zero_points(model) > 0
@@ -169,3 +172,44 @@ def test_config_rejects_bad_options(kwargs: dict, message: str) -> None:
 def test_config_calibration_size_minimum(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="calib_size=4"):
         PrecisionConfig(precision="int8", calib_data=tmp_path, calib_size=4)
+
+
+def test_int8_refusal_names_the_users_own_command_with_qat(
+    tmp_path: Path, tiny_checkpoint: Path, tiny_fp32_onnx: Path, synthetic_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export_at_precision knows the checkpoint: the hint is the user's command; convert_precision names source_name."""
+    from dacovid_export.calibration import convert
+    from dacovid_export.core.errors import CheckFailedError
+
+    hints: list[str | None] = []
+
+    def refuse(*args: object, qat_hint: str | None = None, **kwargs: object) -> None:
+        hints.append(qat_hint)
+        raise CheckFailedError("refused")
+
+    monkeypatch.setattr(convert, "guarded_quantize_int8", refuse)
+    config = PrecisionConfig(precision="int8", calib_data=synthetic_dir, calib_size=8, min_agreement=0.95)
+    with pytest.raises(CheckFailedError):
+        export_at_precision(tiny_checkpoint, tmp_path / "m8.onnx", precision=config)
+    hint = hints[-1]
+    assert hint is not None and hint.startswith(f"`dacovid-export onnx {tiny_checkpoint} -o ")
+    assert f"--calib-data {synthetic_dir} --calib-size 8 --min-agreement 0.95 --qat`" in hint
+    assert "m8.onnx" in hint and "--train-data DIR" in hint  # no split.json beside the tiny checkpoint
+    with pytest.raises(CheckFailedError):
+        convert_precision(tiny_fp32_onnx, tmp_path / "c8.onnx", config)
+    assert f"{tiny_checkpoint.name!r}, recorded in this model's metadata" in hints[-1] and "--qat" in hints[-1]
+
+
+def test_qat_export_reports_agreement_before_and_after_qat(tmp_path: Path, tiny_checkpoint: Path, synthetic_dir: Path) -> None:
+    """onnx --qat: the guard report holds the fine-tune's record with post-training INT8's agreement before it."""
+    config = PrecisionConfig(
+        precision="int8", calib_data=synthetic_dir, calib_size=16, min_agreement=0.0, qat=True, qat_epochs=1,
+        train_data=synthetic_dir, cache_dir=tmp_path / "cache",
+    )
+    result = export_at_precision(tiny_checkpoint, tmp_path / "m8.onnx", precision=config)
+    guard = guard_report_of(read_metadata(result.path))
+    assert guard is not None and guard.method.startswith("qat + ") and guard.qat["epochs"] == 1
+    before = guard.qat["before_qat"]
+    assert before["method"] == "max" and before["images"] == guard.after.images and 0 <= before["agreement"] <= 1
+    assert "accuracy" in before and guard.accuracy is not None  # the synthetic images sit in class folders
+    assert any(line.startswith("INT8 guard: agreement with FP32 before QAT (max calibration alone)") for line in guard.lines())

@@ -111,3 +111,36 @@ def test_real_folder_sample(real_data_dir: Path) -> None:
     calib = load_calibration_set(real_data_dir, SPEC, size=16, seed=0)
     assert sum(calib.class_counts.values()) == 16 and all(v >= 1 for v in calib.class_counts.values())
     assert np.isfinite(calib.array).all()
+
+
+def test_image_labels_follow_the_class_folders_or_are_none(synthetic_dir: Path, tmp_path: Path) -> None:
+    from dacovid_export.calibration.data import image_labels, load_validation_set
+
+    images = load_validation_set(synthetic_dir, Preprocessing(image_size=32), size=12, seed=0)
+    # the model's class order decides the index, whatever the folder order; the paper's aliases match
+    labels = image_labels(images, ("COVID-19", "Normal", "Pneumonia"))
+    order = {"covid": 0, "normal": 1, "pneumonia": 2}
+    assert labels is not None and labels.tolist() == [order[p.parent.name] for p in images.paths]
+    assert image_labels(images, ("cat", "dog", "bird")) is None  # folders that are not the classes: no labels
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for p in images.paths[:4]:
+        shutil.copy(p, flat / f"{p.parent.name}-{p.name}")
+    assert image_labels(load_validation_set(flat, Preprocessing(image_size=32), size=4, seed=0), ("a", "b", "c")) is None
+
+
+def test_image_labels_of_a_split_json_whose_classes_are_not_the_folder_names(synthetic_dir: Path, tmp_path: Path) -> None:
+    """A dacovid-train split.json names classes ("COVID-19"); its images sit in folders (covid/): labels still follow."""
+    import json
+
+    from dacovid_export.calibration.data import image_labels, load_calibration_set
+
+    names = {"normal": "Normal", "pneumonia": "Pneumonia", "covid": "COVID-19"}
+    train = {name: sorted(f"{folder}/{p.name}" for p in (synthetic_dir / folder).iterdir()) for folder, name in names.items()}
+    split = tmp_path / "split.json"
+    split.write_text(json.dumps({"format": "dacovid-split", "data_dir": str(synthetic_dir), "train": train, "val": train}))
+    images = load_calibration_set(split, Preprocessing(image_size=32), size=12, seed=0)
+    assert set(images.class_counts) == set(names.values())
+    labels = image_labels(images, ("Normal", "Pneumonia", "COVID-19"))
+    order = {"normal": 0, "pneumonia": 1, "covid": 2}
+    assert labels is not None and labels.tolist() == [order[p.parent.name] for p in images.paths]

@@ -37,9 +37,11 @@ def fp16_toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
 def test_the_costly_node_is_kept_fp32_and_the_target_holds(fp16_toy: dict) -> None:
     out = fp16_toy["root"] / "toy.fp16.onnx"
+    images = fp16_toy["validation"].array
+    labels = onnx_logits(onnx.load(str(fp16_toy["model"])), images).argmax(axis=1)  # FP32 is right on every image
     result = guarded_convert_fp16(
         fp16_toy["model"], out, validation=fp16_toy["validation"], calibration=fp16_toy["calibration"],
-        config=Fp16GuardConfig(min_fp16_conv_share=0.0), progress=False,
+        config=Fp16GuardConfig(min_fp16_conv_share=0.0), progress=False, labels=labels,
     )
     guard = result.guard.to_dict()
     assert type(result.guard).from_dict(guard) == result.guard  # the dict form reads back as the same report
@@ -48,6 +50,9 @@ def test_the_costly_node_is_kept_fp32_and_the_target_holds(fp16_toy: dict) -> No
     assert guard["kept_fp32_nodes"] == [FP16_HARD_NODE]
     assert guard["fp16_convs"] == 0 and guard["convs"] == 1
     assert [s["kept_fp32"] for s in guard["steps"]] == [0, 1]
+    # with labels, accuracy beside agreement: here it equals agreement, since the labels are FP32's answers
+    assert guard["accuracy"] == {"images": 48, "fp32": 1.0, "before": guard["before"]["agreement"], "after": guard["after"]["agreement"]}
+    assert "FP16 guard: accuracy on the 48 labelled validation images: FP32 100.00%, FP16 " in "\n".join(result.guard.lines())
     # the written file is the judged one: its agreement under ONNX Runtime is the report's
     images = fp16_toy["validation"].array
     reference = onnx_logits(onnx.load(str(fp16_toy["model"])), images)

@@ -36,6 +36,14 @@ def hard_toy(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+def _labels(hard_toy: dict) -> np.ndarray:
+    """Labels of the validation images: FP32's answers, the first 6 of 48 changed (FP32 accuracy 87.5%)."""
+    reference = onnx_logits(onnx.load(str(hard_toy["model"])), hard_toy["validation"].array)
+    labels = reference.argmax(axis=1)
+    labels[:6] = (labels[:6] + 1) % reference.shape[1]
+    return labels
+
+
 @pytest.fixture(scope="module")
 def guarded(hard_toy: dict):
     out = hard_toy["root"] / "hard.int8.onnx"
@@ -47,6 +55,7 @@ def guarded(hard_toy: dict):
         config=GuardConfig(methods=("entropy",), min_int8_conv_share=0.5),
         cache_dir=hard_toy["cache"],
         progress=False,
+        labels=_labels(hard_toy),
     )
     return out, result
 
@@ -79,7 +88,21 @@ def test_sensitivity_ranks_the_hard_layer_first_and_the_guard_takes_only_it_out(
     assert measure_agreement(reference, onnx_logits(model, images)).agreement >= 0.99
 
 
-def test_impossible_target_fails_with_the_table_and_writes_nothing(hard_toy: dict, guarded) -> None:
+def test_labelled_validation_images_give_fp32_and_int8_accuracy_side_by_side(hard_toy: dict, guarded) -> None:
+    out, result = guarded
+    accuracy = result.guard.accuracy
+    images = hard_toy["validation"].array
+    written = onnx_logits(onnx.load(str(out)), images).argmax(axis=1)
+    assert accuracy.images == 48 and accuracy.fp32 == pytest.approx(42 / 48)
+    assert accuracy.after == pytest.approx(float(np.mean(written == _labels(hard_toy))))
+    assert accuracy.before != accuracy.after  # conv2 in INT8 changed answers; taking it out changed them back
+    assert type(result.guard).from_dict(result.guard.to_dict()).accuracy == accuracy
+    line = next(x for x in result.guard.lines() if "accuracy" in x)
+    assert f"FP32 {42 / 48:.2%}" in line and f"INT8 {accuracy.before:.2%} -> {accuracy.after:.2%}" in line
+
+
+@pytest.mark.parametrize("hint", [None, "`dacovid-export onnx /runs/a/best.pt -o /m/a.onnx --precision int8 --qat`"])
+def test_impossible_target_fails_with_the_table_and_writes_nothing(hard_toy: dict, guarded, hint: str | None) -> None:
     out = hard_toy["root"] / "refused.int8.onnx"
     with pytest.raises(GuardFailedError) as caught:
         guarded_quantize_int8(
@@ -91,9 +114,13 @@ def test_impossible_target_fails_with_the_table_and_writes_nothing(hard_toy: dic
             config=GuardConfig(methods=("entropy",), min_int8_conv_share=1.0),
             cache_dir=hard_toy["cache"],
             progress=False,
+            qat_hint=hint,
         )
     message = str(caught.value)
     assert "below the target 99.00%" in message and "entropy calibration" in message and "What to try" in message
+    # QAT is named first: the caller's exact command when it knows one, an example otherwise
+    assert f"fine-tuning: {hint or 'the same command with --qat added'}" in message
+    assert caught.value.report.accuracy is None and "accuracy" not in " ".join(caught.value.report.lines())  # no labels
     assert caught.value.exit_code == 1 and not caught.value.report.passed
     assert not out.exists() and not list(out.parent.glob(".refused*"))
 
@@ -134,3 +161,34 @@ def test_split_holds_validation_out_of_calibration(synthetic_dir: Path) -> None:
     again, _ = split_calibration_set(synthetic_dir, Preprocessing(image_size=64), size=256, seed=0)
     assert again.sha256 == calibration.sha256
     assert np.array_equal(again.array, calibration.array)
+
+
+def test_label_accuracy_refuses_labels_that_do_not_fit_the_images() -> None:
+    from dacovid_export.calibration.guard_report import label_accuracy
+
+    logits = np.eye(3, dtype=np.float32)
+    assert label_accuracy(None, logits, logits, logits) is None
+    assert label_accuracy(np.array([0, 1, 0]), logits, logits, logits).fp32 == pytest.approx(2 / 3)
+    with pytest.raises(UserInputError, match=r"labels of shape \(2,\).*\(3\)"):
+        label_accuracy(np.array([0, 1]), logits, logits, logits)
+
+
+def test_calibrated_agreement_is_the_guards_before_and_renders_as_before_qat(hard_toy: dict, guarded) -> None:
+    import dataclasses
+
+    from dacovid_export.calibration.guard import calibrated_agreement
+
+    _, result = guarded
+    ptq = calibrated_agreement(
+        hard_toy["model"], calibration=hard_toy["calibration"], validation=hard_toy["validation"], method="entropy",
+        cache_dir=hard_toy["cache"], labels=_labels(hard_toy),
+    )
+    # the same calibrated model as the guard's first candidate (from the cache): the same figures
+    assert ptq["agreement"] == result.guard.before.agreement and ptq["accuracy"] == result.guard.accuracy.before
+    report = dataclasses.replace(result.guard, qat={"epochs": 2, "images": 10, "checkpoint": "m.qat.pt", "before_qat": ptq})
+    line = report.lines()[3 + 1]  # after the QAT line
+    assert line == (
+        f"INT8 guard: agreement with FP32 before QAT (entropy calibration alone) {ptq['agreement']:.2%}, accuracy "
+        f"{ptq['accuracy']:.2%} -> after QAT {report.after.agreement:.2%}, accuracy {report.accuracy.after:.2%}"
+    )
+    assert type(report).from_dict(report.to_dict()) == report
