@@ -390,14 +390,10 @@ def calibrated_agreement(
     judged against. The calibrated model comes from (and goes to) the same cache as the guard's.
     """
     check_separate(calibration, validation)
-    src = load_source_model(source)
-    array = check_calibration_array(calibration.array, src)
+    prepared = prepare_int8(source, None, calibration)
+    src = prepared.src
     images = check_calibration_array(validation.array, src)
-    ensure_node_names(src.model)
-    chains = find_attention_chains(src.model)
-    calibrated = calibrate_cached(
-        src, calibration, array, method, int8_exclusions(src.model, chains), CalibrationCache(cache_dir)
-    )
+    calibrated = calibrate_cached(src, calibration, prepared.array, method, prepared.excluded, CalibrationCache(cache_dir))
     reference = onnx_logits(src.model, images)
     logits = onnx_logits(calibrated.model_bytes, images)
     out: dict[str, Any] = {"method": method, **measure_agreement(reference, logits).to_dict()}

@@ -231,6 +231,7 @@ def quantize_int8(
         prepared.src, calibration, prepared.array, method, prepared.excluded, CalibrationCache(cache_dir)
     )
     summary = check_qdq(calibrated.model, prepared.chains)
+    assert prepared.output is not None  # given above
     digest = write_checked_model(calibrated.model_bytes, prepared.output)
     return PrecisionResult(
         precision="int8",
@@ -246,18 +247,21 @@ class PreparedInt8:
     """An FP32 source ready to quantize: checked, node names set, its attention chains and the nodes kept FP32."""
 
     src: SourceModel
-    output: Path
+    output: Path | None  # None: the step writes no model (it only measures)
     array: np.ndarray  # the calibration images, N x 3 x S x S float32, checked against the model's input
     chains: tuple[AttentionChain, ...]
     excluded: list[str]  # kept out of INT8 by structure (attention chains and their feeders)
 
 
 def prepare_int8(
-    source: str | os.PathLike[str], output: str | os.PathLike[str], calibration: CalibrationSet
+    source: str | os.PathLike[str], output: str | os.PathLike[str] | None, calibration: CalibrationSet
 ) -> PreparedInt8:
-    """The set-up every INT8 writer shares (plain and guarded): the same checks and the same placement rules."""
+    """The set-up every INT8 step shares (plain, guarded, measured only): the same checks and placement rules.
+
+    ``output``: the file the step will write (checked now), or ``None`` when it writes nothing.
+    """
     src = load_source_model(source)
-    output = check_output_path(src.path, output)
+    output = None if output is None else check_output_path(src.path, output)
     array = check_calibration_array(calibration.array, src)
     ensure_node_names(src.model)
     chains = tuple(find_attention_chains(src.model))

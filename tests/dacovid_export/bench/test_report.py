@@ -38,7 +38,7 @@ def test_markdown_states_cpu_rates_against_the_in_run_gemm(cpu_result) -> None:
             assert float(row[-2]) == pytest.approx(record.gflops_per_s, abs=0.05)
             assert float(row[-1]) == pytest.approx(record.gemm_fraction, abs=0.005)
     g = cpu_result.gemm_gflops
-    assert f"FP32 GEMM 2048^3" in text and f"{min(g):.1f}-{max(g):.1f} GFLOP/s" in text and "load average" in text
+    assert "FP32 GEMM 2048^3" in text and f"{min(g):.1f}-{max(g):.1f} GFLOP/s" in text and "load average" in text
 
 
 def test_save_writes_csv_json_and_png(cpu_result, tmp_path: Path) -> None:
