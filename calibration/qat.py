@@ -269,7 +269,8 @@ class FakeQuantizer:
         try:
             with torch.no_grad():
                 for start in range(0, len(images), batch):
-                    self.model(torch.from_numpy(np.ascontiguousarray(images[start : start + batch])))
+                    # a copy: the calibration array is read-only, which torch.from_numpy warns about
+                    self.model(torch.from_numpy(np.array(images[start : start + batch], dtype=np.float32)))
         finally:
             self.mode = "quant"
 

@@ -144,7 +144,7 @@ def test_fake_quantizer_rounds_what_the_int8_writer_rounds_with_its_scales(
 
     assert len(trained) > len(written) == 58  # 58 written: the block inputs' quantizers are shared with convolutions
     assert distinct(written) == distinct(trained)
-    x = torch.from_numpy(np.ascontiguousarray(tiny_calibration_set.array[:2]))
+    x = torch.from_numpy(np.array(tiny_calibration_set.array[:2], dtype=np.float32))
     with torch.no_grad():
         rounded = model(x)
         quantizer.remove()
