@@ -62,6 +62,7 @@ class PrecisionConfig:
     qat_epochs: int | None = None
     qat_lr: float | None = None
     qat_batch_size: int | None = None
+    qat_device: str | None = None
     train_data: Path | None = None
 
     def __post_init__(self) -> None:
@@ -79,7 +80,7 @@ class PrecisionConfig:
     def _validate_qat(self) -> None:
         if not isinstance(self.qat, bool):
             raise UserInputError(f"qat={self.qat!r}: give True or False")
-        given = [n for n in ("qat_epochs", "qat_lr", "qat_batch_size", "train_data") if getattr(self, n) is not None]
+        given = [n for n in ("qat_epochs", "qat_lr", "qat_batch_size", "qat_device", "train_data") if getattr(self, n) is not None]
         if given and not self.qat:
             raise UserInputError(f"{', '.join(given)} given without --qat: they set the quantization-aware fine-tune; add --qat or drop them")
         if self.qat and self.precision != "int8":
@@ -104,6 +105,7 @@ class PrecisionConfig:
             lr=DEFAULT_QAT_LR if self.qat_lr is None else self.qat_lr,
             batch_size=DEFAULT_QAT_BATCH_SIZE if self.qat_batch_size is None else self.qat_batch_size,
             seed=self.seed,
+            **({} if self.qat_device is None else {"device": self.qat_device}),
         )
 
     def _validate_guard(self) -> None:

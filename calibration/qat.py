@@ -52,6 +52,7 @@ from dacovid_export.core.fileio import atomic_path, sha256_file
 from dacovid_export.core.limits import MAX_BATCH_SIZE
 from dacovid_export.core.log import get_logger
 from dacovid_export.core.progress import progress_bar
+from dacovid_export.core.torch_device import check_device_option
 
 if TYPE_CHECKING:
     import torch
@@ -81,7 +82,9 @@ class QatConfig:
 
     ``epochs``/``lr``/``batch_size``: the fine-tune (Adam). ``temperature``: of the distillation
     softmax. ``label_weight``: weight of the cross-entropy on the training labels added to the KL
-    term (0: pure distillation, the default: the goal is the FP32 model's answers).
+    term (0: pure distillation, the default: the goal is the FP32 model's answers). ``device``:
+    where the fine-tune runs: ``auto`` (CUDA when there is one, else the CPU), ``cpu``, ``cuda``
+    or ``cuda:N``; the checkpoint written is the same FP32 file either way.
     """
 
     epochs: int = DEFAULT_QAT_EPOCHS
@@ -90,8 +93,10 @@ class QatConfig:
     temperature: float = 1.0
     label_weight: float = 0.0
     seed: int = 0
+    device: str = "auto"
 
     def __post_init__(self) -> None:
+        check_device_option(self.device, "--qat-device")
         if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
             raise UserInputError(f"qat epochs={self.epochs!r}: give an integer >= 1 (e.g. {DEFAULT_QAT_EPOCHS})")
         for name in ("lr", "temperature"):
@@ -126,6 +131,7 @@ class QatResult:
     quantized_convs: int
     seconds: float
     config: QatConfig
+    device: str = "cpu"  # where it ran
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -137,6 +143,7 @@ class QatResult:
             "images": self.images,
             "quantized_convs": self.quantized_convs,
             "seconds": self.seconds,
+            "device": self.device,
             "config": self.config.to_dict(),
         }
 
@@ -239,7 +246,7 @@ class FakeQuantizer:
                 return conv._conv_forward(self.point(key, x), conv.weight, conv.bias)
             w = conv.weight
             w_scale = (w.detach().abs().amax(dim=(1, 2, 3)).clamp_min(1e-12) / 127.0).float()
-            zero = torch.zeros(w.shape[0], dtype=torch.int32)
+            zero = torch.zeros(w.shape[0], dtype=torch.int32, device=w.device)
             wq = torch.fake_quantize_per_channel_affine(w, w_scale, zero, 0, -128, 127)
             return conv._conv_forward(self.point(key, x), wq, conv.bias)
 
@@ -266,11 +273,12 @@ class FakeQuantizer:
 
         self.amax = {}
         self.mode = "calibrate"
+        device = next(self.model.parameters()).device
         try:
             with torch.no_grad():
                 for start in range(0, len(images), batch):
                     # a copy: the calibration array is read-only, which torch.from_numpy warns about
-                    self.model(torch.from_numpy(np.array(images[start : start + batch], dtype=np.float32)))
+                    self.model(torch.from_numpy(np.array(images[start : start + batch], dtype=np.float32)).to(device))
         finally:
             self.mode = "quant"
 
@@ -311,6 +319,7 @@ def qat_finetune(
     import torch
     import torch.nn.functional as F
 
+    from dacovid_export.core.torch_device import torch_device
     from dacovid_export.model.checkpoint import load_checkpoint, save_checkpoint
 
     started = time.perf_counter()
@@ -325,16 +334,20 @@ def qat_finetune(
     output = Path(output)
     state_file = Path(state_path) if state_path is not None else output.with_name(output.name + ".qat-state.pt")
     source_sha = sha256_file(checkpoint)
+    device = torch_device(config.device, "--qat-device")
     teacher, meta = load_checkpoint(checkpoint)
     student, _ = load_checkpoint(checkpoint)
     folded = fold_batchnorms(student)
+    teacher.to(device)
+    student.to(device)
     student.eval()  # BatchNorms are fixed biases now and dropout stays off: a deterministic fine-tune
     quantizer = FakeQuantizer(student)
     convs = quantizer.convs
     calibration = np.array(calibration_images, dtype=np.float32, copy=True)
     with torch.no_grad():
         teacher_logits = torch.cat(
-            [teacher(torch.from_numpy(np.ascontiguousarray(train[s : s + config.batch_size]))) for s in range(0, len(train), config.batch_size)]
+            [teacher(torch.from_numpy(np.ascontiguousarray(train[s : s + config.batch_size])).to(device)).cpu()
+             for s in range(0, len(train), config.batch_size)]
         )
     del teacher
     optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
@@ -350,7 +363,7 @@ def qat_finetune(
                 "run without resuming"
             )
         student.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        optimizer.load_state_dict(state["optimizer"])  # moves Adam's moments to the parameters' device
         first_epoch = int(state["epoch"])
         losses = list(state["losses"])
         say(f"qat: resuming after epoch {first_epoch}/{config.epochs} from {state_file}")
@@ -367,15 +380,15 @@ def qat_finetune(
         total = 0.0
         bar = _bar(len(batches), f"qat epoch {epoch + 1}/{config.epochs}", progress)
         for index in batches:
-            x = torch.from_numpy(train[index.numpy()])
+            x = torch.from_numpy(train[index.numpy()]).to(device)
             logits = student(x)
             t = config.temperature
             loss = F.kl_div(
-                F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits[index] / t, dim=1),
+                F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits[index].to(device) / t, dim=1),
                 log_target=True, reduction="batchmean",
             ) * (t * t)
             if labels is not None and config.label_weight > 0:
-                loss = loss + config.label_weight * F.cross_entropy(logits, torch.as_tensor(labels[index.numpy()]))
+                loss = loss + config.label_weight * F.cross_entropy(logits, torch.as_tensor(labels[index.numpy()], device=device))
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -397,6 +410,7 @@ def qat_finetune(
     finished = len(losses) >= config.epochs
     if finished:
         quantizer.remove()  # back to the plain model: the checkpoint is FP32 weights that INT8 rounds well
+        student.to("cpu")  # a checkpoint loads anywhere
         save_checkpoint(
             output,
             student,
@@ -417,6 +431,7 @@ def qat_finetune(
         quantized_convs=len(convs),
         seconds=time.perf_counter() - started,
         config=config,
+        device=str(device),
     )
 
 

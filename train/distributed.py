@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.torch_device import torch_device
 
 __all__ = ["DistContext", "init_distributed", "shutdown", "training_device", "all_reduce_sum", "gather_lists", "barrier"]
 
@@ -47,23 +48,18 @@ def _env_int(name: str, default: int) -> int:
 
 def training_device(option: str, local_rank: int = 0, distributed: bool = False) -> torch.device:
     """``auto`` -> ``cuda`` if available, else ``cpu``; under torchrun each process takes ``cuda:LOCAL_RANK``."""
-    if option == "auto":
-        option = "cuda" if torch.cuda.is_available() else "cpu"
-    if option == "cpu":
-        return torch.device("cpu")
-    if not torch.cuda.is_available():
-        raise UserInputError(f"device {option!r} requested but CUDA is not available here; use --device cpu or auto")
-    if distributed:
-        if option != "cuda":
-            raise UserInputError(
-                f"device {option!r} under torchrun: each process uses cuda:LOCAL_RANK; pass --device cuda or auto"
-            )
-        index = local_rank
-    else:
-        index = int(option.partition(":")[2] or torch.cuda.current_device())
-    if index >= torch.cuda.device_count():
-        raise UserInputError(f"device cuda:{index} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
-    return torch.device("cuda", index)
+    if not distributed:
+        return torch_device(option)
+    device = torch_device(option)
+    if device.type == "cpu":
+        return device
+    if option not in ("auto", "cuda"):
+        raise UserInputError(
+            f"device {option!r} under torchrun: each process uses cuda:LOCAL_RANK; pass --device cuda or auto"
+        )
+    if local_rank >= torch.cuda.device_count():
+        raise UserInputError(f"device cuda:{local_rank} does not exist: this machine has {torch.cuda.device_count()} GPU(s)")
+    return torch.device("cuda", local_rank)
 
 
 def init_distributed(device_option: str) -> DistContext:

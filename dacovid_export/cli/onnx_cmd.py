@@ -45,6 +45,7 @@ __all__ = ["onnx"]
 @click.option("--qat-epochs", type=int, default=None, metavar="N", help=f"QAT epochs  [default: {DEFAULT_QAT_EPOCHS}]")
 @click.option("--qat-lr", type=float, default=None, metavar="LR", help=f"QAT learning rate (Adam)  [default: {DEFAULT_QAT_LR:g}]")
 @click.option("--qat-batch-size", type=int, default=None, metavar="N", help=f"QAT batch size  [default: {DEFAULT_QAT_BATCH_SIZE}]")
+@click.option("--qat-device", default=None, metavar="auto|cpu|cuda", help="Where QAT fine-tunes  [default: auto: CUDA when there is one, else the CPU]")
 @click.option("--train-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="QAT images: a folder or split.json  [default: the split.json next to CHECKPOINT]; never the guard's validation images.")
 @click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, metavar="N", help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}.")
 @click.option("--max-batch", type=int, default=None, metavar="N", help="Static: the batch size (default 1). Dynamic: hint for engine profiles.")
@@ -67,6 +68,7 @@ def onnx(
     qat_epochs: int | None,
     qat_lr: float | None,
     qat_batch_size: int | None,
+    qat_device: str | None,
     train_data: Path | None,
     opset: int,
     max_batch: int | None,
@@ -103,6 +105,7 @@ def onnx(
         qat_epochs=qat_epochs,
         qat_lr=qat_lr,
         qat_batch_size=qat_batch_size,
+        qat_device=qat_device,
         train_data=train_data,
         seed=seed,
         cache_dir=cache_dir,

@@ -48,6 +48,7 @@ def _model_options(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--qat-epochs", type=int, default=None, metavar="N", help="QAT epochs  [default: the onnx command's]")
 @click.option("--qat-lr", type=float, default=None, metavar="LR", help="QAT learning rate (Adam)  [default: the onnx command's]")
 @click.option("--qat-batch-size", type=int, default=None, metavar="N", help="QAT batch size  [default: the onnx command's]")
+@click.option("--qat-device", default=None, metavar="auto|cpu|cuda", help="Where QAT fine-tunes  [default: auto: CUDA when there is one, else the CPU]")
 @click.option("--train-data", type=click.Path(path_type=Path), default=None,
               help="QAT: the checkpoint's training images (folder or split.json)  [default: split.json next to the checkpoint]")
 @click.option("--no-progress", is_flag=True, help="No step lines or progress bars on stderr.")
@@ -71,6 +72,7 @@ def pipeline(
     qat_epochs: int | None,
     qat_lr: float | None,
     qat_batch_size: int | None,
+    qat_device: str | None,
     train_data: Path | None,
     no_progress: bool,
 ) -> None:
@@ -104,6 +106,7 @@ def pipeline(
         qat_epochs=qat_epochs,
         qat_lr=qat_lr,
         qat_batch_size=qat_batch_size,
+        qat_device=qat_device,
         train_data=train_data,
     )
     result = run_pipeline(config)

@@ -58,6 +58,7 @@ class PipelineConfig:
     qat_epochs: int | None = None
     qat_lr: float | None = None
     qat_batch_size: int | None = None
+    qat_device: str | None = None
     train_data: Path | None = None
 
     def __post_init__(self) -> None:
@@ -120,7 +121,7 @@ class PipelineConfig:
     def _validate_qat(self) -> None:
         """The fine-tune's options, its checkpoint and its training images: said before minutes of export."""
         if not self.qat:
-            given = [n for n in ("qat_epochs", "qat_lr", "qat_batch_size", "train_data") if getattr(self, n) is not None]
+            given = [n for n in ("qat_epochs", "qat_lr", "qat_batch_size", "qat_device", "train_data") if getattr(self, n) is not None]
             if given:
                 flags = ", ".join("--" + n.replace("_", "-") for n in given)
                 raise UserInputError(f"{flags} given without --qat: they set the INT8 model's fine-tune; add --qat or drop them")
@@ -152,6 +153,7 @@ class PipelineConfig:
             qat_epochs=self.qat_epochs,
             qat_lr=self.qat_lr,
             qat_batch_size=self.qat_batch_size,
+            qat_device=self.qat_device,
             train_data=self.train_data,
         )
 

@@ -25,6 +25,8 @@ from dacovid_export.calibration.qat import QatConfig, fold_batchnorms, qat_finet
         ({"lr": float("nan")}, "lr=nan"),
         ({"batch_size": 0}, "batch_size=0"),
         ({"label_weight": -1.0}, "label_weight=-1.0"),
+        ({"device": "gpu"}, "--qat-device 'gpu'"),
+        ({"device": "cuda:x"}, "--qat-device 'cuda:x'"),
     ],
 )
 def test_qat_config_quotes_the_bad_value(options: dict, match: str) -> None:
@@ -44,6 +46,15 @@ def test_precision_config_qat_rules(tmp_path: Path) -> None:
     config = PrecisionConfig(precision="int8", calib_data=tmp_path, qat=True, qat_epochs=3)
     assert config.qat_config().epochs == 3
     assert config.guard_config().methods[0] == "max"  # the fine-tune's fake quantization used max ranges
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_fine_tune_without_cuda_is_one_line(tiny_checkpoint: Path, tmp_path: Path) -> None:
+    images = np.zeros((2, 3, 64, 64), np.float32)
+    with pytest.raises(UserInputError, match="CUDA is not available here; use --qat-device cpu or auto"):
+        qat_finetune(tiny_checkpoint, tmp_path / "q.pt", train_images=images, calibration_images=images,
+                     config=QatConfig(device="cuda"), progress=False, log=lambda _: None)
+    assert not (tmp_path / "q.pt").exists()
 
 
 def test_folding_batchnorms_keeps_the_function_and_the_keys(tiny_checkpoint: Path) -> None:
@@ -77,6 +88,7 @@ def test_resumed_fine_tune_equals_an_uninterrupted_one(tiny_checkpoint: Path, tm
     resumed = qat_finetune(tiny_checkpoint, tmp_path / "part.pt", train_images=train, calibration_images=calib,
                            config=config, progress=False, resume=True, log=lambda _: None)
     assert resumed.resumed_from_epoch == 1 and resumed.epochs == 2
+    assert whole.device == resumed.device == "cpu" and whole.to_dict()["device"] == "cpu"  # auto, no GPU here
     assert resumed.losses == whole.losses
     a = torch.load(tmp_path / "whole.pt", weights_only=False)["state_dict"]
     b = torch.load(tmp_path / "part.pt", weights_only=False)["state_dict"]
@@ -96,6 +108,8 @@ def test_resumed_fine_tune_equals_an_uninterrupted_one(tiny_checkpoint: Path, tm
         (["--qat", "--qat-epochs", "-1"], ["epochs=-1"]),
         (["--qat", "--qat-lr", "0"], ["lr=0.0"]),
         (["--qat-epochs", "2"], ["without --qat"]),
+        (["--qat-device", "cpu"], ["without --qat"]),
+        (["--qat", "--qat-device", "tpu"], ["--qat-device 'tpu'"]),
     ],
 )
 def test_cli_qat_bad_options_are_one_line_before_any_work(
