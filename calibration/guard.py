@@ -6,8 +6,8 @@ The loop (after NNCF's ``quantize_with_accuracy_control`` and Polygraphy's ``deb
    and measure top-1 agreement and |Δlogit| against the FP32 model in ONNX Runtime (CPU)
    on validation images calibration never saw. The first method that meets
    ``min_agreement`` is kept; when none does, the best one goes on to step 2.
-2. Rank every quantized node by the error it adds (:mod:`calibration.layer_error`: the FP32
-   and the INT8 model run once each on the at-risk images, every node's output compared),
+2. Rank every quantized node by its share of the error it passes on (:mod:`calibration.layer_error`:
+   the FP32 and the INT8 model run once each on the at-risk images, every node's output compared),
    then measure only the ``measured_candidates`` top ones by what taking each alone out of
    INT8 restores (:mod:`calibration.sensitivity`; one session and one pass per node, the
    guard's cost: 77 nodes on DA-COVID Net). Take nodes out cumulatively: first the measured
@@ -59,7 +59,7 @@ from dacovid_export.calibration.int8 import (
     int8_details,
     prepare_int8,
 )
-from dacovid_export.calibration.layer_error import layer_errors, rank_by_added_error
+from dacovid_export.calibration.layer_error import layer_errors, rank_by_error_share
 from dacovid_export.calibration.qdq import check_qdq, inspect_qdq
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.calibration.sensitivity import (
@@ -439,7 +439,7 @@ def _fall_back(
     steps: list[GuardStep],
     progress: bool,
 ) -> tuple["onnx.ModelProto", Agreement, list[FallbackNode], list[NodeSensitivity]]:
-    """Rank by added error, measure the top ones, then restore nodes in that order until the target holds (or the floor)."""
+    """Rank by error share, measure the top ones, then restore nodes in that order until the target holds (or the floor)."""
     quantized = [n for n in inspect_qdq(base_model).quantized_nodes]
     ops = {n.name: n.op_type for n in base_model.graph.node}
     peaks = activation_peaks(src.model, images, quantized)
@@ -452,12 +452,12 @@ def _fall_back(
     measured_count = min(config.measured_candidates, len(quantized))
     _log(
         f"INT8 guard: {base_agreement.agreement:.2%} < {config.min_agreement:.2%}: ranking {len(quantized)} quantized nodes "
-        f"by the error each adds, then measuring the top {measured_count} by restoration, on the {len(risky)} "
+        f"by their share of the error, then measuring the top {measured_count} by restoration, on the {len(risky)} "
         "validation images closest to flipping",
         progress,
     )
     errors = layer_errors(src.model, base_model, images[risky], quantized)
-    by_error = rank_by_added_error(errors, quantized)
+    by_error = rank_by_error_share(errors, quantized)
     measured = rank_nodes(
         base_model,
         {name: dtypes[name][0] for name in by_error[:measured_count]},
@@ -468,7 +468,7 @@ def _fall_back(
         progress=progress,
     )
     ranking = [
-        dataclasses.replace(entry, added_error=errors[entry.node].added if entry.node in errors else None)
+        dataclasses.replace(entry, error_share=errors[entry.node].share if entry.node in errors else None)
         for entry in measured
     ]
     # measured evidence first: a node whose restoration alone fixed no answer goes behind the unmeasured rest

@@ -85,19 +85,19 @@ class NodeSensitivity:
     label: str
     agreement: Agreement
     fixed: int  # answers (on the at-risk images) this node's fallback restores, net of new flips
-    added_error: float | None = None  # what put it among the measured: :mod:`calibration.layer_error`'s statistic
+    error_share: float | None = None  # what put it among the measured: :class:`calibration.layer_error.LayerError` share
 
     def to_dict(self) -> dict[str, object]:
         return {"node": self.node, "op_type": self.op_type, "label": self.label, "fixed": self.fixed,
-                **({} if self.added_error is None else {"added_error": self.added_error}),
+                **({} if self.error_share is None else {"error_share": self.error_share}),
                 **{f"ranking_{k}": v for k, v in self.agreement.to_dict().items()}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "NodeSensitivity":
         ranking = {k.removeprefix("ranking_"): v for k, v in data.items() if k.startswith("ranking_")}
-        added = data.get("added_error")
+        share = data.get("error_share")
         return cls(data["node"], data["op_type"], data["label"], Agreement.from_dict(ranking), int(data["fixed"]),
-                   None if added is None else float(added))
+                   None if share is None else float(share))
 
 
 def rank_nodes(

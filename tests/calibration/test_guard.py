@@ -154,10 +154,10 @@ def test_guard_config_quotes_the_bad_value(options: dict, match: str) -> None:
     assert "\n" not in str(caught.value)  # one line
 
 
-def test_only_the_top_candidates_by_added_error_are_measured_by_restoration(
+def test_only_the_top_candidates_by_error_share_are_measured_by_restoration(
     hard_toy: dict, guarded, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Five quantized nodes, K=2: two restorations in the ranking, the hard node among them (first by the statistic)."""
+    """Five quantized nodes, K=2: two restorations in the ranking, the hard node among them and first once measured."""
     from dacovid_export.calibration import sensitivity
 
     calls: list[int] = []
@@ -182,7 +182,7 @@ def test_only_the_top_candidates_by_added_error_are_measured_by_restoration(
     assert len(calls) == 2  # not one per quantized node (5 here)
     ranking = result.guard.ranking
     assert [r.node for r in ranking][0] == HARD_NODE and len(ranking) == 2
-    assert ranking[0].added_error is not None and ranking[0].added_error > ranking[1].added_error
+    assert all(r.error_share is not None and 0 < r.error_share <= 1 for r in ranking)
     assert [n.name for n in result.guard.excluded] == [HARD_NODE]
     assert type(result.guard).from_dict(result.guard.to_dict()).ranking == ranking
 

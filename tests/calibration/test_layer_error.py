@@ -19,7 +19,7 @@ pytest.importorskip("onnxruntime")
 from dacovid_export.calibration.layer_error import (  # noqa: E402
     expose_tensors,
     layer_errors,
-    rank_by_added_error,
+    rank_by_error_share,
 )
 
 
@@ -44,17 +44,18 @@ def test_the_int8_hard_node_adds_the_most_error_and_its_successors_only_inherit_
     reference, quantized = toys["int8"]
     convs = ["conv1", "conv2", "conv3", "conv4"]
     errors = layer_errors(reference, quantized, toys["images"], convs, batch=5)  # 5: the last batch is partial
-    assert rank_by_added_error(errors, convs)[0] == HARD_NODE
-    assert errors[HARD_NODE].added > 0.5  # INT8 rounds conv2's useful weights to zero: its output is mostly error
+    # conv1 (nothing reaches it with error) has a share of 1 whatever it adds; conv2 is next, all the others far behind
+    assert rank_by_error_share(errors, convs)[:2] == ["conv1", HARD_NODE]
+    assert errors[HARD_NODE].added > 0.5 and errors[HARD_NODE].share > 0.9  # INT8 zeroes conv2's useful weights
     # conv3 and conv4 pass conv2's error on: what they add themselves is small
-    assert errors["conv3"].inherited > 0.5 and abs(errors["conv3"].added) < 0.05
+    assert errors["conv3"].inherited > 0.5 and abs(errors["conv3"].added) < 0.05 and errors["conv3"].share < 0.05
 
 
 def test_the_fp16_hard_node_ranks_first_and_a_cancelling_shift_is_not_blamed(toys: dict) -> None:
     reference, converted = toys["fp16"]
     nodes = [n.name for n in reference.graph.node]
     errors = layer_errors(reference, converted, toys["images"], nodes)
-    assert rank_by_added_error(errors, nodes)[0] == FP16_HARD_NODE
+    assert rank_by_error_share(errors, nodes)[0] == FP16_HARD_NODE
     # "unshift" (x - 400) turns the bias's small relative error into a large one; it passes the absolute error on
     assert errors["unshift"].output_error > 0.1 and errors["unshift"].added < 0.01 < errors["unshift"].output_error
 
@@ -62,7 +63,7 @@ def test_the_fp16_hard_node_ranks_first_and_a_cancelling_shift_is_not_blamed(toy
 def test_nodes_without_a_statistic_rank_last_in_their_order(toys: dict) -> None:
     reference, quantized = toys["int8"]
     errors = layer_errors(reference, quantized, toys["images"][:4], ["conv1", "conv2"])
-    assert rank_by_added_error(errors, ["missing_b", "conv1", "missing_a", "conv2"]) == ["conv2", "conv1", "missing_b", "missing_a"]
+    assert rank_by_error_share(errors, ["missing_b", "conv1", "missing_a", "conv2"]) == ["conv1", "conv2", "missing_b", "missing_a"]
 
 
 def test_expose_tensors_adds_only_computed_tensors(toys: dict) -> None:
