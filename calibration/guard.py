@@ -456,6 +456,8 @@ def _fall_back(
         "validation images closest to flipping",
         progress,
     )
+    # against ``src`` (after QAT the fine-tuned FP32 model, not the judged reference): the INT8 graph's own float twin,
+    # so every node's error is INT8's and not the fine-tune's
     errors = layer_errors(src.model, base_model, images[risky], quantized)
     by_error = rank_by_error_share(errors, quantized)
     measured = rank_nodes(
