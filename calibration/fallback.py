@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 
 from dacovid_export.artifacts.onnx_graph import producers
+from dacovid_export.calibration.layer_error import expose_tensors
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.onnxruntime_session import open_session
 
@@ -65,22 +66,15 @@ def activation_peaks(
     model: "onnx.ModelProto", images: np.ndarray, nodes: Sequence[str], *, batch: int = 8
 ) -> dict[str, float]:
     """Largest |value| of each node's inputs and outputs when the FP32 ``model`` runs ``images``."""
-    import onnx
-
     wanted = set(nodes)
-    probe = onnx.ModelProto()
-    probe.CopyFrom(model)
-    initializers = {i.name for i in probe.graph.initializer}
-    outputs = {o.name for o in probe.graph.output}
+    initializers = {i.name for i in model.graph.initializer}
     tensors: dict[str, list[str]] = {}
-    for node in probe.graph.node:
+    for node in model.graph.node:
         if node.name in wanted:
             tensors[node.name] = [t for t in (*node.input, *node.output) if t and t not in initializers]
-    graph_inputs = {i.name for i in probe.graph.input}
-    extra = sorted({t for ts in tensors.values() for t in ts} - outputs - graph_inputs)
-    for name in extra:
-        probe.graph.output.add().name = name  # untyped outputs: ONNX Runtime infers them
-    session = open_session(probe.SerializeToString(), purpose="measure activation ranges", error=CheckFailedError)
+    graph_inputs = {i.name for i in model.graph.input}
+    probe, _ = expose_tensors(model, {t for ts in tensors.values() for t in ts})
+    session = open_session(probe, purpose="measure activation ranges", error=CheckFailedError)
     input_name = session.get_inputs()[0].name
     names = [o.name for o in session.get_outputs()]
     peaks = dict.fromkeys(names, 0.0)

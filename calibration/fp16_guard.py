@@ -5,11 +5,13 @@ The same contract as the INT8 guard (:mod:`calibration.guard`), for AutoCast's m
 1. Convert with AutoCast (:func:`calibration.fp16.convert_fp16`: attention chains FP32, range check)
    and measure top-1 agreement and |Δlogit| against the FP32 model in ONNX Runtime (CPU) on
    validation images the range check never saw.
-2. Below ``min_agreement``: rank the nodes still in FP16 by the largest |value| of their inputs
-   and outputs on the validation images (FP16's rounding error is relative, so the absolute error a
-   node adds grows with its magnitude; one FP32 pass, no per-node conversion), then convert again
-   with the top 1, 2, 4, 8, ... of them kept FP32 (AutoCast's own ``nodes_to_exclude``), until the
-   agreement holds.
+2. Below ``min_agreement``: rank the nodes still in FP16 by the error each puts into the model
+   (:mod:`calibration.layer_error`: the FP32 and the AutoCast model run once each on the validation
+   images closest to flipping, every node's output compared with FP32's; ranked by the node's share
+   of the error at its output, the statistic the INT8 guard ranks by). Magnitude alone, the earlier
+   rule, says where FP16 could hurt, not where it does: a large tensor can carry its rounding
+   harmlessly. Then convert again with the top 1, 2, 4, 8, ... of them kept FP32 (AutoCast's own
+   ``nodes_to_exclude``), until the agreement holds.
 3. Refuse (:class:`Fp16GuardFailedError`, nothing written) with the table of what was tried when the
    target is not reached before the share of convolutions left in FP16 would fall below
    ``min_fp16_conv_share``.
@@ -32,7 +34,6 @@ from typing import Any, ClassVar
 import numpy as np
 
 from dacovid_export.calibration.data import CalibrationSet, check_separate
-from dacovid_export.calibration.fallback import activation_peaks
 from dacovid_export.calibration.fp16 import convert_fp16
 from dacovid_export.calibration.graph import (
     NON_COMPUTE_OPS,
@@ -41,9 +42,16 @@ from dacovid_export.calibration.graph import (
     ensure_node_names,
     load_source_model,
 )
-from dacovid_export.calibration.guard_report import GuardVerdict, LabelAccuracy, candidate_table, label_accuracy
+from dacovid_export.calibration.guard_report import (
+    GuardVerdict,
+    LabelAccuracy,
+    candidate_table,
+    label_accuracy,
+)
+from dacovid_export.calibration.layer_error import layer_errors, rank_by_error_share
 from dacovid_export.calibration.result import PrecisionResult
-from dacovid_export.calibration.sensitivity import onnx_logits
+from dacovid_export.calibration.sensitivity import at_risk_images, onnx_logits
+from dacovid_export.core.deps import require
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import atomic_write_bytes
 from dacovid_export.core.log import get_logger
@@ -71,7 +79,7 @@ class Fp16GuardConfig:
 
     ``min_agreement``: top-1 agreement with FP32 the FP16 model must reach on the validation images.
     ``min_fp16_conv_share``: refuse rather than leave fewer convolutions than this in FP16.
-    ``ranking_images``: at most this many validation images measure the activation magnitudes.
+    ``ranking_images``: at most this many validation images (those closest to flipping) rank the nodes.
     """
 
     min_agreement: float = DEFAULT_FP16_MIN_AGREEMENT
@@ -205,6 +213,7 @@ def guarded_convert_fp16(
     if not isinstance(config, Fp16GuardConfig):
         raise UserInputError(f"config of type {type(config).__name__}: give an Fp16GuardConfig")
     src = load_source_model(source)
+    onnx = require("onnx", "read the FP16 model")
     output = check_output_path(src.path, output)
     images = check_calibration_array(validation.array, src)
     ensure_node_names(src.model)
@@ -233,12 +242,12 @@ def guarded_convert_fp16(
         if first[2].agreement < config.min_agreement:
             fp32_now = set(first[1].fp32_nodes)
             candidates = [n for n, op in ops.items() if op not in NON_COMPUTE_OPS and op != "Cast" and n not in fp32_now]
-            sample = images[: config.ranking_images]
-            peaks = activation_peaks(src.model, sample, candidates)
-            ranked = sorted(candidates, key=lambda n: -peaks.get(n, 0.0))
+            sample = images[at_risk_images(reference, first[4], config.ranking_images)]
+            errors = layer_errors(src.model, onnx.load(str(first[0])), sample, candidates)
+            ranked = rank_by_error_share(errors, candidates)
             _log(
-                f"FP16 guard: {first[2].agreement:.2%} < {config.min_agreement:.2%}: keeping the largest-magnitude of "
-                f"{len(ranked)} FP16 nodes in FP32, 1, 2, 4, ... at a time",
+                f"FP16 guard: {first[2].agreement:.2%} < {config.min_agreement:.2%}: keeping the {len(ranked)} FP16 nodes "
+                "with the largest share of the error in FP32, 1, 2, 4, ... at a time",
                 progress,
             )
             allowed = _allowed_prefix(ranked, ops, first[3], convs, config.min_fp16_conv_share)

@@ -6,10 +6,14 @@ The loop (after NNCF's ``quantize_with_accuracy_control`` and Polygraphy's ``deb
    and measure top-1 agreement and |Δlogit| against the FP32 model in ONNX Runtime (CPU)
    on validation images calibration never saw. The first method that meets
    ``min_agreement`` is kept; when none does, the best one goes on to step 2.
-2. Rank every quantized node by what taking it alone out of INT8 restores
-   (:mod:`calibration.sensitivity`), then take nodes out in that order, fewest first,
-   each in FP16 where its activations fit and FP32 otherwise (:mod:`calibration.fallback`),
-   until the agreement holds on the whole validation set.
+2. Rank every quantized node by its share of the error it passes on (:mod:`calibration.layer_error`:
+   the FP32 and the INT8 model run once each on the at-risk images, every node's output compared),
+   then measure only the ``measured_candidates`` top ones by what taking each alone out of
+   INT8 restores (:mod:`calibration.sensitivity`; one session and one pass per node, the
+   guard's cost: 77 nodes on DA-COVID Net). Take nodes out cumulatively: first the measured
+   ones that fixed answers (best first), then the unmeasured rest in the statistic's order,
+   last the measured ones that fixed none; each in FP16 where its activations fit and FP32
+   otherwise (:mod:`calibration.fallback`), until the agreement holds on the whole validation set.
 3. Stop with :class:`GuardFailedError` (the table of what was tried, and what to try next)
    when the target is not reached before the share of convolutions left in INT8 would
    fall below ``min_int8_conv_share``: an "INT8" model that is mostly FP32 is not one.
@@ -43,13 +47,19 @@ from dacovid_export.calibration.graph import (
     load_source_model,
     write_checked_model,
 )
-from dacovid_export.calibration.guard_report import GuardVerdict, LabelAccuracy, candidate_table, label_accuracy
+from dacovid_export.calibration.guard_report import (
+    GuardVerdict,
+    LabelAccuracy,
+    candidate_table,
+    label_accuracy,
+)
 from dacovid_export.calibration.int8 import (
     CALIBRATION_METHODS,
     calibrate_cached,
     int8_details,
     prepare_int8,
 )
+from dacovid_export.calibration.layer_error import layer_errors, rank_by_error_share
 from dacovid_export.calibration.qdq import check_qdq, inspect_qdq
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.calibration.sensitivity import (
@@ -102,6 +112,8 @@ class GuardConfig:
     ``min_int8_conv_share``: refuse rather than leave fewer convolutions than this in INT8.
     ``fallback_dtype``: ``"fp16"`` (FP32 only where FP16 is unsafe) or ``"fp32"`` for every restored node.
     ``ranking_images``: at most this many at-risk validation images in the sensitivity pass.
+    ``measured_candidates``: how many of the nodes that add the most error are then measured by
+    restoring each alone (one ONNX Runtime session and pass each: the guard's main cost).
     """
 
     min_agreement: float = DEFAULT_MIN_AGREEMENT
@@ -109,6 +121,7 @@ class GuardConfig:
     min_int8_conv_share: float = DEFAULT_MIN_INT8_CONV_SHARE
     fallback_dtype: FallbackDtype = "fp16"
     ranking_images: int = 64
+    measured_candidates: int = 12
 
     def __post_init__(self) -> None:
         for name in ("min_agreement", "min_int8_conv_share"):
@@ -123,8 +136,10 @@ class GuardConfig:
         object.__setattr__(self, "methods", methods)
         if self.fallback_dtype not in ("fp16", "fp32"):
             raise UserInputError(f"fallback_dtype={self.fallback_dtype!r}: choose 'fp16' or 'fp32'")
-        if isinstance(self.ranking_images, bool) or not isinstance(self.ranking_images, int) or self.ranking_images < 1:
-            raise UserInputError(f"ranking_images={self.ranking_images!r}: give an integer >= 1")
+        for name in ("ranking_images", "measured_candidates"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise UserInputError(f"{name}={value!r}: give an integer >= 1")
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "methods": list(self.methods)}
@@ -424,7 +439,7 @@ def _fall_back(
     steps: list[GuardStep],
     progress: bool,
 ) -> tuple["onnx.ModelProto", Agreement, list[FallbackNode], list[NodeSensitivity]]:
-    """Sensitivity ranking, then restore nodes in that order until the target holds (or the INT8 floor is hit)."""
+    """Rank by error share, measure the top ones, then restore nodes in that order until the target holds (or the floor)."""
     quantized = [n for n in inspect_qdq(base_model).quantized_nodes]
     ops = {n.name: n.op_type for n in base_model.graph.node}
     peaks = activation_peaks(src.model, images, quantized)
@@ -434,38 +449,52 @@ def _fall_back(
     }
     labels = labels_from_weights(base_model, quantized)
     risky = at_risk_images(reference, base_logits, config.ranking_images)
+    measured_count = min(config.measured_candidates, len(quantized))
     _log(
         f"INT8 guard: {base_agreement.agreement:.2%} < {config.min_agreement:.2%}: ranking {len(quantized)} quantized nodes "
-        f"on the {len(risky)} validation images closest to flipping",
+        f"by their share of the error, then measuring the top {measured_count} by restoration, on the {len(risky)} "
+        "validation images closest to flipping",
         progress,
     )
-    ranking = rank_nodes(
+    # against ``src`` (after QAT the fine-tuned FP32 model, not the judged reference): the INT8 graph's own float twin,
+    # so every node's error is INT8's and not the fine-tune's
+    errors = layer_errors(src.model, base_model, images[risky], quantized)
+    by_error = rank_by_error_share(errors, quantized)
+    measured = rank_nodes(
         base_model,
-        {name: dtypes[name][0] for name in quantized},
+        {name: dtypes[name][0] for name in by_error[:measured_count]},
         images[risky],
         reference[risky],
         base_logits[risky],
         labels=labels,
         progress=progress,
     )
+    ranking = [
+        dataclasses.replace(entry, error_share=errors[entry.node].share if entry.node in errors else None)
+        for entry in measured
+    ]
+    # measured evidence first: a node whose restoration alone fixed no answer goes behind the unmeasured rest
+    order: list[tuple[str, str]] = [(e.node, e.label) for e in ranking if e.fixed > 0]
+    order += [(name, labels.get(name, name)) for name in by_error[measured_count:]]
+    order += [(e.node, e.label) for e in ranking if e.fixed <= 0]
     _, convs = int8_conv_share(base_model)
     chosen: dict[str, FallbackDtype] = {}
     excluded: list[FallbackNode] = []
     best = (base_model, base_agreement, [])
-    for entry in ranking:
-        if ops.get(entry.node) == "Conv":
+    for node, label in order:
+        if ops.get(node) == "Conv":
             left = convs - sum(ops.get(n) == "Conv" for n in chosen) - 1
             if convs and left / convs < config.min_int8_conv_share:
-                _log(f"INT8 guard: stopping: taking out {entry.label} would leave {left}/{convs} convolutions INT8", progress)
+                _log(f"INT8 guard: stopping: taking out {label} would leave {left}/{convs} convolutions INT8", progress)
                 break
-        dtype, reason = dtypes[entry.node]
-        chosen[entry.node] = dtype
-        excluded.append(FallbackNode(entry.node, entry.op_type, entry.label, dtype, reason))
+        dtype, reason = dtypes[node]
+        chosen[node] = dtype
+        excluded.append(FallbackNode(node, ops.get(node, "?"), label, dtype, reason))
         candidate = unquantize(base_model, chosen)
         agreement = measure_agreement(reference, onnx_logits(candidate, images))
         int8, _ = int8_conv_share(candidate)
-        steps.append(GuardStep(f"{method} + {len(chosen)} out: +{entry.label}", method, len(chosen), int8, agreement))
-        _log(f"INT8 guard: {len(chosen)} node(s) out of INT8 (+{entry.label}, {dtype}): {agreement.describe()}", progress)
+        steps.append(GuardStep(f"{method} + {len(chosen)} out: +{label}", method, len(chosen), int8, agreement))
+        _log(f"INT8 guard: {len(chosen)} node(s) out of INT8 (+{label}, {dtype}): {agreement.describe()}", progress)
         if agreement.key() > best[1].key():
             best = (candidate, agreement, list(excluded))
         if agreement.agreement >= config.min_agreement:

@@ -1,7 +1,9 @@
 """How much each quantized node costs: agreement with FP32 when that node alone is taken out of INT8.
 
-The cheap pass the field uses (Polygraphy's ``debug precision``, NNCF's accuracy control):
-no recalibration, one forward run per candidate. Only images that can flip are used for
+The measured pass the field uses (Polygraphy's ``debug precision``, NNCF's accuracy control):
+no recalibration, but one model copy, one ONNX Runtime session and one forward run per
+candidate, so the INT8 guard measures only the few nodes :mod:`calibration.layer_error`
+ranks first (``GuardConfig.measured_candidates``). Only images that can flip are used for
 the ranking: those INT8 already flips, then those with the smallest FP32 top-2 margin;
 an image whose margin is far above the logit error cannot change its answer whichever
 node is restored. Nodes are ranked by the answers they fix, then by how much they shrink
@@ -83,15 +85,19 @@ class NodeSensitivity:
     label: str
     agreement: Agreement
     fixed: int  # answers (on the at-risk images) this node's fallback restores, net of new flips
+    error_share: float | None = None  # what put it among the measured: :class:`calibration.layer_error.LayerError` share
 
     def to_dict(self) -> dict[str, object]:
         return {"node": self.node, "op_type": self.op_type, "label": self.label, "fixed": self.fixed,
+                **({} if self.error_share is None else {"error_share": self.error_share}),
                 **{f"ranking_{k}": v for k, v in self.agreement.to_dict().items()}}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "NodeSensitivity":
         ranking = {k.removeprefix("ranking_"): v for k, v in data.items() if k.startswith("ranking_")}
-        return cls(data["node"], data["op_type"], data["label"], Agreement.from_dict(ranking), int(data["fixed"]))
+        share = data.get("error_share")
+        return cls(data["node"], data["op_type"], data["label"], Agreement.from_dict(ranking), int(data["fixed"]),
+                   None if share is None else float(share))
 
 
 def rank_nodes(

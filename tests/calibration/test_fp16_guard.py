@@ -61,6 +61,33 @@ def test_the_costly_node_is_kept_fp32_and_the_target_holds(fp16_toy: dict) -> No
     assert weights["conv.weight"] == onnx.TensorProto.FLOAT
 
 
+def test_fp16_candidates_are_ranked_by_error_share_in_one_pass(fp16_toy: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The ranking compares AutoCast's model with FP32 once (not per node); the costly convolution comes first."""
+    from dacovid_export.calibration import fp16_guard, layer_error
+
+    calls: list[tuple[list[str], int]] = []
+    ranked: list[list[str]] = []
+
+    def spy(reference, reduced, images, nodes, **kwargs):
+        calls.append((list(nodes), len(images)))
+        assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in reduced.graph.initializer)  # AutoCast's model
+        return layer_error.layer_errors(reference, reduced, images, nodes, **kwargs)
+
+    def rank_spy(errors, nodes):
+        ranked.append(layer_error.rank_by_error_share(errors, nodes))
+        return ranked[-1]
+
+    monkeypatch.setattr(fp16_guard, "layer_errors", spy)
+    monkeypatch.setattr(fp16_guard, "rank_by_error_share", rank_spy)
+    result = guarded_convert_fp16(
+        fp16_toy["model"], fp16_toy["root"] / "ranked.fp16.onnx", validation=fp16_toy["validation"],
+        calibration=fp16_toy["calibration"], config=Fp16GuardConfig(min_fp16_conv_share=0.0, ranking_images=20),
+        progress=False,
+    )
+    assert len(calls) == 1 and calls[0][1] == 20 and FP16_HARD_NODE in calls[0][0] and len(calls[0][0]) > 1
+    assert ranked[0][0] == FP16_HARD_NODE and result.guard.kept_fp32 == (FP16_HARD_NODE,)
+
+
 def test_the_fp16_conv_floor_refuses_with_the_table_and_writes_nothing(fp16_toy: dict) -> None:
     out = fp16_toy["root"] / "refused.fp16.onnx"
     with pytest.raises(Fp16GuardFailedError) as caught:

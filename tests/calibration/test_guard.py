@@ -143,11 +143,48 @@ def test_validation_images_must_be_unseen(hard_toy: dict) -> None:
         ({"methods": ("entropy", "kl")}, "methods="),
         ({"fallback_dtype": "int4"}, "fallback_dtype='int4'"),
         ({"min_int8_conv_share": -0.1}, "min_int8_conv_share=-0.1"),
+        ({"measured_candidates": 0}, "measured_candidates=0"),
+        ({"measured_candidates": 2.5}, "measured_candidates=2.5"),
+        ({"measured_candidates": True}, "measured_candidates=True"),
     ],
 )
 def test_guard_config_quotes_the_bad_value(options: dict, match: str) -> None:
-    with pytest.raises(UserInputError, match=match):
+    with pytest.raises(UserInputError, match=match) as caught:
         GuardConfig(**options)
+    assert "\n" not in str(caught.value)  # one line
+
+
+def test_only_the_top_candidates_by_error_share_are_measured_by_restoration(
+    hard_toy: dict, guarded, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Five quantized nodes, K=2: two restorations in the ranking, the hard node among them and first once measured."""
+    from dacovid_export.calibration import sensitivity
+
+    calls: list[int] = []
+
+    def counting(model, images):
+        calls.append(len(images))
+        return sensitivity.onnx_logits(model, images)
+
+    original = sensitivity.rank_nodes
+    monkeypatch.setattr(
+        "dacovid_export.calibration.guard.rank_nodes", lambda *a, **k: original(*a, **{**k, "evaluate": counting})
+    )
+    result = guarded_quantize_int8(
+        hard_toy["model"],
+        hard_toy["root"] / "k2.int8.onnx",
+        calibration=hard_toy["calibration"],
+        validation=hard_toy["validation"],
+        config=GuardConfig(methods=("entropy",), min_int8_conv_share=0.5, measured_candidates=2),
+        cache_dir=hard_toy["cache"],
+        progress=False,
+    )
+    assert len(calls) == 2  # not one per quantized node (5 here)
+    ranking = result.guard.ranking
+    assert [r.node for r in ranking][0] == HARD_NODE and len(ranking) == 2
+    assert all(r.error_share is not None and 0 < r.error_share <= 1 for r in ranking)
+    assert [n.name for n in result.guard.excluded] == [HARD_NODE]
+    assert type(result.guard).from_dict(result.guard.to_dict()).ranking == ranking
 
 
 def test_split_holds_validation_out_of_calibration(synthetic_dir: Path) -> None:
