@@ -14,6 +14,9 @@ The loop (after NNCF's ``quantize_with_accuracy_control`` and Polygraphy's ``deb
    ones that fixed answers (best first), then the unmeasured rest in the statistic's order,
    last the measured ones that fixed none; each in FP16 where its activations fit and FP32
    otherwise (:mod:`calibration.fallback`), until the agreement holds on the whole validation set.
+   Each cumulative candidate runs first on the at-risk images (a subset: what differs there differs
+   on the whole set), and on the whole set only when the target is still reachable; the others are
+   marked ``*`` in the table.
 3. Stop with :class:`GuardFailedError` (the table of what was tried, and what to try next)
    when the target is not reached before the share of convolutions left in INT8 would
    fall below ``min_int8_conv_share``: an "INT8" model that is mostly FP32 is not one.
@@ -147,21 +150,27 @@ class GuardConfig:
 
 @dataclasses.dataclass(frozen=True)
 class GuardStep:
-    """One measured candidate: a calibration method, with some nodes taken out of INT8."""
+    """One measured candidate: a calibration method, with some nodes taken out of INT8.
+
+    ``screened``: measured on the at-risk validation images only, where it already differed from
+    FP32 on too many to reach the target on all of them (the whole set was then not run).
+    """
 
     label: str
     method: str
     excluded: int
     int8_convs: int
     agreement: Agreement
+    screened: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"label": self.label, "method": self.method, "excluded": self.excluded, "int8_convs": self.int8_convs,
-                **self.agreement.to_dict()}
+                "screened": self.screened, **self.agreement.to_dict()}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "GuardStep":
-        return cls(data["label"], data["method"], int(data["excluded"]), int(data["int8_convs"]), Agreement.from_dict(data))
+        return cls(data["label"], data["method"], int(data["excluded"]), int(data["int8_convs"]), Agreement.from_dict(data),
+                   bool(data.get("screened", False)))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -189,8 +198,16 @@ class GuardReport(GuardVerdict):
         return self.int8_convs / self.convs if self.convs else 0.0
 
     def table(self) -> list[str]:
-        """The candidates tried, one row each."""
-        return candidate_table("INT8", self.convs, [(s.label, s.agreement, s.int8_convs) for s in self.steps])
+        """The candidates tried, one row each (``*``: screened on the at-risk images only)."""
+        rows = [(("* " if s.screened else "") + s.label, s.agreement, s.int8_convs) for s in self.steps]
+        out = candidate_table("INT8", self.convs, rows)
+        screened = [s for s in self.steps if s.screened]
+        if screened:
+            out.append(
+                f"  * on the {screened[0].agreement.images} validation images closest to flipping only: already too many "
+                "differ there to reach the target on all, so the whole set was not run"
+            )
+        return out
 
     def lines(self) -> list[str]:
         """The report's one rendering: the step's log, the ``onnx`` summary and the pipeline report."""
@@ -491,9 +508,19 @@ def _fall_back(
         chosen[node] = dtype
         excluded.append(FallbackNode(node, ops.get(node, "?"), label, dtype, reason))
         candidate = unquantize(base_model, chosen)
-        agreement = measure_agreement(reference, onnx_logits(candidate, images))
         int8, _ = int8_conv_share(candidate)
-        steps.append(GuardStep(f"{method} + {len(chosen)} out: +{label}", method, len(chosen), int8, agreement))
+        step_label = f"{method} + {len(chosen)} out: +{label}"
+        # the at-risk images are a subset of the validation set: the answers that differ there differ on the whole set
+        # too, so a candidate that already misses the target there cannot meet it on all (the whole run is skipped)
+        screen = measure_agreement(reference[risky], onnx_logits(candidate, images[risky]))
+        differ = screen.images - round(screen.agreement * screen.images)
+        if (len(images) - differ) / len(images) < config.min_agreement:
+            steps.append(GuardStep(step_label, method, len(chosen), int8, screen, screened=True))
+            _log(f"INT8 guard: {len(chosen)} node(s) out of INT8 (+{label}, {dtype}): {differ} of the {screen.images} "
+                 "at-risk images still differ: cannot reach the target", progress)
+            continue
+        agreement = measure_agreement(reference, onnx_logits(candidate, images))
+        steps.append(GuardStep(step_label, method, len(chosen), int8, agreement))
         _log(f"INT8 guard: {len(chosen)} node(s) out of INT8 (+{label}, {dtype}): {agreement.describe()}", progress)
         if agreement.key() > best[1].key():
             best = (candidate, agreement, list(excluded))

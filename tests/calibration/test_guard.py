@@ -229,3 +229,33 @@ def test_calibrated_agreement_is_the_guards_before_and_renders_as_before_qat(har
         f"{ptq['accuracy']:.2%} -> after QAT {report.after.agreement:.2%}, accuracy {report.accuracy.after:.2%}"
     )
     assert type(report).from_dict(report.to_dict()) == report
+
+
+def test_fallback_steps_that_cannot_reach_the_target_are_screened_on_the_at_risk_images(
+    hard_toy: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dacovid_export.calibration import guard as guard_module
+    from dacovid_export.calibration.guard import GuardReport
+
+    # the statistic's order reversed: the nodes that do not matter come first, the hard one late
+    real = guard_module.rank_by_error_share
+    monkeypatch.setattr(guard_module, "rank_by_error_share", lambda errors, names: list(reversed(real(errors, names))))
+    result = guarded_quantize_int8(
+        hard_toy["model"],
+        hard_toy["root"] / "screened.int8.onnx",
+        calibration=hard_toy["calibration"],
+        validation=hard_toy["validation"],
+        config=GuardConfig(methods=("entropy",), min_int8_conv_share=0.0, ranking_images=4, measured_candidates=1),
+        cache_dir=hard_toy["cache"],
+        progress=False,
+    )
+    report = result.guard
+    fallback = report.steps[1:]
+    screened = [s for s in fallback if s.screened]
+    assert report.passed and screened and not fallback[-1].screened
+    # screened: run on the 4 at-risk images only, and already differing there; the passing one on all 48
+    assert all(s.agreement.images == 4 and s.agreement.agreement < 1.0 for s in screened)
+    assert fallback[-1].agreement.images == 48 and HARD_NODE in {n.name for n in report.excluded}
+    table = report.table()
+    assert sum(row.lstrip().startswith("* ") for row in table[:-1]) == len(screened) and "closest to flipping only" in table[-1]
+    assert GuardReport.from_dict(report.to_dict()).table() == table
