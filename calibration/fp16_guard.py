@@ -54,7 +54,7 @@ from dacovid_export.calibration.sensitivity import at_risk_images, onnx_logits
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import atomic_write_bytes
-from dacovid_export.core.log import get_logger
+from dacovid_export.core.log import get_logger, info_if
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
 __all__ = [
@@ -179,10 +179,6 @@ class Fp16GuardReport(GuardVerdict):
         )
 
 
-def _log(message: str, progress: bool) -> None:
-    if progress:
-        _logger.info(message)
-
 
 def guarded_convert_fp16(
     source: str | os.PathLike[str],
@@ -233,7 +229,7 @@ def guarded_convert_fp16(
             fp32 = set(result.fp32_nodes)
             fp16_convs = sum(1 for name, op in ops.items() if op == "Conv" and name not in fp32)
             steps.append(Fp16GuardStep(label, len(kept), fp16_convs, agreement))
-            _log(f"FP16 guard: {label}: {agreement.describe()}; convolutions FP16 {fp16_convs}/{convs}", progress)
+            info_if(_logger, f"FP16 guard: {label}: {agreement.describe()}; convolutions FP16 {fp16_convs}/{convs}", progress)
             return path, result, agreement, fp16_convs, logits
 
         first = attempt([], "AutoCast")
@@ -245,7 +241,8 @@ def guarded_convert_fp16(
             sample = images[at_risk_images(reference, first[4], config.ranking_images)]
             errors = layer_errors(src.model, onnx.load(str(first[0])), sample, candidates)
             ranked = rank_by_error_share(errors, candidates)
-            _log(
+            info_if(
+                _logger,
                 f"FP16 guard: {first[2].agreement:.2%} < {config.min_agreement:.2%}: keeping the {len(ranked)} FP16 nodes "
                 "with the largest share of the error in FP32, 1, 2, 4, ... at a time",
                 progress,
@@ -285,7 +282,7 @@ def guarded_convert_fp16(
             raise Fp16GuardFailedError(_failure_message(report), report)
         atomic_write_bytes(output, path.read_bytes())
     for line in report.lines():
-        _log(line, progress)
+        info_if(_logger, line, progress)
     return dataclasses.replace(
         result,
         seconds=time.perf_counter() - started,

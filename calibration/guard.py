@@ -74,7 +74,7 @@ from dacovid_export.calibration.sensitivity import (
     rank_nodes,
 )
 from dacovid_export.core.errors import CheckFailedError, UserInputError
-from dacovid_export.core.log import get_logger
+from dacovid_export.core.log import get_logger, info_if
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
 if TYPE_CHECKING:
@@ -283,10 +283,6 @@ def int8_conv_share(model: "onnx.ModelProto") -> tuple[int, int]:
     return sum(name in quantized for name in convs), len(convs)
 
 
-def _log(message: str, progress: bool) -> None:
-    if progress:
-        _logger.info(message)
-
 
 def guarded_quantize_int8(
     source: str | os.PathLike[str],
@@ -341,7 +337,7 @@ def guarded_quantize_int8(
         agreement = measure_agreement(reference, logits)
         int8, convs = int8_conv_share(calibrated.model)
         steps.append(GuardStep(f"{method} calibration", method, 0, int8, agreement))
-        _log(f"INT8 guard: {method} calibration: {agreement.describe()}", progress)
+        info_if(_logger, f"INT8 guard: {method} calibration: {agreement.describe()}", progress)
         candidates.append((agreement, calibrated, logits))
         if agreement.agreement >= config.min_agreement:
             break
@@ -395,7 +391,7 @@ def guarded_quantize_int8(
         prepared, calibration, best, summary, digest, tool="modelopt.onnx.quantization.quantize + dacovid_export accuracy guard"
     ) | {"guard_config": config.to_dict()}
     for line in (*report.table(), *report.lines()):
-        _log(line, progress)
+        info_if(_logger, line, progress)
     fp16 = {n.name for n in excluded if n.dtype == "fp16"}
     return PrecisionResult(
         precision="int8",
@@ -467,7 +463,8 @@ def _fall_back(
     labels = labels_from_weights(base_model, quantized)
     risky = at_risk_images(reference, base_logits, config.ranking_images)
     measured_count = min(config.measured_candidates, len(quantized))
-    _log(
+    info_if(
+        _logger,
         f"INT8 guard: {base_agreement.agreement:.2%} < {config.min_agreement:.2%}: ranking {len(quantized)} quantized nodes "
         f"by their share of the error, then measuring the top {measured_count} by restoration, on the {len(risky)} "
         "validation images closest to flipping",
@@ -502,7 +499,7 @@ def _fall_back(
         if ops.get(node) == "Conv":
             left = convs - sum(ops.get(n) == "Conv" for n in chosen) - 1
             if convs and left / convs < config.min_int8_conv_share:
-                _log(f"INT8 guard: stopping: taking out {label} would leave {left}/{convs} convolutions INT8", progress)
+                info_if(_logger, f"INT8 guard: stopping: taking out {label} would leave {left}/{convs} convolutions INT8", progress)
                 break
         dtype, reason = dtypes[node]
         chosen[node] = dtype
@@ -516,12 +513,12 @@ def _fall_back(
         differ = screen.images - round(screen.agreement * screen.images)
         if (len(images) - differ) / len(images) < config.min_agreement:
             steps.append(GuardStep(step_label, method, len(chosen), int8, screen, screened=True))
-            _log(f"INT8 guard: {len(chosen)} node(s) out of INT8 (+{label}, {dtype}): {differ} of the {screen.images} "
+            info_if(_logger, f"INT8 guard: {len(chosen)} node(s) out of INT8 (+{label}, {dtype}): {differ} of the {screen.images} "
                  "at-risk images still differ: cannot reach the target", progress)
             continue
         agreement = measure_agreement(reference, onnx_logits(candidate, images))
         steps.append(GuardStep(step_label, method, len(chosen), int8, agreement))
-        _log(f"INT8 guard: {len(chosen)} node(s) out of INT8 (+{label}, {dtype}): {agreement.describe()}", progress)
+        info_if(_logger, f"INT8 guard: {len(chosen)} node(s) out of INT8 (+{label}, {dtype}): {agreement.describe()}", progress)
         if agreement.key() > best[1].key():
             best = (candidate, agreement, list(excluded))
         if agreement.agreement >= config.min_agreement:

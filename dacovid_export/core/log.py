@@ -20,7 +20,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["Log", "ROOT_LOGGER", "get_logger", "set_verbosity", "verbosity_level", "showing_progress"]
+__all__ = ["Log", "ROOT_LOGGER", "get_logger", "info_if", "set_verbosity", "verbosity_level", "showing_progress"]
 
 Log = Callable[[str], None]
 ROOT_LOGGER = "dacovid_export"
@@ -57,6 +57,12 @@ def get_logger(stage: str) -> logging.Logger:
     """``logging.getLogger("dacovid_export.<stage>")``, with the family's stderr handler installed once."""
     _root()
     return logging.getLogger(f"{ROOT_LOGGER}.{stage}")
+
+
+def info_if(logger: logging.Logger, message: str, enabled: bool) -> None:
+    """``logger.info(message)`` when ``enabled``: a step called with ``progress=False`` says nothing."""
+    if enabled:
+        logger.info(message)
 
 
 def verbosity_level(verbose: int = 0, quiet: int = 0) -> int:
