@@ -229,10 +229,17 @@ class GuardReport(GuardVerdict):
             )
             if (ptq := q.get("before_qat")) is not None:
                 accuracy = f", accuracy {ptq['accuracy']:.2%}" if "accuracy" in ptq else ""
+                # the QAT model's own figure is the guard's first candidate (``before``); ``after`` adds the fallback
+                guarded = (
+                    f" -> after the guard's fallback {self.after.agreement:.2%}"
+                    + (f", accuracy {self.accuracy.after:.2%}" if accuracy and self.accuracy is not None else "")
+                    if self.excluded else ""
+                )
                 out.append(
                     f"INT8 guard: agreement with FP32 before QAT ({ptq.get('method')} calibration alone) "
-                    f"{ptq['agreement']:.2%}{accuracy} -> after QAT {self.after.agreement:.2%}"
-                    + (f", accuracy {self.accuracy.after:.2%}" if accuracy and self.accuracy is not None else "")
+                    f"{ptq['agreement']:.2%}{accuracy} -> after QAT {self.before.agreement:.2%}"
+                    + (f", accuracy {self.accuracy.before:.2%}" if accuracy and self.accuracy is not None else "")
+                    + guarded
                 )
         if self.accuracy is not None:
             out.append(self.accuracy.line("INT8"))

@@ -224,9 +224,11 @@ def test_calibrated_agreement_is_the_guards_before_and_renders_as_before_qat(har
     assert ptq["agreement"] == result.guard.before.agreement and ptq["accuracy"] == result.guard.accuracy.before
     report = dataclasses.replace(result.guard, qat={"epochs": 2, "images": 10, "checkpoint": "m.qat.pt", "before_qat": ptq})
     line = report.lines()[3 + 1]  # after the QAT line
+    assert report.excluded  # the toy's guard took its hard node out: the line says so apart from QAT's own figure
     assert line == (
         f"INT8 guard: agreement with FP32 before QAT (entropy calibration alone) {ptq['agreement']:.2%}, accuracy "
-        f"{ptq['accuracy']:.2%} -> after QAT {report.after.agreement:.2%}, accuracy {report.accuracy.after:.2%}"
+        f"{ptq['accuracy']:.2%} -> after QAT {report.before.agreement:.2%}, accuracy {report.accuracy.before:.2%} "
+        f"-> after the guard's fallback {report.after.agreement:.2%}, accuracy {report.accuracy.after:.2%}"
     )
     assert type(report).from_dict(report.to_dict()) == report
 

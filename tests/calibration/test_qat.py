@@ -85,9 +85,11 @@ def test_resumed_fine_tune_equals_an_uninterrupted_one(tiny_checkpoint: Path, tm
     half = qat_finetune(tiny_checkpoint, tmp_path / "part.pt", train_images=train, calibration_images=calib,
                         config=config, progress=False, stop_after_epochs=1, log=lambda _: None)
     assert half.epochs == 1 and not (tmp_path / "part.pt").exists()  # no checkpoint before the last epoch
+    assert (tmp_path / "part.pt.qat-state.pt").exists()  # what the resumed run continues from
     resumed = qat_finetune(tiny_checkpoint, tmp_path / "part.pt", train_images=train, calibration_images=calib,
                            config=config, progress=False, resume=True, log=lambda _: None)
     assert resumed.resumed_from_epoch == 1 and resumed.epochs == 2
+    assert not (tmp_path / "part.pt.qat-state.pt").exists()  # spent once the checkpoint is written
     assert whole.device == resumed.device == "cpu" and whole.to_dict()["device"] == "cpu"  # auto, no GPU here
     assert resumed.losses == whole.losses
     a = torch.load(tmp_path / "whole.pt", weights_only=False)["state_dict"]
