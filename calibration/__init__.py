@@ -27,7 +27,12 @@ from dacovid_export.calibration.data import (
     split_calibration_set,
 )
 from dacovid_export.calibration.fp16 import convert_fp16
-from dacovid_export.calibration.guard import GuardConfig, GuardFailedError, GuardReport, guarded_quantize_int8
+from dacovid_export.calibration.guard import (
+    GuardConfig,
+    GuardFailedError,
+    GuardReport,
+    guarded_quantize_int8,
+)
 from dacovid_export.calibration.int8 import quantize_int8
 from dacovid_export.calibration.result import PrecisionResult
 

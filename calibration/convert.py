@@ -49,7 +49,11 @@ from dacovid_export.calibration.data import (
 )
 from dacovid_export.calibration.fp16 import convert_fp16
 from dacovid_export.calibration.fp16_guard import Fp16GuardReport, guarded_convert_fp16
-from dacovid_export.calibration.guard import GuardReport, calibrated_agreement, guarded_quantize_int8
+from dacovid_export.calibration.guard import (
+    GuardReport,
+    calibrated_agreement,
+    guarded_quantize_int8,
+)
 from dacovid_export.calibration.guard_report import AccuracyReport
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.core.errors import CheckFailedError, UserInputError

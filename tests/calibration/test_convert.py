@@ -12,7 +12,11 @@ import torch
 
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
 from dacovid_export.calibration.config import PrecisionConfig
-from dacovid_export.calibration.convert import convert_precision, export_at_precision, guard_report_of
+from dacovid_export.calibration.convert import (
+    convert_precision,
+    export_at_precision,
+    guard_report_of,
+)
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
