@@ -98,8 +98,10 @@ def test_resumed_fine_tune_equals_an_uninterrupted_one(tiny_checkpoint: Path, tm
     original = torch.load(tiny_checkpoint, weights_only=False)["state_dict"]
     assert not torch.equal(a["backbone.0.weight"], original["backbone.0.weight"])  # it did fine-tune (and fold)
     # a state from other options is refused, not silently continued
+    qat_finetune(tiny_checkpoint, tmp_path / "other.pt", train_images=train, calibration_images=calib,
+                 config=config, progress=False, stop_after_epochs=1, log=lambda _: None)
     with pytest.raises(UserInputError, match="another checkpoint, configuration or image set"):
-        qat_finetune(tiny_checkpoint, tmp_path / "part.pt", train_images=train, calibration_images=calib,
+        qat_finetune(tiny_checkpoint, tmp_path / "other.pt", train_images=train, calibration_images=calib,
                      config=QatConfig(epochs=3, lr=1e-4, batch_size=4), progress=False, resume=True, log=lambda _: None)
 
 

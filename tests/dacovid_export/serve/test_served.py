@@ -195,8 +195,9 @@ def test_check_triton_passes_and_fails(server: TritonServer, tiny_checkpoint: Pa
 
     torch.manual_seed(1)
     other = tmp_path / "other.pt"
-    save_checkpoint(other, dacovid_net(**tiny.tiny_model_kwargs()).eval(), class_names=tiny.TINY_CLASSES,
-                    preprocessing=Preprocessing(image_size=tiny.TINY_IMAGE_SIZE))
+    with pytest.warns(UserWarning, match="no backbone weights given"):  # untrained on purpose
+        model = dacovid_net(**tiny.tiny_model_kwargs()).eval()
+    save_checkpoint(other, model, class_names=tiny.TINY_CLASSES, preprocessing=Preprocessing(image_size=tiny.TINY_IMAGE_SIZE))
     failed = invoke(cli, ["check", "--checkpoint", other, "--images", synthetic_dir, "--triton",
                           server.config.grpc_url, "--no-progress"])
     assert failed.exit_code == 1, failed.output
