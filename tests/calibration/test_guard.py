@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -261,3 +262,15 @@ def test_fallback_steps_that_cannot_reach_the_target_are_screened_on_the_at_risk
     table = report.table()
     assert sum(row.lstrip().startswith("* ") for row in table[:-1]) == len(screened) and "closest to flipping only" in table[-1]
     assert GuardReport.from_dict(report.to_dict()).table() == table
+
+
+def test_a_model_that_passes_under_onnx_runtime_but_not_openvino_says_so(guarded) -> None:
+    _, result = guarded
+    report = result.guard
+    assert report.passed and report.after_openvino is not None
+    assert any("warning" in line for line in report.lines()) == (report.after_openvino.agreement < report.target)
+    thin = dataclasses.replace(report, after_openvino=dataclasses.replace(report.after_openvino, agreement=report.target - 0.01))
+    warning = [line for line in thin.lines() if "warning" in line]
+    assert len(warning) == 1 and "under OpenVINO" in warning[0] and "dacovid-export check" in warning[0]
+    refused = dataclasses.replace(thin, passed=False)  # a refusal's table says enough
+    assert not any("warning" in line for line in refused.lines())
