@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -27,10 +28,20 @@ from dacovid_export.core.fileio import same_file
 from dacovid_export.data.image_folder import check_image_source
 from dacovid_export.export.config import DEFAULT_TOLERANCES, check_seed_and_tolerances
 
-__all__ = ["DEFAULT_CALIB_SIZE", "PrecisionConfig"]
+__all__ = ["DEFAULT_CALIB_SIZE", "QAT_OPTIONS", "PrecisionConfig", "check_qat_options"]
 
 
 DEFAULT_CALIB_SIZE = 256
+# the fine-tune's options (PrecisionConfig's and PipelineConfig's fields): meaningless without ``qat``
+QAT_OPTIONS = ("qat_epochs", "qat_lr", "qat_batch_size", "qat_device", "train_data")
+
+
+def check_qat_options(config: Any) -> None:
+    """Refuse fine-tune options given without ``qat`` (they would do nothing), naming them as flags."""
+    given = [n for n in QAT_OPTIONS if getattr(config, n) is not None]
+    if given and not config.qat:
+        flags = ", ".join("--" + n.replace("_", "-") for n in given)
+        raise UserInputError(f"{flags} given without --qat: they set the INT8 model's fine-tune; add --qat or drop them")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,9 +91,7 @@ class PrecisionConfig:
     def _validate_qat(self) -> None:
         if not isinstance(self.qat, bool):
             raise UserInputError(f"qat={self.qat!r}: give True or False")
-        given = [n for n in ("qat_epochs", "qat_lr", "qat_batch_size", "qat_device", "train_data") if getattr(self, n) is not None]
-        if given and not self.qat:
-            raise UserInputError(f"{', '.join(given)} given without --qat: they set the quantization-aware fine-tune; add --qat or drop them")
+        check_qat_options(self)
         if self.qat and self.precision != "int8":
             raise UserInputError(
                 f"qat with precision {self.precision!r}: quantization-aware fine-tuning makes INT8 models (--precision int8)"
@@ -97,6 +106,18 @@ class PrecisionConfig:
                 f"train data {str(data)!r} is the validation data: the guard must judge on images the fine-tune never "
                 "saw; give separate --validation-data (or leave it out: a part of --calib-data is then held out)"
             )
+
+    def qat_train_data(self, checkpoint: str | os.PathLike[str]) -> Path:
+        """The fine-tune's images: ``train_data``, else the run's split.json next to ``checkpoint``; one line if neither."""
+        if self.train_data is not None:
+            return self.train_data
+        split = Path(checkpoint).parent / "split.json"
+        if split.is_file():
+            return split
+        raise UserInputError(
+            f"--qat needs training images and there is no split.json next to {str(checkpoint)!r}: pass --train-data DIR "
+            "(the images the checkpoint was trained on, or a dacovid-train split.json)"
+        )
 
     def qat_config(self) -> QatConfig:
         """The quantization-aware fine-tune's options (defaults where not given)."""

@@ -109,7 +109,7 @@ def export_at_precision(
     if precision.precision == "bf16":
         require_bf16_cpu()  # before the FP32 export: on such a CPU the guard could measure nothing
     output = _check_precision_output(output, checkpoint, precision)
-    train_data = _qat_train_data(checkpoint, precision) if precision.qat else None
+    train_data = precision.qat_train_data(checkpoint) if precision.qat else None
     with scratch_dir(output) as scratch:
         fp32 = export_onnx(checkpoint, scratch / "model.fp32.onnx", export, progress=progress)
         if train_data is not None:
@@ -128,19 +128,6 @@ def _after_export(fp32: OnnxExportResult, step: OnnxExportResult) -> OnnxExportR
         step,
         verification={**fp32.verification, **step.verification},
         timings={**timings, "total": sum(timings.values())},
-    )
-
-
-def _qat_train_data(checkpoint: str | os.PathLike[str], config: PrecisionConfig) -> Path:
-    """The fine-tune's images: ``--train-data``, else the run's split.json next to the checkpoint."""
-    if config.train_data is not None:
-        return config.train_data
-    split = Path(checkpoint).parent / "split.json"
-    if split.is_file():
-        return split
-    raise UserInputError(
-        f"--qat needs training images and there is no split.json next to {str(checkpoint)!r}: pass --train-data DIR "
-        "(the images the checkpoint was trained on, or a dacovid-train split.json)"
     )
 
 
@@ -206,8 +193,10 @@ def _qat_convert(
             "judges on; give other --train-data or --validation-data"
         )
     if len(keep) < len(train):
-        _log.info(f"qat: {len(train) - len(keep)} training image(s) are the guard's validation images and are left out of the "
-            f"fine-tune ({len(keep)} used)")
+        _log.info(
+            f"qat: {len(train) - len(keep)} training image(s) are the guard's validation images and are left out of the "
+            f"fine-tune ({len(keep)} used)"
+        )
     qat_path = qat_checkpoint_path(output)
     check_outputs(inputs=[checkpoint, config.calib_data, config.validation_data, train_data], files={"--qat checkpoint": qat_path})
     qat_config = config.qat_config()

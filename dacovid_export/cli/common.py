@@ -157,3 +157,32 @@ def int8_guard_options(fn: F) -> F:
         "INT8 (or FP16) until it holds (BF16 has no such lever), else nothing is written  "
         "[default: int8 0.99, fp16 0.995 (check's threshold), bf16 0.99]",
     )(fn)
+
+
+def qat_options(flag_help: str) -> Callable[[F], F]:
+    """``--qat`` (described by ``flag_help``) and the fine-tune's options, wherever a command makes INT8 with QAT."""
+    from dacovid_export.calibration.qat import (
+        DEFAULT_QAT_BATCH_SIZE,
+        DEFAULT_QAT_EPOCHS,
+        DEFAULT_QAT_LR,
+    )
+
+    options = [
+        click.option("--qat", is_flag=True, help=flag_help),
+        click.option("--qat-epochs", type=int, default=None, metavar="N", help=f"QAT epochs  [default: {DEFAULT_QAT_EPOCHS}]"),
+        click.option("--qat-lr", type=float, default=None, metavar="LR", help=f"QAT learning rate (Adam)  [default: {DEFAULT_QAT_LR:g}]"),
+        click.option("--qat-batch-size", type=int, default=None, metavar="N", help=f"QAT batch size  [default: {DEFAULT_QAT_BATCH_SIZE}]"),
+        click.option("--qat-device", default=None, metavar="auto|cpu|cuda",
+                     help="Where QAT fine-tunes  [default: auto: CUDA when there is one, else the CPU]"),
+        click.option("--train-data", type=click.Path(path_type=Path), default=None, metavar="DIR",
+                     help="QAT images: the checkpoint's training images, a folder or split.json  [default: the split.json "
+                     "next to the checkpoint]; never the guard's validation images."),
+    ]
+
+    def decorate(fn: F) -> F:
+        for option in reversed(options):  # listed in --help in the order above
+            fn = option(fn)
+        return fn
+
+    return decorate
+

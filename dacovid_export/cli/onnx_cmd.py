@@ -9,12 +9,7 @@ import click
 from dacovid_export.artifacts.info import PRECISIONS
 from dacovid_export.calibration.config import DEFAULT_CALIB_SIZE, PrecisionConfig
 from dacovid_export.calibration.convert import export_at_precision
-from dacovid_export.calibration.qat import (
-    DEFAULT_QAT_BATCH_SIZE,
-    DEFAULT_QAT_EPOCHS,
-    DEFAULT_QAT_LR,
-)
-from dacovid_export.cli.common import handle_errors, int8_guard_options
+from dacovid_export.cli.common import handle_errors, int8_guard_options, qat_options
 from dacovid_export.export.config import (
     DEFAULT_OPSET,
     MAX_OPSET,
@@ -41,12 +36,7 @@ __all__ = ["onnx"]
 @click.option("--calib-size", type=int, default=None, metavar="N", help=f"Calibration images to use  [default: {DEFAULT_CALIB_SIZE}]")
 @click.option("--calib-method", type=click.Choice(["entropy", "max"]), default=None, help="INT8 calibration  [default: entropy, then max if entropy misses --min-agreement; the better is kept]")
 @int8_guard_options
-@click.option("--qat", is_flag=True, help="INT8: quantization-aware fine-tuning (distilled to the checkpoint) before the export; the fine-tuned checkpoint is kept as OUT.qat.pt and reused, an interrupted fine-tune resumes.")
-@click.option("--qat-epochs", type=int, default=None, metavar="N", help=f"QAT epochs  [default: {DEFAULT_QAT_EPOCHS}]")
-@click.option("--qat-lr", type=float, default=None, metavar="LR", help=f"QAT learning rate (Adam)  [default: {DEFAULT_QAT_LR:g}]")
-@click.option("--qat-batch-size", type=int, default=None, metavar="N", help=f"QAT batch size  [default: {DEFAULT_QAT_BATCH_SIZE}]")
-@click.option("--qat-device", default=None, metavar="auto|cpu|cuda", help="Where QAT fine-tunes  [default: auto: CUDA when there is one, else the CPU]")
-@click.option("--train-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="QAT images: a folder or split.json  [default: the split.json next to CHECKPOINT]; never the guard's validation images.")
+@qat_options("INT8: quantization-aware fine-tuning (distilled to the checkpoint) before the export; the fine-tuned checkpoint is kept as OUT.qat.pt and reused, an interrupted fine-tune resumes.")
 @click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, metavar="N", help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}.")
 @click.option("--max-batch", type=int, default=None, metavar="N", help="Static: the batch size (default 1). Dynamic: hint for engine profiles.")
 @click.option("--static-batch", is_flag=True, help="Fix the batch dimension instead of leaving it dynamic.")

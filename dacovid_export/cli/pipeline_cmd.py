@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.cli.common import handle_errors
+from dacovid_export.cli.common import handle_errors, qat_options
 from dacovid_export.core.errors import UserInputError
 
 __all__ = ["pipeline"]
@@ -44,13 +44,7 @@ def _model_options(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--serve-env", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Serving environment ('dacovid-export serve-env DIR'): also serve the FP32 and INT8 models with Triton "
                    "and add endpoint parity and latency to the report  [default: $DACOVID_SERVE_ENV, else skipped].")
-@click.option("--qat", is_flag=True, help="Make the INT8 model with quantization-aware fine-tuning (as 'onnx --qat'; needs --checkpoint and --calib-data).")
-@click.option("--qat-epochs", type=int, default=None, metavar="N", help="QAT epochs  [default: the onnx command's]")
-@click.option("--qat-lr", type=float, default=None, metavar="LR", help="QAT learning rate (Adam)  [default: the onnx command's]")
-@click.option("--qat-batch-size", type=int, default=None, metavar="N", help="QAT batch size  [default: the onnx command's]")
-@click.option("--qat-device", default=None, metavar="auto|cpu|cuda", help="Where QAT fine-tunes  [default: auto: CUDA when there is one, else the CPU]")
-@click.option("--train-data", type=click.Path(path_type=Path), default=None,
-              help="QAT: the checkpoint's training images (folder or split.json)  [default: split.json next to the checkpoint]")
+@qat_options("Make the INT8 model with quantization-aware fine-tuning (as 'onnx --qat'; needs --checkpoint and --calib-data).")
 @click.option("--no-progress", is_flag=True, help="No step lines or progress bars on stderr.")
 @handle_errors
 def pipeline(

@@ -120,11 +120,10 @@ class PipelineConfig:
 
     def _validate_qat(self) -> None:
         """The fine-tune's options, its checkpoint and its training images: said before minutes of export."""
+        from dacovid_export.calibration.config import check_qat_options
+
+        check_qat_options(self)
         if not self.qat:
-            given = [n for n in ("qat_epochs", "qat_lr", "qat_batch_size", "qat_device", "train_data") if getattr(self, n) is not None]
-            if given:
-                flags = ", ".join("--" + n.replace("_", "-") for n in given)
-                raise UserInputError(f"{flags} given without --qat: they set the INT8 model's fine-tune; add --qat or drop them")
             return
         if self.checkpoint is None:
             raise UserInputError(
@@ -133,12 +132,8 @@ class PipelineConfig:
             )
         if self.calib_data is None:
             raise UserInputError("--qat makes the INT8 model, which needs calibration images: give --calib-data")
-        if self.train_data is None and not (self.checkpoint.parent / "split.json").is_file():
-            raise UserInputError(
-                f"--qat needs training images and there is no split.json next to {str(self.checkpoint)!r}: pass "
-                "--train-data DIR (the images the checkpoint was trained on, or a dacovid-train split.json)"
-            )
-        self.int8_precision_config(self.calib_data, self.calib_size)  # the precision step's own QAT rules, now
+        # the precision step's own QAT rules and its training images, now
+        self.int8_precision_config(self.calib_data, self.calib_size).qat_train_data(self.checkpoint)
 
     def int8_precision_config(self, calib_data: Path, calib_size: int | None) -> "PrecisionConfig":
         """The INT8 step's options: its calibration images, the seed and (with ``qat``) the fine-tune's."""
