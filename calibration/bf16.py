@@ -34,6 +34,7 @@ import numpy as np
 
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT
+from dacovid_export.calibration.guard_report import evidence_line
 from dacovid_export.calibration.sensitivity import onnx_logits
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.data.agreement import Agreement, measure_agreement
@@ -42,6 +43,7 @@ __all__ = [
     "Bf16GuardConfig",
     "Bf16GuardReport",
     "guard_bf16",
+    "guard_bf16_on",
     "openvino_bf16_logits",
     "openvino_bf16_runner",
     "require_bf16_cpu",
@@ -98,7 +100,8 @@ class Bf16GuardReport:
             f"BF16 guard: top-1 agreement with FP32 {a.agreement:.1%} of OpenVINO BF16 on {a.images} validation images "
             f"(target >= {self.min_agreement:.1%}: {'met' if self.passed else 'NOT met'}); |Δlogit| median "
             f"{a.median_abs_dlogit:.3g}, max {a.max_abs_dlogit:.3g}; {self.seconds:.1f}s",
-            f"BF16 guard: model {self.model}; validation images: {self.validation.get('root')}",
+            f"BF16 guard: model {self.model}; validation images: {self.validation.get('root')}; "
+            f"{evidence_line(self.validation)}",
         ]
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,6 +156,31 @@ def openvino_bf16_runner(
 def openvino_bf16_logits(path: str | os.PathLike[str], images: np.ndarray, *, threads: int | None = None, batch: int = 16) -> np.ndarray:
     """Logits of the FP32 ONNX file ``path`` under OpenVINO's CPU plugin at BF16 (refused on a CPU without BF16)."""
     return openvino_bf16_runner(path, threads=threads, batch=batch)(images)
+
+
+def guard_bf16_on(
+    model: str | os.PathLike[str],
+    validation_data: str | os.PathLike[str],
+    config: Bf16GuardConfig = Bf16GuardConfig(),
+    *,
+    size: int = 256,
+    seed: int = 0,
+    training_data: str | os.PathLike[str] | None = None,
+) -> Bf16GuardReport:
+    """``dacovid-export bf16-guard``: :func:`guard_bf16` on up to ``size`` images of ``validation_data`` that did not train the model.
+
+    The training images are the record ``model`` carries (from its checkpoint) and/or ``training_data``.
+    """
+    from dacovid_export.artifacts.onnx_metadata import image_record_in, read_metadata
+    from dacovid_export.artifacts.read import read_artifact_info
+    from dacovid_export.calibration.data import load_validation_set
+    from dacovid_export.data.evidence import resolve_record
+
+    info = read_artifact_info(model)
+    record = resolve_record(image_record_in(read_metadata(model), os.fspath(model)) if info.kind == "onnx" else None,
+                            training_data)
+    images = load_validation_set(validation_data, info.preprocessing, size=size, seed=seed, record=record)
+    return guard_bf16(model, images, config)
 
 
 def guard_bf16(

@@ -33,6 +33,7 @@ __all__ = ["DEFAULT_CALIB_SIZE", "QAT_OPTIONS", "PrecisionConfig", "check_qat_op
 
 DEFAULT_CALIB_SIZE = 256
 # the fine-tune's options (PrecisionConfig's and PipelineConfig's fields): meaningless without ``qat``
+_PATH_FIELDS = ("calib_data", "cache_dir", "validation_data", "train_data", "training_data")
 QAT_OPTIONS = ("qat_epochs", "qat_lr", "qat_batch_size", "qat_device", "train_data")
 
 
@@ -75,12 +76,14 @@ class PrecisionConfig:
     qat_batch_size: int | None = None
     qat_device: str | None = None
     train_data: Path | None = None
+    # the images that trained the checkpoint, for a checkpoint that carries no record of them (DIR or split.json)
+    training_data: Path | None = None
 
     def __post_init__(self) -> None:
         if self.precision not in PRECISIONS:
             raise UserInputError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
         check_seed_and_tolerances(self.seed, self.atol, self.rtol)
-        for name in ("calib_data", "cache_dir", "validation_data", "train_data"):
+        for name in _PATH_FIELDS:
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
@@ -156,6 +159,13 @@ class PrecisionConfig:
                 )
         if self.validation_data is not None:
             check_image_source(self.validation_data, "validation data", "its held-out part")
+        if self.training_data is not None:
+            if PRECISION_SPECS[self.precision].guard is None:
+                raise UserInputError(
+                    f"training_data given with precision {self.precision!r}: it tells the accuracy guard which "
+                    "validation images trained the checkpoint; give it with --precision fp16/int8/bf16"
+                )
+            check_image_source(self.training_data, "training data", "its training part")
 
     def _validate_calibration(self) -> None:
         if self.calib_size is not None and (
@@ -240,6 +250,6 @@ class PrecisionConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for name in ("calib_data", "cache_dir", "validation_data", "train_data"):
+        for name in _PATH_FIELDS:
             out[name] = None if out[name] is None else str(out[name])
         return out

@@ -24,9 +24,11 @@ import numpy as np
 
 from dacovid_export.artifacts.info import PRECISION_SPECS, ArtifactInfo
 from dacovid_export.artifacts.onnx_metadata import (
+    image_record_in,
     info_from_model,
     load_onnx,
     metadata_of,
+    read_metadata,
     read_onnx_info,
     write_metadata,
 )
@@ -67,6 +69,8 @@ from dacovid_export.data.agreement import (
     check_numeric,
     compare_numeric,
 )
+from dacovid_export.data.evidence import resolve_record
+from dacovid_export.data.fingerprint import ImageRecord
 from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.export.checks import run_structural_checks, validate_model
 from dacovid_export.export.config import (
@@ -108,7 +112,7 @@ def export_at_precision(
         return export_onnx(checkpoint, output, export, progress=progress)
     if precision.precision == "bf16":
         require_bf16_cpu()  # before the FP32 export: on such a CPU the guard could measure nothing
-    output = _check_precision_output(output, checkpoint, precision)
+    output = _check_precision_output(output, checkpoint, precision, record=_checkpoint_record(checkpoint, precision))
     train_data = precision.qat_train_data(checkpoint) if precision.qat else None
     with scratch_dir(output) as scratch:
         fp32 = export_onnx(checkpoint, scratch / "model.fp32.onnx", export, progress=progress)
@@ -119,6 +123,19 @@ def export_at_precision(
                 fp32.path, output, precision, progress, images_checked=True, qat_hint=_qat_command(checkpoint, output, precision)
             )
     return _after_export(fp32, step)
+
+
+def _checkpoint_record(checkpoint: str | os.PathLike[str], config: PrecisionConfig) -> ImageRecord | None:
+    """The training images to keep out of validation: the checkpoint's own record and/or ``--training-data``."""
+    from dacovid_export.model.checkpoint import image_record_of, read_checkpoint
+
+    carried = image_record_of(read_checkpoint(checkpoint), checkpoint) if config.calib_data or config.validation_data else None
+    return resolve_record(carried, config.training_data)
+
+
+def _model_record(meta: Mapping[str, str], path: str | os.PathLike[str], config: PrecisionConfig) -> ImageRecord | None:
+    """As :func:`_checkpoint_record`, from the record an exported FP32 model carries."""
+    return resolve_record(image_record_in(meta, str(path)), config.training_data)
 
 
 def _after_export(fp32: OnnxExportResult, step: OnnxExportResult) -> OnnxExportResult:
@@ -183,7 +200,9 @@ def _qat_convert(
     from dacovid_export.model.checkpoint import read_checkpoint
 
     info = read_onnx_info(original_fp32)
-    calibration, validation = _int8_image_sets(config, info.preprocessing)
+    calibration, validation = _image_sets(
+        config, info.preprocessing, _model_record(metadata_of(load_onnx(original_fp32)), original_fp32, config)
+    )
     train = load_calibration_set(train_data, info.preprocessing, size=MAX_QAT_IMAGES, seed=config.seed)
     held = set(validation.image_sha256)
     keep = [i for i, digest in enumerate(train.image_sha256) if digest not in held] if held else list(range(len(train)))
@@ -239,11 +258,13 @@ def _qat_convert(
 
 
 def _check_precision_output(
-    output: str | os.PathLike[str], source: str | os.PathLike[str], config: PrecisionConfig, *, images: bool = True
+    output: str | os.PathLike[str], source: str | os.PathLike[str], config: PrecisionConfig, *, images: bool = True,
+    record: ImageRecord | None = None,
 ) -> Path:
     """Before any work: the output, that it destroys no input, and (``images``) the images the step will use."""
     output = check_onnx_output(
-        output, inputs=[source, config.calib_data, config.validation_data], folders={"--cache-dir": config.cache_dir}
+        output, inputs=[source, config.calib_data, config.validation_data, config.training_data],
+        folders={"--cache-dir": config.cache_dir},
     )
     if config.calib_data is not None and images:
         # too few, shared between calibration and validation, or unreadable: found now, not after minutes of work
@@ -254,6 +275,7 @@ def _check_precision_output(
             seed=config.seed,
             validation_data=config.validation_data,
             split=config.validation_data is None and config.precision in ("int8", "fp16", "bf16"),
+            record=record,
         )
     return output
 
@@ -316,7 +338,8 @@ def _convert_checked(
     batches = verify_batches(info.max_batch, info.extra.get("suggested_max_batch"))
     if config.precision == "bf16":
         require_bf16_cpu()
-    output = _check_precision_output(output, fp32_onnx, config, images=not images_checked)
+    record = None if images_checked else _model_record(read_metadata(fp32_onnx), fp32_onnx, config)
+    output = _check_precision_output(output, fp32_onnx, config, images=not images_checked, record=record)
     with StepTimer(progress, total=3, bar=True) as steps:
         return _convert(Path(fp32_onnx), output, config, batches, steps, qat_hint=qat_hint)
 
@@ -342,10 +365,8 @@ def _convert(
     calibration = validation = None
     if image_sets is not None:
         calibration, validation = image_sets
-    elif config.precision == "int8" and config.calib_data is not None:
-        calibration, validation = _int8_image_sets(config, info.preprocessing)
-    elif config.fp16_guarded or config.precision == "bf16":
-        calibration, validation = _fp16_image_sets(config, info.preprocessing)
+    elif config.calib_data is not None or config.validation_data is not None:
+        calibration, validation = _image_sets(config, info.preprocessing, _model_record(fp32_meta, fp32_path, config))
     with scratch_dir(output) as scratch:
         raw = scratch / f"model.{config.precision}.raw.onnx"
         final = scratch / f"model.{config.precision}.onnx"
@@ -503,26 +524,27 @@ PRECISION_STEPS: Mapping[str, Callable[[_StepInputs], PrecisionResult]] = {
 }
 
 
-def _int8_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:
-    """Calibration and validation images for the guarded INT8 step; never the same image in both."""
-    if config.calib_data is None:
-        raise UserInputError("precision 'int8' needs calibration images: pass --calib-data DIR")
-    if config.validation_data is None:
-        return split_calibration_set(
+def _image_sets(config: PrecisionConfig, preprocessing: Preprocessing, record: ImageRecord | None) -> tuple[Any, Any]:
+    """Calibration and validation images of the step; never the same image in both, never a training image in validation.
+
+    ``record``: the checkpoint's training images (None: unknown, and the guard's report says so).
+    Without ``calib_data`` (FP16/BF16 with ``validation_data`` only) there are no calibration images.
+    """
+    if config.validation_data is not None:
+        validation = load_validation_set(
+            config.validation_data, preprocessing, size=MAX_VALIDATION_IMAGES, seed=config.seed, record=record
+        )
+        if config.calib_data is None:
+            return None, validation
+        calibration = load_calibration_set(
             config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed
         )
-    calibration = load_calibration_set(config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed)
-    validation = load_validation_set(config.validation_data, preprocessing, size=MAX_VALIDATION_IMAGES, seed=config.seed)
-    return calibration, validation
-
-
-def _fp16_image_sets(config: PrecisionConfig, preprocessing: Preprocessing) -> tuple[Any, Any]:
-    """Range-check and validation images for the guarded FP16 step: the INT8 guard's split rules."""
+        return calibration, validation
     if config.calib_data is None:
-        if config.validation_data is None:
-            raise UserInputError("the FP16 guard needs images: pass --calib-data DIR or --validation-data DIR")
-        return None, load_validation_set(config.validation_data, preprocessing, size=MAX_VALIDATION_IMAGES, seed=config.seed)
-    return _int8_image_sets(config, preprocessing)
+        raise UserInputError(f"precision {config.precision!r} needs images: pass --calib-data DIR or --validation-data DIR")
+    return split_calibration_set(
+        config.calib_data, preprocessing, size=config.effective_calib_size, seed=config.seed, record=record
+    )
 
 
 # the guards' report types, and the metadata (and report.json) key each is written under

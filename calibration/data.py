@@ -30,6 +30,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -37,6 +38,8 @@ from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import file_identity, sha256_file
 from dacovid_export.core.log import get_logger
 from dacovid_export.core.progress import progress_bar
+from dacovid_export.data.evidence import SortedImages, sort_images
+from dacovid_export.data.fingerprint import ImageRecord
 from dacovid_export.data.image_folder import (
     find_images,
     is_split_file,
@@ -105,6 +108,8 @@ class CalibrationSet:
     requested_size: int
     seed: int
     image_sha256: tuple[str, ...] = ()
+    # validation sets: what they stand on (see _evidence): unseen, excluded_training, training_record, fingerprints
+    evidence: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -112,6 +117,7 @@ class CalibrationSet:
     def describe(self) -> dict[str, object]:
         """JSON-serialisable summary for artifact metadata."""
         return {
+            **self.evidence,
             "root": str(self.root),
             "images": len(self.paths),
             "requested_size": self.requested_size,
@@ -275,6 +281,7 @@ class _Selection:
     class_counts: Mapping[str, int]
     requested: int
     seed: int
+    evidence: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     def candidates(self) -> tuple[Path, ...]:
         return tuple(p for paths in self.strata.values() for p in paths)
@@ -334,6 +341,7 @@ def _build_set(selection: _Selection, preprocessing: Preprocessing, exclude: fro
         requested_size=selection.requested,
         seed=selection.seed,
         image_sha256=tuple(digests),
+        evidence=selection.evidence,
     )
 
 
@@ -359,25 +367,106 @@ def _calibration_selection(folder: str | os.PathLike[str], size: int, seed: int,
     return _select("calibration", root, strata, _available(root, strata, size, "calibration", say=say), size, seed)
 
 
-def _validation_selection(folder: str | os.PathLike[str], size: int, seed: int, say: bool = True) -> _Selection:
+def _evidence(sorted_: SortedImages, chosen: Sequence[Path], left_for_check: int | None) -> dict[str, Any]:
+    """What a validation set stands on: how many unseen images, how many excluded as training images, by whose record.
+
+    ``fingerprints`` name the chosen images by content, so ``check`` can set them aside (they chose the model)
+    and an auditor can confirm the set; ``left_for_check``: unseen images held back for ``check``.
+    """
+    return {
+        "unseen": len(chosen) if sorted_.record is not None else None,
+        "excluded_training": sorted_.trained,
+        "training_record": sorted_.record,
+        "left_for_check": left_for_check,
+        "fingerprints": [sorted_.fingerprints[p].hex() for p in chosen],
+    }
+
+
+def _too_few_unseen(what: str, root: Path, found: SortedImages, needed: int) -> UserInputError:
+    return UserInputError(
+        f"{what} images {str(root)!r}: {found.unseen_count} image(s) did not train the checkpoint "
+        f"({found.trained} did, by {found.record}); the guard needs at least {needed} unseen images: give "
+        "--validation-data DIR with images it never trained on, or --calib-data the training run's split.json "
+        "(its held-out part is used)"
+    )
+
+
+def _guard_share(unseen: int, limit: int) -> int:
+    """How many of ``unseen`` held-out images the guard takes: half (the rest is left for ``check``), at least the minimum."""
+    return min(unseen, limit, max(MIN_VALIDATION_IMAGES, (unseen + 1) // 2))
+
+
+def _validation_selection(
+    folder: str | os.PathLike[str], size: int, seed: int, record: ImageRecord | None = None, say: bool = True
+) -> _Selection:
+    """The guard's images from ``folder`` (a split.json: its held-out part), training images left out."""
     root, strata = _source_strata(folder, "val", "validation")
-    take = _available(root, strata, size, "validation", MIN_VALIDATION_IMAGES, say=say)
-    return _select("validation", root, strata, take, size, seed)
+    found = sort_images(strata, record, what="validation images", progress=say)
+    if record is not None and found.unseen_count < MIN_VALIDATION_IMAGES:
+        raise _too_few_unseen("validation", root, found, MIN_VALIDATION_IMAGES)
+    take = _available(root, found.unseen, size, "validation", MIN_VALIDATION_IMAGES, say=say)
+    selection = _select("validation", root, found.unseen, take, size, seed)
+    return dataclasses.replace(selection, evidence=_evidence(found, selection.paths, None))
 
 
 def _split_selections(
-    folder: str | os.PathLike[str], size: int, seed: int, validation_share: float, max_validation: int, say: bool = True
+    folder: str | os.PathLike[str], size: int, seed: int, validation_share: float, max_validation: int,
+    record: ImageRecord | None = None, say: bool = True,
 ) -> tuple[_Selection, _Selection]:
-    """(calibration, validation) of one folder: the validation part is drawn first, calibration from the rest."""
+    """(calibration, validation) of one source; the validation part never holds an image that trained the checkpoint.
+
+    - a split.json: calibration from its training part; the guard takes half of its held-out part
+      (seeded, stratified), the rest is left for ``check``;
+    - a folder, with a record of the training images: the guard takes half of the images that did not
+      train the checkpoint, the rest is left for ``check``; calibration draws from the training images
+      (from everything but the guard's images when fewer than :data:`MIN_CALIBRATION_IMAGES` remain);
+    - a folder, without a record: a ``validation_share`` of it is held out, as it always was (the
+      report says that it could not be checked).
+    """
     if not (isinstance(validation_share, float) and 0.0 < validation_share < 1.0):
         raise UserInputError(f"validation_share={validation_share!r}: give a fraction between 0 and 1")
+    guard_seed = seed + _VALIDATION_SEED_OFFSET
+    if is_split_file(folder):
+        root, held_out = _source_strata(folder, "val", "validation")
+        found = sort_images(held_out, record, what="held-out images", progress=say)
+        if found.unseen_count < MIN_VALIDATION_IMAGES:
+            raise _too_few_unseen("held-out", root, found, MIN_VALIDATION_IMAGES)
+        n_val = _guard_share(found.unseen_count, max_validation)
+        validation = _select("validation", root, found.unseen, n_val, n_val, guard_seed)
+        validation = dataclasses.replace(
+            validation, evidence=_evidence(found, validation.paths, found.unseen_count - n_val)
+        )
+        return _calibration_selection(folder, size, seed, say=say), validation
     root, strata = _source_strata(folder, "train")
     _available(root, strata, 0, "calibration")  # size 0: only the minimum is checked
-    available = sum(len(v) for v in strata.values())
-    n_val = _validation_count(root, available, validation_share, max_validation)
-    validation = _select("validation", root, strata, n_val, n_val, seed + _VALIDATION_SEED_OFFSET)
+    if record is None:
+        available = sum(len(v) for v in strata.values())
+        n_val = _validation_count(root, available, validation_share, max_validation)
+        validation = _select("validation", root, strata, n_val, n_val, guard_seed)
+        # no record to sort by: only the chosen images are fingerprinted, so check can set them aside
+        found = sort_images({_FLAT_STRATUM: list(validation.paths)}, None, what="validation images", progress=False)
+        validation = dataclasses.replace(validation, evidence=_evidence(found, validation.paths, None))
+        calibration_pool = strata
+    else:
+        found = sort_images(strata, record, what="images", progress=say)
+        if found.unseen_count < MIN_VALIDATION_IMAGES:
+            raise _too_few_unseen("calibration", root, found, MIN_VALIDATION_IMAGES)
+        n_val = _guard_share(found.unseen_count, max_validation)
+        validation = _select("validation", root, found.unseen, n_val, n_val, guard_seed)
+        validation = dataclasses.replace(
+            validation, evidence=_evidence(found, validation.paths, found.unseen_count - n_val)
+        )
+        unseen = {p for paths in found.unseen.values() for p in paths}
+        trained = {name: [p for p in images if p not in unseen] for name, images in strata.items()}
+        calibration_pool = {name: images for name, images in trained.items() if images}
+        if sum(len(v) for v in calibration_pool.values()) < MIN_CALIBRATION_IMAGES:
+            # a folder of mostly unseen images: calibrate on what the guard does not judge on (check may see it)
+            calibration_pool = strata
+            if say:
+                _log.info(f"calibration: fewer than {MIN_CALIBRATION_IMAGES} training images in {str(root)!r}: "
+                          "calibrating on its unseen images too, never on the guard's")
     held = set(validation.paths)
-    rest = {name: [p for p in images if p not in held] for name, images in strata.items()}
+    rest = {name: [p for p in images if p not in held] for name, images in calibration_pool.items()}
     rest = {name: images for name, images in rest.items() if images}
     take = _available(root, rest, size, "calibration", say=say)
     return _select("calibration", root, rest, take, size, seed), validation
@@ -405,14 +494,17 @@ def load_validation_set(
     *,
     size: int,
     seed: int = 0,
+    record: ImageRecord | None = None,
 ) -> CalibrationSet:
-    """Images to judge an INT8 model on: like :func:`load_calibration_set`, but a split.json gives its held-out part.
+    """Images to judge a reduced-precision model on: like :func:`load_calibration_set`, but a split.json gives its held-out part.
 
     Use images the calibration never saw (another folder, or the held-out part of a
     training run's split); :func:`split_calibration_set` carves both from one folder.
+    ``record``: the checkpoint's training images (:func:`dacovid_export.data.evidence.resolve_record`);
+    those are left out, and fewer than :data:`MIN_VALIDATION_IMAGES` others is a :class:`UserInputError`.
     """
     _check_args(preprocessing, size, seed, "validation", MIN_VALIDATION_IMAGES)
-    return _build_set(_validation_selection(folder, size, seed), preprocessing)
+    return _build_set(_validation_selection(folder, size, seed, record), preprocessing)
 
 
 def split_calibration_set(
@@ -423,18 +515,20 @@ def split_calibration_set(
     validation_share: float = DEFAULT_VALIDATION_SHARE,
     max_validation: int = MAX_VALIDATION_IMAGES,
     seed: int = 0,
+    record: ImageRecord | None = None,
 ) -> tuple[CalibrationSet, CalibrationSet]:
     """``(calibration, validation)``: two disjoint, seeded, class-stratified samples of ``folder``.
 
-    The validation part (``validation_share`` of the available images, at most
-    ``max_validation``) is drawn first, with a seed derived from ``seed``; the
-    calibration sample of ``size`` images is then drawn from the rest, so the
-    accuracy guard judges the INT8 model on images calibration never saw. Sampled
+    The validation part is drawn first, with a seed derived from ``seed``, from images that did
+    not train the checkpoint (``record``; see :func:`_split_selections` for a split.json, a folder
+    with a record and one without, where ``validation_share`` of it, at most ``max_validation``, is
+    held out); the calibration sample of ``size`` images is then drawn from the rest, so the
+    accuracy guard judges on images neither training nor calibration saw. Sampled
     calibration images whose bytes equal a validation image (duplicates in the
     folder) are left out of calibration, and a line on stderr says so.
     """
     _check_args(preprocessing, size, seed)
-    calibration, validation = _split_selections(folder, size, seed, validation_share, max_validation)
+    calibration, validation = _split_selections(folder, size, seed, validation_share, max_validation, record)
     held = _build_set(validation, preprocessing)
     return _build_set(calibration, preprocessing, exclude=frozenset(held.image_sha256)), held
 
@@ -485,6 +579,7 @@ def check_image_sets(
     seed: int = 0,
     validation_data: str | os.PathLike[str] | None = None,
     split: bool = False,
+    record: ImageRecord | None = None,
 ) -> None:
     """Before long work: the images the precision step will take are there, separate and readable.
 
@@ -496,12 +591,14 @@ def check_image_sets(
     """
     if validation_data is not None:
         calibration = _calibration_selection(calib_data, size, seed, say=False)
-        validation = _validation_selection(validation_data, MAX_VALIDATION_IMAGES, seed, say=False)
+        validation = _validation_selection(validation_data, MAX_VALIDATION_IMAGES, seed, record, say=False)
         # any file the two sources share, sampled or not: "separate validation images" means separate
         _refuse_shared(_shared(calibration.candidates(), validation.candidates()))
         selections: tuple[_Selection, ...] = (calibration, validation)
     elif split:
-        selections = _split_selections(calib_data, size, seed, DEFAULT_VALIDATION_SHARE, MAX_VALIDATION_IMAGES, say=False)
+        selections = _split_selections(
+            calib_data, size, seed, DEFAULT_VALIDATION_SHARE, MAX_VALIDATION_IMAGES, record, say=False
+        )
     else:
         selections = (_calibration_selection(calib_data, size, seed, say=False),)
     for selection in selections:

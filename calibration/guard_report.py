@@ -18,14 +18,24 @@ import numpy as np
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.agreement import Agreement
+from dacovid_export.data.evidence import NO_RECORD
 
-__all__ = ["AccuracyReport", "GuardVerdict", "LabelAccuracy", "candidate_table", "label_accuracy"]
+__all__ = [
+    "AccuracyReport",
+    "GuardVerdict",
+    "LabelAccuracy",
+    "candidate_table",
+    "evidence_line",
+    "label_accuracy",
+    "validation_fingerprints",
+]
 
 
 class AccuracyReport(Protocol):
     """Any guard's report (INT8 ``GuardReport``, ``Fp16GuardReport``, ``Bf16GuardReport``): what callers rely on."""
 
     METADATA_KEY: ClassVar[str]  # the ONNX metadata and report.json key it is written under
+    validation: Mapping[str, Any]  # CalibrationSet.describe() of the validation images, their evidence included
 
     def lines(self) -> list[str]: ...
 
@@ -55,7 +65,7 @@ class GuardVerdict:
         )
 
     def validation_line(self, name: str) -> str:
-        return f"{name} guard: validation images: {self.validation.get('source')}"
+        return f"{name} guard: validation images: {self.validation.get('source')}; {evidence_line(self.validation)}"
 
     def verdict_dict(self) -> dict[str, Any]:
         """The common part of the report's dict form (metadata keys kept from the first format)."""
@@ -83,6 +93,34 @@ class GuardVerdict:
             "seconds": float(data["seconds"]),
             "passed": bool(data["passed"]),
         }
+
+
+def evidence_line(validation: Mapping[str, Any]) -> str:
+    """What the validation images stand on: ``N unseen validation images, M excluded as training images (...)``.
+
+    From the evidence :func:`dacovid_export.calibration.data.split_calibration_set` and
+    :func:`~dacovid_export.calibration.data.load_validation_set` record; a report from before them says so.
+    """
+    if "training_record" not in validation:
+        return "not recorded whether they trained the checkpoint (a model made before this was checked)"
+    record = validation.get("training_record")
+    if record is None:
+        return NO_RECORD
+    text = (
+        f"{validation.get('unseen')} unseen validation images, {validation.get('excluded_training')} excluded as "
+        f"training images (by {record})"
+    )
+    left = validation.get("left_for_check")
+    if left is not None:
+        text += f"; {left} unseen image(s) left for `check`, which sets the guard's aside"
+    return text
+
+
+def validation_fingerprints(report: AccuracyReport | None) -> tuple[str, ...]:
+    """The content fingerprints of the images a guard chose its model on (``check`` sets them aside)."""
+    if report is None:
+        return ()
+    return tuple(str(f) for f in report.validation.get("fingerprints", ()))
 
 
 @dataclasses.dataclass(frozen=True)

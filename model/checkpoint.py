@@ -18,11 +18,12 @@ import torch
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_path, refuse_scratch, sha256_file
 from dacovid_export.core.versions import package_versions
+from dacovid_export.data.fingerprint import ImageRecord
 from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.model.network import DACovidNet, ModelConfig
 from dacovid_export.model.torch_load import load_tensors
 
-__all__ = ["CHECKPOINT_FORMAT", "CheckpointMetadata", "save_checkpoint", "load_checkpoint", "read_checkpoint", "model_from_payload"]
+__all__ = ["CHECKPOINT_FORMAT", "CheckpointMetadata", "image_record_of", "save_checkpoint", "load_checkpoint", "read_checkpoint", "model_from_payload"]
 
 CHECKPOINT_FORMAT = "dacovid-checkpoint"
 _FORMAT_VERSION = 1
@@ -48,6 +49,8 @@ class CheckpointMetadata:
     epoch: int
     sha256: str
     path: str
+    # which images trained it and which were held out, by content (None: trained elsewhere or before the record)
+    image_record: ImageRecord | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,6 +63,9 @@ class CheckpointMetadata:
             "epoch": self.epoch,
             "sha256": self.sha256,
             "path": self.path,
+            "image_record": None if self.image_record is None else {
+                "train": len(self.image_record.train), "val": len(self.image_record.val)
+            },
         }
 
     @classmethod
@@ -79,9 +85,19 @@ class CheckpointMetadata:
                 epoch=int(payload.get("epoch", 0)),
                 sha256=sha256_file(path),
                 path=str(path),
+                image_record=image_record_of(payload, path),
             )
         except _DAMAGE_ERRORS as exc:
             raise _damaged(f"checkpoint {str(path)!r}", exc) from exc
+
+
+def image_record_of(payload: Mapping[str, Any], path: str | os.PathLike[str]) -> ImageRecord | None:
+    """The checkpoint's record of its training and held-out images (tensors, no code), or None when it has none."""
+    data = payload.get("image_record")
+    if data is None:
+        return None
+    record = ImageRecord.from_tensors(data, f"checkpoint {str(path)!r}")
+    return dataclasses.replace(record, source=f"the record in checkpoint {Path(path).name!r}")
 
 
 def save_checkpoint(
@@ -94,8 +110,12 @@ def save_checkpoint(
     metrics: Mapping[str, Any] | None = None,
     epoch: int = 0,
     extra_state: Mapping[str, Any] | None = None,
+    image_record: ImageRecord | None = None,
 ) -> Path:
-    """Write a checkpoint atomically. ``extra_state`` (optimizer, scheduler, RNG) is for ``--resume``."""
+    """Write a checkpoint atomically. ``extra_state`` (optimizer, scheduler, RNG) is for ``--resume``.
+
+    ``image_record``: the content fingerprints of the images that trained it and were held out.
+    """
     if len(class_names) != model.config.num_classes:
         raise ValueError(f"{len(class_names)} class names for a model with {model.config.num_classes} outputs")
     # unwrap DDP / torch.compile wrappers so keys never carry "module." prefixes
@@ -115,6 +135,8 @@ def save_checkpoint(
     }
     if extra_state:
         payload["extra_state"] = dict(extra_state)
+    if image_record is not None:
+        payload["image_record"] = image_record.to_tensors()
     path = Path(path)
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

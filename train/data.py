@@ -33,6 +33,7 @@ from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_write_json
 from dacovid_export.core.log import Log
 from dacovid_export.core.progress import progress_bar
+from dacovid_export.data.fingerprint import Fingerprint, FingerprintSet, ImageRecord, fingerprint_decoded
 from dacovid_export.data.image_folder import (
     SPLIT_FORMAT,
     canonical_class_name,
@@ -85,6 +86,8 @@ class DataSplit:
     seed: int
     val_fraction: float | None  # None for the Kaggle layout: test/ is given, not drawn
     skipped: tuple[str, ...] = ()
+    # content fingerprints of the train and val images (None: a split written before they were recorded)
+    record: ImageRecord | None = None
 
     def items(self, which: Literal["train", "val"]) -> list[tuple[Path, int]]:
         """``[(absolute path, label index)]`` in class order, then file order."""
@@ -108,11 +111,13 @@ class DataSplit:
             "skipped": list(self.skipped),
             "train": {name: list(self.train[name]) for name in self.class_names},
             "val": {name: list(self.val[name]) for name in self.class_names},
+            **({"images": self.record.to_dict()} if self.record is not None else {}),
         }
 
     def sha256(self) -> str:
         """Digest of the file lists (not of the folder's location): identifies the split in checkpoints."""
-        core = {"class_names": list(self.class_names), "train": self.to_dict()["train"], "val": self.to_dict()["val"]}
+        data = self.to_dict()
+        core = {"class_names": list(self.class_names), "train": data["train"], "val": data["val"]}
         return hashlib.sha256(json.dumps(core, sort_keys=True).encode("utf-8")).hexdigest()
 
     @classmethod
@@ -130,6 +135,7 @@ class DataSplit:
                 seed=int(data["seed"]),
                 val_fraction=None if data.get("val_fraction") is None else float(data["val_fraction"]),
                 skipped=tuple(str(p) for p in data.get("skipped", ())),
+                record=ImageRecord.from_dict(data["images"], source) if "images" in data else None,
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise UserInputError(f"{source} is incomplete or malformed ({type(exc).__name__}: {exc})") from exc
@@ -188,10 +194,12 @@ def verify_images(
     log: Log = _silent,
     show_progress: bool = False,
     strict_dicom: bool = False,
+    fingerprints: dict[Path, Fingerprint] | None = None,
 ) -> tuple[ClassFiles, list[str]]:
     """Decode every image once. Returns the readable files and one ``"path: reason"`` line per skipped file.
 
     ``strict_dicom``: a DICOM that is not a chest CR/DX counts as unreadable (else it is read, with a warning).
+    ``fingerprints``: filled with each readable image's content fingerprint, from the same decode.
 
     With ``unreadable="error"`` the first bad file raises; either way a class
     without a single readable image is a :class:`UserInputError`.
@@ -204,7 +212,9 @@ def verify_images(
             good: list[Path] = []
             for path in paths:
                 try:
-                    load_image(path, strict_dicom=strict_dicom)
+                    image = load_image(path, strict_dicom=strict_dicom)
+                    if fingerprints is not None:
+                        fingerprints[path] = fingerprint_decoded(_file_bytes(path), image)
                 except UserInputError as exc:
                     if unreadable == "error":
                         raise UserInputError(f"{exc} (set unreadable to 'skip' to leave such files out)") from exc
@@ -219,6 +229,20 @@ def verify_images(
     if skipped:
         log(f"skipped {len(skipped)} unreadable image(s) of {total}")
     return readable, skipped
+
+
+def _file_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserInputError(f"image {str(path)!r} cannot be read: {exc}") from exc
+
+
+def _record(train: ClassFiles, val: ClassFiles, fingerprints: Mapping[Path, Fingerprint], root: Path) -> ImageRecord:
+    def table(files: ClassFiles) -> FingerprintSet:
+        return FingerprintSet.of(fingerprints[p] for paths in files.values() for p in paths)
+
+    return ImageRecord(table(train), table(val), f"the training run's record ({root})")
 
 
 def stratified_split(files: ClassFiles, val_fraction: float, seed: int) -> tuple[ClassFiles, ClassFiles]:
@@ -264,10 +288,14 @@ def make_split(
     # resolved once, before scanning, so every file path lies under it (symlinked files stay as named)
     root = Path(data_dir).resolve()
     layout, train_files, test_files = scan_dataset(root)
+    fingerprints: dict[Path, Fingerprint] = {}  # filled while every image is decoded once
     if test_files is not None:
         log(f"Kaggle layout: training on {root / 'train'}, evaluating on {root / 'test'} (val_fraction unused)")
         both = {n: train_files[n] + test_files[n] for n in train_files}
-        readable, skipped = verify_images(both, unreadable=unreadable, log=log, show_progress=show_progress, strict_dicom=strict_dicom)
+        readable, skipped = verify_images(
+            both, unreadable=unreadable, log=log, show_progress=show_progress, strict_dicom=strict_dicom,
+            fingerprints=fingerprints,
+        )
         ok = {p for paths in readable.values() for p in paths}
         train = {n: [p for p in v if p in ok] for n, v in train_files.items()}
         val = {n: [p for p in v if p in ok] for n, v in test_files.items()}
@@ -277,7 +305,10 @@ def make_split(
                     raise UserInputError(f"class {name!r} has no readable images in {label}/")
         fraction = None
     else:
-        readable, skipped = verify_images(train_files, unreadable=unreadable, log=log, show_progress=show_progress, strict_dicom=strict_dicom)
+        readable, skipped = verify_images(
+            train_files, unreadable=unreadable, log=log, show_progress=show_progress, strict_dicom=strict_dicom,
+            fingerprints=fingerprints,
+        )
         train, val = stratified_split(readable, val_fraction, seed)
         fraction = val_fraction
     return DataSplit(
@@ -289,6 +320,7 @@ def make_split(
         seed=seed,
         val_fraction=fraction,
         skipped=tuple(skipped),
+        record=_record(train, val, fingerprints, root),
     )
 
 

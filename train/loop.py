@@ -34,6 +34,7 @@ from dacovid_export.core.errors import UserInputError, first_line
 from dacovid_export.core.fileio import atomic_write_json
 from dacovid_export.core.log import Log
 from dacovid_export.core.progress import progress_bar, write_around_bars
+from dacovid_export.data.fingerprint import ImageRecord
 from dacovid_export.data.metrics import (
     ClassificationReport,
     classification_report,
@@ -116,6 +117,7 @@ class _Session:
     spec: Preprocessing
     training_meta: Mapping[str, Any]
     data: _Data
+    image_record: ImageRecord | None = None  # the split's content fingerprints, carried into every checkpoint
 
 
 @dataclasses.dataclass
@@ -354,6 +356,7 @@ class _Run:
             spec=self.config.preprocessing(),
             training_meta=self._training_meta(split, weights, precision),
             data=self._loaders(split, per_process_batch),
+            image_record=split.record,
         )
         for epoch in range(record.start_epoch + 1, self.config.epochs + 1):
             self._epoch(session, record, epoch)
@@ -556,7 +559,10 @@ class _Run:
             raise RuntimeError("an epoch is written before it is recorded")
         epoch = int(entry["epoch"])
         meta = {**session.training_meta, "best_epoch": best["epoch"]}
-        common = dict(class_names=session.class_names, preprocessing=session.spec, training=meta, metrics=entry, epoch=epoch)
+        common = dict(
+            class_names=session.class_names, preprocessing=session.spec, training=meta, metrics=entry, epoch=epoch,
+            image_record=session.image_record,
+        )
         if is_best:
             save_checkpoint(self.best_path, session.inner, **common)
             plot_confusion_matrix(

@@ -86,6 +86,8 @@ class EngineMetadata:
     # TensorRT-RTX: the compute capabilities the engine was compiled for ("8.6", ...); TensorRT: the build GPU's
     compute_capabilities: tuple[str, ...] = ()
     layer_precisions: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    # content fingerprints of the images the ONNX model's accuracy guard chose it on: check sets them aside
+    guard_fingerprints: tuple[str, ...] = ()
     path: str = dataclasses.field(default="", compare=False)
 
     def __post_init__(self) -> None:
@@ -192,6 +194,7 @@ class EngineMetadata:
             "source_sha256": self.source_sha256,
             "build": dict(self.build),
             "layer_precisions": dict(self.layer_precisions),
+            "guard_fingerprints": list(self.guard_fingerprints),
             "versions": dict(self.versions),
             "created": self.created,
         }
@@ -221,6 +224,7 @@ class EngineMetadata:
                 runtime=str(data.get("runtime", "tensorrt")),
                 compute_capabilities=tuple(str(c) for c in data.get("compute_capabilities", ())),
                 layer_precisions=dict(data.get("layer_precisions", {})),
+                guard_fingerprints=tuple(str(f) for f in data.get("guard_fingerprints", ())),
                 hardware_compatible=_bool(data["hardware_compatible"], "hardware_compatible"),
                 precision=str(data["precision"]),
                 input_name=str(io["input"]["name"]),

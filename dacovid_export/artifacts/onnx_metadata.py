@@ -26,6 +26,7 @@ from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError, first_line
 from dacovid_export.core.fileio import refuse_scratch
+from dacovid_export.data.fingerprint import ImageRecord
 from dacovid_export.data.preprocessing import Preprocessing
 
 if TYPE_CHECKING:
@@ -38,6 +39,8 @@ __all__ = [
     "read_metadata",
     "load_onnx",
     "metadata_of",
+    "IMAGE_RECORD_KEY",
+    "image_record_in",
     "read_onnx_info",
     "info_from_model",
 ]
@@ -64,6 +67,23 @@ def write_metadata(model: "onnx.ModelProto", values: Mapping[str, Any]) -> None:
 def metadata_of(model: "onnx.ModelProto") -> dict[str, str]:
     """The raw ``metadata_props`` of a loaded model (strings; JSON values undecoded)."""
     return {p.key: p.value for p in model.metadata_props}
+
+
+IMAGE_RECORD_KEY = "image_record"
+
+
+def image_record_in(meta: Mapping[str, str], name: str) -> ImageRecord | None:
+    """The checkpoint's record of its training images that an exported model carries (None: it carries none)."""
+    raw = meta.get(IMAGE_RECORD_KEY)
+    if raw is None:
+        return None
+    try:
+        data = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise UserInputError(f"{name!r}: its image_record metadata is not valid JSON ({exc}); re-export the model") from exc
+    record = ImageRecord.from_dict(data, repr(name))
+    source = meta.get("source_name", "its checkpoint")
+    return ImageRecord(record.train, record.val, f"the record of checkpoint {source!r}")
 
 
 def load_onnx(path: str | os.PathLike[str]) -> "onnx.ModelProto":

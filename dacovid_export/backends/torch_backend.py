@@ -94,6 +94,7 @@ class TorchBackend(Backend):
         _validate_options(device, precision, channels_last, cuda_graphs, compile, tf32)
         model, meta = load_checkpoint(path)
         super().__init__(checkpoint_info(meta), device)
+        self.image_record = meta.image_record  # which images trained it (parity judges on the others)
         self._torch = torch
         self._autocast_precision = precision
         self._channels_last = channels_last

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.cli.common import handle_errors
+from dacovid_export.cli.common import handle_errors, training_data_option
 
 __all__ = ["bf16_guard"]
 
@@ -19,20 +19,21 @@ __all__ = ["bf16_guard"]
 @click.option("--min-agreement", type=float, default=0.99, show_default=True, help="Top-1 agreement with FP32 BF16 must reach.")
 @click.option("--threads", type=int, default=None, help="OpenVINO threads (default: all cores).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the image sample.")
+@training_data_option
 @handle_errors
-def bf16_guard(model: Path, validation_data: Path, size: int, min_agreement: float, threads: int | None, seed: int) -> None:
+def bf16_guard(
+    model: Path, validation_data: Path, size: int, min_agreement: float, threads: int | None, seed: int,
+    training_data: Path | None,
+) -> None:
     """Run the FP32 ONNX MODEL in BF16 with OpenVINO and compare it with FP32 on validation images.
 
     Exit 0: agreement >= --min-agreement, BF16 may be used (Predictor/bench: inference_precision
     'bf16'); exit 1: refused, with the figures; exit 2: bad input or a CPU without BF16.
     BF16 is never chosen by `auto`: this is the gate before you ask for it.
     """
-    from dacovid_export.artifacts.read import read_artifact_info
-    from dacovid_export.calibration.bf16 import Bf16GuardConfig, guard_bf16
-    from dacovid_export.calibration.data import load_validation_set
+    from dacovid_export.calibration.bf16 import Bf16GuardConfig, guard_bf16_on
 
     config = Bf16GuardConfig(min_agreement=min_agreement, threads=threads)
-    images = load_validation_set(validation_data, read_artifact_info(model).preprocessing, size=size, seed=seed)
-    report = guard_bf16(model, images, config)
+    report = guard_bf16_on(model, validation_data, config, size=size, seed=seed, training_data=training_data)
     for line in report.lines():
         click.echo(line)

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from dacovid_export.cli.common import handle_errors
+from dacovid_export.cli.common import handle_errors, training_data_option
 
 __all__ = ["check"]
 
@@ -61,6 +61,7 @@ def _tolerance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--strict-dicom", is_flag=True,
               help="Refuse a DICOM image whose modality is not CR/DX or whose body part is not the chest (default: read it, with a warning).")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
+@training_data_option
 @handle_errors
 def check(
     models: tuple[Path, ...],
@@ -77,12 +78,14 @@ def check(
     triton_model: str,
     no_progress: bool,
     strict_dicom: bool,
+    training_data: Path | None,
     **tolerances: float | None,
 ) -> None:
     """Compare MODEL... (ONNX models, TensorRT engines) and --triton endpoints with --checkpoint on the same inputs.
 
-    Each model is judged by the tolerance of its precision (from its metadata).
-    Prints a table; exits 0 when every model passes, 1 when one fails, 2 for bad input.
+    Each model is judged by the tolerance of its precision (from its metadata), on the --images that
+    neither trained the checkpoint (its record, or --training-data) nor chose the model (its accuracy
+    guard's validation images); those are reported in rows of their own. Prints a table; exits 0 when every model passes, 1 when one fails, 2 for bad input.
     """
     from dacovid_export.core.errors import CheckFailedError
     from dacovid_export.parity.config import ParityConfig
@@ -106,6 +109,7 @@ def check(
         endpoints=triton_urls,
         endpoint_model=triton_model,
         strict_dicom=strict_dicom,
+        training_data=training_data,
     )
     click.echo(report.format_table())
     for path in written:

@@ -17,6 +17,7 @@ from dacovid_export.data.dicom import DicomWarning
 
 __all__ = [
     "int8_guard_options",
+    "training_data_option",
     "OneLineErrorsCommand",
     "OneLineErrorsGroup",
     "handle_errors",
@@ -138,15 +139,30 @@ def verbosity_options(fn: F) -> F:
     )(fn)
 
 
+def training_data_option(fn: F) -> F:
+    """``--training-data``: the checkpoint's training images, where it carries no record of them (guards and check)."""
+    return click.option(
+        "--training-data",
+        type=click.Path(path_type=Path),
+        default=None,
+        metavar="DIR|split.json",
+        help="The images that trained the checkpoint (a folder, or its run's split.json), for a checkpoint that carries "
+        "no record of them (trained elsewhere or before dacovid-train recorded them): they are never validation or "
+        "verdict images  [default: the record in the checkpoint, if any]",
+    )(fn)
+
+
 def int8_guard_options(fn: F) -> F:
-    """``--min-agreement`` and ``--validation-data``: the FP16/INT8/BF16 accuracy guard, wherever a command makes them."""
+    """``--min-agreement``, ``--validation-data`` and ``--training-data``: the FP16/INT8/BF16 accuracy guard."""
+    fn = training_data_option(fn)
     fn = click.option(
         "--validation-data",
         type=click.Path(path_type=Path),
         default=None,
         metavar="DIR",
-        help="FP16/INT8/BF16 guard's validation images, or a split.json (its held-out part)  "
-        "[default: a seeded, stratified part of --calib-data, never used for calibration or the FP16 range check]",
+        help="FP16/INT8/BF16 guard's validation images, or a split.json (its held-out part); images that trained the "
+        "checkpoint are left out  [default: half of --calib-data's unseen images (a split.json: of its held-out part; "
+        "the other half is left for check), never used for calibration or the FP16 range check]",
     )(fn)
     return click.option(
         "--min-agreement",

@@ -54,6 +54,7 @@ def onnx(
     calib_method: str | None,
     min_agreement: float | None,
     validation_data: Path | None,
+    training_data: Path | None,
     qat: bool,
     qat_epochs: int | None,
     qat_lr: float | None,
@@ -91,6 +92,7 @@ def onnx(
         calib_method=calib_method,  # type: ignore[arg-type]
         min_agreement=min_agreement,
         validation_data=validation_data,
+        training_data=training_data,
         qat=qat,
         qat_epochs=qat_epochs,
         qat_lr=qat_lr,

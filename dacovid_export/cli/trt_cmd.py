@@ -70,6 +70,7 @@ def trt(
     calib_data: Path | None,
     min_agreement: float | None,
     validation_data: Path | None,
+    training_data: Path | None,
     qat: bool,
     min_batch: int,
     opt_batch: int | None,
@@ -126,7 +127,8 @@ def trt(
     from dacovid_export.engine.make import engine_precision_config, make_engine
 
     step = engine_precision_config(
-        model, config.precision, calib_data=calib_data, min_agreement=min_agreement, validation_data=validation_data
+        model, config.precision, calib_data=calib_data, min_agreement=min_agreement, validation_data=validation_data,
+        training_data=training_data,
     )
     result = make_engine(model, output, config, step, log=lambda line: click.echo(line, err=True), progress=True)
     meta = result.metadata

@@ -62,6 +62,7 @@ def engine_precision_config(
     calib_data: str | os.PathLike[str] | None = None,
     min_agreement: float | None = None,
     validation_data: str | os.PathLike[str] | None = None,
+    training_data: str | os.PathLike[str] | None = None,
 ) -> PrecisionConfig | None:
     """The precision step's options for ``trt --<precision> ONNX``, or ``None`` when none were given.
 
@@ -70,7 +71,10 @@ def engine_precision_config(
     says to drop it, not how to fix a value nothing reads. Otherwise the options become one
     :class:`PrecisionConfig`, validated here, that :func:`make_engine` takes as is.
     """
-    options = {"calib_data": calib_data, "min_agreement": min_agreement, "validation_data": validation_data}
+    options = {
+        "calib_data": calib_data, "min_agreement": min_agreement, "validation_data": validation_data,
+        "training_data": training_data,
+    }
     given = tuple(name for name, value in options.items() if value is not None)
     if not given:
         return None

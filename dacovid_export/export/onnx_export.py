@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dacovid_export.artifacts.onnx_metadata import (
+    IMAGE_RECORD_KEY,
     ONNX_FORMAT,
     ONNX_FORMAT_VERSION,
     write_metadata,
@@ -173,6 +174,9 @@ def _export_metadata(meta: Any, config: OnnxExportConfig) -> dict[str, Any]:
         "opset": str(config.opset),
         "input_layout": "NCHW float32, preprocessed (see preprocessing)",
     }
+    if meta.image_record is not None:
+        # the precision step and check tell training images from unseen ones by it (FP16/INT8 models keep it)
+        values[IMAGE_RECORD_KEY] = meta.image_record.to_dict()
     if config.fixed_batch is not None:
         values["max_batch"] = str(config.fixed_batch)
     elif config.max_batch is not None:

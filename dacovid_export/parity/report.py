@@ -67,6 +67,21 @@ class ReferenceResult:
 
 
 @dataclasses.dataclass(frozen=True)
+class SubsetRow:
+    """A model on the images its verdict does not stand on (they trained the checkpoint, or chose the model): reported, not judged."""
+
+    name: str  # "trained the checkpoint" / "chose the model (its guard's validation images)"
+    count: int
+    top1_agreement: float
+    disagreements: int
+    max_abs_logit_diff: float
+    max_abs_prob_diff: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: _json_number(v) if isinstance(v, float) else v for k, v in dataclasses.asdict(self).items()}
+
+
+@dataclasses.dataclass(frozen=True)
 class ModelParity:
     """One model against the reference. ``error`` set means it could not be compared (e.g. NaN logits)."""
 
@@ -89,6 +104,9 @@ class ModelParity:
     checks: tuple[CheckResult, ...]
     warnings: tuple[str, ...] = ()
     error: str | None = None
+    # on what the verdict stands: counts, whose record told training images apart, the verdict images' sha256
+    evidence: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    other_rows: tuple[SubsetRow, ...] = ()  # the images set aside, in their own rows
 
     @property
     def passed(self) -> bool:
@@ -121,6 +139,8 @@ class ModelParity:
             "checks": [c.to_dict() for c in self.checks],
             "warnings": list(self.warnings),
             "error": self.error,
+            "evidence": dict(self.evidence),
+            "set_aside": [r.to_dict() for r in self.other_rows],
         }
 
 
@@ -198,8 +218,10 @@ class ParityReport:
             f"reference: {self.reference.path} ({self.reference.backend.split(' ')[0]}, strict FP32), "
             f"logit scale {_fmt(self.reference.logit_scale)}",
             f"inputs:    {source}",
-            "",
         ]
+        if "evidence" in inputs:
+            lines.append(f"evidence:  {inputs['evidence']}")
+        lines.append("")
         header = ["model", "precision", "backend", "top-1 agree", "max|dlogit|", "rel", "mean|dlogit|", "max|dprob|", "accuracy", "verdict"]
         rows: list[list[str]] = []
         if self.reference.classification is not None:
@@ -222,8 +244,20 @@ class ParityReport:
                     "PASS" if m.passed else "FAIL",
                 ]
             )
+            for sub in m.other_rows:
+                rows.append(
+                    [f"  {sub.count} {sub.name}", "", "", f"{sub.top1_agreement * 100:.2f}%", _fmt(sub.max_abs_logit_diff),
+                     "", "", _fmt(sub.max_abs_prob_diff), "", "not judged"]
+                )
         lines.extend(_table(header, rows))
         for m in self.models:
+            if m.evidence:
+                e = m.evidence
+                lines.append(
+                    f"evidence: {_label(m.path)}: verdict on {e['verdict_images']} image(s) that neither trained the "
+                    f"checkpoint ({e['trained_checkpoint']} did) nor chose the model ({e['chose_model']} did: its "
+                    "guard's validation images); those are in the rows below it, not judged"
+                )
             for w in m.warnings:
                 lines.append(f"warning: {_label(m.path)}: {w}")
             for reason in m.failures:

@@ -56,6 +56,8 @@ from dacovid_export.core.fileio import same_file, sha256_file
 from dacovid_export.core.limits import check_batch_size
 from dacovid_export.core.progress import progress_bar
 from dacovid_export.core.versions import package_versions
+from dacovid_export.data.evidence import NO_RECORD, resolve_record
+from dacovid_export.data.fingerprint import Fingerprint, ImageRecord, fingerprint_files
 from dacovid_export.data.image_folder import labelled_images, match_folders_to_classes
 from dacovid_export.data.metrics import classification_report
 from dacovid_export.data.preprocessing import preprocess_batch
@@ -72,6 +74,7 @@ from dacovid_export.parity.report import (
     ModelParity,
     ParityReport,
     ReferenceResult,
+    SubsetRow,
 )
 
 __all__ = ["check_parity", "run_parity"]
@@ -145,6 +148,70 @@ def _synthetic_inputs(count: int, seed: int, reference: ArtifactInfo, batch_size
     return _Inputs(description, count, None, batches)
 
 
+# ----------------------------------------------------------------------- evidence
+
+
+@dataclasses.dataclass(frozen=True)
+class _Evidence:
+    """Which of the input images trained the checkpoint, by content; None fields for synthetic inputs."""
+
+    fingerprints: tuple[Fingerprint, ...]
+    trained: np.ndarray  # bool [count]
+    record: str | None  # whose record said so; None: nobody (nothing could be checked)
+
+    @classmethod
+    def of(cls, inputs: _Inputs, record: ImageRecord | None, progress: bool) -> "_Evidence":
+        prints = tuple(fingerprint_files(inputs.files, what="--images", progress=progress))
+        trained = np.array([record is not None and record.trained(f) for f in prints], dtype=bool)
+        if record is not None and len(prints) and trained.all():
+            raise UserInputError(
+                f"all {len(prints)} --images trained the checkpoint (by {record.source}): a verdict on them says nothing "
+                "about new patients; give images it never saw (e.g. its run's split.json: the held-out part)"
+            )
+        return cls(prints, trained, None if record is None else record.source)
+
+    def describe(self) -> str:
+        if self.record is None:
+            return NO_RECORD
+        return (f"{int(self.trained.sum())} of {len(self.trained)} image(s) trained the checkpoint (by {self.record}): "
+                "reported in rows of their own, not judged")
+
+    def chosen(self, guard_fingerprints: Sequence[str]) -> np.ndarray:
+        """bool [count]: the images a model's guard validated on (they chose the model)."""
+        chosen = set(guard_fingerprints)
+        return np.array([f.hex() in chosen for f in self.fingerprints], dtype=bool)
+
+
+def _guard_fingerprints(path: str | os.PathLike[str], kind: str) -> tuple[str, ...]:
+    """The fingerprints of the images a model's accuracy guard chose it on (ONNX metadata, an engine's sidecar)."""
+    from dacovid_export.calibration.convert import guard_report_of
+    from dacovid_export.calibration.guard_report import validation_fingerprints
+
+    if kind == "onnx":
+        from dacovid_export.artifacts.onnx_metadata import read_metadata
+
+        return validation_fingerprints(guard_report_of(read_metadata(path)))
+    if kind == "engine":
+        from dacovid_export.artifacts.engine_metadata import read_engine_metadata
+
+        return tuple(read_engine_metadata(path).guard_fingerprints)
+    return ()
+
+
+def _verdict_mask(evidence: _Evidence | None, chosen: np.ndarray | None, count: int, name: str) -> np.ndarray:
+    """bool [count]: the images a model's verdict stands on (neither trained the checkpoint nor chose the model)."""
+    if evidence is None:
+        return np.ones(count, dtype=bool)
+    mask = ~evidence.trained & ~(chosen if chosen is not None else np.zeros(count, dtype=bool))
+    if not mask.any():
+        raise UserInputError(
+            f"no --images image is left for {name}'s verdict: {int(evidence.trained.sum())} trained the checkpoint and "
+            f"{int(chosen.sum()) if chosen is not None else 0} chose the model (its guard validated on them); give "
+            "images neither saw (the part of the run's held-out images the guard left for check)"
+        )
+    return mask
+
+
 # ----------------------------------------------------------------------- metadata
 
 
@@ -168,6 +235,7 @@ def run_parity(
     endpoints: Sequence[str] = (),
     endpoint_model: str = "dacovid",
     strict_dicom: bool = False,
+    training_data: str | os.PathLike[str] | None = None,
 ) -> ParityReport:
     """Compare each model with the checkpoint on the same inputs; see the module docstring.
 
@@ -176,6 +244,11 @@ def run_parity(
     encoded image files (so ``images`` is required) and its logits are compared with
     the checkpoint's on the same images, by the tolerance of its precision.
     ``strict_dicom``: a DICOM image that is not a chest CR/DX is refused, not a warning.
+
+    Evidence: with ``images``, every image is fingerprinted; those that trained the checkpoint (its
+    record, and/or ``training_data``: DIR or split.json) and, per model, those its accuracy guard
+    chose it on (recorded in the model) are reported in rows of their own and not judged; the
+    verdict stands on the rest. A set with no such image is a :class:`UserInputError`.
 
     ``device``: ``"cpu"``, ``"cuda"`` or ``"auto"`` for the reference and every
     model (TensorRT engines always run on CUDA). Raises :class:`UserInputError`
@@ -189,6 +262,8 @@ def run_parity(
         raise UserInputError("--strict-dicom applies to --images: synthetic inputs are no DICOM; give --images or leave it out")
     if endpoints and images is None:
         raise UserInputError("a Triton endpoint is sent encoded image files: give --images (synthetic tensors have no files)")
+    if training_data is not None and images is None:
+        raise UserInputError("--training-data tells --images that trained the checkpoint apart: give --images too")
     check_batch_size(batch_size, "batch_size")
     if images is None and (not isinstance(synthetic_count, int) or synthetic_count < 1):
         raise UserInputError(f"synthetic_count={synthetic_count!r}: give an integer >= 1")
@@ -222,6 +297,12 @@ def run_parity(
             if images is not None
             else _synthetic_inputs(synthetic_count, seed, reference_info, batch_size)
         )
+        evidence = None
+        chosen: list[np.ndarray | None] = [None] * len(models)
+        if images is not None:
+            evidence = _Evidence.of(inputs, resolve_record(reference.image_record, training_data, progress=progress), progress)
+            chosen = [evidence.chosen(_guard_fingerprints(m, info.kind)) for m, info in zip(models, infos)]
+        masks = [_verdict_mask(evidence, c, inputs.count, _label_of(m)) for m, c in zip(models, chosen)]
         backends: list[Backend | TritonEndpoint] = [stack.enter_context(open_backend(m, device=device)) for m in models]
         for url in endpoints:
             endpoint = stack.enter_context(TritonEndpoint(url, model=endpoint_model))
@@ -230,6 +311,8 @@ def run_parity(
             source_warnings.append(check_metadata(info, reference_info))
             tolerances.append(config.tolerance_for(info.precision))
             backends.append(endpoint)
+            chosen.append(None)
+            masks.append(_verdict_mask(evidence, None, inputs.count, url))
         ref_logits, logits, errors = _run_all(reference, backends, inputs, batch_size, progress)
         descriptions = [b.describe() for b in backends]
         reference_description = reference.describe()
@@ -237,11 +320,24 @@ def run_parity(
     labels = inputs.labels
     results = []
     for i, info in enumerate(infos):
-        results.append(
-            _model_result(info, descriptions[i], tolerances[i], ref_logits, logits[i], errors[i], labels,
-                          reference_info, source_warnings[i], config.require_same_source)
+        result = _model_result(
+            info, descriptions[i], tolerances[i], ref_logits[masks[i]], logits[i][masks[i]] if errors[i] is None else logits[i],
+            errors[i], None if labels is None else labels[masks[i]], reference_info, source_warnings[i],
+            config.require_same_source,
         )
-    ref_report = None if labels is None else classification_report(labels, ref_logits.argmax(axis=1), reference_info.class_names)
+        if evidence is not None:
+            result = _with_evidence(result, evidence, masks[i], chosen[i], ref_logits, logits[i], errors[i] is None)
+        results.append(result)
+    unseen = np.ones(inputs.count, dtype=bool) if evidence is None else ~evidence.trained
+    ref_report = None if labels is None else classification_report(
+        labels[unseen], ref_logits[unseen].argmax(axis=1), reference_info.class_names
+    )
+    description = dict(inputs.description)
+    if evidence is not None:
+        description.update(
+            evidence=evidence.describe(), trained_checkpoint=int(evidence.trained.sum()), training_record=evidence.record,
+            image_fingerprints=[f.hex() for f in evidence.fingerprints],
+        )
     return ParityReport(
         reference=ReferenceResult(
             path=str(checkpoint),
@@ -251,7 +347,7 @@ def run_parity(
             classification=ref_report,
         ),
         models=tuple(results),
-        inputs=inputs.description,
+        inputs=description,
         config=config.to_dict(),
         class_names=reference_info.class_names,
         versions=package_versions(),
@@ -278,7 +374,10 @@ def check_parity(
     """
     if confusion_png is not None and images is None:
         raise UserInputError("--confusion-png needs --images: synthetic inputs have no labels")
-    check_outputs(inputs=[checkpoint, *models, images], files={"--json": json}, folders={"--confusion-png": confusion_png})
+    check_outputs(
+        inputs=[checkpoint, *models, images, options.get("training_data")], files={"--json": json},
+        folders={"--confusion-png": confusion_png},
+    )
     report = run_parity(checkpoint, models, images=images, **options)
     written = [] if json is None else [report.write_json(json)]
     if confusion_png is not None:
@@ -317,6 +416,45 @@ def _run_all(
     ref_logits = np.concatenate(ref_parts)
     logits = [np.concatenate(p) if errors[i] is None else np.zeros((0, 0), np.float32) for i, p in enumerate(parts)]
     return ref_logits, logits, errors
+
+
+def _label_of(path: str | os.PathLike[str]) -> str:
+    return str(path) if "://" in str(path) else Path(path).name
+
+
+def _subset_row(name: str, reference: np.ndarray, logits: np.ndarray) -> SubsetRow:
+    from dacovid_export.data.agreement import softmax
+
+    diff = np.abs(np.asarray(logits, np.float64) - reference)
+    same = reference.argmax(axis=1) == logits.argmax(axis=1)
+    return SubsetRow(
+        name, len(reference), float(same.mean()), int((~same).sum()), float(diff.max()),
+        float(np.abs(softmax(logits) - softmax(reference)).max()),
+    )
+
+
+def _with_evidence(
+    result: ModelParity, evidence: _Evidence, mask: np.ndarray, chosen: np.ndarray | None,
+    ref_logits: np.ndarray, logits: np.ndarray, ran: bool,
+) -> ModelParity:
+    """The verdict's evidence (counts, record, the verdict images' sha256) and the set-aside images' own rows."""
+    chosen = chosen if chosen is not None else np.zeros(len(mask), dtype=bool)
+    rows = []
+    if ran:
+        for name, subset in (
+            ("trained the checkpoint", evidence.trained),
+            ("chose the model (its guard's validation images)", chosen & ~evidence.trained),
+        ):
+            if subset.any():
+                rows.append(_subset_row(name, ref_logits[subset], logits[subset]))
+    record = {
+        "verdict_images": int(mask.sum()),
+        "trained_checkpoint": int(evidence.trained.sum()),
+        "chose_model": int((chosen & ~evidence.trained).sum()),
+        "training_record": evidence.record,
+        "verdict_image_sha256": [f.sha256 for f, m in zip(evidence.fingerprints, mask) if m],
+    }
+    return dataclasses.replace(result, evidence=record, other_rows=tuple(rows))
 
 
 def _model_result(
