@@ -87,6 +87,9 @@ __all__ = [
     "GuardStep",
     "GuardReport",
     "GuardFailedError",
+    "NoiseCeiling",
+    "input_step",
+    "noise_ceiling",
     "guarded_quantize_int8",
     "calibrated_agreement",
     "int8_conv_share",
@@ -173,6 +176,71 @@ class GuardStep:
                    bool(data.get("screened", False)))
 
 
+# INT8's step on the normalised input when the model does not say (ImageNet mean/std: |x| <= 2.64 -> 2.64 / 127)
+DEFAULT_INPUT_STEP = 2.64 / 127
+
+
+@dataclasses.dataclass(frozen=True)
+class NoiseCeiling:
+    """How steady the FP32 model itself is: its top-1 agreement with itself under Gaussian input noise.
+
+    ``sigma`` is half of INT8's input step (normalised units), about what rounding the input to
+    INT8 adds; when FP32 already changes more answers than the target allows under it, no INT8 model can
+    reach the target, and the lever is the checkpoint, not the quantizer.
+    """
+
+    sigma: float
+    agreement: float
+    images: int
+
+    def below(self, target: float) -> bool:
+        return self.agreement < target
+
+    def line(self, target: float) -> str:
+        text = (
+            f"INT8 guard: FP32 against itself under input noise of sigma {self.sigma:.3g} (half INT8's input step): "
+            f"{self.agreement:.2%} of {self.images} unseen images keep their answer"
+        )
+        if self.below(target):
+            text += (
+                f", below the target {target:.2%}: no quantizer can reach it; the lever is the checkpoint (train longer, "
+                "with input noise or stronger augmentation), not the precision step"
+            )
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "NoiseCeiling":
+        return cls(float(data["sigma"]), float(data["agreement"]), int(data["images"]))
+
+
+def input_step(model: "onnx.ModelProto") -> float | None:
+    """INT8's step on the network input: the scale of the QuantizeLinear that reads the graph input (None: none does)."""
+    from onnx import numpy_helper
+
+    name = model.graph.input[0].name
+    constants = {i.name: i for i in model.graph.initializer}
+    for node in model.graph.node:
+        if node.op_type == "Constant" and node.attribute:
+            constants.setdefault(node.output[0], node.attribute[0].t)
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[0] == name and node.input[1] in constants:
+            return float(np.max(numpy_helper.to_array(constants[node.input[1]])))
+    return None
+
+
+def noise_ceiling(
+    model: "onnx.ModelProto | bytes", images: np.ndarray, reference: np.ndarray, sigma: float, *, seed: int = 0
+) -> NoiseCeiling:
+    """FP32 ``model``'s agreement with its own clean ``reference`` logits on ``images`` plus N(0, sigma) noise."""
+    rng = np.random.default_rng(seed)
+    noisy = (images + rng.normal(0.0, sigma, images.shape)).astype(np.float32)
+    agreement = measure_agreement(reference, onnx_logits(model, noisy))
+    return NoiseCeiling(float(sigma), agreement.agreement, agreement.images)
+
+
 @dataclasses.dataclass(frozen=True)
 class GuardReport(GuardVerdict):
     """What the INT8 guard measured and decided; ``passed`` is whether the written model meets the target.
@@ -192,6 +260,8 @@ class GuardReport(GuardVerdict):
     after_openvino: Agreement | None = None  # the written model under OpenVINO (FP32 precision set), for the record
     qat: Mapping[str, Any] | None = None
     accuracy: LabelAccuracy | None = None  # where the validation images have labels
+    # FP32 against itself under input noise of half INT8's input step, measured before any fallback search
+    stability: NoiseCeiling | None = None
 
     @property
     def int8_conv_share(self) -> float:
@@ -243,6 +313,8 @@ class GuardReport(GuardVerdict):
                 )
         if self.accuracy is not None:
             out.append(self.accuracy.line("INT8"))
+        if self.stability is not None:
+            out.append(self.stability.line(self.target))
         if (ov := self.after_openvino) is not None:
             out.append(
                 f"INT8 guard: under OpenVINO (CPU, FP32 set around INT8): agreement {ov.agreement:.2%}, "
@@ -269,6 +341,7 @@ class GuardReport(GuardVerdict):
             "after_openvino": None if self.after_openvino is None else self.after_openvino.to_dict(),
             **({"qat": dict(self.qat)} if self.qat is not None else {}),
             **({"accuracy": self.accuracy.to_dict()} if self.accuracy is not None else {}),
+            **({"stability": self.stability.to_dict()} if self.stability is not None else {}),
         }
 
     @classmethod
@@ -286,6 +359,7 @@ class GuardReport(GuardVerdict):
             after_openvino=None if ov is None else Agreement.from_dict(ov),
             qat=data.get("qat"),
             accuracy=LabelAccuracy.from_dict(data["accuracy"]) if data.get("accuracy") else None,
+            stability=NoiseCeiling.from_dict(data["stability"]) if data.get("stability") else None,
         )
 
 
@@ -361,10 +435,18 @@ def guarded_quantize_int8(
     final_agreement = best_agreement
     excluded: list[FallbackNode] = []
     ranking: list[NodeSensitivity] = []
+    stability = None
     if best_agreement.agreement < config.min_agreement:
-        final_model, final_agreement, excluded, ranking = _fall_back(
-            src, base_model, chains, images, reference, best_logits, best_agreement, best.method, config, steps, progress
+        # before searching: can any INT8 model reach the target, or does FP32 itself flip under INT8-sized noise?
+        step = input_step(base_model) or DEFAULT_INPUT_STEP
+        stability = noise_ceiling(
+            src.model if reference_model is None else load_source_model(reference_model).model, images, reference, step / 2
         )
+        info_if(_logger, stability.line(config.min_agreement), progress)
+        if not stability.below(config.min_agreement):  # else refused below with the figure: no search can succeed
+            final_model, final_agreement, excluded, ranking = _fall_back(
+                src, base_model, chains, images, reference, best_logits, best_agreement, best.method, config, steps, progress
+            )
     int8, convs = int8_conv_share(final_model)
     passed = final_agreement.agreement >= config.min_agreement
     accuracy = None
@@ -388,6 +470,7 @@ def guarded_quantize_int8(
         passed=passed,
         qat=qat,
         accuracy=accuracy,
+        stability=stability,
     )
     if not passed:
         raise GuardFailedError(_failure_message(report, qat=qat is not None, qat_hint=qat_hint), report)
@@ -544,6 +627,17 @@ def _failure_message(report: GuardReport, *, qat: bool = False, qat_hint: str | 
         "the same command with --qat added (e.g. `dacovid-export onnx CKPT -o OUT --precision int8 --calib-data DATA "
         "--qat`: fine-tunes on the run's training images, --train-data DIR otherwise)"
     )
+    if report.stability is not None and report.stability.below(report.target):
+        return "\n".join([
+            f"INT8 accuracy guard: the calibrated INT8 model agrees with FP32 on {report.after.agreement:.2%} of "
+            f"{report.after.images} unseen validation images, below the target {report.target:.2%}; nothing was written.",
+            *report.table(),
+            report.stability.line(report.target),
+            "The checkpoint is to blame, not the step: its answers sit so close to its decision boundaries that "
+            "INT8-sized input noise alone moves them. What to try: a steadier checkpoint (more epochs; input noise or "
+            "stronger augmentation in training); FP16 instead of INT8 (--precision fp16); or, knowingly, a "
+            f"--min-agreement at most {report.stability.agreement:.2%} (recorded in the model's metadata).",
+        ])
     lines = [
         f"INT8 accuracy guard: the best INT8 model agrees with FP32 on {report.after.agreement:.2%} of "
         f"{report.after.images} validation images, below the target {report.target:.2%}; nothing was written.",

@@ -115,6 +115,25 @@ def trained_tiny_checkpoint(synthetic_dir: Path, tmp_path_factory: pytest.TempPa
     return result.best_checkpoint
 
 
+@pytest.fixture(scope="session")
+def recorded_checkpoint(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """best.pt of the tiny model trained 1 epoch on ``synthetic_dir``: it records its 18 training and 6 held-out images."""
+    from dacovid_export.train import train_model
+
+    run = tmp_path_factory.mktemp("recorded")
+    return train_model(synthetic_dir, run, tiny.tiny_train_config(epochs=1), log=lambda _: None).best_checkpoint
+
+
+@pytest.fixture(scope="session")
+def recorded_fp32_onnx(recorded_checkpoint: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """FP32 ONNX of ``recorded_checkpoint``: it carries the checkpoint's record of its images."""
+    from dacovid_export.export.onnx_export import export_onnx
+
+    path = tmp_path_factory.mktemp("recorded_onnx") / "recorded.onnx"
+    export_onnx(recorded_checkpoint, path)
+    return path
+
+
 # --- backends, parity, runtime ------------------------------------------------------------
 
 
