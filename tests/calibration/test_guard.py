@@ -274,3 +274,44 @@ def test_a_model_that_passes_under_onnx_runtime_but_not_openvino_says_so(guarded
     assert len(warning) == 1 and "under OpenVINO" in warning[0] and "dacovid-export check" in warning[0]
     refused = dataclasses.replace(thin, passed=False)  # a refusal's table says enough
     assert not any("warning" in line for line in refused.lines())
+
+
+def test_the_guard_measures_fp32_stability_before_searching(hard_toy: dict, guarded) -> None:
+    from dacovid_export.calibration.guard import input_step, noise_ceiling
+
+    _, result = guarded
+    stability = result.guard.stability  # the calibrated model missed the target: measured before the fallback
+    assert stability is not None and stability.images == 48 and stability.agreement >= 0.99
+    assert type(result.guard).from_dict(result.guard.to_dict()).stability == stability
+    step = input_step(onnx.load(str(guarded[0])))
+    assert step is not None and stability.sigma == pytest.approx(step / 2)
+    model = onnx.load(str(hard_toy["model"]))
+    images = hard_toy["validation"].array
+    clean = onnx_logits(model, images)
+    assert noise_ceiling(model, images, clean, 0.0).agreement == 1.0
+    assert noise_ceiling(model, images, clean, 5.0).agreement < 0.9  # noise as large as the signal flips answers
+
+
+def test_an_unsteady_checkpoint_is_refused_without_a_search_naming_the_checkpoint(
+    hard_toy: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dacovid_export.calibration import guard
+
+    measured = []
+
+    def unsteady(*args, **kwargs):
+        measured.append(args)
+        return guard.NoiseCeiling(sigma=0.01, agreement=0.95, images=48)
+
+    # the toy is steady; stand in the figure a low-margin checkpoint gives (issue 16: 95.45% at sigma 0.01)
+    monkeypatch.setattr(guard, "noise_ceiling", unsteady)
+    monkeypatch.setattr(guard, "_fall_back", lambda *a, **k: pytest.fail("searched although no quantizer can succeed"))
+    out = hard_toy["root"] / "unsteady.int8.onnx"
+    with pytest.raises(guard.GuardFailedError) as caught:
+        guarded_quantize_int8(
+            hard_toy["model"], out, calibration=hard_toy["calibration"], validation=hard_toy["validation"],
+            config=GuardConfig(methods=("entropy",), min_int8_conv_share=0.5), cache_dir=hard_toy["cache"], progress=False,
+        )
+    message = str(caught.value)
+    assert "The checkpoint is to blame" in message and "95.00% of 48 unseen images keep their answer" in message
+    assert measured and not out.exists()
