@@ -47,6 +47,7 @@ def make_embedded_checkpoint(
     """Save the embedded default model: seeded random weights, gamma = beta = 0.5, paper class names."""
     import torch
 
+    from dacovid_export.data.fingerprint import FingerprintSet, ImageRecord
     from dacovid_export.model import (
         DEFAULT_CLASS_NAMES,
         DACovidNet,
@@ -61,9 +62,12 @@ def make_embedded_checkpoint(
         model.pam.gamma.fill_(EMBEDDED_ATTENTION_WEIGHT)
         model.cam.beta.fill_(EMBEDDED_ATTENTION_WEIGHT)
     model.eval()
+    nothing = FingerprintSet.of(())
     return save_checkpoint(
         path,
         model,
+        # never trained: no image can have trained it, and the record says so (instead of "could not check")
+        image_record=ImageRecord(nothing, nothing, "the embedded default (never trained)"),
         class_names=DEFAULT_CLASS_NAMES,
         preprocessing=Preprocessing(image_size=image_size),
         training={
