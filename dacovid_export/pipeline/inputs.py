@@ -46,8 +46,14 @@ def check_inputs(config: PipelineConfig) -> None:
         # the images FP16 (a sample) and INT8 (a held-out validation part, calibration from the rest) will take:
         # too few, or unreadable, is said now
         size = config.calib_size or DEFAULT_CALIB_SIZE
+        record = None
+        if config.checkpoint is not None:  # not the embedded default
+            from dacovid_export.model.checkpoint import image_record_of, read_checkpoint
+
+            # the guards keep the checkpoint's training images out of validation: too few unseen ones is said now
+            record = image_record_of(read_checkpoint(config.checkpoint), config.checkpoint)
         for split in (False, True):
-            check_image_sets(config.calib_data, size=size, seed=config.seed, split=split)
+            check_image_sets(config.calib_data, size=size, seed=config.seed, split=split, record=record)
 
 
 def prepare_inputs(config: PipelineConfig, timer: StepTimer) -> PipelineInputs:
