@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.cli.common import handle_errors, qat_options
+from dacovid_export.cli.common import handle_errors, qat_options, training_data_option
 from dacovid_export.core.errors import UserInputError
 
 __all__ = ["pipeline"]
@@ -45,6 +45,7 @@ def _model_options(values: tuple[str, ...]) -> dict[str, int]:
               help="Serving environment ('dacovid-export serve-env DIR'): also serve the FP32 and INT8 models with Triton "
                    "and add endpoint parity and latency to the report  [default: $DACOVID_SERVE_ENV, else skipped].")
 @qat_options("Make the INT8 model with quantization-aware fine-tuning (as 'onnx --qat'; needs --checkpoint and --calib-data).")
+@training_data_option
 @click.option("--no-progress", is_flag=True, help="No step lines or progress bars on stderr.")
 @handle_errors
 def pipeline(
@@ -68,6 +69,7 @@ def pipeline(
     qat_batch_size: int | None,
     qat_device: str | None,
     train_data: Path | None,
+    training_data: Path | None,
     no_progress: bool,
 ) -> None:
     """Export, check and time a model in one go, and write report.md, report.json and plots to --out.
@@ -102,6 +104,7 @@ def pipeline(
         qat_batch_size=qat_batch_size,
         qat_device=qat_device,
         train_data=train_data,
+        training_data=training_data,
     )
     result = run_pipeline(config)
     click.echo("\n".join(result.summary_lines()))

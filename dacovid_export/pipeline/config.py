@@ -60,12 +60,15 @@ class PipelineConfig:
     qat_batch_size: int | None = None
     qat_device: str | None = None
     train_data: Path | None = None
+    training_data: Path | None = None  # the checkpoint's training images, where it carries no record of them
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "out", Path(self.out))
         if self.out.exists() and not self.out.is_dir():
             raise UserInputError(f"--out {str(self.out)!r} exists and is not a folder")
-        for name in ("checkpoint", "images", "calib_data", "train_data"):
+        if self.training_data is not None and self.checkpoint is None:
+            raise UserInputError("--training-data names a checkpoint's training images: give --checkpoint too")
+        for name in ("checkpoint", "images", "calib_data", "train_data", "training_data"):
             value = getattr(self, name)
             if value is not None:
                 object.__setattr__(self, name, Path(value))
@@ -150,6 +153,7 @@ class PipelineConfig:
             qat_batch_size=self.qat_batch_size,
             qat_device=self.qat_device,
             train_data=self.train_data,
+            training_data=self.training_data,
         )
 
     @property
@@ -174,7 +178,7 @@ class PipelineConfig:
 
     def to_dict(self) -> dict[str, Any]:
         out = dataclasses.asdict(self)
-        for name in ("out", "checkpoint", "images", "calib_data", "serve_env", "train_data"):
+        for name in ("out", "checkpoint", "images", "calib_data", "serve_env", "train_data", "training_data"):
             out[name] = None if out[name] is None else str(out[name])
         out["batch_sizes"] = list(self.batch_sizes)
         out["model_options"] = dict(self.model_options)

@@ -167,4 +167,5 @@ def _precision_config(precision: str, inputs: PipelineInputs, config: PipelineCo
         calib_data=inputs.calib_data,
         calib_size=inputs.calib_size,
         seed=config.seed,
+        training_data=config.training_data,
     )

@@ -38,7 +38,10 @@ class PipelineInputs:
 def check_inputs(config: PipelineConfig) -> None:
     """Everything about the inputs and ``--out`` that can be said in a second, before minutes of export."""
     # writable, and no input in its place, before minutes of work; the folder itself appears with the first file
-    check_outputs(inputs=[config.checkpoint, config.images, config.calib_data, config.train_data], folders={"--out": config.out})
+    check_outputs(
+        inputs=[config.checkpoint, config.images, config.calib_data, config.train_data, config.training_data],
+        folders={"--out": config.out},
+    )
     # empty or too small image sets are said now, not after minutes of export
     if config.images is not None:
         labelled_images(config.images, part="val")
@@ -48,10 +51,12 @@ def check_inputs(config: PipelineConfig) -> None:
         size = config.calib_size or DEFAULT_CALIB_SIZE
         record = None
         if config.checkpoint is not None:  # not the embedded default
+            from dacovid_export.data.evidence import resolve_record
             from dacovid_export.model.checkpoint import image_record_of, read_checkpoint
 
             # the guards keep the checkpoint's training images out of validation: too few unseen ones is said now
-            record = image_record_of(read_checkpoint(config.checkpoint), config.checkpoint)
+            carried = image_record_of(read_checkpoint(config.checkpoint), config.checkpoint)
+            record = resolve_record(carried, config.training_data)
         for split in (False, True):
             check_image_sets(config.calib_data, size=size, seed=config.seed, split=split, record=record)
 

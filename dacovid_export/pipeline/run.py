@@ -62,6 +62,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
             seed=config.seed,
             device=config.device,
             progress=config.progress,
+            training_data=config.training_data,
         )
     plots: list[Path] = []
     if parity.reference.classification is not None:

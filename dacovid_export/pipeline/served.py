@@ -76,7 +76,8 @@ def serve_models(
         with TritonServer(server_config):
             urls = [f"{server_config.http_url}/{names[p]}" for p in served]
             parity = run_parity(checkpoint, [], images=images, batch_size=PARITY_BATCH, seed=config.seed,
-                                device=config.device, progress=config.progress, endpoints=urls)  # fmt: skip
+                                device=config.device, progress=config.progress, endpoints=urls,
+                                training_data=config.training_data)  # fmt: skip
             bench_config = dataclasses.replace(config.bench_config(), triton=tuple(urls), concurrency=_CONCURRENCY)
             bench = run_benchmark([str(p) for p in served.values()], bench_config)
     except DacovidError as exc:
