@@ -396,6 +396,15 @@ def _guard_share(unseen: int, limit: int) -> int:
     return min(unseen, limit, max(MIN_VALIDATION_IMAGES, (unseen + 1) // 2))
 
 
+def _guard_part(what: str, root: Path, found: SortedImages, max_validation: int, seed: int) -> _Selection:
+    """The guard's half of the unseen images ``found`` (seeded, stratified); the rest is left for ``check``."""
+    if found.unseen_count < MIN_VALIDATION_IMAGES:
+        raise _too_few_unseen(what, root, found, MIN_VALIDATION_IMAGES)
+    n_val = _guard_share(found.unseen_count, max_validation)
+    validation = _select("validation", root, found.unseen, n_val, n_val, seed)
+    return dataclasses.replace(validation, evidence=_evidence(found, validation.paths, found.unseen_count - n_val))
+
+
 def _validation_selection(
     folder: str | os.PathLike[str], size: int, seed: int, record: ImageRecord | None = None, say: bool = True
 ) -> _Selection:
@@ -429,14 +438,7 @@ def _split_selections(
     if is_split_file(folder):
         root, held_out = _source_strata(folder, "val", "validation")
         found = sort_images(held_out, record, what="held-out images", progress=say)
-        if found.unseen_count < MIN_VALIDATION_IMAGES:
-            raise _too_few_unseen("held-out", root, found, MIN_VALIDATION_IMAGES)
-        n_val = _guard_share(found.unseen_count, max_validation)
-        validation = _select("validation", root, found.unseen, n_val, n_val, guard_seed)
-        validation = dataclasses.replace(
-            validation, evidence=_evidence(found, validation.paths, found.unseen_count - n_val)
-        )
-        return _calibration_selection(folder, size, seed, say=say), validation
+        return _calibration_selection(folder, size, seed, say=say), _guard_part("held-out", root, found, max_validation, guard_seed)
     root, strata = _source_strata(folder, "train")
     _available(root, strata, 0, "calibration")  # size 0: only the minimum is checked
     if record is None:
@@ -449,13 +451,7 @@ def _split_selections(
         calibration_pool = strata
     else:
         found = sort_images(strata, record, what="images", progress=say)
-        if found.unseen_count < MIN_VALIDATION_IMAGES:
-            raise _too_few_unseen("calibration", root, found, MIN_VALIDATION_IMAGES)
-        n_val = _guard_share(found.unseen_count, max_validation)
-        validation = _select("validation", root, found.unseen, n_val, n_val, guard_seed)
-        validation = dataclasses.replace(
-            validation, evidence=_evidence(found, validation.paths, found.unseen_count - n_val)
-        )
+        validation = _guard_part("calibration", root, found, max_validation, guard_seed)
         unseen = {p for paths in found.unseen.values() for p in paths}
         trained = {name: [p for p in images if p not in unseen] for name, images in strata.items()}
         calibration_pool = {name: images for name, images in trained.items() if images}
