@@ -218,6 +218,7 @@ class GuardReport(GuardVerdict):
         out = [
             self.agreement_line("INT8", f"{self.method} calibration; "),
             self.validation_line("INT8"),
+            *self.resolution_lines("INT8"),
             f"INT8 guard: convolutions left INT8 {self.int8_convs}/{self.convs} ({self.int8_conv_share:.1%}); "
             f"out of INT8: {shown or 'none'}; {self.seconds:.1f}s",
         ]
