@@ -38,7 +38,7 @@ class EngineRecord:
 
     # what report.json keeps of EngineBuildResult.to_dict (paths of the sources and the cache stay in the sidecar)
     REPORT_KEYS: ClassVar[tuple[str, ...]] = (
-        "path", "metadata_path", "runtime", "compute_capabilities", "size_bytes", "phase_seconds", "trtexec_equivalent",
+        "path", "runtime", "compute_capabilities", "size_bytes", "phase_seconds", "trtexec_equivalent",
         "precision_counts", "precision_table", "loaded_here",
     )
 

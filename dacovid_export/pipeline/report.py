@@ -161,10 +161,11 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
             "|---|---|---|---|---:|---:|---|",
         ]  # fmt: skip
         shown = [(precision, e.to_dict()) for precision, e in built]
-        for _, e in shown:
+        sidecars = [record.result.metadata_path for _, record in built]  # report.json leaves it to the sidecar
+        for (_, e), sidecar in zip(shown, sidecars):
             targets = ", ".join(e["compute_capabilities"]) or "build GPU"
             md.append(
-                f"| {_shown(e['path'], result.out)} | {_shown(e['metadata_path'], result.out)} | {e['runtime']} | {targets} | "
+                f"| {_shown(e['path'], result.out)} | {_shown(sidecar, result.out)} | {e['runtime']} | {targets} | "
                 f"{e['size_bytes'] / 2**20:.1f} | {e['seconds']:.1f} | {e['loaded_here']} |"
             )
         for precision, e in shown:
