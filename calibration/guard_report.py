@@ -71,8 +71,7 @@ def resolution_warning(name: str, images: int, target: float) -> list[str]:
     return [
         f"{name} guard: WARNING: {images} validation images cannot resolve the target {target:.2%}: one differing "
         f"image moves agreement by {_percent(1 / images)}, more than the {_percent(1 - target)} between the target and "
-        f"100%; "
-        f"{images_to_resolve(target)} or more validation images resolve it"
+        f"100%; {images_to_resolve(target)} or more validation images resolve it"
     ]
 
 
