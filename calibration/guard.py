@@ -218,7 +218,6 @@ class GuardReport(GuardVerdict):
         out = [
             self.agreement_line("INT8", f"{self.method} calibration; "),
             self.validation_line("INT8"),
-            *self.resolution_lines("INT8"),
             f"INT8 guard: convolutions left INT8 {self.int8_convs}/{self.convs} ({self.int8_conv_share:.1%}); "
             f"out of INT8: {shown or 'none'}; {self.seconds:.1f}s",
         ]
@@ -255,7 +254,7 @@ class GuardReport(GuardVerdict):
                     f"INT8 guard: warning: below the target {self.target:.2%} under OpenVINO: some answers are closer than "
                     "two INT8 runtimes' rounding differences; check the model where it will run (dacovid-export check)"
                 )
-        return out
+        return [*out, *self.resolution_lines("INT8")]  # last: what the figures above can show
 
     def to_dict(self) -> dict[str, Any]:
         return {
