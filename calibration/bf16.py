@@ -34,7 +34,7 @@ import numpy as np
 
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT
-from dacovid_export.calibration.guard_report import evidence_line
+from dacovid_export.calibration.guard_report import evidence_line, resolution_text, resolution_warning
 from dacovid_export.calibration.sensitivity import onnx_logits
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.data.agreement import Agreement, measure_agreement
@@ -98,10 +98,11 @@ class Bf16GuardReport:
         a = self.agreement
         return [
             f"BF16 guard: top-1 agreement with FP32 {a.agreement:.1%} of OpenVINO BF16 on {a.images} validation images "
-            f"(target >= {self.min_agreement:.1%}: {'met' if self.passed else 'NOT met'}); |Δlogit| median "
-            f"{a.median_abs_dlogit:.3g}, max {a.max_abs_dlogit:.3g}; {self.seconds:.1f}s",
+            f"(target >= {self.min_agreement:.1%}: {'met' if self.passed else 'NOT met'}; {resolution_text(a.images)}); "
+            f"|Δlogit| median {a.median_abs_dlogit:.3g}, max {a.max_abs_dlogit:.3g}; {self.seconds:.1f}s",
             f"BF16 guard: model {self.model}; validation images: {self.validation.get('root')}; "
             f"{evidence_line(self.validation)}",
+            *resolution_warning("BF16", a.images, self.min_agreement),
         ]
 
     def to_dict(self) -> dict[str, Any]:

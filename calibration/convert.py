@@ -374,6 +374,7 @@ def _convert(
             _StepInputs(
                 fp32_path, raw, config, calibration, validation, steps.enabled, reference, qat, qat_hint,
                 labels=None if validation is None else image_labels(validation, info.class_names),
+                output=output,
             )
         )
         proto = load_onnx(raw)
@@ -471,6 +472,7 @@ class _StepInputs:
     qat: dict[str, Any] | None = None  # QAT: the fine-tune's record
     qat_hint: str | None = None  # INT8 without QAT: how this user turns it on, for a refusal
     labels: Any = None  # the validation images' class indices, where they have labels (accuracy beside agreement)
+    output: Path | None = None  # the file the model is published as: what reports name (``raw`` is a scratch copy)
 
 
 def _fp16_step(x: _StepInputs) -> PrecisionResult:
@@ -510,7 +512,8 @@ def _bf16_step(x: _StepInputs) -> PrecisionResult:
     import shutil
 
     report = guard_bf16(
-        x.fp32_path, x.validation, x.config.bf16_guard_config(), exclude=x.calibration, name=str(x.raw.name)
+        x.fp32_path, x.validation, x.config.bf16_guard_config(), exclude=x.calibration,
+        name=(x.output or x.raw).name,
     )
     shutil.copyfile(x.fp32_path, x.raw)
     return PrecisionResult(precision="bf16", fp32_nodes=(), seconds=report.seconds, cache_hit=False, guard=report)

@@ -153,6 +153,7 @@ class Fp16GuardReport(GuardVerdict):
             f"FP16 guard: convolutions left FP16 {self.fp16_convs}/{self.convs} ({self.fp16_conv_share:.1%}); "
             f"kept FP32 by the guard: {shown or 'none'}; {self.seconds:.1f}s",
             *([self.accuracy.line("FP16")] if self.accuracy is not None else []),
+            *self.resolution_lines("FP16"),  # last: what the figures above can show
         ]
 
     def to_dict(self) -> dict[str, Any]:

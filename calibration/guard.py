@@ -326,7 +326,7 @@ class GuardReport(GuardVerdict):
                     f"INT8 guard: warning: below the target {self.target:.2%} under OpenVINO: some answers are closer than "
                     "two INT8 runtimes' rounding differences; check the model where it will run (dacovid-export check)"
                 )
-        return out
+        return [*out, *self.resolution_lines("INT8")]  # last: what the figures above can show
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -11,6 +11,7 @@ writes it, ``from_dict`` reads the same object back, and ``lines()`` is its one 
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar, Protocol
 
@@ -26,7 +27,10 @@ __all__ = [
     "LabelAccuracy",
     "candidate_table",
     "evidence_line",
+    "images_to_resolve",
     "label_accuracy",
+    "resolution_text",
+    "resolution_warning",
     "validation_fingerprints",
 ]
 
@@ -40,6 +44,39 @@ class AccuracyReport(Protocol):
     def lines(self) -> list[str]: ...
 
     def to_dict(self) -> dict[str, Any]: ...
+
+
+def resolution_text(images: int) -> str:
+    """The smallest difference in agreement ``images`` validation images can show: one image, 1/n."""
+    if images <= 0:
+        return "no validation images"
+    return f"resolution {_percent(1 / images)} = 1 of {images} images"
+
+
+def _percent(fraction: float) -> str:
+    """Three significant digits: 16.7%, 1%, 0.503% (two decimals would show 1/199 and 0.5% both as 0.50%)."""
+    return f"{100 * fraction:.3g}%"
+
+
+def images_to_resolve(target: float) -> int:
+    """The fewest validation images whose resolution (1/n) is no larger than the margin ``1 - target`` (1 at 100%)."""
+    margin = 1.0 - target
+    return 1 if margin <= 0 else math.ceil(1.0 / margin - 1e-9)
+
+
+def resolution_warning(name: str, images: int, target: float) -> list[str]:
+    """One warning line where 1/n is larger than the margin between ``target`` and 100%, else none.
+
+    Agreement on ``n`` images moves in steps of 1/n: when one differing image is more than the margin, a pass
+    needs every image to agree, and the figure cannot tell a model at the target from one a whole step below it.
+    """
+    if images <= 0 or target >= 1.0 or 1.0 / images <= (1.0 - target) + 1e-12:
+        return []
+    return [
+        f"{name} guard: WARNING: {images} validation images cannot resolve the target {target:.2%}: one differing "
+        f"image moves agreement by {_percent(1 / images)}, more than the {_percent(1 - target)} between the target and "
+        f"100%; {images_to_resolve(target)} or more validation images resolve it"
+    ]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,9 +97,13 @@ class GuardVerdict:
         before, after = self.before, self.after
         return (
             f"{name} guard: {lead}agreement with FP32 on {after.images} validation images {before.agreement:.2%} -> "
-            f"{after.agreement:.2%} (target {self.target:.2%}); |Δlogit| median {before.median_abs_dlogit:.3g} -> "
+            f"{after.agreement:.2%} (target {self.target:.2%}; {resolution_text(after.images)}); |Δlogit| median {before.median_abs_dlogit:.3g} -> "
             f"{after.median_abs_dlogit:.3g}, max {before.max_abs_dlogit:.3g} -> {after.max_abs_dlogit:.3g}"
         )
+
+    def resolution_lines(self, name: str) -> list[str]:
+        """The warning of :func:`resolution_warning` for this verdict's validation images, or nothing."""
+        return resolution_warning(name, self.after.images, self.target)
 
     def validation_line(self, name: str) -> str:
         return f"{name} guard: validation images: {self.validation.get('source')}; {evidence_line(self.validation)}"

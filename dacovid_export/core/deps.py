@@ -12,7 +12,8 @@ __all__ = ["require"]
 # module name -> what the user should install to get it
 _INSTALL_HINTS: dict[str, str] = {
     "tensorrt": "pip install 'dacovid-export[trt]' (TensorRT >= 10.8, needs an NVIDIA GPU and driver)",
-    "tensorrt_rtx": "pip install 'dacovid-export[rtx]' (TensorRT-RTX >= 1.1; builds without a GPU)",
+    # a base dependency where it has wheels: dacovid_export.trt.versions.RTX_INSTALL_HINT says what to do elsewhere
+    "tensorrt_rtx": "pip install -e . (TensorRT-RTX >= 1.1 is a dependency of dacovid-export; builds without a GPU)",
     "modelopt": "pip install 'nvidia-modelopt[onnx]==0.47.0'",
     "onnxruntime": "pip install onnxruntime-gpu (or onnxruntime)",
     "onnx": "pip install onnx",

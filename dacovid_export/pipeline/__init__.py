@@ -1,9 +1,11 @@
 """One command from a checkpoint to the evidence: ONNX (FP32/FP16/INT8) -> engines -> parity -> latency -> report.
 
 ``run_pipeline`` chains the library steps and writes, in ``config.out``:
-``model.onnx``, ``model.fp16.onnx``, ``model.int8.onnx``, TensorRT engines when
-TensorRT and a GPU are present, ``report.md``, ``report.json``, ``bench.csv``,
-``latency.png`` and, for labelled images, ``confusion/*.png``.
+``model.onnx``, ``model.fp16.onnx``, ``model.int8.onnx``, their TensorRT engines
+``model.<precision>.engine`` with ``.engine.json`` sidecars (TensorRT-RTX, a base
+dependency, builds them without a GPU; TensorRT where one is visible),
+``report.md``, ``report.json``, ``bench.csv``, ``latency.png`` and, for labelled
+images, ``confusion/*.png``.
 
 Without a checkpoint it runs on the *embedded default*: the paper's
 architecture with seeded random weights (attention weights gamma = beta = 0.5,
@@ -17,7 +19,8 @@ this network on this machine. The embedded run is sized to finish within
 A step that fails its own check (an FP16/INT8 model that does not match FP32,
 an engine TensorRT rejects) is recorded and the pipeline goes on, so the report
 shows everything that was learnt; :attr:`PipelineResult.passed` is then False.
-Steps that cannot run here (TensorRT without TensorRT or a GPU, INT8 without
+Steps that cannot run here (engines where TensorRT-RTX has no wheel and there is
+no TensorRT with a GPU, an engine's parity and latency without a GPU, INT8 without
 calibration images) are listed under ``skipped`` with the reason.
 
 Modules, one job each: :mod:`.config` (options, validated), :mod:`.embedded`

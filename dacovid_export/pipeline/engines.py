@@ -19,7 +19,7 @@ from dacovid_export.engine.build import build_engine
 from dacovid_export.engine.config import EngineBuildConfig
 from dacovid_export.pipeline.config import PARITY_BATCH, PipelineConfig
 from dacovid_export.pipeline.outcomes import FailedStep, SkippedStep
-from dacovid_export.trt.library import gpu_info, resolve_runtime
+from dacovid_export.trt.library import gpu_info, import_runtime, resolve_runtime
 
 if TYPE_CHECKING:
     from dacovid_export.engine.config import EngineBuildConfig, EngineBuildResult
@@ -80,6 +80,8 @@ def build_engines(onnx_models: Mapping[str, Path], config: PipelineConfig, timer
         runtime, why = resolve_runtime("auto")
         if runtime == "tensorrt":
             gpu_info("cuda" if config.device in ("auto", "cpu") else config.device)
+        # installed is not importable: the library may not load on this platform; said now, in one line
+        import_runtime(runtime)
     except MissingDependencyError as exc:
         timer.note(f"skipped: {exc}")
         return EngineBuilds({}, {}, (SkippedStep("TensorRT engines", str(exc)),))

@@ -21,7 +21,10 @@ from dacovid_export.pipeline.outcomes import FailedStep, SkippedStep
 if TYPE_CHECKING:
     from dacovid_export.export.result import OnnxExportResult
 
-__all__ = ["OnnxRecord", "OnnxModels", "make_onnx_models"]
+__all__ = ["ONNX_STEPS", "OnnxRecord", "OnnxModels", "make_onnx_models"]
+
+# the steps make_onnx_models times, in order (the pipeline numbers them)
+ONNX_STEPS = ("ONNX FP32 export", "ONNX FP16 conversion", "ONNX INT8 conversion", "ONNX BF16 (guarded)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,12 +74,11 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
     records: dict[str, OnnxRecord] = {}
     skipped: list[SkippedStep] = []
     failed: list[FailedStep] = []
-    with timer.step("ONNX FP32 export"):
+    with timer.step(ONNX_STEPS[0]):
         result = export_onnx(inputs.checkpoint, config.out / "model.onnx", OnnxExportConfig(), progress=config.progress)
     paths["fp32"] = result.path
     records["fp32"] = OnnxRecord.of(result)
-    for precision in ("fp16", "int8"):
-        name = f"ONNX {precision.upper()} conversion"
+    for precision, name in (("fp16", ONNX_STEPS[1]), ("int8", ONNX_STEPS[2])):
         with timer.step(name):
             if precision == "int8" and inputs.calib_data is None:
                 skipped.append(
@@ -111,7 +113,7 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
                 continue
         paths[precision] = result.path
         records[precision] = OnnxRecord.of(result)
-    with timer.step("ONNX BF16 (guarded)"):
+    with timer.step(ONNX_STEPS[3]):
         bf16 = _bf16_model(paths["fp32"], inputs, config)
     if isinstance(bf16, SkippedStep):
         skipped.append(bf16)
@@ -145,7 +147,7 @@ def _bf16_model(fp32: Path, inputs: PipelineInputs, config: PipelineConfig) -> "
     from dacovid_export.calibration.bf16 import require_bf16_cpu
     from dacovid_export.core.errors import MissingDependencyError, UserInputError
 
-    name = "ONNX BF16 (guarded)"
+    name = ONNX_STEPS[3]
     try:
         require_bf16_cpu()
     except (UserInputError, MissingDependencyError) as exc:

@@ -8,6 +8,7 @@ from typing import Any
 from dacovid_export.artifacts.info import PRECISIONS
 from dacovid_export.bench.report import format_markdown as bench_markdown
 from dacovid_export.bench.report import format_records_table, served_lines
+from dacovid_export.calibration.guard_report import images_to_resolve, resolution_text
 from dacovid_export.core.fileio import atomic_write_json, atomic_write_text
 from dacovid_export.pipeline.config import PipelineConfig
 from dacovid_export.pipeline.embedded import EMBEDDED_NOTICE
@@ -21,6 +22,45 @@ INT8_CPU_NOTE = (
     "activations, U8S8); OpenVINO runs the same file as INT8, so on the CPU the INT8 headline uses the faster of "
     "the two runtimes and no second, CPU-specific INT8 model is made."
 )
+
+
+def _shown(path: str | Path, out: Path) -> str:
+    """A file as the report names it: relative to the run folder when it is in it, else where it is (absolute)."""
+    path = Path(path)
+    try:
+        return str(path.resolve().relative_to(Path(out).resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def _guard_sizes(result: PipelineResult) -> list[tuple[str, int, float]]:
+    """``(precision, validation images, target)`` of each accuracy guard that ran, read from its dict form."""
+    out = []
+    for precision, record in result.onnx.items():
+        if record.guard is None:
+            continue
+        g = record.guard.to_dict()
+        images = g["after"]["images"] if "after" in g else g["agreement"]["images"]
+        out.append((precision, int(images), float(g.get("target_agreement", g.get("min_agreement", 1.0)))))
+    return out
+
+
+def _resolution_notice(result: PipelineResult) -> list[str]:
+    """The embedded default's guards, where their validation images cannot resolve their targets: said once, up top."""
+    short = [(p, n, target) for p, n, target in _guard_sizes(result) if images_to_resolve(target) > n]
+    if not short:
+        return []
+    parts = ", ".join(
+        f"{p.upper()} {n} images ({resolution_text(n).split(' = ')[0]}; target {target:.2%} needs "
+        f"{images_to_resolve(target)})"
+        for p, n, target in short
+    )
+    return [
+        f"> Its accuracy guards judge on too few validation images to resolve their targets: {parts}. A guard figure "
+        "moves in steps of one image; give `--calib-data` with enough images for figures that can tell the target "
+        "from a miss.",
+        "",
+    ]
 
 
 def write_reports(result: PipelineResult, config: PipelineConfig) -> None:
@@ -87,6 +127,7 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
             f"{config.warmup} warm-up runs per series. Run it on a trained checkpoint and real images "
             "(`--checkpoint`, `--images`, `--calib-data`) for figures that mean something clinically.",
             "",
+            *_resolution_notice(result),
         ]
     md += [f"Verdict: **{'PASS' if result.passed else 'FAIL'}** (wall time {result.wall_time_s:.0f} s).", ""]
     if cost.get("gflops") is not None:
@@ -98,7 +139,7 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
         ]
     md += ["## Artifacts", "", "| role | file | precision | size (MiB) | sha256 |", "|---|---|---|---:|---|"]
     for a in result.artifacts:
-        md.append(f"| {a.role} | {Path(a.path).name} | {a.precision} | {a.size_bytes / 2**20:.1f} | `{a.sha256[:16]}...` |")
+        md.append(f"| {a.role} | {_shown(a.path, result.out)} | {a.precision} | {a.size_bytes / 2**20:.1f} | `{a.sha256[:16]}...` |")
     md += ["", "## Steps", "", "| step | seconds |", "|---|---:|"]
     md += [f"| {name} | {seconds:.1f} |" for name, seconds in result.step_seconds.items()]
     for precision in ("fp16", "int8"):
@@ -114,13 +155,18 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
         md += ["", *(f"- {line}" for line in result.onnx["bf16"].guard.lines())]
     built = [(p, result.engines[p]) for p in PRECISIONS if p in result.engines]
     if built:
-        md += ["", "## Engines", "", "| engine | runtime | targets | size (MiB) | build (s) | loaded here |", "|---|---|---|---:|---:|---|"]
+        md += [
+            "", "## Engines", "",
+            "| engine | sidecar | runtime | targets | size (MiB) | build (s) | loaded here |",
+            "|---|---|---|---|---:|---:|---|",
+        ]  # fmt: skip
         shown = [(precision, e.to_dict()) for precision, e in built]
-        for _, e in shown:
+        sidecars = [record.result.metadata_path for _, record in built]  # report.json leaves it to the sidecar
+        for (_, e), sidecar in zip(shown, sidecars):
             targets = ", ".join(e["compute_capabilities"]) or "build GPU"
             md.append(
-                f"| {Path(e['path']).name} | {e['runtime']} | {targets} | {e['size_bytes'] / 2**20:.1f} | "
-                f"{e['seconds']:.1f} | {e['loaded_here']} |"
+                f"| {_shown(e['path'], result.out)} | {_shown(sidecar, result.out)} | {e['runtime']} | {targets} | "
+                f"{e['size_bytes'] / 2**20:.1f} | {e['seconds']:.1f} | {e['loaded_here']} |"
             )
         for precision, e in shown:
             md += ["", f"{precision.upper()} engine:", "", "```", *e["precision_table"], "```"]

@@ -19,7 +19,7 @@ from dacovid_export.core.progress import StepTimer
 from dacovid_export.parity.run import run_parity
 from dacovid_export.pipeline.config import PARITY_BATCH, PipelineConfig
 from dacovid_export.pipeline.engines import build_engines, runnable_engines
-from dacovid_export.pipeline.exports import make_onnx_models
+from dacovid_export.pipeline.exports import ONNX_STEPS, make_onnx_models
 from dacovid_export.pipeline.inputs import check_inputs, prepare_inputs
 from dacovid_export.pipeline.latency import headline_ratios
 from dacovid_export.pipeline.outcomes import ArtifactEntry
@@ -27,7 +27,12 @@ from dacovid_export.pipeline.report import write_reports
 from dacovid_export.pipeline.result import PipelineResult
 from dacovid_export.pipeline.served import serve_models
 
-__all__ = ["run_pipeline"]
+__all__ = ["PIPELINE_STEPS", "run_pipeline"]
+
+# the steps every run times and numbers ([i/n] on the terminal): inputs, the ONNX steps of .exports (FP32 export,
+# FP16, INT8, guarded BF16), TensorRT engines, parity, latency, served. A step that cannot run here still runs as a
+# step: it records why it was skipped, in a second.
+PIPELINE_STEPS = 1 + len(ONNX_STEPS) + 4
 
 
 def run_pipeline(config: PipelineConfig) -> PipelineResult:
@@ -36,23 +41,23 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     t_start = time.perf_counter()
     out = config.out
     check_inputs(config)
-    timer = StepTimer(config.progress, total=8, stage="pipeline")
+    timer = StepTimer(config.progress, total=PIPELINE_STEPS, stage="pipeline")
 
     # 1. inputs: the checkpoint and the images for calibration and parity
     with timer.step("inputs"):
         inputs = prepare_inputs(config, timer)
     model_cost = artifact_cost(inputs.checkpoint)  # shapes only (meta device): well under a second
 
-    # 2-4. ONNX models; the FP32 export must succeed, the precision steps may fail their checks
+    # 2-5. ONNX models (FP32, FP16, INT8, guarded BF16); the FP32 export must succeed, the precision steps may fail their checks
     onnx = make_onnx_models(inputs, config, timer)
 
-    # 5. TensorRT engines, where TensorRT and a GPU exist
+    # 6. TensorRT engines: TensorRT where a GPU is visible, TensorRT-RTX (a base dependency) anywhere else
     with timer.step("TensorRT engines"):
         engines = build_engines(onnx.paths, config, timer)
     runnable = runnable_engines(engines.paths, config)
     models = [*onnx.paths.values(), *runnable.paths]
 
-    # 6. parity against the checkpoint
+    # 7. parity against the checkpoint
     with timer.step(f"parity on {inputs.note}"):
         parity = run_parity(
             inputs.checkpoint,
@@ -68,13 +73,13 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     if parity.reference.classification is not None:
         plots.extend(parity.write_confusion_pngs(out / "confusion"))
 
-    # 7. latency
+    # 8. latency
     with timer.step("latency"):
         bench = run_benchmark([str(inputs.checkpoint), *(str(m) for m in models)], config.bench_config())
         plots += save_bench_result(bench, plot=out / "latency.png")
         save_bench_result(bench, csv=out / "bench.csv")
 
-    # 8. the FP32 and INT8 models served by Triton, judged and timed at the endpoint
+    # 9. the FP32 and INT8 models served by Triton, judged and timed at the endpoint
     with timer.step("served"):
         served = serve_models(inputs.checkpoint, onnx.paths, inputs.images, config)
 

@@ -25,6 +25,8 @@ __all__ = [
     "TRT_INSTALL_HINT",
     "MIN_RTX_VERSION",
     "RTX_INSTALL_HINT",
+    "RTX_PLATFORMS",
+    "rtx_install_hint",
     "check_tensorrt_version",
     "import_tensorrt",
     "tensorrt_version",
@@ -44,9 +46,29 @@ SUPPORTED_TRT_MAJORS: tuple[int, ...] = (10, 11)
 TRT_INSTALL_HINT = "pip install 'dacovid-export[trt]' (TensorRT >= 10.8; needs an NVIDIA GPU and driver)"
 # 1.1 added Runtime.get_engine_validity, which the load-time check relies on
 MIN_RTX_VERSION: tuple[int, int] = (1, 1)
-RTX_INSTALL_HINT = (
-    "pip install 'dacovid-export[rtx]' (TensorRT-RTX >= 1.1: builds engines without a GPU; they run on RTX GPUs)"
-)
+# (platform.system(), platform.machine()) pairs TensorRT-RTX ships wheels for: pyproject's marker on the dependency
+RTX_PLATFORMS: tuple[tuple[str, str], ...] = (("Linux", "x86_64"), ("Windows", "AMD64"))
+
+
+def rtx_install_hint(system: str | None = None, machine: str | None = None) -> str:
+    """What to do without TensorRT-RTX: it is a base dependency, so reinstall, or (no wheel here) build elsewhere."""
+    import platform
+
+    system = platform.system() if system is None else system
+    machine = platform.machine() if machine is None else machine
+    if (system, machine) in RTX_PLATFORMS:
+        return (
+            "TensorRT-RTX >= 1.1 is a dependency of dacovid-export (it builds engines without a GPU; they run on RTX "
+            "GPUs): reinstall with pip install -e . (or pip install -U 'tensorrt-rtx>=1.1')"
+        )
+    shipped = " and ".join(f"{s} {m}" for s, m in RTX_PLATFORMS)
+    return (
+        f"TensorRT-RTX has no wheel for {system} {machine} (it ships for {shipped}, where the base install has it): "
+        "build the engines on such a machine, GPU or not, or with TensorRT on a GPU"
+    )
+
+
+RTX_INSTALL_HINT = rtx_install_hint()
 
 
 def check_tensorrt_version(version: str) -> tuple[int, ...]:
@@ -128,15 +150,15 @@ def installed_tensorrt_version() -> str | None:
 def import_tensorrt_rtx() -> ModuleType:
     """The ``tensorrt_rtx`` module, checked against :data:`MIN_RTX_VERSION`.
 
-    Raises :class:`MissingDependencyError` (one line, naming the ``[rtx]`` extra)
-    when it is missing, its libraries cannot be loaded, or it is too old.
+    Raises :class:`MissingDependencyError` (one line: reinstall, as it is a base dependency, or why this platform
+    has none) when it is missing, its libraries cannot be loaded, or it is too old.
     """
     # the project's single TensorRT-RTX import
     trt, version = _import_library("tensorrt_rtx", "TensorRT-RTX", "build TensorRT-RTX engines", RTX_INSTALL_HINT)
     if parse_version(version)[:2] < MIN_RTX_VERSION:
         raise MissingDependencyError(
             f"TensorRT-RTX {version} is installed but dacovid-export needs >= {format_version(MIN_RTX_VERSION)} "
-            "(engine validity checks): pip install -U 'dacovid-export[rtx]'"
+            "(engine validity checks): pip install -U 'tensorrt-rtx>=1.1'"
         )
     return trt
 

@@ -87,7 +87,7 @@ def test_bf16_refused_below_target_writes_nothing(tiny_fp32_onnx: Path, syntheti
 
     monkeypatch.setattr(bf16, "openvino_bf16_logits", wrong)
     out = tmp_path / "m.bf16.onnx"
-    with pytest.raises(CheckFailedError, match=r"BF16 refused for 'model\.bf16\.raw\.onnx'.* below min_agreement 99\.0%"):
+    with pytest.raises(CheckFailedError, match=r"BF16 refused for 'm\.bf16\.onnx'.* below min_agreement 99\.0%"):
         convert_precision(tiny_fp32_onnx, out, PrecisionConfig(precision="bf16", validation_data=synthetic_dir))
     assert not out.exists() and not list(tmp_path.iterdir())
 

@@ -1,6 +1,6 @@
 """TensorRT-RTX engines built for real (the library builds without a GPU), their sidecars, and their refusals.
 
-Needs the ``tensorrt_rtx`` package (the ``[rtx]`` extra, part of ``[dev]``);
+Needs the ``tensorrt_rtx`` package (a base dependency where it has wheels);
 skips with the reason where it is missing. The tests that run an engine need an
 RTX GPU and skip here with their reason.
 """
@@ -29,7 +29,7 @@ from dacovid_export.engine.config import EngineBuildConfig
 from dacovid_export.trt.compat import check_engine_compatibility
 from tests.helpers.cli import error_lines, invoke
 
-trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is not installed: pip install -e '.[rtx]'")
+trt = pytest.importorskip("tensorrt_rtx", reason="TensorRT-RTX is not installed: it is a base dependency (Linux x86_64, Windows x64): pip install -e .")
 
 
 def _rtx_gpu() -> bool:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -25,14 +26,14 @@ def _rtx_builds_here() -> bool:
 
 @pytest.fixture(scope="module")
 def embedded_run(tmp_path_factory: pytest.TempPathFactory, tiny_image_size: int):
-    """The CLI on the embedded default, shrunk: 64x64, narrow 1x1 reduction head, 2 iterations."""
+    """The CLI on the embedded default, shrunk: 64x64, narrow 1x1 reduction head, 2 iterations; with its step lines."""
     from dacovid_export.cli.main import cli
 
     out = tmp_path_factory.mktemp("pipeline") / "run"
     args = [
         "pipeline", "--out", str(out), "--image-size", str(tiny_image_size),
         "--model-option", "reduction_channels=16", "--model-option", "reduction_kernel_size=1",
-        "--iterations", "2", "--warmup", "1", "--device", "cpu", "--no-progress",
+        "--iterations", "2", "--warmup", "1", "--device", "cpu",
     ]
     result = invoke(cli, args)
     return out, result
@@ -133,6 +134,111 @@ def test_rtx_engines_are_built_and_described_without_a_gpu(embedded_run) -> None
     assert "## Engines" in md and "convolutions fed by INT8 Q/DQ: 58/58" in md
     # the engines were left out of parity, so the ONNX models alone decide the verdict
     assert {Path(m["path"]).suffix for m in report["parity"]["models"]} == {".onnx"}
+
+
+def _pyproject() -> dict:
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python 3.11+ (tomllib)")
+    return tomllib.loads((Path(__file__).parents[3] / "pyproject.toml").read_text())
+
+
+def test_tensorrt_rtx_is_a_base_dependency() -> None:
+    """A plain `pip install -e .` brings TensorRT-RTX (where it has wheels), not only the dev or rtx extras."""
+    from packaging.requirements import Requirement
+
+    project = _pyproject()["project"]
+    (rtx,) = [r for r in map(Requirement, project["dependencies"]) if r.name == "tensorrt-rtx"]
+    assert rtx.specifier.contains("1.7.1")
+    assert rtx.marker is not None and rtx.marker.evaluate({"sys_platform": "linux", "platform_machine": "x86_64"})
+    assert not rtx.marker.evaluate({"sys_platform": "darwin", "platform_machine": "arm64"})
+    dev = [Requirement(r).name for r in project["optional-dependencies"]["dev"]]
+    assert "tensorrt-rtx" not in dev  # the tests below rely on the base install alone
+
+
+def test_base_install_runs_the_engine_step(embedded_run) -> None:
+    """The engine step ran: three engines and their sidecars, listed with size, build time and per-layer precision."""
+    from packaging.requirements import Requirement
+
+    from dacovid_export.trt.library import cuda_visible, installed_runtimes
+
+    out, result = embedded_run
+    report = json.loads((out / "report.json").read_text())
+    (rtx,) = [r for r in map(Requirement, _pyproject()["project"]["dependencies"]) if r.name == "tensorrt-rtx"]
+    if rtx.marker is not None and not rtx.marker.evaluate():
+        # no TensorRT-RTX wheel for this platform: the step says so, in one line
+        (skip,) = [s for s in report["skipped"] if s["step"] == "TensorRT engines"]
+        assert "TensorRT-RTX has no wheel for" in skip["reason"] and "\n" not in skip["reason"]
+        return
+    if "tensorrt" in installed_runtimes() and cuda_visible():
+        pytest.skip("TensorRT and a GPU are here: auto builds with TensorRT, which --device cpu turns off")
+    assert "TensorRT engines" not in [s["step"] for s in report["skipped"]], report["skipped"]
+    assert report["step_seconds"]["TensorRT engines"] > 0
+    md = (out / "report.md").read_text()
+    for precision in ("fp32", "fp16", "int8"):
+        engine, sidecar = out / f"model.{precision}.engine", out / f"model.{precision}.engine.json"
+        assert engine.is_file() and sidecar.is_file()
+        assert json.loads(sidecar.read_text())["precision"] == precision
+        entry = report["export"][f"engine_{precision}"]
+        assert Path(entry["path"]).resolve() == engine.resolve() and entry["size_bytes"] == engine.stat().st_size
+        (row,) = [line for line in md.splitlines() if line.startswith(f"| {engine.name} | {sidecar.name} | ")]
+        cells = [c.strip() for c in row.strip("|").split("|")]
+        assert float(cells[4]) == pytest.approx(engine.stat().st_size / 2**20, abs=0.06)  # size (MiB)
+        assert float(cells[5]) == pytest.approx(entry["seconds"], abs=0.06) and entry["seconds"] > 0  # build (s)
+        # the precision TensorRT gave each layer, in the engine's own section
+        section = md.split(f"{precision.upper()} engine:", 1)[1].split("```")[1]
+        assert entry["precision_table"] and all(line in section for line in entry["precision_table"])
+
+
+def test_step_counter_counts_the_steps_that_ran(embedded_run) -> None:
+    """[i/n] runs 1..n with n the steps that ran (no [9/8]); report.json and report.md time each of them."""
+    from dacovid_export.pipeline.run import PIPELINE_STEPS
+
+    out, result = embedded_run
+    # a step's closing line ("[6/9] TensorRT engines: 6.2 s"; a transient bar may precede it on the same line)
+    numbers = [(int(i), int(n)) for i, n in re.findall(r"\[(\d+)/(\d+)\] [^\n]*?: [\d.]+ s$", result.output, flags=re.M)]
+    assert [i for i, _ in numbers] == list(range(1, PIPELINE_STEPS + 1)), result.output
+    assert {n for _, n in numbers} == {PIPELINE_STEPS}
+    report = json.loads((out / "report.json").read_text())
+    assert len(report["step_seconds"]) == PIPELINE_STEPS
+    md = (out / "report.md").read_text()
+    steps = md.split("## Steps", 1)[1].split("\n## ", 1)[0].split("\n\n")[1].splitlines()[2:]
+    assert len([s for s in steps if s.startswith("| ")]) == PIPELINE_STEPS
+
+
+_FILE = re.compile(r"[\w./-]*\w\.(?:onnx|engine|json|png|csv|pt|pth|md|data|pbtxt)\b")
+
+
+def test_every_file_the_report_names_is_in_the_run_folder_or_says_where(embedded_run) -> None:
+    out, _ = embedded_run
+    md = (out / "report.md").read_text()
+    # a link's text is a file's name, its target says where it is: [a.png](confusion/a.png)
+    named = set(_FILE.findall(re.sub(r"\[[^\]\n]*\]\(", "(", md)))
+    assert {"model.onnx", "model.int8.onnx", "embedded-default.pt"} <= named
+    assert "model.bf16.raw.onnx" not in md
+    missing = [n for n in named if not (Path(n) if Path(n).is_absolute() else out / n).exists()]
+    assert not missing, f"report.md names files that are neither in {out} nor given with their folder: {missing}"
+
+
+def test_guard_lines_show_their_resolution(embedded_run) -> None:
+    """Each guard line prints the smallest difference its validation set can show next to the target, and warns
+    where one image is more than the margin to 100%."""
+    from dacovid_export.calibration.guard_report import resolution_warning
+
+    out, _ = embedded_run
+    report = json.loads((out / "report.json").read_text())
+    md = (out / "report.md").read_text()
+    guards = {"fp16": "fp16_guard", "int8": "int8_guard", "bf16": "bf16_guard"}
+    checked = 0
+    for precision, key in guards.items():
+        guard = report["export"].get(precision, {}).get(key)
+        if guard is None:
+            continue
+        images = guard["after"]["images"] if "after" in guard else guard["agreement"]["images"]
+        target = guard.get("target_agreement", guard.get("min_agreement"))
+        assert f"1 of {images} images" in md
+        for line in resolution_warning(precision.upper(), images, target):
+            assert line in md
+        checked += 1
+    assert checked >= 2
 
 
 # ------------------------------------------------------------------ up-front errors
