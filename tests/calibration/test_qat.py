@@ -97,74 +97,68 @@ def test_resumed_fine_tune_equals_an_uninterrupted_one(tiny_checkpoint: Path, tm
     assert all(torch.equal(a[k], b[k]) for k in a)
     original = torch.load(tiny_checkpoint, weights_only=False)["state_dict"]
     assert not torch.equal(a["backbone.0.weight"], original["backbone.0.weight"])  # it did fine-tune (and fold)
-    # a state from other options is refused, not silently continued
+    # a state from other options is never continued: one line, and the run starts over
     qat_finetune(tiny_checkpoint, tmp_path / "other.pt", train_images=train, calibration_images=calib,
                  config=config, progress=False, stop_after_epochs=1, log=lambda _: None)
-    with pytest.raises(UserInputError, match="another checkpoint, configuration or image set"):
-        qat_finetune(tiny_checkpoint, tmp_path / "other.pt", train_images=train, calibration_images=calib,
-                     config=QatConfig(epochs=3, lr=1e-4, batch_size=4), progress=False, resume=True, log=lambda _: None)
+    said: list[str] = []
+    other = qat_finetune(tiny_checkpoint, tmp_path / "other.pt", train_images=train, calibration_images=calib,
+                         config=QatConfig(epochs=3, lr=1e-4, batch_size=4), progress=False, resume=True,
+                         stop_after_epochs=1, log=said.append)
+    assert other.resumed_from_epoch == 0 and other.epochs == 1
+    assert [line for line in said if "another checkpoint, configuration or image set: starting over" in line], said
+
+
+def _evil_payloads(marker: Path) -> dict[str, bytes]:
+    """State files that run ``touch marker`` when unpickled unsafely, and files that are no state at all."""
+    import io
+    import os
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    buffer = io.BytesIO()
+    torch.save({"fingerprint": {}, "model": Evil()}, buffer)
+    return {
+        "torch-zip pickle with a payload": buffer.getvalue(),
+        "plain pickle with a payload": pickle.dumps({"fingerprint": Evil()}, protocol=2),
+        "random bytes": np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+        "a saved list": _saved([1, 2, 3]),
+        "metadata that is not JSON": _saved({"meta": "{nope", "tensors": {}}),
+        "a foreign tensor set": _saved({"meta": '{"format": "dacovid-qat-state/2"}', "tensors": {"x": torch.zeros(1)}}),
+    }
+
+
+def _saved(value: object) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
 
 
 @pytest.mark.parametrize(
-    ("extra", "fragments"),
-    [
-        (["--qat"], ["no split.json next to", "--train-data"]),
-        (["--qat", "--qat-epochs", "-1"], ["epochs=-1"]),
-        (["--qat", "--qat-lr", "0"], ["lr=0.0"]),
-        (["--qat-epochs", "2"], ["without --qat"]),
-        (["--qat-device", "cpu"], ["without --qat"]),
-        (["--qat", "--qat-device", "tpu"], ["--qat-device 'tpu'"]),
-    ],
+    "case",
+    ["torch-zip pickle with a payload", "plain pickle with a payload", "random bytes", "a saved list",
+     "metadata that is not JSON", "a foreign tensor set"],
 )
-def test_cli_qat_bad_options_are_one_line_before_any_work(
-    tiny_checkpoint: Path, synthetic_dir: Path, tmp_path: Path, extra: list[str], fragments: list[str]
+def test_a_planted_or_damaged_qat_state_never_runs_and_the_run_starts_over(
+    tiny_checkpoint: Path, tmp_path: Path, case: str
 ) -> None:
-    from dacovid_export.cli.main import cli
-
-    out = tmp_path / "m8.onnx"
-    result = invoke(cli, ["onnx", str(tiny_checkpoint), "-o", str(out), "--precision", "int8", "--calib-data",
-                          str(synthetic_dir), *extra])
-    assert result.exit_code == 2, result.output
-    assert all(f in result.output for f in fragments), result.output
-    assert "Traceback" not in result.output and not out.exists()
-
-
-def test_fake_quantizer_rounds_what_the_int8_writer_rounds_with_its_scales(
-    tiny_checkpoint: Path, torch_fp32_onnx: Path, tiny_calibration_set, tmp_path: Path
-) -> None:
-    # every activation the Q/DQ writer quantizes (convolution inputs, the stem MaxPool, residual identities,
-    # the position attention's scaled output and output) has a fake quantizer with the same max scale, and no other
-    import onnx
-    from onnx import numpy_helper
-
-    from dacovid_export.calibration.int8 import quantize_int8
-    from dacovid_export.calibration.qat import FakeQuantizer
-    from dacovid_export.model.checkpoint import load_checkpoint
-
-    quantize_int8(torch_fp32_onnx, tmp_path / "int8.onnx", calibration=tiny_calibration_set, method="max",
-                  cache_dir=tmp_path / "cache")
-    graph = onnx.load(tmp_path / "int8.onnx").graph
-    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
-    written = sorted(
-        float(inits[n.input[1]]) * 127.0
-        for n in graph.node
-        if n.op_type == "QuantizeLinear" and n.input[0] not in inits and inits[n.input[1]].size == 1
-    )
-    model, _ = load_checkpoint(tiny_checkpoint)
-    model.eval()
-    fold_batchnorms(model)
-    quantizer = FakeQuantizer(model)
-    quantizer.calibrate(tiny_calibration_set.array, 4)
-    trained = sorted(quantizer.amax.values())
-
-    def distinct(values: list[float]) -> list[float]:  # one scale per tensor: shared quantizers (and MaxPool's in/out) coincide
-        return sorted({float(f"{v:.5g}") for v in values})
-
-    assert len(trained) > len(written) == 58  # 58 written: the block inputs' quantizers are shared with convolutions
-    assert distinct(written) == distinct(trained)
-    x = torch.from_numpy(np.array(tiny_calibration_set.array[:2], dtype=np.float32))
-    with torch.no_grad():
-        rounded = model(x)
-        quantizer.remove()
-        plain = model(x)
-    assert not torch.equal(rounded, plain)  # it did round, and remove() gives the plain model back
+    # every `onnx --qat` run whose OUT.qat.pt is absent resumes from OUT.qat.pt.qat-state.pt (resume=True): anyone
+    # who can write beside the output can plant it
+    marker = tmp_path / "pwned"
+    out = tmp_path / "m8.qat.pt"
+    state = tmp_path / "m8.qat.pt.qat-state.pt"
+    state.write_bytes(_evil_payloads(marker)[case])
+    rng = np.random.default_rng(0)
+    train = rng.normal(0, 1, (4, 3, 64, 64)).astype(np.float32)
+    said: list[str] = []
+    result = qat_finetune(tiny_checkpoint, out, train_images=train, calibration_images=train[:2],
+                          config=QatConfig(epochs=2, lr=1e-4, batch_size=4), progress=False, resume=True,
+                          stop_after_epochs=0, log=said.append)
+    assert not marker.exists(), "the planted state ran its code"
+    assert result.resumed_from_epoch == 0  # a clean start (the resume test shows the state is then rewritten)
+    warned = [line for line in said if "starting over" in line]
+    assert len(warned) == 1 and str(state) in warned[0], said
