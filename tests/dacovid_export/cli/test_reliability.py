@@ -27,7 +27,7 @@ from dacovid_export.cli.bench_cmd import bench
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.synthetic import make_synthetic_dataset
-from tests.helpers.cli import assert_one_line_error, invoke
+from tests.helpers.cli import assert_one_line_error, invoke, one_error_line
 from tests.helpers.engines import write_placeholder_engine
 
 UNWRITABLE = "/proc/dacovid-no-such-dir/out"  # /proc takes no new files, not even from root
@@ -578,3 +578,56 @@ def test_image_sets_are_checked_before_the_export(work: Path, tmp_path: Path, mo
                                        "--validation-data", validation]),
                           "zz_bad.png", "unreadable")
     assert _snapshot(tmp_path) == before and not out.parent.exists()
+
+
+# --------------------------------------------------------------------- round four
+
+
+def _limited_run(args: list[str], cwd: Path, gib: int = 6) -> subprocess.CompletedProcess:
+    """``args`` in a child whose address space is capped at ``gib`` GiB: a runaway allocation fails there, not here."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (gib << 30, gib << 30))
+
+    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, timeout=120, preexec_fn=cap)
+
+
+def test_an_artifacts_absurd_resize_size_is_refused_where_it_is_read(work: Path, tmp_path: Path) -> None:
+    # an ONNX copy whose metadata asks for a 1,000,000-pixel shorter side: on main bf16-guard was OOM-killed at 23 GB,
+    # Predictor raised a bare MemoryError from Pillow, and `triton` wrote a repository with it
+    import json
+
+    import onnx
+
+    from dacovid_export.artifacts.onnx_metadata import metadata_of, write_metadata
+
+    model = onnx.load(str(work / "toy.onnx"))
+    preprocessing = json.loads(metadata_of(model)["preprocessing"])
+    write_metadata(model, {"preprocessing": {**preprocessing, "resize_size": 1_000_000}})
+    liar = tmp_path / "huge.onnx"
+    onnx.save(model, str(liar))
+    images = tmp_path / "images" / "normal"
+    images.mkdir(parents=True)
+    Image.new("L", (80, 64), 128).save(images / "a.png")
+    cli_cases = [
+        ["bf16-guard", liar, "--validation-data", tmp_path / "images"],
+        ["triton", liar, "--repo", tmp_path / "repo"],
+    ]
+    for args in cli_cases:
+        proc = _limited_run([sys.executable, "-m", "dacovid_export", *map(str, args)], tmp_path)
+        assert proc.returncode == 2, (args, proc.returncode, proc.stderr[-2000:])
+        one_error_line(proc.stderr, "resize_size=1000000", "2048")
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").rglob("config.pbtxt"))
+    script = (
+        "import sys\n"
+        "from dacovid_export.core.errors import UserInputError\n"
+        "from dacovid_export.serve.predictor import Predictor\n"
+        "try:\n"
+        f"    Predictor.from_path({str(liar)!r}).predict_one({str(images / 'a.png')!r})\n"
+        "except UserInputError as exc:\n"
+        "    print('refused:', exc)\n"
+        "    sys.exit(3)\n"
+    )
+    proc = _limited_run([sys.executable, "-c", script], tmp_path)
+    assert proc.returncode == 3 and "resize_size=1000000" in proc.stdout, (proc.returncode, proc.stdout, proc.stderr[-2000:])
