@@ -65,7 +65,7 @@ import numpy as np
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.calibration.qat_state import STATE_FORMAT, BadQatState, load_qat_state, save_qat_state
 from dacovid_export.core.fileio import sha256_file
-from dacovid_export.core.limits import MAX_BATCH_SIZE
+from dacovid_export.core.limits import MAX_BATCH_SIZE, MAX_QAT_EPOCHS
 from dacovid_export.core.log import get_logger
 from dacovid_export.core.progress import progress_bar
 from dacovid_export.core.text import escape_text
@@ -113,8 +113,11 @@ class QatConfig:
 
     def __post_init__(self) -> None:
         check_device_option(self.device, "--qat-device")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise UserInputError(f"qat epochs={self.epochs!r}: give an integer >= 1 (e.g. {DEFAULT_QAT_EPOCHS})")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or not 1 <= self.epochs <= MAX_QAT_EPOCHS:
+            raise UserInputError(
+                f"qat epochs={self.epochs!r}: give an integer from 1 to {MAX_QAT_EPOCHS} (default {DEFAULT_QAT_EPOCHS}; "
+                "each epoch rewrites a state file ~3x the checkpoint)"
+            )
         for name in ("lr", "temperature"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:

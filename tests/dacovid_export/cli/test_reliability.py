@@ -631,3 +631,41 @@ def test_an_artifacts_absurd_resize_size_is_refused_where_it_is_read(work: Path,
     )
     proc = _limited_run([sys.executable, "-c", script], tmp_path)
     assert proc.returncode == 3 and "resize_size=1000000" in proc.stdout, (proc.returncode, proc.stdout, proc.stderr[-2000:])
+
+
+@pytest.mark.parametrize("case", ["epochs beyond the bound", "cuda without CUDA", "qat checkpoint over the input",
+                                  "calibration size beyond the bound"])
+def test_qat_options_checkable_without_work_are_refused_before_the_export(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    import dacovid_export.calibration.convert as convert
+    import dacovid_export.model.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", _no_export)
+    monkeypatch.setattr(convert, "export_onnx", _no_export)
+    calib = make_synthetic_dataset(tmp_path / "calib", per_class=8, size=64, seed=1)
+    source = work / "tiny.pt"
+    out = tmp_path / "m8.onnx"
+    extra: list[object] = ["--qat", "--train-data", calib]
+    if case == "epochs beyond the bound":
+        extra += ["--qat-epochs", "1000000000"]
+        fragments = ["epochs=1000000000", "1 to 1000"]
+    elif case == "cuda without CUDA":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        extra += ["--qat-device", "cuda"]
+        fragments = ["CUDA is not available here", "--qat-device cpu"]
+    elif case == "qat checkpoint over the input":
+        # m8.onnx's fine-tuned checkpoint is m8.qat.pt: exporting from a checkpoint of that name would overwrite it
+        source = tmp_path / "m8.qat.pt"
+        shutil.copyfile(work / "tiny.pt", source)
+        fragments = ["m8.qat.pt"]
+    else:
+        extra += ["--calib-size", "1000000000"]
+        fragments = ["calib_size=1000000000", "100000"]
+    before = _snapshot(tmp_path)
+    result = invoke(cli, ["onnx", source, "-o", out, "--precision", "int8", "--calib-data", calib, *extra])
+    assert_one_line_error(result, *fragments)
+    assert _snapshot(tmp_path) == before
