@@ -669,3 +669,30 @@ def test_qat_options_checkable_without_work_are_refused_before_the_export(
     result = invoke(cli, ["onnx", source, "-o", out, "--precision", "int8", "--calib-data", calib, *extra])
     assert_one_line_error(result, *fragments)
     assert _snapshot(tmp_path) == before
+
+
+def test_a_pacs_export_of_extension_less_dicoms_is_images_by_content(work: Path, tmp_path: Path) -> None:
+    # PACS exports name files IM000001 or by UID: on main `check --images`, training and --calib-data all said
+    # "holds no images", though Predictor and the server read the very same files
+    pytest.importorskip("pydicom")
+    from dacovid_export.calibration.data import load_calibration_set
+    from dacovid_export.data.image_folder import scan_class_folders
+    from dacovid_export.data.preprocessing import Preprocessing
+    from tests.helpers.dicom import write_dx
+
+    pacs = tmp_path / "pacs"
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("normal", "pneumonia", "covid")):
+        (pacs / name).mkdir(parents=True)
+        for i in range(3):  # 3 a class: 9 in all, over calibration's minimum of 8
+            write_dx(pacs / name / f"IM{c * 10 + i:06d}", rng.integers(0, 4096, (72, 64), dtype=np.uint16), bits_stored=12)
+        (pacs / name / "DICOMDIR-notes").write_text("not an image: exported by the PACS beside the images\n")
+    result = invoke(cli, ["check", work / "toy.onnx", "--checkpoint", work / "tiny.pt", "--images", pacs])
+    # the toy model is nothing like the checkpoint, so the verdict is FAIL (exit 1): what matters is that it ran on them
+    assert result.exit_code == 1 and "9 labelled images from" in result.output, result.output
+    said = [line for line in result.stderr.splitlines() if "taken as DICOM (by content)" in line]
+    assert len(said) == 1 and said[0].startswith("images: 9 file(s)"), result.stderr
+    classes = scan_class_folders(pacs)
+    assert {k: len(v) for k, v in classes.items()} == {"normal": 3, "pneumonia": 3, "covid": 3}
+    calibration = load_calibration_set(pacs, Preprocessing(image_size=64), size=8, seed=0)
+    assert calibration.array.shape == (8, 3, 64, 64)
