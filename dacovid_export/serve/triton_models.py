@@ -143,24 +143,30 @@ class ClassifierModel:
 
 
 class PostprocessModel:
-    """``logits`` -> ``probabilities`` (softmax, float32) and ``class_name`` (bytes), per row."""
+    """``raw_logits`` -> ``probabilities`` (softmax, float32), ``class_name`` (bytes) and ``logits`` (as given), per row.
+
+    The input's name and whether ``logits`` is an output come from the model's own config, so a
+    repository written before ``raw_logits`` (input ``logits``, two outputs) is still served.
+    """
 
     def initialize(self, args: Mapping[str, Any]) -> None:
         params = _parameters(args)
+        config = json.loads(args["model_config"])
         self._names = np.array([name.encode("utf-8") for name in json.loads(params["dacovid_class_names"])], dtype=object)
+        self._input = str(config.get("input", [{}])[0].get("name", "logits"))
+        self._pass_logits = any(o.get("name") == "logits" for o in config.get("output", []))
 
     def execute(self, requests: Sequence[Any]) -> list[Any]:
         pb = _pb_utils()
         responses = []
         for request in requests:
-            logits = pb.get_input_tensor_by_name(request, "logits").as_numpy().astype(np.float32)  # b x K
-            probabilities = softmax(logits).astype(np.float32)
+            raw = pb.get_input_tensor_by_name(request, self._input).as_numpy()  # b x K, the classifier's dtype
+            probabilities = softmax(raw.astype(np.float32)).astype(np.float32)
             names = self._names[probabilities.argmax(axis=1)].reshape(-1, 1)  # b x 1
-            responses.append(
-                pb.InferenceResponse(
-                    output_tensors=[pb.Tensor("probabilities", probabilities), pb.Tensor("class_name", names)]
-                )
-            )
+            outputs = [pb.Tensor("probabilities", probabilities), pb.Tensor("class_name", names)]
+            if self._pass_logits:
+                outputs.append(pb.Tensor("logits", raw))
+            responses.append(pb.InferenceResponse(output_tensors=outputs))
         return responses
 
     def finalize(self) -> None:

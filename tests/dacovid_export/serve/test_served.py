@@ -99,6 +99,45 @@ def test_fp32_answers_equal_predictor(server: TritonServer, tiny_fp32_onnx: Path
     assert info.precision == "fp32" and info.image_size == 64 and info.class_names == ("Normal", "Pneumonia", "COVID-19")
 
 
+OUTPUTS = ("probabilities", "class_name", "logits")
+
+
+def _client(server: TritonServer, protocol: str) -> tuple[object, object]:
+    """A raw tritonclient (module, client) for ``protocol``: what a user's own client sends, output by output."""
+    if protocol == "http":
+        import tritonclient.http as module
+    else:
+        import tritonclient.grpc as module  # type: ignore[no-redef]
+    url = server.config.http_url if protocol == "http" else server.config.grpc_url
+    return module, module.InferenceServerClient(url.split("://")[1])
+
+
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_any_subset_of_the_outputs_is_answered(server: TritonServer, tiny_fp32_onnx: Path, images: list[Path],
+                                               protocol: str) -> None:
+    # on main only all three or logits + probabilities were answered; any other set: "[400] ... unexpected deadlock"
+    import itertools
+
+    logits, probs, names = _predict(tiny_fp32_onnx, images[:2])
+    module, client = _client(server, protocol)
+    try:
+        for count in (1, 2, 3):
+            for subset in itertools.combinations(OUTPUTS, count):
+                tensor = module.InferInput("image", [2, 1], "BYTES")
+                tensor.set_data_from_numpy(np.array([[p.read_bytes()] for p in images[:2]], dtype=object))
+                reply = client.infer("dacovid", [tensor], outputs=[module.InferRequestedOutput(n) for n in subset])
+                got = {n: reply.as_numpy(n) for n in OUTPUTS}
+                assert all((got[n] is not None) == (n in subset) for n in OUTPUTS), (subset, got)
+                if "probabilities" in subset:
+                    assert np.abs(got["probabilities"] - probs).max() <= 1e-5, subset
+                if "logits" in subset:
+                    assert np.abs(got["logits"] - logits).max() <= 1e-4, subset
+                if "class_name" in subset:
+                    assert [v.decode() for v in got["class_name"].reshape(-1)] == names, subset
+    finally:
+        client.close()
+
+
 def test_int8_served_with_openvino_equals_predictor(server: TritonServer, tiny_int8_onnx: Path, images: list[Path]) -> None:
     logits, probs, names = _predict(tiny_int8_onnx, images)  # auto on a CPU: OpenVINO
     with TritonEndpoint(server.config.grpc_url, model="dacovid8") as endpoint:
