@@ -23,15 +23,18 @@ __all__ = ["serve", "serve_env"]
 @click.option("--grpc-port", type=int, default=8001, show_default=True)
 @click.option("--ready-timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for every model to load.")
 @click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Keep the server's log here.")
+@click.option("--max-request-mb", type=int, default=16, show_default=True,
+              help="Largest request (its images together) the server decodes; a larger one is refused with 400 / "
+                   "INVALID_ARGUMENT. 16 MB: a 2048x2048 16-bit DICOM (8 MiB of pixels), twice over.")
 @handle_errors
 def serve(repo: Path, env_dir: Path | None, host: str, http_port: int, grpc_port: int, ready_timeout: float,
-          log_file: Path | None) -> None:
+          log_file: Path | None, max_request_mb: int) -> None:
     """Serve REPO with the bundled Triton Inference Server, in the foreground, until Ctrl-C or SIGTERM."""
     from dacovid_export.serve.serve_env import serve_env_from
     from dacovid_export.serve.server import ServerConfig, TritonServer
 
     config = ServerConfig(repo=repo, env=serve_env_from(env_dir), host=host, http_port=http_port, grpc_port=grpc_port,
-                          ready_timeout_s=ready_timeout, log_file=log_file)  # fmt: skip
+                          ready_timeout_s=ready_timeout, log_file=log_file, max_request_mb=max_request_mb)  # fmt: skip
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -39,9 +39,12 @@ from dacovid_export.core.errors import DacovidError, UserInputError, one_line
 from dacovid_export.core.fileio import pid_alive
 from dacovid_export.serve.serve_env import ServeEnvironment, inspect_serve_env
 from dacovid_export.serve.triton_config import read_config
+from dacovid_export.serve.triton_models import DEFAULT_MAX_REQUEST_MB, MAX_REQUEST_ENV
 
 __all__ = ["ServerConfig", "ServerError", "TritonServer", "repository_models"]
 
+# a request is held whole in memory by Triton and the stub (twice): beyond 1 GB is no chest X-ray batch
+MAX_REQUEST_MB = 1024
 _SHM_DIR = Path("/dev/shm")
 _SHM_PREFIX = "dacovid_triton_"
 # Triton's log lines: "E1204 16:24:44.094774 5132 file.cc:123] "message""
@@ -66,6 +69,7 @@ class ServerConfig:
     ready_timeout_s: float = 180.0
     exit_timeout_s: int = 5
     log_file: Path | None = None  # default: a temporary file, removed when the server stops
+    max_request_mb: int = DEFAULT_MAX_REQUEST_MB  # a request's images together, refused before decoding
 
     def __post_init__(self) -> None:
         for label, port in (("http_port", self.http_port), ("grpc_port", self.grpc_port)):
@@ -75,6 +79,9 @@ class ServerConfig:
             raise UserInputError(f"http_port and grpc_port are both {self.http_port}: give two different ports")
         if not isinstance(self.host, str) or not self.host or any(c.isspace() for c in self.host):
             raise UserInputError(f"host={self.host!r}: give an address such as 127.0.0.1")
+        mb = self.max_request_mb
+        if isinstance(mb, bool) or not isinstance(mb, int) or not 1 <= mb <= MAX_REQUEST_MB:
+            raise UserInputError(f"max_request_mb={mb!r}: give an integer from 1 to {MAX_REQUEST_MB} (megabytes per request)")
         if not self.ready_timeout_s > 0:
             raise UserInputError(f"ready_timeout_s={self.ready_timeout_s!r}: must be positive")
 
@@ -217,6 +224,7 @@ class TritonServer:
             p for p in (str(self.env.libdir), environment.get("LD_LIBRARY_PATH", "")) if p
         )
         environment["VIRTUAL_ENV"] = str(self.env.root)
+        environment[MAX_REQUEST_ENV] = str(config.max_request_mb << 20)
         environment.pop("PYTHONHOME", None)
         environment.pop("PYTHONPATH", None)  # the stub must import the environment's packages, not this one's
         with open(self._log_path, "wb") as log:

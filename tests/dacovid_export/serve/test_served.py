@@ -195,6 +195,28 @@ def test_a_bad_image_fails_its_request_only(server: TritonServer, images: list[P
     assert again.probabilities.shape == (1, 3) and np.isfinite(again.probabilities).all()
 
 
+@pytest.mark.parametrize("protocol", ["http", "grpc"])
+def test_a_bad_image_is_the_clients_error_naming_its_index(server: TritonServer, images: list[Path], protocol: str) -> None:
+    # on main: HTTP 500 / gRPC INTERNAL (which retry policies retry), the image named by its byte count
+    from tritonclient.utils import InferenceServerException
+
+    module, client = _client(server, protocol)
+    client_error = "400" if protocol == "http" else "StatusCode.INVALID_ARGUMENT"
+    try:
+        batch = [p.read_bytes() for p in images]
+        batch[5] = b"\x89PNG\r\n\x1a\n" + b"\0" * 40  # the 6th of 8
+        cases = {"index 5 of the batch of 8": batch, "limit of 16 MB": [b"\0" * (17 << 20)]}
+        for fragment, payload in cases.items():
+            tensor = module.InferInput("image", [len(payload), 1], "BYTES")
+            tensor.set_data_from_numpy(np.array([[b] for b in payload], dtype=object))
+            with pytest.raises(InferenceServerException) as caught:
+                client.infer("dacovid", [tensor], outputs=[module.InferRequestedOutput("class_name")])
+            assert str(caught.value.status()) == client_error, (fragment, caught.value.status(), str(caught.value))
+            assert fragment in str(caught.value), str(caught.value)
+    finally:
+        client.close()
+
+
 def test_dicom_bytes_are_served_like_the_png(server: TritonServer, tiny_fp32_onnx: Path, images: list[Path],
                                              tmp_path: Path) -> None:
     """A MONOCHROME1 DICOM of a PNG's inverted pixels is the PNG's answer; a truncated one fails its request only."""
