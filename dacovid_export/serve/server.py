@@ -70,6 +70,11 @@ class ServerConfig:
     exit_timeout_s: int = 5
     log_file: Path | None = None  # default: a temporary file, removed when the server stops
     max_request_mb: int = DEFAULT_MAX_REQUEST_MB  # a request's images together, refused before decoding
+    # gRPC over TLS (Triton's own SSL options); a client CA makes it mutual TLS. HTTP has no TLS in Triton.
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_client_ca: Path | None = None
+    insecure: bool = False  # serve a non-loopback host without TLS: the user said so
 
     def __post_init__(self) -> None:
         for label, port in (("http_port", self.http_port), ("grpc_port", self.grpc_port)):
@@ -84,6 +89,47 @@ class ServerConfig:
             raise UserInputError(f"max_request_mb={mb!r}: give an integer from 1 to {MAX_REQUEST_MB} (megabytes per request)")
         if not self.ready_timeout_s > 0:
             raise UserInputError(f"ready_timeout_s={self.ready_timeout_s!r}: must be positive")
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise UserInputError("--grpc-tls-cert and --grpc-tls-key go together: give both (PEM certificate and its key)")
+        if self.grpc_tls_client_ca is not None and self.grpc_tls_cert is None:
+            raise UserInputError("--grpc-tls-client-ca (mutual TLS) needs --grpc-tls-cert and --grpc-tls-key as well")
+        for flag, path in (("--grpc-tls-cert", self.grpc_tls_cert), ("--grpc-tls-key", self.grpc_tls_key),
+                           ("--grpc-tls-client-ca", self.grpc_tls_client_ca)):
+            if path is not None and not Path(path).is_file():
+                raise UserInputError(f"{flag} {str(path)!r} is not a file: give a PEM file")
+        if self.exposed and self.grpc_tls_cert is None and not self.insecure:
+            raise UserInputError(
+                f"--host {self.host} exposes HTTP port {self.http_port} and gRPC port {self.grpc_port} to the network, "
+                "with no authentication and no TLS: give --grpc-tls-cert and --grpc-tls-key (gRPC over TLS; put plain "
+                "HTTP behind a TLS proxy), or --insecure to serve them in the clear anyway"
+            )
+
+    @property
+    def exposed(self) -> bool:
+        """Whether the host is reachable from other machines (anything but a loopback address)."""
+        import ipaddress
+
+        if self.host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return True  # a host name: it resolves to whatever the network says
+
+    @property
+    def grpc_tls(self) -> bool:
+        return self.grpc_tls_cert is not None
+
+    def exposure_lines(self) -> list[str]:
+        """What ``serve`` says on stderr before serving a non-loopback host: what is reachable, and how protected."""
+        if not self.exposed:
+            return []
+        grpc = ("TLS" + (" with client certificates (mutual)" if self.grpc_tls_client_ca else "")) if self.grpc_tls else "plain text"
+        return [
+            f"warning: serving on {self.host}: reachable from the network, with no authentication: anyone who can "
+            "connect can classify images and read the models' configuration",
+            f"warning: HTTP port {self.http_port}: plain text (Triton's HTTP has no TLS); gRPC port {self.grpc_port}: {grpc}",
+        ]
 
     @property
     def http_url(self) -> str:
@@ -96,6 +142,18 @@ class ServerConfig:
     @property
     def _url_host(self) -> str:
         return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+
+def _proc_address(text: str) -> str:
+    """An address of /proc/net/tcp[6] (hex, host byte order in 32-bit words) as it is written ("0.0.0.0", "::")."""
+    import ipaddress
+
+    raw = bytes.fromhex(text)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # little-endian words on these machines
+    address = ipaddress.ip_address(words)
+    if address.version == 6 and address.ipv4_mapped is not None:  # gRPC binds 127.0.0.1 as ::ffff:127.0.0.1
+        return str(address.ipv4_mapped)
+    return f"[{address}]" if address.version == 6 else str(address)
 
 
 def repository_models(repo: str | os.PathLike[str]) -> list[str]:
@@ -214,6 +272,7 @@ class TritonServer:
             f"--http-port={config.http_port}",
             f"--grpc-address={config.host}",
             f"--grpc-port={config.grpc_port}",
+            *self._tls_options(),
             "--allow-metrics=false",
             f"--exit-timeout-secs={config.exit_timeout_s}",
             "--strict-readiness=true",
@@ -238,6 +297,32 @@ class TritonServer:
             self.stop()
             raise
         return self
+
+    def _tls_options(self) -> list[str]:
+        config = self.config
+        if not config.grpc_tls:
+            return []
+        options = [f"--grpc-server-cert={Path(config.grpc_tls_cert).resolve()}",  # type: ignore[arg-type]
+                   f"--grpc-server-key={Path(config.grpc_tls_key).resolve()}"]  # type: ignore[arg-type]
+        if config.grpc_tls_client_ca is not None:
+            return ["--grpc-use-ssl-mutual=true", *options, f"--grpc-root-cert={Path(config.grpc_tls_client_ca).resolve()}"]
+        return ["--grpc-use-ssl=true", *options]
+
+    def bound_addresses(self) -> dict[str, list[str]]:
+        """``{"http": ["ADDR:PORT", ...], "grpc": [...]}``: the listening sockets on this server's ports, as the kernel has them."""
+        found: dict[str, list[str]] = {"http": [], "grpc": []}
+        ports = {self.config.http_port: "http", self.config.grpc_port: "grpc"}
+        for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+            with contextlib.suppress(OSError):
+                for row in Path(table).read_text().splitlines()[1:]:
+                    fields = row.split()
+                    if len(fields) < 4 or fields[3] != "0A":  # 0A: LISTEN
+                        continue
+                    address, _, port_hex = fields[1].partition(":")
+                    port = int(port_hex, 16)
+                    if port in ports and len(address) == width:
+                        found[ports[port]].append(f"{_proc_address(address)}:{port}")
+        return found
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.config.ready_timeout_s
@@ -283,6 +368,15 @@ class TritonServer:
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
+
+    def banner(self) -> str:
+        """The line ``serve`` prints once ready: the addresses the sockets are really bound to, the models, the PID."""
+        bound = self.bound_addresses()
+        # the kernel's view; before the sockets show (or without /proc) the configured address, which Triton binds
+        http = " ".join(f"http://{a}" for a in bound["http"]) or f"http://{self.config.host}:{self.config.http_port}"
+        grpc = " ".join(f"grpc://{a}" for a in bound["grpc"]) or f"grpc://{self.config.host}:{self.config.grpc_port}"
+        tls = " (gRPC over TLS)" if self.config.grpc_tls else ""
+        return f"serving {http} {grpc}{tls}: ready models {', '.join(self.ready_models())} (pid {self.pid}; Ctrl-C to stop)"
 
     def ready_models(self) -> list[str]:
         return sorted(m["name"] for m in self._model_states() if m.get("state") == "READY")

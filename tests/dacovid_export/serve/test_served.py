@@ -359,6 +359,33 @@ def test_serve_runs_until_sigterm_and_leaves_nothing(tmp_path: Path, make_toy_on
     assert not list(Path("/dev/shm").glob(f"dacovid_triton_{process.pid}_*"))
 
 
+def test_a_non_loopback_host_needs_tls_or_insecure_and_says_what_is_exposed(tmp_path: Path) -> None:
+    # on main `serve --host 0.0.0.0` said nothing of exposure; nothing here binds anything but loopback
+    repo, env = tmp_path / "repo", tmp_path / "env"
+    result = invoke(cli, ["serve", repo, "--env", env, "--host", "0.0.0.0", "--http-port", "18000", "--grpc-port", "18001"])
+    assert_one_line_error(result, "--host 0.0.0.0 exposes HTTP port 18000 and gRPC port 18001", "--grpc-tls-cert", "--insecure")
+    with pytest.raises(UserInputError, match="go together"):
+        ServerConfig(repo=repo, env=env, host="0.0.0.0", grpc_tls_cert=tmp_path / "c.pem")
+    (tmp_path / "c.pem").write_text("cert")
+    (tmp_path / "k.pem").write_text("key")
+    (tmp_path / "ca.pem").write_text("ca")
+    tls = ServerConfig(repo=repo, env=env, host="0.0.0.0", grpc_tls_cert=tmp_path / "c.pem", grpc_tls_key=tmp_path / "k.pem",
+                       grpc_tls_client_ca=tmp_path / "ca.pem")
+    options = TritonServer(tls)._tls_options()
+    assert "--grpc-use-ssl-mutual=true" in options and f"--grpc-root-cert={tmp_path / 'ca.pem'}" in options
+    lines = tls.exposure_lines()
+    assert len(lines) == 2 and "no authentication" in lines[0] and "gRPC port 8001: TLS with client certificates" in lines[1]
+    insecure = ServerConfig(repo=repo, env=env, host="0.0.0.0", insecure=True)
+    assert "gRPC port 8001: plain text" in insecure.exposure_lines()[1]
+    assert ServerConfig(repo=repo, env=env).exposure_lines() == []  # loopback: nothing to say
+
+
+def test_the_banner_says_what_the_kernel_has_bound(server: TritonServer) -> None:
+    bound = server.bound_addresses()
+    assert bound == {"http": [f"127.0.0.1:{server.config.http_port}"], "grpc": [f"127.0.0.1:{server.config.grpc_port}"]}
+    assert server.banner().startswith(f"serving http://127.0.0.1:{server.config.http_port} grpc://127.0.0.1:")
+
+
 def test_server_config_is_checked() -> None:
     with pytest.raises(UserInputError, match="two different ports"):
         ServerConfig(repo=Path("r"), env=Path("e"), http_port=8000, grpc_port=8000)
