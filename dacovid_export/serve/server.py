@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -37,6 +38,7 @@ from types import TracebackType
 
 from dacovid_export.core.errors import DacovidError, UserInputError, one_line
 from dacovid_export.core.fileio import pid_alive
+from dacovid_export.serve.reaper import set_parent_death_signal
 from dacovid_export.serve.serve_env import ServeEnvironment, inspect_serve_env
 from dacovid_export.serve.triton_config import read_config
 from dacovid_export.serve.triton_models import DEFAULT_MAX_REQUEST_MB, MAX_REQUEST_ENV
@@ -186,12 +188,40 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _shm_in_use() -> set[str]:
+    """Names of the /dev/shm files some live process maps or holds open (every process this user may read)."""
+    used: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for line in (proc / "maps").read_text(errors="replace").splitlines():
+                where = line.find(f"{_SHM_DIR}/")
+                if where >= 0:
+                    used.add(line[where + len(str(_SHM_DIR)) + 1 :].split(" ", 1)[0])
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith(f"{_SHM_DIR}/"):
+                        used.add(target[len(str(_SHM_DIR)) + 1 :])
+    return used
+
+
 def _sweep_dead_shm() -> None:
-    """Regions of our servers that died without cleaning up (the prefix holds their PID)."""
+    """Regions of our servers that died without cleaning up: the prefix's PID (the ``serve``) is gone AND no live
+    process maps or holds the region. The PID alone is not enough: a tritonserver whose ``serve`` was killed may
+    still be serving from it."""
     with contextlib.suppress(OSError):
-        for region in _SHM_DIR.glob(f"{_SHM_PREFIX}*"):
-            pid = region.name[len(_SHM_PREFIX) :].split("_", 1)[0]
-            if pid.isdigit() and not pid_alive(int(pid)):
+        candidates = [
+            region for region in _SHM_DIR.glob(f"{_SHM_PREFIX}*")
+            if (pid := region.name[len(_SHM_PREFIX) :].split("_", 1)[0]).isdigit() and not pid_alive(int(pid))
+        ]  # fmt: skip
+        if not candidates:
+            return
+        used = _shm_in_use()
+        for region in candidates:
+            if region.name not in used:
                 with contextlib.suppress(OSError):
                     region.unlink()
 
@@ -238,6 +268,7 @@ class TritonServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self._process: subprocess.Popen[bytes] | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
         self._scratch: Path | None = None
         self._log_path: Path | None = None
         self._prefix = ""
@@ -290,7 +321,14 @@ class TritonServer:
             self._process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment,
                 start_new_session=True,  # its own process group: stopping it reaches every stub
+                preexec_fn=set_parent_death_signal,  # SIGTERM from the kernel if this process dies, even by SIGKILL
             )  # fmt: skip
+        # and what cleans up after a SIGKILLed serve: the stubs, the shared memory, the scratch (serve/reaper.py)
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-I", str(Path(__file__).with_name("reaper.py")), str(os.getpid()), str(self._process.pid),
+             str(self._scratch), self._prefix, str(min(4, config.exit_timeout_s))],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
         try:
             self._wait_ready()
         except BaseException:
@@ -394,6 +432,11 @@ class TritonServer:
 
     def stop(self) -> None:
         """End the server and its stubs, remove their shared memory and scratch; idempotent."""
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:  # first: once this server's group is gone its number may be another's
+            reaper.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                reaper.wait(timeout=5)
         process, self._process = self._process, None
         if process is not None:
             with contextlib.suppress(ProcessLookupError):

@@ -386,6 +386,90 @@ def test_the_banner_says_what_the_kernel_has_bound(server: TritonServer) -> None
     assert server.banner().startswith(f"serving http://127.0.0.1:{server.config.http_port} grpc://127.0.0.1:")
 
 
+def _gone(pid: int) -> bool:
+    """No such process, or only its zombie (this container's init may not reap orphans)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def _children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found
+
+
+def test_sigkill_of_serve_leaves_no_server_stub_region_or_scratch(tmp_path: Path, make_toy_onnx, serve_env: Path) -> None:
+    # on main tritonserver (its own process group) went on serving, with its stubs, regions and scratch folder
+    repo = tmp_path / "repo"
+    write_triton_repository(make_toy_onnx(tmp_path / "toy.onnx"), repo)
+    http_port, grpc_port = _free_ports()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "dacovid_export", "serve", str(repo), "--env", str(serve_env),
+         "--http-port", str(http_port), "--grpc-port", str(grpc_port)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+    )  # fmt: skip
+    server_pid = None
+    try:
+        line = process.stdout.readline()  # type: ignore[union-attr]
+        server_pid = int(line.split("(pid ")[1].split(";")[0])
+        stubs = _children(server_pid)
+        assert stubs, "no python stubs under tritonserver"
+        arguments = Path(f"/proc/{server_pid}/cmdline").read_bytes().decode().split("\0")
+        scratch = Path(next(a for a in arguments if a.startswith("--backend-directory=")).split("=", 1)[1]).parent
+        assert scratch.is_dir() and list(Path("/dev/shm").glob(f"dacovid_triton_{process.pid}_*"))
+        process.kill()
+        process.wait(timeout=10)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not (
+            all(_gone(p) for p in [server_pid, *stubs]) and not scratch.exists()
+            and not list(Path("/dev/shm").glob(f"dacovid_triton_{process.pid}_*"))
+        ):
+            time.sleep(0.25)
+        assert _gone(server_pid) and all(_gone(p) for p in stubs)
+        assert not list(Path("/dev/shm").glob(f"dacovid_triton_{process.pid}_*")) and not scratch.exists()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+        if server_pid is not None and not _gone(server_pid):
+            os.killpg(server_pid, signal.SIGKILL)
+
+
+def test_the_sweep_leaves_a_region_that_a_live_process_still_maps(tmp_path: Path) -> None:
+    # on main a later serve unlinked an orphaned server's in-use regions: their prefix's PID (the dead serve) was gone
+    from dacovid_export.serve.server import _sweep_dead_shm
+
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    region = Path("/dev/shm") / f"dacovid_triton_{dead.pid}_test{os.getpid()}_region"
+    region.write_bytes(b"\0" * 4096)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import mmap, sys, time\nf = open(sys.argv[1], 'r+b')\nm = mmap.mmap(f.fileno(), 4096)\n"
+         "f.close()\nprint('mapped', flush=True)\ntime.sleep(60)", str(region)],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "mapped"  # type: ignore[union-attr]
+        _sweep_dead_shm()
+        assert region.exists(), "a region still mapped by a live process was swept"
+        holder.kill()
+        holder.wait()
+        _sweep_dead_shm()
+        assert not region.exists()
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+        region.unlink(missing_ok=True)
+
+
 def test_server_config_is_checked() -> None:
     with pytest.raises(UserInputError, match="two different ports"):
         ServerConfig(repo=Path("r"), env=Path("e"), http_port=8000, grpc_port=8000)
