@@ -34,10 +34,13 @@ __all__ = ["serve", "serve_env"]
               help="PEM CA of client certificates: mutual TLS.")
 @click.option("--insecure", is_flag=True,
               help="Serve a non-loopback --host without TLS (no authentication either): only on a network you trust.")
+@click.option("--probe-interval", type=float, default=5.0, show_default=True,
+              help="Seconds between health probes (a real request to every ensemble; a failing one is reloaded, and "
+                   "serve exits non-zero if that does not help); 0: no probes.")
 @handle_errors
 def serve(repo: Path, env_dir: Path | None, host: str, http_port: int, grpc_port: int, ready_timeout: float,
           log_file: Path | None, max_request_mb: int, grpc_tls_cert: Path | None, grpc_tls_key: Path | None,
-          grpc_tls_client_ca: Path | None, insecure: bool) -> None:
+          grpc_tls_client_ca: Path | None, insecure: bool, probe_interval: float) -> None:
     """Serve REPO with the bundled Triton Inference Server, in the foreground, until Ctrl-C or SIGTERM."""
     from dacovid_export.serve.serve_env import serve_env_from
     from dacovid_export.serve.server import ServerConfig, TritonServer
@@ -45,7 +48,7 @@ def serve(repo: Path, env_dir: Path | None, host: str, http_port: int, grpc_port
     config = ServerConfig(repo=repo, env=serve_env_from(env_dir), host=host, http_port=http_port, grpc_port=grpc_port,
                           ready_timeout_s=ready_timeout, log_file=log_file, max_request_mb=max_request_mb,
                           grpc_tls_cert=grpc_tls_cert, grpc_tls_key=grpc_tls_key, grpc_tls_client_ca=grpc_tls_client_ca,
-                          insecure=insecure)  # fmt: skip
+                          insecure=insecure, probe_interval_s=probe_interval)  # fmt: skip
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

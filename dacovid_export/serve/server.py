@@ -77,6 +77,7 @@ class ServerConfig:
     grpc_tls_key: Path | None = None
     grpc_tls_client_ca: Path | None = None
     insecure: bool = False  # serve a non-loopback host without TLS: the user said so
+    probe_interval_s: float = 5.0  # health probe of every ensemble while serving (serve/supervisor.py); 0: none
 
     def __post_init__(self) -> None:
         for label, port in (("http_port", self.http_port), ("grpc_port", self.grpc_port)):
@@ -91,6 +92,9 @@ class ServerConfig:
             raise UserInputError(f"max_request_mb={mb!r}: give an integer from 1 to {MAX_REQUEST_MB} (megabytes per request)")
         if not self.ready_timeout_s > 0:
             raise UserInputError(f"ready_timeout_s={self.ready_timeout_s!r}: must be positive")
+        probe = self.probe_interval_s
+        if isinstance(probe, bool) or not isinstance(probe, (int, float)) or not 0 <= probe <= 3600:
+            raise UserInputError(f"probe_interval_s={probe!r}: give seconds from 0 (no probe) to 3600")
         if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
             raise UserInputError("--grpc-tls-cert and --grpc-tls-key go together: give both (PEM certificate and its key)")
         if self.grpc_tls_client_ca is not None and self.grpc_tls_cert is None:
@@ -307,6 +311,9 @@ class TritonServer:
             "--allow-metrics=false",
             f"--exit-timeout-secs={config.exit_timeout_s}",
             "--strict-readiness=true",
+            # explicit model control, every model loaded at start: what lets the supervisor reload a model whose stub died
+            "--model-control-mode=explicit",
+            "--load-model=*",
         ]
         environment = dict(os.environ)
         environment["PATH"] = f"{self.env.bin_dir}{os.pathsep}{environment.get('PATH', '')}"
@@ -465,13 +472,46 @@ class TritonServer:
     ) -> None:
         self.stop()
 
-    def wait(self) -> Iterator[None]:
-        """Yield about once a second while the server runs (the foreground loop of ``serve``)."""
+    def stub_pids(self) -> set[int]:
+        """The server's child processes now (its python stubs)."""
+        pid = self.pid
+        found: set[int] = set()
+        if pid is None:
+            return found
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] != "Z":
+                    found.add(int(stat.parent.name))
+        return found
+
+    def wait(self, *, supervise: bool = True) -> Iterator[None]:
+        """Yield about once a second while the server runs (the foreground loop of ``serve``).
+
+        ``supervise`` (and ``probe_interval_s`` > 0): probe every ensemble and reload one that fails
+        (serve/supervisor.py); one that stays broken ends the server with :class:`ServerError`.
+        """
+        from dacovid_export.core.log import get_logger
+        from dacovid_export.serve.supervisor import RecoveryFailed, Supervisor, ensembles_of
+
+        supervisor = None
+        if supervise and self.config.probe_interval_s > 0:
+            supervisor = Supervisor(self.config.http_url, ensembles_of(self.config.repo, self.models),
+                                    get_logger("serve").warning, interval_s=self.config.probe_interval_s)
+        stubs = self.stub_pids()
         while self.running:
             yield
             time.sleep(1.0)
+            if supervisor is None or not self.running:
+                continue
+            now = self.stub_pids()
+            try:
+                supervisor.tick(stub_died=bool(stubs - now))
+            except RecoveryFailed as exc:
+                self.stop()
+                raise ServerError(str(exc)) from exc
+            stubs = self.stub_pids()  # a reload starts new stubs
         if self._process is None:
             return
         cause = _log_cause(self.log_text())
         raise ServerError("Triton stopped" + (f": {cause}" if cause else ""))
-

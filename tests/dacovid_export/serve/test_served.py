@@ -442,6 +442,78 @@ def test_sigkill_of_serve_leaves_no_server_stub_region_or_scratch(tmp_path: Path
             os.killpg(server_pid, signal.SIGKILL)
 
 
+def test_a_killed_classifier_stub_is_replaced_under_load(tmp_path: Path, make_toy_onnx, serve_env: Path,
+                                                          images: list[Path]) -> None:
+    # on main 76 of 79 later requests failed "Stub process ... is not healthy" for 60 s, readiness said 200, serve said nothing
+    import tritonclient.http as http
+
+    repo = tmp_path / "repo"
+    write_triton_repository(make_toy_onnx(tmp_path / "toy.onnx"), repo)
+    http_port, grpc_port = _free_ports()
+    errors = tmp_path / "serve.stderr"
+    with open(errors, "w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "dacovid_export", "serve", str(repo), "--env", str(serve_env),
+             "--http-port", str(http_port), "--grpc-port", str(grpc_port), "--probe-interval", "2"],
+            stdout=subprocess.PIPE, stderr=stderr, text=True,
+        )  # fmt: skip
+    client = None
+    try:
+        line = process.stdout.readline()  # type: ignore[union-attr]
+        server_pid = int(line.split("(pid ")[1].split(";")[0])
+        client = http.InferenceServerClient(f"127.0.0.1:{http_port}", connection_timeout=10, network_timeout=20)
+        payload = np.array([[images[0].read_bytes()]], dtype=object)
+
+        def ask() -> tuple[bool, object]:
+            tensor = http.InferInput("image", [1, 1], "BYTES")
+            tensor.set_data_from_numpy(payload)
+            try:  # a subset of the outputs, as a client may ask
+                reply = client.infer("dacovid", [tensor], outputs=[http.InferRequestedOutput("probabilities"),
+                                                                   http.InferRequestedOutput("class_name")])
+            except Exception as exc:  # noqa: BLE001  # any failure of the call is what is counted here
+                return False, str(exc)
+            return True, (reply.as_numpy("class_name").reshape(-1)[0], reply.as_numpy("probabilities").round(5).tobytes())
+
+        ok, expected = ask()
+        assert ok, expected
+        (stub,) = [p for p in _children(server_pid)
+                   if b"dacovid_classifier" in Path(f"/proc/{p}/cmdline").read_bytes()]
+        answers: list[tuple[float, bool, object]] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            while not stop.is_set():
+                answers.append((time.monotonic(), *ask()))
+                time.sleep(0.05)
+
+        worker = threading.Thread(target=load, daemon=True)
+        worker.start()
+        time.sleep(1.0)
+        killed = time.monotonic()
+        os.kill(stub, signal.SIGKILL)
+        recovered = None
+        while time.monotonic() - killed < 30 and recovered is None and process.poll() is None:
+            time.sleep(0.5)
+            recovered = next((t for t, ok, _ in answers if t > killed + 1 and ok), None)
+        stop.set()
+        worker.join(30)
+        assert recovered is not None or process.poll() not in (None, 0), "neither recovered nor exited non-zero in 30 s"
+        assert all(answer == expected for _, ok, answer in answers if ok), "a request got a wrong answer"
+        if recovered is not None:
+            assert recovered - killed < 30 and process.poll() is None
+            said = errors.read_text()
+            assert "failed its health probe" in said and "answers again" in said, said
+            assert not [ln for ln in said.splitlines() if ln.strip() and not ln.startswith(("serve:", "warning:"))], said
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if client is not None:
+            client.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
 def test_the_sweep_leaves_a_region_that_a_live_process_still_maps(tmp_path: Path) -> None:
     # on main a later serve unlinked an orphaned server's in-use regions: their prefix's PID (the dead serve) was gone
     from dacovid_export.serve.server import _sweep_dead_shm
