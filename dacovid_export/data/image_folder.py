@@ -14,12 +14,11 @@ from pathlib import Path
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.log import get_logger
-from dacovid_export.data.dicom import looks_like_dicom
+from dacovid_export.data.dicom import file_looks_like_dicom
 from dacovid_export.data.preprocessing import IMAGE_EXTENSIONS
 
 __all__ = [
     "SPLIT_FORMAT",
-    "DICOM_HEAD_BYTES",
     "NO_IMAGES_HINT",
     "check_image_source",
     "find_images",
@@ -36,8 +35,6 @@ __all__ = [
 
 # split.json written by dacovid-train: {"format": SPLIT_FORMAT, "data_dir": ..., "train": {class: [rel paths]}, "val": {...}}
 SPLIT_FORMAT = "dacovid-split"
-# what a folder scan reads of a file without an image extension: a DICOM's 128-byte preamble and "DICM"
-DICOM_HEAD_BYTES = 132
 # what "holds no images" lists: the extensions, and DICOM of any name
 NO_IMAGES_HINT = ", ".join(IMAGE_EXTENSIONS) + ", or DICOM files of any name"
 
@@ -81,8 +78,9 @@ def _scan(folder: Path) -> tuple[list[Path], int]:
     """The images under ``folder`` (sorted) and how many of them are DICOM recognised by content, not by name.
 
     PACS exports name their files ``IM000001`` or by UID (``1.2.840....3``): a file without an
-    image extension is read for its first :data:`DICOM_HEAD_BYTES` bytes (the preamble and
-    ``DICM``, or a bare dataset's first tag), never more, so a folder of other large files stays cheap.
+    image extension is read for its first 132 bytes (the preamble and ``DICM``, or a bare
+    dataset's first tag: :func:`~dacovid_export.data.dicom.file_looks_like_dicom`), never more,
+    so a folder of other large files stays cheap.
     """
     images: list[Path] = []
     by_content = 0
@@ -92,12 +90,7 @@ def _scan(folder: Path) -> tuple[list[Path], int]:
         if p.suffix.lower() in IMAGE_EXTENSIONS:
             images.append(p)
             continue
-        try:
-            with open(p, "rb") as fh:
-                head = fh.read(DICOM_HEAD_BYTES)
-        except OSError:
-            continue  # unreadable and not named as an image: not one of ours to report
-        if looks_like_dicom(head):
+        if file_looks_like_dicom(p):  # False for an unreadable file: not named as an image, not ours to report
             images.append(p)
             by_content += 1
     return sorted(images), by_content
