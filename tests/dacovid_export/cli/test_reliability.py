@@ -696,3 +696,22 @@ def test_a_pacs_export_of_extension_less_dicoms_is_images_by_content(work: Path,
     assert {k: len(v) for k, v in classes.items()} == {"normal": 3, "pneumonia": 3, "covid": 3}
     calibration = load_calibration_set(pacs, Preprocessing(image_size=64), size=8, seed=0)
     assert calibration.array.shape == (8, 3, 64, 64)
+
+
+@pytest.mark.parametrize(("field", "value", "fragment"), [
+    ("max", [1_000_000, 3, 64, 64], "profile max batch=1000000"),
+    ("class_names", ["only"], "number of class_names=1"),
+])
+def test_an_edited_engine_sidecar_is_bounded_where_it_is_read(tmp_path: Path, field: str, value: object, fragment: str) -> None:
+    import json
+
+    engine = write_placeholder_engine(tmp_path)
+    (sidecar,) = [p for p in tmp_path.iterdir() if p.suffix == ".json"]
+    data = json.loads(sidecar.read_text())
+    if field == "max":
+        data["profile"]["max"] = value
+    else:
+        data[field] = value
+    sidecar.write_text(json.dumps(data))
+    assert_one_line_error(invoke(cli, ["triton", engine, "--repo", tmp_path / "repo"]), fragment)
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").rglob("config.pbtxt"))
