@@ -21,6 +21,7 @@ from dacovid_export.calibration.qat import QatConfig, fold_batchnorms, qat_finet
     [
         ({"epochs": -1}, "epochs=-1"),
         ({"epochs": 0}, "epochs=0"),
+        ({"epochs": 10**9}, "epochs=1000000000: give an integer from 1 to 1000"),
         ({"lr": 0}, "lr=0"),
         ({"lr": float("nan")}, "lr=nan"),
         ({"batch_size": 0}, "batch_size=0"),
@@ -162,3 +163,68 @@ def test_a_planted_or_damaged_qat_state_never_runs_and_the_run_starts_over(
     assert result.resumed_from_epoch == 0  # a clean start (the resume test shows the state is then rewritten)
     warned = [line for line in said if "starting over" in line]
     assert len(warned) == 1 and str(state) in warned[0], said
+
+
+@pytest.mark.parametrize(
+    ("extra", "fragments"),
+    [
+        (["--qat"], ["no split.json next to", "--train-data"]),
+        (["--qat", "--qat-epochs", "-1"], ["epochs=-1"]),
+        (["--qat", "--qat-lr", "0"], ["lr=0.0"]),
+        (["--qat-epochs", "2"], ["without --qat"]),
+        (["--qat-device", "cpu"], ["without --qat"]),
+        (["--qat", "--qat-device", "tpu"], ["--qat-device 'tpu'"]),
+    ],
+)
+def test_cli_qat_bad_options_are_one_line_before_any_work(
+    tiny_checkpoint: Path, synthetic_dir: Path, tmp_path: Path, extra: list[str], fragments: list[str]
+) -> None:
+    from dacovid_export.cli.main import cli
+
+    out = tmp_path / "m8.onnx"
+    result = invoke(cli, ["onnx", str(tiny_checkpoint), "-o", str(out), "--precision", "int8", "--calib-data",
+                          str(synthetic_dir), *extra])
+    assert result.exit_code == 2, result.output
+    assert all(f in result.output for f in fragments), result.output
+    assert "Traceback" not in result.output and not out.exists()
+
+
+def test_fake_quantizer_rounds_what_the_int8_writer_rounds_with_its_scales(
+    tiny_checkpoint: Path, torch_fp32_onnx: Path, tiny_calibration_set, tmp_path: Path
+) -> None:
+    # every activation the Q/DQ writer quantizes (convolution inputs, the stem MaxPool, residual identities,
+    # the position attention's scaled output and output) has a fake quantizer with the same max scale, and no other
+    import onnx
+    from onnx import numpy_helper
+
+    from dacovid_export.calibration.int8 import quantize_int8
+    from dacovid_export.calibration.qat import FakeQuantizer
+    from dacovid_export.model.checkpoint import load_checkpoint
+
+    quantize_int8(torch_fp32_onnx, tmp_path / "int8.onnx", calibration=tiny_calibration_set, method="max",
+                  cache_dir=tmp_path / "cache")
+    graph = onnx.load(tmp_path / "int8.onnx").graph
+    inits = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    written = sorted(
+        float(inits[n.input[1]]) * 127.0
+        for n in graph.node
+        if n.op_type == "QuantizeLinear" and n.input[0] not in inits and inits[n.input[1]].size == 1
+    )
+    model, _ = load_checkpoint(tiny_checkpoint)
+    model.eval()
+    fold_batchnorms(model)
+    quantizer = FakeQuantizer(model)
+    quantizer.calibrate(tiny_calibration_set.array, 4)
+    trained = sorted(quantizer.amax.values())
+
+    def distinct(values: list[float]) -> list[float]:  # one scale per tensor: shared quantizers (and MaxPool's in/out) coincide
+        return sorted({float(f"{v:.5g}") for v in values})
+
+    assert len(trained) > len(written) == 58  # 58 written: the block inputs' quantizers are shared with convolutions
+    assert distinct(written) == distinct(trained)
+    x = torch.from_numpy(np.array(tiny_calibration_set.array[:2], dtype=np.float32))
+    with torch.no_grad():
+        rounded = model(x)
+        quantizer.remove()
+        plain = model(x)
+    assert not torch.equal(rounded, plain)  # it did round, and remove() gives the plain model back
