@@ -25,6 +25,7 @@ from dacovid_export.calibration.qat import (
 )
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import same_file
+from dacovid_export.core.limits import MAX_IMAGE_COUNT
 from dacovid_export.data.image_folder import check_image_source
 from dacovid_export.export.config import DEFAULT_TOLERANCES, check_seed_and_tolerances
 
@@ -169,9 +170,12 @@ class PrecisionConfig:
 
     def _validate_calibration(self) -> None:
         if self.calib_size is not None and (
-            isinstance(self.calib_size, bool) or not isinstance(self.calib_size, int) or self.calib_size < MIN_CALIBRATION_IMAGES
+            isinstance(self.calib_size, bool) or not isinstance(self.calib_size, int)
+            or not MIN_CALIBRATION_IMAGES <= self.calib_size <= MAX_IMAGE_COUNT
         ):
-            raise UserInputError(f"calib_size={self.calib_size!r}: need an integer >= {MIN_CALIBRATION_IMAGES}")
+            raise UserInputError(
+                f"calib_size={self.calib_size!r}: need an integer from {MIN_CALIBRATION_IMAGES} to {MAX_IMAGE_COUNT}"
+            )
         if self.calib_method is not None and self.calib_method not in ("entropy", "max"):
             raise UserInputError(f"calib_method={self.calib_method!r}: choose 'entropy' or 'max'")
         if self.precision == "fp32":

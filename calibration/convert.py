@@ -63,6 +63,7 @@ from dacovid_export.core.fileio import scratch_dir, sha256_file
 from dacovid_export.core.log import get_logger
 from dacovid_export.core.onnxruntime_session import open_session, run_session
 from dacovid_export.core.progress import StepTimer
+from dacovid_export.core.torch_device import torch_device
 from dacovid_export.core.versions import package_versions
 from dacovid_export.data.agreement import (
     NumericComparison,
@@ -114,6 +115,12 @@ def export_at_precision(
         require_bf16_cpu()  # before the FP32 export: on such a CPU the guard could measure nothing
     output = _check_precision_output(output, checkpoint, precision, record=_checkpoint_record(checkpoint, precision))
     train_data = precision.qat_train_data(checkpoint) if precision.qat else None
+    if train_data is not None:
+        # checkable without work, so checked before the FP32 export: where the fine-tune runs, and that the
+        # fine-tuned checkpoint it writes destroys no input
+        torch_device(precision.qat_config().device, "--qat-device")
+        check_outputs(inputs=[checkpoint, precision.calib_data, precision.validation_data, train_data],
+                      files={"--qat checkpoint": qat_checkpoint_path(output)})
     with scratch_dir(output) as scratch:
         fp32 = export_onnx(checkpoint, scratch / "model.fp32.onnx", export, progress=progress)
         if train_data is not None:

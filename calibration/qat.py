@@ -63,10 +63,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.core.fileio import atomic_path, sha256_file
-from dacovid_export.core.limits import MAX_BATCH_SIZE
+from dacovid_export.calibration.qat_state import STATE_FORMAT, BadQatState, load_qat_state, save_qat_state
+from dacovid_export.core.fileio import sha256_file
+from dacovid_export.core.limits import MAX_BATCH_SIZE, MAX_QAT_EPOCHS
 from dacovid_export.core.log import get_logger
 from dacovid_export.core.progress import progress_bar
+from dacovid_export.core.text import escape_text
 from dacovid_export.core.torch_device import check_device_option
 
 if TYPE_CHECKING:
@@ -88,7 +90,6 @@ _log = get_logger("calibration")
 DEFAULT_QAT_EPOCHS = 2
 DEFAULT_QAT_LR = 1e-6  # the smallest tried on the cxr3 checkpoint; none tried improved agreement (module docstring)
 DEFAULT_QAT_BATCH_SIZE = 16
-_STATE_FORMAT = "dacovid-qat-state/1"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,8 +113,11 @@ class QatConfig:
 
     def __post_init__(self) -> None:
         check_device_option(self.device, "--qat-device")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or self.epochs < 1:
-            raise UserInputError(f"qat epochs={self.epochs!r}: give an integer >= 1 (e.g. {DEFAULT_QAT_EPOCHS})")
+        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or not 1 <= self.epochs <= MAX_QAT_EPOCHS:
+            raise UserInputError(
+                f"qat epochs={self.epochs!r}: give an integer from 1 to {MAX_QAT_EPOCHS} (default {DEFAULT_QAT_EPOCHS}; "
+                "each epoch rewrites a state file ~3x the checkpoint)"
+            )
         for name in ("lr", "temperature"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
@@ -368,21 +372,22 @@ def qat_finetune(
     del teacher
     optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
     data_digest = f"{len(train)}:{float(np.float64(train[:: max(1, len(train) // 16)].sum())):.6e}"
-    fingerprint = {"format": _STATE_FORMAT, "source_sha256": source_sha, "config": config.to_dict(), "data": data_digest}
+    fingerprint = {"format": STATE_FORMAT, "source_sha256": source_sha, "config": config.to_dict(), "data": data_digest}
     first_epoch = 0
     losses: list[float] = []
     if resume and state_file.is_file():
-        state = torch.load(state_file, map_location="cpu", weights_only=False)
-        if state.get("fingerprint") != fingerprint:
-            raise UserInputError(
-                f"QAT state {str(state_file)!r} is from another checkpoint, configuration or image set: delete it or "
-                "run without resuming"
-            )
-        student.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])  # moves Adam's moments to the parameters' device
-        first_epoch = int(state["epoch"])
-        losses = list(state["losses"])
-        say(f"qat: resuming after epoch {first_epoch}/{config.epochs} from {state_file}")
+        try:
+            state = load_qat_state(state_file, fingerprint=fingerprint, epochs=config.epochs, model=student,
+                                   optimizer=optimizer)
+        except BadQatState as exc:
+            # the state is a cache of this run's own progress: one that cannot be used costs epochs, never the run;
+            # nothing was loaded from it, so the fresh student and optimizer are untouched
+            say(f"qat: QAT state {escape_text(str(state_file))} {exc}: starting over (it is overwritten after epoch 1)")
+        else:
+            student.load_state_dict(state.model)
+            optimizer.load_state_dict(state.optimizer)  # moves Adam's moments to the parameters' device
+            first_epoch, losses = state.epoch, state.losses
+            say(f"qat: resuming after epoch {first_epoch}/{config.epochs} from {state_file}")
     resumed_from = first_epoch
     done_here = 0
     for epoch in range(first_epoch, config.epochs):
@@ -417,12 +422,8 @@ def qat_finetune(
         losses.append(total / len(train))
         done_here += 1
         say(f"qat: epoch {epoch + 1}/{config.epochs}: mean distillation loss {losses[-1]:.5g}")
-        with atomic_path(state_file) as tmp:
-            torch.save(
-                {"fingerprint": fingerprint, "model": student.state_dict(), "optimizer": optimizer.state_dict(),
-                 "epoch": epoch + 1, "losses": losses},
-                tmp,
-            )
+        save_qat_state(state_file, fingerprint=fingerprint, epoch=epoch + 1, losses=losses, model=student,
+                       optimizer=optimizer)
     finished = len(losses) >= config.epochs
     if finished:
         quantizer.remove()  # back to the plain model: the checkpoint is FP32 weights that INT8 rounds well

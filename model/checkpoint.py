@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import zipfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from dacovid_export.core.versions import package_versions
 from dacovid_export.data.fingerprint import ImageRecord
 from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.model.network import DACovidNet, ModelConfig
-from dacovid_export.model.torch_load import load_tensors
+from dacovid_export.model.torch_load import load_tensors, why_load_failed
 
 __all__ = ["CHECKPOINT_FORMAT", "CheckpointMetadata", "image_record_of", "save_checkpoint", "load_checkpoint", "read_checkpoint", "model_from_payload"]
 
@@ -149,7 +148,7 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise UserInputError(f"checkpoint {str(path)!r} does not exist or is not a file")
-    payload = load_tensors(path, lambda exc: UserInputError(f"{str(path)!r} is not a dacovid-export checkpoint ({_why_load_failed(exc)})"))
+    payload = load_tensors(path, lambda exc: UserInputError(f"{str(path)!r} is not a dacovid-export checkpoint ({why_load_failed(exc)})"))
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise UserInputError(
             f"{str(path)!r} is not a dacovid-export checkpoint (no '{CHECKPOINT_FORMAT}' format tag); "
@@ -161,21 +160,6 @@ def read_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"understands ({_FORMAT_VERSION}); upgrade dacovid-export"
         )
     return payload
-
-
-def _why_load_failed(exc: BaseException) -> str:
-    # torch's own message advises weights_only=False, which would run the file's code: never pass that on
-    text = str(exc)
-    lowered = " ".join(text.lower().split())
-    # torch words this differently by version and pickle kind ("Unsupported global: GLOBAL x",
-    # "unsupported GLOBAL x whose module x is blocked", "not an allowed global"): match the word, not the phrase
-    if "global" in lowered and ("unsupported" in lowered or "not an allowed" in lowered or "blocked" in lowered):
-        return "it holds Python objects besides tensors, which a safe load refuses; it may run code: never load it unsafely"
-    if "unsupported operand" in lowered:
-        return "not a torch file, or damaged"
-    if isinstance(exc, (zipfile.BadZipFile, EOFError)) or "zip archive" in text:
-        return "not a torch file or truncated"
-    return f"torch.load could not read it: {type(exc).__name__}"
 
 
 def model_from_payload(payload: Mapping[str, Any], source: str) -> DACovidNet:

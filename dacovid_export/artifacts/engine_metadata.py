@@ -35,6 +35,7 @@ from dacovid_export.artifacts.info import ENGINE_PRECISIONS, ArtifactInfo
 from dacovid_export.core.commands import rebuild_command
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import refuse_scratch
+from dacovid_export.core.limits import MAX_CLASSES, check_batch_size, check_count, check_image_size
 from dacovid_export.core.versions import parse_version
 from dacovid_export.data.preprocessing import Preprocessing
 from dacovid_export.trt.targets import RTX_TARGETS, RUNTIMES
@@ -103,6 +104,11 @@ class EngineMetadata:
             if len(shape) != 4 or any(v < 1 for v in shape):
                 raise UserInputError(f"engine metadata {name}={list(shape)}: expected 4 positive dimensions N x C x H x W")
             object.__setattr__(self, name, shape)
+        # the CLI's bounds, at the one place a sidecar is read: an edited one must not size buffers or batches
+        check_batch_size(self.profile_max[0], "engine metadata profile max batch")
+        check_image_size(self.profile_max[2], "engine metadata profile image size")
+        if self.profile_max[2] != self.profile_max[3]:
+            raise UserInputError(f"engine metadata profile_max={list(self.profile_max)}: expected square images (H = W)")
         if not (self.profile_min[0] <= self.profile_opt[0] <= self.profile_max[0]):
             raise UserInputError(
                 f"engine metadata batch profile {self.profile_min[0]}/{self.profile_opt[0]}/{self.profile_max[0]} "
@@ -129,6 +135,7 @@ class EngineMetadata:
                 )
         object.__setattr__(self, "compute_capabilities", targets)
         object.__setattr__(self, "class_names", tuple(str(c) for c in self.class_names))
+        check_count(len(self.class_names), "engine metadata number of class_names", MAX_CLASSES, minimum=2)
         parse_version(self.tensorrt_version)  # raises for a malformed version
 
     @property

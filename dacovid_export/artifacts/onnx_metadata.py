@@ -26,6 +26,7 @@ from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError, first_line
 from dacovid_export.core.fileio import refuse_scratch
+from dacovid_export.core.limits import MAX_CLASSES, check_batch_size, check_count
 from dacovid_export.data.fingerprint import ImageRecord
 from dacovid_export.data.preprocessing import Preprocessing
 
@@ -136,7 +137,12 @@ def info_from_model(model: "onnx.ModelProto", path: str | os.PathLike[str]) -> A
             f"reads version {ONNX_FORMAT_VERSION}: re-export the model or upgrade dacovid-export"
         )
     class_names = _json(meta, "class_names", list, name)
-    preprocessing = Preprocessing.from_dict(_json(meta, "preprocessing", dict, name))
+    try:
+        # the same bounds as the CLI's, at the one place an ONNX artifact's metadata is read
+        check_count(len(class_names), "number of class_names", MAX_CLASSES, minimum=2)
+        preprocessing = Preprocessing.from_dict(_json(meta, "preprocessing", dict, name))
+    except UserInputError as exc:
+        raise UserInputError(f"{name!r}: metadata {exc} (edited or damaged metadata: re-export the model)") from exc
     versions = _json(meta, "versions", dict, name) if "versions" in meta else {}
 
     input_name, batch_dim, input_shape = _graph_input(model, name)
@@ -147,6 +153,8 @@ def info_from_model(model: "onnx.ModelProto", path: str | os.PathLike[str]) -> A
         raise UserInputError(f"{name!r} has {len(output_names)} outputs {output_names}; expected one (logits)")
     # a fixed batch dimension means the model only runs at exactly that batch size
     min_batch, max_batch = (batch_dim, batch_dim) if isinstance(batch_dim, int) else (1, None)
+    if isinstance(batch_dim, int):
+        check_batch_size(batch_dim, f"{name!r}: fixed batch dimension")
 
     extra: dict[str, Any] = {
         "opset": _default_opset(model),
@@ -161,7 +169,9 @@ def info_from_model(model: "onnx.ModelProto", path: str | os.PathLike[str]) -> A
             extra[key] = meta[key]
     if "suggested_max_batch" in meta:
         # a dynamic model's hint for engine profiles (``--max-batch`` at export)
-        extra["suggested_max_batch"] = _positive_int(meta, "suggested_max_batch", name)
+        extra["suggested_max_batch"] = check_batch_size(
+            _positive_int(meta, "suggested_max_batch", name), f"{name!r}: metadata entry 'suggested_max_batch'"
+        )
     return ArtifactInfo(
         path=name,
         kind="onnx",

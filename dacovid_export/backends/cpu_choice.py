@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import os
 import statistics
 import time
@@ -36,6 +37,7 @@ import numpy as np
 from dacovid_export.core.errors import DacovidError, UserInputError
 from dacovid_export.core.fileio import atomic_write_json, sha256_file
 from dacovid_export.core.log import get_logger
+from dacovid_export.core.text import escape_text
 from dacovid_export.core.versions import package_version
 
 __all__ = [
@@ -190,9 +192,31 @@ def choose_cpu_runtime(
 
 
 def _read(entry: Path) -> CpuChoice | None:
+    """The cached choice in ``entry``, checked field by field; None (measure again) when missing, broken or edited.
+
+    The cache is a file anyone with the account can edit: its ``reason`` is printed on stderr, so
+    control characters are escaped (no terminal escapes, no forged ``error:`` line), and OpenVINO
+    is taken only from an entry that says it passed the faithfulness check.
+    """
     try:
         data = json.loads(entry.read_text(encoding="utf-8"))["choice"]
-        return CpuChoice(**{k: data[k] for k in (f.name for f in dataclasses.fields(CpuChoice)) if k in data})
+        if not isinstance(data, dict):
+            return None
+        fields = {k: data[k] for k in (f.name for f in dataclasses.fields(CpuChoice)) if k in data}
+        if not isinstance(fields.get("reason"), str) or fields.get("faithful") not in (True, False, None):
+            return None
+        for name in ("ort_ms", "openvino_ms", "max_abs_diff"):
+            value = fields.get(name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+                return None
+        threads = fields.get("threads")
+        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+            return None
+        if fields.get("backend") == "openvino" and fields.get("faithful") is not True:
+            return None  # an entry that says OpenVINO was not faithful (or says nothing) never makes auto pick it
+        fields["reason"] = escape_text(fields["reason"])
+        fields.pop("cache_file", None)  # where it is cached is where it was read: set by the caller
+        return CpuChoice(**fields)
     except (OSError, ValueError, KeyError, TypeError, UserInputError):
         return None  # missing or broken: measure again and rewrite
 

@@ -23,15 +23,32 @@ __all__ = ["serve", "serve_env"]
 @click.option("--grpc-port", type=int, default=8001, show_default=True)
 @click.option("--ready-timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for every model to load.")
 @click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Keep the server's log here.")
+@click.option("--max-request-mb", type=int, default=16, show_default=True,
+              help="Largest request (its images together) the server decodes; a larger one is refused with 400 / "
+                   "INVALID_ARGUMENT. 16 MB: a 2048x2048 16-bit DICOM (8 MiB of pixels), twice over.")
+@click.option("--grpc-tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="PEM certificate: gRPC over TLS (Triton's --grpc-server-cert).")
+@click.option("--grpc-tls-key", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="PEM private key of --grpc-tls-cert.")
+@click.option("--grpc-tls-client-ca", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="PEM CA of client certificates: mutual TLS.")
+@click.option("--insecure", is_flag=True,
+              help="Serve a non-loopback --host without TLS (no authentication either): only on a network you trust.")
+@click.option("--probe-interval", type=float, default=5.0, show_default=True,
+              help="Seconds between health probes (a real request to every ensemble; a failing one is reloaded, and "
+                   "serve exits non-zero if that does not help); 0: no probes.")
 @handle_errors
 def serve(repo: Path, env_dir: Path | None, host: str, http_port: int, grpc_port: int, ready_timeout: float,
-          log_file: Path | None) -> None:
+          log_file: Path | None, max_request_mb: int, grpc_tls_cert: Path | None, grpc_tls_key: Path | None,
+          grpc_tls_client_ca: Path | None, insecure: bool, probe_interval: float) -> None:
     """Serve REPO with the bundled Triton Inference Server, in the foreground, until Ctrl-C or SIGTERM."""
     from dacovid_export.serve.serve_env import serve_env_from
     from dacovid_export.serve.server import ServerConfig, TritonServer
 
     config = ServerConfig(repo=repo, env=serve_env_from(env_dir), host=host, http_port=http_port, grpc_port=grpc_port,
-                          ready_timeout_s=ready_timeout, log_file=log_file)  # fmt: skip
+                          ready_timeout_s=ready_timeout, log_file=log_file, max_request_mb=max_request_mb,
+                          grpc_tls_cert=grpc_tls_cert, grpc_tls_key=grpc_tls_key, grpc_tls_client_ca=grpc_tls_client_ca,
+                          insecure=insecure, probe_interval_s=probe_interval)  # fmt: skip
 
     def _terminate(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt
@@ -39,11 +56,10 @@ def serve(repo: Path, env_dir: Path | None, host: str, http_port: int, grpc_port
     signal.signal(signal.SIGTERM, _terminate)
     server = TritonServer(config)
     try:
+        for line in config.exposure_lines():
+            click.echo(line, err=True)
         server.start()
-        click.echo(
-            f"serving {config.http_url} {config.grpc_url}: ready models {', '.join(server.ready_models())} "
-            f"(pid {server.pid}; Ctrl-C to stop)"
-        )
+        click.echo(server.banner())
         sys.stdout.flush()
         for _ in server.wait():
             pass

@@ -4,17 +4,41 @@
   an ``(S/8)^2 x (S/8)^2`` matrix per image (1 GiB at 1024, 16 GiB at 2048).
 - batch size 1..1024: far beyond any deployed engine profile (typically 1-64),
   while 224x224 inputs alone already take 0.6 GB at 1024.
+- resize size image_size..2048: the shorter side before the centre crop (ImageNet's 8/7 gives 1170
+  at 1024); a resized 16:1 image is at most 16 x 2048^2 float32 pixels (256 MiB), where an
+  artifact saying 1,000,000 would ask for terabytes.
+- class count 2..1000: a classifier's head; each class name is also a line of every report.
+- QAT epochs 1..1000: an epoch rewrites a state file ~3x the checkpoint (0.5 GB at 224 px); 1000
+  is days of work where the default is 2.
+- calibration/validation image count 1..100000: every image is held in memory preprocessed
+  (0.6 MB at 224 px, 60 GB at 100000).
 """
 
 from __future__ import annotations
 
 from dacovid_export.core.errors import UserInputError
 
-__all__ = ["MIN_IMAGE_SIZE", "MAX_IMAGE_SIZE", "MAX_BATCH_SIZE", "check_image_size", "check_batch_size"]
+__all__ = [
+    "MIN_IMAGE_SIZE",
+    "MAX_IMAGE_SIZE",
+    "MAX_BATCH_SIZE",
+    "MAX_RESIZE_SIZE",
+    "MAX_CLASSES",
+    "MAX_QAT_EPOCHS",
+    "MAX_IMAGE_COUNT",
+    "check_image_size",
+    "check_batch_size",
+    "check_resize_size",
+    "check_count",
+]
 
 MIN_IMAGE_SIZE = 32
 MAX_IMAGE_SIZE = 1024
 MAX_BATCH_SIZE = 1024
+MAX_RESIZE_SIZE = 2048
+MAX_CLASSES = 1000
+MAX_QAT_EPOCHS = 1000
+MAX_IMAGE_COUNT = 100_000
 
 
 def check_image_size(value: object, name: str = "image_size") -> int:
@@ -31,4 +55,21 @@ def check_batch_size(value: object, name: str = "batch size", minimum: int = 1) 
     """``value`` when it is an integer from ``minimum`` to :data:`MAX_BATCH_SIZE`; else :class:`UserInputError`."""
     if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_BATCH_SIZE:
         raise UserInputError(f"{name}={value!r}: give an integer from {minimum} to {MAX_BATCH_SIZE}")
+    return value
+
+
+def check_resize_size(value: object, image_size: int, name: str = "resize_size") -> int:
+    """``value`` when it is an integer from ``image_size`` to :data:`MAX_RESIZE_SIZE`; else :class:`UserInputError`."""
+    if isinstance(value, bool) or not isinstance(value, int) or not image_size <= value <= MAX_RESIZE_SIZE:
+        raise UserInputError(
+            f"{name}={value!r}: give an integer from image_size ({image_size}) to {MAX_RESIZE_SIZE} (the shorter side "
+            "before the centre crop; memory grows with its square)"
+        )
+    return value
+
+
+def check_count(value: object, name: str, maximum: int, minimum: int = 1) -> int:
+    """``value`` when it is an integer from ``minimum`` to ``maximum``; else :class:`UserInputError` quoting both."""
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
+        raise UserInputError(f"{name}={value!r}: give an integer from {minimum} to {maximum}")
     return value

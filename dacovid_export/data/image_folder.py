@@ -13,10 +13,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.log import get_logger
+from dacovid_export.data.dicom import file_looks_like_dicom
 from dacovid_export.data.preprocessing import IMAGE_EXTENSIONS
 
 __all__ = [
     "SPLIT_FORMAT",
+    "NO_IMAGES_HINT",
     "check_image_source",
     "find_images",
     "scan_class_folders",
@@ -32,6 +35,10 @@ __all__ = [
 
 # split.json written by dacovid-train: {"format": SPLIT_FORMAT, "data_dir": ..., "train": {class: [rel paths]}, "val": {...}}
 SPLIT_FORMAT = "dacovid-split"
+# what "holds no images" lists: the extensions, and DICOM of any name
+NO_IMAGES_HINT = ", ".join(IMAGE_EXTENSIONS) + ", or DICOM files of any name"
+
+_log = get_logger("data")
 
 # lower-cased, punctuation-stripped folder name -> the paper's class name
 _ALIASES: dict[str, str] = {
@@ -67,19 +74,48 @@ def order_classes(folder_names: Sequence[str]) -> list[str]:
     return sorted(folder_names, key=rank)
 
 
+def _scan(folder: Path) -> tuple[list[Path], int]:
+    """The images under ``folder`` (sorted) and how many of them are DICOM recognised by content, not by name.
+
+    PACS exports name their files ``IM000001`` or by UID (``1.2.840....3``): a file without an
+    image extension is read for its first 132 bytes (the preamble and ``DICM``, or a bare
+    dataset's first tag: :func:`~dacovid_export.data.dicom.file_looks_like_dicom`), never more,
+    so a folder of other large files stays cheap.
+    """
+    images: list[Path] = []
+    by_content = 0
+    for p in folder.rglob("*"):
+        if any(part.startswith(".") for part in p.relative_to(folder).parts) or not p.is_file():
+            continue
+        if p.suffix.lower() in IMAGE_EXTENSIONS:
+            images.append(p)
+            continue
+        if file_looks_like_dicom(p):  # False for an unreadable file: not named as an image, not ours to report
+            images.append(p)
+            by_content += 1
+    return sorted(images), by_content
+
+
+def _say_by_content(folder: Path, count: int) -> None:
+    if count:
+        _log.info(f"images: {count} file(s) without an image extension under {str(folder)!r} taken as DICOM (by content)")
+
+
 def find_images(folder: str | os.PathLike[str]) -> list[Path]:
-    """All image files under ``folder`` (recursive, sorted, hidden files skipped)."""
+    """All image files under ``folder`` (recursive, sorted, hidden files skipped): by extension, or DICOM by content.
+
+    How many were taken as DICOM by content is said in one line (logger ``dacovid_export.data``).
+    """
     folder = Path(folder)
-    return sorted(
-        p
-        for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
+    images, by_content = _scan(folder)
+    _say_by_content(folder, by_content)
+    return images
 
 
 def scan_class_folders(root: str | os.PathLike[str], *, min_classes: int = 1) -> dict[str, list[Path]]:
     """``{folder_name: [image paths]}`` for each immediate subfolder of ``root`` that holds images.
 
+    Images as :func:`find_images` finds them (DICOM by content included: one line for the whole tree).
     Raises :class:`UserInputError` for a missing root, a root without class folders,
     fewer than ``min_classes`` classes, or a class folder with no images.
     """
@@ -94,11 +130,14 @@ def scan_class_folders(root: str | os.PathLike[str], *, min_classes: int = 1) ->
         hint = f" ({len(loose)} loose images found: put them in one subfolder per class)" if loose else ""
         raise UserInputError(f"image folder {str(root)!r} has no class subfolders{hint}")
     classes: dict[str, list[Path]] = {}
+    total_by_content = 0
     for sub in subfolders:
-        images = find_images(sub)
+        images, by_content = _scan(sub)
         if not images:
-            raise UserInputError(f"class folder {str(sub)!r} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
+            raise UserInputError(f"class folder {str(sub)!r} holds no images ({NO_IMAGES_HINT})")
         classes[sub.name] = images
+        total_by_content += by_content
+    _say_by_content(root, total_by_content)
     if len(classes) < min_classes:
         raise UserInputError(f"image folder {str(root)!r} has {len(classes)} class folder(s); at least {min_classes} needed")
     return classes

@@ -26,7 +26,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.core.limits import check_image_size
+from dacovid_export.core.limits import check_image_size, check_resize_size
 from dacovid_export.data.dicom import (
     DICOM_EXTENSIONS,
     DicomIdentifiers,
@@ -90,10 +90,8 @@ class Preprocessing:
         if self.resize_size is None:
             # resolved once here so equality and the stored metadata never depend on "None"
             object.__setattr__(self, "resize_size", int(round(self.image_size * 8 / 7)))
-        if not isinstance(self.resize_size, int) or self.resize_size < self.image_size:
-            raise UserInputError(
-                f"resize_size={self.resize_size!r}: must be an integer >= image_size ({self.image_size}) or None"
-            )
+        # bounded here, not only in the CLI: artifacts, caches and Triton's model parameters all build one
+        check_resize_size(self.resize_size, self.image_size)
         if self.resize_policy not in ("shorter_side", "squash"):
             raise UserInputError(f"resize_policy={self.resize_policy!r}: use 'shorter_side' or 'squash'")
         if self.interpolation not in ("bilinear", "bicubic"):

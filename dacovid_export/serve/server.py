@@ -26,6 +26,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.error
@@ -37,11 +38,15 @@ from types import TracebackType
 
 from dacovid_export.core.errors import DacovidError, UserInputError, one_line
 from dacovid_export.core.fileio import pid_alive
+from dacovid_export.serve.reaper import set_parent_death_signal
 from dacovid_export.serve.serve_env import ServeEnvironment, inspect_serve_env
 from dacovid_export.serve.triton_config import read_config
+from dacovid_export.serve.triton_models import DEFAULT_MAX_REQUEST_MB, MAX_REQUEST_ENV
 
 __all__ = ["ServerConfig", "ServerError", "TritonServer", "repository_models"]
 
+# a request is held whole in memory by Triton and the stub (twice): beyond 1 GB is no chest X-ray batch
+MAX_REQUEST_MB = 1024
 _SHM_DIR = Path("/dev/shm")
 _SHM_PREFIX = "dacovid_triton_"
 # Triton's log lines: "E1204 16:24:44.094774 5132 file.cc:123] "message""
@@ -66,6 +71,13 @@ class ServerConfig:
     ready_timeout_s: float = 180.0
     exit_timeout_s: int = 5
     log_file: Path | None = None  # default: a temporary file, removed when the server stops
+    max_request_mb: int = DEFAULT_MAX_REQUEST_MB  # a request's images together, refused before decoding
+    # gRPC over TLS (Triton's own SSL options); a client CA makes it mutual TLS. HTTP has no TLS in Triton.
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_client_ca: Path | None = None
+    insecure: bool = False  # serve a non-loopback host without TLS: the user said so
+    probe_interval_s: float = 5.0  # health probe of every ensemble while serving (serve/supervisor.py); 0: none
 
     def __post_init__(self) -> None:
         for label, port in (("http_port", self.http_port), ("grpc_port", self.grpc_port)):
@@ -75,8 +87,55 @@ class ServerConfig:
             raise UserInputError(f"http_port and grpc_port are both {self.http_port}: give two different ports")
         if not isinstance(self.host, str) or not self.host or any(c.isspace() for c in self.host):
             raise UserInputError(f"host={self.host!r}: give an address such as 127.0.0.1")
+        mb = self.max_request_mb
+        if isinstance(mb, bool) or not isinstance(mb, int) or not 1 <= mb <= MAX_REQUEST_MB:
+            raise UserInputError(f"max_request_mb={mb!r}: give an integer from 1 to {MAX_REQUEST_MB} (megabytes per request)")
         if not self.ready_timeout_s > 0:
             raise UserInputError(f"ready_timeout_s={self.ready_timeout_s!r}: must be positive")
+        probe = self.probe_interval_s
+        if isinstance(probe, bool) or not isinstance(probe, (int, float)) or not 0 <= probe <= 3600:
+            raise UserInputError(f"probe_interval_s={probe!r}: give seconds from 0 (no probe) to 3600")
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise UserInputError("--grpc-tls-cert and --grpc-tls-key go together: give both (PEM certificate and its key)")
+        if self.grpc_tls_client_ca is not None and self.grpc_tls_cert is None:
+            raise UserInputError("--grpc-tls-client-ca (mutual TLS) needs --grpc-tls-cert and --grpc-tls-key as well")
+        for flag, path in (("--grpc-tls-cert", self.grpc_tls_cert), ("--grpc-tls-key", self.grpc_tls_key),
+                           ("--grpc-tls-client-ca", self.grpc_tls_client_ca)):
+            if path is not None and not Path(path).is_file():
+                raise UserInputError(f"{flag} {str(path)!r} is not a file: give a PEM file")
+        if self.exposed and self.grpc_tls_cert is None and not self.insecure:
+            raise UserInputError(
+                f"--host {self.host} exposes HTTP port {self.http_port} and gRPC port {self.grpc_port} to the network, "
+                "with no authentication and no TLS: give --grpc-tls-cert and --grpc-tls-key (gRPC over TLS; put plain "
+                "HTTP behind a TLS proxy), or --insecure to serve them in the clear anyway"
+            )
+
+    @property
+    def exposed(self) -> bool:
+        """Whether the host is reachable from other machines (anything but a loopback address)."""
+        import ipaddress
+
+        if self.host == "localhost":
+            return False
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return True  # a host name: it resolves to whatever the network says
+
+    @property
+    def grpc_tls(self) -> bool:
+        return self.grpc_tls_cert is not None
+
+    def exposure_lines(self) -> list[str]:
+        """What ``serve`` says on stderr before serving a non-loopback host: what is reachable, and how protected."""
+        if not self.exposed:
+            return []
+        grpc = ("TLS" + (" with client certificates (mutual)" if self.grpc_tls_client_ca else "")) if self.grpc_tls else "plain text"
+        return [
+            f"warning: serving on {self.host}: reachable from the network, with no authentication: anyone who can "
+            "connect can classify images and read the models' configuration",
+            f"warning: HTTP port {self.http_port}: plain text (Triton's HTTP has no TLS); gRPC port {self.grpc_port}: {grpc}",
+        ]
 
     @property
     def http_url(self) -> str:
@@ -89,6 +148,18 @@ class ServerConfig:
     @property
     def _url_host(self) -> str:
         return "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+
+
+def _proc_address(text: str) -> str:
+    """An address of /proc/net/tcp[6] (hex, host byte order in 32-bit words) as it is written ("0.0.0.0", "::")."""
+    import ipaddress
+
+    raw = bytes.fromhex(text)
+    words = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))  # little-endian words on these machines
+    address = ipaddress.ip_address(words)
+    if address.version == 6 and address.ipv4_mapped is not None:  # gRPC binds 127.0.0.1 as ::ffff:127.0.0.1
+        return str(address.ipv4_mapped)
+    return f"[{address}]" if address.version == 6 else str(address)
 
 
 def repository_models(repo: str | os.PathLike[str]) -> list[str]:
@@ -121,12 +192,40 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
+def _shm_in_use() -> set[str]:
+    """Names of the /dev/shm files some live process maps or holds open (every process this user may read)."""
+    used: set[str] = set()
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            for line in (proc / "maps").read_text(errors="replace").splitlines():
+                where = line.find(f"{_SHM_DIR}/")
+                if where >= 0:
+                    used.add(line[where + len(str(_SHM_DIR)) + 1 :].split(" ", 1)[0])
+        with contextlib.suppress(OSError):
+            for fd in (proc / "fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith(f"{_SHM_DIR}/"):
+                        used.add(target[len(str(_SHM_DIR)) + 1 :])
+    return used
+
+
 def _sweep_dead_shm() -> None:
-    """Regions of our servers that died without cleaning up (the prefix holds their PID)."""
+    """Regions of our servers that died without cleaning up: the prefix's PID (the ``serve``) is gone AND no live
+    process maps or holds the region. The PID alone is not enough: a tritonserver whose ``serve`` was killed may
+    still be serving from it."""
     with contextlib.suppress(OSError):
-        for region in _SHM_DIR.glob(f"{_SHM_PREFIX}*"):
-            pid = region.name[len(_SHM_PREFIX) :].split("_", 1)[0]
-            if pid.isdigit() and not pid_alive(int(pid)):
+        candidates = [
+            region for region in _SHM_DIR.glob(f"{_SHM_PREFIX}*")
+            if (pid := region.name[len(_SHM_PREFIX) :].split("_", 1)[0]).isdigit() and not pid_alive(int(pid))
+        ]  # fmt: skip
+        if not candidates:
+            return
+        used = _shm_in_use()
+        for region in candidates:
+            if region.name not in used:
                 with contextlib.suppress(OSError):
                     region.unlink()
 
@@ -173,6 +272,7 @@ class TritonServer:
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self._process: subprocess.Popen[bytes] | None = None
+        self._reaper: subprocess.Popen[bytes] | None = None
         self._scratch: Path | None = None
         self._log_path: Path | None = None
         self._prefix = ""
@@ -207,9 +307,13 @@ class TritonServer:
             f"--http-port={config.http_port}",
             f"--grpc-address={config.host}",
             f"--grpc-port={config.grpc_port}",
+            *self._tls_options(),
             "--allow-metrics=false",
             f"--exit-timeout-secs={config.exit_timeout_s}",
             "--strict-readiness=true",
+            # explicit model control, every model loaded at start: what lets the supervisor reload a model whose stub died
+            "--model-control-mode=explicit",
+            "--load-model=*",
         ]
         environment = dict(os.environ)
         environment["PATH"] = f"{self.env.bin_dir}{os.pathsep}{environment.get('PATH', '')}"
@@ -217,19 +321,53 @@ class TritonServer:
             p for p in (str(self.env.libdir), environment.get("LD_LIBRARY_PATH", "")) if p
         )
         environment["VIRTUAL_ENV"] = str(self.env.root)
+        environment[MAX_REQUEST_ENV] = str(config.max_request_mb << 20)
         environment.pop("PYTHONHOME", None)
         environment.pop("PYTHONPATH", None)  # the stub must import the environment's packages, not this one's
         with open(self._log_path, "wb") as log:
             self._process = subprocess.Popen(
                 command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=environment,
                 start_new_session=True,  # its own process group: stopping it reaches every stub
+                preexec_fn=set_parent_death_signal,  # SIGTERM from the kernel if this process dies, even by SIGKILL
             )  # fmt: skip
+        # and what cleans up after a SIGKILLed serve: the stubs, the shared memory, the scratch (serve/reaper.py)
+        self._reaper = subprocess.Popen(
+            [sys.executable, "-I", str(Path(__file__).with_name("reaper.py")), str(os.getpid()), str(self._process.pid),
+             str(self._scratch), self._prefix, str(min(4, config.exit_timeout_s))],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        )  # fmt: skip
         try:
             self._wait_ready()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _tls_options(self) -> list[str]:
+        config = self.config
+        if not config.grpc_tls:
+            return []
+        options = [f"--grpc-server-cert={Path(config.grpc_tls_cert).resolve()}",  # type: ignore[arg-type]
+                   f"--grpc-server-key={Path(config.grpc_tls_key).resolve()}"]  # type: ignore[arg-type]
+        if config.grpc_tls_client_ca is not None:
+            return ["--grpc-use-ssl-mutual=true", *options, f"--grpc-root-cert={Path(config.grpc_tls_client_ca).resolve()}"]
+        return ["--grpc-use-ssl=true", *options]
+
+    def bound_addresses(self) -> dict[str, list[str]]:
+        """``{"http": ["ADDR:PORT", ...], "grpc": [...]}``: the listening sockets on this server's ports, as the kernel has them."""
+        found: dict[str, list[str]] = {"http": [], "grpc": []}
+        ports = {self.config.http_port: "http", self.config.grpc_port: "grpc"}
+        for table, width in (("/proc/net/tcp", 8), ("/proc/net/tcp6", 32)):
+            with contextlib.suppress(OSError):
+                for row in Path(table).read_text().splitlines()[1:]:
+                    fields = row.split()
+                    if len(fields) < 4 or fields[3] != "0A":  # 0A: LISTEN
+                        continue
+                    address, _, port_hex = fields[1].partition(":")
+                    port = int(port_hex, 16)
+                    if port in ports and len(address) == width:
+                        found[ports[port]].append(f"{_proc_address(address)}:{port}")
+        return found
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.config.ready_timeout_s
@@ -276,6 +414,15 @@ class TritonServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
+    def banner(self) -> str:
+        """The line ``serve`` prints once ready: the addresses the sockets are really bound to, the models, the PID."""
+        bound = self.bound_addresses()
+        # the kernel's view; before the sockets show (or without /proc) the configured address, which Triton binds
+        http = " ".join(f"http://{a}" for a in bound["http"]) or f"http://{self.config.host}:{self.config.http_port}"
+        grpc = " ".join(f"grpc://{a}" for a in bound["grpc"]) or f"grpc://{self.config.host}:{self.config.grpc_port}"
+        tls = " (gRPC over TLS)" if self.config.grpc_tls else ""
+        return f"serving {http} {grpc}{tls}: ready models {', '.join(self.ready_models())} (pid {self.pid}; Ctrl-C to stop)"
+
     def ready_models(self) -> list[str]:
         return sorted(m["name"] for m in self._model_states() if m.get("state") == "READY")
 
@@ -292,6 +439,11 @@ class TritonServer:
 
     def stop(self) -> None:
         """End the server and its stubs, remove their shared memory and scratch; idempotent."""
+        reaper, self._reaper = self._reaper, None
+        if reaper is not None:  # first: once this server's group is gone its number may be another's
+            reaper.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                reaper.wait(timeout=5)
         process, self._process = self._process, None
         if process is not None:
             with contextlib.suppress(ProcessLookupError):
@@ -320,13 +472,46 @@ class TritonServer:
     ) -> None:
         self.stop()
 
-    def wait(self) -> Iterator[None]:
-        """Yield about once a second while the server runs (the foreground loop of ``serve``)."""
+    def stub_pids(self) -> set[int]:
+        """The server's child processes now (its python stubs)."""
+        pid = self.pid
+        found: set[int] = set()
+        if pid is None:
+            return found
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) == pid and fields[0] != "Z":
+                    found.add(int(stat.parent.name))
+        return found
+
+    def wait(self, *, supervise: bool = True) -> Iterator[None]:
+        """Yield about once a second while the server runs (the foreground loop of ``serve``).
+
+        ``supervise`` (and ``probe_interval_s`` > 0): probe every ensemble and reload one that fails
+        (serve/supervisor.py); one that stays broken ends the server with :class:`ServerError`.
+        """
+        from dacovid_export.core.log import get_logger
+        from dacovid_export.serve.supervisor import RecoveryFailed, Supervisor, ensembles_of
+
+        supervisor = None
+        if supervise and self.config.probe_interval_s > 0:
+            supervisor = Supervisor(self.config.http_url, ensembles_of(self.config.repo, self.models),
+                                    get_logger("serve").warning, interval_s=self.config.probe_interval_s)
+        stubs = self.stub_pids()
         while self.running:
             yield
             time.sleep(1.0)
+            if supervisor is None or not self.running:
+                continue
+            now = self.stub_pids()
+            try:
+                supervisor.tick(stub_died=bool(stubs - now))
+            except RecoveryFailed as exc:
+                self.stop()
+                raise ServerError(str(exc)) from exc
+            stubs = self.stub_pids()  # a reload starts new stubs
         if self._process is None:
             return
         cause = _log_cause(self.log_text())
         raise ServerError("Triton stopped" + (f": {cause}" if cause else ""))
-

@@ -336,8 +336,9 @@ def write_triton_repository(
     )  # fmt: skip
     postprocess_cfg = python_config(
         name=names["postprocess"], batching=dataclasses.replace(cpu_batching, instances=1),
-        inputs=[("logits", classifier.output_type, (classes,))],
-        outputs=[("probabilities", "TYPE_FP32", (classes,)), ("class_name", "TYPE_STRING", (1,))],
+        inputs=[("raw_logits", classifier.output_type, (classes,))],
+        outputs=[("probabilities", "TYPE_FP32", (classes,)), ("class_name", "TYPE_STRING", (1,)),
+                 ("logits", classifier.output_type, (classes,))],
         parameters={"dacovid_class_names": parameters["dacovid_class_names"]},
     )  # fmt: skip
     ensemble_cfg = ensemble_config(
@@ -347,8 +348,12 @@ def write_triton_repository(
                  ("logits", classifier.output_type, (classes,))],
         steps=[
             (names["preprocess"], {"image": "image"}, {info.input_name: "preprocessed"}),
-            (names["classifier"], {info.input_name: "preprocessed"}, {info.output_name: "logits"}),
-            (names["postprocess"], {"logits": "logits"}, {"probabilities": "probabilities", "class_name": "class_name"}),
+            # the classifier's logits are an internal tensor that only postprocess reads; postprocess hands them on as
+            # the ensemble's "logits". Were they an ensemble output AND a step's input, Triton would not run the
+            # classifier for a client that asks for probabilities or class_name without logits ("unexpected deadlock")
+            (names["classifier"], {info.input_name: "preprocessed"}, {info.output_name: "raw_logits"}),
+            (names["postprocess"], {"raw_logits": "raw_logits"},
+             {"probabilities": "probabilities", "class_name": "class_name", "logits": "logits"}),
         ],
         parameters={**parameters, "dacovid_classifier_backend": classifier.backend, "dacovid_kind": kind},
     )  # fmt: skip

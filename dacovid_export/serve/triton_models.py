@@ -29,7 +29,13 @@ from dacovid_export.core.log import get_logger
 from dacovid_export.data.agreement import softmax
 from dacovid_export.data.preprocessing import Preprocessing, preprocess
 
-__all__ = ["PreprocessModel", "ClassifierModel", "PostprocessModel", "model_file_source"]
+__all__ = ["PreprocessModel", "ClassifierModel", "PostprocessModel", "model_file_source", "MAX_REQUEST_ENV",
+           "DEFAULT_MAX_REQUEST_MB"]
+
+# how `serve` hands its --max-request-mb to the preprocessing stub (the stub inherits tritonserver's environment)
+MAX_REQUEST_ENV = "DACOVID_MAX_REQUEST_BYTES"
+# a 2048 x 2048 16-bit DICOM is 8 MiB of pixels plus its header: twice that, for one request
+DEFAULT_MAX_REQUEST_MB = 16
 
 
 def _pb_utils() -> ModuleType:
@@ -43,13 +49,21 @@ def _parameters(args: Mapping[str, Any]) -> dict[str, str]:
     return {key: value.get("string_value", "") for key, value in config.get("parameters", {}).items()}
 
 
-def _error(pb: ModuleType, message: str) -> Any:
-    return pb.InferenceResponse(output_tensors=[], error=pb.TritonError(one_line(message)))
+def _error(pb: ModuleType, message: str, *, client: bool = False) -> Any:
+    """A failed response; ``client``: the request's own fault (HTTP 400 / gRPC INVALID_ARGUMENT), else the server's.
+
+    Load balancers and retry policies retry a 500 / INTERNAL: a bad image must not look like one.
+    ``TritonError``'s code argument exists in the stubs of Triton 23.x and later (the serving
+    environment's); an older stub gets the message alone.
+    """
+    code = getattr(pb.TritonError, "INVALID_ARG", None) if client else None
+    error = pb.TritonError(one_line(message)) if code is None else pb.TritonError(one_line(message), code)
+    return pb.InferenceResponse(output_tensors=[], error=error)
 
 
 def model_file_source(class_name: str) -> str:
     """The ``model.py`` Triton loads for one of this module's classes."""
-    if class_name not in __all__[:3]:
+    if class_name not in ("PreprocessModel", "ClassifierModel", "PostprocessModel"):
         raise ValueError(f"no python-backend model {class_name!r} in {__name__}")
     return (
         f'"""Triton python-backend model: {class_name} of dacovid-export (the served code is the package\'s own)."""\n\n'
@@ -64,25 +78,46 @@ class PreprocessModel:
         params = _parameters(args)
         self._spec = Preprocessing.from_dict(json.loads(params["dacovid_preprocessing"]))
         self._output = params.get("dacovid_output_name", "input")
+        value = os.environ.get(MAX_REQUEST_ENV, "")
+        self._max_bytes = int(value) if value.isdigit() and int(value) > 0 else DEFAULT_MAX_REQUEST_MB << 20
 
     def execute(self, requests: Sequence[Any]) -> list[Any]:
         pb = _pb_utils()
         responses = []
         for request in requests:
             items = pb.get_input_tensor_by_name(request, "image").as_numpy().reshape(-1)
-            try:
-                batch = np.stack([preprocess(_encoded(item, i, len(items)), self._spec) for i, item in enumerate(items)])
-            except DacovidError as exc:  # a bad image, or a decoder this environment lacks (DICOM): that request fails
-                responses.append(_error(pb, str(exc)))
+            size = sum(len(_raw(item)) for item in items)
+            if size > self._max_bytes:  # refused before any image is decoded
+                responses.append(_error(
+                    pb, f"request of {size / 2**20:.1f} MB ({len(items)} image(s)) is over this server's limit of "
+                        f"{self._max_bytes / 2**20:.0f} MB (serve --max-request-mb): send fewer or smaller images",
+                    client=True,
+                ))  # fmt: skip
                 continue
-            except MemoryError:
-                responses.append(_error(pb, "image is unreadable: not enough memory to decode it"))
-                continue
-            responses.append(pb.InferenceResponse(output_tensors=[pb.Tensor(self._output, batch)]))
+            planes, failed = [], None
+            for i, item in enumerate(items):
+                where = f"image at index {i} of the batch of {len(items)}"
+                try:
+                    planes.append(preprocess(_encoded(item, i, len(items)), self._spec))
+                except UserInputError as exc:  # the client's bytes: its fault, with which image and why
+                    failed = _error(pb, f"{where}: {exc}", client=True)
+                except DacovidError as exc:  # a decoder this environment lacks (DICOM): the server's
+                    failed = _error(pb, f"{where}: {exc}")
+                except MemoryError:
+                    failed = _error(pb, f"{where} is unreadable: not enough memory to decode it", client=True)
+                if failed is not None:
+                    break
+            responses.append(failed or pb.InferenceResponse(output_tensors=[pb.Tensor(self._output, np.stack(planes))]))
         return responses
 
     def finalize(self) -> None:
         pass
+
+
+def _raw(item: Any) -> Any:
+    """One BYTES element as Python sees it (it can arrive as a 0-d array); its ``len`` is its size."""
+    item = item.item() if isinstance(item, np.ndarray) else item
+    return item if isinstance(item, (bytes, str)) else b""
 
 
 def _encoded(item: Any, index: int, count: int) -> bytes:
@@ -143,24 +178,30 @@ class ClassifierModel:
 
 
 class PostprocessModel:
-    """``logits`` -> ``probabilities`` (softmax, float32) and ``class_name`` (bytes), per row."""
+    """``raw_logits`` -> ``probabilities`` (softmax, float32), ``class_name`` (bytes) and ``logits`` (as given), per row.
+
+    The input's name and whether ``logits`` is an output come from the model's own config, so a
+    repository written before ``raw_logits`` (input ``logits``, two outputs) is still served.
+    """
 
     def initialize(self, args: Mapping[str, Any]) -> None:
         params = _parameters(args)
+        config = json.loads(args["model_config"])
         self._names = np.array([name.encode("utf-8") for name in json.loads(params["dacovid_class_names"])], dtype=object)
+        self._input = str(config.get("input", [{}])[0].get("name", "logits"))
+        self._pass_logits = any(o.get("name") == "logits" for o in config.get("output", []))
 
     def execute(self, requests: Sequence[Any]) -> list[Any]:
         pb = _pb_utils()
         responses = []
         for request in requests:
-            logits = pb.get_input_tensor_by_name(request, "logits").as_numpy().astype(np.float32)  # b x K
-            probabilities = softmax(logits).astype(np.float32)
+            raw = pb.get_input_tensor_by_name(request, self._input).as_numpy()  # b x K, the classifier's dtype
+            probabilities = softmax(raw.astype(np.float32)).astype(np.float32)
             names = self._names[probabilities.argmax(axis=1)].reshape(-1, 1)  # b x 1
-            responses.append(
-                pb.InferenceResponse(
-                    output_tensors=[pb.Tensor("probabilities", probabilities), pb.Tensor("class_name", names)]
-                )
-            )
+            outputs = [pb.Tensor("probabilities", probabilities), pb.Tensor("class_name", names)]
+            if self._pass_logits:
+                outputs.append(pb.Tensor("logits", raw))
+            responses.append(pb.InferenceResponse(output_tensors=outputs))
         return responses
 
     def finalize(self) -> None:

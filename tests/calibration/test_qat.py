@@ -21,6 +21,7 @@ from dacovid_export.calibration.qat import QatConfig, fold_batchnorms, qat_finet
     [
         ({"epochs": -1}, "epochs=-1"),
         ({"epochs": 0}, "epochs=0"),
+        ({"epochs": 10**9}, "epochs=1000000000: give an integer from 1 to 1000"),
         ({"lr": 0}, "lr=0"),
         ({"lr": float("nan")}, "lr=nan"),
         ({"batch_size": 0}, "batch_size=0"),
@@ -97,12 +98,71 @@ def test_resumed_fine_tune_equals_an_uninterrupted_one(tiny_checkpoint: Path, tm
     assert all(torch.equal(a[k], b[k]) for k in a)
     original = torch.load(tiny_checkpoint, weights_only=False)["state_dict"]
     assert not torch.equal(a["backbone.0.weight"], original["backbone.0.weight"])  # it did fine-tune (and fold)
-    # a state from other options is refused, not silently continued
+    # a state from other options is never continued: one line, and the run starts over
     qat_finetune(tiny_checkpoint, tmp_path / "other.pt", train_images=train, calibration_images=calib,
                  config=config, progress=False, stop_after_epochs=1, log=lambda _: None)
-    with pytest.raises(UserInputError, match="another checkpoint, configuration or image set"):
-        qat_finetune(tiny_checkpoint, tmp_path / "other.pt", train_images=train, calibration_images=calib,
-                     config=QatConfig(epochs=3, lr=1e-4, batch_size=4), progress=False, resume=True, log=lambda _: None)
+    said: list[str] = []
+    other = qat_finetune(tiny_checkpoint, tmp_path / "other.pt", train_images=train, calibration_images=calib,
+                         config=QatConfig(epochs=3, lr=1e-4, batch_size=4), progress=False, resume=True,
+                         stop_after_epochs=1, log=said.append)
+    assert other.resumed_from_epoch == 0 and other.epochs == 1
+    assert [line for line in said if "another checkpoint, configuration or image set: starting over" in line], said
+
+
+def _evil_payloads(marker: Path) -> dict[str, bytes]:
+    """State files that run ``touch marker`` when unpickled unsafely, and files that are no state at all."""
+    import io
+    import os
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    buffer = io.BytesIO()
+    torch.save({"fingerprint": {}, "model": Evil()}, buffer)
+    return {
+        "torch-zip pickle with a payload": buffer.getvalue(),
+        "plain pickle with a payload": pickle.dumps({"fingerprint": Evil()}, protocol=2),
+        "random bytes": np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
+        "a saved list": _saved([1, 2, 3]),
+        "metadata that is not JSON": _saved({"meta": "{nope", "tensors": {}}),
+        "a foreign tensor set": _saved({"meta": '{"format": "dacovid-qat-state/2"}', "tensors": {"x": torch.zeros(1)}}),
+    }
+
+
+def _saved(value: object) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["torch-zip pickle with a payload", "plain pickle with a payload", "random bytes", "a saved list",
+     "metadata that is not JSON", "a foreign tensor set"],
+)
+def test_a_planted_or_damaged_qat_state_never_runs_and_the_run_starts_over(
+    tiny_checkpoint: Path, tmp_path: Path, case: str
+) -> None:
+    # every `onnx --qat` run whose OUT.qat.pt is absent resumes from OUT.qat.pt.qat-state.pt (resume=True): anyone
+    # who can write beside the output can plant it
+    marker = tmp_path / "pwned"
+    out = tmp_path / "m8.qat.pt"
+    state = tmp_path / "m8.qat.pt.qat-state.pt"
+    state.write_bytes(_evil_payloads(marker)[case])
+    rng = np.random.default_rng(0)
+    train = rng.normal(0, 1, (4, 3, 64, 64)).astype(np.float32)
+    said: list[str] = []
+    result = qat_finetune(tiny_checkpoint, out, train_images=train, calibration_images=train[:2],
+                          config=QatConfig(epochs=2, lr=1e-4, batch_size=4), progress=False, resume=True,
+                          stop_after_epochs=0, log=said.append)
+    assert not marker.exists(), "the planted state ran its code"
+    assert result.resumed_from_epoch == 0  # a clean start (the resume test shows the state is then rewritten)
+    warned = [line for line in said if "starting over" in line]
+    assert len(warned) == 1 and str(state) in warned[0], said
 
 
 @pytest.mark.parametrize(

@@ -144,3 +144,34 @@ def test_an_option_of_one_runtime_names_it(make_toy_onnx, tmp_path: Path, monkey
     monkeypatch.setenv(CHOICE_ENV, "openvino")
     with open_backend(model, device="cpu", graph_optimization="basic", threads=1) as opened:
         assert opened.name == "onnxruntime" and opened.intra_op_threads == 1
+
+
+def test_an_edited_cache_entry_is_escaped_and_an_unfaithful_choice_never_picked(
+    make_toy_onnx, tmp_path: Path, monkeypatch, capsys
+) -> None:
+    # what `auto` prints on stderr comes from the cache: an edited entry must neither forge lines nor pick OpenVINO
+    monkeypatch.delenv(CHOICE_ENV, raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    model = make_toy_onnx(tmp_path / "toy.onnx")
+    auto_backend(model, "cpu", threads=1)
+    (entry,) = (tmp_path / "xdg" / "dacovid-export" / "cpu-choice").glob("*.json")
+    stored = json.loads(entry.read_text())
+    stored["choice"].update(backend="onnxruntime", faithful=True,
+                            reason="fine\x1b[2J\x1b[31m\nerror: injected line\r\u202eevil")
+    entry.write_text(json.dumps(stored))
+    capsys.readouterr()
+    with open_backend(model, device="cpu", intra_op_threads=1) as opened:
+        assert opened.name == "onnxruntime"
+    err = capsys.readouterr().err
+    assert "\x1b" not in err and "\r" not in err and "\u202e" not in err
+    assert not [line for line in err.splitlines() if line.startswith("error:")], err
+    assert "\\x1b[2J" in err and "\\x0aerror: injected line" in err  # shown, escaped, on the one line
+    # a cached OpenVINO choice that says it was not faithful is measured again, never used
+    stored["choice"].update(backend="openvino", faithful=False, reason="cached")
+    entry.write_text(json.dumps(stored))
+    from dacovid_export.backends import openvino_backend
+
+    real_run = openvino_backend.OpenVINOBackend._run_host
+    monkeypatch.setattr(openvino_backend.OpenVINOBackend, "_run_host", lambda self, b: real_run(self, b) + 0.5)
+    backend, why = auto_backend(model, "cpu", threads=1)
+    assert backend == "onnxruntime" and "measured now" in why and "not faithful" in why

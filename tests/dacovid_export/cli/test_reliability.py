@@ -27,7 +27,7 @@ from dacovid_export.cli.bench_cmd import bench
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.data.synthetic import make_synthetic_dataset
-from tests.helpers.cli import assert_one_line_error, invoke
+from tests.helpers.cli import assert_one_line_error, invoke, one_error_line
 from tests.helpers.engines import write_placeholder_engine
 
 UNWRITABLE = "/proc/dacovid-no-such-dir/out"  # /proc takes no new files, not even from root
@@ -578,3 +578,140 @@ def test_image_sets_are_checked_before_the_export(work: Path, tmp_path: Path, mo
                                        "--validation-data", validation]),
                           "zz_bad.png", "unreadable")
     assert _snapshot(tmp_path) == before and not out.parent.exists()
+
+
+# --------------------------------------------------------------------- round four
+
+
+def _limited_run(args: list[str], cwd: Path, gib: int = 6) -> subprocess.CompletedProcess:
+    """``args`` in a child whose address space is capped at ``gib`` GiB: a runaway allocation fails there, not here."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (gib << 30, gib << 30))
+
+    return subprocess.run(args, capture_output=True, text=True, cwd=cwd, timeout=120, preexec_fn=cap)
+
+
+def test_an_artifacts_absurd_resize_size_is_refused_where_it_is_read(work: Path, tmp_path: Path) -> None:
+    # an ONNX copy whose metadata asks for a 1,000,000-pixel shorter side: on main bf16-guard was OOM-killed at 23 GB,
+    # Predictor raised a bare MemoryError from Pillow, and `triton` wrote a repository with it
+    import json
+
+    import onnx
+
+    from dacovid_export.artifacts.onnx_metadata import metadata_of, write_metadata
+
+    model = onnx.load(str(work / "toy.onnx"))
+    preprocessing = json.loads(metadata_of(model)["preprocessing"])
+    write_metadata(model, {"preprocessing": {**preprocessing, "resize_size": 1_000_000}})
+    liar = tmp_path / "huge.onnx"
+    onnx.save(model, str(liar))
+    images = tmp_path / "images" / "normal"
+    images.mkdir(parents=True)
+    Image.new("L", (80, 64), 128).save(images / "a.png")
+    cli_cases = [
+        ["bf16-guard", liar, "--validation-data", tmp_path / "images"],
+        ["triton", liar, "--repo", tmp_path / "repo"],
+    ]
+    for args in cli_cases:
+        proc = _limited_run([sys.executable, "-m", "dacovid_export", *map(str, args)], tmp_path)
+        assert proc.returncode == 2, (args, proc.returncode, proc.stderr[-2000:])
+        one_error_line(proc.stderr, "resize_size=1000000", "2048")
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").rglob("config.pbtxt"))
+    script = (
+        "import sys\n"
+        "from dacovid_export.core.errors import UserInputError\n"
+        "from dacovid_export.serve.predictor import Predictor\n"
+        "try:\n"
+        f"    Predictor.from_path({str(liar)!r}).predict_one({str(images / 'a.png')!r})\n"
+        "except UserInputError as exc:\n"
+        "    print('refused:', exc)\n"
+        "    sys.exit(3)\n"
+    )
+    proc = _limited_run([sys.executable, "-c", script], tmp_path)
+    assert proc.returncode == 3 and "resize_size=1000000" in proc.stdout, (proc.returncode, proc.stdout, proc.stderr[-2000:])
+
+
+@pytest.mark.parametrize("case", ["epochs beyond the bound", "cuda without CUDA", "qat checkpoint over the input",
+                                  "calibration size beyond the bound"])
+def test_qat_options_checkable_without_work_are_refused_before_the_export(
+    work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    import dacovid_export.calibration.convert as convert
+    import dacovid_export.model.checkpoint as checkpoint
+
+    monkeypatch.setattr(checkpoint, "load_checkpoint", _no_export)
+    monkeypatch.setattr(convert, "export_onnx", _no_export)
+    calib = make_synthetic_dataset(tmp_path / "calib", per_class=8, size=64, seed=1)
+    source = work / "tiny.pt"
+    out = tmp_path / "m8.onnx"
+    extra: list[object] = ["--qat", "--train-data", calib]
+    if case == "epochs beyond the bound":
+        extra += ["--qat-epochs", "1000000000"]
+        fragments = ["epochs=1000000000", "1 to 1000"]
+    elif case == "cuda without CUDA":
+        import torch
+
+        if torch.cuda.is_available():
+            pytest.skip("this machine has CUDA")
+        extra += ["--qat-device", "cuda"]
+        fragments = ["CUDA is not available here", "--qat-device cpu"]
+    elif case == "qat checkpoint over the input":
+        # m8.onnx's fine-tuned checkpoint is m8.qat.pt: exporting from a checkpoint of that name would overwrite it
+        source = tmp_path / "m8.qat.pt"
+        shutil.copyfile(work / "tiny.pt", source)
+        fragments = ["m8.qat.pt"]
+    else:
+        extra += ["--calib-size", "1000000000"]
+        fragments = ["calib_size=1000000000", "100000"]
+    before = _snapshot(tmp_path)
+    result = invoke(cli, ["onnx", source, "-o", out, "--precision", "int8", "--calib-data", calib, *extra])
+    assert_one_line_error(result, *fragments)
+    assert _snapshot(tmp_path) == before
+
+
+def test_a_pacs_export_of_extension_less_dicoms_is_images_by_content(work: Path, tmp_path: Path) -> None:
+    # PACS exports name files IM000001 or by UID: on main `check --images`, training and --calib-data all said
+    # "holds no images", though Predictor and the server read the very same files
+    pytest.importorskip("pydicom")
+    from dacovid_export.calibration.data import load_calibration_set
+    from dacovid_export.data.image_folder import scan_class_folders
+    from dacovid_export.data.preprocessing import Preprocessing
+    from tests.helpers.dicom import write_dx
+
+    pacs = tmp_path / "pacs"
+    rng = np.random.default_rng(0)
+    for c, name in enumerate(("normal", "pneumonia", "covid")):
+        (pacs / name).mkdir(parents=True)
+        for i in range(3):  # 3 a class: 9 in all, over calibration's minimum of 8
+            write_dx(pacs / name / f"IM{c * 10 + i:06d}", rng.integers(0, 4096, (72, 64), dtype=np.uint16), bits_stored=12)
+        (pacs / name / "DICOMDIR-notes").write_text("not an image: exported by the PACS beside the images\n")
+    result = invoke(cli, ["check", work / "toy.onnx", "--checkpoint", work / "tiny.pt", "--images", pacs])
+    # the toy model is nothing like the checkpoint, so the verdict is FAIL (exit 1): what matters is that it ran on them
+    assert result.exit_code == 1 and "9 labelled images from" in result.output, result.output
+    said = [line for line in result.stderr.splitlines() if "taken as DICOM (by content)" in line]
+    assert len(said) == 1 and said[0].startswith("images: 9 file(s)"), result.stderr
+    classes = scan_class_folders(pacs)
+    assert {k: len(v) for k, v in classes.items()} == {"normal": 3, "pneumonia": 3, "covid": 3}
+    calibration = load_calibration_set(pacs, Preprocessing(image_size=64), size=8, seed=0)
+    assert calibration.array.shape == (8, 3, 64, 64)
+
+
+@pytest.mark.parametrize(("field", "value", "fragment"), [
+    ("max", [1_000_000, 3, 64, 64], "profile max batch=1000000"),
+    ("class_names", ["only"], "number of class_names=1"),
+])
+def test_an_edited_engine_sidecar_is_bounded_where_it_is_read(tmp_path: Path, field: str, value: object, fragment: str) -> None:
+    import json
+
+    engine = write_placeholder_engine(tmp_path)
+    (sidecar,) = [p for p in tmp_path.iterdir() if p.suffix == ".json"]
+    data = json.loads(sidecar.read_text())
+    if field == "max":
+        data["profile"]["max"] = value
+    else:
+        data[field] = value
+    sidecar.write_text(json.dumps(data))
+    assert_one_line_error(invoke(cli, ["triton", engine, "--repo", tmp_path / "repo"]), fragment)
+    assert not (tmp_path / "repo").exists() or not any((tmp_path / "repo").rglob("config.pbtxt"))

@@ -71,7 +71,8 @@ def test_detected_by_content_not_name(tmp_path: Path, gray8: np.ndarray) -> None
         np.testing.assert_array_equal(to_float_gray(other), to_float_gray(dcm))
     assert file_looks_like_dicom(tmp_path / "noextension")
     assert not looks_like_dicom(b"\x89PNG\r\n\x1a\n" + b"\0" * 200)
-    assert find_images(tmp_path) == [dcm, tmp_path / "film.png"]  # .dcm found in folders
+    # .dcm by name, and (round four) the extension-less one by content, as a PACS export names its files
+    assert find_images(tmp_path) == [dcm, tmp_path / "film.png", tmp_path / "noextension"]
 
 
 def test_bare_dataset_without_preamble_and_bytes(tmp_path: Path, gray8: np.ndarray) -> None:
