@@ -25,6 +25,7 @@ import base64
 import dataclasses
 import hashlib
 import os
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,7 @@ def fingerprint_decoded(data: bytes, image: Image.Image) -> Fingerprint:
 
 def fingerprint_image(path: str | os.PathLike[str]) -> Fingerprint:
     """Read and decode one image file; :class:`UserInputError` for a missing or undecodable one."""
+    from dacovid_export.data.dicom import DicomWarning
     from dacovid_export.data.preprocessing import load_image
 
     path = Path(path)
@@ -105,8 +107,12 @@ def fingerprint_image(path: str | os.PathLike[str]) -> Fingerprint:
         data = path.read_bytes()
     except OSError as exc:
         raise UserInputError(f"image {str(path)!r} cannot be read: {exc}") from exc
-    # decoded from the path (its messages name the file); the bytes were just read, so this read is cached
-    fingerprint = fingerprint_decoded(data, load_image(path))
+    # decoded from the path (its messages name the file); the bytes were just read, so this read is cached.
+    # A DICOM's warnings (not a chest CR/DX) are said once, by the decode that classifies it, not by this one
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DicomWarning)
+        image = load_image(path)
+    fingerprint = fingerprint_decoded(data, image)
     if len(_MEMO) >= _MEMO_LIMIT:
         _MEMO.clear()
     _MEMO[key] = fingerprint
