@@ -5,6 +5,7 @@
 #include <openvino/openvino.hpp>
 
 #include <algorithm>
+#include <fstream>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -20,6 +21,12 @@ const char* const kRequired[] = {"class_names", "preprocessing", "precision", "s
 class OpenVinoRuntime final : public Classifier::Runtime {
 public:
     OpenVinoRuntime(const std::string& path, const Options& options) {
+        // an ONNX ModelProto starts with field 1 (ir_version, tag 0x08); anything else is refused here, before
+        // OpenVINO tries every frontend it has on it (and the TensorFlow one prints to stderr)
+        {
+            std::ifstream in(path, std::ios::binary);
+            if (in.get() != 0x08) throw InputError("'" + path + "' is not an ONNX model (not an ONNX protobuf file)");
+        }
         std::shared_ptr<ov::Model> model;
         try {
             model = core_.read_model(path);
