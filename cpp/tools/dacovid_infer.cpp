@@ -102,9 +102,14 @@ int run(int argc, char** argv) {
     std::vector<std::string> positional;
     bool json = false, show_info = false;
     int batch = 0, threads = 1, repeats = 0;
+    bool options_done = false;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
-        if (a == "-h" || a == "--help") {
+        if (options_done) {
+            positional.push_back(a);
+        } else if (a == "--") {
+            options_done = true;  // what follows is files, even when a name starts with '-'
+        } else if (a == "-h" || a == "--help") {
             std::cout << kUsage;
             return 0;
         } else if (a == "--json") {
@@ -117,7 +122,7 @@ int run(int argc, char** argv) {
             threads = positive(a, i + 1 < argc ? argv[++i] : nullptr);
         } else if (a == "--time") {
             repeats = positive(a, i + 1 < argc ? argv[++i] : nullptr);
-        } else if (a.size() > 1 && a[0] == '-' && a != "--") {
+        } else if (a.size() > 1 && a[0] == '-') {
             throw UsageError("unknown option " + a);
         } else {
             positional.push_back(a);
