@@ -38,12 +38,14 @@ std::vector<double> softmax(const float* logits, std::size_t k) {
 std::string one_line(const std::string& text) {
     // OpenVINO's messages start with "Exception from src/...:" and "Check '...' failed at ..." lines
     std::istringstream in(text);
-    std::string line, last;
+    std::string line, out;
     while (std::getline(in, line)) {
         while (!line.empty() && std::isspace(static_cast<unsigned char>(line.back()))) line.pop_back();
         if (line.empty() || line.rfind("Exception from ", 0) == 0 || line.rfind("Check '", 0) == 0) continue;
-        return line;
+        out += (out.empty() ? "" : " ") + line;
+        if (out.back() != ':') return out;  // "... failed with GeneralFailure:" says why on the next line
     }
+    if (!out.empty()) return out;
     return text.empty() ? "unknown error" : text.substr(0, text.find('\n'));
 }
 

@@ -2,6 +2,7 @@
 // ONNX metadata_props entry), the inference precision always set explicitly (f32; bf16 only for a model marked
 // bf16), as dacovid_export.core.openvino_model.compile_for_cpu does: on CPUs with AVX512-BF16/AMX, OpenVINO's
 // default would silently be BF16.
+#include <openvino/frontend/manager.hpp>
 #include <openvino/openvino.hpp>
 
 #include <algorithm>
@@ -29,7 +30,13 @@ public:
         }
         std::shared_ptr<ov::Model> model;
         try {
-            model = core_.read_model(path);
+            // the ONNX frontend only: Core::read_model would go on to try every other frontend on a damaged file
+            // (TensorFlow's prints its own lines to stderr); the model is what read_model gives for an ONNX file
+            ov::frontend::FrontEndManager manager;
+            const ov::frontend::FrontEnd::Ptr onnx = manager.load_by_framework("onnx");
+            const ov::frontend::InputModel::Ptr input = onnx->load(path);
+            if (!input) throw std::runtime_error("the ONNX frontend did not load it");
+            model = onnx->convert(input);
         } catch (const std::exception& e) {
             throw InputError("OpenVINO could not read '" + path + "' as a model: " + one_line(e.what()));
         }
