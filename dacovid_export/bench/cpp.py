@@ -1,11 +1,12 @@
 """End-to-end latency of the C++ runtime beside Python's Predictor: same files, same runtime, one run.
 
 Per image, end to end: decode + preprocessing + inference + softmax. The C++ side times itself
-(``dacovid_infer --time``: a warm-up pass, then a timed pass, each full batch on a monotonic
-clock, no process start-up counted); the Python side is :class:`~dacovid_export.serve.predictor.Predictor`
-on OpenVINO (the runtime the C++ side uses for ONNX), timed the same way; the two sides' passes alternate
-``repeats`` times. The ratio is C++ / Python of the
-median milliseconds per image; below 1 the C++ runtime is faster.
+(``dacovid_infer --time``: a warm-up pass, then a timed pass, each full batch on a monotonic clock, no
+process start-up counted); the Python side is what ``Predictor.predict`` does per call (decode,
+preprocessing, the backend, softmax; as ``bench/served.py`` times it), on OpenVINO, the runtime the C++
+side uses for ONNX. The two sides' passes alternate ``repeats`` times, so a load change on a shared
+machine hits both alike. The ratio is C++ / Python of the median milliseconds per image; below 1 the
+C++ runtime is faster.
 """
 
 from __future__ import annotations
@@ -16,11 +17,14 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from dacovid_export.backends.base import Backend, run_any_batch
 from dacovid_export.backends.cpp_runtime import CppRuntime
+from dacovid_export.backends.registry import open_backend
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size
+from dacovid_export.data.agreement import softmax
+from dacovid_export.data.preprocessing import preprocess_batch
 
 __all__ = ["CppBenchConfig", "CppBenchRow", "bench_cpp", "format_cpp_table"]
 
@@ -68,11 +72,13 @@ class CppBenchRow:
         return {**dataclasses.asdict(self), "ratio": self.ratio}
 
 
-def _python_pass_ms(predictor: Any, files: Sequence[Path], batch: int) -> list[float]:
+def _python_pass_ms(backend: Backend, files: Sequence[Path], batch: int) -> list[float]:
+    """What Predictor.predict does per call (decode, preprocessing, the backend, softmax), as bench/served.py times it."""
+    spec = backend.info.preprocessing
     times: list[float] = []
     for start in range(0, len(files) - batch + 1, batch):
         t0 = time.perf_counter()
-        predictor.predict(list(files[start : start + batch]))
+        softmax(run_any_batch(backend, preprocess_batch(files[start : start + batch], spec), batch))
         times.append((time.perf_counter() - t0) * 1e3)
     return times
 
@@ -86,18 +92,16 @@ def bench_cpp(config: CppBenchConfig) -> list[CppBenchRow]:
         raise UserInputError(f"{config.images!r} holds {len(files)} images; {config.count} are timed: give more or lower the count")
     runtime = CppRuntime(config.binary, config.model)
     described = runtime.describe()
-    from dacovid_export.serve.predictor import Predictor
-
     rows = []
     for batch in config.batch_sizes:
         cpp: list[float] = []
         python: list[float] = []
-        with Predictor.from_path(config.model, backend="openvino", device="cpu", batch_size=batch) as predictor:
-            _python_pass_ms(predictor, files, batch)  # warm-up, as dacovid_infer --time does its own
+        with open_backend(config.model, backend="openvino", device="cpu") as backend:
+            _python_pass_ms(backend, files, batch)  # warm-up, as dacovid_infer --time does its own
             # interleaved passes, so a load change on a shared machine hits both sides alike
             for _ in range(config.repeats):
                 cpp += runtime.time_files(files, batch, 1)
-                python += _python_pass_ms(predictor, files, batch)
+                python += _python_pass_ms(backend, files, batch)
         rows.append(CppBenchRow(batch, len(files), statistics.median(cpp) / batch, statistics.median(python) / batch, described))
     return rows
 
