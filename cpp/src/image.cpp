@@ -429,8 +429,8 @@ GrayImage decode_image(const std::uint8_t* data, std::size_t size, const std::st
     // DICOM is refused rather than decoded: docs/dicom.md's decoding (VOI LUT/window, MONOCHROME1, the
     // compressed transfer syntaxes through GDCM) would be a second implementation to keep bit-identical
     if (starts("DICM", 128))
-        throw InputError(label + " is a DICOM file, which this runtime does not read: convert it with "
-                                 "'dacovid-export' in Python (load_image) or export a 16-bit PNG");
+        throw InputError(label + " is a DICOM file, which the C++ runtime does not decode: convert it to a 16-bit PNG "
+                                 "first, or classify it with the Python side (docs/dicom.md)");
     if (starts("BM") || starts("II*") || starts("MM\x00*"))
         throw InputError(label + " is a BMP/TIFF image, which this runtime does not read: convert it to PNG");
     throw InputError(label + " is unreadable or corrupt: not a PNG, JPEG or PGM/PPM image");
