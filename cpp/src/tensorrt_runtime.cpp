@@ -75,29 +75,6 @@ struct Sidecar {
     std::vector<std::string> class_names;
 };
 
-// the "preprocessing" object's text, for Preprocessing and ModelInfo::preprocessing_json
-std::string object_text(const std::string& text, const std::string& key) {
-    const auto at = text.find("\"" + key + "\"");
-    const auto open = at == std::string::npos ? at : text.find('{', at);
-    if (open == std::string::npos) throw InputError("the sidecar has no '" + key + "' object");
-    int depth = 0;
-    bool in_string = false;
-    for (std::size_t i = open; i < text.size(); ++i) {
-        const char c = text[i];
-        if (in_string) {
-            if (c == '\\') ++i;
-            else if (c == '"') in_string = false;
-        } else if (c == '"') {
-            in_string = true;
-        } else if (c == '{') {
-            ++depth;
-        } else if (c == '}' && --depth == 0) {
-            return text.substr(open, i - open + 1);
-        }
-    }
-    throw InputError("the sidecar's '" + key + "' object is unterminated");
-}
-
 Sidecar read_sidecar(const std::string& engine_path) {
     const std::string path = engine_path + ".json";
     std::string text;
@@ -137,7 +114,7 @@ Sidecar read_sidecar(const std::string& engine_path) {
         s.max_batch = v["profile"]["max"].array().at(0).integer();
         for (const auto& name : v["class_names"].array()) s.class_names.push_back(name.str());
         if (const jsonlite::Value* src = v.find("source_sha256"); src && !src->is_null()) s.source_sha256 = src->str();
-        s.preprocessing_json = object_text(text, "preprocessing");
+        s.preprocessing_json = jsonlite::object_text(text, "preprocessing");
         return s;
     } catch (const InputError&) {
         throw;

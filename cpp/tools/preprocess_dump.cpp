@@ -21,18 +21,8 @@ int main(int argc, char** argv) {
         std::ifstream meta_in(argv[1], std::ios::binary);
         if (!meta_in) throw dacovid::InputError(std::string("cannot open metadata '") + argv[1] + "'");
         const std::string text((std::istreambuf_iterator<char>(meta_in)), std::istreambuf_iterator<char>());
-        // re-serialising is not needed: preprocessing_from_json takes the object's text
-        const jsonlite::Value meta = jsonlite::parse(text);
-        (void)meta["preprocessing"];
-        const auto start = text.find("\"preprocessing\"");
-        const auto open = text.find('{', start);
-        int depth = 0;
-        std::size_t end = open;
-        for (; end < text.size(); ++end) {
-            if (text[end] == '{') ++depth;
-            if (text[end] == '}' && --depth == 0) break;
-        }
-        const dacovid::Preprocessing spec = dacovid::preprocessing_from_json(text.substr(open, end - open + 1));
+        (void)jsonlite::parse(text)["preprocessing"];  // a valid document with the entry, or a one-line error
+        const dacovid::Preprocessing spec = dacovid::preprocessing_from_json(jsonlite::object_text(text, "preprocessing"));
         const std::vector<float> chw = dacovid::preprocess(dacovid::decode_image_file(argv[2]), spec);
         std::ofstream out(argv[3], std::ios::binary);
         out.write(reinterpret_cast<const char*>(chw.data()), static_cast<std::streamsize>(chw.size() * sizeof(float)));

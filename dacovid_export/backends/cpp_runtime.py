@@ -100,10 +100,7 @@ class CppRuntime:
         if not files:
             raise UserInputError("no images to classify")
         args = ["--json", "--threads", str(threads), *([] if batch_size is None else ["--batch", str(batch_size)])]
-        try:
-            stdout = self._run([*args, "--", *map(str, files)], "inference")
-        except UserInputError:
-            raise
+        stdout = self._run([*args, "--", *map(str, files)], "inference")
         rows = [json.loads(line) for line in stdout.splitlines() if line.strip()]
         errors = [r for r in rows if "error" in r]
         if errors:
