@@ -49,6 +49,11 @@ _OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
                    "clients, with Triton's own queue/compute split; ARTIFACTs then also get in-process Predictor rows. Repeatable.")
 @click.option("--triton-model", default="dacovid", show_default=True, help="The served ensemble a --triton URL without /MODEL calls.")
 @click.option("--concurrency", default="1", show_default=True, metavar="LIST", help="Concurrent clients per served level, e.g. 1,4,8.")
+@click.option("--cpp", "cpp", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
+              help="A built dacovid_infer (cpp/): instead of the usual table, time it end to end beside Python's Predictor (both on OpenVINO) "
+                   "on the first --cpp-images files of --images, at each --batch, with --iterations timed passes (default 3).")
+@click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=None, help="--cpp: the folder of image files to time.")
+@click.option("--cpp-images", type=int, default=64, show_default=True, help="--cpp: how many images of --images are timed.")
 @click.option("--json", "json_out", type=_OUT, default=None, help="Write the records and environment as JSON.")
 @click.option("--csv", "csv_out", type=_OUT, default=None, help="Write the records as CSV.")
 @click.option("--plot", "plot_out", type=_OUT, default=None, help="Write a latency/throughput-versus-batch PNG.")
@@ -76,6 +81,9 @@ def bench(
     triton_urls: tuple[str, ...],
     triton_model: str,
     concurrency: str,
+    cpp: Path | None,
+    images: Path | None,
+    cpp_images: int,
     json_out: Path | None,
     csv_out: Path | None,
     plot_out: Path | None,
@@ -90,6 +98,10 @@ def bench(
     from dacovid_export.bench.config import BenchConfig, parse_int_list
     from dacovid_export.bench.report import format_markdown
     from dacovid_export.bench.run import bench_to_files
+
+    if cpp is not None:
+        _bench_cpp(cpp, artifacts, images, parse_int_list(batch, "--batch"), iterations, cpp_images)
+        return
 
     config = BenchConfig(
         backend=backend,
@@ -117,6 +129,16 @@ def bench(
     click.echo(format_markdown(result), nl=False)
     for path in written:
         click.echo(f"wrote {path}", err=True)
+
+
+def _bench_cpp(cpp: Path, artifacts: tuple[Path, ...], images: Path | None, batches: list[int], iterations: int | None, count: int) -> None:
+    from dacovid_export.bench.cpp import CppBenchConfig, bench_cpp, format_cpp_table
+    from dacovid_export.core.errors import UserInputError
+
+    if len(artifacts) != 1 or images is None:
+        raise UserInputError("--cpp times one ONNX model on image files: give exactly one ARTIFACT and --images DIR")
+    config = CppBenchConfig(str(cpp), str(artifacts[0]), str(images), tuple(batches), iterations or 3, count)
+    click.echo(format_cpp_table(bench_cpp(config), artifacts[0]), nl=False)
 
 
 def main() -> None:

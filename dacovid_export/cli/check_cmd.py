@@ -46,6 +46,9 @@ def _tolerance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--triton", "triton_urls", multiple=True, metavar="URL",
               help="A live Triton endpoint (http://HOST:PORT or grpc://HOST:PORT, optionally /MODEL) judged like one more model: it is sent "
                    "the encoded --images files. Repeatable.")
+@click.option("--cpp", "cpp", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
+              help="A built dacovid_infer (cpp/): every MODEL also runs through the C++ runtime, decoding and preprocessing the "
+                   "--images files itself, one more row each.")
 @click.option("--triton-model", default="dacovid", show_default=True, help="The served ensemble a --triton URL without /MODEL calls.")
 @click.option("--json", "json_out", type=_OUT, default=None, help="Write the full report as JSON.")
 @click.option("--confusion-png", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
@@ -76,12 +79,13 @@ def check(
     allow_source_mismatch: bool,
     triton_urls: tuple[str, ...],
     triton_model: str,
+    cpp: Path | None,
     no_progress: bool,
     strict_dicom: bool,
     training_data: Path | None,
     **tolerances: float | None,
 ) -> None:
-    """Compare MODEL... (ONNX models, TensorRT engines) and --triton endpoints with --checkpoint on the same inputs.
+    """Compare MODEL... (ONNX models, TensorRT engines), --triton endpoints and the --cpp runtime with --checkpoint on the same inputs.
 
     Each model is judged by the tolerance of its precision (from its metadata), on the --images that
     neither trained the checkpoint (its record, or --training-data) nor chose the model (its accuracy
@@ -110,6 +114,7 @@ def check(
         endpoint_model=triton_model,
         strict_dicom=strict_dicom,
         training_data=training_data,
+        cpp=cpp,
     )
     click.echo(report.format_table())
     for path in written:

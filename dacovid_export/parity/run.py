@@ -40,6 +40,7 @@ from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend, check_finite_logits, run_any_batch
+from dacovid_export.backends.cpp_runtime import CppRuntime
 from dacovid_export.backends.registry import (
     open_backend,
     resolve_device,
@@ -236,6 +237,7 @@ def run_parity(
     endpoint_model: str = "dacovid",
     strict_dicom: bool = False,
     training_data: str | os.PathLike[str] | None = None,
+    cpp: str | os.PathLike[str] | None = None,
 ) -> ParityReport:
     """Compare each model with the checkpoint on the same inputs; see the module docstring.
 
@@ -244,6 +246,8 @@ def run_parity(
     encoded image files (so ``images`` is required) and its logits are compared with
     the checkpoint's on the same images, by the tolerance of its precision.
     ``strict_dicom``: a DICOM image that is not a chest CR/DX is refused, not a warning.
+    ``cpp``: a built ``dacovid_infer`` (``cpp/``): every model also runs through the C++ runtime, one more
+    row each, judged the same way; it decodes and preprocesses the image files itself (``images`` required).
 
     Evidence: with ``images``, every image is fingerprinted; those that trained the checkpoint (its
     record, and/or ``training_data``: DIR or split.json) and, per model, those its accuracy guard
@@ -264,6 +268,10 @@ def run_parity(
         raise UserInputError("a Triton endpoint is sent encoded image files: give --images (synthetic tensors have no files)")
     if training_data is not None and images is None:
         raise UserInputError("--training-data tells --images that trained the checkpoint apart: give --images too")
+    if cpp is not None and images is None:
+        raise UserInputError("the C++ runtime (--cpp) reads image files: give --images (synthetic tensors have no files)")
+    if cpp is not None and not models:
+        raise UserInputError("--cpp runs the given models through the C++ runtime: give one or more .onnx files")
     check_batch_size(batch_size, "batch_size")
     if images is None and (not isinstance(synthetic_count, int) or synthetic_count < 1):
         raise UserInputError(f"synthetic_count={synthetic_count!r}: give an integer >= 1")
@@ -303,7 +311,16 @@ def run_parity(
             evidence = _Evidence.of(inputs, resolve_record(reference.image_record, training_data, progress=progress), progress)
             chosen = [evidence.chosen(_guard_fingerprints(m, info.kind)) for m, info in zip(models, infos)]
         masks = [_verdict_mask(evidence, c, inputs.count, _label_of(m)) for m, c in zip(models, chosen)]
-        backends: list[Backend | TritonEndpoint] = [stack.enter_context(open_backend(m, device=device)) for m in models]
+        backends: list[Backend | TritonEndpoint | CppRuntime] = [stack.enter_context(open_backend(m, device=device)) for m in models]
+        for i, model in enumerate(models if cpp is not None else ()):
+            runtime = CppRuntime(cpp, model)
+            info = runtime.info()  # what the C++ side read from the artifact, compared like any artifact's metadata
+            infos.append(info)
+            source_warnings.append(check_metadata(info, reference_info))
+            tolerances.append(config.tolerance_for(info.precision))
+            backends.append(runtime)
+            chosen.append(chosen[i])  # the same model file: its guard chose it on the same images
+            masks.append(masks[i])
         for url in endpoints:
             endpoint = stack.enter_context(TritonEndpoint(url, model=endpoint_model))
             info = endpoint.info()
@@ -386,15 +403,27 @@ def check_parity(
 
 
 def _run_all(
-    reference: Backend, backends: Sequence[Backend | TritonEndpoint], inputs: _Inputs, batch_size: int, progress: bool
+    reference: Backend,
+    backends: Sequence[Backend | TritonEndpoint | CppRuntime],
+    inputs: _Inputs,
+    batch_size: int,
+    progress: bool,
 ) -> tuple[np.ndarray, list[np.ndarray], list[str | None]]:
     """Run the reference and every model batch by batch; a model that yields NaN/inf stops, the others go on.
 
-    A Triton endpoint gets the batch's image files, encoded, instead of the tensors.
+    A Triton endpoint gets the batch's image files, encoded, instead of the tensors. The C++ runtime gets every
+    file in one run of its program (a process and a compile per batch would cost more than the check), sliced here.
     """
     ref_parts: list[np.ndarray] = []
     parts: list[list[np.ndarray]] = [[] for _ in backends]
     errors: list[str | None] = [None for _ in backends]
+    whole: dict[int, np.ndarray] = {}
+    for i, backend in enumerate(backends):
+        if isinstance(backend, CppRuntime):
+            try:
+                whole[i] = check_finite_logits(backend.logits_for_files(inputs.files, batch_size), backend.info(), backend.describe())
+            except CheckFailedError as exc:
+                errors[i] = str(exc)
     total = math.ceil(inputs.count / batch_size)
     with progress_bar(total=total, desc="parity", unit="batch", enabled=progress) as bar:
         done = 0
@@ -406,7 +435,9 @@ def _run_all(
                 if errors[i] is not None:
                     continue
                 try:
-                    if isinstance(backend, TritonEndpoint):
+                    if isinstance(backend, CppRuntime):
+                        parts[i].append(whole[i][done - len(batch) : done])
+                    elif isinstance(backend, TritonEndpoint):
                         parts[i].append(check_finite_logits(backend.logits_for_files(files), backend.info(), f"triton/{backend.protocol}"))
                     else:
                         parts[i].append(run_any_batch(backend, batch, batch_size))

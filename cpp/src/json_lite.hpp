@@ -1,7 +1,6 @@
-// json_lite.hpp - a small, strict JSON reader for the engine's sidecar metadata.
+// json_lite.hpp - a small, strict JSON reader for the artifacts' metadata (ONNX entries, engine sidecars).
 //
-// Header-only and dependency-free so the example builds with nothing but
-// TensorRT and the CUDA runtime. It reads RFC 8259 JSON into a tree of
+// Header-only and dependency-free. It reads RFC 8259 JSON into a tree of
 // jsonlite::Value; errors throw std::runtime_error with the byte offset.
 // It is a reader only (no writer) and keeps object keys in file order.
 #pragma once
@@ -250,5 +249,29 @@ private:
 };
 
 inline Value parse(const std::string& text) { return Parser(text).parse_document(); }
+
+// The text of the first object value under "key" in a JSON document (kept verbatim, e.g. to hand the artifact's
+// own "preprocessing" entry on); std::runtime_error when there is none. Strings are skipped, escapes honoured.
+inline std::string object_text(const std::string& text, const std::string& key) {
+    const auto at = text.find("\"" + key + "\"");
+    const auto open = at == std::string::npos ? at : text.find('{', at);
+    if (open == std::string::npos) throw std::runtime_error("JSON: no '" + key + "' object");
+    int depth = 0;
+    bool in_string = false;
+    for (std::size_t i = open; i < text.size(); ++i) {
+        const char c = text[i];
+        if (in_string) {
+            if (c == '\\') ++i;
+            else if (c == '"') in_string = false;
+        } else if (c == '"') {
+            in_string = true;
+        } else if (c == '{') {
+            ++depth;
+        } else if (c == '}' && --depth == 0) {
+            return text.substr(open, i - open + 1);
+        }
+    }
+    throw std::runtime_error("JSON: the '" + key + "' object is unterminated");
+}
 
 }  // namespace jsonlite
