@@ -91,6 +91,7 @@ __all__ = [
     "GUARD_REPORTS",
     "PRECISION_STEPS",
     "guard_report_of",
+    "guard_fingerprints",
     "qat_checkpoint_path",
 ]
 
@@ -574,6 +575,13 @@ def guard_report_of(metadata: Mapping[str, Any]) -> AccuracyReport | None:
         if data:
             return kind.from_dict(data)
     return None
+
+
+def guard_fingerprints(path: str | os.PathLike[str]) -> tuple[str, ...]:
+    """The content fingerprints of the images the ONNX model's accuracy guard chose it on (none: unguarded)."""
+    from dacovid_export.calibration.guard_report import validation_fingerprints
+
+    return validation_fingerprints(guard_report_of(read_metadata(path)))
 
 
 def _verify_against_onnx(

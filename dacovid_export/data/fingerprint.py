@@ -193,9 +193,6 @@ class ImageRecord:
     def trained(self, fingerprint: Fingerprint) -> bool:
         return fingerprint in self.train
 
-    def describe(self) -> str:
-        return f"{len(self.train)} training image(s) known from {self.source}"
-
     def to_dict(self) -> dict[str, Any]:
         """The JSON form (split.json, ONNX metadata): base64 of the ``N x 16`` tables."""
         return {"format": RECORD_FORMAT, "train": self.train.to_base64(), "val": self.val.to_base64(),

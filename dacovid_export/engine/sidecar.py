@@ -55,6 +55,7 @@ def engine_sidecar(
     verified: str,
 ) -> "EngineMetadata":
     """The sidecar of the engine ``blob`` just built from ``source``: what it is, how it was built, where it runs."""
+    from dacovid_export.calibration.convert import guard_fingerprints
 
     onnx_sha, external = _onnx_digests(source)
     build = config.to_dict()
@@ -94,17 +95,9 @@ def engine_sidecar(
         runtime=runtime,
         compute_capabilities=targets if runtime == "tensorrt-rtx" else (),
         layer_precisions=precisions.to_dict(),
-        guard_fingerprints=_guard_fingerprints(source),
+        # what the ONNX model's accuracy guard judged it on: check sets those images aside
+        guard_fingerprints=guard_fingerprints(source),
     )
-
-
-def _guard_fingerprints(source: Path) -> tuple[str, ...]:
-    """What the ONNX model's accuracy guard judged it on, carried so that ``check`` sets those images aside."""
-    from dacovid_export.artifacts.onnx_metadata import read_metadata
-    from dacovid_export.calibration.convert import guard_report_of
-    from dacovid_export.calibration.guard_report import validation_fingerprints
-
-    return validation_fingerprints(guard_report_of(read_metadata(source)))
 
 
 def write_engine_and_sidecar(output: Path, blob: bytes, metadata: "EngineMetadata") -> Path:

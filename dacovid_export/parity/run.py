@@ -57,6 +57,7 @@ from dacovid_export.core.fileio import same_file, sha256_file
 from dacovid_export.core.limits import check_batch_size
 from dacovid_export.core.progress import progress_bar
 from dacovid_export.core.versions import package_versions
+from dacovid_export.data.agreement import softmax
 from dacovid_export.data.evidence import NO_RECORD, resolve_record
 from dacovid_export.data.fingerprint import Fingerprint, ImageRecord, fingerprint_files
 from dacovid_export.data.image_folder import labelled_images, match_folders_to_classes
@@ -185,13 +186,10 @@ class _Evidence:
 
 def _guard_fingerprints(path: str | os.PathLike[str], kind: str) -> tuple[str, ...]:
     """The fingerprints of the images a model's accuracy guard chose it on (ONNX metadata, an engine's sidecar)."""
-    from dacovid_export.calibration.convert import guard_report_of
-    from dacovid_export.calibration.guard_report import validation_fingerprints
-
     if kind == "onnx":
-        from dacovid_export.artifacts.onnx_metadata import read_metadata
+        from dacovid_export.calibration.convert import guard_fingerprints
 
-        return validation_fingerprints(guard_report_of(read_metadata(path)))
+        return guard_fingerprints(path)
     if kind == "engine":
         from dacovid_export.artifacts.engine_metadata import read_engine_metadata
 
@@ -454,8 +452,6 @@ def _label_of(path: str | os.PathLike[str]) -> str:
 
 
 def _subset_row(name: str, reference: np.ndarray, logits: np.ndarray) -> SubsetRow:
-    from dacovid_export.data.agreement import softmax
-
     diff = np.abs(np.asarray(logits, np.float64) - reference)
     same = reference.argmax(axis=1) == logits.argmax(axis=1)
     return SubsetRow(
