@@ -9,11 +9,10 @@ anatomy of the exported graph: attention chains, graph helpers, external data),
 """
 
 from dacovid_export.artifacts.info import (
-    PRECISIONS,
     ArtifactInfo,
     ArtifactKind,
     artifact_kind,
 )
 from dacovid_export.artifacts.read import read_artifact_info
 
-__all__ = ["PRECISIONS", "ArtifactInfo", "ArtifactKind", "artifact_kind", "read_artifact_info"]
+__all__ = ["ArtifactInfo", "ArtifactKind", "artifact_kind", "read_artifact_info"]

@@ -7,16 +7,12 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from dacovid_export.artifacts.info import PRECISION_SPECS, PRECISIONS, Precision
 from dacovid_export.calibration.bf16 import Bf16GuardConfig
 from dacovid_export.calibration.cache import cache_max_bytes
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES
-from dacovid_export.calibration.fp16_guard import (
-    DEFAULT_FP16_MIN_AGREEMENT,
-    Fp16GuardConfig,
-)
-from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT, GuardConfig
-from dacovid_export.calibration.int8 import CALIBRATION_METHODS
+from dacovid_export.calibration.fp16_guard import Fp16GuardConfig
+from dacovid_export.calibration.guard import GuardConfig
+from dacovid_export.calibration.precisions import PrecisionKind, guarded_precisions, precision_of
 from dacovid_export.calibration.qat import (
     DEFAULT_QAT_BATCH_SIZE,
     DEFAULT_QAT_EPOCHS,
@@ -27,7 +23,7 @@ from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import same_file
 from dacovid_export.core.limits import MAX_IMAGE_COUNT
 from dacovid_export.data.image_folder import check_image_source
-from dacovid_export.export.config import DEFAULT_TOLERANCES, check_seed_and_tolerances
+from dacovid_export.export.config import check_seed_and_tolerances
 
 __all__ = ["DEFAULT_CALIB_SIZE", "QAT_OPTIONS", "PrecisionConfig", "check_qat_options"]
 
@@ -61,7 +57,7 @@ class PrecisionConfig:
     model; ``None`` means :data:`DEFAULT_TOLERANCES` of the precision.
     """
 
-    precision: Precision = "fp32"
+    precision: str = "fp32"
     calib_data: Path | None = None
     calib_size: int | None = None
     calib_method: Literal["entropy", "max"] | None = None
@@ -81,8 +77,7 @@ class PrecisionConfig:
     training_data: Path | None = None
 
     def __post_init__(self) -> None:
-        if self.precision not in PRECISIONS:
-            raise UserInputError(f"precision={self.precision!r}: choose one of {', '.join(PRECISIONS)}")
+        precision_of(self.precision)  # an unknown name: one line listing the registered ones
         check_seed_and_tolerances(self.seed, self.atol, self.rtol)
         for name in _PATH_FIELDS:
             value = getattr(self, name)
@@ -96,7 +91,7 @@ class PrecisionConfig:
         if not isinstance(self.qat, bool):
             raise UserInputError(f"qat={self.qat!r}: give True or False")
         check_qat_options(self)
-        if self.qat and self.precision != "int8":
+        if self.qat and not self.kind.quantization_aware:
             raise UserInputError(
                 f"qat with precision {self.precision!r}: quantization-aware fine-tuning makes INT8 models (--precision int8)"
             )
@@ -135,33 +130,15 @@ class PrecisionConfig:
 
     def _validate_guard(self) -> None:
         given = [n for n in ("min_agreement", "validation_data") if getattr(self, n) is not None]
-        if given and PRECISION_SPECS[self.precision].guard is None:
-            guarded = "/".join(s.guard for s in PRECISION_SPECS.values() if s.guard is not None)
+        if given and self.kind.guard is None:
+            guarded = "/".join(str(p.guard) for p in guarded_precisions())
             raise UserInputError(
                 f"{', '.join(given)} given with precision {self.precision!r}: the accuracy guard is an {guarded} option"
             )
-        if self.precision == "bf16":
-            self.bf16_guard_config()
-            if self.calib_data is None and self.validation_data is None:
-                # BF16 is never chosen silently nor made unjudged: no images, no guard, no BF16 model
-                raise UserInputError(
-                    "precision 'bf16' is made only through its accuracy guard, which needs images: pass "
-                    "--validation-data DIR (or a dacovid-train split.json: its held-out part), or --calib-data DIR "
-                    "(a part is held out)"
-                )
-        if self.precision == "int8":
-            self.guard_config()  # GuardConfig is the one home of the guard's option rules (min_agreement in 0..1)
-        if self.precision == "fp16":
-            self.fp16_guard_config()
-            if self.min_agreement is not None and self.calib_data is None and self.validation_data is None:
-                raise UserInputError(
-                    f"min_agreement={self.min_agreement!r} given for fp16 without images: the FP16 guard measures "
-                    "agreement on validation images; pass --calib-data DIR (a part is held out) or --validation-data DIR"
-                )
         if self.validation_data is not None:
             check_image_source(self.validation_data, "validation data", "its held-out part")
         if self.training_data is not None:
-            if PRECISION_SPECS[self.precision].guard is None:
+            if self.kind.guard is None:
                 raise UserInputError(
                     f"training_data given with precision {self.precision!r}: it tells the accuracy guard which "
                     "validation images trained the checkpoint; give it with --precision fp16/int8/bf16"
@@ -178,32 +155,17 @@ class PrecisionConfig:
             )
         if self.calib_method is not None and self.calib_method not in ("entropy", "max"):
             raise UserInputError(f"calib_method={self.calib_method!r}: choose 'entropy' or 'max'")
-        if self.precision == "fp32":
-            given = [n for n in ("calib_data", "calib_size", "calib_method") if getattr(self, n) is not None]
-            if given:
-                raise UserInputError(
-                    f"{', '.join(given)} given with precision 'fp32': calibration is used by fp16/int8 only; "
-                    "drop the option or pick --precision fp16/int8"
-                )
-        if self.precision == "bf16" and (self.calib_method is not None or self.cache_dir is not None):
-            raise UserInputError(
-                "calib_method/cache_dir are INT8 options; BF16 runs the FP32 graph and uses images only for its guard"
-            )
-        if self.precision == "fp16" and self.calib_method is not None:
-            raise UserInputError(
-                "calib_method is an INT8 option; FP16 uses calibration images only for its range check (--calib-data)"
-            )
-        if self.precision == "int8" and self.calib_data is None:
-            raise UserInputError(
-                "precision 'int8' needs calibration images: pass --calib-data DIR (class folders or a flat folder of "
-                "images like those the model will see)"
-            )
+        # the precision's own rules (what it needs, what it refuses): calibration.precisions.<name>.check_options
+        self.kind.check_options(self)
         if self.calib_data is not None:
             check_image_source(self.calib_data, "calibration data", "its training part")
         if self.cache_dir is not None and self.cache_dir.exists() and not self.cache_dir.is_dir():
             raise UserInputError(f"cache_dir {str(self.cache_dir)!r} exists and is not a directory")
-        if self.precision == "int8":
-            cache_max_bytes()  # a bad DACOVID_CACHE_MAX_GB is found now, not after the FP32 export
+
+    @property
+    def kind(self) -> PrecisionKind:
+        """The registered precision (calibration.precisions) these options are for."""
+        return precision_of(self.precision)
 
     @property
     def effective_calib_size(self) -> int:
@@ -214,34 +176,23 @@ class PrecisionConfig:
         return self.calib_method or "entropy"
 
     def guard_config(self) -> GuardConfig:
-        """The INT8 accuracy guard's options: every calibration method unless one was chosen."""
-        return GuardConfig(
-            min_agreement=DEFAULT_MIN_AGREEMENT if self.min_agreement is None else self.min_agreement,
-            methods=(self.calib_method,) if self.calib_method is not None else (
-                # after QAT, max first: the fine-tune's fake quantization used max ranges
-                ("max", *(m for m in CALIBRATION_METHODS if m != "max")) if self.qat else CALIBRATION_METHODS
-            ),
-        )
+        """The INT8 accuracy guard's options: every calibration method unless one was chosen (also QAT's "before")."""
+        config: GuardConfig = precision_of("int8").guard_config(self)
+        return config
+
+    def guard_options(self) -> "GuardConfig | Fp16GuardConfig | Bf16GuardConfig | None":
+        """This precision's guard options (``None``: unguarded)."""
+        return self.kind.guard_config(self)
 
     @property
     def fp16_guarded(self) -> bool:
         """Whether the FP16 guard runs: it needs images (``calib_data`` to split, or ``validation_data``)."""
-        return self.precision == "fp16" and (self.calib_data is not None or self.validation_data is not None)
-
-    def bf16_guard_config(self) -> Bf16GuardConfig:
-        """The BF16 accuracy guard's options: by default the INT8 guard's threshold (99%)."""
-        return Bf16GuardConfig(min_agreement=DEFAULT_MIN_AGREEMENT if self.min_agreement is None else self.min_agreement)
-
-    def fp16_guard_config(self) -> Fp16GuardConfig:
-        """The FP16 accuracy guard's options: by default ``check``'s FP16 threshold (99.5%)."""
-        return Fp16GuardConfig(
-            min_agreement=DEFAULT_FP16_MIN_AGREEMENT if self.min_agreement is None else self.min_agreement
-        )
+        return self.precision == "fp16" and self.kind.guarded(self)
 
     @property
     def tolerance(self) -> tuple[float, float]:
         """(atol, rtol) of the numeric self-check against the FP32 model."""
-        atol, rtol = DEFAULT_TOLERANCES[self.precision]
+        atol, rtol = self.kind.tolerance
         return (atol if self.atol is None else float(self.atol), rtol if self.rtol is None else float(self.rtol))
 
     def given(self) -> tuple[str, ...]:

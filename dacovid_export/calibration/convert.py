@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from dacovid_export.artifacts.info import PRECISION_SPECS, ArtifactInfo
+from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.artifacts.onnx_metadata import (
     image_record_in,
     info_from_model,
@@ -33,12 +33,7 @@ from dacovid_export.artifacts.onnx_metadata import (
     write_metadata,
 )
 from dacovid_export.artifacts.outputs import check_outputs
-from dacovid_export.calibration.bf16 import (
-    Bf16GuardReport,
-    guard_bf16,
-    openvino_bf16_runner,
-    require_bf16_cpu,
-)
+from dacovid_export.calibration.bf16 import openvino_bf16_runner
 from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.data import (
     MAX_QAT_IMAGES,
@@ -49,14 +44,9 @@ from dacovid_export.calibration.data import (
     load_validation_set,
     split_calibration_set,
 )
-from dacovid_export.calibration.fp16 import convert_fp16
-from dacovid_export.calibration.fp16_guard import Fp16GuardReport, guarded_convert_fp16
-from dacovid_export.calibration.guard import (
-    GuardReport,
-    calibrated_agreement,
-    guarded_quantize_int8,
-)
+from dacovid_export.calibration.guard import calibrated_agreement
 from dacovid_export.calibration.guard_report import AccuracyReport
+from dacovid_export.calibration.precisions import StepInputs, guard_report_types, precision_of
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import scratch_dir, sha256_file
@@ -88,8 +78,6 @@ __all__ = [
     "convert_precision",
     "export_at_precision",
     "GUARD_KEYS",
-    "GUARD_REPORTS",
-    "PRECISION_STEPS",
     "guard_report_of",
     "guard_fingerprints",
     "qat_checkpoint_path",
@@ -110,10 +98,9 @@ def export_at_precision(
     Every input and option is checked before the FP32 export starts (a wrong
     calibration folder is found now, not after minutes of export).
     """
-    if precision.precision == "fp32":
+    if not precision.kind.made_by_step:
         return export_onnx(checkpoint, output, export, progress=progress)
-    if precision.precision == "bf16":
-        require_bf16_cpu()  # before the FP32 export: on such a CPU the guard could measure nothing
+    precision.kind.preflight()  # before the FP32 export: e.g. a CPU without BF16, where the guard could measure nothing
     output = _check_precision_output(output, checkpoint, precision, record=_checkpoint_record(checkpoint, precision))
     train_data = precision.qat_train_data(checkpoint) if precision.qat else None
     if train_data is not None:
@@ -158,7 +145,7 @@ def _after_export(fp32: OnnxExportResult, step: OnnxExportResult) -> OnnxExportR
 
 def _qat_command(checkpoint: str | os.PathLike[str], output: str | os.PathLike[str], config: PrecisionConfig) -> str | None:
     """The user's own INT8 command with ``--qat`` added: what a refusal of the calibrated model says to run next."""
-    if config.precision != "int8" or config.qat:
+    if not config.kind.quantization_aware or config.qat:
         return None
     import shlex
 
@@ -282,7 +269,7 @@ def _check_precision_output(
             size=config.effective_calib_size,
             seed=config.seed,
             validation_data=config.validation_data,
-            split=config.validation_data is None and config.precision in ("int8", "fp16", "bf16"),
+            split=config.validation_data is None and config.kind.guard is not None,
             record=record,
         )
     return output
@@ -311,10 +298,9 @@ def convert_precision(
     info = read_onnx_info(fp32_onnx)  # a broken or foreign file is the first thing to say, before any option
     if not isinstance(config, PrecisionConfig):
         raise UserInputError(f"config must be a PrecisionConfig, got {type(config).__name__}")
-    if config.precision not in PRECISION_STEPS:
-        made = [repr(p) for p in PRECISION_STEPS]
+    if not config.kind.made_by_step:
         raise UserInputError(
-            f"precision={config.precision!r}: convert_precision makes {', '.join(made[:-1])} or {made[-1]} models"
+            f"precision={config.precision!r}: convert_precision makes the reduced precisions; the FP32 model is the export"
         )
     if config.qat:
         # QAT fine-tunes the checkpoint's weights; an ONNX model's are frozen
@@ -344,8 +330,7 @@ def _convert_checked(
             f"{str(fp32_onnx)!r} uses opset {opset}; the precision step needs {MIN_OPSET}..{MAX_OPSET}: re-export it"
         )
     batches = verify_batches(info.max_batch, info.extra.get("suggested_max_batch"))
-    if config.precision == "bf16":
-        require_bf16_cpu()
+    config.kind.preflight()
     record = None if images_checked else _model_record(read_metadata(fp32_onnx), fp32_onnx, config)
     output = _check_precision_output(output, fp32_onnx, config, images=not images_checked, record=record)
     with StepTimer(progress, total=3, bar=True) as steps:
@@ -378,8 +363,8 @@ def _convert(
     with scratch_dir(output) as scratch:
         raw = scratch / f"model.{config.precision}.raw.onnx"
         final = scratch / f"model.{config.precision}.onnx"
-        step = PRECISION_STEPS[config.precision](
-            _StepInputs(
+        step = config.kind.make(
+            StepInputs(
                 fp32_path, raw, config, calibration, validation, steps.enabled, reference, qat, qat_hint,
                 labels=None if validation is None else image_labels(validation, info.class_names),
                 output=output,
@@ -399,14 +384,16 @@ def _convert(
         timings["precision"] = steps.stop()
 
         steps.start(f"{config.precision} graph checks")
-        report = run_structural_checks(validate_model(final), precision=config.precision, path=final)
+        report = run_structural_checks(
+            validate_model(final), attention_fp32=config.kind.attention_fp32, qdq=config.kind.requires_qdq, path=final
+        )
         timings["precision_checks"] = steps.stop()
 
         steps.start(f"{_runtime_of(config.precision)} {config.precision} vs fp32")
         comparisons = _verify_against_onnx(fp32_path, final, info.preprocessing, config, batches, calibration)
-        if not PRECISION_SPECS[config.precision].logits_gate:
-            # one gate for INT8: the guard's agreement at the user's --min-agreement; the logit tolerance is reported
-            # (a NaN or infinite logit still refuses, and a broken graph failed the checks above)
+        if not config.kind.logits_gate:
+            # one gate (INT8, BF16): the guard's agreement at the user's --min-agreement; the logit tolerance is
+            # reported (a NaN or infinite logit still refuses, and a broken graph failed the checks above)
             comparisons = tuple(dataclasses.replace(c, enforced=False) for c in comparisons)
         timings["precision_verification"] = steps.stop()
         check_numeric(comparisons, f"{_runtime_of(config.precision)} {config.precision.upper()} against the FP32 model")
@@ -417,8 +404,8 @@ def _convert(
         **dict(step.details),
     }
     notes: tuple[str, ...] = tuple(step.guard.lines()) if step.guard is not None else ()
-    if config.precision == "fp16" and step.guard is None:
-        notes = ("FP16 guard: not run (no images: pass --calib-data or --validation-data to measure agreement with FP32)",)
+    if step.guard is None:
+        notes = config.kind.unguarded_note()
     return written_result(
         output,
         info.max_batch,
@@ -437,8 +424,7 @@ def _precision_metadata(
 ) -> dict[str, Any]:
     meta: dict[str, Any] = dict(fp32_meta)
     producer = json.loads(meta.get("producer", "{}"))
-    tool = "OpenVINO BF16 guard, graph unchanged" if config.precision == "bf16" else "nvidia-modelopt"
-    producer["precision_step"] = f"dacovid_export.calibration ({config.precision}, {tool})"
+    producer["precision_step"] = f"dacovid_export.calibration ({config.precision}, {config.kind.producer_tool})"
     versions = package_versions()
     meta.update(
         {
@@ -452,7 +438,7 @@ def _precision_metadata(
     if calibration is not None:
         meta["calibration"] = {
             **calibration.describe(),
-            "method": step.details.get("method") if config.precision == "int8" else None,
+            "method": step.details.get("method") if config.kind.calibration_method else None,
         }
     if step.guard is not None:
         # the accuracy guard's verdict travels with the model (int8_guard / fp16_guard / bf16_guard); read it back
@@ -463,76 +449,7 @@ def _precision_metadata(
 
 def _runtime_of(precision: str) -> str:
     """The runtime the self-check runs the written model with: OpenVINO for BF16, ONNX Runtime otherwise."""
-    return PRECISION_SPECS[precision].checked_with
-
-
-@dataclasses.dataclass(frozen=True)
-class _StepInputs:
-    """What a precision's step gets: the FP32 model, where to write, the options and the images (``None``: none)."""
-
-    fp32_path: Path
-    raw: Path
-    config: PrecisionConfig
-    calibration: Any
-    validation: Any
-    progress: bool
-    reference: Path | None = None  # QAT: the original checkpoint's FP32 model the guard judges against
-    qat: dict[str, Any] | None = None  # QAT: the fine-tune's record
-    qat_hint: str | None = None  # INT8 without QAT: how this user turns it on, for a refusal
-    labels: Any = None  # the validation images' class indices, where they have labels (accuracy beside agreement)
-    output: Path | None = None  # the file the model is published as: what reports name (``raw`` is a scratch copy)
-
-
-def _fp16_step(x: _StepInputs) -> PrecisionResult:
-    """FP16: AutoCast, under the FP16 guard when there are validation images."""
-    if x.validation is None:
-        return convert_fp16(x.fp32_path, x.raw, calibration=None)
-    return guarded_convert_fp16(
-        x.fp32_path, x.raw, validation=x.validation, calibration=x.calibration, config=x.config.fp16_guard_config(),
-        progress=x.progress, labels=x.labels,
-    )
-
-
-def _int8_step(x: _StepInputs) -> PrecisionResult:
-    """INT8: explicit Q/DQ under the INT8 guard (calibration images required)."""
-    return guarded_quantize_int8(
-        x.fp32_path,
-        x.raw,
-        calibration=x.calibration,
-        validation=x.validation,
-        config=x.config.guard_config(),
-        cache_dir=x.config.cache_dir,
-        progress=x.progress,
-        reference_model=x.reference,
-        qat=x.qat,
-        qat_hint=x.qat_hint,
-        labels=x.labels,
-    )
-
-
-def _bf16_step(x: _StepInputs) -> PrecisionResult:
-    """BF16: the graph stays the FP32 one (OpenVINO rounds at run time); the guard decides whether it may be marked.
-
-    No node is kept FP32: OpenVINO's CPU plugin runs every node in BF16 once the hint is bf16
-    (calibration/bf16.py), so the guard judges exactly what will run. Raises
-    :class:`CheckFailedError` (nothing written) below ``--min-agreement``.
-    """
-    import shutil
-
-    report = guard_bf16(
-        x.fp32_path, x.validation, x.config.bf16_guard_config(), exclude=x.calibration,
-        name=(x.output or x.raw).name,
-    )
-    shutil.copyfile(x.fp32_path, x.raw)
-    return PrecisionResult(precision="bf16", fp32_nodes=(), seconds=report.seconds, cache_hit=False, guard=report)
-
-
-# the step that makes each precision (artifacts.info.PRECISION_SPECS has the rest of what is known about it)
-PRECISION_STEPS: Mapping[str, Callable[[_StepInputs], PrecisionResult]] = {
-    "fp16": _fp16_step,
-    "int8": _int8_step,
-    "bf16": _bf16_step,
-}
+    return precision_of(precision).checked_with
 
 
 def _image_sets(config: PrecisionConfig, preprocessing: Preprocessing, record: ImageRecord | None) -> tuple[Any, Any]:
@@ -558,9 +475,8 @@ def _image_sets(config: PrecisionConfig, preprocessing: Preprocessing, record: I
     )
 
 
-# the guards' report types, and the metadata (and report.json) key each is written under
-GUARD_REPORTS = (GuardReport, Fp16GuardReport, Bf16GuardReport)
-GUARD_KEYS = tuple(kind.METADATA_KEY for kind in GUARD_REPORTS)
+# the metadata (and report.json) key each guard's report is written under (calibration.precisions: guard_report)
+GUARD_KEYS = tuple(kind.METADATA_KEY for kind in guard_report_types())
 
 
 def guard_report_of(metadata: Mapping[str, Any]) -> AccuracyReport | None:
@@ -568,7 +484,7 @@ def guard_report_of(metadata: Mapping[str, Any]) -> AccuracyReport | None:
 
     The same object the step wrote, so the pipeline report and the step render it with the same ``lines()``.
     """
-    for kind in GUARD_REPORTS:
+    for kind in guard_report_types():
         data = metadata.get(kind.METADATA_KEY)
         if isinstance(data, str):
             data = json.loads(data)
@@ -589,8 +505,8 @@ def _verify_against_onnx(
 ) -> tuple[NumericComparison, ...]:
     atol, rtol = config.tolerance
     reference_session = open_session(fp32_path, purpose="check the exported model", error=CheckFailedError)
-    if config.precision == "bf16":
-        # the written file is the FP32 graph: what it claims is how OpenVINO runs it, so that is what is compared
+    if config.kind.checked_with == "openvino":
+        # the written file is the FP32 graph (BF16): what it claims is how OpenVINO runs it, so that is compared
         run_bf16 = openvino_bf16_runner(candidate)
         return _compare_batches(reference_session, run_bf16, preprocessing, config, batches, calibration, atol, rtol)
     candidate_session = open_session(candidate, purpose="check the exported model", error=CheckFailedError)

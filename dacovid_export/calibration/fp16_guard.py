@@ -69,7 +69,7 @@ __all__ = [
 
 _logger = get_logger("calibration")
 
-DEFAULT_FP16_MIN_AGREEMENT = 0.995  # parity's FP16 threshold (dacovid_export.parity.config), so a guarded model passes check
+DEFAULT_FP16_MIN_AGREEMENT = 0.995  # also check's FP16 threshold (calibration.precisions.fp16), so a guarded model passes check
 DEFAULT_MIN_FP16_CONV_SHARE = 0.8
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.artifacts.info import PRECISIONS
+from dacovid_export.calibration.precisions import precision_names, registered
 from dacovid_export.calibration.config import DEFAULT_CALIB_SIZE, PrecisionConfig
 from dacovid_export.calibration.convert import export_at_precision
 from dacovid_export.cli.common import handle_errors, int8_guard_options, qat_options
@@ -25,12 +25,10 @@ __all__ = ["onnx"]
 @click.option("-o", "--output", required=True, metavar="OUT.onnx", help="ONNX file to write (one file, weights embedded).")
 @click.option(
     "--precision",
-    type=click.Choice(PRECISIONS),
+    type=click.Choice(precision_names()),
     default="fp32",
     show_default=True,
-    help="fp16: mixed precision, attention kept FP32; int8: Q/DQ from calibration images; bf16: the FP32 graph marked "
-    "for BF16 on the CPU (OpenVINO, CPUs with avx512_bf16/AMX), written only if its guard passes (needs --validation-data "
-    "or --calib-data).",
+    help="; ".join(p.summary for p in registered() if p.made_by_step) + ".",
 )
 @click.option("--calib-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Calibration images, or a dacovid-train split.json (its training images); needed for int8, optional range data for fp16.")
 @click.option("--calib-size", type=int, default=None, metavar="N", help=f"Calibration images to use  [default: {DEFAULT_CALIB_SIZE}]")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import click
 
 # constants only: trt.library imports TensorRT lazily, inside functions
-from dacovid_export.artifacts.info import ENGINE_PRECISIONS
+from dacovid_export.calibration.precisions import engine_precisions, precision_of
 from dacovid_export.cli.common import F, handle_errors, int8_guard_options
 from dacovid_export.trt.library import RUNTIME_CHOICES
 from dacovid_export.trt.targets import RTX_DEFAULT_TARGETS, RTX_TARGETS
@@ -19,28 +19,26 @@ if TYPE_CHECKING:
 __all__ = ["trt"]
 
 
-# one flag per engine precision (artifacts.info.PRECISION_SPECS says which precisions have engines), shown in this order
-_FLAG_HELP = {
-    "fp16": "FP16 engine (an FP32 ONNX first goes through AutoCast; attention stays FP32).",
-    "int8": "INT8 engine (an FP32 ONNX is first quantized to Q/DQ; needs --calib-data).",
-    "fp32": "FP32 engine from an FP32 ONNX.",
-}
-
-
 def _precision_flags(fn: F) -> F:
-    """``--<precision>`` for each engine precision (a KeyError at import names one the table added without help)."""
-    for name in reversed(sorted(ENGINE_PRECISIONS, key=list(_FLAG_HELP).index)):
-        fn = click.option(f"--{name}", is_flag=True, help=_FLAG_HELP[name])(fn)
+    """``--<precision>`` for each precision with an engine, its help from the registry (calibration.precisions)."""
+    for name in reversed(_flag_order()):
+        fn = click.option(f"--{name}", is_flag=True, help=precision_of(name).engine_help)(fn)
     return fn
+
+
+def _flag_order() -> tuple[str, ...]:
+    """The reduced precisions first (what people build), FP32 last, as the help has always listed them."""
+    names = engine_precisions()
+    return (*(n for n in names if n != "fp32"), *(n for n in names if n == "fp32"))
 
 
 def _precision(flags: dict[str, bool]) -> str:
     from dacovid_export.core.errors import UserInputError
 
-    chosen = [name for name in _FLAG_HELP if flags.get(name)]
+    chosen = [name for name in _flag_order() if flags.get(name)]
     if len(chosen) != 1:
         given = ", ".join(f"--{c}" for c in chosen) if chosen else "none"
-        names = [f"--{n}" for n in _FLAG_HELP]
+        names = [f"--{n}" for n in _flag_order()]
         raise UserInputError(f"give exactly one precision, {', '.join(names[:-1])} or {names[-1]} (given: {given})")
     return chosen[0]
 

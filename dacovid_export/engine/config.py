@@ -8,7 +8,8 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.artifacts.info import ENGINE_PRECISIONS, ENGINE_SUFFIXES
+from dacovid_export.artifacts.info import ENGINE_SUFFIXES
+from dacovid_export.calibration.precisions import engine_precisions
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size
 from dacovid_export.trt.library import RUNTIME_CHOICES
@@ -64,9 +65,9 @@ class EngineBuildConfig:
     target_cc: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        if self.precision not in ENGINE_PRECISIONS:
+        if self.precision not in engine_precisions():
             raise UserInputError(
-                f"precision={self.precision!r}: use one of {', '.join(ENGINE_PRECISIONS)}"
+                f"precision={self.precision!r}: use one of {', '.join(engine_precisions())}"
                 + (" (bf16 models run on the CPU through OpenVINO, not as engines)" if self.precision == "bf16" else "")
             )
         for name in ("min_batch", "max_batch"):

@@ -3,7 +3,7 @@
 Every check raises :class:`~dacovid_export.core.errors.CheckFailedError` with a message
 that names the offending nodes and says what to do. The same checks run on the
 FP32 export and on the FP16 / INT8 models of the precision step, where they
-apply (:func:`run_structural_checks` picks them by precision).
+apply (:func:`run_structural_checks` takes a precision's rules).
 
 Why these checks: TensorRT builds a strongly typed network from the graph as it
 is (docs/design.md section 3), so an operator it cannot parse, a softmax written
@@ -282,7 +282,7 @@ def check_attention_fp32(model: "onnx.ModelProto", chains: Sequence[AttentionCha
 
 
 # ---------------------------------------------------------------------------
-# all structural checks, by precision
+# all structural checks, with a precision's rules
 
 
 def _check_operator_support(model: "onnx.ModelProto", path: str | os.PathLike[str] | None) -> str:
@@ -302,11 +302,16 @@ def _check_operator_support(model: "onnx.ModelProto", path: str | os.PathLike[st
 def run_structural_checks(
     model: "onnx.ModelProto",
     *,
-    precision: str,
+    attention_fp32: bool = False,
+    qdq: bool = False,
     expected_attention: int = 2,
     path: str | os.PathLike[str] | None = None,
 ) -> StructuralReport:
-    """All graph checks that apply to ``precision``; ``model`` must be the output of :func:`validate_model`.
+    """All graph checks, with a precision's rules; ``model`` must be the output of :func:`validate_model`.
+
+    ``attention_fp32``: the attention chains must have stayed FP32 (FP16, INT8); ``qdq``: the model
+    must be quantized (INT8). Each precision states its rules (calibration.precisions: ``attention_fp32``,
+    ``requires_qdq``); the FP32 export has neither.
 
     With ``path`` (the saved model) and TensorRT-RTX or TensorRT installed, the
     real ONNX parser decides operator support (parse only, seconds); otherwise
@@ -318,14 +323,14 @@ def run_structural_checks(
     checks.append(_check_operator_support(model, path))
     chains = check_attention_pattern(model, expected=expected_attention)
     checks.append(f"{len(chains)} MatMul -> Softmax -> MatMul attention chains, no decomposed softmax")
-    if precision in ("fp16", "int8"):
+    if attention_fp32:
         check_attention_fp32(model, chains)
         checks.append("attention kept in FP32")
-    qdq = check_qdq_zero_points(model)
-    if precision == "int8":
-        if qdq == 0:
+    pairs = check_qdq_zero_points(model)
+    if qdq:
+        if pairs == 0:
             raise CheckFailedError("the INT8 model has no QuantizeLinear/DequantizeLinear nodes: nothing was quantized")
-        checks.append(f"{qdq} Q/DQ nodes, symmetric INT8 with zero point 0")
+        checks.append(f"{pairs} Q/DQ nodes, symmetric INT8 with zero point 0")
     return StructuralReport(checks=tuple(checks), histogram=op_histogram(model), attention=chains)
 
 

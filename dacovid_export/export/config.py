@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping
 from typing import Any
 
-from dacovid_export.artifacts.info import PRECISION_SPECS
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size
 
@@ -15,7 +13,7 @@ __all__ = [
     "DEFAULT_OPSET",
     "MIN_OPSET",
     "MAX_OPSET",
-    "DEFAULT_TOLERANCES",
+    "FP32_TOLERANCE",
     "OnnxExportConfig",
     "check_seed_and_tolerances",
     "verify_batches",
@@ -29,11 +27,10 @@ MIN_OPSET = 19
 MAX_OPSET = 24
 _VERIFY_BATCHES = (1, 3)
 
-# (atol, rtol) of the numeric self-check of each precision (artifacts.info.PRECISION_SPECS says why these values):
-# allowed max |diff| = atol + rtol * max|reference logit|
-DEFAULT_TOLERANCES: Mapping[str, tuple[float, float]] = {
-    name: (spec.atol, spec.rtol) for name, spec in PRECISION_SPECS.items()
-}
+# (atol, rtol) of the FP32 export's numeric self-check against PyTorch: allowed max |diff| = atol + rtol *
+# max|reference logit|. ORT and PyTorch differ by reordered float sums only (8e-5 on logits of ~30 measured).
+# The other precisions' tolerances are their own (calibration.precisions); FP32's lives here, with the export.
+FP32_TOLERANCE: tuple[float, float] = (1e-4, 1e-3)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +41,7 @@ class OnnxExportConfig:
     with a dynamic batch a hint stored as ``suggested_max_batch`` for engine
     profiles, and the cap of the self-check's batch sizes.
     ``atol``/``rtol``: the self-check against PyTorch; ``None`` means
-    :data:`DEFAULT_TOLERANCES` ``["fp32"]``. FP16/INT8 options are the precision
+    :data:`FP32_TOLERANCE`. FP16/INT8 options are the precision
     step's (:class:`dacovid_export.calibration.config.PrecisionConfig`).
     """
 
@@ -70,7 +67,7 @@ class OnnxExportConfig:
     @property
     def tolerance(self) -> tuple[float, float]:
         """(atol, rtol) of the numeric self-check against PyTorch."""
-        atol, rtol = DEFAULT_TOLERANCES["fp32"]
+        atol, rtol = FP32_TOLERANCE
         return (atol if self.atol is None else float(self.atol), rtol if self.rtol is None else float(self.rtol))
 
     @property

@@ -88,7 +88,7 @@ def export_onnx(
         timings["export"] = steps.stop()
 
         steps.start("graph checks")
-        report = run_structural_checks(validate_model(fp32_path), precision="fp32", path=fp32_path)
+        report = run_structural_checks(validate_model(fp32_path), path=fp32_path)
         timings["checks"] = steps.stop()
 
         steps.start("onnxruntime vs pytorch")

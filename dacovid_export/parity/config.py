@@ -7,90 +7,49 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from dacovid_export.artifacts.info import PRECISIONS
+from dacovid_export.calibration.precisions import Tolerance, registered
 from dacovid_export.core.errors import UserInputError
 
-__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_SYNTHETIC_COUNT", "Tolerance", "ParityConfig"]
+__all__ = ["DEFAULT_BATCH_SIZE", "DEFAULT_SYNTHETIC_COUNT", "Tolerance", "ParityConfig"]  # Tolerance: re-exported
 
 DEFAULT_BATCH_SIZE = 8
 DEFAULT_SYNTHETIC_COUNT = 32
 
 
 @dataclasses.dataclass(frozen=True)
-class Tolerance:
-    """Pass criteria for one precision; ``None`` skips a criterion.
-
-    - ``min_agreement``: fraction of inputs whose top-1 class equals the reference's.
-    - ``max_logit_rel``: max |logit - reference logit| divided by the reference
-      logits' scale (max |reference logit| over all inputs).
-    - ``max_prob_diff``: max |softmax probability - reference probability|.
-    - ``max_accuracy_drop``: reference accuracy minus model accuracy, as a
-      fraction (0.01 = 1 percentage point); checked on labelled inputs only.
-    """
-
-    min_agreement: float
-    max_logit_rel: float | None = None
-    max_prob_diff: float | None = None
-    max_accuracy_drop: float | None = None
-
-    def __post_init__(self) -> None:
-        if not _is_number(self.min_agreement) or not 0.0 <= self.min_agreement <= 1.0:
-            raise UserInputError(f"min_agreement={self.min_agreement!r}: give a fraction between 0 and 1 (1.0 = every input)")
-        for name in ("max_logit_rel", "max_prob_diff", "max_accuracy_drop"):
-            value = getattr(self, name)
-            if value is not None and (not _is_number(value) or not math.isfinite(value) or value < 0):
-                raise UserInputError(f"{name}={value!r}: give a finite number >= 0, or None to skip this criterion")
-
-    def to_dict(self) -> dict[str, float | None]:
-        return dataclasses.asdict(self)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
-@dataclasses.dataclass(frozen=True)
 class ParityConfig:
     """Tolerances per precision (from each model's metadata) and the provenance rule.
 
-    Defaults and why:
-
-    - fp32: every top-1 class equal; max |logit diff| <= 1e-3 x the logit scale
-      (ONNX Runtime FP32 measured ~3e-6 relative here); max |prob diff| <= 1e-3.
-    - fp16: top-1 agreement >= 99.5%; max |logit diff| <= 2% of the scale,
-      because a plain FP16 cast of the attention keeps the winning class but
-      shrinks the logits ~3x (docs/design.md section 4) and only the logits show it;
-      max |prob diff| <= 0.05.
-    - int8: top-1 agreement >= 98% and accuracy at most 1 point below the FP32
-      reference when the inputs are labelled; logits and probabilities are not
-      bounded (quantisation moves them by design; agreement/accuracy judge it).
-    - bf16 (an FP32 graph OpenVINO runs with 8-bit mantissas): INT8's criteria. Its logits
-      move by rounding of the attention's large energies (up to ~0.3 on a 224 model), so
-      like INT8 agreement and accuracy judge it; its guard at export demanded >= 99% on
-      held-out images, and check's inputs (synthetic ones by default) are harder.
+    ``tolerances``: ``{precision: Tolerance}``; by default each registered precision's own
+    criteria (``calibration.precisions.<name>.parity``, where the reasons for the values are).
     """
 
-    fp32: Tolerance = Tolerance(min_agreement=1.0, max_logit_rel=1e-3, max_prob_diff=1e-3)
-    fp16: Tolerance = Tolerance(min_agreement=0.995, max_logit_rel=0.02, max_prob_diff=0.05)
-    int8: Tolerance = Tolerance(min_agreement=0.98, max_accuracy_drop=0.01)
-    bf16: Tolerance = Tolerance(min_agreement=0.98, max_accuracy_drop=0.01)
+    tolerances: Mapping[str, Tolerance] = dataclasses.field(
+        default_factory=lambda: {p.name: p.parity for p in registered()}
+    )
     require_same_source: bool = True
 
     def __post_init__(self) -> None:
-        for name in PRECISIONS:
-            if not isinstance(getattr(self, name), Tolerance):
-                raise UserInputError(f"{name}={getattr(self, name)!r}: must be a Tolerance")
+        for name, tolerance in self.tolerances.items():
+            if not isinstance(tolerance, Tolerance):
+                raise UserInputError(f"{name}={tolerance!r}: must be a Tolerance")
+        object.__setattr__(self, "tolerances", dict(self.tolerances))
 
     @property
     def precisions(self) -> tuple[str, ...]:
-        return PRECISIONS
+        return tuple(self.tolerances)
 
     def tolerance_for(self, precision: str) -> Tolerance:
-        if precision not in self.precisions:
+        if precision not in self.tolerances:
             raise UserInputError(
                 f"no parity tolerance for precision {precision!r}; known: {', '.join(self.precisions)}"
             )
-        return getattr(self, precision)
+        return self.tolerances[precision]
+
+    def with_tolerance(self, precision: str, tolerance: Tolerance) -> "ParityConfig":
+        """A copy with ``precision``'s criteria replaced as a whole."""
+        self.tolerance_for(precision)  # an unknown precision: the one-line error
+        return dataclasses.replace(self, tolerances={**self.tolerances, precision: tolerance})
 
     def with_overrides(self, overrides: Mapping[str, float | None]) -> "ParityConfig":
         """A copy with ``{"<precision>_<field>": value}`` replaced, e.g. ``{"int8_min_agreement": 0.99}``."""
@@ -104,7 +63,7 @@ class ParityConfig:
                     f"{', '.join(self.precisions)} and criterion in {', '.join(sorted(fields))}"
                 )
             tolerances[precision][field] = value
-        return dataclasses.replace(self, **{p: Tolerance(**t) for p, t in tolerances.items()})
+        return dataclasses.replace(self, tolerances={p: Tolerance(**t) for p, t in tolerances.items()})
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {p: self.tolerance_for(p).to_dict() for p in self.precisions}

@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from dacovid_export.artifacts.info import PRECISIONS
+from dacovid_export.calibration.precisions import precision_names
 from dacovid_export.bench.records import BenchRecord, BenchResult
 from dacovid_export.bench.report import CPU_INT8_TARGET
 
@@ -59,8 +59,8 @@ def headline_ratios(bench: BenchResult) -> tuple[Headline, ...]:
     for device, timing, batch in keys:
         same = [r for r in records if (r.device, r.timing, r.batch) == (device, timing, batch)]
         torch_fp32 = _find(same, backend="torch", precision="fp32", variant="eager")
-        ort = {p: _find(same, backend="onnxruntime", precision=p) for p in PRECISIONS}
-        trt = {p: _find(same, backend="tensorrt", precision=p) for p in PRECISIONS}
+        ort = {p: _find(same, backend="onnxruntime", precision=p) for p in precision_names()}
+        trt = {p: _find(same, backend="tensorrt", precision=p) for p in precision_names()}
         ov_int8 = _find(same, backend="openvino", precision="int8")
         ov_bf16 = _find(same, backend="openvino", precision="bf16")
         # the FP32 baseline is the runtime `auto` ran FP32 on (on a CPU where OpenVINO f32 is faster and faithful,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from dacovid_export.artifacts.info import PRECISIONS
+from dacovid_export.calibration.precisions import precision_names, registered
 from dacovid_export.bench.report import format_markdown as bench_markdown
 from dacovid_export.bench.report import format_records_table, served_lines
 from dacovid_export.calibration.guard_report import images_to_resolve, resolution_text
@@ -142,18 +142,13 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
         md.append(f"| {a.role} | {_shown(a.path, result.out)} | {a.precision} | {a.size_bytes / 2**20:.1f} | `{a.sha256[:16]}...` |")
     md += ["", "## Steps", "", "| step | seconds |", "|---|---:|"]
     md += [f"| {name} | {seconds:.1f} |" for name, seconds in result.step_seconds.items()]
-    for precision in ("fp16", "int8"):
-        if precision in result.onnx:
-            nodes = result.onnx[precision].fp32_nodes
-            shown = ", ".join(nodes[:12]) + (f", ... ({len(nodes)} in all)" if len(nodes) > 12 else "")
-            md += ["", f"{precision.upper()} model: {len(nodes)} node(s) kept in FP32: {shown or 'none'}"]
-            guard = result.onnx[precision].guard
+    for kind in registered():
+        if kind.made_by_step and kind.name in result.onnx:
+            md += ["", kind.model_line(result.onnx[kind.name].fp32_nodes)]
+            guard = result.onnx[kind.name].guard
             if guard is not None:
                 md += ["", *(f"- {line}" for line in guard.lines())]
-    if "bf16" in result.onnx and result.onnx["bf16"].guard is not None:
-        md += ["", "BF16 model: the FP32 graph, run by OpenVINO at bf16 (every node: OpenVINO keeps none in FP32)"]
-        md += ["", *(f"- {line}" for line in result.onnx["bf16"].guard.lines())]
-    built = [(p, result.engines[p]) for p in PRECISIONS if p in result.engines]
+    built = [(p, result.engines[p]) for p in precision_names() if p in result.engines]
     if built:
         md += [
             "", "## Engines", "",

@@ -68,7 +68,7 @@ def test_bf16_model_is_guarded_marked_and_runs_only_as_bf16(
     from dacovid_export.parity.run import run_parity
 
     report = run_parity(
-        tiny_checkpoint, [out], synthetic_count=4, progress=False, device="cpu", config=ParityConfig(bf16=Tolerance(min_agreement=0.0))
+        tiny_checkpoint, [out], synthetic_count=4, progress=False, device="cpu", config=ParityConfig().with_tolerance("bf16", Tolerance(min_agreement=0.0))
     )
     judged = report.models[0]
     assert judged.precision == "bf16" and "inference precision bf16" in judged.backend

@@ -64,7 +64,7 @@ def test_cli_fp16_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
     assert "FP16 guard: agreement with FP32 on 6 validation images" in result.output
 
     model = validate_model(out)
-    report = run_structural_checks(model, precision="fp16")
+    report = run_structural_checks(model, attention_fp32=True)
     assert "attention kept in FP32" in report.checks
     assert report.histogram.get("Cast", 0) > 0
     assert any(i.data_type == onnx.TensorProto.FLOAT16 for i in model.graph.initializer)
@@ -112,7 +112,7 @@ def test_cli_int8_end_to_end(tmp_path: Path, tiny_checkpoint: Path, synthetic_di
 
     model = validate_model(out)
     assert check_qdq_zero_points(model) > 0
-    run_structural_checks(model, precision="int8")  # raises if the attention was quantized
+    run_structural_checks(model, attention_fp32=True, qdq=True)  # raises if the attention was quantized
 
     # the precision step starts from FP32 only
     with pytest.raises(UserInputError, match="is a int8 model"):

@@ -124,8 +124,8 @@ def test_fp16_guard_config_quotes_the_bad_value(options: dict, match: str) -> No
 def test_default_target_is_checks_fp16_threshold() -> None:
     from dacovid_export.parity.config import ParityConfig
 
-    assert PrecisionConfig(precision="fp16").fp16_guard_config().min_agreement == DEFAULT_FP16_MIN_AGREEMENT
-    assert DEFAULT_FP16_MIN_AGREEMENT == ParityConfig().fp16.min_agreement  # a guarded model passes check
+    assert PrecisionConfig(precision="fp16").guard_options().min_agreement == DEFAULT_FP16_MIN_AGREEMENT
+    assert DEFAULT_FP16_MIN_AGREEMENT == ParityConfig().tolerance_for("fp16").min_agreement  # a guarded model passes check
 
 
 def test_precision_config_fp16_guard_rules(tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_precision_config_fp16_guard_rules(tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match="min_agreement=2"):
         PrecisionConfig(precision="fp16", calib_data=tmp_path, min_agreement=2)
     assert PrecisionConfig(precision="fp16", validation_data=tmp_path).fp16_guarded
-    assert PrecisionConfig(precision="fp16", calib_data=tmp_path, min_agreement=0.9).fp16_guard_config().min_agreement == 0.9
+    assert PrecisionConfig(precision="fp16", calib_data=tmp_path, min_agreement=0.9).guard_options().min_agreement == 0.9
     assert not PrecisionConfig(precision="fp16").fp16_guarded
 
 

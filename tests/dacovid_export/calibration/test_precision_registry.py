@@ -1,29 +1,54 @@
-"""The precision table (artifacts.info.PRECISION_SPECS) is the one list: tolerances, steps, guards and flags follow it."""
+"""The precision registry (calibration.precisions) is the one list: tolerances, steps, guards and flags follow it."""
 
 from __future__ import annotations
 
-from dacovid_export.artifacts.info import ENGINE_PRECISIONS, PRECISION_SPECS, PRECISIONS
-from dacovid_export.calibration.convert import (
-    GUARD_KEYS,
-    GUARD_REPORTS,
-    PRECISION_STEPS,
+import pytest
+
+from dacovid_export.calibration.convert import GUARD_KEYS
+from dacovid_export.calibration.precisions import (
+    PrecisionKind,
+    engine_precisions,
+    guard_report_types,
+    precision_names,
+    precision_of,
+    register_precision,
+    registered,
 )
 from dacovid_export.cli.main import cli
-from dacovid_export.export.config import DEFAULT_TOLERANCES
+from dacovid_export.core.errors import UserInputError
+from dacovid_export.export.config import FP32_TOLERANCE
+from dacovid_export.parity.config import ParityConfig
 
 
-def test_every_precision_has_one_entry_and_the_derived_tables_follow_it() -> None:
-    assert tuple(PRECISION_SPECS) == PRECISIONS
-    assert DEFAULT_TOLERANCES == {name: (s.atol, s.rtol) for name, s in PRECISION_SPECS.items()}
-    assert set(PRECISION_STEPS) == {name for name, s in PRECISION_SPECS.items() if s.made_by_step}
-    assert ENGINE_PRECISIONS == ("fp32", "fp16", "int8") and "bf16" not in ENGINE_PRECISIONS
-    guarded = {s.guard.lower() for s in PRECISION_SPECS.values() if s.guard is not None}
+def test_every_precision_is_registered_once_in_listing_order() -> None:
+    assert precision_names() == ("fp32", "fp16", "int8", "bf16")
+    assert precision_of("fp32").tolerance == FP32_TOLERANCE  # the export's own self-check: one home
+    assert engine_precisions() == ("fp32", "fp16", "int8") and "bf16" not in engine_precisions()
+    assert [p.name for p in registered() if p.made_by_step] == ["fp16", "int8", "bf16"]
+    guarded = {str(p.guard).lower() for p in registered() if p.guard is not None}
     assert {k.removesuffix("_guard") for k in GUARD_KEYS} == guarded == {"fp16", "int8", "bf16"}
-    assert [k.METADATA_KEY for k in GUARD_REPORTS] == list(GUARD_KEYS)
+    assert [k.METADATA_KEY for k in guard_report_types()] == list(GUARD_KEYS)
+    assert ParityConfig().precisions == precision_names()
+    assert ParityConfig().tolerance_for("int8") == precision_of("int8").parity
 
 
-def test_the_cli_choices_come_from_the_table() -> None:
+def test_a_second_class_of_a_registered_name_is_refused_and_unknown_names_list_the_known() -> None:
+    class Again(PrecisionKind):
+        name = "int8"
+        order = 99
+
+    with pytest.raises(RuntimeError, match="registered twice"):
+        register_precision(Again)
+    with pytest.raises(UserInputError, match="'fp64'.*fp32, fp16, int8, bf16"):
+        precision_of("fp64")
+
+
+def test_the_cli_choices_and_help_come_from_the_registry() -> None:
     onnx = {p.name: p for p in cli.commands["onnx"].params}
-    assert tuple(onnx["precision"].type.choices) == PRECISIONS
-    trt_flags = {p.name for p in cli.commands["trt"].params if getattr(p, "is_flag", False) and p.name in PRECISIONS}
-    assert trt_flags == set(ENGINE_PRECISIONS)
+    assert tuple(onnx["precision"].type.choices) == precision_names()
+    for kind in registered():
+        if kind.made_by_step:
+            assert kind.summary in str(onnx["precision"].help)
+    trt = {p.name: p for p in cli.commands["trt"].params if getattr(p, "is_flag", False) and p.name in precision_names()}
+    assert set(trt) == set(engine_precisions())
+    assert all(trt[name].help == precision_of(name).engine_help for name in trt)

@@ -250,7 +250,7 @@ def test_onnx_self_check_uses_the_real_parser(tiny_fp32_onnx: Path, make_toy_onn
     from dacovid_export.core.errors import CheckFailedError
     from dacovid_export.export.checks import run_structural_checks, validate_model
 
-    report = run_structural_checks(validate_model(tiny_fp32_onnx), precision="fp32", path=tiny_fp32_onnx)
+    report = run_structural_checks(validate_model(tiny_fp32_onnx), path=tiny_fp32_onnx)
     assert any(c.startswith("parsed by the TensorRT-RTX") for c in report.checks)
     bad = _toy_with(make_toy_onnx, tmp_path / "u.onnx", [helper.make_node("Unique", ["mean32"], ["uniq"], name="odd_unique")], "uniq")
     with pytest.raises(CheckFailedError, match="odd_unique.*Unique"):

@@ -35,7 +35,7 @@ F = TensorProto.FLOAT
 
 def test_clean_attention_graph_passes_every_check() -> None:
     model = validate_model(two_attention_model())
-    report = run_structural_checks(model, precision="fp32")
+    report = run_structural_checks(model)
     assert len(report.attention) == 2
     assert {b.softmax for b in report.attention} == {"pam_sm", "cam_sm"}
     assert report.histogram["MatMul"] == 4 and report.histogram["Softmax"] == 2
@@ -157,7 +157,7 @@ def test_attention_in_fp16_is_rejected() -> None:
     with pytest.raises(CheckFailedError, match="FLOAT16"):
         check_attention_fp32(inferred, blocks)  # ... but the precision check sees them
     with pytest.raises(CheckFailedError, match="must stay in FP32"):
-        run_structural_checks(inferred, precision="fp16")
+        run_structural_checks(inferred, attention_fp32=True)
 
 
 def test_opset_outside_tensorrt_range_is_rejected() -> None:

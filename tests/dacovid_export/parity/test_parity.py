@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -53,7 +55,7 @@ def test_fp32_onnx_passes_on_synthetic_inputs(tiny_checkpoint: Path, tiny_fp32_o
 
 def test_synthetic_inputs_do_not_depend_on_batch_size(tiny_checkpoint: Path, make_toy_onnx, tmp_path: Path) -> None:
     toy = make_toy_onnx(tmp_path / "toy.onnx")
-    loose = ParityConfig(fp32=Tolerance(min_agreement=0.0))
+    loose = ParityConfig().with_tolerance("fp32", Tolerance(min_agreement=0.0))
     a = run_parity(tiny_checkpoint, [toy], synthetic_count=3, batch_size=1, config=loose, progress=False)
     b = run_parity(tiny_checkpoint, [toy], synthetic_count=3, batch_size=3, config=loose, progress=False)
     assert a.models[0].max_abs_logit_diff == pytest.approx(b.models[0].max_abs_logit_diff, rel=1e-5)
@@ -110,18 +112,18 @@ def test_image_size_mismatch_is_an_input_error(tiny_checkpoint: Path, make_toy_o
 
 def test_source_mismatch_fails_unless_allowed(tiny_checkpoint: Path, make_toy_onnx, tmp_path: Path) -> None:
     toy = make_toy_onnx(tmp_path / "toy.onnx", source_sha256="0" * 64)
-    loose = ParityConfig(fp32=Tolerance(min_agreement=0.0))
+    loose = ParityConfig().with_tolerance("fp32", Tolerance(min_agreement=0.0))
     strict = run_parity(tiny_checkpoint, [toy], synthetic_count=2, config=loose, progress=False)
     assert not strict and any("source" in r for r in strict.models[0].failures)
     allowed = run_parity(
-        tiny_checkpoint, [toy], synthetic_count=2, config=ParityConfig(fp32=loose.fp32, require_same_source=False), progress=False
+        tiny_checkpoint, [toy], synthetic_count=2, config=dataclasses.replace(loose, require_same_source=False), progress=False
     )
     assert allowed and allowed.models[0].warnings and "source_sha256 000000000000" in allowed.models[0].warnings[0]
 
 
 def test_tolerance_follows_model_precision(tiny_checkpoint: Path, make_toy_onnx, tmp_path: Path) -> None:
     toy = make_toy_onnx(tmp_path / "toy.onnx", precision="int8")
-    report = run_parity(tiny_checkpoint, [toy], synthetic_count=3, progress=False, config=ParityConfig(int8=Tolerance(min_agreement=0.0)))
+    report = run_parity(tiny_checkpoint, [toy], synthetic_count=3, progress=False, config=ParityConfig().with_tolerance("int8", Tolerance(min_agreement=0.0)))
     # int8 bounds neither logits nor probabilities by default: only agreement is checked here
     assert report and [c.name for c in report.models[0].checks] == ["top-1 agreement"]
     unknown = make_toy_onnx(tmp_path / "fp8.onnx", precision="fp8")
@@ -139,14 +141,14 @@ def test_judge_logits_numbers_and_accuracy_drop() -> None:
     out = ref.copy()
     out[3] = [0.0, 1.5, 0.0]  # one of four changes class
     labels = np.array([0, 1, 2, 0])
-    numbers, checks = judge_logits(ref, out, ParityConfig().int8, labels=labels, class_names=("a", "b", "c"))
+    numbers, checks = judge_logits(ref, out, ParityConfig().tolerance_for("int8"), labels=labels, class_names=("a", "b", "c"))
     assert numbers["top1_agreement"] == 0.75 and numbers["disagreements"] == 1
     assert numbers["max_abs_logit_diff"] == 1.5 and numbers["logit_scale"] == 4.0
     assert numbers["max_rel_logit_diff"] == pytest.approx(0.375)
     assert numbers["accuracy_drop"] == pytest.approx(0.25)
     by_name = {c.name: c for c in checks}
     assert not by_name["top-1 agreement"].passed and not by_name["accuracy drop"].passed
-    same, same_checks = judge_logits(ref, ref, ParityConfig().fp32)
+    same, same_checks = judge_logits(ref, ref, ParityConfig().tolerance_for("fp32"))
     assert same["max_abs_prob_diff"] == 0.0 and all(c.passed for c in same_checks)
 
 
@@ -156,8 +158,8 @@ def test_config_validation_and_overrides() -> None:
     with pytest.raises(UserInputError, match="max_prob_diff=-1"):
         Tolerance(min_agreement=1.0, max_prob_diff=-1)
     config = ParityConfig().with_overrides({"int8_min_agreement": 0.99, "fp16_max_logit_rel": 0.1})
-    assert config.int8.min_agreement == 0.99 and config.int8.max_accuracy_drop == 0.01
-    assert config.fp16.max_logit_rel == 0.1 and config.fp16.min_agreement == 0.995
+    assert config.tolerance_for("int8").min_agreement == 0.99 and config.tolerance_for("int8").max_accuracy_drop == 0.01
+    assert config.tolerance_for("fp16").max_logit_rel == 0.1 and config.tolerance_for("fp16").min_agreement == 0.995
     with pytest.raises(UserInputError, match="unknown tolerance 'fp64_min_agreement'"):
         ParityConfig().with_overrides({"fp64_min_agreement": 1.0})
 
