@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 from dacovid_export.calibration.bf16 import Bf16GuardConfig
-from dacovid_export.calibration.cache import cache_max_bytes
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES
 from dacovid_export.calibration.fp16_guard import Fp16GuardConfig
 from dacovid_export.calibration.guard import GuardConfig

@@ -46,8 +46,7 @@ from dacovid_export.calibration.data import (
 )
 from dacovid_export.calibration.guard import calibrated_agreement
 from dacovid_export.calibration.guard_report import AccuracyReport
-from dacovid_export.calibration.precisions import StepInputs, guard_report_types, precision_of
-from dacovid_export.calibration.result import PrecisionResult
+from dacovid_export.calibration.precisions import StepInputs, guard_report_types, precision_of, registered
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import scratch_dir, sha256_file
 from dacovid_export.core.log import get_logger
@@ -299,8 +298,9 @@ def convert_precision(
     if not isinstance(config, PrecisionConfig):
         raise UserInputError(f"config must be a PrecisionConfig, got {type(config).__name__}")
     if not config.kind.made_by_step:
+        made = [repr(p.name) for p in registered() if p.made_by_step]
         raise UserInputError(
-            f"precision={config.precision!r}: convert_precision makes the reduced precisions; the FP32 model is the export"
+            f"precision={config.precision!r}: convert_precision makes {', '.join(made[:-1])} or {made[-1]} models"
         )
     if config.qat:
         # QAT fine-tunes the checkpoint's weights; an ONNX model's are frozen

@@ -27,7 +27,7 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -42,6 +42,13 @@ from dacovid_export.calibration.graph import (
     ensure_node_names,
     load_source_model,
 )
+from dacovid_export.calibration.guard_engine import (
+    Candidate,
+    GuardPolicy,
+    PrefixDoubling,
+    RankedNode,
+    run_guard,
+)
 from dacovid_export.calibration.guard_report import (
     GuardVerdict,
     LabelAccuracy,
@@ -50,7 +57,7 @@ from dacovid_export.calibration.guard_report import (
 )
 from dacovid_export.calibration.layer_error import layer_errors, rank_by_error_share
 from dacovid_export.calibration.result import PrecisionResult
-from dacovid_export.calibration.sensitivity import at_risk_images, onnx_logits
+from dacovid_export.calibration.sensitivity import onnx_logits
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import atomic_write_bytes
@@ -181,6 +188,63 @@ class Fp16GuardReport(GuardVerdict):
 
 
 
+class _Fp16Policy(GuardPolicy):
+    """FP16's stages for the guard engine: AutoCast, rank the nodes left FP16 by error share, reconvert with the top
+    ones kept FP32 (AutoCast's own ``nodes_to_exclude``)."""
+
+    name = "FP16"
+
+    def __init__(self, src: Any, images: np.ndarray, reference: np.ndarray, range_data: np.ndarray | None,
+                 config: Fp16GuardConfig, tmp: Path, progress: bool) -> None:
+        self.src, self.images, self.reference, self.range_data = src, images, reference, range_data
+        self.target, self.floor, self.ranking_images = config.min_agreement, config.min_fp16_conv_share, config.ranking_images
+        self.ops = {node.name: node.op_type for node in src.model.graph.node}
+        self.convs = sum(op == "Conv" for op in self.ops.values())
+        self.tmp, self.progress, self.made = tmp, progress, 0
+
+    def _convert(self, kept: list[str]) -> tuple[tuple[Path, PrecisionResult], int]:
+        path = self.tmp / f"candidate-{self.made}.onnx"
+        self.made += 1
+        result = convert_fp16(self.src.path, path, calibration=self.range_data, keep_fp32=kept)
+        fp32 = set(result.fp32_nodes)
+        return (path, result), sum(1 for name, op in self.ops.items() if op == "Conv" and name not in fp32)
+
+    def first(self) -> Iterator[Candidate]:
+        model, fp16_convs = self._convert([])
+        logits = self.run(model, self.images)
+        yield Candidate("AutoCast", model, logits, measure_agreement(self.reference, logits), fp16_convs)
+
+    def rank(self, best: Candidate, at_risk: np.ndarray) -> list[RankedNode]:
+        onnx = require("onnx", "read the FP16 model")
+        path, result = best.model
+        fp32_now = set(result.fp32_nodes)
+        candidates = [n for n, op in self.ops.items() if op not in NON_COMPUTE_OPS and op != "Cast" and n not in fp32_now]
+        errors = layer_errors(self.src.model, onnx.load(str(path)), self.images[at_risk], candidates)
+        ranked = rank_by_error_share(errors, candidates)
+        info_if(
+            _logger,
+            f"FP16 guard: {best.agreement.agreement:.2%} < {self.target:.2%}: keeping the {len(ranked)} FP16 nodes "
+            "with the largest share of the error in FP32, 1, 2, 4, ... at a time",
+            self.progress,
+        )
+        return [RankedNode(name, name, self.ops[name]) for name in ranked]
+
+    def build(self, best: Candidate, out: Sequence[RankedNode]) -> tuple[Any, int]:
+        return self._convert([n.name for n in out])
+
+    def run(self, model: Any, images: np.ndarray) -> np.ndarray:
+        return onnx_logits(model[0].read_bytes(), images)
+
+    def label(self, best: Candidate, out: Sequence[RankedNode]) -> str:
+        return f"{len(out)} kept FP32 (to {out[-1].name})"
+
+    def describe(self, candidate: Candidate) -> str:
+        return (
+            f"FP16 guard: {candidate.label}: {candidate.agreement.describe()}; convolutions FP16 "
+            f"{candidate.reduced_convs}/{self.convs}"
+        )
+
+
 def guarded_convert_fp16(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -193,12 +257,12 @@ def guarded_convert_fp16(
 ) -> PrecisionResult:
     """Write the FP16 (AutoCast) version of ``source`` that agrees with FP32 on ``validation``, or refuse.
 
+    The loop is the guard engine's (:mod:`calibration.guard_engine`, prefix doubling) with FP16's policy.
     ``calibration``: images for AutoCast's range check (optional, never the validation images).
     ``labels``: the validation images' class indices, when they have labels: the report then shows
     FP32 and FP16 accuracy side by side.
     Raises :class:`Fp16GuardFailedError` (exit code 1) with the table of candidates when the
-    target cannot be met; ``output`` is then left as it was. The result's
-    ``details["fp16_guard"]`` holds :meth:`Fp16GuardReport.to_dict`.
+    target cannot be met; ``output`` is then left as it was.
     """
     started = time.perf_counter()
     if not isinstance(validation, CalibrationSet):
@@ -210,76 +274,30 @@ def guarded_convert_fp16(
     if not isinstance(config, Fp16GuardConfig):
         raise UserInputError(f"config of type {type(config).__name__}: give an Fp16GuardConfig")
     src = load_source_model(source)
-    onnx = require("onnx", "read the FP16 model")
     output = check_output_path(src.path, output)
     images = check_calibration_array(validation.array, src)
     ensure_node_names(src.model)
-    reference = onnx_logits(src.model, images)
-    ops = {node.name: node.op_type for node in src.model.graph.node}
-    convs = sum(op == "Conv" for op in ops.values())
     range_data = None if calibration is None else calibration.array
-
-    steps: list[Fp16GuardStep] = []
     with tempfile.TemporaryDirectory(prefix="dacovid-fp16-guard-") as tmp:
-
-        def attempt(kept: list[str], label: str) -> tuple[Path, PrecisionResult, Agreement, int, np.ndarray]:
-            path = Path(tmp) / f"candidate-{len(steps)}.onnx"
-            result = convert_fp16(src.path, path, calibration=range_data, keep_fp32=kept)
-            logits = onnx_logits(path.read_bytes(), images)
-            agreement = measure_agreement(reference, logits)
-            fp32 = set(result.fp32_nodes)
-            fp16_convs = sum(1 for name, op in ops.items() if op == "Conv" and name not in fp32)
-            steps.append(Fp16GuardStep(label, len(kept), fp16_convs, agreement))
-            info_if(_logger, f"FP16 guard: {label}: {agreement.describe()}; convolutions FP16 {fp16_convs}/{convs}", progress)
-            return path, result, agreement, fp16_convs, logits
-
-        first = attempt([], "AutoCast")
-        best = first
-        kept: list[str] = []
-        if first[2].agreement < config.min_agreement:
-            fp32_now = set(first[1].fp32_nodes)
-            candidates = [n for n, op in ops.items() if op not in NON_COMPUTE_OPS and op != "Cast" and n not in fp32_now]
-            sample = images[at_risk_images(reference, first[4], config.ranking_images)]
-            errors = layer_errors(src.model, onnx.load(str(first[0])), sample, candidates)
-            ranked = rank_by_error_share(errors, candidates)
-            info_if(
-                _logger,
-                f"FP16 guard: {first[2].agreement:.2%} < {config.min_agreement:.2%}: keeping the {len(ranked)} FP16 nodes "
-                "with the largest share of the error in FP32, 1, 2, 4, ... at a time",
-                progress,
-            )
-            allowed = _allowed_prefix(ranked, ops, first[3], convs, config.min_fp16_conv_share)
-            count = 1
-            while count <= allowed:
-                kept = ranked[:count]
-                best_now = attempt(kept, f"{count} kept FP32 (to {kept[-1]})")
-                if best_now[2].key() > best[2].key():
-                    best = best_now
-                if best_now[2].agreement >= config.min_agreement:
-                    best = best_now
-                    break
-                if count == allowed:
-                    break
-                count = min(count * 2, allowed)
-        path, result, final_agreement, fp16_convs, final_logits = best
-        kept_final = tuple(result.details.get("fp32_by_guard", ()))
-        passed = final_agreement.agreement >= config.min_agreement
+        policy = _Fp16Policy(src, images, onnx_logits(src.model, images), range_data, config, Path(tmp), progress)
+        outcome = run_guard(policy, PrefixDoubling(), progress=progress)
+        path, result = outcome.chosen.model
         report = Fp16GuardReport(
             target=config.min_agreement,
             min_fp16_conv_share=config.min_fp16_conv_share,
             validation=validation.describe() | {"source": _validation_source(calibration, validation)},
             reference="ONNX Runtime CPU, FP32 model",
-            before=first[2],
-            after=final_agreement,
-            kept_fp32=kept_final,
-            convs=convs,
-            fp16_convs=fp16_convs,
-            steps=tuple(steps),
+            before=outcome.first.agreement,
+            after=outcome.chosen.agreement,
+            kept_fp32=tuple(result.details.get("fp32_by_guard", ())),
+            convs=policy.convs,
+            fp16_convs=outcome.chosen.reduced_convs,
+            steps=tuple(Fp16GuardStep(c.label, len(c.out), c.reduced_convs, c.agreement) for c in outcome.tried),
             seconds=time.perf_counter() - started,
-            passed=passed,
-            accuracy=label_accuracy(labels, reference, first[4], final_logits),
+            passed=outcome.passed,
+            accuracy=label_accuracy(labels, policy.reference, outcome.first.logits, outcome.chosen.logits),
         )
-        if not passed:
+        if not report.passed:
             raise Fp16GuardFailedError(_failure_message(report), report)
         atomic_write_bytes(output, path.read_bytes())
     for line in report.lines():
@@ -290,17 +308,6 @@ def guarded_convert_fp16(
         details={**result.details, "fp16_guard_config": config.to_dict()},
         guard=report,
     )
-
-
-def _allowed_prefix(ranked: list[str], ops: dict[str, str], fp16_convs: int, convs: int, floor: float) -> int:
-    """How many of ``ranked`` may be kept FP32 before the convolutions left FP16 fall below ``floor``."""
-    left = fp16_convs
-    for i, name in enumerate(ranked):
-        if ops.get(name) == "Conv":
-            if convs and (left - 1) / convs < floor:
-                return i
-            left -= 1
-    return len(ranked)
 
 
 def _validation_source(calibration: CalibrationSet | None, validation: CalibrationSet) -> str:

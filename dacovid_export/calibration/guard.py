@@ -30,7 +30,7 @@ import dataclasses
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -50,6 +50,14 @@ from dacovid_export.calibration.graph import (
     load_source_model,
     write_checked_model,
 )
+from dacovid_export.calibration.guard_engine import (
+    Candidate,
+    GuardOutcome,
+    GuardPolicy,
+    RankedNode,
+    ScreenedCumulative,
+    run_guard,
+)
 from dacovid_export.calibration.guard_report import (
     GuardVerdict,
     LabelAccuracy,
@@ -67,7 +75,6 @@ from dacovid_export.calibration.qdq import check_qdq, inspect_qdq
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.calibration.sensitivity import (
     NodeSensitivity,
-    at_risk_images,
     labels_from_weights,
     onnx_logits,
     openvino_logits,
@@ -371,6 +378,109 @@ def int8_conv_share(model: "onnx.ModelProto") -> tuple[int, int]:
 
 
 
+class _Int8Policy(GuardPolicy):
+    """INT8's stages for the guard engine: calibrate per method, the stability figure, rank by error share and by
+    restoration, take nodes back to FP16/FP32 (:mod:`calibration.fallback`)."""
+
+    name = "INT8"
+
+    def __init__(self, prepared: Any, calibration: CalibrationSet, images: np.ndarray, reference: np.ndarray,
+                 judged: "onnx.ModelProto", config: GuardConfig, cache: CalibrationCache, progress: bool) -> None:
+        self.prepared, self.calibration, self.images, self.reference = prepared, calibration, images, reference
+        self.judged = judged  # the FP32 model the answers are compared with (after QAT: the original checkpoint's)
+        self.config, self.cache, self.progress = config, cache, progress
+        self.target, self.floor, self.ranking_images = config.min_agreement, config.min_int8_conv_share, config.ranking_images
+        self.convs = sum(n.op_type == "Conv" for n in prepared.src.model.graph.node)
+        self.stability: NoiseCeiling | None = None
+        self.sensitivity: list[NodeSensitivity] = []
+        self.dtypes: dict[str, tuple[FallbackDtype, str]] = {}
+
+    def first(self) -> Iterator[Candidate]:
+        p = self.prepared
+        for method in self.config.methods:
+            calibrated = calibrate_cached(p.src, self.calibration, p.array, method, p.excluded, self.cache)
+            check_qdq(calibrated.model, p.chains)
+            logits = onnx_logits(calibrated.model_bytes, self.images)
+            int8, _ = int8_conv_share(calibrated.model)
+            yield Candidate(f"{method} calibration", calibrated.model, logits, measure_agreement(self.reference, logits),
+                            int8, source=calibrated)
+
+    def ready(self, best: Candidate) -> bool:
+        """Can any INT8 model reach the target, or does FP32 itself flip under INT8-sized input noise?"""
+        step = input_step(best.model) or DEFAULT_INPUT_STEP
+        self.stability = noise_ceiling(self.judged, self.images, self.reference, step / 2)
+        info_if(_logger, self.stability.line(self.target), self.progress)
+        return not self.stability.below(self.target)  # else refused with the figure: no search can succeed
+
+    def reduced_at_start(self, best: Candidate) -> int:
+        return self.convs
+
+    def rank(self, best: Candidate, at_risk: np.ndarray) -> list[RankedNode]:
+        """Rank by error share, measure the top ones by restoration; measured evidence first."""
+        src, base = self.prepared.src, best.model
+        quantized = list(inspect_qdq(base).quantized_nodes)
+        ops = {n.name: n.op_type for n in base.graph.node}
+        peaks = activation_peaks(src.model, self.images, quantized)
+        feeders = attention_feeders(src.model, self.prepared.chains)
+        self.dtypes = {
+            name: choose_fallback_dtype(name, peaks.get(name, math.inf), feeders, self.config.fallback_dtype)
+            for name in quantized
+        }
+        labels = labels_from_weights(base, quantized)
+        measured_count = min(self.config.measured_candidates, len(quantized))
+        info_if(
+            _logger,
+            f"INT8 guard: {best.agreement.agreement:.2%} < {self.target:.2%}: ranking {len(quantized)} quantized nodes "
+            f"by their share of the error, then measuring the top {measured_count} by restoration, on the {len(at_risk)} "
+            "validation images closest to flipping",
+            self.progress,
+        )
+        # against ``src`` (after QAT the fine-tuned FP32 model, not the judged reference): the INT8 graph's own float
+        # twin, so every node's error is INT8's and not the fine-tune's
+        errors = layer_errors(src.model, base, self.images[at_risk], quantized)
+        by_error = rank_by_error_share(errors, quantized)
+        measured = rank_nodes(
+            base, {name: self.dtypes[name][0] for name in by_error[:measured_count]}, self.images[at_risk],
+            self.reference[at_risk], best.logits[at_risk], labels=labels, progress=self.progress,
+        )
+        self.sensitivity = [
+            dataclasses.replace(e, error_share=errors[e.node].share if e.node in errors else None) for e in measured
+        ]
+        # a node whose restoration alone fixed no answer goes behind the unmeasured rest
+        order = [(e.node, e.label) for e in self.sensitivity if e.fixed > 0]
+        order += [(name, labels.get(name, name)) for name in by_error[measured_count:]]
+        order += [(e.node, e.label) for e in self.sensitivity if e.fixed <= 0]
+        return [RankedNode(name, label, ops.get(name, "?")) for name, label in order]
+
+    def build(self, best: Candidate, out: Sequence[RankedNode]) -> tuple[Any, int]:
+        candidate = unquantize(best.model, {n.name: self.dtypes[n.name][0] for n in out})
+        return candidate, int8_conv_share(candidate)[0]
+
+    def run(self, model: Any, images: np.ndarray) -> np.ndarray:
+        return onnx_logits(model, images)
+
+    def label(self, best: Candidate, out: Sequence[RankedNode]) -> str:
+        return f"{best.source.method} + {len(out)} out: +{out[-1].label}"
+
+    def describe(self, candidate: Candidate) -> str:
+        if not candidate.out:
+            return f"INT8 guard: {candidate.label}: {candidate.agreement.describe()}"
+        last = candidate.out[-1]
+        return (
+            f"INT8 guard: {len(candidate.out)} node(s) out of INT8 (+{last.label}, {self.dtypes[last.name][0]}): "
+            f"{candidate.agreement.describe()}"
+        )
+
+    def fallback_nodes(self, out: Sequence[RankedNode]) -> tuple[FallbackNode, ...]:
+        return tuple(FallbackNode(n.name, n.op_type, n.label, *self.dtypes[n.name]) for n in out)
+
+    def steps(self, outcome: GuardOutcome) -> tuple[GuardStep, ...]:
+        return tuple(
+            GuardStep(c.label, c.source.method, len(c.out), c.reduced_convs, c.agreement, screened=c.screened)
+            for c in outcome.tried
+        )
+
+
 def guarded_quantize_int8(
     source: str | os.PathLike[str],
     output: str | os.PathLike[str],
@@ -381,12 +491,14 @@ def guarded_quantize_int8(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     reference_model: str | os.PathLike[str] | None = None,
-    qat: dict[str, Any] | None = None,
+    qat: Mapping[str, Any] | None = None,
     qat_hint: str | None = None,
     labels: np.ndarray | None = None,
 ) -> PrecisionResult:
     """Write the INT8 (Q/DQ) version of ``source`` that agrees with FP32 on ``validation``, or refuse.
 
+    The loop is the guard engine's (:mod:`calibration.guard_engine`: measure each calibration
+    method, the stability figure, rank, floor, screened cumulative search) with INT8's policy.
     ``reference_model``: the FP32 ONNX model the guard judges against when it is not ``source``
     (after quantization-aware fine-tuning: the ORIGINAL checkpoint's FP32 model, ``source`` being
     the fine-tuned one); ``qat``: the fine-tune's record, stored in the report. ``qat_hint``: how
@@ -397,8 +509,7 @@ def guarded_quantize_int8(
     ``calibration``/``validation``: disjoint image sets (:func:`split_calibration_set`, or
     :func:`load_validation_set` for separate images). Raises :class:`GuardFailedError` (a
     :class:`CheckFailedError`, exit code 1) with the table of candidates when the target
-    cannot be met; ``output`` is then left as it was. The result's ``details["guard"]``
-    holds :meth:`GuardReport.to_dict`.
+    cannot be met; ``output`` is then left as it was.
     """
     started = time.perf_counter()
     for name, value in (("calibration", calibration), ("validation", validation)):
@@ -408,92 +519,66 @@ def guarded_quantize_int8(
         raise UserInputError(f"config of type {type(config).__name__}: give a GuardConfig")
     check_separate(calibration, validation)  # the same file under any name, or a copy: never "separate"
     prepared = prepare_int8(source, output, calibration)
-    src, output, array, chains, excluded_from_start = (
-        prepared.src, prepared.output, prepared.array, prepared.chains, prepared.excluded
-    )
-    images = check_calibration_array(validation.array, src)
-    cache = CalibrationCache(cache_dir)
-
-    reference = onnx_logits(src.model if reference_model is None else load_source_model(reference_model).model, images)
-    steps: list[GuardStep] = []
-    candidates: list[tuple[Agreement, Any, np.ndarray]] = []
-    for method in config.methods:
-        calibrated = calibrate_cached(src, calibration, array, method, excluded_from_start, cache)
-        check_qdq(calibrated.model, chains)
-        logits = onnx_logits(calibrated.model_bytes, images)
-        agreement = measure_agreement(reference, logits)
-        int8, convs = int8_conv_share(calibrated.model)
-        steps.append(GuardStep(f"{method} calibration", method, 0, int8, agreement))
-        info_if(_logger, f"INT8 guard: {method} calibration: {agreement.describe()}", progress)
-        candidates.append((agreement, calibrated, logits))
-        if agreement.agreement >= config.min_agreement:
-            break
-    best_agreement, best, best_logits = max(candidates, key=lambda c: c[0].key())
-    base_model = best.model
-
-    final_model = base_model
-    final_agreement = best_agreement
-    excluded: list[FallbackNode] = []
-    ranking: list[NodeSensitivity] = []
-    stability = None
-    if best_agreement.agreement < config.min_agreement:
-        # before searching: can any INT8 model reach the target, or does FP32 itself flip under INT8-sized noise?
-        step = input_step(base_model) or DEFAULT_INPUT_STEP
-        stability = noise_ceiling(
-            src.model if reference_model is None else load_source_model(reference_model).model, images, reference, step / 2
-        )
-        info_if(_logger, stability.line(config.min_agreement), progress)
-        if not stability.below(config.min_agreement):  # else refused below with the figure: no search can succeed
-            final_model, final_agreement, excluded, ranking = _fall_back(
-                src, base_model, chains, images, reference, best_logits, best_agreement, best.method, config, steps, progress
-            )
-    int8, convs = int8_conv_share(final_model)
-    passed = final_agreement.agreement >= config.min_agreement
-    accuracy = None
-    if labels is not None:
-        final_logits = best_logits if final_model is base_model else onnx_logits(final_model, images)
-        accuracy = label_accuracy(labels, reference, best_logits, final_logits)
-    report = GuardReport(
-        target=config.min_agreement,
-        min_int8_conv_share=config.min_int8_conv_share,
-        validation=validation.describe() | {"source": _validation_source(calibration, validation)},
-        reference="ONNX Runtime CPU, FP32 model" + ("" if reference_model is None else " of the original checkpoint (before QAT)"),
-        method="qat + " + best.method if qat is not None else best.method,
-        before=best_agreement,
-        after=final_agreement,
-        excluded=tuple(excluded),
-        convs=convs,
-        int8_convs=int8,
-        steps=tuple(steps),
-        ranking=tuple(ranking),
-        seconds=time.perf_counter() - started,
-        passed=passed,
-        qat=qat,
-        accuracy=accuracy,
-        stability=stability,
-    )
-    if not passed:
+    images = check_calibration_array(validation.array, prepared.src)
+    judged = prepared.src.model if reference_model is None else load_source_model(reference_model).model
+    policy = _Int8Policy(prepared, calibration, images, onnx_logits(judged, images), judged, config,
+                         CalibrationCache(cache_dir), progress)
+    outcome = run_guard(policy, ScreenedCumulative(), progress=progress)
+    report = _int8_report(policy, outcome, validation, calibration, started, qat=qat, labels=labels,
+                          judged_by_original=reference_model is not None)
+    if not report.passed:
         raise GuardFailedError(_failure_message(report, qat=qat is not None, qat_hint=qat_hint), report)
+    return _write_int8(policy, outcome, report, started)
 
-    summary = check_qdq(final_model, chains)
-    model_bytes = final_model.SerializeToString()
-    digest = write_checked_model(model_bytes, output)
-    ov_logits = openvino_logits(str(output), images)
+
+def _int8_report(
+    policy: _Int8Policy, outcome: GuardOutcome, validation: CalibrationSet, calibration: CalibrationSet,
+    started: float, *, qat: Mapping[str, Any] | None, labels: np.ndarray | None, judged_by_original: bool,
+) -> GuardReport:
+    chosen, first = outcome.chosen, outcome.first
+    return GuardReport(
+        target=policy.target,
+        min_int8_conv_share=policy.floor,
+        validation=validation.describe() | {"source": _validation_source(calibration, validation)},
+        reference="ONNX Runtime CPU, FP32 model" + (" of the original checkpoint (before QAT)" if judged_by_original else ""),
+        method="qat + " + first.source.method if qat is not None else first.source.method,
+        before=first.agreement,
+        after=chosen.agreement,
+        excluded=policy.fallback_nodes(chosen.out),
+        convs=policy.convs,
+        int8_convs=chosen.reduced_convs,
+        steps=policy.steps(outcome),
+        ranking=tuple(policy.sensitivity),
+        seconds=time.perf_counter() - started,
+        passed=outcome.passed,
+        qat=qat,
+        accuracy=None if labels is None else label_accuracy(labels, policy.reference, first.logits, chosen.logits),
+        stability=policy.stability,
+    )
+
+
+def _write_int8(policy: _Int8Policy, outcome: GuardOutcome, report: GuardReport, started: float) -> PrecisionResult:
+    """Write the chosen model, run it under OpenVINO for the record, and say what it is."""
+    prepared, chosen = policy.prepared, outcome.chosen
+    summary = check_qdq(chosen.model, prepared.chains)
+    digest = write_checked_model(chosen.model.SerializeToString(), prepared.output)
+    ov_logits = openvino_logits(str(prepared.output), policy.images)
     if ov_logits is not None:
         report = dataclasses.replace(
-            report, after_openvino=measure_agreement(reference, ov_logits), seconds=time.perf_counter() - started
+            report, after_openvino=measure_agreement(policy.reference, ov_logits), seconds=time.perf_counter() - started
         )
     details = int8_details(
-        prepared, calibration, best, summary, digest, tool="modelopt.onnx.quantization.quantize + dacovid_export accuracy guard"
-    ) | {"guard_config": config.to_dict()}
+        prepared, policy.calibration, chosen.source, summary, digest,
+        tool="modelopt.onnx.quantization.quantize + dacovid_export accuracy guard",
+    ) | {"guard_config": policy.config.to_dict()}
     for line in (*report.table(), *report.lines()):
-        info_if(_logger, line, progress)
-    fp16 = {n.name for n in excluded if n.dtype == "fp16"}
+        info_if(_logger, line, policy.progress)
+    fp16 = {n.name for n in report.excluded if n.dtype == "fp16"}
     return PrecisionResult(
         precision="int8",
         fp32_nodes=tuple(n for n in summary.fp32_nodes if n not in fp16),
         seconds=time.perf_counter() - started,
-        cache_hit=best.cache_hit,
+        cache_hit=chosen.source.cache_hit,
         details=details,
         guard=report,
     )
@@ -533,93 +618,6 @@ def _validation_source(calibration: CalibrationSet, validation: CalibrationSet) 
             f"a seeded, class-stratified part of {calibration.root} held out from calibration (seed {validation.seed})"
         )
     return f"{validation.root}, separate from the calibration images"
-
-
-def _fall_back(
-    src: Any,
-    base_model: "onnx.ModelProto",
-    chains: Sequence[Any],
-    images: np.ndarray,
-    reference: np.ndarray,
-    base_logits: np.ndarray,
-    base_agreement: Agreement,
-    method: str,
-    config: GuardConfig,
-    steps: list[GuardStep],
-    progress: bool,
-) -> tuple["onnx.ModelProto", Agreement, list[FallbackNode], list[NodeSensitivity]]:
-    """Rank by error share, measure the top ones, then restore nodes in that order until the target holds (or the floor)."""
-    quantized = [n for n in inspect_qdq(base_model).quantized_nodes]
-    ops = {n.name: n.op_type for n in base_model.graph.node}
-    peaks = activation_peaks(src.model, images, quantized)
-    feeders = attention_feeders(src.model, chains)
-    dtypes: dict[str, tuple[FallbackDtype, str]] = {
-        name: choose_fallback_dtype(name, peaks.get(name, math.inf), feeders, config.fallback_dtype) for name in quantized
-    }
-    labels = labels_from_weights(base_model, quantized)
-    risky = at_risk_images(reference, base_logits, config.ranking_images)
-    measured_count = min(config.measured_candidates, len(quantized))
-    info_if(
-        _logger,
-        f"INT8 guard: {base_agreement.agreement:.2%} < {config.min_agreement:.2%}: ranking {len(quantized)} quantized nodes "
-        f"by their share of the error, then measuring the top {measured_count} by restoration, on the {len(risky)} "
-        "validation images closest to flipping",
-        progress,
-    )
-    # against ``src`` (after QAT the fine-tuned FP32 model, not the judged reference): the INT8 graph's own float twin,
-    # so every node's error is INT8's and not the fine-tune's
-    errors = layer_errors(src.model, base_model, images[risky], quantized)
-    by_error = rank_by_error_share(errors, quantized)
-    measured = rank_nodes(
-        base_model,
-        {name: dtypes[name][0] for name in by_error[:measured_count]},
-        images[risky],
-        reference[risky],
-        base_logits[risky],
-        labels=labels,
-        progress=progress,
-    )
-    ranking = [
-        dataclasses.replace(entry, error_share=errors[entry.node].share if entry.node in errors else None)
-        for entry in measured
-    ]
-    # measured evidence first: a node whose restoration alone fixed no answer goes behind the unmeasured rest
-    order: list[tuple[str, str]] = [(e.node, e.label) for e in ranking if e.fixed > 0]
-    order += [(name, labels.get(name, name)) for name in by_error[measured_count:]]
-    order += [(e.node, e.label) for e in ranking if e.fixed <= 0]
-    _, convs = int8_conv_share(base_model)
-    chosen: dict[str, FallbackDtype] = {}
-    excluded: list[FallbackNode] = []
-    best = (base_model, base_agreement, [])
-    for node, label in order:
-        if ops.get(node) == "Conv":
-            left = convs - sum(ops.get(n) == "Conv" for n in chosen) - 1
-            if convs and left / convs < config.min_int8_conv_share:
-                info_if(_logger, f"INT8 guard: stopping: taking out {label} would leave {left}/{convs} convolutions INT8", progress)
-                break
-        dtype, reason = dtypes[node]
-        chosen[node] = dtype
-        excluded.append(FallbackNode(node, ops.get(node, "?"), label, dtype, reason))
-        candidate = unquantize(base_model, chosen)
-        int8, _ = int8_conv_share(candidate)
-        step_label = f"{method} + {len(chosen)} out: +{label}"
-        # the at-risk images are a subset of the validation set: the answers that differ there differ on the whole set
-        # too, so a candidate that already misses the target there cannot meet it on all (the whole run is skipped)
-        screen = measure_agreement(reference[risky], onnx_logits(candidate, images[risky]))
-        differ = screen.images - round(screen.agreement * screen.images)
-        if (len(images) - differ) / len(images) < config.min_agreement:
-            steps.append(GuardStep(step_label, method, len(chosen), int8, screen, screened=True))
-            info_if(_logger, f"INT8 guard: {len(chosen)} node(s) out of INT8 (+{label}, {dtype}): {differ} of the {screen.images} "
-                 "at-risk images still differ: cannot reach the target", progress)
-            continue
-        agreement = measure_agreement(reference, onnx_logits(candidate, images))
-        steps.append(GuardStep(step_label, method, len(chosen), int8, agreement))
-        info_if(_logger, f"INT8 guard: {len(chosen)} node(s) out of INT8 (+{label}, {dtype}): {agreement.describe()}", progress)
-        if agreement.key() > best[1].key():
-            best = (candidate, agreement, list(excluded))
-        if agreement.agreement >= config.min_agreement:
-            return candidate, agreement, list(excluded), ranking
-    return best[0], best[1], best[2], ranking
 
 
 def _failure_message(report: GuardReport, *, qat: bool = False, qat_hint: str | None = None) -> str:

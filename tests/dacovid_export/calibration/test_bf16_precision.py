@@ -117,7 +117,7 @@ def test_bf16_marked_model_elsewhere(make_toy_onnx, tmp_path: Path, monkeypatch)
     assert backend == "openvino" and "marked for BF16" in why  # never ONNX Runtime, never a GPU
     tol = ParityConfig().tolerance_for("bf16")
     assert tol.min_agreement == 0.98 and tol.max_accuracy_drop == 0.01
-    assert ParityConfig().with_overrides({"bf16_min_agreement": 0.99}).bf16.min_agreement == 0.99
+    assert ParityConfig().with_overrides({"bf16_min_agreement": 0.99}).tolerance_for("bf16").min_agreement == 0.99
     with pytest.raises(UserInputError, match="engines are built from the FP32 ONNX"):
         refuse_bf16_source("bf16", marked)
     with pytest.raises(UserInputError, match="bf16 models run on the CPU through OpenVINO"):

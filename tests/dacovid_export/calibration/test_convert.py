@@ -182,7 +182,7 @@ def test_int8_refusal_names_the_users_own_command_with_qat(
     tmp_path: Path, tiny_checkpoint: Path, tiny_fp32_onnx: Path, synthetic_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """export_at_precision knows the checkpoint: the hint is the user's command; convert_precision names source_name."""
-    from dacovid_export.calibration import convert
+    from dacovid_export.calibration import guard
     from dacovid_export.core.errors import CheckFailedError
 
     hints: list[str | None] = []
@@ -191,7 +191,7 @@ def test_int8_refusal_names_the_users_own_command_with_qat(
         hints.append(qat_hint)
         raise CheckFailedError("refused")
 
-    monkeypatch.setattr(convert, "guarded_quantize_int8", refuse)
+    monkeypatch.setattr(guard, "guarded_quantize_int8", refuse)  # what the int8 precision's step calls
     config = PrecisionConfig(precision="int8", calib_data=synthetic_dir, calib_size=8, min_agreement=0.95)
     with pytest.raises(CheckFailedError):
         export_at_precision(tiny_checkpoint, tmp_path / "m8.onnx", precision=config)

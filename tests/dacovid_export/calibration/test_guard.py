@@ -305,7 +305,7 @@ def test_an_unsteady_checkpoint_is_refused_without_a_search_naming_the_checkpoin
 
     # the toy is steady; stand in the figure a low-margin checkpoint gives (issue 16: 95.45% at sigma 0.01)
     monkeypatch.setattr(guard, "noise_ceiling", unsteady)
-    monkeypatch.setattr(guard, "_fall_back", lambda *a, **k: pytest.fail("searched although no quantizer can succeed"))
+    monkeypatch.setattr(guard._Int8Policy, "rank", lambda *a, **k: pytest.fail("searched although no quantizer can succeed"))
     out = hard_toy["root"] / "unsteady.int8.onnx"
     with pytest.raises(guard.GuardFailedError) as caught:
         guarded_quantize_int8(
