@@ -27,13 +27,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 import numpy as np
 
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT
+from dacovid_export.calibration.guard_engine import Candidate, GuardPolicy, PrefixDoubling, run_guard
 from dacovid_export.calibration.guard_report import evidence_line, resolution_text, resolution_warning
 from dacovid_export.calibration.sensitivity import onnx_logits
 from dacovid_export.core.errors import CheckFailedError, UserInputError
@@ -184,6 +185,30 @@ def guard_bf16_on(
     return guard_bf16(model, images, config)
 
 
+class _Bf16Policy(GuardPolicy):
+    """BF16's stage for the guard engine: one measurement, nothing to search. OpenVINO's CPU plugin runs every node
+    in BF16 once the hint is bf16, so no node can be kept FP32: the only levers are the checkpoint and the target."""
+
+    name = "BF16"
+    floor = 1.0
+    convs = 0
+
+    def __init__(self, model: str | os.PathLike[str], images: np.ndarray, reference: np.ndarray,
+                 config: Bf16GuardConfig) -> None:
+        self.model, self.images, self.reference = model, images, reference
+        self.target, self.threads = config.min_agreement, config.threads
+
+    def first(self) -> Iterator[Candidate]:
+        logits = self.run(self.model, self.images)
+        yield Candidate("OpenVINO BF16", self.model, logits, measure_agreement(self.reference, logits), 0)
+
+    def ready(self, best: Candidate) -> bool:
+        return False
+
+    def run(self, model: Any, images: np.ndarray) -> np.ndarray:
+        return openvino_bf16_logits(model, images, threads=self.threads)
+
+
 def guard_bf16(
     model: str | os.PathLike[str],
     validation: CalibrationSet,
@@ -216,9 +241,9 @@ def guard_bf16(
     start = time.perf_counter()
     with open(model, "rb") as fh:
         reference = onnx_logits(fh.read(), validation.array)
-    candidate = openvino_bf16_logits(model, validation.array, threads=config.threads)
-    agreement = measure_agreement(reference, candidate)
-    passed = bool(np.all(np.isfinite(candidate))) and agreement.agreement >= config.min_agreement
+    outcome = run_guard(_Bf16Policy(model, validation.array, reference, config), PrefixDoubling(), progress=False)
+    agreement = outcome.chosen.agreement
+    passed = bool(np.all(np.isfinite(outcome.chosen.logits))) and outcome.passed
     report = Bf16GuardReport(
         model=name or os.fspath(model), agreement=agreement, min_agreement=config.min_agreement, passed=passed,
         validation=validation.describe(), seconds=time.perf_counter() - start,
