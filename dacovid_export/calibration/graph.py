@@ -11,7 +11,7 @@ import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -66,7 +66,7 @@ class SourceModel:
         return first if isinstance(first, int) and first > 0 else None
 
 
-def _onnx() -> "onnx":  # type: ignore[valid-type]
+def _onnx() -> Any:  # the onnx module, imported when first needed
     return require("onnx", "read and write ONNX models")
 
 

@@ -30,7 +30,7 @@ import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -64,6 +64,10 @@ from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.progress import progress_bar
 
+if TYPE_CHECKING:
+    import onnx
+    from tqdm import tqdm
+
 __all__ = [
     "CALIBRATION_METHODS",
     "RECIPE_VERSION",
@@ -81,9 +85,9 @@ CALIBRATION_METHODS = ("entropy", "max")
 RECIPE_VERSION = "int8-qdq/1"
 
 
-def int8_exclusions(model: "object", chains: Sequence[AttentionChain]) -> list[str]:
+def int8_exclusions(model: "onnx.ModelProto", chains: Sequence[AttentionChain]) -> list[str]:
     """Node names kept out of quantization: the attention chains, their feeders, and other consumers of their inputs."""
-    readers = consumers(model.graph)  # type: ignore[attr-defined]
+    readers = consumers(model.graph)
     excluded: list[str] = []
     for chain in chains:
         excluded.extend(chain.nodes)
@@ -94,7 +98,7 @@ def int8_exclusions(model: "object", chains: Sequence[AttentionChain]) -> list[s
     return list(dict.fromkeys(excluded))
 
 
-def _reader(input_name: str, batches: Sequence[np.ndarray], bar: object) -> object:
+def _reader(input_name: str, batches: Sequence[np.ndarray], bar: "tqdm[Any]") -> object:
     """An ONNX Runtime CalibrationDataReader over ``batches``, ticking ``bar`` per image."""
     from onnxruntime.quantization.calibrate import CalibrationDataReader
 
@@ -106,7 +110,7 @@ def _reader(input_name: str, batches: Sequence[np.ndarray], bar: object) -> obje
         def get_next(self) -> dict[str, np.ndarray] | None:
             batch = next(self._iter, None)
             if batch is not None:
-                bar.update(len(batch[input_name]))  # type: ignore[attr-defined]
+                bar.update(len(batch[input_name]))
             return batch
 
         def get_first(self) -> dict[str, np.ndarray]:  # Model Optimizer's shape probes use it
