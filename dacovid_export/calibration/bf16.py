@@ -34,8 +34,17 @@ import numpy as np
 
 from dacovid_export.calibration.data import CalibrationSet, check_separate
 from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT
-from dacovid_export.calibration.guard_engine import Candidate, GuardPolicy, PrefixDoubling, run_guard
-from dacovid_export.calibration.guard_report import evidence_line, resolution_text, resolution_warning
+from dacovid_export.calibration.guard_engine import (
+    Candidate,
+    GuardPolicy,
+    PrefixDoubling,
+    run_guard,
+)
+from dacovid_export.calibration.guard_report import (
+    evidence_line,
+    resolution_text,
+    resolution_warning,
+)
 from dacovid_export.calibration.sensitivity import onnx_logits
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.data.agreement import Agreement, measure_agreement

@@ -11,7 +11,11 @@ from dacovid_export.calibration.bf16 import Bf16GuardConfig
 from dacovid_export.calibration.data import MIN_CALIBRATION_IMAGES
 from dacovid_export.calibration.fp16_guard import Fp16GuardConfig
 from dacovid_export.calibration.guard import GuardConfig
-from dacovid_export.calibration.precisions import PrecisionKind, guarded_precisions, precision_of
+from dacovid_export.calibration.precisions import (
+    PrecisionKind,
+    guarded_precisions,
+    precision_of,
+)
 from dacovid_export.calibration.qat import (
     DEFAULT_QAT_BATCH_SIZE,
     DEFAULT_QAT_EPOCHS,

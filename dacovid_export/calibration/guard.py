@@ -71,6 +71,7 @@ from dacovid_export.calibration.int8 import (
     prepare_int8,
 )
 from dacovid_export.calibration.layer_error import layer_errors, rank_by_error_share
+from dacovid_export.calibration.qat_record import PtqBaseline, QatRecord
 from dacovid_export.calibration.qdq import check_qdq, inspect_qdq
 from dacovid_export.calibration.result import PrecisionResult
 from dacovid_export.calibration.sensitivity import (
@@ -265,7 +266,7 @@ class GuardReport(GuardVerdict):
     steps: tuple[GuardStep, ...]
     ranking: tuple[NodeSensitivity, ...]
     after_openvino: Agreement | None = None  # the written model under OpenVINO (FP32 precision set), for the record
-    qat: Mapping[str, Any] | None = None
+    qat: QatRecord | None = None
     accuracy: LabelAccuracy | None = None  # where the validation images have labels
     # FP32 against itself under input noise of half INT8's input step, measured before any fallback search
     stability: NoiseCeiling | None = None
@@ -300,12 +301,12 @@ class GuardReport(GuardVerdict):
         ]
         if (q := self.qat) is not None:
             out.append(
-                f"INT8 guard: QAT {q.get('epochs')} epoch(s) on {q.get('train_images', q.get('images'))} training images "
-                f"({'reused ' if q.get('reused') else ''}{q.get('checkpoint')}), {q.get('seconds', 0.0):.0f}s; judged "
+                f"INT8 guard: QAT {q.epochs} epoch(s) on {q.train_images} training images "
+                f"({'reused ' if q.reused else ''}{q.checkpoint}), {q.seconds:.0f}s; judged "
                 "against the original checkpoint's FP32 model"
             )
-            if (ptq := q.get("before_qat")) is not None:
-                accuracy = f", accuracy {ptq['accuracy']:.2%}" if "accuracy" in ptq else ""
+            if (ptq := q.before) is not None:
+                accuracy = f", accuracy {ptq.accuracy:.2%}" if ptq.accuracy is not None else ""
                 # the QAT model's own figure is the guard's first candidate (``before``); ``after`` adds the fallback
                 guarded = (
                     f" -> after the guard's fallback {self.after.agreement:.2%}"
@@ -313,8 +314,8 @@ class GuardReport(GuardVerdict):
                     if self.excluded else ""
                 )
                 out.append(
-                    f"INT8 guard: agreement with FP32 before QAT ({ptq.get('method')} calibration alone) "
-                    f"{ptq['agreement']:.2%}{accuracy} -> after QAT {self.before.agreement:.2%}"
+                    f"INT8 guard: agreement with FP32 before QAT ({ptq.method} calibration alone) "
+                    f"{ptq.agreement.agreement:.2%}{accuracy} -> after QAT {self.before.agreement:.2%}"
                     + (f", accuracy {self.accuracy.before:.2%}" if accuracy and self.accuracy is not None else "")
                     + guarded
                 )
@@ -346,7 +347,7 @@ class GuardReport(GuardVerdict):
             "steps": [s.to_dict() for s in self.steps],
             "ranking_top": [r.to_dict() for r in self.ranking[:20]],
             "after_openvino": None if self.after_openvino is None else self.after_openvino.to_dict(),
-            **({"qat": dict(self.qat)} if self.qat is not None else {}),
+            **({"qat": self.qat.to_dict()} if self.qat is not None else {}),
             **({"accuracy": self.accuracy.to_dict()} if self.accuracy is not None else {}),
             **({"stability": self.stability.to_dict()} if self.stability is not None else {}),
         }
@@ -364,7 +365,7 @@ class GuardReport(GuardVerdict):
             steps=tuple(GuardStep.from_dict(x) for x in data.get("steps", ())),
             ranking=tuple(NodeSensitivity.from_dict(r) for r in data.get("ranking_top", ())),
             after_openvino=None if ov is None else Agreement.from_dict(ov),
-            qat=data.get("qat"),
+            qat=QatRecord.from_dict(data["qat"]) if data.get("qat") else None,
             accuracy=LabelAccuracy.from_dict(data["accuracy"]) if data.get("accuracy") else None,
             stability=NoiseCeiling.from_dict(data["stability"]) if data.get("stability") else None,
         )
@@ -491,7 +492,7 @@ def guarded_quantize_int8(
     cache_dir: str | os.PathLike[str] | None = None,
     progress: bool = True,
     reference_model: str | os.PathLike[str] | None = None,
-    qat: Mapping[str, Any] | None = None,
+    qat: QatRecord | None = None,
     qat_hint: str | None = None,
     labels: np.ndarray | None = None,
 ) -> PrecisionResult:
@@ -533,7 +534,7 @@ def guarded_quantize_int8(
 
 def _int8_report(
     policy: _Int8Policy, outcome: GuardOutcome, validation: CalibrationSet, calibration: CalibrationSet,
-    started: float, *, qat: Mapping[str, Any] | None, labels: np.ndarray | None, judged_by_original: bool,
+    started: float, *, qat: QatRecord | None, labels: np.ndarray | None, judged_by_original: bool,
 ) -> GuardReport:
     chosen, first = outcome.chosen, outcome.first
     return GuardReport(
@@ -592,7 +593,7 @@ def calibrated_agreement(
     method: str,
     cache_dir: str | os.PathLike[str] | None = None,
     labels: np.ndarray | None = None,
-) -> dict[str, Any]:
+) -> PtqBaseline:
     """Agreement with ``source`` (FP32) of its plainly calibrated INT8 model (no fallback), and accuracy where labelled.
 
     What post-training quantization alone gives: the "before" a quantization-aware fine-tune is
@@ -605,11 +606,8 @@ def calibrated_agreement(
     calibrated = calibrate_cached(src, calibration, prepared.array, method, prepared.excluded, CalibrationCache(cache_dir))
     reference = onnx_logits(src.model, images)
     logits = onnx_logits(calibrated.model_bytes, images)
-    out: dict[str, Any] = {"method": method, **measure_agreement(reference, logits).to_dict()}
     accuracy = label_accuracy(labels, reference, logits, logits)
-    if accuracy is not None:
-        out["accuracy"] = accuracy.after
-    return out
+    return PtqBaseline(method, measure_agreement(reference, logits), None if accuracy is None else accuracy.after)
 
 
 def _validation_source(calibration: CalibrationSet, validation: CalibrationSet) -> str:

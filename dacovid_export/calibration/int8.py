@@ -66,7 +66,6 @@ from dacovid_export.core.progress import progress_bar
 
 if TYPE_CHECKING:
     import onnx
-    from tqdm import tqdm
 
 __all__ = [
     "CALIBRATION_METHODS",
@@ -98,7 +97,7 @@ def int8_exclusions(model: "onnx.ModelProto", chains: Sequence[AttentionChain]) 
     return list(dict.fromkeys(excluded))
 
 
-def _reader(input_name: str, batches: Sequence[np.ndarray], bar: "tqdm[Any]") -> object:
+def _reader(input_name: str, batches: Sequence[np.ndarray], bar: Any) -> object:
     """An ONNX Runtime CalibrationDataReader over ``batches``, ticking ``bar`` per image."""
     from onnxruntime.quantization.calibrate import CalibrationDataReader
 

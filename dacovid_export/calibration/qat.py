@@ -62,8 +62,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from dacovid_export.calibration.qat_state import (
+    STATE_FORMAT,
+    BadQatState,
+    load_qat_state,
+    save_qat_state,
+)
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.calibration.qat_state import STATE_FORMAT, BadQatState, load_qat_state, save_qat_state
 from dacovid_export.core.fileio import sha256_file
 from dacovid_export.core.limits import MAX_BATCH_SIZE, MAX_QAT_EPOCHS
 from dacovid_export.core.log import get_logger

@@ -55,7 +55,7 @@ def engine_sidecar(
     verified: str,
 ) -> "EngineMetadata":
     """The sidecar of the engine ``blob`` just built from ``source``: what it is, how it was built, where it runs."""
-    from dacovid_export.calibration.convert import guard_fingerprints
+    from dacovid_export.calibration.step_metadata import guard_fingerprints
 
     onnx_sha, external = _onnx_digests(source)
     build = config.to_dict()

@@ -187,7 +187,7 @@ class _Evidence:
 def _guard_fingerprints(path: str | os.PathLike[str], kind: str) -> tuple[str, ...]:
     """The fingerprints of the images a model's accuracy guard chose it on (ONNX metadata, an engine's sidecar)."""
     if kind == "onnx":
-        from dacovid_export.calibration.convert import guard_fingerprints
+        from dacovid_export.calibration.step_metadata import guard_fingerprints
 
         return guard_fingerprints(path)
     if kind == "engine":

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dacovid_export.calibration.config import PrecisionConfig
-from dacovid_export.calibration.convert import GUARD_KEYS, convert_precision, export_at_precision
+from dacovid_export.calibration.convert import convert_precision, export_at_precision
+from dacovid_export.calibration.step_metadata import GUARD_KEYS
 from dacovid_export.core.errors import CheckFailedError
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.export.config import OnnxExportConfig

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
     from dacovid_export.calibration.config import PrecisionConfig
     from dacovid_export.calibration.data import CalibrationSet
+    from dacovid_export.calibration.qat_record import QatRecord
     from dacovid_export.calibration.result import PrecisionResult
 
 __all__ = [
@@ -90,7 +91,7 @@ class StepInputs:
     validation: "CalibrationSet | None"
     progress: bool
     reference: Path | None = None  # QAT: the original checkpoint's FP32 model the guard judges against
-    qat: Any = None  # QAT: the fine-tune's record (calibration.qat_record.QatRecord)
+    qat: "QatRecord | None" = None  # QAT: the fine-tune's record
     qat_hint: str | None = None  # INT8 without QAT: how this user turns it on, for a refusal
     labels: "np.ndarray | None" = None  # the validation images' class indices, where they have labels
     output: Path | None = None  # the file the model is published as: what reports name (``raw`` is a scratch copy)

@@ -6,7 +6,12 @@ import shutil
 from typing import TYPE_CHECKING
 
 from dacovid_export.calibration.bf16 import Bf16GuardReport
-from dacovid_export.calibration.precisions.base import PrecisionKind, StepInputs, Tolerance, register_precision
+from dacovid_export.calibration.precisions.base import (
+    PrecisionKind,
+    StepInputs,
+    Tolerance,
+    register_precision,
+)
 from dacovid_export.core.errors import UserInputError
 
 if TYPE_CHECKING:

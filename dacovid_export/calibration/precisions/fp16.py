@@ -4,8 +4,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dacovid_export.calibration.fp16_guard import DEFAULT_FP16_MIN_AGREEMENT, Fp16GuardReport
-from dacovid_export.calibration.precisions.base import PrecisionKind, StepInputs, Tolerance, register_precision
+from dacovid_export.calibration.fp16_guard import (
+    DEFAULT_FP16_MIN_AGREEMENT,
+    Fp16GuardReport,
+)
+from dacovid_export.calibration.precisions.base import (
+    PrecisionKind,
+    StepInputs,
+    Tolerance,
+    register_precision,
+)
 from dacovid_export.core.errors import UserInputError
 
 if TYPE_CHECKING:

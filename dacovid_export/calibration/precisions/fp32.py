@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from dacovid_export.calibration.precisions.base import PrecisionKind, Tolerance, register_precision
+from dacovid_export.calibration.precisions.base import (
+    PrecisionKind,
+    Tolerance,
+    register_precision,
+)
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.export.config import FP32_TOLERANCE
 

@@ -5,7 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from dacovid_export.calibration.guard import GuardReport
-from dacovid_export.calibration.precisions.base import PrecisionKind, StepInputs, Tolerance, register_precision
+from dacovid_export.calibration.precisions.base import (
+    PrecisionKind,
+    StepInputs,
+    Tolerance,
+    register_precision,
+)
 from dacovid_export.core.errors import UserInputError
 
 if TYPE_CHECKING:

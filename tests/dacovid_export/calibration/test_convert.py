@@ -12,11 +12,8 @@ import torch
 
 from dacovid_export.artifacts.onnx_metadata import read_metadata, read_onnx_info
 from dacovid_export.calibration.config import PrecisionConfig
-from dacovid_export.calibration.convert import (
-    convert_precision,
-    export_at_precision,
-    guard_report_of,
-)
+from dacovid_export.calibration.convert import convert_precision, export_at_precision
+from dacovid_export.calibration.step_metadata import guard_report_of
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
@@ -212,8 +209,10 @@ def test_qat_export_reports_agreement_before_and_after_qat(tmp_path: Path, tiny_
     )
     result = export_at_precision(tiny_checkpoint, tmp_path / "m8.onnx", precision=config)
     guard = guard_report_of(read_metadata(result.path))
-    assert guard is not None and guard.method.startswith("qat + ") and guard.qat["epochs"] == 1
-    before = guard.qat["before_qat"]
-    assert before["method"] == "max" and before["images"] == guard.after.images and 0 <= before["agreement"] <= 1
-    assert "accuracy" in before and guard.accuracy is not None  # the synthetic images sit in class folders
+    assert guard is not None and guard.method.startswith("qat + ") and guard.qat.epochs == 1
+    before = guard.qat.before
+    assert before is not None and before.method == "max" and before.agreement.images == guard.after.images
+    assert 0 <= before.agreement.agreement <= 1
+    assert before.accuracy is not None and guard.accuracy is not None  # the synthetic images sit in class folders
+    assert guard.qat.to_dict()["before_qat"] == before.to_dict()  # the metadata's form, read back the same
     assert any(line.startswith("INT8 guard: agreement with FP32 before QAT (max calibration alone)") for line in guard.lines())

@@ -6,7 +6,11 @@ import pytest
 
 from dacovid_export.calibration.bf16 import Bf16GuardReport
 from dacovid_export.calibration.fp16_guard import Fp16GuardReport
-from dacovid_export.calibration.guard_report import images_to_resolve, resolution_text, resolution_warning
+from dacovid_export.calibration.guard_report import (
+    images_to_resolve,
+    resolution_text,
+    resolution_warning,
+)
 from dacovid_export.data.agreement import Agreement
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from dacovid_export.calibration.convert import GUARD_KEYS
 from dacovid_export.calibration.precisions import (
     PrecisionKind,
     engine_precisions,
@@ -14,6 +13,7 @@ from dacovid_export.calibration.precisions import (
     register_precision,
     registered,
 )
+from dacovid_export.calibration.step_metadata import GUARD_KEYS
 from dacovid_export.cli.main import cli
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.export.config import FP32_TOLERANCE
