@@ -33,7 +33,6 @@ __all__ = [
     "ensemble_config",
     "config_text",
     "read_config",
-    "string_parameters",
 ]
 
 TRITON_KINDS = ("gpu", "cpu")
@@ -187,8 +186,3 @@ def read_config(path: str | Path) -> Any:
         return text_format.Parse(path.read_text(encoding="utf-8"), pb2.ModelConfig())
     except (OSError, UnicodeDecodeError, text_format.ParseError) as exc:
         raise UserInputError(f"{str(path)!r} is not a Triton model configuration: {one_line(str(exc))}") from exc
-
-
-def string_parameters(config: Any) -> dict[str, str]:
-    """A config's ``parameters`` as plain strings (what this project writes there)."""
-    return {key: value.string_value for key, value in config.parameters.items()}

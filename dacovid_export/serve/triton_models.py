@@ -148,7 +148,8 @@ class ClassifierModel:
         verify_sha256(path, params["dacovid_model_sha256"], recorded_in="the repository's config.pbtxt")
         gpu = str(args.get("model_instance_kind", "CPU")).upper() == "GPU"
         device = f"cuda:{args.get('model_instance_device_id', 0)}" if gpu else "cpu"
-        self._backend = open_backend(path, backend=params.get("dacovid_runtime", "auto"), device=device)
+        # the repository records no runtime: "auto" picks by file and device, as Predictor does
+        self._backend = open_backend(path, backend="auto", device=device)
         self._input = params.get("dacovid_input_name", "input")
         self._output = params.get("dacovid_output_name", "logits")
         # the server log (the stub process shares tritonserver's stdout and stderr) shows which runtime serves
