@@ -32,8 +32,8 @@ from torch.utils.data import DataLoader, RandomSampler, Sampler
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.core.errors import UserInputError, first_line
 from dacovid_export.core.fileio import atomic_write_json
-from dacovid_export.core.log import Log
-from dacovid_export.core.progress import progress_bar, write_around_bars
+from dacovid_export.core.log import get_logger
+from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.fingerprint import ImageRecord
 from dacovid_export.data.metrics import (
     ClassificationReport,
@@ -69,6 +69,8 @@ from dacovid_export.train.resume import (
 )
 
 __all__ = ["TrainResult", "train_model", "BEST_NAME", "LAST_NAME", "METRICS_NAME", "CONFUSION_NAME"]
+
+_log = get_logger("train")
 
 BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
@@ -142,10 +144,6 @@ class _Record:
         return is_best
 
 
-def _silent(_: str) -> None:
-    pass
-
-
 def _epoch_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
@@ -154,19 +152,16 @@ def train_model(
     data_dir: str | Path,
     out_dir: str | Path,
     config: TrainConfig | None = None,
-    *,
-    log: Log | None = None,
 ) -> TrainResult:
     """Train DA-COVID Net on a class-per-folder (or Kaggle train/test) tree; write the run into ``out_dir``.
 
-    ``log`` receives one line per message (default: stdout, around the progress bars).
+    One line per message on the ``dacovid_export.train`` logger (stderr, around the progress bars).
     Under ``torchrun`` only rank 0 logs and writes files.
     """
     config = config or TrainConfig()
     ctx = init_distributed(config.device)
     try:
-        say = (log or write_around_bars) if ctx.is_main else _silent
-        return _Run(Path(data_dir), Path(out_dir), config, ctx, say).run()
+        return _Run(Path(data_dir), Path(out_dir), config, ctx).run()
     finally:
         shutdown(ctx)
 
@@ -174,18 +169,22 @@ def train_model(
 class _Run:
     """One training run; split into steps so each reads on its own."""
 
-    def __init__(self, data_dir: Path, run_dir: Path, config: TrainConfig, ctx: DistContext, say: Log) -> None:
+    def __init__(self, data_dir: Path, run_dir: Path, config: TrainConfig, ctx: DistContext) -> None:
         self.data_dir = data_dir
         self.run_dir = run_dir
         self.config = config
         self.ctx = ctx
-        self.say = say
         self.show_progress = config.show_progress and ctx.is_main
         self.best_path = run_dir / BEST_NAME
         self.last_path = run_dir / LAST_NAME
         self.metrics_path = run_dir / METRICS_NAME
         self.split_path = run_dir / SPLIT_FILENAME
         self.confusion_path = run_dir / CONFUSION_NAME
+
+    def say(self, line: str) -> None:
+        """One line on the train logger; under torchrun from rank 0 only, so each is said once."""
+        if self.ctx.is_main:
+            _log.info(line)
 
     # ----------------------------------------------------------------- set-up
 
@@ -223,8 +222,8 @@ class _Run:
                 seed=self.config.seed,
                 unreadable=self.config.unreadable,
                 strict_dicom=self.config.strict_dicom,
-                log=self.say,
                 show_progress=self.show_progress,
+                say=self.ctx.is_main,
             )
             if self.ctx.is_main:
                 write_split(self.split_path, split)
