@@ -53,6 +53,7 @@ from dacovid_export.core.fileio import (
     sha256_file,
     verify_sha256,
 )
+from dacovid_export.core.limits import MAX_BATCH_SIZE
 from dacovid_export.core.versions import __version__
 from dacovid_export.serve.triton_config import (
     TRITON_KINDS,
@@ -139,8 +140,8 @@ def _onnx_external_files(path: Path) -> list[str]:
 def _validate(name: str, max_batch: int | None, backend: str, kind: str | None) -> None:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise UserInputError(f"model name {name!r}: use letters, digits, '_', '-' and '.', not starting with '.' or '-'")
-    if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 1024):
-        raise UserInputError(f"max_batch={max_batch!r}: must be an integer from 1 to 1024")
+    if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= MAX_BATCH_SIZE):
+        raise UserInputError(f"max_batch={max_batch!r}: must be an integer from 1 to {MAX_BATCH_SIZE}")
     if backend not in TRITON_BACKENDS:
         raise UserInputError(f"backend={backend!r}: use one of {', '.join(TRITON_BACKENDS)}")
     if kind is not None and kind not in TRITON_KINDS:
