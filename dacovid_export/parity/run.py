@@ -378,9 +378,19 @@ def check_parity(
     images: str | os.PathLike[str] | None = None,
     json: str | os.PathLike[str] | None = None,
     confusion_png: str | os.PathLike[str] | None = None,
-    **options: Any,
+    config: ParityConfig = ParityConfig(),
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    synthetic_count: int = DEFAULT_SYNTHETIC_COUNT,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+    endpoints: Sequence[str] = (),
+    endpoint_model: str = "dacovid",
+    strict_dicom: bool = False,
+    training_data: str | os.PathLike[str] | None = None,
+    cpp: str | os.PathLike[str] | None = None,
 ) -> tuple[ParityReport, list[Path]]:
-    """``dacovid-export check``: :func:`run_parity` (``options`` are its keywords), then the files asked for.
+    """``dacovid-export check``: :func:`run_parity` (the keywords after ``confusion_png`` are its own), then the files asked for.
 
     The outputs are checked before any model runs (one that would overwrite the
     checkpoint, a model or the image folder is refused, as is ``confusion_png``
@@ -390,10 +400,14 @@ def check_parity(
     if confusion_png is not None and images is None:
         raise UserInputError("--confusion-png needs --images: synthetic inputs have no labels")
     check_outputs(
-        inputs=[checkpoint, *models, images, options.get("training_data")], files={"--json": json},
+        inputs=[checkpoint, *models, images, training_data], files={"--json": json},
         folders={"--confusion-png": confusion_png},
     )
-    report = run_parity(checkpoint, models, images=images, **options)
+    report = run_parity(
+        checkpoint, models, images=images, config=config, batch_size=batch_size, synthetic_count=synthetic_count,
+        seed=seed, device=device, progress=progress, endpoints=endpoints, endpoint_model=endpoint_model,
+        strict_dicom=strict_dicom, training_data=training_data, cpp=cpp,
+    )
     written = [] if json is None else [report.write_json(json)]
     if confusion_png is not None:
         written += report.write_confusion_pngs(confusion_png)
