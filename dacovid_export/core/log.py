@@ -16,35 +16,33 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import TextIO
 
 __all__ = ["ROOT_LOGGER", "get_logger", "info_if", "set_verbosity", "verbosity_level", "showing_progress"]
 
 ROOT_LOGGER = "dacovid_export"
 
 
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """A stream handler bound to whatever ``sys.stderr`` is at each message."""
+class _CurrentStderr(logging.Handler):
+    """A handler that writes each message to whatever ``sys.stderr`` is at that moment, as one line."""
 
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
-    @property  # type: ignore[override]
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: TextIO) -> None:
-        pass  # always the current sys.stderr
+    terminator = "\n"
 
     def emit(self, record: logging.LogRecord) -> None:
-        # tqdm only when something imported it: a bar may be on screen only then
-        tqdm_module = sys.modules.get("tqdm")
-        if tqdm_module is None:
-            super().emit(record)
-            return
-        with tqdm_module.tqdm.external_write_mode(file=sys.stderr):
-            super().emit(record)
+        try:
+            line = self.format(record) + self.terminator
+            stream = sys.stderr
+            # tqdm only when something imported it: a bar may be on screen only then
+            tqdm_module = sys.modules.get("tqdm")
+            if tqdm_module is None:
+                stream.write(line)
+            else:
+                with tqdm_module.tqdm.external_write_mode(file=stream):
+                    stream.write(line)
+            stream.flush()
+        except RecursionError:  # as logging.StreamHandler: never swallow a recursion
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 def _root() -> logging.Logger:

@@ -43,6 +43,7 @@ from dacovid_export.core.versions import format_version, parse_version
 from dacovid_export.engine.config import (
     EngineBuildConfig,
     EngineBuildResult,
+    ProfileShapes,
     check_engine_paths,
     refuse_bf16_source,
 )
@@ -221,7 +222,7 @@ class _BuilderPlan:
     """What :func:`_configure_builder` set up: the builder config, the batch profile's shapes and the RTX targets."""
 
     builder_config: Any
-    shapes: tuple[tuple[int, ...], ...]  # min, opt, max: each N x C x H x W
+    shapes: ProfileShapes
     targets: tuple[str, ...]  # TensorRT-RTX compute capabilities; () for TensorRT
     timing_cache: Any  # the attached trt.ITimingCache, or None
 
@@ -245,7 +246,8 @@ def _configure_builder(
     elif config.hardware_compatible:
         builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
     profile = builder.create_optimization_profile()
-    shapes = tuple((b, *chw) for b in (config.min_batch, config.opt_batch, config.max_batch))
+    (c, h, w), (low, opt, high) = chw, config.batch_profile
+    shapes: ProfileShapes = ((low, c, h, w), (opt, c, h, w), (high, c, h, w))
     profile.set_shape(info.input_name, *shapes)
     if builder_config.add_optimization_profile(profile) < 0:
         raise EngineBuildError(f"TensorRT rejected the batch profile {shapes}: {tlog.take_said()}")
@@ -306,7 +308,8 @@ def _network_io(network: Any, info: "ArtifactInfo", config: EngineBuildConfig, s
     if len(shape) != 4:
         raise EngineBuildError(f"{str(source)!r}: input {tensor.name!r} has shape {shape}; expected N x 3 x S x S")
     s = info.image_size
-    chw = tuple(d if d > 0 else default for d, default in zip(shape[1:], (3, s, s)))
+    c, h, w = (d if d > 0 else default for d, default in zip(shape[1:], (3, s, s)))
+    chw = (c, h, w)
     if chw != (3, s, s):
         raise EngineBuildError(
             f"{str(source)!r}: input {tensor.name!r} has shape {shape} but the metadata says 3 x {s} x {s} images"
@@ -321,7 +324,7 @@ def _network_io(network: Any, info: "ArtifactInfo", config: EngineBuildConfig, s
         raise EngineBuildError(
             f"{str(source)!r}: output has {out_shape[-1]} classes but the metadata lists {info.num_classes} names"
         )
-    return chw  # type: ignore[return-value]
+    return chw
 
 
 def _attach_timing_cache(builder_config: Any, path: Path | None) -> Any:
@@ -366,7 +369,7 @@ def _verify_engine(
     tlog: "TrtLog",
     blob: bytes,
     info: "ArtifactInfo",
-    shapes: tuple[tuple[int, ...], ...],
+    shapes: ProfileShapes,
     network: Any,
     gpu: "GpuInfo | None",
 ) -> tuple[dict[str, str], str]:

@@ -14,8 +14,9 @@ import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import cast
 
-from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.artifacts.info import ArtifactInfo, Precision
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.calibration.config import PrecisionConfig
@@ -86,7 +87,13 @@ def engine_precision_config(
         _refuse_unused_options(given, onnx_path, have, precision)
     if have != "fp32":
         return None  # make_engine refuses this pair of precisions with its own message
-    return PrecisionConfig(precision=precision, **options)  # type: ignore[arg-type]
+    return PrecisionConfig(
+        precision=_precision(precision),
+        calib_data=_optional_path(calib_data),
+        min_agreement=min_agreement,
+        validation_data=_optional_path(validation_data),
+        training_data=_optional_path(training_data),
+    )
 
 
 def make_engine(
@@ -128,7 +135,7 @@ def make_engine(
             _refuse_unused_options(precision.given(), onnx_path, info.precision, config.precision)
         return build_engine(onnx_path, output, config, device=device, log_steps=log_steps, progress=progress)
 
-    step = precision if precision is not None else PrecisionConfig(precision=config.precision)  # type: ignore[arg-type]
+    step = precision if precision is not None else PrecisionConfig(precision=_precision(config.precision))
     prepare_build(config, device)  # a missing library or GPU is found before minutes of calibration
     info_if(_log, f"precision ... {onnx_path.name} -> {source.name} ({config.precision})", log_steps)
     started = time.perf_counter()
@@ -146,6 +153,15 @@ def make_engine(
         precision_seconds=seconds,
     )
     return dataclasses.replace(result, onnx_path=source)
+
+
+def _precision(name: str) -> Precision:
+    # an engine precision is one of artifacts.info's names (EngineBuildConfig checked it); PrecisionConfig checks again
+    return cast(Precision, name)
+
+
+def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def _refuse_unused_options(given: tuple[str, ...], onnx_path: Path, have: str, want: str) -> None:

@@ -361,7 +361,7 @@ def heldout_files(run: str | os.PathLike[str]) -> dict[str, list[Path]]:
 
 def check_split_files(split: DataSplit) -> None:
     """Every file of a recorded split still exists (for ``--resume``)."""
-    missing = [p for which in ("train", "val") for p, _ in split.items(which) if not p.is_file()]  # type: ignore[arg-type]
+    missing = [p for p, _ in (*split.items("train"), *split.items("val")) if not p.is_file()]
     if missing:
         raise UserInputError(
             f"{len(missing)} image(s) of the recorded split are missing (first: {str(missing[0])!r}); "

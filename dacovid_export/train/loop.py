@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler, Sampler
+from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data.distributed import DistributedSampler
 
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.core.errors import UserInputError, first_line
@@ -99,7 +100,7 @@ class _Data:
     """The loaders of a run and what re-seeds them every epoch."""
 
     train_set: ImageDataset
-    sampler: Sampler
+    sampler: RandomSampler | DistributedSampler
     shuffle_gen: torch.Generator | None  # the single-process shuffle; DistributedSampler seeds itself
     train_loader: DataLoader
     val_loader: DataLoader
@@ -446,16 +447,14 @@ class _Run:
         train_set = ImageDataset(split.items("train"), spec, train=True, seed=cfg.seed)
         # each process validates its own interleaved share; predictions are gathered afterwards
         val_set = ImageDataset(split.items("val")[ctx.rank :: ctx.world_size], spec, train=False)
-        sampler: Sampler
+        sampler: RandomSampler | DistributedSampler
         shuffle_gen: torch.Generator | None = None
         if ctx.distributed:
-            from torch.utils.data.distributed import DistributedSampler
-
             sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
         else:
             shuffle_gen = torch.Generator()
             sampler = RandomSampler(train_set, generator=shuffle_gen)
-        per_process_images = len(sampler)  # type: ignore[arg-type]
+        per_process_images = len(sampler)
         if per_process_images < 2:
             raise UserInputError(f"{len(train_set)} training image(s) are too few for {ctx.world_size} process(es)")
         pin = ctx.device.type == "cuda"
@@ -495,10 +494,10 @@ class _Run:
         t0 = time.perf_counter()
         torch.manual_seed(_epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout; CUDA generators too
         data.train_set.epoch = epoch
-        if data.shuffle_gen is not None:
+        if isinstance(data.sampler, DistributedSampler):
+            data.sampler.set_epoch(epoch)
+        elif data.shuffle_gen is not None:
             data.shuffle_gen.manual_seed(_epoch_seed(cfg.seed, epoch))
-        else:
-            data.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         desc = f"epoch {epoch}/{cfg.epochs}"
         train_loss, train_acc, seen = self._train_epoch(session, desc)
         t_train = time.perf_counter() - t0

@@ -89,8 +89,10 @@ def trt_logger(trt: ModuleType) -> tuple[Any, TrtLog]:
     global _TRT_LOGGER
     with _LOGGER_LOCK:
         if _TRT_LOGGER is None:
+            # TensorRT's classes exist only once the runtime is imported (lazily): a base of type Any
+            base: Any = trt.ILogger
 
-            class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+            class _Logger(base):
                 def __init__(self) -> None:
                     trt.ILogger.__init__(self)
 
