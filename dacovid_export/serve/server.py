@@ -492,13 +492,12 @@ class TritonServer:
         ``supervise`` (and ``probe_interval_s`` > 0): probe every ensemble and reload one that fails
         (serve/supervisor.py); one that stays broken ends the server with :class:`ServerError`.
         """
-        from dacovid_export.core.log import get_logger
         from dacovid_export.serve.supervisor import RecoveryFailed, Supervisor, ensembles_of
 
         supervisor = None
         if supervise and self.config.probe_interval_s > 0:
             supervisor = Supervisor(self.config.http_url, ensembles_of(self.config.repo, self.models),
-                                    get_logger("serve").warning, interval_s=self.config.probe_interval_s)
+                                    interval_s=self.config.probe_interval_s)
         stubs = self.stub_pids()
         while self.running:
             yield
