@@ -111,7 +111,7 @@ def trained_tiny_checkpoint(synthetic_dir: Path, tmp_path_factory: pytest.TempPa
     from dacovid_export.train import train_model
 
     run = tmp_path_factory.mktemp("trained_tiny")
-    result = train_model(synthetic_dir, run, tiny.tiny_train_config(epochs=6), log=lambda _: None)
+    result = train_model(synthetic_dir, run, tiny.tiny_train_config(epochs=6))
     return result.best_checkpoint
 
 
@@ -121,7 +121,7 @@ def recorded_checkpoint(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFa
     from dacovid_export.train import train_model
 
     run = tmp_path_factory.mktemp("recorded")
-    return train_model(synthetic_dir, run, tiny.tiny_train_config(epochs=1), log=lambda _: None).best_checkpoint
+    return train_model(synthetic_dir, run, tiny.tiny_train_config(epochs=1)).best_checkpoint
 
 
 @pytest.fixture(scope="session")

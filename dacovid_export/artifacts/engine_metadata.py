@@ -30,7 +30,7 @@ import json
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.core.commands import rebuild_command
@@ -241,9 +241,9 @@ class EngineMetadata:
                 output_name=str(io["output"]["name"]),
                 input_dtype=str(io["input"].get("dtype", "float32")),
                 output_dtype=str(io["output"].get("dtype", "float32")),
-                profile_min=tuple(profile["min"]),  # type: ignore[arg-type]
-                profile_opt=tuple(profile["opt"]),  # type: ignore[arg-type]
-                profile_max=tuple(profile["max"]),  # type: ignore[arg-type]
+                profile_min=_shape(profile["min"]),
+                profile_opt=_shape(profile["opt"]),
+                profile_max=_shape(profile["max"]),
                 class_names=tuple(data["class_names"]),
                 preprocessing=Preprocessing.from_dict(data["preprocessing"]),
                 onnx_file=str(data["onnx_file"]),
@@ -260,6 +260,11 @@ class EngineMetadata:
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             detail = f"missing entry {exc}" if isinstance(exc, KeyError) else str(exc)
             raise UserInputError(f"{where} is incomplete or malformed ({detail}); rebuild the engine") from exc
+
+
+def _shape(value: Any) -> tuple[int, int, int, int]:
+    # as read from JSON; __post_init__ refuses anything but 4 positive integers, with the value quoted
+    return cast("tuple[int, int, int, int]", tuple(value))
 
 
 def _parse_cc(value: Any) -> tuple[int, int]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from types import ModuleType, TracebackType
 from typing import Any
@@ -130,9 +130,10 @@ class TritonEndpoint:
 
     # ------------------------------------------------------------ description
 
-    def _call(self, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, what: str, request: Callable[[], Any]) -> Any:
+        """``request()``, the client's errors as one :class:`UserInputError` naming ``what`` failed."""
         try:
-            return fn(*args, **kwargs)
+            return request()
         except self._errors() as exc:
             raise UserInputError(f"Triton at {self.url}: {what} failed: {one_line(_message(exc))}") from exc
 
@@ -144,12 +145,14 @@ class TritonEndpoint:
     def config(self) -> Any:
         """The ensemble's ``ModelConfig`` as the server reports it (JSON over HTTP, protobuf over gRPC)."""
         if self._config is None:
-            if not self._call("the readiness check", self._client.is_model_ready, self.model):
+            if not self._call("the readiness check", lambda: self._client.is_model_ready(self.model)):
                 raise UserInputError(f"Triton at {self.url}: model {self.model!r} is not ready (is it in the repository?)")
             if self.protocol == "http":
-                self._config = self._call("reading the model configuration", self._client.get_model_config, self.model)
+                self._config = self._call("reading the model configuration", lambda: self._client.get_model_config(self.model))
             else:
-                reply = self._call("reading the model configuration", self._client.get_model_config, self.model, as_json=True)
+                reply = self._call(
+                    "reading the model configuration", lambda: self._client.get_model_config(self.model, as_json=True)
+                )
                 self._config = reply["config"]
         return self._config
 
@@ -206,8 +209,15 @@ class TritonEndpoint:
         tensor = self._module.InferInput("image", list(data.shape), "BYTES")
         tensor.set_data_from_numpy(data)
         outputs = [self._module.InferRequestedOutput(n) for n in ("logits", "probabilities", "class_name")]
-        kwargs = {"timeout": int(self._timeout_s)} if self.protocol == "http" else {"client_timeout": self._timeout_s}
-        reply = self._call("inference", self._client.infer, self.model, [tensor], outputs=outputs, **kwargs)
+        # the two clients name their timeout differently (HTTP: whole seconds)
+        if self.protocol == "http":
+            reply = self._call(
+                "inference", lambda: self._client.infer(self.model, [tensor], outputs=outputs, timeout=int(self._timeout_s))
+            )
+        else:
+            reply = self._call(
+                "inference", lambda: self._client.infer(self.model, [tensor], outputs=outputs, client_timeout=self._timeout_s)
+            )
         names = reply.as_numpy("class_name").reshape(-1)
         return EndpointAnswer(
             logits=np.asarray(reply.as_numpy("logits"), dtype=np.float32),
@@ -232,9 +242,9 @@ class TritonEndpoint:
         out = {}
         for name in names:
             if self.protocol == "http":
-                reply = self._call("reading statistics", self._client.get_inference_statistics, name)
+                reply = self._call("reading statistics", lambda: self._client.get_inference_statistics(name))
             else:
-                reply = self._call("reading statistics", self._client.get_inference_statistics, name, as_json=True)
+                reply = self._call("reading statistics", lambda: self._client.get_inference_statistics(name, as_json=True))
             for entry in reply.get("model_stats", []):
                 out[name] = _model_statistics(name, entry)
         return out

@@ -216,22 +216,15 @@ def _source_strata(folder: str | os.PathLike[str], part: str, what: str = "calib
     return root, _strata(root, what)
 
 
-def find_calibration_images(
-    folder: str | os.PathLike[str], *, split: bool = False
-) -> tuple[Path, dict[str, list[Path]]]:
+def find_calibration_images(folder: str | os.PathLike[str]) -> tuple[Path, dict[str, list[Path]]]:
     """The calibration images of ``folder`` (a folder tree, or a split.json's training part) by class, and their root.
 
     Cheap (no decoding): callers run it before long work so an empty or too small
     calibration set is reported first. :class:`UserInputError` for a missing or empty
-    folder, fewer than :data:`MIN_CALIBRATION_IMAGES` images, or (``split=True``, the
-    INT8 guard without separate validation images) too few to hold out validation
-    images as :func:`split_calibration_set` does.
+    folder, or fewer than :data:`MIN_CALIBRATION_IMAGES` images.
     """
     root, strata = _source_strata(folder, "train")
     _available(root, strata, 0, "calibration")  # size 0: only the minimum is checked
-    if split:
-        available = sum(len(v) for v in strata.values())
-        _validation_count(root, available, DEFAULT_VALIDATION_SHARE, MAX_VALIDATION_IMAGES)
     return root, strata
 
 

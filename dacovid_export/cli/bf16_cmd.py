@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.cli.common import handle_errors, training_data_option
+from dacovid_export.cli.common import handle_errors, training_data_option, verbosity_options
 
 __all__ = ["bf16_guard"]
 
@@ -20,6 +20,7 @@ __all__ = ["bf16_guard"]
 @click.option("--threads", type=int, default=None, help="OpenVINO threads (default: all cores).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the image sample.")
 @training_data_option
+@verbosity_options
 @handle_errors
 def bf16_guard(
     model: Path, validation_data: Path, size: int, min_agreement: float, threads: int | None, seed: int,

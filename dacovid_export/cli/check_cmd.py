@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from dacovid_export.cli.common import handle_errors, training_data_option
+from dacovid_export.cli.common import handle_errors, training_data_option, verbosity_options
 
 __all__ = ["check"]
 
@@ -65,6 +65,7 @@ def _tolerance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
               help="Refuse a DICOM image whose modality is not CR/DX or whose body part is not the chest (default: read it, with a warning).")
 @click.option("--no-progress", is_flag=True, help="No progress bar on stderr.")
 @training_data_option
+@verbosity_options
 @handle_errors
 def check(
     models: tuple[Path, ...],

@@ -9,7 +9,7 @@ import click
 from dacovid_export.calibration.precisions import precision_names, registered
 from dacovid_export.calibration.config import DEFAULT_CALIB_SIZE, PrecisionConfig
 from dacovid_export.calibration.convert import export_at_precision
-from dacovid_export.cli.common import handle_errors, int8_guard_options, qat_options
+from dacovid_export.cli.common import handle_errors, int8_guard_options, qat_options, verbosity_options
 from dacovid_export.export.config import (
     DEFAULT_OPSET,
     MAX_OPSET,
@@ -42,6 +42,7 @@ __all__ = ["onnx"]
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Reuse INT8 calibration results across runs.")
 @click.option("--atol", type=float, default=None, help="Self-check absolute tolerance on logits of the written model (fp32: vs PyTorch; fp16: vs the FP32 ONNX; int8/bf16: reported only, --min-agreement decides). Default by precision.")
 @click.option("--rtol", type=float, default=None, help="Self-check tolerance relative to the logits' scale (same comparison as --atol). Default by precision.")
+@verbosity_options
 @handle_errors
 def onnx(
     checkpoint: str,

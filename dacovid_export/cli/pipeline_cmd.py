@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.cli.common import handle_errors, qat_options, training_data_option
+from dacovid_export.cli.common import handle_errors, qat_options, training_data_option, verbosity_options
 from dacovid_export.core.errors import UserInputError
 
 __all__ = ["pipeline"]
@@ -47,6 +47,7 @@ def _model_options(values: tuple[str, ...]) -> dict[str, int]:
 @qat_options("Make the INT8 model with quantization-aware fine-tuning (as 'onnx --qat'; needs --checkpoint and --calib-data).")
 @training_data_option
 @click.option("--no-progress", is_flag=True, help="No step lines or progress bars on stderr.")
+@verbosity_options
 @handle_errors
 def pipeline(
     checkpoint: Path | None,

@@ -9,7 +9,7 @@ from types import FrameType
 
 import click
 
-from dacovid_export.cli.common import handle_errors
+from dacovid_export.cli.common import handle_errors, verbosity_options
 
 __all__ = ["serve", "serve_env"]
 
@@ -37,6 +37,7 @@ __all__ = ["serve", "serve_env"]
 @click.option("--probe-interval", type=float, default=5.0, show_default=True,
               help="Seconds between health probes (a real request to every ensemble; a failing one is reloaded, and "
                    "serve exits non-zero if that does not help); 0: no probes.")
+@verbosity_options
 @handle_errors
 def serve(repo: Path, env_dir: Path | None, host: str, http_port: int, grpc_port: int, ready_timeout: float,
           log_file: Path | None, max_request_mb: int, grpc_tls_cert: Path | None, grpc_tls_key: Path | None,
@@ -75,6 +76,7 @@ def serve(repo: Path, env_dir: Path | None, host: str, http_port: int, grpc_port
 @click.argument("folder", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--overwrite", is_flag=True, help="Rebuild FOLDER even if it is a good serving environment already (else it is kept).")
 @click.option("--check", "check_only", is_flag=True, help="Only check FOLDER (nothing installed).")
+@verbosity_options
 @handle_errors
 def serve_env(folder: Path, overwrite: bool, check_only: bool) -> None:
     """Make (or --check) the Python environment Triton's python stub runs the served models in.
@@ -85,9 +87,6 @@ def serve_env(folder: Path, overwrite: bool, check_only: bool) -> None:
     """
     from dacovid_export.serve.serve_env import create_serve_env, inspect_serve_env
 
-    def log(line: str) -> None:
-        click.echo(line, err=True)
-
-    env = inspect_serve_env(folder) if check_only else create_serve_env(folder, overwrite=overwrite, log=log)
+    env = inspect_serve_env(folder) if check_only else create_serve_env(folder, overwrite=overwrite)
     click.echo(f"serving environment {env.root}: Python {env.python_version}, NumPy {env.numpy_version}, "
                f"dacovid-export {env.dacovid_version}; use: dacovid-export serve REPO --env {env.root}")

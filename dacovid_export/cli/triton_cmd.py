@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.cli.common import handle_errors
+from dacovid_export.cli.common import handle_errors, verbosity_options
 
 __all__ = ["triton"]
 
@@ -24,6 +24,7 @@ __all__ = ["triton"]
 @click.option("--instances", type=int, default=1, show_default=True, help="Classifier and preprocessing instances (per GPU, or on the CPU).")
 @click.option("--max-queue-delay-us", type=int, default=100, show_default=True, help="Dynamic batching: longest wait for a fuller batch (microseconds).")
 @click.option("--overwrite", is_flag=True, help="Replace existing models of the same names.")
+@verbosity_options
 @handle_errors
 def triton(
     model: Path, repo: Path, name: str, backend: str, kind: str | None, max_batch: int | None, instances: int,

@@ -9,7 +9,7 @@ import click
 
 # constants only: trt.library imports TensorRT lazily, inside functions
 from dacovid_export.calibration.precisions import engine_precisions, precision_of
-from dacovid_export.cli.common import F, handle_errors, int8_guard_options
+from dacovid_export.cli.common import F, handle_errors, int8_guard_options, verbosity_options
 from dacovid_export.trt.library import RUNTIME_CHOICES
 from dacovid_export.trt.targets import RTX_DEFAULT_TARGETS, RTX_TARGETS
 
@@ -61,6 +61,7 @@ def _precision(flags: dict[str, bool]) -> str:
 @click.option("--target-cc", default=None, metavar="CC[,CC...]", help=f"TensorRT-RTX: compute capabilities to compile for, e.g. 8.6,8.9,12.0 (of {', '.join(RTX_TARGETS)})  [default: TensorRT-RTX's own set, {'/'.join(RTX_DEFAULT_TARGETS)}+].")
 @click.option("--print-trtexec", is_flag=True, help="Only print the equivalent trtexec command (no TensorRT needed) and exit.")
 @click.option("--trt-major", type=click.Choice(["10", "11"]), default=None, help="With --print-trtexec: flags for this TensorRT major version [default: the installed one, else both].")
+@verbosity_options
 @handle_errors
 def trt(
     model: Path,
@@ -128,7 +129,7 @@ def trt(
         model, config.precision, calib_data=calib_data, min_agreement=min_agreement, validation_data=validation_data,
         training_data=training_data,
     )
-    result = make_engine(model, output, config, step, log=lambda line: click.echo(line, err=True), progress=True)
+    result = make_engine(model, output, config, step, log_steps=True, progress=True)
     meta = result.metadata
     if meta.runtime == "tensorrt-rtx":
         target = f"for compute capabilities {', '.join(meta.compute_capabilities)}"

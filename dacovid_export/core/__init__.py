@@ -18,7 +18,7 @@ from dacovid_export.core.errors import (
     UserInputError,
 )
 from dacovid_export.core.fileio import atomic_path
-from dacovid_export.core.log import Log, get_logger, set_verbosity
+from dacovid_export.core.log import get_logger, set_verbosity
 from dacovid_export.core.progress import StepTimer, progress_bar
 
 __all__ = [
@@ -26,7 +26,6 @@ __all__ = [
     "MissingDependencyError",
     "UserInputError",
     "atomic_path",
-    "Log",
     "get_logger",
     "set_verbosity",
     "StepTimer",

@@ -8,37 +8,41 @@ The handler writes to ``sys.stderr`` as it is when a message is said (not as it
 was at import), so Click's test runner and pytest's capture see it too; the
 family does not propagate to the root logger, so an application that configures
 logging sees each line once, through its own handlers if it removes ours.
-
-``Log`` is the one type of a "say one line" callback that a caller may pass
-instead (a test's ``list.append``, a training run's stdout writer).
+A line said while tqdm bars are drawn clears them and redraws them below it, so
+a training epoch's line and its bars do not overwrite each other.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Callable
-from typing import TextIO
 
-__all__ = ["Log", "ROOT_LOGGER", "get_logger", "info_if", "set_verbosity", "verbosity_level", "showing_progress"]
+__all__ = ["ROOT_LOGGER", "get_logger", "info_if", "set_verbosity", "verbosity_level", "showing_progress"]
 
-Log = Callable[[str], None]
 ROOT_LOGGER = "dacovid_export"
 
 
-class _CurrentStderr(logging.StreamHandler):  # type: ignore[type-arg]
-    """A stream handler bound to whatever ``sys.stderr`` is at each message."""
+class _CurrentStderr(logging.Handler):
+    """A handler that writes each message to whatever ``sys.stderr`` is at that moment, as one line."""
 
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
+    terminator = "\n"
 
-    @property  # type: ignore[override]
-    def stream(self) -> TextIO:
-        return sys.stderr
-
-    @stream.setter
-    def stream(self, _value: TextIO) -> None:
-        pass  # always the current sys.stderr
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record) + self.terminator
+            stream = sys.stderr
+            # tqdm only when something imported it: a bar may be on screen only then
+            tqdm_module = sys.modules.get("tqdm")
+            if tqdm_module is None:
+                stream.write(line)
+            else:
+                with tqdm_module.tqdm.external_write_mode(file=stream):
+                    stream.write(line)
+            stream.flush()
+        except RecursionError:  # as logging.StreamHandler: never swallow a recursion
+            raise
+        except Exception:
+            self.handleError(record)
 
 
 def _root() -> logging.Logger:

@@ -13,8 +13,7 @@ export, the engine build). Two ways to use it:
 ``timer.seconds`` maps each step's key (its name unless ``key`` is given) to its
 wall time in seconds, whether or not anything is shown. With ``total`` the
 lines are numbered ``[i/total]``. Lines go to the ``dacovid_export.<stage>``
-logger (``stage`` names it; stderr at the default verbosity); ``log`` replaces it
-with a caller's callback; ``bar=True`` shows a single tqdm bar instead of lines, and
+logger (``stage`` names it; stderr at the default verbosity); ``bar=True`` shows a single tqdm bar instead of lines, and
 then the timer must be used as a context manager so the bar is closed.
 """
 
@@ -26,9 +25,9 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from dacovid_export.core.log import Log, get_logger, showing_progress
+from dacovid_export.core.log import get_logger, showing_progress
 
-__all__ = ["StepTimer", "progress_bar", "write_around_bars"]
+__all__ = ["StepTimer", "progress_bar"]
 
 
 def progress_bar(
@@ -66,13 +65,6 @@ def progress_bar(
     )
 
 
-def write_around_bars(message: str, stream: Any = None) -> None:
-    """Write one line to ``stream`` (default stdout), clearing and redrawing any progress bar on stderr around it."""
-    from tqdm import tqdm
-
-    tqdm.write(message, file=stream if stream is not None else sys.stdout)
-
-
 class StepTimer:
     """Times named steps and, when ``enabled``, says each one as it starts and ends."""
 
@@ -81,7 +73,6 @@ class StepTimer:
         enabled: bool = True,
         total: int | None = None,
         *,
-        log: Log | None = None,
         decimals: int = 1,
         bar: bool = False,
         stage: str = "core",
@@ -91,7 +82,7 @@ class StepTimer:
         self.decimals = decimals
         self.seconds: dict[str, float] = {}
         self.index = 0
-        self._log = log if log is not None else get_logger(stage).info
+        self._log = get_logger(stage).info
         self._use_bar = bar
         self._bar: Any = None
         self._current: tuple[str, str, float] | None = None  # (name, key, start)

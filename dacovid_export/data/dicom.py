@@ -30,7 +30,7 @@ import io
 import os
 import warnings
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, SupportsIndex, SupportsInt
 
 import numpy as np
 
@@ -230,7 +230,9 @@ def _text(value: object) -> str | None:
 
 def _int(value: object, default: int) -> int:
     try:
-        return default if value in (None, "") else int(value)  # type: ignore[call-overload]
+        if value in (None, "") or not isinstance(value, (str, bytes, bytearray, SupportsInt, SupportsIndex)):
+            return default  # what int() of anything else raised (TypeError) gave
+        return int(value)
     except (TypeError, ValueError):
         return default
 

@@ -161,7 +161,7 @@ class FingerprintSet:
     def __eq__(self, other: object) -> bool:
         return isinstance(other, FingerprintSet) and np.array_equal(self.table, other.table)
 
-    __hash__ = None  # type: ignore[assignment]  # equal by content, and mutable-free but not hashed
+    # defining __eq__ leaves __hash__ None (eq=False: the dataclass adds none): equal by content, not hashed
 
     def __contains__(self, fingerprint: object) -> bool:
         if not isinstance(fingerprint, Fingerprint):

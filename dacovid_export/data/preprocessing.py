@@ -20,7 +20,7 @@ import os
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, cast
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -108,7 +108,9 @@ class Preprocessing:
 
     @property
     def effective_resize_size(self) -> int:
-        return int(self.resize_size)  # type: ignore[arg-type]  # resolved in __post_init__
+        if self.resize_size is None:  # __post_init__ resolves it: only a bypassed constructor leaves it None
+            raise RuntimeError("Preprocessing.resize_size was never resolved")
+        return int(self.resize_size)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -131,8 +133,8 @@ class Preprocessing:
                 image_size=int(data["image_size"]),
                 resize_size=None if data.get("resize_size") is None else int(data["resize_size"]),
                 resize_policy=data.get("resize_policy", "shorter_side"),
-                mean=tuple(data.get("mean", _IMAGENET_MEAN)),  # type: ignore[arg-type]
-                std=tuple(data.get("std", _IMAGENET_STD)),  # type: ignore[arg-type]
+                mean=_triple(data.get("mean", _IMAGENET_MEAN)),
+                std=_triple(data.get("std", _IMAGENET_STD)),
                 interpolation=data.get("interpolation", "bilinear"),
                 # artifacts from before DICOM input have no entry: the one decoding path, VOI applied
                 dicom_voi=_dicom_voi(data.get("dicom")),
@@ -141,6 +143,11 @@ class Preprocessing:
             if isinstance(exc, UserInputError):
                 raise
             raise UserInputError(f"preprocessing metadata {dict(data)!r} is incomplete or malformed: {exc}") from exc
+
+
+def _triple(value: Any) -> tuple[float, float, float]:
+    # as read from JSON; __post_init__ refuses anything but 3 finite numbers, with the value quoted
+    return cast("tuple[float, float, float]", tuple(value))
 
 
 def _dicom_voi(entry: object) -> DicomVoi:
@@ -153,7 +160,7 @@ def _dicom_voi(entry: object) -> DicomVoi:
             f"preprocessing metadata 'dicom' entry has decoding version {entry.get('version')!r}, newer than this "
             "dacovid-export reads (1): upgrade dacovid-export"
         )
-    return entry.get("voi", "window")  # type: ignore[return-value]
+    return "full_range" if entry.get("voi", "window") == "full_range" else "window"
 
 
 def dicom_identifiers(image: object) -> DicomIdentifiers | None:

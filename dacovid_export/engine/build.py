@@ -37,12 +37,13 @@ from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.core.errors import EngineBuildError, UserInputError
 from dacovid_export.core.fileio import atomic_write_bytes
-from dacovid_export.core.log import Log
+from dacovid_export.core.log import get_logger, info_if
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.core.versions import format_version, parse_version
 from dacovid_export.engine.config import (
     EngineBuildConfig,
     EngineBuildResult,
+    ProfileShapes,
     check_engine_paths,
     refuse_bf16_source,
 )
@@ -75,6 +76,8 @@ if TYPE_CHECKING:
 
 __all__ = ["build_engine", "prepare_build"]
 
+_log = get_logger("engine")
+
 
 # ----------------------------------------------------------------------------- the build
 
@@ -85,7 +88,7 @@ def build_engine(
     config: EngineBuildConfig,
     *,
     device: str = "cuda",
-    log: Log | None = None,
+    log_steps: bool = False,
     progress: bool = True,
     converted_from: str | os.PathLike[str] | None = None,
     precision_seconds: float | None = None,
@@ -97,8 +100,9 @@ def build_engine(
     precision step first (:func:`dacovid_export.engine.make.make_engine` does
     both). ``converted_from``/``precision_seconds``: the FP32 ONNX this one was
     made from and how long that took, recorded in the result and the sidecar.
-    ``log`` receives one line per phase and TensorRT's warnings; ``progress``
-    draws TensorRT's build phases as tqdm bars on stderr.
+    ``log_steps`` says one line per phase, and TensorRT's warnings, on the ``dacovid_export.engine``
+    and ``dacovid_export.trt`` loggers (``-q`` silences them); ``progress`` draws TensorRT's build
+    phases as tqdm bars on stderr.
 
     Raises :class:`UserInputError` for bad paths or options,
     :class:`MissingDependencyError` without the runtime's library (or, for
@@ -120,19 +124,19 @@ def build_engine(
             "first from the FP32 one ('dacovid-export trt' does that when given the FP32 ONNX)"
         )
     trt, runtime, why, gpu = prepare_build(config, device)
-    if log is not None:
-        log(f"runtime: {runtime} {trt.__version__} ({why})")
-    phases = StepTimer(log is not None, log=log, decimals=2)
+    if log_steps:
+        _log.info(f"runtime: {runtime} {trt.__version__} ({why})")
+    phases = StepTimer(log_steps, decimals=2, stage="engine")
     if precision_seconds is not None:
         phases.seconds["precision"] = precision_seconds
     converted = None if converted_from is None else onnx_path
     if gpu is None:
-        result = _build_on_device(trt, gpu, info, onnx_path, converted, output, config, phases, log, progress)
+        result = _build_on_device(trt, gpu, info, onnx_path, converted, output, config, phases, progress)
     else:
         import torch
 
         with torch.cuda.device(gpu.index):
-            result = _build_on_device(trt, gpu, info, onnx_path, converted, output, config, phases, log, progress)
+            result = _build_on_device(trt, gpu, info, onnx_path, converted, output, config, phases, progress)
     return dataclasses.replace(result, runtime_reason=why)
 
 
@@ -164,67 +168,40 @@ def _build_on_device(
     output: Path,
     config: EngineBuildConfig,
     phases: StepTimer,
-    log: Log | None,
     progress: bool,
 ) -> EngineBuildResult:
-
-    rtx = is_rtx(trt)
+    """Parse, configure, build, verify and write, each a phase of ``phases`` (which also says them, if enabled)."""
     logger, tlog = trt_logger(trt)
     tlog.take_errors()
-    tlog.echo = log
-    try:
+    with tlog.forwarding(phases.enabled):
         with phases.step("parse", str(source)):
             parsed = parse_onnx(trt, source)
-            builder, network = parsed.builder, parsed.network
-            chw = _network_io(network, info, config, source)
-            precisions = read_layer_precisions(trt, network, source)
-
-        builder_config = builder.create_builder_config()
-        builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_bytes)
-        builder_config.builder_optimization_level = config.opt_level
-        targets: tuple[str, ...] = ()
-        if rtx:
-            targets = _set_rtx_targets(trt, builder_config, config.target_cc)
-        elif config.hardware_compatible:
-            builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
-        profile = builder.create_optimization_profile()
-        shapes = tuple((b, *chw) for b in (config.min_batch, config.opt_batch, config.max_batch))
-        profile.set_shape(info.input_name, *shapes)
-        if builder_config.add_optimization_profile(profile) < 0:
-            raise EngineBuildError(f"TensorRT rejected the batch profile {shapes}: {tlog.take_said()}")
-        cache = _attach_timing_cache(builder_config, config.timing_cache)
-        monitor = make_progress_monitor(trt) if progress else None
-        if monitor is not None:
-            builder_config.progress_monitor = monitor
+            chw = _network_io(parsed.network, info, config, source)
+            precisions = read_layer_precisions(trt, parsed.network, source)
+        plan = _configure_builder(trt, parsed.builder, tlog, info, config, chw, progress)
 
         # build_serialized_network builds and serializes in one call
         with phases.step("build+serialize", f"{config.precision}, batch {config.min_batch}/{config.opt_batch}/{config.max_batch}"):
-            serialized = builder.build_serialized_network(network, builder_config)
+            serialized = parsed.builder.build_serialized_network(parsed.network, plan.builder_config)
             if serialized is None:
-                raise EngineBuildError(_build_failure(tlog, source, config, targets))
+                raise EngineBuildError(_build_failure(tlog, source, config, plan.targets))
             blob = memoryview(serialized).tobytes()
         del serialized
 
         with phases.step("verify"):
-            io, verified = _verify_engine(trt, logger, tlog, blob, info, shapes, network, gpu)
-        if log is not None:
-            log(f"verify: {verified}")
+            io, verified = _verify_engine(trt, logger, tlog, blob, info, plan.shapes, parsed.network, gpu)
+        info_if(_log, f"verify: {verified}", phases.enabled)
 
         with phases.step("write", str(output)):
-            trtexec: list[str] = []
-            if not rtx:
-                # flags are known for 10.x and 11.x; a newer major records the 11.x form
-                major = min(parse_version(str(trt.__version__))[0], TRTEXEC_MAJORS[-1])
-                trtexec = trtexec_for(source, output, config, major, info.input_name, chw[1], chw[0])
+            trtexec = [] if is_rtx(trt) else _trtexec_line(trt, source, output, config, info, chw)
             metadata = engine_sidecar(
-                trt, gpu, info, source, output, config, shapes, io, blob, phases, trtexec, targets, precisions, verified
+                trt, gpu, info, source, output, config, plan.shapes, io, blob, phases, trtexec, plan.targets, precisions,
+                verified,
             )
             # the cache first: it is valid on its own, and a failure saving it must not leave an engine behind
-            if cache is not None and config.timing_cache is not None:
-                _save_timing_cache(builder_config, config.timing_cache)
+            if plan.timing_cache is not None and config.timing_cache is not None:
+                _save_timing_cache(plan.builder_config, config.timing_cache)
             metadata_path = write_engine_and_sidecar(output, blob, metadata)
-    finally:
-        tlog.echo = None
 
     return EngineBuildResult(
         engine_path=output,
@@ -238,6 +215,56 @@ def _build_on_device(
         layer_precisions=precisions,
         verified=verified,
     )
+
+
+@dataclasses.dataclass(frozen=True)
+class _BuilderPlan:
+    """What :func:`_configure_builder` set up: the builder config, the batch profile's shapes and the RTX targets."""
+
+    builder_config: Any
+    shapes: ProfileShapes
+    targets: tuple[str, ...]  # TensorRT-RTX compute capabilities; () for TensorRT
+    timing_cache: Any  # the attached trt.ITimingCache, or None
+
+
+def _configure_builder(
+    trt: "ModuleType",
+    builder: Any,
+    tlog: "TrtLog",
+    info: "ArtifactInfo",
+    config: EngineBuildConfig,
+    chw: tuple[int, int, int],
+    progress: bool,
+) -> _BuilderPlan:
+    """Workspace, optimization level, targets or hardware compatibility, the batch profile, timing cache, progress."""
+    builder_config = builder.create_builder_config()
+    builder_config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, config.workspace_bytes)
+    builder_config.builder_optimization_level = config.opt_level
+    targets: tuple[str, ...] = ()
+    if is_rtx(trt):
+        targets = _set_rtx_targets(trt, builder_config, config.target_cc)
+    elif config.hardware_compatible:
+        builder_config.hardware_compatibility_level = trt.HardwareCompatibilityLevel.AMPERE_PLUS
+    profile = builder.create_optimization_profile()
+    (c, h, w), (low, opt, high) = chw, config.batch_profile
+    shapes: ProfileShapes = ((low, c, h, w), (opt, c, h, w), (high, c, h, w))
+    profile.set_shape(info.input_name, *shapes)
+    if builder_config.add_optimization_profile(profile) < 0:
+        raise EngineBuildError(f"TensorRT rejected the batch profile {shapes}: {tlog.take_said()}")
+    cache = _attach_timing_cache(builder_config, config.timing_cache)
+    monitor = make_progress_monitor(trt) if progress else None
+    if monitor is not None:
+        builder_config.progress_monitor = monitor
+    return _BuilderPlan(builder_config, shapes, targets, cache)
+
+
+def _trtexec_line(
+    trt: "ModuleType", source: Path, output: Path, config: EngineBuildConfig, info: "ArtifactInfo", chw: tuple[int, int, int]
+) -> list[str]:
+    """The trtexec command of this build, for the sidecar (TensorRT only)."""
+    # flags are known for 10.x and 11.x; a newer major records the 11.x form
+    major = min(parse_version(str(trt.__version__))[0], TRTEXEC_MAJORS[-1])
+    return trtexec_for(source, output, config, major, info.input_name, chw[1], chw[0])
 
 
 def _set_rtx_targets(trt: "ModuleType", builder_config: Any, target_cc: tuple[str, ...]) -> tuple[str, ...]:
@@ -281,7 +308,8 @@ def _network_io(network: Any, info: "ArtifactInfo", config: EngineBuildConfig, s
     if len(shape) != 4:
         raise EngineBuildError(f"{str(source)!r}: input {tensor.name!r} has shape {shape}; expected N x 3 x S x S")
     s = info.image_size
-    chw = tuple(d if d > 0 else default for d, default in zip(shape[1:], (3, s, s)))
+    c, h, w = (d if d > 0 else default for d, default in zip(shape[1:], (3, s, s)))
+    chw = (c, h, w)
     if chw != (3, s, s):
         raise EngineBuildError(
             f"{str(source)!r}: input {tensor.name!r} has shape {shape} but the metadata says 3 x {s} x {s} images"
@@ -296,7 +324,7 @@ def _network_io(network: Any, info: "ArtifactInfo", config: EngineBuildConfig, s
         raise EngineBuildError(
             f"{str(source)!r}: output has {out_shape[-1]} classes but the metadata lists {info.num_classes} names"
         )
-    return chw  # type: ignore[return-value]
+    return chw
 
 
 def _attach_timing_cache(builder_config: Any, path: Path | None) -> Any:
@@ -341,7 +369,7 @@ def _verify_engine(
     tlog: "TrtLog",
     blob: bytes,
     info: "ArtifactInfo",
-    shapes: tuple[tuple[int, ...], ...],
+    shapes: ProfileShapes,
     network: Any,
     gpu: "GpuInfo | None",
 ) -> tuple[dict[str, str], str]:

@@ -23,10 +23,14 @@ __all__ = [
     "ENGINE_SUFFIXES",
     "EngineBuildConfig",
     "EngineBuildResult",
+    "ProfileShapes",
     "check_engine_paths",
     "refuse_bf16_source",
     "precision_onnx_path",
 ]
+
+# the optimization profile's min, opt and max input shapes, each N x C x H x W
+ProfileShapes = tuple[tuple[int, int, int, int], tuple[int, int, int, int], tuple[int, int, int, int]]
 
 
 def refuse_bf16_source(precision: str, onnx_path: str | os.PathLike[str]) -> None:
@@ -72,10 +76,10 @@ class EngineBuildConfig:
             )
         for name in ("min_batch", "max_batch"):
             check_batch_size(getattr(self, name), name)
-        if self.opt_batch is None:
-            object.__setattr__(self, "opt_batch", self.max_batch)
-        check_batch_size(self.opt_batch, "opt_batch")
-        if not (self.min_batch <= self.opt_batch <= self.max_batch):  # type: ignore[operator]
+        opt_batch = self.max_batch if self.opt_batch is None else self.opt_batch
+        check_batch_size(opt_batch, "opt_batch")
+        object.__setattr__(self, "opt_batch", opt_batch)
+        if not (self.min_batch <= opt_batch <= self.max_batch):
             raise UserInputError(
                 f"batch sizes min={self.min_batch} opt={self.opt_batch} max={self.max_batch}: need min <= opt <= max"
             )
@@ -129,6 +133,12 @@ class EngineBuildConfig:
                 f"--timing-cache does nothing with TensorRT-RTX{chosen} (it compiles kernels on the GPU at run time "
                 "and keeps them in a runtime cache next to the engine): drop --timing-cache"
             )
+
+    @property
+    def batch_profile(self) -> tuple[int, int, int]:
+        """``(min, opt, max)`` batch: ``opt_batch`` as resolved (typed ``int | None`` only for the caller's default)."""
+        opt = self.max_batch if self.opt_batch is None else self.opt_batch
+        return self.min_batch, opt, self.max_batch
 
     @property
     def workspace_bytes(self) -> int:

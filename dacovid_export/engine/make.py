@@ -14,14 +14,15 @@ import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import cast
 
-from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.artifacts.info import ArtifactInfo, Precision
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.convert import convert_precision
 from dacovid_export.core.errors import EngineBuildError, UserInputError
-from dacovid_export.core.log import Log
+from dacovid_export.core.log import get_logger, info_if
 from dacovid_export.engine.build import build_engine, prepare_build
 from dacovid_export.engine.config import (
     EngineBuildConfig,
@@ -32,6 +33,8 @@ from dacovid_export.engine.config import (
 )
 
 __all__ = ["engine_precision_config", "make_engine", "refuse_qat_engine"]
+
+_log = get_logger("engine")
 
 
 def refuse_qat_engine(
@@ -84,7 +87,13 @@ def engine_precision_config(
         _refuse_unused_options(given, onnx_path, have, precision)
     if have != "fp32":
         return None  # make_engine refuses this pair of precisions with its own message
-    return PrecisionConfig(precision=precision, **options)  # type: ignore[arg-type]
+    return PrecisionConfig(
+        precision=_precision(precision),
+        calib_data=_optional_path(calib_data),
+        min_agreement=min_agreement,
+        validation_data=_optional_path(validation_data),
+        training_data=_optional_path(training_data),
+    )
 
 
 def make_engine(
@@ -94,14 +103,15 @@ def make_engine(
     precision: PrecisionConfig | None = None,
     *,
     device: str = "cuda",
-    log: Log | None = None,
+    log_steps: bool = False,
     progress: bool = True,
 ) -> EngineBuildResult:
     """Build ``output`` from ``onnx_path``; an FP32 ONNX for an FP16/INT8 engine goes through the precision step first.
 
     ``precision``: that step's options (calibration images, the accuracy guard), of the
     engine's precision; ``None`` leaves the step's defaults (an INT8 engine from an FP32 ONNX
-    needs ``calib_data``). Errors as :func:`build_engine`.
+    needs ``calib_data``). ``log_steps`` and ``progress`` as :func:`build_engine` (``log_steps`` also
+    says the precision step's start and seconds). Errors as :func:`build_engine`.
     """
     onnx_path, output = Path(onnx_path), Path(output)
     if not isinstance(config, EngineBuildConfig):
@@ -123,17 +133,15 @@ def make_engine(
     if source is None:
         if precision is not None and precision.given():
             _refuse_unused_options(precision.given(), onnx_path, info.precision, config.precision)
-        return build_engine(onnx_path, output, config, device=device, log=log, progress=progress)
+        return build_engine(onnx_path, output, config, device=device, log_steps=log_steps, progress=progress)
 
-    step = precision if precision is not None else PrecisionConfig(precision=config.precision)  # type: ignore[arg-type]
+    step = precision if precision is not None else PrecisionConfig(precision=_precision(config.precision))
     prepare_build(config, device)  # a missing library or GPU is found before minutes of calibration
-    if log is not None:
-        log(f"precision ... {onnx_path.name} -> {source.name} ({config.precision})")
+    info_if(_log, f"precision ... {onnx_path.name} -> {source.name} ({config.precision})", log_steps)
     started = time.perf_counter()
     convert_precision(onnx_path, source, step, progress=progress)
     seconds = time.perf_counter() - started
-    if log is not None:
-        log(f"precision: {seconds:.2f} s")
+    info_if(_log, f"precision: {seconds:.2f} s", log_steps)
     made = read_onnx_info(source)
     if made.precision != config.precision:
         raise EngineBuildError(
@@ -141,9 +149,19 @@ def make_engine(
             "this is a bug in the precision step"
         )
     result = build_engine(
-        source, output, config, device=device, log=log, progress=progress, converted_from=onnx_path, precision_seconds=seconds
+        source, output, config, device=device, log_steps=log_steps, progress=progress, converted_from=onnx_path,
+        precision_seconds=seconds,
     )
     return dataclasses.replace(result, onnx_path=source)
+
+
+def _precision(name: str) -> Precision:
+    # an engine precision is one of artifacts.info's names (EngineBuildConfig checked it); PrecisionConfig checks again
+    return cast(Precision, name)
+
+
+def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
 def _refuse_unused_options(given: tuple[str, ...], onnx_path: Path, have: str, want: str) -> None:

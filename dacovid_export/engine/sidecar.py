@@ -13,7 +13,7 @@ from dacovid_export.artifacts.onnx_graph import external_data_locations
 from dacovid_export.core.fileio import atomic_path, sha256_file
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.core.versions import package_versions
-from dacovid_export.engine.config import EngineBuildConfig
+from dacovid_export.engine.config import EngineBuildConfig, ProfileShapes
 from dacovid_export.engine.trtexec import format_command
 from dacovid_export.trt.library import runtime_of
 
@@ -45,7 +45,7 @@ def engine_sidecar(
     source: Path,
     output: Path,
     config: EngineBuildConfig,
-    shapes: tuple[tuple[int, ...], ...],
+    shapes: ProfileShapes,
     io: dict[str, str],
     blob: bytes,
     phases: StepTimer,
@@ -80,9 +80,9 @@ def engine_sidecar(
         output_name=info.output_name,
         input_dtype=io["input"],
         output_dtype=io["output"],
-        profile_min=shapes[0],  # type: ignore[arg-type]
-        profile_opt=shapes[1],  # type: ignore[arg-type]
-        profile_max=shapes[2],  # type: ignore[arg-type]
+        profile_min=shapes[0],
+        profile_opt=shapes[1],
+        profile_max=shapes[2],
         class_names=info.class_names,
         preprocessing=info.preprocessing,
         onnx_file=str(source),

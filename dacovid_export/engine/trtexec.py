@@ -122,7 +122,7 @@ def trtexec_for(
         image_size=image_size,
         channels=channels,
         min_batch=config.min_batch,
-        opt_batch=config.opt_batch,  # type: ignore[arg-type]
+        opt_batch=config.batch_profile[1],
         max_batch=config.max_batch,
         workspace_gib=config.workspace_gib,
         opt_level=config.opt_level,
@@ -166,11 +166,11 @@ def trtexec_equivalent(
     else:
         installed = installed_tensorrt_version()
         major = parse_version(installed)[0] if installed else None
-        majors = [major] if major in TRTEXEC_MAJORS else list(TRTEXEC_MAJORS)
+        majors = [major] if major is not None and major in TRTEXEC_MAJORS else list(TRTEXEC_MAJORS)
     return [
         (
             major,
-            trtexec_for(source, output, config, major, info.input_name, info.image_size),  # type: ignore[arg-type]
+            trtexec_for(source, output, config, major, info.input_name, info.image_size),
         )
         for major in majors
     ]

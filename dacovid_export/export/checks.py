@@ -52,7 +52,6 @@ __all__ = [
     "StructuralReport",
     "validate_model",
     "op_histogram",
-    "format_histogram",
     "check_opset",
     "check_trt_operators",
     "check_constant_axes",
@@ -104,10 +103,6 @@ def op_histogram(model: "onnx.ModelProto") -> dict[str, int]:
     """``{op_type: count}`` over the main graph, most frequent first (domain-qualified outside ai.onnx)."""
     counts = collections.Counter(_qualified(n) for n in model.graph.node)
     return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
-
-
-def format_histogram(histogram: Mapping[str, int]) -> str:
-    return ", ".join(f"{op} {n}" for op, n in histogram.items())
 
 
 def _qualified(node: "onnx.NodeProto") -> str:

@@ -257,7 +257,62 @@ def run_parity(
     for bad inputs or mismatched metadata; a model that fails its tolerance does
     not raise: the report says so and is falsy.
     """
+    _check_arguments(
+        checkpoint, models, images=images, batch_size=batch_size, synthetic_count=synthetic_count, device=device,
+        endpoints=endpoints, strict_dicom=strict_dicom, training_data=training_data, cpp=cpp,
+    )
+    models, skipped = _runnable(models, endpoints)
+    with contextlib.ExitStack() as stack:
+        # the reference's own metadata (read once, with the weights) is what models must match
+        reference = stack.enter_context(TorchBackend(checkpoint, device=resolve_device(device, "torch")))
+        rows = _Rows(reference.info, config)
+        infos = [read_artifact_info(m) for m in models]  # every model's metadata is judged before any image is read
+        for info in infos:
+            rows.judge(info)
+        inputs = (
+            _image_inputs(images, reference.info, batch_size, strict_dicom)
+            if images is not None
+            else _synthetic_inputs(synthetic_count, seed, reference.info, batch_size)
+        )
+        evidence = None
+        if images is not None:
+            evidence = _Evidence.of(inputs, resolve_record(reference.image_record, training_data, progress=progress), progress)
+        chosen: list[np.ndarray | None] = [None] * len(models)
+        if evidence is not None:
+            chosen = [evidence.chosen(_guard_fingerprints(m, info.kind)) for m, info in zip(models, infos)]
+        for model, c in zip(models, chosen):
+            rows.add(None, c, _verdict_mask(evidence, c, inputs.count, _label_of(model)))
+        for i, model in enumerate(models):
+            rows.backends[i] = stack.enter_context(open_backend(model, device=device))
+        _add_cpp_and_endpoint_rows(stack, rows, models, cpp, endpoints, endpoint_model, evidence, inputs.count)
+        opened = [b for b in rows.backends if b is not None]
+        ref_logits, logits, errors = _run_all(reference, opened, inputs, batch_size, progress)
+        descriptions = [b.describe() for b in opened]
+        reference_description = reference.describe()
 
+    results = [
+        _row_result(rows, i, descriptions[i], inputs.labels, ref_logits, logits[i], errors[i], evidence)
+        for i in range(len(rows.infos))
+    ]
+    return _report(
+        checkpoint, rows.reference_info, reference_description, ref_logits, results, inputs, evidence, config, skipped
+    )
+
+
+def _check_arguments(
+    checkpoint: str | os.PathLike[str],
+    models: Sequence[str | os.PathLike[str]],
+    *,
+    images: str | os.PathLike[str] | None,
+    batch_size: int,
+    synthetic_count: int,
+    device: str,
+    endpoints: Sequence[str],
+    strict_dicom: bool,
+    training_data: str | os.PathLike[str] | None,
+    cpp: str | os.PathLike[str] | None,
+) -> None:
+    """Every argument error of :func:`run_parity`, before anything is loaded."""
     if not models and not endpoints:
         raise UserInputError("no models to check: give one or more .onnx/.engine files or a Triton endpoint")
     if strict_dicom and images is None:
@@ -286,63 +341,105 @@ def run_parity(
                 f"model {str(model)!r} is the checkpoint itself: comparing it with itself proves nothing; "
                 "give the exported .onnx/.engine files"
             )
-    # an engine this machine cannot run (no GPU, runtime not installed) is skipped with the reason, not failed
+
+
+def _runnable(
+    models: Sequence[str | os.PathLike[str]], endpoints: Sequence[str]
+) -> tuple[list[str | os.PathLike[str]], list[tuple[str, str]]]:
+    """The models this machine can run, and ``(path, reason)`` for each it skips (no GPU, runtime not installed)."""
+    # an engine this machine cannot run is skipped with the reason, not failed
     skipped = [(str(m), reason) for m in models if (reason := unavailable_reason(m)) is not None]
     if models and len(skipped) == len(models) and not endpoints:
         raise MissingDependencyError("no model can run here: " + "; ".join(f"{p}: {r}" for p, r in skipped))
-    models = [m for m in models if str(m) not in {p for p, _ in skipped}]
-    with contextlib.ExitStack() as stack:
-        # the reference's own metadata (read once, with the weights) is what models must match
-        reference = stack.enter_context(TorchBackend(checkpoint, device=resolve_device(device, "torch")))
-        reference_info = reference.info
-        infos = [read_artifact_info(m) for m in models]
-        source_warnings = [check_metadata(info, reference_info) for info in infos]
-        tolerances = [config.tolerance_for(info.precision) for info in infos]
-        inputs = (
-            _image_inputs(images, reference_info, batch_size, strict_dicom)
-            if images is not None
-            else _synthetic_inputs(synthetic_count, seed, reference_info, batch_size)
-        )
-        evidence = None
-        chosen: list[np.ndarray | None] = [None] * len(models)
-        if images is not None:
-            evidence = _Evidence.of(inputs, resolve_record(reference.image_record, training_data, progress=progress), progress)
-            chosen = [evidence.chosen(_guard_fingerprints(m, info.kind)) for m, info in zip(models, infos)]
-        masks = [_verdict_mask(evidence, c, inputs.count, _label_of(m)) for m, c in zip(models, chosen)]
-        backends: list[Backend | TritonEndpoint | CppRuntime] = [stack.enter_context(open_backend(m, device=device)) for m in models]
-        for i, model in enumerate(models if cpp is not None else ()):
-            runtime = CppRuntime(cpp, model)
-            info = runtime.info()  # what the C++ side read from the artifact, compared like any artifact's metadata
-            infos.append(info)
-            source_warnings.append(check_metadata(info, reference_info))
-            tolerances.append(config.tolerance_for(info.precision))
-            backends.append(runtime)
-            chosen.append(chosen[i])  # the same model file: its guard chose it on the same images
-            masks.append(masks[i])
-        for url in endpoints:
-            endpoint = stack.enter_context(TritonEndpoint(url, model=endpoint_model))
-            info = endpoint.info()
-            infos.append(info)
-            source_warnings.append(check_metadata(info, reference_info))
-            tolerances.append(config.tolerance_for(info.precision))
-            backends.append(endpoint)
-            chosen.append(None)
-            masks.append(_verdict_mask(evidence, None, inputs.count, url))
-        ref_logits, logits, errors = _run_all(reference, backends, inputs, batch_size, progress)
-        descriptions = [b.describe() for b in backends]
-        reference_description = reference.describe()
+    return [m for m in models if str(m) not in {p for p, _ in skipped}], skipped
 
+
+def _add_cpp_and_endpoint_rows(
+    stack: contextlib.ExitStack,
+    rows: "_Rows",
+    models: Sequence[str | os.PathLike[str]],
+    cpp: str | os.PathLike[str] | None,
+    endpoints: Sequence[str],
+    endpoint_model: str,
+    evidence: "_Evidence | None",
+    count: int,
+) -> None:
+    """After the models' rows: one C++ runtime row per model (with ``cpp``), then one row per Triton endpoint."""
+    for i, model in enumerate(models if cpp is not None else ()):
+        runtime = CppRuntime(cpp, model)
+        # what the C++ side read from the artifact, compared like any artifact's metadata; the same model
+        # file, so its guard chose it on the same images
+        rows.judge(runtime.info())
+        rows.add(runtime, rows.chosen[i], rows.masks[i])
+    for url in endpoints:
+        endpoint = stack.enter_context(TritonEndpoint(url, model=endpoint_model))
+        rows.judge(endpoint.info())
+        rows.add(endpoint, None, _verdict_mask(evidence, None, count, url))
+
+
+@dataclasses.dataclass
+class _Rows:
+    """The report's rows as they are opened: the models, then their C++ runs, then the endpoints.
+
+    :meth:`judge` adds a row's metadata (its warnings and tolerance); :meth:`add` its runner,
+    the images its guard chose it on and its verdict mask, in the same order.
+    """
+
+    reference_info: ArtifactInfo
+    config: ParityConfig
+    infos: list[ArtifactInfo] = dataclasses.field(default_factory=list)
+    source_warnings: list[list[str]] = dataclasses.field(default_factory=list)
+    tolerances: list[Tolerance] = dataclasses.field(default_factory=list)
+    backends: list[Backend | TritonEndpoint | CppRuntime | None] = dataclasses.field(default_factory=list)
+    chosen: list[np.ndarray | None] = dataclasses.field(default_factory=list)
+    masks: list[np.ndarray] = dataclasses.field(default_factory=list)
+
+    def judge(self, info: ArtifactInfo) -> None:
+        self.infos.append(info)
+        self.source_warnings.append(check_metadata(info, self.reference_info))
+        self.tolerances.append(self.config.tolerance_for(info.precision))
+
+    def add(self, backend: Backend | TritonEndpoint | CppRuntime | None, chosen: np.ndarray | None, mask: np.ndarray) -> None:
+        self.backends.append(backend)  # None: a model's backend, opened once every row is judged
+        self.chosen.append(chosen)
+        self.masks.append(mask)
+
+
+def _row_result(
+    rows: _Rows,
+    i: int,
+    description: str,
+    labels: np.ndarray | None,
+    ref_logits: np.ndarray,
+    logits: np.ndarray,
+    error: str | None,
+    evidence: "_Evidence | None",
+) -> ModelParity:
+    """Row ``i`` judged on its verdict images (and, with evidence, its rows of trained and guard-chosen images)."""
+    mask = rows.masks[i]
+    result = _model_result(
+        rows.infos[i], description, rows.tolerances[i], ref_logits[mask], logits[mask] if error is None else logits,
+        error, None if labels is None else labels[mask], rows.reference_info, rows.source_warnings[i],
+        rows.config.require_same_source,
+    )
+    if evidence is not None:
+        result = _with_evidence(result, evidence, mask, rows.chosen[i], ref_logits, logits, error is None)
+    return result
+
+
+def _report(
+    checkpoint: str | os.PathLike[str],
+    reference_info: ArtifactInfo,
+    reference_description: str,
+    ref_logits: np.ndarray,
+    results: list[ModelParity],
+    inputs: _Inputs,
+    evidence: "_Evidence | None",
+    config: ParityConfig,
+    skipped: list[tuple[str, str]],
+) -> ParityReport:
+    """The :class:`ParityReport`: the reference's own accuracy on the images that did not train it, and every row."""
     labels = inputs.labels
-    results = []
-    for i, info in enumerate(infos):
-        result = _model_result(
-            info, descriptions[i], tolerances[i], ref_logits[masks[i]], logits[i][masks[i]] if errors[i] is None else logits[i],
-            errors[i], None if labels is None else labels[masks[i]], reference_info, source_warnings[i],
-            config.require_same_source,
-        )
-        if evidence is not None:
-            result = _with_evidence(result, evidence, masks[i], chosen[i], ref_logits, logits[i], errors[i] is None)
-        results.append(result)
     unseen = np.ones(inputs.count, dtype=bool) if evidence is None else ~evidence.trained
     ref_report = None if labels is None else classification_report(
         labels[unseen], ref_logits[unseen].argmax(axis=1), reference_info.class_names
@@ -378,9 +475,19 @@ def check_parity(
     images: str | os.PathLike[str] | None = None,
     json: str | os.PathLike[str] | None = None,
     confusion_png: str | os.PathLike[str] | None = None,
-    **options: Any,
+    config: ParityConfig = ParityConfig(),
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    synthetic_count: int = DEFAULT_SYNTHETIC_COUNT,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: bool = True,
+    endpoints: Sequence[str] = (),
+    endpoint_model: str = "dacovid",
+    strict_dicom: bool = False,
+    training_data: str | os.PathLike[str] | None = None,
+    cpp: str | os.PathLike[str] | None = None,
 ) -> tuple[ParityReport, list[Path]]:
-    """``dacovid-export check``: :func:`run_parity` (``options`` are its keywords), then the files asked for.
+    """``dacovid-export check``: :func:`run_parity` (the keywords after ``confusion_png`` are its own), then the files asked for.
 
     The outputs are checked before any model runs (one that would overwrite the
     checkpoint, a model or the image folder is refused, as is ``confusion_png``
@@ -390,10 +497,14 @@ def check_parity(
     if confusion_png is not None and images is None:
         raise UserInputError("--confusion-png needs --images: synthetic inputs have no labels")
     check_outputs(
-        inputs=[checkpoint, *models, images, options.get("training_data")], files={"--json": json},
+        inputs=[checkpoint, *models, images, training_data], files={"--json": json},
         folders={"--confusion-png": confusion_png},
     )
-    report = run_parity(checkpoint, models, images=images, **options)
+    report = run_parity(
+        checkpoint, models, images=images, config=config, batch_size=batch_size, synthetic_count=synthetic_count,
+        seed=seed, device=device, progress=progress, endpoints=endpoints, endpoint_model=endpoint_model,
+        strict_dicom=strict_dicom, training_data=training_data, cpp=cpp,
+    )
     written = [] if json is None else [report.write_json(json)]
     if confusion_png is not None:
         written += report.write_confusion_pngs(confusion_png)

@@ -41,9 +41,10 @@ class Headline:
         )
 
 
-def _find(records: Sequence[BenchRecord], **match: Any) -> BenchRecord | None:
+def _find(records: Sequence[BenchRecord], backend: str, precision: str, variant: str | None = None) -> BenchRecord | None:
+    """The first record of ``backend`` at ``precision`` (and of ``variant``, when given)."""
     for r in records:
-        if all(getattr(r, k) == v for k, v in match.items()):
+        if r.backend == backend and r.precision == precision and (variant is None or r.variant == variant):
             return r
     return None
 
@@ -58,16 +59,16 @@ def headline_ratios(bench: BenchResult) -> tuple[Headline, ...]:
     keys = sorted({(r.device, r.timing, r.batch) for r in records})
     for device, timing, batch in keys:
         same = [r for r in records if (r.device, r.timing, r.batch) == (device, timing, batch)]
-        torch_fp32 = _find(same, backend="torch", precision="fp32", variant="eager")
-        ort = {p: _find(same, backend="onnxruntime", precision=p) for p in precision_names()}
-        trt = {p: _find(same, backend="tensorrt", precision=p) for p in precision_names()}
-        ov_int8 = _find(same, backend="openvino", precision="int8")
-        ov_bf16 = _find(same, backend="openvino", precision="bf16")
+        torch_fp32 = _find(same, "torch", "fp32", variant="eager")
+        ort = {p: _find(same, "onnxruntime", p) for p in precision_names()}
+        trt = {p: _find(same, "tensorrt", p) for p in precision_names()}
+        ov_int8 = _find(same, "openvino", "int8")
+        ov_bf16 = _find(same, "openvino", "bf16")
         # the FP32 baseline is the runtime `auto` ran FP32 on (on a CPU where OpenVINO f32 is faster and faithful,
         # OpenVINO: backends.cpu_choice); named in every label that uses it
         fp32_name = "ONNX Runtime"
         if ort["fp32"] is None and device == "cpu":
-            ort["fp32"] = _find(same, backend="openvino", precision="fp32")
+            ort["fp32"] = _find(same, "openvino", "fp32")
             fp32_name = "OpenVINO"
         # the CPU headline uses the faster INT8 runtime: OpenVINO runs the signed Q/DQ model as INT8, ORT does not
         int8_cpu = [r for r in (ort["int8"], ov_int8) if r is not None]

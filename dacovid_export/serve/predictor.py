@@ -122,10 +122,45 @@ class Predictor:
         device: str = "auto",
         batch_size: int | None = None,
         strict_dicom: bool = False,
-        **options: Any,
+        provider: str | None = None,
+        intra_op_threads: int | None = None,
+        graph_optimization: str | None = None,
+        precision: str | None = None,
+        channels_last: bool | None = None,
+        cuda_graphs: bool | None = None,
+        compile: bool | None = None,
+        tf32: bool | None = None,
+        inference_precision: str | None = None,
+        threads: int | None = None,
+        runtime_cache: "str | os.PathLike[str] | bool | None" = None,
     ) -> "Predictor":
-        """Open ``path`` with the backend its file kind needs (see :func:`~dacovid_export.backends.registry.open_backend`)."""
-        opened = open_backend(path, backend=backend, device=device, **options)
+        """Open ``path`` with the backend its file kind needs (see :func:`~dacovid_export.backends.registry.open_backend`).
+
+        The backend options (``None``: not given, the backend's default) are those of the backend
+        that runs the file: ``provider``/``intra_op_threads``/``graph_optimization`` for onnxruntime,
+        ``precision``/``channels_last``/``cuda_graphs``/``compile``/``tf32`` for torch,
+        ``inference_precision``/``threads`` for openvino, ``runtime_cache`` for tensorrt; one the
+        backend does not take is an error that lists the ones it does.
+        """
+        given = {
+            name: value
+            for name, value in (
+                ("provider", provider),
+                ("intra_op_threads", intra_op_threads),
+                ("graph_optimization", graph_optimization),
+                ("precision", precision),
+                ("channels_last", channels_last),
+                ("cuda_graphs", cuda_graphs),
+                ("compile", compile),
+                ("tf32", tf32),
+                ("inference_precision", inference_precision),
+                ("threads", threads),
+                ("runtime_cache", runtime_cache),
+            )
+            if value is not None
+        }
+        # only the options given reach open_backend: each backend refuses the ones it does not take
+        opened = open_backend(path, backend=backend, device=device, **given)
         try:
             return cls(opened, batch_size=batch_size, strict_dicom=strict_dicom)
         except BaseException:

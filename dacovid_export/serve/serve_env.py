@@ -20,11 +20,11 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
 
 from dacovid_export.core.errors import MissingDependencyError, UserInputError, one_line
+from dacovid_export.core.log import get_logger
 from dacovid_export.core.versions import __version__
 
 __all__ = [
@@ -35,6 +35,8 @@ __all__ = [
     "create_serve_env",
     "serve_env_from",
 ]
+
+_log = get_logger("serve")
 
 SERVE_ENV_VAR = "DACOVID_SERVE_ENV"
 # Tested together (docs/serving.md). numpy<2: the stub's ABI; the runtimes match this package's own pins,
@@ -173,7 +175,7 @@ def _own_source() -> tuple[list[str], str]:
 
 
 def create_serve_env(
-    root: str | os.PathLike[str], *, overwrite: bool = False, log: Callable[[str], None] = print
+    root: str | os.PathLike[str], *, overwrite: bool = False
 ) -> ServeEnvironment:
     """Make the venv at ``root`` from :data:`SERVE_REQUIREMENTS` and this package (no dependencies of its own), then check it.
 
@@ -181,6 +183,7 @@ def create_serve_env(
     is the one the server is pointed at). A folder that already is a good serving
     environment is kept as it is (nothing installed); ``overwrite``: rebuild it anyway,
     or rebuild one that fails its check. Any other existing folder is an error.
+    Each step is said on the ``dacovid_export.serve`` logger.
     """
     root = Path(root)
     if root.exists():
@@ -189,7 +192,7 @@ def create_serve_env(
                 env = inspect_serve_env(root)
             except UserInputError as exc:
                 raise UserInputError(f"{exc}; or choose another folder") from exc
-            log(f"serve-env: {root} is ready already (pass --overwrite to rebuild it)")
+            _log.info(f"serve-env: {root} is ready already (pass --overwrite to rebuild it)")
             return env
         if not (root / "pyvenv.cfg").is_file():
             raise UserInputError(f"{str(root)!r} exists and is not a virtual environment: refusing to replace it")
@@ -203,11 +206,11 @@ def create_serve_env(
          f"installing dacovid-export from {described} (no dependencies: they are the pins above)"),
     ]  # fmt: skip
     for command, what in steps:
-        log(f"serve-env: {what}")
+        _log.info(f"serve-env: {what}")
         done = subprocess.run(command, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             tail = one_line(done.stderr or done.stdout)[-400:]
             raise UserInputError(f"serve-env: {what} failed (exit {done.returncode}): {tail}")
     env = inspect_serve_env(root)
-    log(f"serve-env: ready: Python {env.python_version}, NumPy {env.numpy_version}, {env.tritonserver}")
+    _log.info(f"serve-env: ready: Python {env.python_version}, NumPy {env.numpy_version}, {env.tritonserver}")
     return env

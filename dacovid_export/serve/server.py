@@ -345,10 +345,11 @@ class TritonServer:
 
     def _tls_options(self) -> list[str]:
         config = self.config
-        if not config.grpc_tls:
+        # grpc_tls is "a certificate is given"; ServerConfig refuses a certificate without its key
+        if config.grpc_tls_cert is None or config.grpc_tls_key is None:
             return []
-        options = [f"--grpc-server-cert={Path(config.grpc_tls_cert).resolve()}",  # type: ignore[arg-type]
-                   f"--grpc-server-key={Path(config.grpc_tls_key).resolve()}"]  # type: ignore[arg-type]
+        options = [f"--grpc-server-cert={Path(config.grpc_tls_cert).resolve()}",
+                   f"--grpc-server-key={Path(config.grpc_tls_key).resolve()}"]
         if config.grpc_tls_client_ca is not None:
             return ["--grpc-use-ssl-mutual=true", *options, f"--grpc-root-cert={Path(config.grpc_tls_client_ca).resolve()}"]
         return ["--grpc-use-ssl=true", *options]
@@ -491,13 +492,12 @@ class TritonServer:
         ``supervise`` (and ``probe_interval_s`` > 0): probe every ensemble and reload one that fails
         (serve/supervisor.py); one that stays broken ends the server with :class:`ServerError`.
         """
-        from dacovid_export.core.log import get_logger
         from dacovid_export.serve.supervisor import RecoveryFailed, Supervisor, ensembles_of
 
         supervisor = None
         if supervise and self.config.probe_interval_s > 0:
             supervisor = Supervisor(self.config.http_url, ensembles_of(self.config.repo, self.models),
-                                    get_logger("serve").warning, interval_s=self.config.probe_interval_s)
+                                    interval_s=self.config.probe_interval_s)
         stubs = self.stub_pids()
         while self.running:
             yield

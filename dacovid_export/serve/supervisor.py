@@ -21,12 +21,16 @@ import struct
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from dacovid_export.core.errors import one_line
+from dacovid_export.core.log import get_logger
 
 __all__ = ["MAX_RELOADS", "RecoveryFailed", "Supervisor", "probe_image", "ensembles_of"]
+
+# what a supervisor says is a warning: a model stopped answering, or came back
+_log = get_logger("serve")
 
 MAX_RELOADS = 3
 _LOAD_TIMEOUT_S = 120.0
@@ -64,13 +68,11 @@ def _reason(body: bytes) -> str:
 
 
 class Supervisor:
-    """Probes ``ensembles`` of the server at ``base_url`` and reloads one that fails; ``say``: one line per event."""
+    """Probes ``ensembles`` of the server at ``base_url`` and reloads one that fails; one warning per event (serve logger)."""
 
-    def __init__(self, base_url: str, ensembles: Sequence[str], say: Callable[[str], None], *, interval_s: float = 5.0,
-                 timeout_s: float = 20.0) -> None:
+    def __init__(self, base_url: str, ensembles: Sequence[str], *, interval_s: float = 5.0, timeout_s: float = 20.0) -> None:
         self.base_url = base_url
         self.ensembles = list(ensembles)
-        self.say = say
         self.interval_s = interval_s
         self.timeout_s = timeout_s
         self._image = probe_image() if self.ensembles else b""
@@ -103,20 +105,20 @@ class Supervisor:
             why = self.probe(ensemble)
             if why is None:
                 if self._failures.pop(ensemble, 0):
-                    self.say(f"serve: {ensemble!r} answers again")
+                    _log.warning(f"serve: {ensemble!r} answers again")
                 continue
             self._recover(ensemble, why)
 
     def _recover(self, ensemble: str, why: str) -> None:
         for attempt in range(1, MAX_RELOADS + 1):
             self._failures[ensemble] = attempt
-            self.say(f"serve: {ensemble!r} failed its health probe ({why}): not ready; reloading it and its steps "
+            _log.warning(f"serve: {ensemble!r} failed its health probe ({why}): not ready; reloading it and its steps "
                      f"(attempt {attempt} of {MAX_RELOADS})")
             self._reload(ensemble)
             why = self.probe(ensemble) or ""
             if not why:
                 self._failures.pop(ensemble, None)
-                self.say(f"serve: {ensemble!r} reloaded and answers again; ready")
+                _log.warning(f"serve: {ensemble!r} reloaded and answers again; ready")
                 return
         raise RecoveryFailed(f"{ensemble!r} still fails after {MAX_RELOADS} reloads ({why}): stopping so that a supervisor "
                              "restarts the server")
@@ -129,7 +131,7 @@ class Supervisor:
               json.dumps({"parameters": {"unload_dependents": True}}).encode(), headers, _LOAD_TIMEOUT_S)
         status, body = _post(f"{self.base_url}/v2/repository/models/{ensemble}/load", b"", headers, _LOAD_TIMEOUT_S)
         if status != 200:
-            self.say(f"serve: loading {ensemble!r} again failed: HTTP {status}: {_reason(body)}")
+            _log.warning(f"serve: loading {ensemble!r} again failed: HTTP {status}: {_reason(body)}")
 
 
 def ensembles_of(repo: str | Path, models: Sequence[str]) -> list[str]:

@@ -53,6 +53,7 @@ from dacovid_export.core.fileio import (
     sha256_file,
     verify_sha256,
 )
+from dacovid_export.core.limits import MAX_BATCH_SIZE
 from dacovid_export.core.versions import __version__
 from dacovid_export.serve.triton_config import (
     TRITON_KINDS,
@@ -139,8 +140,8 @@ def _onnx_external_files(path: Path) -> list[str]:
 def _validate(name: str, max_batch: int | None, backend: str, kind: str | None) -> None:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise UserInputError(f"model name {name!r}: use letters, digits, '_', '-' and '.', not starting with '.' or '-'")
-    if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= 1024):
-        raise UserInputError(f"max_batch={max_batch!r}: must be an integer from 1 to 1024")
+    if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= MAX_BATCH_SIZE):
+        raise UserInputError(f"max_batch={max_batch!r}: must be an integer from 1 to {MAX_BATCH_SIZE}")
     if backend not in TRITON_BACKENDS:
         raise UserInputError(f"backend={backend!r}: use one of {', '.join(TRITON_BACKENDS)}")
     if kind is not None and kind not in TRITON_KINDS:
@@ -284,21 +285,55 @@ def write_triton_repository(
         )
     if not model_path.is_file():
         raise UserInputError(f"{file_kind} {str(model_path)!r} does not exist or is not a file")
-    names = {"ensemble": name, "preprocess": f"{name}_preprocess", "classifier": f"{name}_classifier",
-             "postprocess": f"{name}_postprocess"}  # fmt: skip
-    # before any reading: the repository must be writable and no file of it may be the model itself
-    version_dir = repo_dir / names["classifier"] / "1"
-    outputs = {"repository file": repo_dir / name / "config.pbtxt", "repository model": version_dir / "model.plan",
+    names = _ModelNames.of(name)
+    _check_repository(model_path, repo_dir, names, overwrite)
+    classifier, kind = _choose_classifier(model_path, file_kind, backend, kind, max_batch)
+    batching = BatchingConfig(max_batch=classifier.max_batch, max_queue_delay_us=max_queue_delay_us,
+                              instances=instances, kind=kind)  # fmt: skip
+    configs = _model_configs(names, classifier, batching)
+    _write_repository(repo_dir, names, classifier, model_path, overwrite, configs)
+    return TritonRepository(
+        repo=repo_dir, ensemble=name, models=names.all(), classifier_backend=classifier.backend, kind=kind,
+        max_batch=classifier.max_batch,
+    )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class _ModelNames:
+    """The four models of one served repository: the ensemble and its three steps."""
+
+    ensemble: str
+    preprocess: str
+    classifier: str
+    postprocess: str
+
+    @classmethod
+    def of(cls, name: str) -> "_ModelNames":
+        return cls(name, f"{name}_preprocess", f"{name}_classifier", f"{name}_postprocess")
+
+    def all(self) -> tuple[str, str, str, str]:
+        return (self.ensemble, self.preprocess, self.classifier, self.postprocess)
+
+
+def _check_repository(model_path: Path, repo_dir: Path, names: _ModelNames, overwrite: bool) -> None:
+    """Before any reading: the repository must be writable, no file of it the model itself, no model replaced unasked."""
+    version_dir = repo_dir / names.classifier / "1"
+    outputs = {"repository file": repo_dir / names.ensemble / "config.pbtxt", "repository model": version_dir / "model.plan",
                "repository ONNX": version_dir / "model.onnx"}  # fmt: skip
     if model_path.name not in ("model.plan", "model.onnx"):
         outputs["repository artifact"] = version_dir / model_path.name  # the python backend keeps the file's name
     check_outputs(inputs=[model_path], files=outputs, folders={"--repo": repo_dir})
-    existing = [n for n in names.values() if (repo_dir / n / "config.pbtxt").exists()]
+    existing = [n for n in names.all() if (repo_dir / n / "config.pbtxt").exists()]
     if existing and not overwrite:
         raise UserInputError(
             f"{str(repo_dir / existing[0])!r} already holds a Triton model: choose another --name or pass --overwrite to replace it"
         )
 
+
+def _choose_classifier(
+    model_path: Path, file_kind: str, backend: str, kind: str | None, max_batch: int | None
+) -> tuple[_Classifier, str]:
+    """The classifier model for ``model_path`` and the instance kind it runs on; refuses what Triton would serve falsely."""
     if file_kind == "engine":
         classifier = _engine_classifier(model_path, backend, kind or "gpu", max_batch)
     else:
@@ -313,20 +348,23 @@ def write_triton_repository(
         )
     if any("\n" in c or "\r" in c for c in info.class_names):
         raise UserInputError(f"class names {list(info.class_names)!r} contain line breaks; labels.txt holds one name per line")
+    return classifier, kind
 
-    batching = BatchingConfig(max_batch=classifier.max_batch, max_queue_delay_us=max_queue_delay_us,
-                              instances=instances, kind=kind)  # fmt: skip
+
+def _model_configs(names: _ModelNames, classifier: _Classifier, batching: BatchingConfig) -> dict[str, Any]:
+    """Each model's ``ModelConfig``, in the order they are written (the ensemble's last)."""
+    info = classifier.info
     # decoding is CPU work wherever the classifier runs
     cpu_batching = dataclasses.replace(batching, kind="cpu")
     parameters = dict(classifier.parameters)
     size, classes = info.image_size, info.num_classes
     preprocess_cfg = python_config(
-        name=names["preprocess"], batching=cpu_batching,
+        name=names.preprocess, batching=cpu_batching,
         inputs=[("image", "TYPE_STRING", (1,))], outputs=[(info.input_name, "TYPE_FP32", (3, size, size))],
         parameters={"dacovid_preprocessing": parameters["dacovid_preprocessing"], "dacovid_output_name": info.input_name},
     )  # fmt: skip
     classifier_cfg = classifier_config(
-        name=names["classifier"], backend=classifier.backend, batching=batching, input_name=info.input_name,
+        name=names.classifier, backend=classifier.backend, batching=batching, input_name=info.input_name,
         output_name=info.output_name, image_size=size, num_classes=classes, input_type=classifier.input_type,
         output_type=classifier.output_type, preferred_batch_sizes=classifier.preferred,
         default_model_filename=None if classifier.backend == "python" else classifier.main_file,
@@ -335,30 +373,38 @@ def write_triton_repository(
                     "dacovid_output_name": info.output_name},
     )  # fmt: skip
     postprocess_cfg = python_config(
-        name=names["postprocess"], batching=dataclasses.replace(cpu_batching, instances=1),
+        name=names.postprocess, batching=dataclasses.replace(cpu_batching, instances=1),
         inputs=[("raw_logits", classifier.output_type, (classes,))],
         outputs=[("probabilities", "TYPE_FP32", (classes,)), ("class_name", "TYPE_STRING", (1,)),
                  ("logits", classifier.output_type, (classes,))],
         parameters={"dacovid_class_names": parameters["dacovid_class_names"]},
     )  # fmt: skip
     ensemble_cfg = ensemble_config(
-        name=name, max_batch=classifier.max_batch,
+        name=names.ensemble, max_batch=classifier.max_batch,
         inputs=[("image", "TYPE_STRING", (1,))],
         outputs=[("probabilities", "TYPE_FP32", (classes,)), ("class_name", "TYPE_STRING", (1,)),
                  ("logits", classifier.output_type, (classes,))],
         steps=[
-            (names["preprocess"], {"image": "image"}, {info.input_name: "preprocessed"}),
+            (names.preprocess, {"image": "image"}, {info.input_name: "preprocessed"}),
             # the classifier's logits are an internal tensor that only postprocess reads; postprocess hands them on as
             # the ensemble's "logits". Were they an ensemble output AND a step's input, Triton would not run the
             # classifier for a client that asks for probabilities or class_name without logits ("unexpected deadlock")
-            (names["classifier"], {info.input_name: "preprocessed"}, {info.output_name: "raw_logits"}),
-            (names["postprocess"], {"raw_logits": "raw_logits"},
+            (names.classifier, {info.input_name: "preprocessed"}, {info.output_name: "raw_logits"}),
+            (names.postprocess, {"raw_logits": "raw_logits"},
              {"probabilities": "probabilities", "class_name": "class_name", "logits": "logits"}),
         ],
-        parameters={**parameters, "dacovid_classifier_backend": classifier.backend, "dacovid_kind": kind},
+        parameters={**parameters, "dacovid_classifier_backend": classifier.backend, "dacovid_kind": batching.kind},
     )  # fmt: skip
+    return {names.preprocess: preprocess_cfg, names.classifier: classifier_cfg, names.postprocess: postprocess_cfg,
+            names.ensemble: ensemble_cfg}  # fmt: skip
 
-    classifier_dir = repo_dir / names["classifier"]
+
+def _write_repository(
+    repo_dir: Path, names: _ModelNames, classifier: _Classifier, model_path: Path, overwrite: bool,
+    configs: Mapping[str, Any],
+) -> None:
+    """The classifier's files, the python models, labels and metadata, then the configs."""
+    classifier_dir = repo_dir / names.classifier
     for target_name, source in classifier.files.items():
         _copy_atomic(source, classifier_dir / "1" / target_name)
     keep = {Path(n).parts[0] for n in classifier.files}
@@ -367,17 +413,12 @@ def write_triton_repository(
         keep.add("model.py")
     if overwrite:
         _clear_stale(classifier_dir / "1", keep, [p for p in companion_files(model_path) if p.exists()])
-    atomic_write_text(classifier_dir / "labels.txt", "".join(f"{c}\n" for c in info.class_names))
+    atomic_write_text(classifier_dir / "labels.txt", "".join(f"{c}\n" for c in classifier.info.class_names))
     atomic_write_json(classifier_dir / "dacovid_metadata.json", dict(classifier.metadata))
-    for key, class_name in (("preprocess", "PreprocessModel"), ("postprocess", "PostprocessModel")):
-        atomic_write_text(repo_dir / names[key] / "1" / "model.py", model_file_source(class_name))
-    (repo_dir / name / "1").mkdir(parents=True, exist_ok=True)
+    for model, class_name in ((names.preprocess, "PreprocessModel"), (names.postprocess, "PostprocessModel")):
+        atomic_write_text(repo_dir / model / "1" / "model.py", model_file_source(class_name))
+    (repo_dir / names.ensemble / "1").mkdir(parents=True, exist_ok=True)
     atomic_write_text(repo_dir / REQUIREMENTS_FILE, requirements_text())
     # configs last, the ensemble's after its steps': a polling server sees complete models only
-    for key, config in (("preprocess", preprocess_cfg), ("classifier", classifier_cfg),
-                        ("postprocess", postprocess_cfg), ("ensemble", ensemble_cfg)):  # fmt: skip
-        atomic_write_text(repo_dir / names[key] / "config.pbtxt", config_text(config))
-    return TritonRepository(
-        repo=repo_dir, ensemble=name, models=(name, names["preprocess"], names["classifier"], names["postprocess"]),
-        classifier_backend=classifier.backend, kind=kind, max_batch=classifier.max_batch,
-    )  # fmt: skip
+    for model, config in configs.items():
+        atomic_write_text(repo_dir / model / "config.pbtxt", config_text(config))

@@ -23,6 +23,7 @@ from typing import Any
 
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError, one_line
+from dacovid_export.core.limits import MAX_BATCH_SIZE
 
 __all__ = [
     "TRITON_KINDS",
@@ -33,7 +34,6 @@ __all__ = [
     "ensemble_config",
     "config_text",
     "read_config",
-    "string_parameters",
 ]
 
 TRITON_KINDS = ("gpu", "cpu")
@@ -54,8 +54,8 @@ class BatchingConfig:
     kind: str = "cpu"
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or not 1 <= self.max_batch <= 1024:
-            raise UserInputError(f"max_batch={self.max_batch!r}: must be an integer from 1 to 1024")
+        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or not 1 <= self.max_batch <= MAX_BATCH_SIZE:
+            raise UserInputError(f"max_batch={self.max_batch!r}: must be an integer from 1 to {MAX_BATCH_SIZE}")
         if isinstance(self.instances, bool) or not isinstance(self.instances, int) or not 1 <= self.instances <= 64:
             raise UserInputError(f"instances={self.instances!r}: must be an integer from 1 to 64")
         if self.kind not in TRITON_KINDS:
@@ -187,8 +187,3 @@ def read_config(path: str | Path) -> Any:
         return text_format.Parse(path.read_text(encoding="utf-8"), pb2.ModelConfig())
     except (OSError, UnicodeDecodeError, text_format.ParseError) as exc:
         raise UserInputError(f"{str(path)!r} is not a Triton model configuration: {one_line(str(exc))}") from exc
-
-
-def string_parameters(config: Any) -> dict[str, str]:
-    """A config's ``parameters`` as plain strings (what this project writes there)."""
-    return {key: value.string_value for key, value in config.parameters.items()}

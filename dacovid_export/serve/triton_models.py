@@ -13,6 +13,7 @@ request (the reason, one line) and the other requests of the batch are answered.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -39,9 +40,8 @@ DEFAULT_MAX_REQUEST_MB = 16
 
 
 def _pb_utils() -> ModuleType:
-    import triton_python_backend_utils  # type: ignore[import-not-found]  # only inside Triton's python stub
-
-    return triton_python_backend_utils
+    # by name: the module exists only inside Triton's python stub, so no checker or wheel knows it
+    return importlib.import_module("triton_python_backend_utils")
 
 
 def _parameters(args: Mapping[str, Any]) -> dict[str, str]:
@@ -148,7 +148,8 @@ class ClassifierModel:
         verify_sha256(path, params["dacovid_model_sha256"], recorded_in="the repository's config.pbtxt")
         gpu = str(args.get("model_instance_kind", "CPU")).upper() == "GPU"
         device = f"cuda:{args.get('model_instance_device_id', 0)}" if gpu else "cpu"
-        self._backend = open_backend(path, backend=params.get("dacovid_runtime", "auto"), device=device)
+        # the repository records no runtime: "auto" picks by file and device, as Predictor does
+        self._backend = open_backend(path, backend="auto", device=device)
         self._input = params.get("dacovid_input_name", "input")
         self._output = params.get("dacovid_output_name", "logits")
         # the server log (the stub process shares tritonserver's stdout and stderr) shows which runtime serves

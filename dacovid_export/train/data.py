@@ -31,7 +31,7 @@ import numpy as np
 
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_write_json
-from dacovid_export.core.log import Log
+from dacovid_export.core.log import get_logger, info_if
 from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.fingerprint import Fingerprint, FingerprintSet, ImageRecord, fingerprint_decoded
 from dacovid_export.data.image_folder import (
@@ -64,14 +64,11 @@ __all__ = [
 
 SPLIT_FILENAME = "split.json"
 _SPLIT_VERSION = 1
+_log = get_logger("train")
 
 Layout = Literal["folders", "kaggle"]
 # canonical class name -> image paths, in class order
 ClassFiles = dict[str, list[Path]]
-
-
-def _silent(_: str) -> None:
-    pass
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,7 +188,7 @@ def verify_images(
     files: ClassFiles,
     *,
     unreadable: Literal["skip", "error"] = "skip",
-    log: Log = _silent,
+    say: bool = False,
     show_progress: bool = False,
     strict_dicom: bool = False,
     fingerprints: dict[Path, Fingerprint] | None = None,
@@ -199,6 +196,7 @@ def verify_images(
     """Decode every image once. Returns the readable files and one ``"path: reason"`` line per skipped file.
 
     ``strict_dicom``: a DICOM that is not a chest CR/DX counts as unreadable (else it is read, with a warning).
+    ``say``: name each skipped file, and their count, on the ``dacovid_export.train`` logger.
     ``fingerprints``: filled with each readable image's content fingerprint, from the same decode.
 
     With ``unreadable="error"`` the first bad file raises; either way a class
@@ -219,7 +217,7 @@ def verify_images(
                     if unreadable == "error":
                         raise UserInputError(f"{exc} (set unreadable to 'skip' to leave such files out)") from exc
                     skipped.append(f"{path}: {exc}")
-                    log(f"skipping unreadable image {str(path)!r}")
+                    info_if(_log, f"skipping unreadable image {str(path)!r}", say)
                 else:
                     good.append(path)
                 bar.update(1)
@@ -227,7 +225,7 @@ def verify_images(
                 raise UserInputError(f"class {name!r} has no readable images ({len(paths)} file(s) failed to decode)")
             readable[name] = good
     if skipped:
-        log(f"skipped {len(skipped)} unreadable image(s) of {total}")
+        info_if(_log, f"skipped {len(skipped)} unreadable image(s) of {total}", say)
     return readable, skipped
 
 
@@ -280,7 +278,7 @@ def make_split(
     val_fraction: float,
     seed: int,
     unreadable: Literal["skip", "error"] = "skip",
-    log: Log = _silent,
+    say: bool = False,
     show_progress: bool = False,
     strict_dicom: bool = False,
 ) -> DataSplit:
@@ -290,10 +288,10 @@ def make_split(
     layout, train_files, test_files = scan_dataset(root)
     fingerprints: dict[Path, Fingerprint] = {}  # filled while every image is decoded once
     if test_files is not None:
-        log(f"Kaggle layout: training on {root / 'train'}, evaluating on {root / 'test'} (val_fraction unused)")
+        info_if(_log, f"Kaggle layout: training on {root / 'train'}, evaluating on {root / 'test'} (val_fraction unused)", say)
         both = {n: train_files[n] + test_files[n] for n in train_files}
         readable, skipped = verify_images(
-            both, unreadable=unreadable, log=log, show_progress=show_progress, strict_dicom=strict_dicom,
+            both, unreadable=unreadable, say=say, show_progress=show_progress, strict_dicom=strict_dicom,
             fingerprints=fingerprints,
         )
         ok = {p for paths in readable.values() for p in paths}
@@ -306,7 +304,7 @@ def make_split(
         fraction = None
     else:
         readable, skipped = verify_images(
-            train_files, unreadable=unreadable, log=log, show_progress=show_progress, strict_dicom=strict_dicom,
+            train_files, unreadable=unreadable, say=say, show_progress=show_progress, strict_dicom=strict_dicom,
             fingerprints=fingerprints,
         )
         train, val = stratified_split(readable, val_fraction, seed)
@@ -363,7 +361,7 @@ def heldout_files(run: str | os.PathLike[str]) -> dict[str, list[Path]]:
 
 def check_split_files(split: DataSplit) -> None:
     """Every file of a recorded split still exists (for ``--resume``)."""
-    missing = [p for which in ("train", "val") for p, _ in split.items(which) if not p.is_file()]  # type: ignore[arg-type]
+    missing = [p for p, _ in (*split.items("train"), *split.items("val")) if not p.is_file()]
     if missing:
         raise UserInputError(
             f"{len(missing)} image(s) of the recorded split are missing (first: {str(missing[0])!r}); "

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -76,7 +75,6 @@ def evaluate_checkpoint(
     workers: int = 0,
     unreadable: Literal["skip", "error"] = "skip",
     show_progress: bool = False,
-    log: Callable[[str], None] | None = None,
 ) -> ClassificationReport:
     """Accuracy, per-class precision / recall / F1 and confusion matrix of a checkpoint, in FP32.
 
@@ -108,7 +106,7 @@ def evaluate_checkpoint(
         for path, folder, label in _folder_items(root, meta.class_names):
             by_class.setdefault(folder, []).append(path)
             labels[folder] = label
-        by_class, _ = verify_images(by_class, unreadable=unreadable, log=log or (lambda _: None), show_progress=show_progress)
+        by_class, _ = verify_images(by_class, unreadable=unreadable, show_progress=show_progress)
     items = [(p, labels[name]) for name, paths in by_class.items() for p in paths]
     dev = training_device(device)
     model.to(dev)

@@ -27,13 +27,14 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, RandomSampler, Sampler
+from torch.utils.data import DataLoader, RandomSampler
+from torch.utils.data.distributed import DistributedSampler
 
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.core.errors import UserInputError, first_line
 from dacovid_export.core.fileio import atomic_write_json
-from dacovid_export.core.log import Log
-from dacovid_export.core.progress import progress_bar, write_around_bars
+from dacovid_export.core.log import get_logger
+from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.fingerprint import ImageRecord
 from dacovid_export.data.metrics import (
     ClassificationReport,
@@ -70,6 +71,8 @@ from dacovid_export.train.resume import (
 
 __all__ = ["TrainResult", "train_model", "BEST_NAME", "LAST_NAME", "METRICS_NAME", "CONFUSION_NAME"]
 
+_log = get_logger("train")
+
 BEST_NAME = "best.pt"
 LAST_NAME = "last.pt"
 METRICS_NAME = "metrics.json"
@@ -97,7 +100,7 @@ class _Data:
     """The loaders of a run and what re-seeds them every epoch."""
 
     train_set: ImageDataset
-    sampler: Sampler
+    sampler: RandomSampler | DistributedSampler
     shuffle_gen: torch.Generator | None  # the single-process shuffle; DistributedSampler seeds itself
     train_loader: DataLoader
     val_loader: DataLoader
@@ -142,10 +145,6 @@ class _Record:
         return is_best
 
 
-def _silent(_: str) -> None:
-    pass
-
-
 def _epoch_seed(*parts: int) -> int:
     return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
@@ -154,19 +153,16 @@ def train_model(
     data_dir: str | Path,
     out_dir: str | Path,
     config: TrainConfig | None = None,
-    *,
-    log: Log | None = None,
 ) -> TrainResult:
     """Train DA-COVID Net on a class-per-folder (or Kaggle train/test) tree; write the run into ``out_dir``.
 
-    ``log`` receives one line per message (default: stdout, around the progress bars).
+    One line per message on the ``dacovid_export.train`` logger (stderr, around the progress bars).
     Under ``torchrun`` only rank 0 logs and writes files.
     """
     config = config or TrainConfig()
     ctx = init_distributed(config.device)
     try:
-        say = (log or write_around_bars) if ctx.is_main else _silent
-        return _Run(Path(data_dir), Path(out_dir), config, ctx, say).run()
+        return _Run(Path(data_dir), Path(out_dir), config, ctx).run()
     finally:
         shutdown(ctx)
 
@@ -174,18 +170,22 @@ def train_model(
 class _Run:
     """One training run; split into steps so each reads on its own."""
 
-    def __init__(self, data_dir: Path, run_dir: Path, config: TrainConfig, ctx: DistContext, say: Log) -> None:
+    def __init__(self, data_dir: Path, run_dir: Path, config: TrainConfig, ctx: DistContext) -> None:
         self.data_dir = data_dir
         self.run_dir = run_dir
         self.config = config
         self.ctx = ctx
-        self.say = say
         self.show_progress = config.show_progress and ctx.is_main
         self.best_path = run_dir / BEST_NAME
         self.last_path = run_dir / LAST_NAME
         self.metrics_path = run_dir / METRICS_NAME
         self.split_path = run_dir / SPLIT_FILENAME
         self.confusion_path = run_dir / CONFUSION_NAME
+
+    def say(self, line: str) -> None:
+        """One line on the train logger; under torchrun from rank 0 only, so each is said once."""
+        if self.ctx.is_main:
+            _log.info(line)
 
     # ----------------------------------------------------------------- set-up
 
@@ -223,8 +223,8 @@ class _Run:
                 seed=self.config.seed,
                 unreadable=self.config.unreadable,
                 strict_dicom=self.config.strict_dicom,
-                log=self.say,
                 show_progress=self.show_progress,
+                say=self.ctx.is_main,
             )
             if self.ctx.is_main:
                 write_split(self.split_path, split)
@@ -447,16 +447,14 @@ class _Run:
         train_set = ImageDataset(split.items("train"), spec, train=True, seed=cfg.seed)
         # each process validates its own interleaved share; predictions are gathered afterwards
         val_set = ImageDataset(split.items("val")[ctx.rank :: ctx.world_size], spec, train=False)
-        sampler: Sampler
+        sampler: RandomSampler | DistributedSampler
         shuffle_gen: torch.Generator | None = None
         if ctx.distributed:
-            from torch.utils.data.distributed import DistributedSampler
-
             sampler = DistributedSampler(train_set, num_replicas=ctx.world_size, rank=ctx.rank, shuffle=True, seed=cfg.seed)
         else:
             shuffle_gen = torch.Generator()
             sampler = RandomSampler(train_set, generator=shuffle_gen)
-        per_process_images = len(sampler)  # type: ignore[arg-type]
+        per_process_images = len(sampler)
         if per_process_images < 2:
             raise UserInputError(f"{len(train_set)} training image(s) are too few for {ctx.world_size} process(es)")
         pin = ctx.device.type == "cuda"
@@ -496,10 +494,10 @@ class _Run:
         t0 = time.perf_counter()
         torch.manual_seed(_epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout; CUDA generators too
         data.train_set.epoch = epoch
-        if data.shuffle_gen is not None:
+        if isinstance(data.sampler, DistributedSampler):
+            data.sampler.set_epoch(epoch)
+        elif data.shuffle_gen is not None:
             data.shuffle_gen.manual_seed(_epoch_seed(cfg.seed, epoch))
-        else:
-            data.sampler.set_epoch(epoch)  # type: ignore[attr-defined]
         desc = f"epoch {epoch}/{cfg.epochs}"
         train_loss, train_acc, seen = self._train_epoch(session, desc)
         t_train = time.perf_counter() - t0

@@ -1,15 +1,24 @@
-"""TensorRT's logger: one process-wide ``trt.ILogger`` whose errors become one-line failure messages."""
+"""TensorRT's logger: one process-wide ``trt.ILogger`` whose errors become one-line failure messages.
+
+While a caller wants them (``TrtLog.forwarding``, an engine build that says its steps), TensorRT's
+warnings go to the ``dacovid_export.trt`` logger at INFO: they are TensorRT's notes on the build
+(deprecations, tactics it skipped), not ours to raise, so ``-q`` silences them with the rest.
+"""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import ModuleType
 from typing import Any
 
 from dacovid_export.core.errors import one_line
+from dacovid_export.core.log import get_logger
 
 __all__ = ["TrtLog", "said_of", "trt_logger"]
+
+_log = get_logger("trt")
 
 
 def said_of(errors: list[str]) -> str:
@@ -20,7 +29,7 @@ def said_of(errors: list[str]) -> str:
 
 
 class TrtLog:
-    """What TensorRT logged: errors kept for the one-line failure message (not echoed), warnings forwarded.
+    """What TensorRT logged: errors kept for the one-line failure message (not logged), warnings forwarded.
 
     One instance per process (see :func:`trt_logger`): TensorRT's documentation
     asks that the logger outlive every builder and runtime made with it, and its
@@ -30,19 +39,31 @@ class TrtLog:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._errors: list[str] = []
-        self.echo: Callable[[str], None] | None = None
-        self.verbose = False
+        self._forward = 0  # callers inside forwarding(); nested builds each count once
 
     def record(self, severity: int, message: str) -> None:
         # severity: 0 internal error, 1 error, 2 warning, 3 info, 4 verbose (ILogger.Severity)
         with self._lock:
             if severity <= 1:
                 self._errors.append(message.strip())
-            echo = self.echo
-        # errors are not echoed: the failure message quotes the one that matters, on one line
-        if echo is not None and (severity == 2 or (severity > 2 and self.verbose)):
-            label = {0: "internal error", 1: "error", 2: "warning", 3: "info"}.get(severity, "verbose")
-            echo(f"[TensorRT {label}] {message.strip()}")
+            forward = self._forward > 0
+        # errors are not logged: the failure message quotes the one that matters, on one line
+        if forward and severity == 2:
+            _log.info(f"[TensorRT warning] {message.strip()}")
+
+    @contextmanager
+    def forwarding(self, enabled: bool = True) -> Iterator[None]:
+        """Within the block (when ``enabled``), TensorRT's warnings go to the ``dacovid_export.trt`` logger."""
+        if not enabled:
+            yield
+            return
+        with self._lock:
+            self._forward += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._forward -= 1
 
     def take_errors(self) -> list[str]:
         with self._lock:
@@ -68,8 +89,10 @@ def trt_logger(trt: ModuleType) -> tuple[Any, TrtLog]:
     global _TRT_LOGGER
     with _LOGGER_LOCK:
         if _TRT_LOGGER is None:
+            # TensorRT's classes exist only once the runtime is imported (lazily): a base of type Any
+            base: Any = trt.ILogger
 
-            class _Logger(trt.ILogger):  # type: ignore[misc, name-defined]
+            class _Logger(base):
                 def __init__(self) -> None:
                     trt.ILogger.__init__(self)
 

@@ -20,7 +20,10 @@ def make_progress_monitor(trt: ModuleType, *, stream: Any = None) -> Any:
     """
     out = stream if stream is not None else sys.stderr
 
-    class _Monitor(trt.IProgressMonitor):  # type: ignore[misc, name-defined]
+    # TensorRT's classes exist only once the runtime is imported (lazily): a base of type Any
+    base: Any = trt.IProgressMonitor
+
+    class _Monitor(base):
         def __init__(self) -> None:
             trt.IProgressMonitor.__init__(self)
             self._lock = threading.Lock()

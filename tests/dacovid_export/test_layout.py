@@ -163,7 +163,7 @@ def test_library_code_never_prints() -> None:
 
 
 def test_progress_bars_come_from_one_helper() -> None:
-    """tqdm is imported by core/progress.py alone (``progress_bar``, ``write_around_bars``)."""
+    """tqdm is imported by core/progress.py alone (``progress_bar``)."""
     importing = sorted(
         m
         for m in _library_modules()

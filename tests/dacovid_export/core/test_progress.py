@@ -1,4 +1,4 @@
-"""StepTimer: seconds per step, numbered lines on stderr or to a log, keys, the disabled case."""
+"""StepTimer: seconds per step, numbered lines on stderr (the stage's logger), keys, the disabled case."""
 
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ def test_numbered_lines_on_stderr_and_seconds_per_step(capsys: pytest.CaptureFix
     assert all(s >= 0 for s in timer.seconds.values())
 
 
-def test_log_detail_decimals_and_no_numbers_without_total() -> None:
-    lines: list[str] = []
-    timer = StepTimer(log=lines.append, decimals=2)
+def test_log_detail_decimals_and_no_numbers_without_total(capsys: pytest.CaptureFixture[str]) -> None:
+    timer = StepTimer(decimals=2, stage="engine")
     with timer.step("parse", "model.onnx"):
         pass
+    lines = capsys.readouterr().err.splitlines()
     assert lines[0] == "parse ... model.onnx"
     name, _, rest = lines[1].partition(": ")
     assert name == "parse" and rest.endswith(" s") and len(rest.split()[0].split(".")[1]) == 2

@@ -98,6 +98,26 @@ def test_cli_target_cc_and_precision_table(tiny_fp16_onnx: Path, tmp_path: Path)
     assert data["gpu"] is None and data["build"]["default_targets"] is False
 
 
+def test_quiet_build_says_nothing_on_stderr_and_the_default_says_each_phase(tiny_fp16_onnx: Path, tmp_path: Path) -> None:
+    from dacovid_export.core.log import set_verbosity
+
+    args = ["trt", str(tiny_fp16_onnx), "--fp16", "--runtime", "tensorrt-rtx", "--max-batch", "2"]
+    try:
+        loud = invoke(cli, [*args, "-o", str(tmp_path / "loud.engine")])
+        quiet = invoke(cli, [*args, "-o", str(tmp_path / "quiet.engine"), "-q"])
+        group_quiet = invoke(cli, ["-q", *args, "-o", str(tmp_path / "group.engine")])
+    finally:
+        set_verbosity()
+    assert loud.exit_code == 0, loud.output
+    for line in ("runtime: tensorrt-rtx", "parse ... ", "build+serialize ... fp16, batch 1/2/2", "verify: "):
+        assert line in loud.stderr, (line, loud.stderr)
+    for result in (quiet, group_quiet):
+        assert result.exit_code == 0, result.output
+        assert result.stderr == ""  # no phase lines, no TensorRT warnings, no progress bars
+        assert result.stdout.startswith("wrote ") and "total " in result.stdout  # the command's result stays
+    assert (tmp_path / "quiet.engine").is_file() and (tmp_path / "group.engine").is_file()
+
+
 def test_auto_picks_rtx_and_says_so(tiny_fp16_onnx: Path, tmp_path: Path) -> None:
     from dacovid_export.trt.library import installed_runtimes
 

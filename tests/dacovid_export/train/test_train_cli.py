@@ -61,7 +61,12 @@ def test_class_whose_images_are_all_unreadable(data: Path, tmp_path: Path) -> No
     d = _copy(data, tmp_path / "d")
     for p in (d / "pneumonia").iterdir():
         p.write_bytes(b"garbage")
-    assert_one_line_error(invoke(train, [d, "--out", tmp_path / "run", *TINY]), "'Pneumonia' has no readable images")
+    result = invoke(train, [d, "--out", tmp_path / "run", *TINY])
+    # the train logger names each skipped file on stderr first; then the one error line
+    *skipped, last = result.stderr.splitlines()
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert len(skipped) == 4 and all(line.startswith("skipping unreadable image ") for line in skipped), skipped
+    assert last.startswith("error: ") and "'Pneumonia' has no readable images" in last
 
 
 def test_unreadable_image_with_unreadable_error(data: Path, tmp_path: Path) -> None:
@@ -131,11 +136,24 @@ def test_train_then_resume_through_the_cli(data: Path, tmp_path: Path) -> None:
     first = invoke(train, [data, "--out", run, "--epochs", "1", *TINY])
     assert first.exit_code == 0, first.output
     assert "best checkpoint:" in first.stdout and "accuracy" in first.stdout
-    assert "epoch 1/1" in first.stdout
+    assert "epoch 1/1" in first.stderr  # the train logger's lines: stderr, around the bars
     again = invoke(train, [data, "--out", run, "--epochs", "1", *TINY])
     assert_one_line_error(again, "already holds a training run", "--resume")
     second = invoke(train, [data, "--out", run, "--epochs", "2", "--resume", *TINY])
     assert second.exit_code == 0, second.output
-    assert "after epoch 1" in second.stdout and "epoch 2/2" in second.stdout and "epoch 1/1" not in second.stdout
+    assert "after epoch 1" in second.stderr and "epoch 2/2" in second.stderr and "epoch 1/1" not in second.stderr
     changed = invoke(train, [data, "--out", run, "--epochs", "3", "--resume", *[a if a != "64" else "96" for a in TINY]])
     assert_one_line_error(changed, "image_size (run: 64, now: 96)")
+
+
+def test_quiet_training_says_nothing_on_stderr(data: Path, tmp_path: Path) -> None:
+    from dacovid_export.core.log import set_verbosity
+
+    loud = [a for a in TINY if a != "--no-progress"]  # bars on: -q must hide them too
+    try:
+        result = invoke(train, [data, "--out", tmp_path / "run", "--epochs", "1", *loud, "-q"])
+    finally:
+        set_verbosity()
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    assert "best checkpoint:" in result.stdout and "epoch 1/1" not in result.stdout

@@ -17,6 +17,7 @@ from dacovid_export.train import (
 )
 from dacovid_export.train.data import SPLIT_FILENAME, detect_layout, write_split
 from tests.helpers.images import write_broken_png
+from tests.helpers.logs import said_lines
 
 
 def _fake_files(counts: dict[str, int]) -> dict[str, list[Path]]:
@@ -102,8 +103,8 @@ def test_kaggle_layout_needs_same_classes(tmp_path: Path) -> None:
 def test_unreadable_images_are_skipped_and_listed(tmp_path: Path) -> None:
     data = make_synthetic_dataset(tmp_path / "d", per_class=4, size=32, seed=0)
     (data / "normal" / "broken.png").write_bytes(b"not an image at all")
-    messages: list[str] = []
-    split = make_split(data, val_fraction=0.25, seed=0, log=messages.append)
+    with said_lines("train") as messages:
+        split = make_split(data, val_fraction=0.25, seed=0, say=True)
     assert len(split.skipped) == 1 and "broken.png" in split.skipped[0]
     assert sum(split.counts("train").values()) + sum(split.counts("val").values()) == 12
     assert any("broken.png" in m for m in messages) and any("skipped 1" in m for m in messages)

@@ -23,8 +23,10 @@ def test_two_processes_train_and_only_rank_zero_reports(tmp_path: Path) -> None:
     ]  # fmt: skip
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
-    assert done.stdout.count("epoch 1/1") == 1, done.stdout
-    assert "2 processes (global batch 4)" in done.stdout
+    # the train logger's lines (stderr), said by rank 0 only
+    assert done.stderr.count("epoch 1/1") == 1, done.stderr
+    assert "2 processes (global batch 4)" in done.stderr
+    assert done.stdout.count("best checkpoint:") == 1, done.stdout
     payload = read_checkpoint(run / "best.pt")
     assert payload["training"]["world_size"] == 2
     assert not any(k.startswith("module.") for k in payload["state_dict"])

@@ -14,17 +14,14 @@ from dacovid_export.model import load_checkpoint, read_checkpoint
 from dacovid_export.train import evaluate_checkpoint, heldout_files, train_model
 from dacovid_export.train.dataset import ImageDataset, make_loader
 from dacovid_export.train.evaluate import predict
-
-
-def _quiet(_: str) -> None:
-    pass
+from tests.helpers.logs import said_lines
 
 
 @pytest.fixture(scope="module")
 def three_epoch_run(synthetic_dir: Path, tmp_path_factory: pytest.TempPathFactory, tiny_train_config):
-    messages: list[str] = []
     run = tmp_path_factory.mktemp("run3")
-    result = train_model(synthetic_dir, run, tiny_train_config(epochs=3), log=messages.append)
+    with said_lines("train") as messages:
+        result = train_model(synthetic_dir, run, tiny_train_config(epochs=3))
     return result, messages
 
 
@@ -75,11 +72,11 @@ def test_best_checkpoint_round_trip_gives_the_recorded_predictions(
 def test_resume_continues_at_the_next_epoch_exactly_as_an_uninterrupted_run(
     synthetic_dir: Path, tmp_path: Path, tiny_train_config
 ) -> None:
-    straight = train_model(synthetic_dir, tmp_path / "straight", tiny_train_config(epochs=2), log=_quiet)
-    first = train_model(synthetic_dir, tmp_path / "resumed", tiny_train_config(epochs=1), log=_quiet)
+    straight = train_model(synthetic_dir, tmp_path / "straight", tiny_train_config(epochs=2))
+    first = train_model(synthetic_dir, tmp_path / "resumed", tiny_train_config(epochs=1))
     assert first.epochs_completed == 1
-    messages: list[str] = []
-    resumed = train_model(synthetic_dir, tmp_path / "resumed", tiny_train_config(epochs=2, resume=True), log=messages.append)
+    with said_lines("train") as messages:
+        resumed = train_model(synthetic_dir, tmp_path / "resumed", tiny_train_config(epochs=2, resume=True))
     assert any("resuming" in m and "after epoch 1" in m for m in messages)
     assert [h["epoch"] for h in resumed.history] == [1, 2]
     assert [m for m in messages if m.startswith("epoch ")][0].startswith("epoch 2/2")
@@ -98,24 +95,24 @@ def test_resume_refuses_changed_model_or_data_options_and_says_which(three_epoch
     result, _ = three_epoch_run
     data_dir = Path(read_checkpoint(result.last_checkpoint)["training"]["data_dir"])
     with pytest.raises(UserInputError, match=r"image_size \(run: 64, now: 96\).*seed \(run: 0, now: 1\)"):
-        train_model(data_dir, result.run_dir, tiny_train_config(epochs=5, resume=True, image_size=96, seed=1), log=_quiet)
+        train_model(data_dir, result.run_dir, tiny_train_config(epochs=5, resume=True, image_size=96, seed=1))
     with pytest.raises(UserInputError, match="reduction_kernel_size"):
-        train_model(data_dir, result.run_dir, tiny_train_config(epochs=5, resume=True, reduction_kernel_size=3), log=_quiet)
+        train_model(data_dir, result.run_dir, tiny_train_config(epochs=5, resume=True, reduction_kernel_size=3))
     with pytest.raises(UserInputError, match="already completed 3 epoch"):
-        train_model(data_dir, result.run_dir, tiny_train_config(epochs=3, resume=True), log=_quiet)
+        train_model(data_dir, result.run_dir, tiny_train_config(epochs=3, resume=True))
 
 
 def test_existing_run_is_not_overwritten_without_resume(three_epoch_run, synthetic_dir: Path, tiny_train_config) -> None:
     result, _ = three_epoch_run
     with pytest.raises(UserInputError, match="--resume"):
-        train_model(synthetic_dir, result.run_dir, tiny_train_config(), log=_quiet)
+        train_model(synthetic_dir, result.run_dir, tiny_train_config())
 
 
 def test_kaggle_layout_trains_on_train_and_validates_on_test_with_class_weights(tmp_path: Path, tiny_train_config) -> None:
     root = make_synthetic_dataset(tmp_path / "kaggle", per_class=4, size=64, seed=2, layout="kaggle", test_per_class=2)
     for p in sorted((root / "train" / "covid").iterdir())[2:]:
         p.unlink()  # train counts 4 / 4 / 2
-    result = train_model(root, tmp_path / "run", tiny_train_config(epochs=1, class_weights=True), log=_quiet)
+    result = train_model(root, tmp_path / "run", tiny_train_config(epochs=1, class_weights=True))
     split = json.loads(result.split_file.read_text())
     assert split["layout"] == "kaggle"
     assert split["counts"]["train"] == {"Normal": 4, "Pneumonia": 4, "COVID-19": 2}

@@ -34,7 +34,7 @@ def test_real_images_beat_the_majority_class_on_the_held_out_split(real_data_dir
         workers=0,
         show_progress=False,
     )
-    result = train_model(real_data_dir, tmp_path / "run", config, log=lambda _: None)
+    result = train_model(real_data_dir, tmp_path / "run", config)
     held = heldout_files(result.run_dir)
     counts = {name: len(paths) for name, paths in held.items()}
     total = sum(counts.values())
