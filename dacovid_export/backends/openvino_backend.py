@@ -21,7 +21,6 @@ trained checkpoint on real X-rays). This backend always sets ``INFERENCE_PRECISI
 from __future__ import annotations
 
 import os
-import threading
 
 import numpy as np
 
@@ -31,9 +30,8 @@ from dacovid_export.backends.base import Backend
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
 from dacovid_export.core.openvino_model import (
     INFERENCE_PRECISIONS,
-    compile_for_cpu,
+    OpenVINORunner,
     cpu_supports_bf16,
-    infer_logits,
     openvino_core,
 )
 
@@ -95,15 +93,13 @@ class OpenVINOBackend(Backend):
         super().__init__(info, device)
         self.inference_precision = inference_precision
         self.threads = threads
-        self._lock = threading.Lock()
-        self._compiled = compile_for_cpu(
-            path, inference_precision=inference_precision, threads=threads, performance_hint="LATENCY", core=(ov, core)
-        )
-        self._request = self._compiled.create_infer_request()
-        if len(self._compiled.outputs) != 1:
-            raise IncompatibleArtifactError(
-                f"{str(path)!r} has {len(self._compiled.outputs)} outputs; expected one logits output"
+        with self._opening():
+            # the runner core the precision step's guards run too (core/openvino_model): one compile, one locked request
+            self._runner = OpenVINORunner(
+                path, inference_precision=inference_precision, threads=threads, performance_hint="LATENCY", core=(ov, core)
             )
+            if self._runner.outputs != 1:
+                raise IncompatibleArtifactError(f"{str(path)!r} has {self._runner.outputs} outputs; expected one logits output")
 
     @property
     def precision(self) -> str:
@@ -116,8 +112,7 @@ class OpenVINOBackend(Backend):
         return f"openvino/cpu (inference precision {hint}, {threads}) {self.info.precision} {self.info.path}"
 
     def _run_host(self, batch: np.ndarray) -> np.ndarray:
-        with self._lock:
-            out = infer_logits(self._request, batch)  # N x 3 x S x S -> N x K
+        out = self._runner.run(batch)  # N x 3 x S x S -> N x K
         if out.shape != (len(batch), self.info.num_classes):
             raise IncompatibleArtifactError(
                 f"{self.info.path}: output of shape {out.shape}, expected ({len(batch)}, {self.info.num_classes})"
@@ -125,5 +120,4 @@ class OpenVINOBackend(Backend):
         return out
 
     def _release(self) -> None:
-        self._request = None
-        self._compiled = None
+        self._runner.close()  # drops the request and the compiled model

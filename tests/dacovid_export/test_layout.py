@@ -203,3 +203,18 @@ def test_one_module_level_definition_per_public_name() -> None:
                 if not name.startswith("_") and name != "main":
                     homes.setdefault(name, []).append(module)
     assert {name: where for name, where in homes.items() if len(where) > 1} == {}
+
+
+# One runner core per runtime (core/onnxruntime_session.py, core/openvino_model.py): the backends wrap it and the
+# precision step's guards run it, so session options, the explicit OpenVINO precision and the error mapping live once.
+RUNNER_CORES = {
+    "InferenceSession(": "dacovid_export.core.onnxruntime_session",
+    "compile_model(": "dacovid_export.core.openvino_model",
+    "create_infer_request(": "dacovid_export.core.openvino_model",
+}
+
+
+@pytest.mark.parametrize("call", sorted(RUNNER_CORES))
+def test_one_runner_core_per_runtime(call: str) -> None:
+    making = sorted(m for m, path in MODULES.items() if call in path.read_text())
+    assert making == [RUNNER_CORES[call]]
