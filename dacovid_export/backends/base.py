@@ -15,7 +15,7 @@ import abc
 import contextlib
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -65,6 +65,8 @@ class Backend(abc.ABC):
     """
 
     name: str = "abstract"  # "torch" | "onnxruntime" | "openvino" | "tensorrt"
+    # the constructor keyword for CPU threads (None: the runtime takes none; torch's are process-wide)
+    thread_option: ClassVar[str | None] = None
 
     # Timing hooks for dacovid-bench: end-to-end = stage + execute_staged + fetch;
     # compute-only = execute_staged on inputs already on the device. A CUDA backend

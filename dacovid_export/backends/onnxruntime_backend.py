@@ -66,6 +66,7 @@ class OnnxRuntimeBackend(Backend):
     """
 
     name = "onnxruntime"
+    thread_option = "intra_op_threads"
 
     def __init__(
         self,

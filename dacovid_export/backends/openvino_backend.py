@@ -31,6 +31,7 @@ from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
 from dacovid_export.core.openvino_model import (
     INFERENCE_PRECISIONS,
     OpenVINORunner,
+    check_openvino_options,
     cpu_supports_bf16,
     openvino_core,
 )
@@ -49,6 +50,7 @@ class OpenVINOBackend(Backend):
     """
 
     name = "openvino"
+    thread_option = "threads"
 
     def __init__(
         self,
@@ -61,12 +63,7 @@ class OpenVINOBackend(Backend):
     ) -> None:
         if device != "cpu":
             raise UserInputError(f"device={device!r}: the openvino backend runs on the CPU only (use device 'cpu')")
-        if inference_precision is not None and inference_precision not in INFERENCE_PRECISIONS:
-            raise UserInputError(
-                f"inference_precision={inference_precision!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}"
-            )
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise UserInputError(f"threads={threads!r}: give an integer >= 1, or None for OpenVINO's default")
+        check_openvino_options(inference_precision, threads)
         info = info if info is not None else read_artifact_info(path)
         if info.kind != "onnx":
             raise UserInputError(f"{str(path)!r} is a {info.kind}, not an ONNX model: the openvino backend runs .onnx files")

@@ -30,6 +30,7 @@ from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend
 from dacovid_export.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dacovid_export.backends.openvino_backend import OpenVINOBackend
+from dacovid_export.backends.options import BackendOptions
 from dacovid_export.backends.tensorrt_backend import (
     TensorRTBackend,
     engine_unavailable_reason,
@@ -46,6 +47,7 @@ from dacovid_export.trt.library import (
 
 __all__ = [
     "BackendEntry",
+    "BackendOptions",
     "BACKENDS",
     "BACKEND_NAMES",
     "BACKEND_FOR_KIND",
@@ -192,27 +194,46 @@ def auto_backend(path: str | os.PathLike[str], device: str, *, threads: int | No
 
 
 def open_backend(
-    path: str | os.PathLike[str], *, backend: str = "auto", device: str = "auto", **options: Any
+    path: str | os.PathLike[str],
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    options: BackendOptions | None = None,
+    precision: str | None = None,
+    channels_last: bool | None = None,
+    cuda_graphs: bool | None = None,
+    compile: bool | None = None,
+    tf32: bool | None = None,
+    provider: str | None = None,
+    intra_op_threads: int | None = None,
+    graph_optimization: str | None = None,
+    inference_precision: str | None = None,
+    threads: int | None = None,
+    runtime_cache: str | os.PathLike[str] | bool | None = None,
 ) -> Backend:
     """Load ``path`` into the backend that runs it and return that backend (a context manager).
 
     ``backend="auto"`` picks by file kind; naming a backend that cannot run this
-    kind of file is an error, not a conversion. ``options`` go to the backend's
-    constructor (e.g. ``precision``/``cuda_graphs`` for torch, ``provider``/
-    ``intra_op_threads`` for onnxruntime); an option the backend does not take is
-    an error that lists the ones it does.
+    kind of file is an error, not a conversion. The options (see :class:`BackendOptions`;
+    given one by one, or as ``options`` by a caller that holds the record) go to the
+    backend's constructor; an option the backend does not take is an error that lists
+    the ones it does.
     """
+    named = BackendOptions(
+        precision=precision, channels_last=channels_last, cuda_graphs=cuda_graphs, compile=compile, tf32=tf32,
+        provider=provider, intra_op_threads=intra_op_threads, graph_optimization=graph_optimization,
+        inference_precision=inference_precision, threads=threads, runtime_cache=runtime_cache,
+    )
+    if options is not None and named.given():
+        raise UserInputError(
+            f"options given twice: as options= and as {', '.join(sorted(named.given()))}; give them one way"
+        )
+    chosen = options if options is not None else named
     kind = artifact_kind(path)
     why = None
     if backend == "auto":
-        threads = options.get("intra_op_threads", options.get("threads"))
-        named = set(options) - {"intra_op_threads", "threads"}
-        if named and artifact_kind(path) == "onnx":
-            # an option only one runtime takes names it: inference_precision -> OpenVINO, provider/... -> ONNX Runtime
-            backend = "openvino" if named == {"inference_precision"} else "onnxruntime"
-        else:
-            backend, why = auto_backend(path, device, threads=threads if isinstance(threads, int) else None)
-        options = _options_for(backend, options)
+        backend, why = _auto_for_options(path, kind, device, chosen)
+        chosen = chosen.with_threads_as(BACKENDS[backend].cls.thread_option)
     elif backend not in BACKEND_NAMES:
         raise UserInputError(f"unknown backend {backend!r}: use 'auto' or one of {', '.join(BACKEND_NAMES)}")
     if KINDS_OF_BACKEND[backend] != kind:
@@ -223,31 +244,34 @@ def open_backend(
         )
     device = resolve_device(device, backend)
     cls = backend_class(backend)
-    _check_options(cls, backend, options)
-    opened = cls(path, device=device, **options)
+    given = chosen.given()
+    _check_options(cls, backend, given)
+    opened = cls(path, device=device, **given)
     if why is not None:
         _log.info(why)
     return opened
 
 
-def _options_for(backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """``auto``'s thread option under the name the chosen backend takes (``intra_op_threads`` <-> ``threads``)."""
-    out = dict(options)
-    if backend == "openvino" and "intra_op_threads" in out:
-        out["threads"] = out.pop("intra_op_threads")
-    elif backend == "onnxruntime" and "threads" in out:
-        out["intra_op_threads"] = out.pop("threads")
-    return out
-
-
-def _check_options(cls: type[Backend], backend: str, options: Mapping[str, Any]) -> None:
+def _accepted_options(cls: type[Backend]) -> list[str]:
     params = inspect.signature(cls.__init__).parameters
-    accepted = sorted(
-        name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("device",)
-    )
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return sorted(name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "device")
+
+
+def _auto_for_options(path: str | os.PathLike[str], kind: ArtifactKind, device: str, options: BackendOptions) -> tuple[str, str | None]:
+    """``auto``'s backend: an ONNX option only one runtime takes names it (``inference_precision`` -> OpenVINO,
+    ``provider``/... -> ONNX Runtime); otherwise :func:`auto_backend`, timed with the thread count given."""
+    named = set(options.given()) - {cls.thread_option for cls in (e.cls for e in BACKENDS.values())}
+    if named and kind == "onnx":
+        takers = [e.name for e in BACKENDS.values() if e.kind == kind and named <= set(_accepted_options(e.cls))]
+        # none takes them all: the kind's default, whose constructor check then names what it does not take
+        return (takers[0] if takers else BACKEND_FOR_KIND[kind]), None
+    return auto_backend(path, device, threads=options.thread_count)
+
+
+def _check_options(cls: type[Backend], backend: str, options: Mapping[str, object]) -> None:
+    accepted = _accepted_options(cls)
     unknown = sorted(set(options) - set(accepted))
-    if unknown and not takes_any:
+    if unknown:
         raise UserInputError(
             f"the {backend} backend has no option(s) {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'none'}"
         )

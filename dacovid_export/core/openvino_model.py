@@ -26,7 +26,7 @@ from dacovid_export.core.errors import (
     first_line,
 )
 
-__all__ = ["INFERENCE_PRECISIONS", "openvino_core", "cpu_supports_bf16", "compile_for_cpu", "infer_logits", "OpenVINORunner"]
+__all__ = ["INFERENCE_PRECISIONS", "openvino_core", "cpu_supports_bf16", "compile_for_cpu", "infer_logits", "check_openvino_options", "OpenVINORunner"]
 
 # our names -> OpenVINO's INFERENCE_PRECISION_HINT values
 INFERENCE_PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
@@ -45,6 +45,14 @@ def cpu_supports_bf16(core: Any = None) -> bool:
     return "BF16" in core.get_property("CPU", "OPTIMIZATION_CAPABILITIES")
 
 
+def check_openvino_options(inference_precision: str | None, threads: int | None) -> None:
+    """Raise :class:`UserInputError` quoting a precision hint OpenVINO is not given here, or a bad thread count."""
+    if inference_precision is not None and inference_precision not in INFERENCE_PRECISIONS:
+        raise UserInputError(f"inference_precision={inference_precision!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise UserInputError(f"threads={threads!r}: give an integer >= 1, or None for OpenVINO's default")
+
+
 def compile_for_cpu(
     path: str | os.PathLike[str],
     *,
@@ -61,8 +69,7 @@ def compile_for_cpu(
     read raises :class:`UserInputError`; a precision the plugin did not keep,
     :class:`IncompatibleArtifactError`.
     """
-    if inference_precision not in INFERENCE_PRECISIONS:
-        raise UserInputError(f"inference_precision={inference_precision!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
+    check_openvino_options(inference_precision, threads)
     ov, ov_core = core if core is not None else openvino_core()
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": INFERENCE_PRECISIONS[inference_precision]}
     if performance_hint is not None:

@@ -244,3 +244,18 @@ def test_one_registry_table_drives_names_defaults_devices_and_bench_choices() ->
         resolve_device("cpu", "tensorrt")
     with pytest.raises(UserInputError, match="the openvino backend runs on the CPU only"):
         resolve_device("cuda", "openvino")
+
+
+def test_backend_options_are_checked_before_any_file_is_read(tmp_path: Path) -> None:
+    from dacovid_export.backends.registry import BackendOptions
+
+    missing = tmp_path / "absent.onnx"  # never read: the options are refused first
+    with pytest.raises(UserInputError, match="intra_op_threads=0"):
+        open_backend(missing, intra_op_threads=0)
+    with pytest.raises(UserInputError, match="inference_precision='f16'"):
+        open_backend(missing, options=BackendOptions(inference_precision="f16"))
+    with pytest.raises(UserInputError, match="channels_last='yes': must be True or False"):
+        BackendOptions(channels_last="yes")  # type: ignore[arg-type]
+    with pytest.raises(UserInputError, match="options given twice"):
+        open_backend(missing, options=BackendOptions(threads=2), threads=2)
+    assert BackendOptions(threads=3).with_threads_as("intra_op_threads").given() == {"intra_op_threads": 3}
