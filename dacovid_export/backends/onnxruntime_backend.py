@@ -25,6 +25,7 @@ from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend
 from dacovid_export.backends.torch_backend import parse_device
+from dacovid_export.core.cpu import physical_cores
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import (
     IncompatibleArtifactError,
@@ -66,6 +67,8 @@ class OnnxRuntimeBackend(Backend):
     """
 
     name = "onnxruntime"
+    label = "ONNX Runtime"
+    kind = "onnx"
     thread_option = "intra_op_threads"
 
     def __init__(
@@ -157,6 +160,10 @@ class OnnxRuntimeBackend(Backend):
     def describe(self) -> str:
         threads = self.intra_op_threads or "physical cores"
         return f"onnxruntime/{self.device} ({ORT_PROVIDERS[self.provider]}, {threads} threads) {self.info.precision} {self.info.path}"
+
+    def threads_used(self, requested: int | None) -> int | None:
+        # None: ORT's default, one thread per physical core
+        return self.intra_op_threads if self.intra_op_threads else physical_cores()
 
     # ------------------------------------------------------------------ running
 

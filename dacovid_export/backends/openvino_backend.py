@@ -50,7 +50,17 @@ class OpenVINOBackend(Backend):
     """
 
     name = "openvino"
+    label = "OpenVINO"
+    kind = "onnx"
+    devices = "cpu"
     thread_option = "threads"
+    precision_option = "inference_precision"
+    precision_choices = tuple(INFERENCE_PRECISIONS)
+    int8_on_cpu = True
+    bench_note = (
+        "OpenVINO rows set the inference precision explicitly: `f32` around the INT8 kernels of a Q/DQ model and for "
+        "FP32 models (its CPU default on BF16-capable CPUs would be BF16); `bf16` rows are FP32 models run in BF16."
+    )
 
     def __init__(
         self,
@@ -107,6 +117,9 @@ class OpenVINOBackend(Backend):
         threads = self.threads or "default threads"
         hint = INFERENCE_PRECISIONS[self.inference_precision]
         return f"openvino/cpu (inference precision {hint}, {threads}) {self.info.precision} {self.info.path}"
+
+    def threads_used(self, requested: int | None) -> int | None:
+        return self.threads if self.threads is not None else requested
 
     def _run_host(self, batch: np.ndarray) -> np.ndarray:
         out = self._runner.run(batch)  # N x 3 x S x S -> N x K

@@ -48,6 +48,9 @@ from dacovid_export.trt.library import (
 __all__ = [
     "BackendEntry",
     "BackendOptions",
+    "BF16_BACKEND",
+    "CPU_INT8_BACKEND",
+    "backend_label",
     "BACKENDS",
     "BACKEND_NAMES",
     "BACKEND_FOR_KIND",
@@ -78,18 +81,27 @@ def _require_tensorrt() -> None:
 
 @dataclasses.dataclass(frozen=True)
 class BackendEntry:
-    """One backend: its name, the artifact kind it runs, its class and what it needs.
+    """One backend: its class and the check of its package; the rest is asked of the class.
 
     ``require`` raises :class:`MissingDependencyError` when the backend's package is
     absent; ``devices`` is ``"any"`` or the one device it runs on (``"cpu"`` or
     ``"cuda"``), which ``device="auto"`` then resolves to.
     """
 
-    name: str
-    kind: ArtifactKind
     cls: type[Backend]
     require: Callable[[], None]
-    devices: Literal["any", "cpu", "cuda"] = "any"
+
+    @property
+    def name(self) -> str:
+        return self.cls.name
+
+    @property
+    def kind(self) -> ArtifactKind:
+        return self.cls.kind
+
+    @property
+    def devices(self) -> Literal["any", "cpu", "cuda"]:
+        return self.cls.devices
 
 
 # The one table of backends. The first entry of each artifact kind is that kind's default (backend "auto"
@@ -97,13 +109,10 @@ class BackendEntry:
 BACKENDS: Mapping[str, BackendEntry] = {
     entry.name: entry
     for entry in (
-        BackendEntry("torch", "checkpoint", TorchBackend, lambda: None),
-        BackendEntry("onnxruntime", "onnx", OnnxRuntimeBackend, functools.partial(require, "onnxruntime", "run ONNX models")),
-        BackendEntry(
-            "openvino", "onnx", OpenVINOBackend,
-            functools.partial(require, "openvino", "run ONNX models with OpenVINO on the CPU"), devices="cpu",
-        ),
-        BackendEntry("tensorrt", "engine", TensorRTBackend, _require_tensorrt, devices="cuda"),
+        BackendEntry(TorchBackend, lambda: None),
+        BackendEntry(OnnxRuntimeBackend, functools.partial(require, "onnxruntime", "run ONNX models")),
+        BackendEntry(OpenVINOBackend, functools.partial(require, "openvino", "run ONNX models with OpenVINO on the CPU")),
+        BackendEntry(TensorRTBackend, _require_tensorrt),
     )
 }
 BACKEND_NAMES: tuple[str, ...] = tuple(BACKENDS)
@@ -111,6 +120,16 @@ KINDS_OF_BACKEND: Mapping[str, ArtifactKind] = {name: entry.kind for name, entry
 BACKEND_FOR_KIND: Mapping[ArtifactKind, str] = {
     kind: next(name for name, k in KINDS_OF_BACKEND.items() if k == kind) for kind in dict.fromkeys(KINDS_OF_BACKEND.values())
 }
+# the ONNX runtime that runs a Q/DQ model's INT8 as INT8 on the CPU, and the one that takes an explicit BF16
+# hint for FP32 models (and so runs BF16-marked ones): both OpenVINO today, each asked of the classes
+CPU_INT8_BACKEND: str = next(name for name, e in BACKENDS.items() if e.cls.int8_on_cpu)
+BF16_BACKEND: str = next(name for name, e in BACKENDS.items() if "bf16" in e.cls.precision_choices)
+
+
+def backend_label(backend: str) -> str:
+    """The runtime's name in reports (``"ONNX Runtime"``); the name itself for one outside the table."""
+    entry = BACKENDS.get(backend)
+    return entry.cls.label if entry is not None else backend
 
 
 def backend_class(backend: str) -> type[Backend]:
@@ -165,7 +184,7 @@ def auto_backend(path: str | os.PathLike[str], device: str, *, threads: int | No
     backend = BACKEND_FOR_KIND[kind]
     if kind == "onnx" and read_artifact_info(path).precision == "bf16":
         # marked for BF16 by its guard: only OpenVINO runs it so (on the CPU, whatever GPU there is), hint set explicitly
-        return "openvino", (
+        return BF16_BACKEND, (
             f"backend auto: {Path(path).name} is marked for BF16 (it passed the BF16 accuracy guard): using OpenVINO "
             "on the CPU with inference precision bf16"
         )
@@ -180,14 +199,14 @@ def auto_backend(path: str | os.PathLike[str], device: str, *, threads: int | No
         return choice.backend, (choice.sentence(Path(path).name) if choice.source != "pinned" else None)
     if precision != "int8":
         return backend, None
-    import importlib.util
-
-    if importlib.util.find_spec("openvino") is None:
+    try:
+        BACKENDS[CPU_INT8_BACKEND].require()
+    except MissingDependencyError:
         return backend, (
             "backend auto: INT8 model on the CPU, but openvino is not installed: using ONNX Runtime, which runs "
             "signed Q/DQ models slower than FP32 (pip install openvino)"
         )
-    return "openvino", (
+    return CPU_INT8_BACKEND, (
         f"backend auto: {Path(path).name} is INT8 and runs on the CPU: using OpenVINO, which runs its Q/DQ as INT8 "
         "(ONNX Runtime runs this signed Q/DQ form slower than FP32); pass backend 'onnxruntime' to override"
     )

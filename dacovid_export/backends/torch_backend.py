@@ -73,6 +73,9 @@ class TorchBackend(Backend):
     """
 
     name = "torch"
+    label = "PyTorch"
+    kind = "checkpoint"
+    precision_option = "precision"
 
     def __init__(
         self,
@@ -118,6 +121,9 @@ class TorchBackend(Backend):
             # buffers per batch size: the bench runs one size, parity/Predictor a few
             self._start_staging(torch, self._torch_device, in_dtype=torch.float32, out_dtype=torch.float32)
             self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+
+    def threads_used(self, requested: int | None) -> int | None:
+        return self._torch.get_num_threads()  # process-wide: the bench sets them around its runs
 
     @property
     def precision(self) -> str:
