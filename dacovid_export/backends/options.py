@@ -57,10 +57,15 @@ class BackendOptions:
         """The CPU thread count asked for under either backend's name (``auto`` times its choice with it)."""
         return self.intra_op_threads if self.intra_op_threads is not None else self.threads
 
+    def with_value(self, option: str | None, value: object) -> "BackendOptions":
+        """These options with ``option`` (a field name, e.g. a class's ``thread_option``) set; None: unchanged."""
+        if option is None:
+            return self
+        return dataclasses.replace(self, **{option: value})
+
     def with_threads_as(self, option: str | None) -> "BackendOptions":
         """The thread count given under either name, moved to ``option`` (the chosen backend's name for it)."""
         count = self.thread_count
         if option is None or count is None:
             return self
-        moved = dataclasses.replace(self, intra_op_threads=None, threads=None)
-        return dataclasses.replace(moved, **{option: count})
+        return dataclasses.replace(self, intra_op_threads=None, threads=None).with_value(option, count)

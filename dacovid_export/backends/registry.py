@@ -23,7 +23,7 @@ import inspect
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from dacovid_export.artifacts.info import ArtifactKind, artifact_kind
 from dacovid_export.artifacts.read import read_artifact_info
