@@ -218,3 +218,20 @@ RUNNER_CORES = {
 def test_one_runner_core_per_runtime(call: str) -> None:
     making = sorted(m for m, path in MODULES.items() if call in path.read_text())
     assert making == [RUNNER_CORES[call]]
+
+
+# bench and the pipeline ask the backend classes (registry roles, class attributes), never a backend by name
+ASKS_THE_BACKEND = ["dacovid_export.bench.plan", "dacovid_export.bench.run", "dacovid_export.bench.config",
+                    "dacovid_export.bench.report", "dacovid_export.pipeline.latency"]
+
+
+@pytest.mark.parametrize("module", ASKS_THE_BACKEND)
+def test_bench_and_pipeline_name_no_backend(module: str) -> None:
+    from dacovid_export.backends.registry import BACKEND_NAMES
+
+    named = sorted(
+        f"line {n.lineno}: {n.value!r}"
+        for n in ast.walk(ast.parse(MODULES[module].read_text()))
+        if isinstance(n, ast.Constant) and n.value in BACKEND_NAMES
+    )
+    assert named == []
