@@ -7,10 +7,12 @@ made for that and nothing else runs it so); two exceptions on the CPU, each said
 while ONNX Runtime runs its signed Q/DQ form slower than FP32 (docs/design.md section 5);
 an FP32 ONNX model goes to whichever of ONNX Runtime and OpenVINO (``f32``) is faster and
 faithful on this CPU, measured once and cached (:mod:`dacovid_export.backends.cpu_choice`).
-Every backend is one entry of :data:`BACKENDS` (its name, the artifact kind it
-runs, its class, the package check and the devices it takes); the names, the
-default backend per kind and bench's choices are derived from that table, so a
-new backend is one entry. Backend modules import their runtime library only when
+Every backend is one entry of :data:`BACKENDS` (its class and the check of its
+package); what a backend is (name, artifact kind, devices, its thread and precision
+options, whether it runs INT8 on the CPU: attributes of the class) is asked of the
+class, and the names, the default backend per kind, :data:`CPU_INT8_BACKEND`,
+:data:`BF16_BACKEND` and bench's choices are derived from that table, so a new
+backend is one class and one entry, and bench and the pipeline never name one. Backend modules import their runtime library only when
 an artifact is opened, and a backend's package is checked when it is chosen, so
 a missing optional package is reported as one line naming what to install.
 """
