@@ -12,9 +12,10 @@ package); what a backend is (name, artifact kind, devices, its thread and precis
 options, whether it runs INT8 on the CPU: attributes of the class) is asked of the
 class, and the names, the default backend per kind, :data:`CPU_INT8_BACKEND`,
 :data:`BF16_BACKEND` and bench's choices are derived from that table, so a new
-backend is one class and one entry, and bench and the pipeline never name one. Backend modules import their runtime library only when
-an artifact is opened, and a backend's package is checked when it is chosen, so
-a missing optional package is reported as one line naming what to install.
+backend is one class and one entry, and bench and the pipeline never name one.
+Backend modules import their runtime library only when an artifact is opened, and
+a backend's package is checked when it is chosen, so a missing optional package is
+reported as one line naming what to install.
 """
 
 from __future__ import annotations
