@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -254,8 +255,9 @@ def test_backend_options_are_checked_before_any_file_is_read(tmp_path: Path) -> 
         open_backend(missing, intra_op_threads=0)
     with pytest.raises(UserInputError, match="inference_precision='f16'"):
         open_backend(missing, options=BackendOptions(inference_precision="f16"))
+    not_a_bool: Any = "yes"
     with pytest.raises(UserInputError, match="channels_last='yes': must be True or False"):
-        BackendOptions(channels_last="yes")  # type: ignore[arg-type]
+        BackendOptions(channels_last=not_a_bool)
     with pytest.raises(UserInputError, match="options given twice"):
         open_backend(missing, options=BackendOptions(threads=2), threads=2)
     assert BackendOptions(threads=3).with_threads_as("intra_op_threads").given() == {"intra_op_threads": 3}
