@@ -94,14 +94,26 @@ def open_session(
 
 
 def run_session(
-    session: "onnxruntime.InferenceSession", batch: np.ndarray, *, error: type[DacovidError] = CheckFailedError
+    session: "onnxruntime.InferenceSession",
+    batch: np.ndarray,
+    *,
+    error: type[DacovidError] = CheckFailedError,
+    input_name: str | None = None,
+    output_name: str | None = None,
+    input_dtype: Any = np.float32,
 ) -> np.ndarray:
-    """float32 ``N x K`` output of a one-input model on a float32 ``N x 3 x S x S`` batch."""
+    """float32 ``N x K`` output of a model on a float32 ``N x 3 x S x S`` batch.
+
+    ``input_name``/``output_name``: which input is fed and which output returned (None: the
+    first); ``input_dtype``: what the batch is cast to (float16 for a model with FP16 I/O).
+    A failure of ONNX Runtime raises ``error`` in one line.
+    """
     import onnxruntime as ort
 
-    name = session.get_inputs()[0].name
+    name = input_name if input_name is not None else session.get_inputs()[0].name
+    wanted = None if output_name is None else [output_name]
     try:
-        (logits, *_) = session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})
+        (logits, *_) = session.run(wanted, {name: np.ascontiguousarray(batch, dtype=input_dtype)})
     except ort_errors(ort) as exc:
         raise error(f"ONNX Runtime failed on a batch of shape {batch.shape}: {first_line(exc)}") from exc
     return np.asarray(logits, dtype=np.float32)
