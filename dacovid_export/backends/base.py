@@ -15,11 +15,11 @@ import abc
 import contextlib
 from collections.abc import Iterator
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 
-from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.artifacts.info import ArtifactInfo, ArtifactKind
 from dacovid_export.backends.staging import CudaStaging
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 
@@ -66,6 +66,20 @@ class Backend(abc.ABC):
 
     name: str = "abstract"  # "torch" | "onnxruntime" | "openvino" | "tensorrt"
 
+    # What the backend is, asked of the class by the registry, bench and the pipeline (never by name):
+    label: ClassVar[str] = "abstract"  # the runtime's name in reports ("ONNX Runtime")
+    kind: ClassVar[ArtifactKind] = "onnx"  # the artifact kind it runs
+    devices: ClassVar[Literal["any", "cpu", "cuda"]] = "any"  # "any", or the one device it runs on
+    # the constructor keyword for CPU threads (None: the runtime takes none; torch's are process-wide)
+    thread_option: ClassVar[str | None] = None
+    # the constructor keyword for the precision it computes in, and the values it takes for an FP32 model
+    precision_option: ClassVar[str | None] = None
+    precision_choices: ClassVar[tuple[str, ...]] = ()
+    # runs a Q/DQ model's INT8 as INT8 kernels on the CPU (auto's choice for INT8 there, and bench's extra rows)
+    int8_on_cpu: ClassVar[bool] = False
+    # a note the bench report adds when one of its rows ran on this backend
+    bench_note: ClassVar[str | None] = None
+
     # Timing hooks for dacovid-bench: end-to-end = stage + execute_staged + fetch;
     # compute-only = execute_staged on inputs already on the device. A CUDA backend
     # exposes its stream as ``cuda_stream`` (a torch.cuda.Stream) so the bench can
@@ -94,6 +108,10 @@ class Backend(abc.ABC):
 
     def describe(self) -> str:
         return f"{self.name}/{self.device} {self.info.precision} {self.info.path}"
+
+    def threads_used(self, requested: int | None) -> int | None:
+        """The CPU threads this backend computes with, ``requested`` being what the caller asked for (bench rows)."""
+        return requested
 
     # ------------------------------------------------------------------ running
 

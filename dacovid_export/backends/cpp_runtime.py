@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from dacovid_export.artifacts.info import ArtifactInfo
+from dacovid_export.artifacts.info import ArtifactInfo, ArtifactKind
 from dacovid_export.core.errors import UserInputError, one_line
 from dacovid_export.data.preprocessing import Preprocessing
 
@@ -77,8 +77,9 @@ class CppRuntime:
             raw = self._run(["--info"], "reading the model")
             try:
                 data: dict[str, Any] = json.loads(raw)
+                kind: ArtifactKind = "onnx" if data["kind"] == "onnx" else "engine"
                 self._info = ArtifactInfo(
-                    path=self.model, kind="onnx" if data["kind"] == "onnx" else "engine",  # type: ignore[arg-type]
+                    path=self.model, kind=kind,
                     class_names=tuple(str(c) for c in data["class_names"]),
                     preprocessing=Preprocessing.from_dict(data["preprocessing"]),
                     precision=data["precision"], source_sha256=str(data["source_sha256"]),

@@ -1,8 +1,9 @@
 """ONNX Runtime backend: runs any of the project's ONNX models (FP32, mixed FP16, Q/DQ INT8).
 
 Sessions come from :func:`dacovid_export.core.onnxruntime_session.open_session`
-(the project's one session factory: its options follow ONNX Runtime's
-performance-tuning guide).
+and the host path runs through its :func:`~dacovid_export.core.onnxruntime_session.run_session`
+(ONNX Runtime's one runner core, which the precision step's guards run too: its
+options follow ONNX Runtime's performance-tuning guide, its errors are one line).
 
 On CUDA the batch goes through I/O binding: the input and output live in
 device buffers bound to the session, and ORT computes on a ``torch.cuda.Stream``
@@ -25,13 +26,14 @@ from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend
 from dacovid_export.backends.torch_backend import parse_device
+from dacovid_export.core.cpu import physical_cores
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import (
     IncompatibleArtifactError,
     MissingDependencyError,
     UserInputError,
 )
-from dacovid_export.core.onnxruntime_session import check_session_options, open_session
+from dacovid_export.core.onnxruntime_session import check_session_options, open_session, run_session
 
 if TYPE_CHECKING:
     import torch
@@ -66,6 +68,9 @@ class OnnxRuntimeBackend(Backend):
     """
 
     name = "onnxruntime"
+    label = "ONNX Runtime"
+    kind = "onnx"
+    thread_option = "intra_op_threads"
 
     def __init__(
         self,
@@ -157,13 +162,18 @@ class OnnxRuntimeBackend(Backend):
         threads = self.intra_op_threads or "physical cores"
         return f"onnxruntime/{self.device} ({ORT_PROVIDERS[self.provider]}, {threads} threads) {self.info.precision} {self.info.path}"
 
+    def threads_used(self, requested: int | None) -> int | None:
+        # None: ORT's default, one thread per physical core
+        return self.intra_op_threads if self.intra_op_threads else physical_cores()
+
     # ------------------------------------------------------------------ running
 
     def _run_host(self, batch: np.ndarray) -> np.ndarray:
         # float32 I/O is the project's convention even for FP16/INT8 models; cast if a model differs
-        x = batch.astype(self._input_dtype, copy=False)  # N x 3 x S x S
-        out = self._session.run([self._output_name], {self._input_name: x})[0]
-        return self._check_output(np.asarray(out), len(x))
+        out = run_session(
+            self._session, batch, input_name=self._input_name, output_name=self._output_name, input_dtype=self._input_dtype
+        )  # N x 3 x S x S -> N x K
+        return self._check_output(out, len(batch))
 
     def _check_output(self, out: np.ndarray, n: int) -> np.ndarray:
         if out.shape != (n, self.info.num_classes):

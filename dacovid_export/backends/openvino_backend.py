@@ -21,7 +21,6 @@ trained checkpoint on real X-rays). This backend always sets ``INFERENCE_PRECISI
 from __future__ import annotations
 
 import os
-import threading
 
 import numpy as np
 
@@ -31,9 +30,9 @@ from dacovid_export.backends.base import Backend
 from dacovid_export.core.errors import IncompatibleArtifactError, UserInputError
 from dacovid_export.core.openvino_model import (
     INFERENCE_PRECISIONS,
-    compile_for_cpu,
+    OpenVINORunner,
+    check_openvino_options,
     cpu_supports_bf16,
-    infer_logits,
     openvino_core,
 )
 
@@ -51,6 +50,17 @@ class OpenVINOBackend(Backend):
     """
 
     name = "openvino"
+    label = "OpenVINO"
+    kind = "onnx"
+    devices = "cpu"
+    thread_option = "threads"
+    precision_option = "inference_precision"
+    precision_choices = tuple(INFERENCE_PRECISIONS)
+    int8_on_cpu = True
+    bench_note = (
+        "OpenVINO rows set the inference precision explicitly: `f32` around the INT8 kernels of a Q/DQ model and for "
+        "FP32 models (its CPU default on BF16-capable CPUs would be BF16); `bf16` rows are FP32 models run in BF16."
+    )
 
     def __init__(
         self,
@@ -63,12 +73,7 @@ class OpenVINOBackend(Backend):
     ) -> None:
         if device != "cpu":
             raise UserInputError(f"device={device!r}: the openvino backend runs on the CPU only (use device 'cpu')")
-        if inference_precision is not None and inference_precision not in INFERENCE_PRECISIONS:
-            raise UserInputError(
-                f"inference_precision={inference_precision!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}"
-            )
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-            raise UserInputError(f"threads={threads!r}: give an integer >= 1, or None for OpenVINO's default")
+        check_openvino_options(inference_precision, threads)
         info = info if info is not None else read_artifact_info(path)
         if info.kind != "onnx":
             raise UserInputError(f"{str(path)!r} is a {info.kind}, not an ONNX model: the openvino backend runs .onnx files")
@@ -95,15 +100,13 @@ class OpenVINOBackend(Backend):
         super().__init__(info, device)
         self.inference_precision = inference_precision
         self.threads = threads
-        self._lock = threading.Lock()
-        self._compiled = compile_for_cpu(
-            path, inference_precision=inference_precision, threads=threads, performance_hint="LATENCY", core=(ov, core)
-        )
-        self._request = self._compiled.create_infer_request()
-        if len(self._compiled.outputs) != 1:
-            raise IncompatibleArtifactError(
-                f"{str(path)!r} has {len(self._compiled.outputs)} outputs; expected one logits output"
+        with self._opening():
+            # the runner core the precision step's guards run too (core/openvino_model): one compile, one locked request
+            self._runner = OpenVINORunner(
+                path, inference_precision=inference_precision, threads=threads, performance_hint="LATENCY", core=(ov, core)
             )
+            if self._runner.outputs != 1:
+                raise IncompatibleArtifactError(f"{str(path)!r} has {self._runner.outputs} outputs; expected one logits output")
 
     @property
     def precision(self) -> str:
@@ -115,9 +118,11 @@ class OpenVINOBackend(Backend):
         hint = INFERENCE_PRECISIONS[self.inference_precision]
         return f"openvino/cpu (inference precision {hint}, {threads}) {self.info.precision} {self.info.path}"
 
+    def threads_used(self, requested: int | None) -> int | None:
+        return self.threads if self.threads is not None else requested
+
     def _run_host(self, batch: np.ndarray) -> np.ndarray:
-        with self._lock:
-            out = infer_logits(self._request, batch)  # N x 3 x S x S -> N x K
+        out = self._runner.run(batch)  # N x 3 x S x S -> N x K
         if out.shape != (len(batch), self.info.num_classes):
             raise IncompatibleArtifactError(
                 f"{self.info.path}: output of shape {out.shape}, expected ({len(batch)}, {self.info.num_classes})"
@@ -125,5 +130,4 @@ class OpenVINOBackend(Backend):
         return out
 
     def _release(self) -> None:
-        self._request = None
-        self._compiled = None
+        self._runner.close()  # drops the request and the compiled model

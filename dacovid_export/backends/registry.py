@@ -7,12 +7,15 @@ made for that and nothing else runs it so); two exceptions on the CPU, each said
 while ONNX Runtime runs its signed Q/DQ form slower than FP32 (docs/design.md section 5);
 an FP32 ONNX model goes to whichever of ONNX Runtime and OpenVINO (``f32``) is faster and
 faithful on this CPU, measured once and cached (:mod:`dacovid_export.backends.cpu_choice`).
-Every backend is one entry of :data:`BACKENDS` (its name, the artifact kind it
-runs, its class, the package check and the devices it takes); the names, the
-default backend per kind and bench's choices are derived from that table, so a
-new backend is one entry. Backend modules import their runtime library only when
-an artifact is opened, and a backend's package is checked when it is chosen, so
-a missing optional package is reported as one line naming what to install.
+Every backend is one entry of :data:`BACKENDS` (its class and the check of its
+package); what a backend is (name, artifact kind, devices, its thread and precision
+options, whether it runs INT8 on the CPU: attributes of the class) is asked of the
+class, and the names, the default backend per kind, :data:`CPU_INT8_BACKEND`,
+:data:`BF16_BACKEND` and bench's choices are derived from that table, so a new
+backend is one class and one entry, and bench and the pipeline never name one.
+Backend modules import their runtime library only when an artifact is opened, and
+a backend's package is checked when it is chosen, so a missing optional package is
+reported as one line naming what to install.
 """
 
 from __future__ import annotations
@@ -23,13 +26,14 @@ import inspect
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 from dacovid_export.artifacts.info import ArtifactKind, artifact_kind
 from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend
 from dacovid_export.backends.onnxruntime_backend import OnnxRuntimeBackend
 from dacovid_export.backends.openvino_backend import OpenVINOBackend
+from dacovid_export.backends.options import BackendOptions
 from dacovid_export.backends.tensorrt_backend import (
     TensorRTBackend,
     engine_unavailable_reason,
@@ -46,6 +50,10 @@ from dacovid_export.trt.library import (
 
 __all__ = [
     "BackendEntry",
+    "BackendOptions",
+    "BF16_BACKEND",
+    "CPU_INT8_BACKEND",
+    "backend_label",
     "BACKENDS",
     "BACKEND_NAMES",
     "BACKEND_FOR_KIND",
@@ -76,18 +84,27 @@ def _require_tensorrt() -> None:
 
 @dataclasses.dataclass(frozen=True)
 class BackendEntry:
-    """One backend: its name, the artifact kind it runs, its class and what it needs.
+    """One backend: its class and the check of its package; the rest is asked of the class.
 
     ``require`` raises :class:`MissingDependencyError` when the backend's package is
     absent; ``devices`` is ``"any"`` or the one device it runs on (``"cpu"`` or
     ``"cuda"``), which ``device="auto"`` then resolves to.
     """
 
-    name: str
-    kind: ArtifactKind
     cls: type[Backend]
     require: Callable[[], None]
-    devices: Literal["any", "cpu", "cuda"] = "any"
+
+    @property
+    def name(self) -> str:
+        return self.cls.name
+
+    @property
+    def kind(self) -> ArtifactKind:
+        return self.cls.kind
+
+    @property
+    def devices(self) -> Literal["any", "cpu", "cuda"]:
+        return self.cls.devices
 
 
 # The one table of backends. The first entry of each artifact kind is that kind's default (backend "auto"
@@ -95,13 +112,10 @@ class BackendEntry:
 BACKENDS: Mapping[str, BackendEntry] = {
     entry.name: entry
     for entry in (
-        BackendEntry("torch", "checkpoint", TorchBackend, lambda: None),
-        BackendEntry("onnxruntime", "onnx", OnnxRuntimeBackend, functools.partial(require, "onnxruntime", "run ONNX models")),
-        BackendEntry(
-            "openvino", "onnx", OpenVINOBackend,
-            functools.partial(require, "openvino", "run ONNX models with OpenVINO on the CPU"), devices="cpu",
-        ),
-        BackendEntry("tensorrt", "engine", TensorRTBackend, _require_tensorrt, devices="cuda"),
+        BackendEntry(TorchBackend, lambda: None),
+        BackendEntry(OnnxRuntimeBackend, functools.partial(require, "onnxruntime", "run ONNX models")),
+        BackendEntry(OpenVINOBackend, functools.partial(require, "openvino", "run ONNX models with OpenVINO on the CPU")),
+        BackendEntry(TensorRTBackend, _require_tensorrt),
     )
 }
 BACKEND_NAMES: tuple[str, ...] = tuple(BACKENDS)
@@ -109,6 +123,16 @@ KINDS_OF_BACKEND: Mapping[str, ArtifactKind] = {name: entry.kind for name, entry
 BACKEND_FOR_KIND: Mapping[ArtifactKind, str] = {
     kind: next(name for name, k in KINDS_OF_BACKEND.items() if k == kind) for kind in dict.fromkeys(KINDS_OF_BACKEND.values())
 }
+# the ONNX runtime that runs a Q/DQ model's INT8 as INT8 on the CPU, and the one that takes an explicit BF16
+# hint for FP32 models (and so runs BF16-marked ones): both OpenVINO today, each asked of the classes
+CPU_INT8_BACKEND: str = next(name for name, e in BACKENDS.items() if e.cls.int8_on_cpu)
+BF16_BACKEND: str = next(name for name, e in BACKENDS.items() if "bf16" in e.cls.precision_choices)
+
+
+def backend_label(backend: str) -> str:
+    """The runtime's name in reports (``"ONNX Runtime"``); the name itself for one outside the table."""
+    entry = BACKENDS.get(backend)
+    return entry.cls.label if entry is not None else backend
 
 
 def backend_class(backend: str) -> type[Backend]:
@@ -163,7 +187,7 @@ def auto_backend(path: str | os.PathLike[str], device: str, *, threads: int | No
     backend = BACKEND_FOR_KIND[kind]
     if kind == "onnx" and read_artifact_info(path).precision == "bf16":
         # marked for BF16 by its guard: only OpenVINO runs it so (on the CPU, whatever GPU there is), hint set explicitly
-        return "openvino", (
+        return BF16_BACKEND, (
             f"backend auto: {Path(path).name} is marked for BF16 (it passed the BF16 accuracy guard): using OpenVINO "
             "on the CPU with inference precision bf16"
         )
@@ -178,41 +202,60 @@ def auto_backend(path: str | os.PathLike[str], device: str, *, threads: int | No
         return choice.backend, (choice.sentence(Path(path).name) if choice.source != "pinned" else None)
     if precision != "int8":
         return backend, None
-    import importlib.util
-
-    if importlib.util.find_spec("openvino") is None:
+    try:
+        BACKENDS[CPU_INT8_BACKEND].require()
+    except MissingDependencyError:
         return backend, (
             "backend auto: INT8 model on the CPU, but openvino is not installed: using ONNX Runtime, which runs "
             "signed Q/DQ models slower than FP32 (pip install openvino)"
         )
-    return "openvino", (
+    return CPU_INT8_BACKEND, (
         f"backend auto: {Path(path).name} is INT8 and runs on the CPU: using OpenVINO, which runs its Q/DQ as INT8 "
         "(ONNX Runtime runs this signed Q/DQ form slower than FP32); pass backend 'onnxruntime' to override"
     )
 
 
 def open_backend(
-    path: str | os.PathLike[str], *, backend: str = "auto", device: str = "auto", **options: Any
+    path: str | os.PathLike[str],
+    *,
+    backend: str = "auto",
+    device: str = "auto",
+    options: BackendOptions | None = None,
+    precision: str | None = None,
+    channels_last: bool | None = None,
+    cuda_graphs: bool | None = None,
+    compile: bool | None = None,
+    tf32: bool | None = None,
+    provider: str | None = None,
+    intra_op_threads: int | None = None,
+    graph_optimization: str | None = None,
+    inference_precision: str | None = None,
+    threads: int | None = None,
+    runtime_cache: str | os.PathLike[str] | bool | None = None,
 ) -> Backend:
     """Load ``path`` into the backend that runs it and return that backend (a context manager).
 
     ``backend="auto"`` picks by file kind; naming a backend that cannot run this
-    kind of file is an error, not a conversion. ``options`` go to the backend's
-    constructor (e.g. ``precision``/``cuda_graphs`` for torch, ``provider``/
-    ``intra_op_threads`` for onnxruntime); an option the backend does not take is
-    an error that lists the ones it does.
+    kind of file is an error, not a conversion. The options (see :class:`BackendOptions`;
+    given one by one, or as ``options`` by a caller that holds the record) go to the
+    backend's constructor; an option the backend does not take is an error that lists
+    the ones it does.
     """
+    named = BackendOptions(
+        precision=precision, channels_last=channels_last, cuda_graphs=cuda_graphs, compile=compile, tf32=tf32,
+        provider=provider, intra_op_threads=intra_op_threads, graph_optimization=graph_optimization,
+        inference_precision=inference_precision, threads=threads, runtime_cache=runtime_cache,
+    )
+    if options is not None and named.given():
+        raise UserInputError(
+            f"options given twice: as options= and as {', '.join(sorted(named.given()))}; give them one way"
+        )
+    chosen = options if options is not None else named
     kind = artifact_kind(path)
     why = None
     if backend == "auto":
-        threads = options.get("intra_op_threads", options.get("threads"))
-        named = set(options) - {"intra_op_threads", "threads"}
-        if named and artifact_kind(path) == "onnx":
-            # an option only one runtime takes names it: inference_precision -> OpenVINO, provider/... -> ONNX Runtime
-            backend = "openvino" if named == {"inference_precision"} else "onnxruntime"
-        else:
-            backend, why = auto_backend(path, device, threads=threads if isinstance(threads, int) else None)
-        options = _options_for(backend, options)
+        backend, why = _auto_for_options(path, kind, device, chosen)
+        chosen = chosen.with_threads_as(BACKENDS[backend].cls.thread_option)
     elif backend not in BACKEND_NAMES:
         raise UserInputError(f"unknown backend {backend!r}: use 'auto' or one of {', '.join(BACKEND_NAMES)}")
     if KINDS_OF_BACKEND[backend] != kind:
@@ -223,31 +266,34 @@ def open_backend(
         )
     device = resolve_device(device, backend)
     cls = backend_class(backend)
-    _check_options(cls, backend, options)
-    opened = cls(path, device=device, **options)
+    given = chosen.given()
+    _check_options(cls, backend, given)
+    opened = cls(path, device=device, **given)
     if why is not None:
         _log.info(why)
     return opened
 
 
-def _options_for(backend: str, options: Mapping[str, Any]) -> dict[str, Any]:
-    """``auto``'s thread option under the name the chosen backend takes (``intra_op_threads`` <-> ``threads``)."""
-    out = dict(options)
-    if backend == "openvino" and "intra_op_threads" in out:
-        out["threads"] = out.pop("intra_op_threads")
-    elif backend == "onnxruntime" and "threads" in out:
-        out["intra_op_threads"] = out.pop("threads")
-    return out
-
-
-def _check_options(cls: type[Backend], backend: str, options: Mapping[str, Any]) -> None:
+def _accepted_options(cls: type[Backend]) -> list[str]:
     params = inspect.signature(cls.__init__).parameters
-    accepted = sorted(
-        name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and name not in ("device",)
-    )
-    takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    return sorted(name for name, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY and name != "device")
+
+
+def _auto_for_options(path: str | os.PathLike[str], kind: ArtifactKind, device: str, options: BackendOptions) -> tuple[str, str | None]:
+    """``auto``'s backend: an ONNX option only one runtime takes names it (``inference_precision`` -> OpenVINO,
+    ``provider``/... -> ONNX Runtime); otherwise :func:`auto_backend`, timed with the thread count given."""
+    named = set(options.given()) - {cls.thread_option for cls in (e.cls for e in BACKENDS.values())}
+    if named and kind == "onnx":
+        takers = [e.name for e in BACKENDS.values() if e.kind == kind and named <= set(_accepted_options(e.cls))]
+        # none takes them all: the kind's default, whose constructor check then names what it does not take
+        return (takers[0] if takers else BACKEND_FOR_KIND[kind]), None
+    return auto_backend(path, device, threads=options.thread_count)
+
+
+def _check_options(cls: type[Backend], backend: str, options: Mapping[str, object]) -> None:
+    accepted = _accepted_options(cls)
     unknown = sorted(set(options) - set(accepted))
-    if unknown and not takes_any:
+    if unknown:
         raise UserInputError(
             f"the {backend} backend has no option(s) {', '.join(unknown)}; it accepts: {', '.join(accepted) or 'none'}"
         )

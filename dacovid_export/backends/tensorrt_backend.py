@@ -87,6 +87,9 @@ class TensorRTBackend(Backend):
     """
 
     name = "tensorrt"
+    label = "TensorRT"
+    kind = "engine"
+    devices = "cuda"
 
     def __init__(
         self,

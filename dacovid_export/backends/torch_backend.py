@@ -23,7 +23,7 @@ from dacovid_export.core.errors import MissingDependencyError, UserInputError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["TorchBackend", "TORCH_PRECISIONS", "parse_device"]
+__all__ = ["TorchBackend", "TORCH_PRECISIONS", "check_torch_options", "parse_device"]
 
 TORCH_PRECISIONS = ("fp32", "fp16", "bf16")
 
@@ -73,6 +73,9 @@ class TorchBackend(Backend):
     """
 
     name = "torch"
+    label = "PyTorch"
+    kind = "checkpoint"
+    precision_option = "precision"
 
     def __init__(
         self,
@@ -118,6 +121,9 @@ class TorchBackend(Backend):
             # buffers per batch size: the bench runs one size, parity/Predictor a few
             self._start_staging(torch, self._torch_device, in_dtype=torch.float32, out_dtype=torch.float32)
             self._graphs: dict[int, tuple[torch.cuda.CUDAGraph, torch.Tensor]] = {}
+
+    def threads_used(self, requested: int | None) -> int | None:
+        return self._torch.get_num_threads()  # process-wide: the bench sets them around its runs
 
     @property
     def precision(self) -> str:
@@ -217,14 +223,19 @@ class TorchBackend(Backend):
         self._model = None
 
 
+def check_torch_options(precision: str | None, flags: dict[str, object]) -> None:
+    """Raise :class:`UserInputError` quoting a bad autocast precision or a flag that is not a bool (any device)."""
+    if precision is not None and precision not in TORCH_PRECISIONS:
+        raise UserInputError(f"precision={precision!r}: use one of {', '.join(TORCH_PRECISIONS)}")
+    for name, value in flags.items():
+        if value is not None and not isinstance(value, bool):
+            raise UserInputError(f"{name}={value!r}: must be True or False")
+
+
 def _validate_options(
     device: str, precision: str, channels_last: bool, cuda_graphs: bool, compile: bool, tf32: bool
 ) -> None:
-    if precision not in TORCH_PRECISIONS:
-        raise UserInputError(f"precision={precision!r}: use one of {', '.join(TORCH_PRECISIONS)}")
-    for name, value in (("channels_last", channels_last), ("cuda_graphs", cuda_graphs), ("compile", compile), ("tf32", tf32)):
-        if not isinstance(value, bool):
-            raise UserInputError(f"{name}={value!r}: must be True or False")
+    check_torch_options(precision, {"channels_last": channels_last, "cuda_graphs": cuda_graphs, "compile": compile, "tf32": tf32})
     if device == "cpu":
         if precision == "fp16":
             raise UserInputError("precision='fp16' autocast needs device='cuda'; on the CPU use 'fp32' or 'bf16'")

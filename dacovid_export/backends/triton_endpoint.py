@@ -182,7 +182,7 @@ class TritonEndpoint:
         max_batch = int(self.config().get("max_batch_size", 0)) or None
         return ArtifactInfo(
             path=f"{self.url}/{self.model}", kind="endpoint", class_names=names,  # type: ignore[arg-type]
-            preprocessing=preprocessing, precision=params["dacovid_precision"],  # type: ignore[arg-type]
+            preprocessing=preprocessing, precision=params["dacovid_precision"],
             source_sha256=params.get("dacovid_source_sha256", ""),
             versions={"dacovid-export": params.get("dacovid_export_version", "")}, max_batch=max_batch,
             extra={"model_sha256": params.get("dacovid_model_sha256", ""),

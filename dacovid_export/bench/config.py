@@ -6,7 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
-from dacovid_export.backends.registry import BACKEND_NAMES
+from dacovid_export.backends.registry import BACKEND_FOR_KIND, BACKEND_NAMES, CPU_INT8_BACKEND
 from dacovid_export.backends.triton_endpoint import parse_endpoint_url
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size, check_image_size
@@ -120,7 +120,7 @@ class BenchConfig:
             value = getattr(self, name)
             if not isinstance(value, bool):
                 raise UserInputError(f"{name}={value!r}: need True or False")
-            if value and (self.backend not in ("auto", "openvino") or self.device == "cuda"):
+            if value and (self.backend not in ("auto", CPU_INT8_BACKEND) or self.device == "cuda"):
                 raise UserInputError(
                     f"{name} adds OpenVINO CPU rows; backend={self.backend!r}, device={self.device!r} has none: "
                     "use backend auto or openvino on the CPU"
@@ -136,7 +136,7 @@ class BenchConfig:
         object.__setattr__(self, "concurrency", levels)
         if not isinstance(self.triton_model, str) or not self.triton_model:
             raise UserInputError(f"triton_model={self.triton_model!r}: give the served ensemble's name")
-        if self.backend not in ("auto", "torch") and self.torch_options_set:
+        if self.backend not in ("auto", BACKEND_FOR_KIND["checkpoint"]) and self.torch_options_set:
             raise UserInputError(
                 f"--autocast/--channels-last/--cuda-graphs/--compile are PyTorch options; backend={self.backend!r} ignores them"
             )

@@ -13,6 +13,7 @@ import platform
 from collections.abc import Mapping
 from typing import Any
 
+from dacovid_export.core.cpu import physical_cores
 from dacovid_export.core.versions import package_version
 
 __all__ = ["NOT_INSTALLED", "physical_cores", "collect_environment", "format_environment"]
@@ -30,30 +31,6 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine() or "unknown"
-
-
-def physical_cores() -> int:
-    """Physical cores (ONNX Runtime's default intra-op thread count); logical CPUs where unknown."""
-    cores: set[tuple[str, str]] = set()
-    physical_id = core_id = None
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                key, _, value = line.partition(":")
-                key = key.strip().lower()
-                if key == "physical id":
-                    physical_id = value.strip()
-                elif key == "core id":
-                    core_id = value.strip()
-                elif not line.strip():
-                    if core_id is not None:
-                        cores.add((physical_id or "0", core_id))
-                    physical_id = core_id = None
-            if core_id is not None:
-                cores.add((physical_id or "0", core_id))
-    except OSError:
-        pass
-    return len(cores) or os.cpu_count() or 1
 
 
 def _usable_cores() -> int:

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -14,6 +13,10 @@ from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.backends.base import Backend, check_batch
 from dacovid_export.backends.registry import (
     BACKEND_FOR_KIND,
+    BACKENDS,
+    BF16_BACKEND,
+    CPU_INT8_BACKEND,
+    BackendOptions,
     auto_backend,
     backend_class,
     open_backend,
@@ -37,21 +40,29 @@ class Run:
     path: str
     info: ArtifactInfo
     backend: str
-    options: Mapping[str, Any]
+    options: BackendOptions
     precision: str | None  # None: the artifact's own
     variant: str
     why: str | None = None  # auto's sentence for the runtime it chose (FP32 ONNX on the CPU)
 
 
 def _torch_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
+    torch = BACKEND_FOR_KIND["checkpoint"]
     flags = [name for name in ("channels_last", "cuda_graphs", "compile") if getattr(config, name)]
-    flag_options = {name: True for name in flags}
     label = "+".join(flags)
-    runs = [Run(path, info, "torch", {"precision": "fp32"}, "fp32", "eager")]
+
+    def options(precision: str, *, flagged: bool = True) -> BackendOptions:
+        if not flagged:
+            return BackendOptions(precision=precision)
+        return BackendOptions(
+            precision=precision, channels_last=config.channels_last, cuda_graphs=config.cuda_graphs, compile=config.compile
+        )
+
+    runs = [Run(path, info, torch, options("fp32", flagged=False), "fp32", "eager")]
     if flags:
-        runs.append(Run(path, info, "torch", {"precision": "fp32", **flag_options}, "fp32", label))
+        runs.append(Run(path, info, torch, options("fp32"), "fp32", label))
     for p in config.autocast:
-        runs.append(Run(path, info, "torch", {"precision": p, **flag_options}, p, "+".join(["autocast", *flags])))
+        runs.append(Run(path, info, torch, options(p), p, "+".join(["autocast", *flags])))
     return runs
 
 
@@ -86,13 +97,8 @@ def plan_runs(
             )
         # the batch limits the metadata states (a static ONNX batch, an engine profile), before loading anything
         check_batches(info, config)
-        if info.kind == "checkpoint" and config.backend in ("auto", "torch"):
-            runs.extend(_torch_runs(path, info, config))
-        elif info.kind == "onnx" and config.backend in ("auto", "openvino"):
-            runs.extend(_onnx_runs(path, info, config))
-        else:
-            runs.append(Run(path, info, config.backend, {}, None, "default"))
-    if config.torch_options_set and not any(r.backend == "torch" for r in runs):
+        runs.extend(_artifact_runs(path, info, config))
+    if config.torch_options_set and not any(r.backend == BACKEND_FOR_KIND["checkpoint"] for r in runs):
         raise UserInputError(
             "--autocast/--channels-last/--cuda-graphs/--compile apply to PyTorch checkpoints, and no checkpoint was given"
         )
@@ -101,30 +107,38 @@ def plan_runs(
     return runs, skipped
 
 
+def _artifact_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
+    """A checkpoint's PyTorch variants, an ONNX model's runtime rows, or the one run of the backend named."""
+    if info.kind == "checkpoint" and config.backend in ("auto", BACKEND_FOR_KIND["checkpoint"]):
+        return _torch_runs(path, info, config)
+    if info.kind == "onnx" and config.backend in ("auto", CPU_INT8_BACKEND):
+        return _onnx_runs(path, info, config)
+    return [Run(path, info, config.backend, BackendOptions(), None, "default")]
+
+
 def _onnx_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[Run]:
     """ONNX Runtime (auto) and OpenVINO rows of one ONNX model; see :class:`BenchConfig`."""
     runs: list[Run] = []
-    if info.precision == "bf16" and config.backend in ("auto", "openvino"):
+    if info.precision == "bf16":
         # a BF16-marked model has one way to run: OpenVINO at bf16 (open_backend sets the hint from the model)
         why = auto_backend(path, config.device)[1] if config.backend == "auto" else None
         if why:
             _log.info(why)
-        return [Run(path, info, "openvino", {}, None, "default", why)]
+        return [Run(path, info, BF16_BACKEND, BackendOptions(), None, "default", why)]
+    ort = BACKEND_FOR_KIND["onnx"]
     if config.backend == "auto":
-        on_cpu = resolve_device(config.device, "onnxruntime") == "cpu"
+        on_cpu = resolve_device(config.device, ort) == "cpu"
         if on_cpu and info.precision == "fp32":
             return _fp32_cpu_runs(path, info, config)
-        runs.append(Run(path, info, "onnxruntime", {}, None, "default"))
+        runs.append(Run(path, info, ort, BackendOptions(), None, "default"))
         extra_fp32 = (config.openvino_fp32 or config.openvino_bf16) and info.precision == "fp32"
         if not (on_cpu and (info.precision == "int8" or extra_fp32)):
             return runs
-        backend_class("openvino")
-    if config.backend == "openvino" or info.precision == "int8" or (config.openvino_fp32 and info.precision == "fp32"):
-        runs.append(Run(path, info, "openvino", {"inference_precision": "fp32"}, None, "default"))
+        backend_class(CPU_INT8_BACKEND)
+    if config.backend == CPU_INT8_BACKEND or info.precision == "int8" or (config.openvino_fp32 and info.precision == "fp32"):
+        runs.append(Run(path, info, CPU_INT8_BACKEND, _fp32_options(CPU_INT8_BACKEND), None, "default"))
     if config.openvino_bf16 and info.precision == "fp32":
-        if not cpu_supports_bf16():
-            raise UserInputError("openvino_bf16: this CPU has no BF16 support (OpenVINO reports none); drop --openvino-bf16")
-        runs.append(Run(path, info, "openvino", {"inference_precision": "bf16"}, "bf16", "bf16"))
+        runs.append(_bf16_run(path, info))
     return runs
 
 
@@ -133,32 +147,38 @@ def _fp32_cpu_runs(path: str, info: ArtifactInfo, config: BenchConfig) -> list[R
     the served model use), then, with ``openvino_fp32``, the other FP32 runtime too (the evidence for the
     choice), then the BF16 row if asked."""
     if config.openvino_fp32 or config.openvino_bf16:
-        backend_class("openvino")  # the missing-package error, naming what to install
+        backend_class(CPU_INT8_BACKEND)  # the missing-package error, naming what to install
     chosen, why = auto_backend(path, "cpu", threads=config.threads)
     if why:
         _log.info(why)
     runs = [Run(path, info, chosen, _fp32_options(chosen), None, "default", why)]
     if config.openvino_fp32:
-        other = "onnxruntime" if chosen == "openvino" else "openvino"
+        # the other of the two FP32 CPU runtimes auto measures (backends.cpu_choice)
+        other = BACKEND_FOR_KIND["onnx"] if chosen == CPU_INT8_BACKEND else CPU_INT8_BACKEND
         runs.append(Run(path, info, other, _fp32_options(other), None, "default"))
     if config.openvino_bf16:
-        if not cpu_supports_bf16():
-            raise UserInputError("openvino_bf16: this CPU has no BF16 support (OpenVINO reports none); drop --openvino-bf16")
-        runs.append(Run(path, info, "openvino", {"inference_precision": "bf16"}, "bf16", "bf16"))
+        runs.append(_bf16_run(path, info))
     return runs
 
 
-def _fp32_options(backend: str) -> dict[str, Any]:
-    return {"inference_precision": "fp32"} if backend == "openvino" else {}
+def _bf16_run(path: str, info: ArtifactInfo) -> Run:
+    """The row of an FP32 model run in BF16 (``openvino_bf16``); refused on a CPU without BF16."""
+    if not cpu_supports_bf16():
+        raise UserInputError("openvino_bf16: this CPU has no BF16 support (OpenVINO reports none); drop --openvino-bf16")
+    option = BACKENDS[BF16_BACKEND].cls.precision_option
+    return Run(path, info, BF16_BACKEND, BackendOptions().with_value(option, "bf16"), "bf16", "bf16")
+
+
+def _fp32_options(backend: str) -> BackendOptions:
+    """FP32 set explicitly where the backend takes a precision hint (OpenVINO's CPU default may be BF16)."""
+    return BackendOptions().with_value(BACKENDS[backend].cls.precision_option, "fp32")
 
 
 def open_run(run: Run, config: BenchConfig) -> Backend:
-    options = dict(run.options)
-    if config.threads is not None and run.backend in ("auto", "onnxruntime") and run.info.kind == "onnx":
-        options["intra_op_threads"] = config.threads
-    if config.threads is not None and run.backend == "openvino":
-        options["threads"] = config.threads
-    return open_backend(run.path, backend=run.backend, device=config.device, **options)  # type: ignore[arg-type]
+    options = run.options
+    if config.threads is not None and run.info.kind == "onnx":
+        options = options.with_value(BACKENDS[run.backend].cls.thread_option, config.threads)
+    return open_backend(run.path, backend=run.backend, device=config.device, options=options)
 
 
 def check_batches(info: ArtifactInfo, config: BenchConfig) -> None:
@@ -167,4 +187,3 @@ def check_batches(info: ArtifactInfo, config: BenchConfig) -> None:
     for b in config.batch_sizes:
         # a zero-strided view of one float: check_batch rejects a bad shape before it copies anything
         check_batch(np.broadcast_to(np.zeros((), dtype=np.float32), (b, 3, s, s)), info)
-

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from dacovid_export.backends.registry import BACKEND_FOR_KIND, BACKENDS, KINDS_OF_BACKEND
 from dacovid_export.bench.environment import format_environment
 from dacovid_export.bench.records import RECORD_KEYS, BenchRecord, BenchResult
 from dacovid_export.core.deps import require
@@ -38,10 +39,6 @@ STATISTICS_NOTE = (
 )
 
 
-OPENVINO_NOTE = (
-    "OpenVINO rows set the inference precision explicitly: `f32` around the INT8 kernels of a Q/DQ model and for "
-    "FP32 models (its CPU default on BF16-capable CPUs would be BF16); `bf16` rows are FP32 models run in BF16."
-)
 # issue 9's target: INT8 on the best CPU backend at most this share of ONNX Runtime FP32's median latency
 CPU_INT8_TARGET = 0.35
 
@@ -52,8 +49,8 @@ def cpu_int8_summary(records: Sequence[BenchRecord]) -> list[dict[str, Any]]:
     cpu = [r for r in records if r.device == "cpu"]
     for batch, size in sorted({(r.batch, r.image_size) for r in cpu}):
         same = [r for r in cpu if (r.batch, r.image_size) == (batch, size)]
-        fp32 = next((r for r in same if r.backend == "onnxruntime" and r.precision == "fp32"), None)
-        int8 = {r.backend: r for r in same if r.precision == "int8" and r.backend in ("onnxruntime", "openvino")}
+        fp32 = next((r for r in same if r.backend == BACKEND_FOR_KIND["onnx"] and r.precision == "fp32"), None)
+        int8 = {r.backend: r for r in same if r.precision == "int8" and KINDS_OF_BACKEND.get(r.backend) == "onnx"}
         if fp32 is None or not int8 or fp32.p50_ms <= 0:
             continue
         best = min(int8.values(), key=lambda r: r.p50_ms)
@@ -85,6 +82,12 @@ def _cpu_int8_lines(records: Sequence[BenchRecord]) -> list[str]:
     return lines
 
 
+def _backend_notes(records: Sequence[BenchRecord]) -> list[str]:
+    """The notes of the backends (:attr:`Backend.bench_note`) that ran at least one row, in table order."""
+    present = {r.backend for r in records}
+    return [e.cls.bench_note for name, e in BACKENDS.items() if name in present and e.cls.bench_note]
+
+
 def _baseline_key(r: BenchRecord) -> tuple[Any, ...]:
     return (r.device, r.timing, r.batch, r.image_size)
 
@@ -96,7 +99,7 @@ def baseline_ratios(records: Sequence[BenchRecord]) -> list[float | None]:
     """
     baselines: dict[tuple[Any, ...], float] = {}
     for r in records:
-        if r.backend == "torch" and r.precision == "fp32" and r.variant == "eager":
+        if r.backend == BACKEND_FOR_KIND["checkpoint"] and r.precision == "fp32" and r.variant == "eager":
             baselines.setdefault(_baseline_key(r), r.p50_ms)
     out: list[float | None] = []
     for r in records:
@@ -173,7 +176,7 @@ def format_markdown(result: BenchResult, *, heading_level: int = 2) -> str:
         *([""] if result.skipped else []),
         _run_line(result),
         STATISTICS_NOTE,
-        *([OPENVINO_NOTE] if any(r.backend == "openvino" for r in result.records) else []),
+        *_backend_notes(result.records),
         *(["", *int8_lines] if int8_lines else []),
         *(["", *_cpu_rate_lines(result)] if result.gemm_gflops else []),
         "",

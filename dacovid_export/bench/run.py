@@ -19,6 +19,7 @@ import numpy as np
 
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.backends.base import Backend
+from dacovid_export.backends.registry import BACKEND_FOR_KIND
 from dacovid_export.backends.triton_endpoint import TritonEndpoint
 from dacovid_export.bench.config import BenchConfig
 from dacovid_export.bench.cost import artifact_cost, cost_table
@@ -45,7 +46,7 @@ from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.synthetic import synthetic_batch
 
 if TYPE_CHECKING:
-    from dacovid_export.bench.cost import ArtifactCost
+    from dacovid_export.bench.cost import ArtifactCost, CostTable
 
 __all__ = ["bench_to_files", "run_benchmark"]
 
@@ -60,76 +61,19 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
     runtime, a batch size an engine's profile does not allow, a wrong image
     size) raises before the first timed iteration.
     """
-
     runs, skipped = plan_runs(artifacts, config) if artifacts else ([], [])
     for path, reason in skipped:
         _log.info(f"skipped {path}: {reason}")
-    records: list[BenchRecord] = []
     with contextlib.ExitStack() as stack, _torch_threads(config.threads):
-        opened: list[tuple[Run, Backend]] = []
-        for run in runs:
-            backend = stack.enter_context(open_run(run, config))
-            check_batches(backend.info, config)  # the loaded runtime may know more than the metadata
-            opened.append((run, backend))
-        inputs: dict[tuple[int, int], np.ndarray] = {}
-        gemms: list[float] = []
-        gflops: dict[str, float | None] = {}  # the model's GFLOPs per image, counted for CPU rows only
-        for run, backend in opened:
-            on_cpu = not is_cuda(backend)
-            if on_cpu and not gemms:
-                gemms.append(gemm_gflops())  # before the first CPU series; then after each
-            if on_cpu and run.path not in gflops:
-                gflops[run.path] = _gflops_per_image(run.path)
-            first = len(records)
-            s = backend.info.image_size
-            precision = run.precision or backend.precision
-            name = Path(run.path).name
-            for b in config.batch_sizes:
-                if (b, s) not in inputs:
-                    # realistic, already-normalised inputs: FP16 paths see the value ranges real images give
-                    inputs[(b, s)] = synthetic_batch(b, s, seed=config.seed)
-                series = time_series(backend, inputs[(b, s)], config, f"{name} {backend.name}/{precision}")
-                for timing, (samples, clock) in series.items():
-                    stats = latency_stats(samples)
-                    records.append(
-                        BenchRecord(
-                            artifact=name,
-                            artifact_path=run.path,
-                            backend=backend.name,
-                            precision=precision,
-                            variant=run.variant,
-                            device=str(backend.device),
-                            timing=timing,  # type: ignore[arg-type]
-                            batch=b,
-                            image_size=s,
-                            throughput_ips=b * 1000.0 / stats["mean_ms"] if stats["mean_ms"] > 0 else float("inf"),
-                            iterations=len(samples),
-                            warmup=config.warmup,
-                            clock=clock,
-                            threads=_threads_of(run, backend, config),
-                            **stats,
-                        )
-                    )
-            # free each runtime as soon as its series are done (close is idempotent)
-            backend.close()
-            if on_cpu:
-                gemms.append(gemm_gflops())
-                per_image = gflops.get(run.path)
-                if per_image is not None:
-                    reference = (gemms[-2] + gemms[-1]) / 2  # the GEMM measured either side of this series
-                    for i in range(first, len(records)):
-                        rate, fraction = cpu_rate(per_image, records[i].batch, records[i].p50_ms, reference)
-                        records[i] = dataclasses.replace(records[i], gflops_per_s=rate, gemm_fraction=fraction)
-        uses_ort = any(b.name == "onnxruntime" for _, b in opened)
-        ort_threads = _ort_threads_label(opened, config) if uses_ort else None
-
+        opened = _open_runs(stack, runs, config)
+        records, gemms = _time_runs(opened, config)
+        ort = BACKEND_FOR_KIND["onnx"]
+        ort_threads = _ort_threads_label(opened, config) if any(b.name == ort for _, b in opened) else None
         artifact_costs: tuple[ArtifactCost, ...] = ()
-        table = None
+        table: CostTable | None = None
         if config.cost:
-            artifact_costs = tuple(artifact_cost(run.path) for run in _unique_paths(runs))
-            size = config.image_size or runs[0].info.image_size
-            # inside the thread setting, so its CPU latencies use the same threads as the records
-            table = cost_table(size, measure_latency=config.cost_latency, progress=config.progress)
+            # inside the thread setting, so the cost table's CPU latencies use the same threads as the records
+            artifact_costs, table = _costs(runs, config)
         served: list[ServedLevel] = []
         if config.triton:
             served_records, served = _time_served(runs, config)
@@ -147,6 +91,87 @@ def run_benchmark(artifacts: Sequence[str | os.PathLike[str]], config: BenchConf
         cpu_choices=tuple((Path(run.path).name, run.why) for run in runs if run.why),
     )
 
+
+def _open_runs(stack: contextlib.ExitStack, runs: Sequence[Run], config: BenchConfig) -> list[tuple[Run, Backend]]:
+    """Every planned run opened before any is timed, so a load error stops the bench before it spends time."""
+    opened: list[tuple[Run, Backend]] = []
+    for run in runs:
+        backend = stack.enter_context(open_run(run, config))
+        check_batches(backend.info, config)  # the loaded runtime may know more than the metadata
+        opened.append((run, backend))
+    return opened
+
+
+def _time_runs(opened: Sequence[tuple[Run, Backend]], config: BenchConfig) -> tuple[list[BenchRecord], list[float]]:
+    """The records of every opened run, CPU rows with their GFLOP/s, and the FP32 GEMM rates measured between them."""
+    records: list[BenchRecord] = []
+    inputs: dict[tuple[int, int], np.ndarray] = {}
+    gemms: list[float] = []
+    gflops: dict[str, float | None] = {}  # the model's GFLOPs per image, counted for CPU rows only
+    for run, backend in opened:
+        on_cpu = not is_cuda(backend)
+        if on_cpu and not gemms:
+            gemms.append(gemm_gflops())  # before the first CPU series; then after each
+        if on_cpu and run.path not in gflops:
+            gflops[run.path] = _gflops_per_image(run.path)
+        series = _time_run(run, backend, config, inputs)
+        # free each runtime as soon as its series are done (close is idempotent)
+        backend.close()
+        if on_cpu:
+            gemms.append(gemm_gflops())
+            per_image = gflops.get(run.path)
+            if per_image is not None:
+                reference = (gemms[-2] + gemms[-1]) / 2  # the GEMM measured either side of this series
+                series = [_with_cpu_rate(r, per_image, reference) for r in series]
+        records.extend(series)
+    return records, gemms
+
+
+def _time_run(run: Run, backend: Backend, config: BenchConfig, inputs: dict[tuple[int, int], np.ndarray]) -> list[BenchRecord]:
+    """One run's records: every batch size, every timing; ``inputs`` caches the batches by (batch, size)."""
+    records: list[BenchRecord] = []
+    s = backend.info.image_size
+    precision = run.precision or backend.precision
+    name = Path(run.path).name
+    for b in config.batch_sizes:
+        if (b, s) not in inputs:
+            # realistic, already-normalised inputs: FP16 paths see the value ranges real images give
+            inputs[(b, s)] = synthetic_batch(b, s, seed=config.seed)
+        series = time_series(backend, inputs[(b, s)], config, f"{name} {backend.name}/{precision}")
+        for timing, (samples, clock) in series.items():
+            stats = latency_stats(samples)
+            records.append(
+                BenchRecord(
+                    artifact=name,
+                    artifact_path=run.path,
+                    backend=backend.name,
+                    precision=precision,
+                    variant=run.variant,
+                    device=str(backend.device),
+                    timing=timing,
+                    batch=b,
+                    image_size=s,
+                    throughput_ips=b * 1000.0 / stats["mean_ms"] if stats["mean_ms"] > 0 else float("inf"),
+                    iterations=len(samples),
+                    warmup=config.warmup,
+                    clock=clock,
+                    threads=None if is_cuda(backend) else backend.threads_used(config.threads),
+                    **stats,
+                )
+            )
+    return records
+
+
+def _with_cpu_rate(record: BenchRecord, per_image: float, reference: float) -> BenchRecord:
+    rate, fraction = cpu_rate(per_image, record.batch, record.p50_ms, reference)
+    return dataclasses.replace(record, gflops_per_s=rate, gemm_fraction=fraction)
+
+
+def _costs(runs: Sequence[Run], config: BenchConfig) -> tuple[tuple[ArtifactCost, ...], CostTable]:
+    """Each artifact's cost, and the parameter/GFLOP table at the bench's image size."""
+    artifact_costs = tuple(artifact_cost(run.path) for run in _unique_paths(runs))
+    size = config.image_size or runs[0].info.image_size
+    return artifact_costs, cost_table(size, measure_latency=config.cost_latency, progress=config.progress)
 
 
 def bench_to_files(
@@ -213,23 +238,6 @@ def _ort_threads_label(opened: Sequence[tuple[Run, Backend]], config: BenchConfi
         if isinstance(reported, int) and reported > 0:
             return reported
     return f"{physical_cores()} (ORT default: one per physical core)"
-
-
-def _threads_of(run: Run, backend: Backend, config: BenchConfig) -> int | None:
-    if is_cuda(backend):
-        return None
-    if backend.name == "torch":
-        import torch
-
-        return torch.get_num_threads()
-    if backend.name == "onnxruntime":
-        reported = getattr(backend, "intra_op_threads", None)
-        # None: ORT's default, one thread per physical core
-        return int(reported) if isinstance(reported, int) and reported > 0 else physical_cores()
-    if backend.name == "openvino":
-        reported = getattr(backend, "threads", None)
-        return int(reported) if isinstance(reported, int) else config.threads
-    return config.threads
 
 
 @contextlib.contextmanager

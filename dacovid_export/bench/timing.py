@@ -23,6 +23,7 @@ import numpy as np
 
 from dacovid_export.backends.base import Backend
 from dacovid_export.bench.config import BenchConfig
+from dacovid_export.bench.records import Timing
 from dacovid_export.core.progress import progress_bar
 
 __all__ = ["is_cuda", "time_series"]
@@ -55,7 +56,7 @@ def _sample(step: Callable[[], float], config: BenchConfig, desc: str) -> list[f
     return samples
 
 
-def _host_steps(backend: Backend, batch: np.ndarray) -> dict[str, Callable[[], float]]:
+def _host_steps(backend: Backend, batch: np.ndarray) -> dict[Timing, Callable[[], float]]:
     def end_to_end() -> float:
         t0 = time.perf_counter_ns()
         _end_to_end_once(backend, batch)
@@ -74,7 +75,7 @@ def _host_steps(backend: Backend, batch: np.ndarray) -> dict[str, Callable[[], f
     return {"compute": compute, "end_to_end": end_to_end}
 
 
-def _event_steps(backend: Backend, batch: np.ndarray) -> dict[str, Callable[[], float]]:
+def _event_steps(backend: Backend, batch: np.ndarray) -> dict[Timing, Callable[[], float]]:
     import torch
 
     stream = backend.cuda_stream
@@ -103,14 +104,14 @@ def _event_steps(backend: Backend, batch: np.ndarray) -> dict[str, Callable[[], 
     return {"compute": compute, "end_to_end": end_to_end}
 
 
-def time_series(backend: Backend, batch: np.ndarray, config: BenchConfig, label: str) -> dict[str, tuple[list[float], str]]:
+def time_series(backend: Backend, batch: np.ndarray, config: BenchConfig, label: str) -> dict[Timing, tuple[list[float], str]]:
     """``{timing: (samples_ms, clock)}`` after warm-up."""
     for _ in range(config.warmup):
         _end_to_end_once(backend, batch)
     use_events = is_cuda(backend) and backend.cuda_stream is not None
     steps = _event_steps(backend, batch) if use_events else _host_steps(backend, batch)
     clock = "cuda_event" if use_events else "perf_counter"
-    out: dict[str, tuple[list[float], str]] = {}
+    out: dict[Timing, tuple[list[float], str]] = {}
     for timing, step in steps.items():
         if timing == "compute":
             # the input stays on the device for the whole series: compute-only by construction

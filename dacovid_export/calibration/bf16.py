@@ -25,6 +25,7 @@ metadata; such a model runs only through OpenVINO at ``bf16`` (backends/openvino
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping
@@ -143,25 +144,16 @@ def openvino_bf16_runner(
 ) -> Callable[[np.ndarray], np.ndarray]:
     """Compile the FP32 ONNX file ``path`` once for OpenVINO's CPU plugin at BF16; images (N,3,H,W) -> logits (N,K).
 
-    Refused on a CPU without BF16. The precision stage sits below backends/, so it compiles
-    through core/openvino_model as the OpenVINO backend does, with the hint set explicitly.
+    Refused on a CPU without BF16. The precision stage sits below backends/, so it runs
+    core/openvino_model's :class:`OpenVINORunner`, the runner the OpenVINO backend wraps.
     """
-    from dacovid_export.core.openvino_model import (
-        compile_for_cpu,
-        cpu_supports_bf16,
-        infer_logits,
-        openvino_core,
-    )
+    from dacovid_export.core import openvino_model
 
-    ov, core = openvino_core("run the BF16 accuracy guard")
-    if not cpu_supports_bf16(core):
+    ov, core = openvino_model.openvino_core("run the BF16 accuracy guard")
+    if not openvino_model.cpu_supports_bf16(core):
         raise UserInputError(NO_BF16_CPU)
-    request = compile_for_cpu(path, inference_precision="bf16", threads=threads, core=(ov, core)).create_infer_request()
-
-    def run(images: np.ndarray) -> np.ndarray:
-        return np.concatenate([infer_logits(request, images[i : i + batch]) for i in range(0, len(images), batch)])
-
-    return run
+    runner = openvino_model.OpenVINORunner(path, inference_precision="bf16", threads=threads, core=(ov, core))
+    return functools.partial(runner.logits, batch=batch)
 
 
 def openvino_bf16_logits(path: str | os.PathLike[str], images: np.ndarray, *, threads: int | None = None, batch: int = 16) -> np.ndarray:

@@ -57,7 +57,7 @@ class PrecisionConfig:
     option may be given). ``calib_size``/``calib_method``: ``None`` means the
     default (256, every method the guard tries); they may only be given with a
     precision that uses them. ``atol``/``rtol``: the self-check against the FP32
-    model; ``None`` means :data:`DEFAULT_TOLERANCES` of the precision.
+    model; ``None`` means the precision's own (``calibration.precisions``: ``atol``/``rtol``).
     """
 
     precision: str = "fp32"

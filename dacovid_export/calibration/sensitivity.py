@@ -21,8 +21,8 @@ import numpy as np
 from dacovid_export.artifacts.onnx_graph import producers
 from dacovid_export.calibration.fallback import FallbackDtype, unquantize
 from dacovid_export.core.errors import CheckFailedError
-from dacovid_export.core.onnxruntime_session import open_session, run_session
-from dacovid_export.core.openvino_model import compile_for_cpu, infer_logits
+from dacovid_export.core.onnxruntime_session import open_session, session_logits
+from dacovid_export.core.openvino_model import OpenVINORunner
 from dacovid_export.core.progress import progress_bar
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
@@ -42,18 +42,7 @@ __all__ = [
 def onnx_logits(model: "onnx.ModelProto | bytes", images: np.ndarray, *, batch: int = 16) -> np.ndarray:
     """Logits of ``model`` on ``images`` with ONNX Runtime's CPU provider (the guard's reference runtime)."""
     data = model if isinstance(model, bytes) else model.SerializeToString()
-    session = open_session(data, purpose="run the accuracy guard", error=CheckFailedError)
-    shape = session.get_inputs()[0].shape
-    fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
-    step = fixed or batch
-    out = []
-    for start in range(0, len(images), step):
-        chunk = images[start : start + step]
-        real = len(chunk)
-        if fixed is not None and real < fixed:  # a static-batch model: pad the last chunk
-            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - real, axis=0)])
-        out.append(run_session(session, chunk)[:real])
-    return np.concatenate(out)
+    return session_logits(open_session(data, purpose="run the accuracy guard", error=CheckFailedError), images, batch=batch)
 
 
 def openvino_logits(path: str, images: np.ndarray, *, batch: int = 16) -> np.ndarray | None:
@@ -63,8 +52,7 @@ def openvino_logits(path: str, images: np.ndarray, *, batch: int = 16) -> np.nda
     if importlib.util.find_spec("openvino") is None:
         return None
     # fp32 set explicitly: OpenVINO's CPU default on BF16-capable CPUs is BF16 (docs/design.md section 5)
-    request = compile_for_cpu(path, inference_precision="fp32").create_infer_request()
-    return np.concatenate([infer_logits(request, images[start : start + batch]) for start in range(0, len(images), batch)])
+    return OpenVINORunner(path, inference_precision="fp32").logits(images, batch=batch)
 
 
 def at_risk_images(reference: np.ndarray, candidate: np.ndarray, limit: int) -> np.ndarray:

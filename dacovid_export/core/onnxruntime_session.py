@@ -1,8 +1,10 @@
 """ONNX Runtime sessions made one way: explicit threads and graph optimisation, one-line errors.
 
 The backend, the export self-checks and the precision step's guard all run ONNX
-models in ONNX Runtime; this is the one place a session is created, so the
-options that can change numbers or speed are set explicitly and alike. Settings
+models in ONNX Runtime; this is ONNX Runtime's one runner core: the one place a
+session is created (:func:`open_session`) and run on a batch (:func:`run_session`)
+or on any number of images (:func:`session_logits`), so the options that can
+change numbers or speed are set explicitly and alike. Settings
 follow ONNX Runtime's performance-tuning guide: all graph optimisations,
 sequential execution, intra-op threads = physical cores (ORT's own default
 when the count is 0), one inter-op thread.
@@ -27,7 +29,7 @@ from dacovid_export.core.errors import (
 if TYPE_CHECKING:
     import onnxruntime
 
-__all__ = ["GRAPH_OPTIMIZATIONS", "ort_errors", "check_session_options", "session_options", "open_session", "run_session"]
+__all__ = ["GRAPH_OPTIMIZATIONS", "ort_errors", "check_session_options", "session_options", "open_session", "run_session", "session_logits"]
 
 # our names -> ONNX Runtime's GraphOptimizationLevel members
 GRAPH_OPTIMIZATIONS = {
@@ -92,14 +94,44 @@ def open_session(
 
 
 def run_session(
-    session: "onnxruntime.InferenceSession", batch: np.ndarray, *, error: type[DacovidError] = CheckFailedError
+    session: "onnxruntime.InferenceSession",
+    batch: np.ndarray,
+    *,
+    error: type[DacovidError] = CheckFailedError,
+    input_name: str | None = None,
+    output_name: str | None = None,
+    input_dtype: Any = np.float32,
 ) -> np.ndarray:
-    """float32 ``N x K`` output of a one-input model on a float32 ``N x 3 x S x S`` batch."""
+    """float32 ``N x K`` output of a model on a float32 ``N x 3 x S x S`` batch.
+
+    ``input_name``/``output_name``: which input is fed and which output returned (None: the
+    first); ``input_dtype``: what the batch is cast to (float16 for a model with FP16 I/O).
+    A failure of ONNX Runtime raises ``error`` in one line.
+    """
     import onnxruntime as ort
 
-    name = session.get_inputs()[0].name
+    name = input_name if input_name is not None else session.get_inputs()[0].name
+    wanted = None if output_name is None else [output_name]
     try:
-        (logits, *_) = session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)})
+        (logits, *_) = session.run(wanted, {name: np.ascontiguousarray(batch, dtype=input_dtype)})
     except ort_errors(ort) as exc:
         raise error(f"ONNX Runtime failed on a batch of shape {batch.shape}: {first_line(exc)}") from exc
     return np.asarray(logits, dtype=np.float32)
+
+
+def session_logits(
+    session: "onnxruntime.InferenceSession", images: np.ndarray, *, batch: int = 16, error: type[DacovidError] = CheckFailedError
+) -> np.ndarray:
+    """:func:`run_session` over any number of images: ``batch`` at a time, or the model's static batch size
+    (the last chunk padded with its last image, the padding rows dropped)."""
+    shape = session.get_inputs()[0].shape
+    fixed = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+    step = fixed or batch
+    out = []
+    for start in range(0, len(images), step):
+        chunk = images[start : start + step]
+        real = len(chunk)
+        if fixed is not None and real < fixed:
+            chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fixed - real, axis=0)])
+        out.append(run_session(session, chunk, error=error)[:real])
+    return np.concatenate(out)

@@ -6,9 +6,16 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
-from dacovid_export.calibration.precisions import precision_names
+from dacovid_export.backends.registry import (
+    BACKEND_FOR_KIND,
+    BF16_BACKEND,
+    CPU_INT8_BACKEND,
+    KINDS_OF_BACKEND,
+    backend_label,
+)
 from dacovid_export.bench.records import BenchRecord, BenchResult
 from dacovid_export.bench.report import CPU_INT8_TARGET
+from dacovid_export.calibration.precisions import precision_names
 
 __all__ = ["BF16_VS_FP32_TARGET", "ORT_VS_TORCH_TARGET", "Headline", "headline_ratios"]
 
@@ -56,38 +63,43 @@ def headline_ratios(bench: BenchResult) -> tuple[Headline, ...]:
     """
     records = bench.records
     out: list[Headline] = []
+    torch_name, ort_name, trt_name = (BACKEND_FOR_KIND[k] for k in ("checkpoint", "onnx", "engine"))
+    ort_label, trt_label = backend_label(ort_name), backend_label(trt_name)
+    torch_label = f"{backend_label(torch_name)} eager"
+    int8_label, bf16_label = backend_label(CPU_INT8_BACKEND), backend_label(BF16_BACKEND)
     keys = sorted({(r.device, r.timing, r.batch) for r in records})
     for device, timing, batch in keys:
         same = [r for r in records if (r.device, r.timing, r.batch) == (device, timing, batch)]
-        torch_fp32 = _find(same, "torch", "fp32", variant="eager")
-        ort = {p: _find(same, "onnxruntime", p) for p in precision_names()}
-        trt = {p: _find(same, "tensorrt", p) for p in precision_names()}
-        ov_int8 = _find(same, "openvino", "int8")
-        ov_bf16 = _find(same, "openvino", "bf16")
+        torch_fp32 = _find(same, backend=torch_name, precision="fp32", variant="eager")
+        ort = {p: _find(same, backend=ort_name, precision=p) for p in precision_names()}
+        trt = {p: _find(same, backend=trt_name, precision=p) for p in precision_names()}
+        ov_int8 = _find(same, backend=CPU_INT8_BACKEND, precision="int8")
+        ov_bf16 = _find(same, backend=BF16_BACKEND, precision="bf16")
         # the FP32 baseline is the runtime `auto` ran FP32 on (on a CPU where OpenVINO f32 is faster and faithful,
         # OpenVINO: backends.cpu_choice); named in every label that uses it
-        fp32_name = "ONNX Runtime"
+        fp32_name = ort_label
         if ort["fp32"] is None and device == "cpu":
-            ort["fp32"] = _find(same, "openvino", "fp32")
-            fp32_name = "OpenVINO"
+            other = next((r for r in same if KINDS_OF_BACKEND.get(r.backend) == "onnx" and r.precision == "fp32"), None)
+            if other is not None:
+                ort["fp32"], fp32_name = other, backend_label(other.backend)
         # the CPU headline uses the faster INT8 runtime: OpenVINO runs the signed Q/DQ model as INT8, ORT does not
         int8_cpu = [r for r in (ort["int8"], ov_int8) if r is not None]
         best_int8 = min(int8_cpu, key=lambda r: r.p50_ms) if int8_cpu else None
         pairs: list[tuple[str, BenchRecord | None, BenchRecord | None, float | None]] = [
-            (f"{fp32_name} FP32 vs PyTorch eager FP32", ort["fp32"], torch_fp32, ORT_VS_TORCH_TARGET if device == "cpu" else None),
-            (f"ONNX Runtime FP16 vs {fp32_name} FP32", ort["fp16"], ort["fp32"], None),
-            (f"ONNX Runtime INT8 vs {fp32_name} FP32", ort["int8"], ort["fp32"], None),
-            (f"OpenVINO INT8 vs {fp32_name} FP32", ov_int8, ort["fp32"], None),
+            (f"{fp32_name} FP32 vs {torch_label} FP32", ort["fp32"], torch_fp32, ORT_VS_TORCH_TARGET if device == "cpu" else None),
+            (f"{ort_label} FP16 vs {fp32_name} FP32", ort["fp16"], ort["fp32"], None),
+            (f"{ort_label} INT8 vs {fp32_name} FP32", ort["int8"], ort["fp32"], None),
+            (f"{int8_label} INT8 vs {fp32_name} FP32", ov_int8, ort["fp32"], None),
             (
                 f"CPU INT8 (fastest: {best_int8.backend if best_int8 else '-'}) vs {fp32_name} FP32",
                 best_int8 if device == "cpu" else None,
                 ort["fp32"],
                 CPU_INT8_TARGET,
             ),
-            (f"OpenVINO BF16 vs {fp32_name} FP32", ov_bf16 if device == "cpu" else None, ort["fp32"], BF16_VS_FP32_TARGET),
-            ("TensorRT FP32 vs PyTorch eager FP32", trt["fp32"], torch_fp32, None),
-            ("TensorRT FP16 vs TensorRT FP32", trt["fp16"], trt["fp32"], None),
-            ("TensorRT INT8 vs TensorRT FP32", trt["int8"], trt["fp32"], None),
+            (f"{bf16_label} BF16 vs {fp32_name} FP32", ov_bf16 if device == "cpu" else None, ort["fp32"], BF16_VS_FP32_TARGET),
+            (f"{trt_label} FP32 vs {torch_label} FP32", trt["fp32"], torch_fp32, None),
+            (f"{trt_label} FP16 vs {trt_label} FP32", trt["fp16"], trt["fp32"], None),
+            (f"{trt_label} INT8 vs {trt_label} FP32", trt["int8"], trt["fp32"], None),
         ]
         for label, num, den, target in pairs:
             if num is None or den is None or den.p50_ms <= 0:

@@ -220,3 +220,35 @@ def test_one_module_level_definition_per_public_name() -> None:
                 if not name.startswith("_") and name != "main":
                     homes.setdefault(name, []).append(module)
     assert {name: where for name, where in homes.items() if len(where) > 1} == {}
+
+
+# One runner core per runtime (core/onnxruntime_session.py, core/openvino_model.py): the backends wrap it and the
+# precision step's guards run it, so session options, the explicit OpenVINO precision and the error mapping live once.
+RUNNER_CORES = {
+    "InferenceSession(": "dacovid_export.core.onnxruntime_session",
+    "compile_model(": "dacovid_export.core.openvino_model",
+    "create_infer_request(": "dacovid_export.core.openvino_model",
+}
+
+
+@pytest.mark.parametrize("call", sorted(RUNNER_CORES))
+def test_one_runner_core_per_runtime(call: str) -> None:
+    making = sorted(m for m, path in MODULES.items() if call in path.read_text())
+    assert making == [RUNNER_CORES[call]]
+
+
+# bench and the pipeline ask the backend classes (registry roles, class attributes), never a backend by name
+ASKS_THE_BACKEND = ["dacovid_export.bench.plan", "dacovid_export.bench.run", "dacovid_export.bench.config",
+                    "dacovid_export.bench.report", "dacovid_export.pipeline.latency"]
+
+
+@pytest.mark.parametrize("module", ASKS_THE_BACKEND)
+def test_bench_and_pipeline_name_no_backend(module: str) -> None:
+    from dacovid_export.backends.registry import BACKEND_NAMES
+
+    named = sorted(
+        f"line {n.lineno}: {n.value!r}"
+        for n in ast.walk(ast.parse(MODULES[module].read_text()))
+        if isinstance(n, ast.Constant) and n.value in BACKEND_NAMES
+    )
+    assert named == []

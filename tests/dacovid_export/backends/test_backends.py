@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -244,3 +245,40 @@ def test_one_registry_table_drives_names_defaults_devices_and_bench_choices() ->
         resolve_device("cpu", "tensorrt")
     with pytest.raises(UserInputError, match="the openvino backend runs on the CPU only"):
         resolve_device("cuda", "openvino")
+
+
+def test_backend_options_are_checked_before_any_file_is_read(tmp_path: Path) -> None:
+    from dacovid_export.backends.registry import BackendOptions
+
+    missing = tmp_path / "absent.onnx"  # never read: the options are refused first
+    with pytest.raises(UserInputError, match="intra_op_threads=0"):
+        open_backend(missing, intra_op_threads=0)
+    with pytest.raises(UserInputError, match="inference_precision='f16'"):
+        open_backend(missing, options=BackendOptions(inference_precision="f16"))
+    not_a_bool: Any = "yes"
+    with pytest.raises(UserInputError, match="channels_last='yes': must be True or False"):
+        BackendOptions(channels_last=not_a_bool)
+    with pytest.raises(UserInputError, match="options given twice"):
+        open_backend(missing, options=BackendOptions(threads=2), threads=2)
+    assert BackendOptions(threads=3).with_threads_as("intra_op_threads").given() == {"intra_op_threads": 3}
+
+
+def test_backend_behaviour_is_asked_of_the_classes() -> None:
+    """bench and the pipeline name no backend: what they need is a class attribute the registry derives from."""
+    from dacovid_export.backends.onnxruntime_backend import OnnxRuntimeBackend
+    from dacovid_export.backends.registry import BF16_BACKEND, CPU_INT8_BACKEND, backend_label
+
+    assert (CPU_INT8_BACKEND, BF16_BACKEND) == ("openvino", "openvino")
+    assert [backend_label(n) for n in ("torch", "onnxruntime", "openvino", "tensorrt", "triton")] == [
+        "PyTorch", "ONNX Runtime", "OpenVINO", "TensorRT", "triton"]
+    assert OnnxRuntimeBackend.thread_option == "intra_op_threads" and OnnxRuntimeBackend.precision_option is None
+
+
+def test_threads_used_is_what_the_runtime_computes_with(make_toy_onnx, tmp_path: Path) -> None:
+    from dacovid_export.core.cpu import physical_cores
+
+    path = make_toy_onnx(tmp_path / "toy.onnx")
+    with open_backend(path, backend="onnxruntime", device="cpu") as default, open_backend(
+        path, backend="onnxruntime", device="cpu", intra_op_threads=1
+    ) as one:
+        assert default.threads_used(None) == physical_cores() and one.threads_used(4) == 1

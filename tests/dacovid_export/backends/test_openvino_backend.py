@@ -28,8 +28,8 @@ def test_fp32_equals_onnxruntime_within_1e4(tiny_fp32_onnx: Path) -> None:
         assert ov_backend.name == "openvino" and ov_backend.precision == "fp32"
         assert "inference precision f32" in ov_backend.describe()
         # the compiled model's own setting, not just what was asked for
-        assert str(ov_backend._compiled.get_property("INFERENCE_PRECISION_HINT")).endswith("f32") or (
-            "float32" in repr(ov_backend._compiled.get_property("INFERENCE_PRECISION_HINT"))
+        assert str(ov_backend._runner.compiled.get_property("INFERENCE_PRECISION_HINT")).endswith("f32") or (
+            "float32" in repr(ov_backend._runner.compiled.get_property("INFERENCE_PRECISION_HINT"))
         )
         out = ov_backend.run(batch)
     np.testing.assert_allclose(out, reference, atol=1e-4, rtol=0)

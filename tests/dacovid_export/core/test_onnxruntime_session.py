@@ -56,3 +56,14 @@ def test_path_and_bytes_give_one_session(make_toy_onnx, tmp_path: Path) -> None:
     np.testing.assert_array_equal(from_path, from_bytes)
     with pytest.raises(CheckFailedError, match="failed on a batch of shape"):
         run_session(open_session(path, purpose="run the test"), x[:, :2])
+
+
+def test_session_logits_pads_a_static_batch_and_drops_the_padding(make_toy_onnx, tmp_path: Path) -> None:
+    from dacovid_export.core.onnxruntime_session import session_logits
+
+    static = make_toy_onnx(tmp_path / "static.onnx", batch=2, image_size=32)  # logits = channel means, one batch size only
+    x = np.random.default_rng(0).standard_normal((5, 3, 32, 32)).astype(np.float32)
+    got = session_logits(open_session(static, purpose="run the test"), x, batch=4)  # 2 + 2 + 1 padded to 2
+    np.testing.assert_allclose(got, x.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+    dynamic = make_toy_onnx(tmp_path / "dynamic.onnx", image_size=32)
+    assert session_logits(open_session(dynamic, purpose="run the test"), x, batch=2).shape == (5, 3)
