@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -15,8 +16,17 @@ from dacovid_export.core.errors import DacovidError
 from dacovid_export.core.log import set_verbosity
 from dacovid_export.data.dicom import DicomWarning
 
+if TYPE_CHECKING:
+    from dacovid_export.calibration.config import PrecisionConfig
+    from dacovid_export.calibration.qat import QatConfig
+
 __all__ = [
+    "field_default",
     "int8_guard_options",
+    "precision_options",
+    "PrecisionFlags",
+    "qat_options",
+    "QatFlags",
     "training_data_option",
     "OneLineErrorsCommand",
     "OneLineErrorsGroup",
@@ -175,30 +185,151 @@ def int8_guard_options(fn: F) -> F:
     )(fn)
 
 
+def field_default(config: Any, name: str) -> Any:
+    """The default of option ``name``: a dataclass's field default, or an instance's value (a command's own defaults,
+    e.g. the pipeline's short bench series); what an option shows in ``--help`` and passes when not given."""
+    if not isinstance(config, type):
+        return getattr(config, name)
+    field = {f.name: f for f in dataclasses.fields(config)}[name]
+    if field.default is not dataclasses.MISSING:
+        return field.default
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    raise KeyError(f"{config.__name__}.{name} has no default")
+
+
+def _packed(fn: F, name: str, keys: tuple[str, ...], pack: Callable[..., Any]) -> F:
+    """``fn`` taking the values of the options ``keys`` as one record ``name`` (``pack(**values)``), not one by one."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        kwargs[name] = pack(**{key: kwargs.pop(key) for key in keys})
+        return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@dataclasses.dataclass(frozen=True)
+class QatFlags:
+    """The values of ``--qat`` and the fine-tune's options as given (``None``: not given): :meth:`config` makes them one
+    :class:`QatConfig`; the precision step takes them as they are (:meth:`PrecisionFlags.config`)."""
+
+    qat: bool
+    qat_epochs: int | None
+    qat_lr: float | None
+    qat_batch_size: int | None
+    qat_device: str | None
+    train_data: Path | None
+
+    def config(self, seed: int) -> "QatConfig | None":
+        """The fine-tune (seeded with ``seed``), or ``None`` without ``--qat``; its options without it are refused."""
+        from dacovid_export.calibration.config import check_qat_options
+        from dacovid_export.calibration.qat import QatConfig
+
+        check_qat_options(self)
+        if not self.qat:
+            return None
+        return QatConfig.given(
+            seed=seed, epochs=self.qat_epochs, lr=self.qat_lr, batch_size=self.qat_batch_size, device=self.qat_device
+        )
+
+
 def qat_options(flag_help: str) -> Callable[[F], F]:
-    """``--qat`` (described by ``flag_help``) and the fine-tune's options, wherever a command makes INT8 with QAT."""
-    from dacovid_export.calibration.qat import (
-        DEFAULT_QAT_BATCH_SIZE,
-        DEFAULT_QAT_EPOCHS,
-        DEFAULT_QAT_LR,
-    )
+    """``--qat`` (described by ``flag_help``) and the fine-tune's options, wherever a command makes INT8 with QAT.
+
+    The command takes them as one :class:`QatFlags`, ``qat``.
+    """
+    from dacovid_export.calibration.qat import QatConfig
 
     options = [
         click.option("--qat", is_flag=True, help=flag_help),
-        click.option("--qat-epochs", type=int, default=None, metavar="N", help=f"QAT epochs  [default: {DEFAULT_QAT_EPOCHS}]"),
-        click.option("--qat-lr", type=float, default=None, metavar="LR", help=f"QAT learning rate (Adam)  [default: {DEFAULT_QAT_LR:g}]"),
-        click.option("--qat-batch-size", type=int, default=None, metavar="N", help=f"QAT batch size  [default: {DEFAULT_QAT_BATCH_SIZE}]"),
+        click.option("--qat-epochs", type=int, default=None, metavar="N",
+                     help=f"QAT epochs  [default: {field_default(QatConfig, 'epochs')}]"),
+        click.option("--qat-lr", type=float, default=None, metavar="LR",
+                     help=f"QAT learning rate (Adam)  [default: {field_default(QatConfig, 'lr'):g}]"),
+        click.option("--qat-batch-size", type=int, default=None, metavar="N",
+                     help=f"QAT batch size  [default: {field_default(QatConfig, 'batch_size')}]"),
         click.option("--qat-device", default=None, metavar="auto|cpu|cuda",
                      help="Where QAT fine-tunes  [default: auto: CUDA when there is one, else the CPU]"),
         click.option("--train-data", type=click.Path(path_type=Path), default=None, metavar="DIR",
                      help="QAT images: the checkpoint's training images, a folder or split.json  [default: the split.json "
                      "next to the checkpoint]; never the guard's validation images."),
     ]
+    keys = tuple(f.name for f in dataclasses.fields(QatFlags))
 
     def decorate(fn: F) -> F:
+        fn = _packed(fn, "qat", keys, QatFlags)
         for option in reversed(options):  # listed in --help in the order above
             fn = option(fn)
         return fn
 
     return decorate
 
+
+@dataclasses.dataclass(frozen=True)
+class PrecisionFlags:
+    """The precision step's options as a command was given them (``None``: not given): :meth:`config` is the one
+    place they become a :class:`PrecisionConfig`."""
+
+    calib_data: Path | None
+    calib_size: int | None
+    calib_method: str | None
+    min_agreement: float | None
+    validation_data: Path | None
+    training_data: Path | None
+    qat: QatFlags
+
+    def config(
+        self, precision: str, *, seed: int, cache_dir: Path | None, atol: float | None, rtol: float | None
+    ) -> "PrecisionConfig":
+        """The step's frozen options for ``precision`` (validated there)."""
+        from dacovid_export.calibration.config import PrecisionConfig
+
+        q = self.qat
+        return PrecisionConfig(
+            precision=precision,  # type: ignore[arg-type]
+            calib_data=self.calib_data,
+            calib_size=self.calib_size,
+            calib_method=self.calib_method,  # type: ignore[arg-type]
+            seed=seed,
+            cache_dir=cache_dir,
+            atol=atol,
+            rtol=rtol,
+            min_agreement=self.min_agreement,
+            validation_data=self.validation_data,
+            qat=q.qat,
+            qat_epochs=q.qat_epochs,
+            qat_lr=q.qat_lr,
+            qat_batch_size=q.qat_batch_size,
+            qat_device=q.qat_device,
+            train_data=q.train_data,
+            training_data=self.training_data,
+        )
+
+
+def precision_options(qat_help: str) -> Callable[[F], F]:
+    """``--calib-data``, ``--calib-size``, ``--calib-method``, the accuracy guard's and the fine-tune's options: the
+    precision step's, taken by the command as one :class:`PrecisionFlags`, ``step``."""
+    from dacovid_export.calibration.config import DEFAULT_CALIB_SIZE
+
+    options = [
+        click.option("--calib-data", type=click.Path(path_type=Path), default=None, metavar="DIR",
+                     help="Calibration images, or a dacovid-train split.json (its training images); needed for int8, "
+                     "optional range data for fp16."),
+        click.option("--calib-size", type=int, default=None, metavar="N",
+                     help=f"Calibration images to use  [default: {DEFAULT_CALIB_SIZE}]"),
+        click.option("--calib-method", type=click.Choice(["entropy", "max"]), default=None,
+                     help="INT8 calibration  [default: entropy, then max if entropy misses --min-agreement; the better "
+                     "is kept]"),
+    ]
+    keys = tuple(f.name for f in dataclasses.fields(PrecisionFlags))
+
+    def decorate(fn: F) -> F:
+        fn = _packed(fn, "step", keys, PrecisionFlags)
+        fn = qat_options(qat_help)(fn)
+        fn = int8_guard_options(fn)
+        for option in reversed(options):
+            fn = option(fn)
+        return fn
+
+    return decorate
