@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import sys
 import warnings
 from collections.abc import Callable
@@ -164,6 +165,9 @@ def training_data_option(fn: F) -> F:
 
 def int8_guard_options(fn: F) -> F:
     """``--min-agreement``, ``--validation-data`` and ``--training-data``: the FP16/INT8/BF16 accuracy guard."""
+    from dacovid_export.calibration.fp16_guard import DEFAULT_FP16_MIN_AGREEMENT
+    from dacovid_export.calibration.guard import DEFAULT_MIN_AGREEMENT
+
     fn = training_data_option(fn)
     fn = click.option(
         "--validation-data",
@@ -181,13 +185,20 @@ def int8_guard_options(fn: F) -> F:
         metavar="F",
         help="Accuracy guard: top-1 agreement with FP32 required on validation images; the costliest nodes leave "
         "INT8 (or FP16) until it holds (BF16 has no such lever), else nothing is written  "
-        "[default: int8 0.99, fp16 0.995 (check's threshold), bf16 0.99]",
+        f"[default: int8 {DEFAULT_MIN_AGREEMENT}, fp16 {DEFAULT_FP16_MIN_AGREEMENT} (check's threshold), bf16 "
+        f"{DEFAULT_MIN_AGREEMENT}]",
     )(fn)
 
 
 def field_default(config: Any, name: str) -> Any:
-    """The default of option ``name``: a dataclass's field default, or an instance's value (a command's own defaults,
-    e.g. the pipeline's short bench series); what an option shows in ``--help`` and passes when not given."""
+    """The default of option ``name`` where the library keeps it: a dataclass's field default, a library function's
+    keyword default, or an instance's value (a command's own defaults, e.g. the pipeline's short bench series); what
+    an option shows in ``--help`` and passes when not given."""
+    if callable(config) and not isinstance(config, type):
+        default = inspect.signature(config).parameters[name].default
+        if default is inspect.Parameter.empty:
+            raise KeyError(f"{config.__name__}({name}) has no default")
+        return default
     if not isinstance(config, type):
         return getattr(config, name)
     field = {f.name: f for f in dataclasses.fields(config)}[name]
