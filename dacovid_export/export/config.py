@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from typing import Any
 
 from dacovid_export.artifacts.info import PRECISION_SPECS
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.validate import check_bool, check_int, check_number
 from dacovid_export.core.limits import check_batch_size
 
 __all__ = [
@@ -63,8 +63,7 @@ class OnnxExportConfig:
             )
         if self.max_batch is not None:
             check_batch_size(self.max_batch, "max_batch")
-        if not isinstance(self.static_batch, bool):
-            raise UserInputError(f"static_batch={self.static_batch!r}: need True or False")
+        check_bool("static_batch", self.static_batch)
         check_seed_and_tolerances(self.seed, self.atol, self.rtol)
 
     @property
@@ -87,11 +86,10 @@ class OnnxExportConfig:
 
 def check_seed_and_tolerances(seed: Any, atol: Any, rtol: Any) -> None:
     """The rules every self-check shares: a seed >= 0, tolerances finite and >= 0 (``None``: the default)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UserInputError(f"seed={seed!r}: need an integer >= 0")
+    check_int("seed", seed, 0)
     for name, value in (("atol", atol), ("rtol", rtol)):
-        if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
-            raise UserInputError(f"{name}={value!r}: need a finite number >= 0")
+        if value is not None:
+            check_number(name, value, 0)
 
 
 def verify_batches(fixed_batch: int | None, max_batch: int | None) -> tuple[int, ...]:
