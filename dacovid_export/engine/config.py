@@ -85,7 +85,7 @@ class EngineBuildConfig:
         if workspace * 2**30 < 2**20:
             raise UserInputError(f"workspace_gib={workspace!r}: less than 1 MiB of workspace cannot build this model")
         object.__setattr__(self, "workspace_gib", float(workspace))
-        check_int("opt_level", self.opt_level, 0, 5, why=" (TensorRT builder optimization levels; default 3)")
+        check_int("opt_level", self.opt_level, 0, 5, why=" (TensorRT builder optimization levels are 0..5; default 3)")
         if self.timing_cache is not None:
             cache = Path(self.timing_cache)
             if cache.exists() and not cache.is_file():
