@@ -38,7 +38,7 @@ from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import file_identity, sha256_file
 from dacovid_export.core.log import get_logger
 from dacovid_export.core.progress import progress_bar
-from dacovid_export.core.validate import check_int
+from dacovid_export.core.validate import check_fraction, check_int
 from dacovid_export.data.evidence import SortedImages, sort_images
 from dacovid_export.data.fingerprint import ImageRecord
 from dacovid_export.data.image_folder import (
@@ -431,8 +431,7 @@ def _split_selections(
     - a folder, without a record: a ``validation_share`` of it is held out, as it always was (the
       report says that it could not be checked).
     """
-    if not (isinstance(validation_share, float) and 0.0 < validation_share < 1.0):
-        raise UserInputError(f"validation_share={validation_share!r}: give a fraction between 0 and 1")
+    check_fraction("validation_share", validation_share, strict=True)
     guard_seed = seed + _VALIDATION_SEED_OFFSET
     if is_split_file(folder):
         root, held_out = _source_strata(folder, "val", "validation")

@@ -26,6 +26,8 @@ __all__ = [
     "MAX_CLASSES",
     "MAX_QAT_EPOCHS",
     "MAX_IMAGE_COUNT",
+    "MIN_GEMM_SIZE",
+    "MAX_GEMM_SIZE",
     "check_image_size",
     "check_batch_size",
     "check_resize_size",
@@ -39,6 +41,9 @@ MAX_RESIZE_SIZE = 2048
 MAX_CLASSES = 1000
 MAX_QAT_EPOCHS = 1000
 MAX_IMAGE_COUNT = 100_000
+# the FP32 GEMM bench's reference product (bench.gemm): 16 is too small to time, 16384^2 float32 is 1 GiB per operand
+MIN_GEMM_SIZE = 16
+MAX_GEMM_SIZE = 16384
 
 
 def check_image_size(value: object, name: str = "image_size") -> int:

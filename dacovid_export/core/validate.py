@@ -55,10 +55,12 @@ def check_number(
     return float(value)  # type: ignore[arg-type]
 
 
-def check_fraction(name: str, value: object, *, why: str = "") -> float:
-    """``value`` as a float when it is a number from 0 to 1; else ``{name}={value!r}: give a fraction from 0 to 1``."""
-    if not is_number(value) or not 0.0 <= value <= 1.0:  # type: ignore[operator]
-        raise UserInputError(f"{name}={value!r}: give a fraction from 0 to 1{why}")
+def check_fraction(name: str, value: object, *, strict: bool = False, why: str = "") -> float:
+    """``value`` as a float when it is a number from 0 to 1 (``strict``: neither 0 nor 1); else
+    ``{name}={value!r}: give a fraction (strictly) between 0 and 1``."""
+    inside = is_number(value) and (0.0 < value < 1.0 if strict else 0.0 <= value <= 1.0)  # type: ignore[operator]
+    if not inside:
+        raise UserInputError(f"{name}={value!r}: give a fraction {'strictly ' if strict else ''}between 0 and 1{why}")
     return float(value)  # type: ignore[arg-type]
 
 

@@ -22,6 +22,7 @@ from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.convert import convert_precision
 from dacovid_export.core.errors import EngineBuildError, UserInputError
 from dacovid_export.core.log import Log
+from dacovid_export.core.validate import as_path
 from dacovid_export.engine.build import build_engine, prepare_build
 from dacovid_export.engine.config import (
     EngineBuildConfig,
@@ -84,7 +85,13 @@ def engine_precision_config(
         _refuse_unused_options(given, onnx_path, have, precision)
     if have != "fp32":
         return None  # make_engine refuses this pair of precisions with its own message
-    return PrecisionConfig(precision=precision, **options)  # type: ignore[arg-type]
+    return PrecisionConfig(
+        precision=precision,  # type: ignore[arg-type]
+        calib_data=as_path(calib_data),
+        min_agreement=min_agreement,
+        validation_data=as_path(validation_data),
+        training_data=as_path(training_data),
+    )
 
 
 def make_engine(

@@ -8,7 +8,7 @@ import re
 from typing import TYPE_CHECKING, Any, Literal
 
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.core.validate import check_bool, check_int, check_number, is_int
+from dacovid_export.core.validate import check_bool, check_fraction, check_int, check_number, is_int
 from dacovid_export.core.limits import check_batch_size, check_image_size
 from dacovid_export.data.preprocessing import Preprocessing
 
@@ -74,11 +74,8 @@ class TrainConfig:
         check_batch_size(self.batch_size, "batch_size", minimum=2)
         object.__setattr__(self, "lr", check_number("lr", self.lr, 0, above=True, why=" (the paper uses 1e-4)"))
         check_image_size(self.image_size)
-        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) or not 0.0 < self.val_fraction < 1.0:
-            raise UserInputError(
-                f"val_fraction={self.val_fraction!r}: must be strictly between 0 and 1 (e.g. 0.2 holds out 20% per class)"
-            )
-        object.__setattr__(self, "val_fraction", float(self.val_fraction))
+        fraction = check_fraction("val_fraction", self.val_fraction, strict=True, why=" (e.g. 0.2 holds out 20% per class)")
+        object.__setattr__(self, "val_fraction", fraction)
         check_int("seed", self.seed, 0)
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
             raise UserInputError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
