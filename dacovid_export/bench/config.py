@@ -8,8 +8,8 @@ from typing import Any
 from dacovid_export.backends.registry import BACKEND_NAMES
 from dacovid_export.backends.triton_endpoint import parse_endpoint_url
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.core.limits import check_batch_size, check_image_size
-from dacovid_export.core.validate import check_bool, check_int, check_number
+from dacovid_export.core.limits import MAX_CONCURRENCY, check_batch_size, check_image_size
+from dacovid_export.core.validate import check_bool, check_int, check_number, is_int
 
 __all__ = [
     "BACKEND_CHOICES",
@@ -120,8 +120,8 @@ class BenchConfig:
         for url in self.triton:
             parse_endpoint_url(url)
         levels = tuple(self.concurrency)
-        if not levels or any(isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= 256 for c in levels):
-            raise UserInputError(f"concurrency={list(levels)}: give integers from 1 to 256, e.g. 1,4,8")
+        if not levels or any(not is_int(c) or not 1 <= c <= MAX_CONCURRENCY for c in levels):
+            raise UserInputError(f"concurrency={list(levels)}: give integers from 1 to {MAX_CONCURRENCY}, e.g. 1,4,8")
         if len(set(levels)) != len(levels):
             raise UserInputError(f"concurrency={list(levels)}: each level once, please")
         object.__setattr__(self, "concurrency", levels)

@@ -15,6 +15,7 @@ import click
 
 from dacovid_export.core.errors import DacovidError
 from dacovid_export.core.log import set_verbosity
+from dacovid_export.core.validate import is_int
 from dacovid_export.data.dicom import DicomWarning
 
 if TYPE_CHECKING:
@@ -117,7 +118,7 @@ class _OneLineErrors:
             click.echo("interrupted", err=True)
             sys.exit(130)
         # non-standalone Click returns the exit code of ctx.exit() (--help, --version) or the command's value
-        sys.exit(rv if isinstance(rv, int) and not isinstance(rv, bool) else 0)
+        sys.exit(rv if is_int(rv) else 0)
 
 
 class OneLineErrorsCommand(_OneLineErrors, click.Command):

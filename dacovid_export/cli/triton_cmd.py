@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from dacovid_export.cli.common import field_default, handle_errors
-from dacovid_export.serve.triton import write_triton_repository
+from dacovid_export.serve.triton import DEFAULT_ONNX_MAX_BATCH, write_triton_repository
 
 __all__ = ["triton"]
 
@@ -21,7 +21,7 @@ __all__ = ["triton"]
                    "TensorRT/TensorRT-RTX), native (tensorrt_plan / onnxruntime_onnx of NGC containers); auto: native for TensorRT 10/11 engines, else python.")
 @click.option("--kind", type=click.Choice(["gpu", "cpu"]), default=None,
               help="Where classifier instances run  [default: cpu for ONNX through the python backend, else gpu].")
-@click.option("--max-batch", type=int, default=None, help="Triton max_batch_size  [default: the engine's profile maximum; 8 for ONNX].")
+@click.option("--max-batch", type=int, default=None, help=f"Triton max_batch_size  [default: the engine's profile maximum; {DEFAULT_ONNX_MAX_BATCH} for ONNX].")
 @click.option("--instances", type=int, default=field_default(write_triton_repository, "instances"), show_default=True, help="Classifier and preprocessing instances (per GPU, or on the CPU).")
 @click.option("--max-queue-delay-us", type=int, default=field_default(write_triton_repository, "max_queue_delay_us"), show_default=True, help="Dynamic batching: longest wait for a fuller batch (microseconds).")
 @click.option("--overwrite", is_flag=True, help="Replace existing models of the same names.")

@@ -28,6 +28,11 @@ __all__ = [
     "MAX_IMAGE_COUNT",
     "MIN_GEMM_SIZE",
     "MAX_GEMM_SIZE",
+    "MAX_TRITON_INSTANCES",
+    "MAX_QUEUE_DELAY_US",
+    "MAX_PROBE_INTERVAL_S",
+    "MAX_REQUEST_MB",
+    "MAX_CONCURRENCY",
     "check_image_size",
     "check_batch_size",
     "check_resize_size",
@@ -44,6 +49,15 @@ MAX_IMAGE_COUNT = 100_000
 # the FP32 GEMM bench's reference product (bench.gemm): 16 is too small to time, 16384^2 float32 is 1 GiB per operand
 MIN_GEMM_SIZE = 16
 MAX_GEMM_SIZE = 16384
+# Triton's classifier and preprocessing instances (per GPU or on the CPU), its dynamic batcher's longest wait (10 s),
+# and serve's health-probe interval (an hour: a probe that rare watches nothing)
+MAX_TRITON_INSTANCES = 64
+MAX_QUEUE_DELAY_US = 10_000_000
+MAX_PROBE_INTERVAL_S = 3600
+# a served request is held whole in memory by Triton and the stub (twice): beyond 1 GB is no chest X-ray batch
+MAX_REQUEST_MB = 1024
+# concurrent clients of one served level in the bench: each holds a connection and a batch of encoded images
+MAX_CONCURRENCY = 256
 
 
 def check_image_size(value: object, name: str = "image_size") -> int:
