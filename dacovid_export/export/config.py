@@ -7,7 +7,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from dacovid_export.artifacts.info import PRECISION_SPECS
-from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.validate import check_bool, check_int, check_number
 from dacovid_export.core.limits import check_batch_size
 
@@ -56,11 +55,11 @@ class OnnxExportConfig:
     rtol: float | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= MAX_OPSET:
-            raise UserInputError(
-                f"opset={self.opset!r}: choose {MIN_OPSET}..{MAX_OPSET} (TensorRT's parser reads up to {MAX_OPSET}; "
-                f"Model Optimizer's INT8 step needs >= {MIN_OPSET}); the default is {DEFAULT_OPSET}"
-            )
+        check_int(
+            "opset", self.opset, MIN_OPSET, MAX_OPSET,
+            why=f" (TensorRT's parser reads up to {MAX_OPSET}; Model Optimizer's INT8 step needs >= {MIN_OPSET}); the "
+            f"default is {DEFAULT_OPSET}",
+        )
         if self.max_batch is not None:
             check_batch_size(self.max_batch, "max_batch")
         check_bool("static_batch", self.static_batch)
