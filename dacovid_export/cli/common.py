@@ -9,7 +9,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar, cast
 
 import click
 
@@ -218,7 +218,7 @@ def _packed(fn: F, name: str, keys: tuple[str, ...], pack: Callable[..., Any]) -
         kwargs[name] = pack(**{key: kwargs.pop(key) for key in keys})
         return fn(*args, **kwargs)
 
-    return wrapper  # type: ignore[return-value]
+    return cast(F, wrapper)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -11,18 +11,19 @@ from __future__ import annotations
 import math
 import os
 from pathlib import Path
+from typing import TypeGuard
 
 from dacovid_export.core.errors import UserInputError
 
 __all__ = ["is_int", "is_number", "check_int", "check_number", "check_fraction", "check_bool", "as_path"]
 
 
-def is_int(value: object) -> bool:
+def is_int(value: object) -> TypeGuard[int]:
     """An ``int`` that is not a ``bool``."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def is_number(value: object) -> bool:
+def is_number(value: object) -> TypeGuard[int | float]:
     """An ``int`` or ``float`` that is not a ``bool`` (finite or not)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -32,10 +33,10 @@ def check_int(name: str, value: object, lo: int, hi: int | None = None, *, why: 
 
     The message is ``{name}={value!r}: give an integer from {lo} to {hi}`` (or ``>= {lo}``) plus ``why``.
     """
-    if not is_int(value) or value < lo or (hi is not None and value > hi):  # type: ignore[operator]
-        bounds = f">= {lo}" if hi is None else f"from {lo} to {hi}"
-        raise UserInputError(f"{name}={value!r}: give an integer {bounds}{why}")
-    return value  # type: ignore[return-value]
+    if is_int(value) and value >= lo and (hi is None or value <= hi):
+        return value
+    bounds = f">= {lo}" if hi is None else f"from {lo} to {hi}"
+    raise UserInputError(f"{name}={value!r}: give an integer {bounds}{why}")
 
 
 def check_number(
@@ -45,23 +46,21 @@ def check_number(
 
     The message is ``{name}={value!r}: give a finite number > {lo}`` (or ``>=``, ``from lo to hi``) plus ``why``.
     """
-    low_ok = is_number(value) and math.isfinite(value) and (value > lo if above else value >= lo)  # type: ignore[arg-type,operator]
-    if not low_ok or (hi is not None and value > hi):  # type: ignore[operator]
-        if hi is None:
-            bounds = f"{'>' if above else '>='} {lo:g}"
-        else:
-            bounds = f"from {lo:g} to {hi:g}" if not above else f"> {lo:g} and <= {hi:g}"
-        raise UserInputError(f"{name}={value!r}: give a finite number {bounds}{why}")
-    return float(value)  # type: ignore[arg-type]
+    if is_number(value) and math.isfinite(value) and (value > lo if above else value >= lo) and (hi is None or value <= hi):
+        return float(value)
+    if hi is None:
+        bounds = f"{'>' if above else '>='} {lo:g}"
+    else:
+        bounds = f"> {lo:g} and <= {hi:g}" if above else f"from {lo:g} to {hi:g}"
+    raise UserInputError(f"{name}={value!r}: give a finite number {bounds}{why}")
 
 
 def check_fraction(name: str, value: object, *, strict: bool = False, why: str = "") -> float:
     """``value`` as a float when it is a number from 0 to 1 (``strict``: neither 0 nor 1); else
     ``{name}={value!r}: give a fraction (strictly) between 0 and 1``."""
-    inside = is_number(value) and (0.0 < value < 1.0 if strict else 0.0 <= value <= 1.0)  # type: ignore[operator]
-    if not inside:
-        raise UserInputError(f"{name}={value!r}: give a fraction {'strictly ' if strict else ''}between 0 and 1{why}")
-    return float(value)  # type: ignore[arg-type]
+    if is_number(value) and (0.0 < value < 1.0 if strict else 0.0 <= value <= 1.0):
+        return float(value)
+    raise UserInputError(f"{name}={value!r}: give a fraction {'strictly ' if strict else ''}between 0 and 1{why}")
 
 
 def check_bool(name: str, value: object) -> bool:

@@ -208,7 +208,7 @@ def _onnx_classifier(model_path: Path, backend: str, max_batch: int | None) -> _
             "batch dimension: export the ONNX with a dynamic batch"
         )
     hint = info.extra.get("suggested_max_batch")  # the export's --max-batch, if it was given
-    default = hint if is_int(hint) and hint >= 1 else DEFAULT_ONNX_MAX_BATCH  # type: ignore[operator]
+    default = hint if is_int(hint) and hint >= 1 else DEFAULT_ONNX_MAX_BATCH
     batch = max_batch if max_batch is not None else default
     digest = sha256_file(model_path)
     locations = _onnx_external_files(model_path)
