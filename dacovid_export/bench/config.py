@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
 from dacovid_export.backends.registry import BACKEND_FOR_KIND, BACKEND_NAMES, CPU_INT8_BACKEND
 from dacovid_export.backends.triton_endpoint import parse_endpoint_url
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.core.limits import check_batch_size, check_image_size
+from dacovid_export.core.limits import MAX_CONCURRENCY, check_batch_size, check_image_size
+from dacovid_export.core.validate import check_bool, check_int, check_number, is_int
 
 __all__ = [
     "BACKEND_CHOICES",
@@ -27,11 +27,6 @@ DEVICE_CHOICES = ("auto", "cpu", "cuda")
 AUTOCAST_CHOICES = ("fp16", "bf16")
 DEFAULT_ITERATIONS = 20
 DEFAULT_WARMUP = 3
-
-def _positive_int(name: str, value: object, *, minimum: int = 1) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise UserInputError(f"{name}={value!r}: must be an integer >= {minimum}")
-
 
 @dataclasses.dataclass(frozen=True)
 class BenchConfig:
@@ -95,20 +90,17 @@ class BenchConfig:
         object.__setattr__(self, "batch_sizes", batches)
         if self.image_size is not None:
             check_image_size(self.image_size)
-        _positive_int("warmup", self.warmup, minimum=0)
+        check_int("warmup", self.warmup, 0)
         if self.iterations is not None and self.duration_s is not None:
             raise UserInputError(
                 f"iterations={self.iterations!r} and duration_s={self.duration_s!r}: give one of them, not both"
             )
         if self.iterations is not None:
-            _positive_int("iterations", self.iterations)
+            check_int("iterations", self.iterations, 1)
         if self.duration_s is not None:
-            if isinstance(self.duration_s, bool) or not isinstance(self.duration_s, (int, float)):
-                raise UserInputError(f"duration_s={self.duration_s!r}: must be a number of seconds > 0")
-            if not (math.isfinite(self.duration_s) and self.duration_s > 0):
-                raise UserInputError(f"duration_s={self.duration_s!r}: must be a number of seconds > 0")
+            check_number("duration_s", self.duration_s, 0, above=True, why=" (seconds)")
         if self.threads is not None:
-            _positive_int("threads", self.threads)
+            check_int("threads", self.threads, 1)
         autocast = tuple(self.autocast)
         for p in autocast:
             if p not in AUTOCAST_CHOICES:
@@ -118,8 +110,7 @@ class BenchConfig:
         object.__setattr__(self, "autocast", autocast)
         for name in ("openvino_fp32", "openvino_bf16"):
             value = getattr(self, name)
-            if not isinstance(value, bool):
-                raise UserInputError(f"{name}={value!r}: need True or False")
+            check_bool(name, value)
             if value and (self.backend not in ("auto", CPU_INT8_BACKEND) or self.device == "cuda"):
                 raise UserInputError(
                     f"{name} adds OpenVINO CPU rows; backend={self.backend!r}, device={self.device!r} has none: "
@@ -129,8 +120,8 @@ class BenchConfig:
         for url in self.triton:
             parse_endpoint_url(url)
         levels = tuple(self.concurrency)
-        if not levels or any(isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= 256 for c in levels):
-            raise UserInputError(f"concurrency={list(levels)}: give integers from 1 to 256, e.g. 1,4,8")
+        if not levels or any(not is_int(c) or not 1 <= c <= MAX_CONCURRENCY for c in levels):
+            raise UserInputError(f"concurrency={list(levels)}: give integers from 1 to {MAX_CONCURRENCY}, e.g. 1,4,8")
         if len(set(levels)) != len(levels):
             raise UserInputError(f"concurrency={list(levels)}: each level once, please")
         object.__setattr__(self, "concurrency", levels)

@@ -21,6 +21,7 @@ from dacovid_export.artifacts.read import read_artifact_info
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import MIN_IMAGE_SIZE
 from dacovid_export.core.progress import progress_bar
+from dacovid_export.core.validate import check_int
 
 __all__ = [
     "MODEL_OPTION_GRID",
@@ -177,8 +178,7 @@ def model_cost(
     warmup: int = 1,
 ) -> ModelCost:
     """Parameters and GFLOPs of a model configuration (``ModelConfig`` or its dict) at ``image_size``."""
-    if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
-        raise UserInputError(f"image_size={image_size!r}: must be an integer >= {MIN_IMAGE_SIZE}")
+    check_int("image_size", image_size, MIN_IMAGE_SIZE)
     config = _model_config(options)
     meta_model = _build(config, "meta")
     params = count_parameters(meta_model)

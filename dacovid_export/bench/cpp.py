@@ -23,6 +23,7 @@ from dacovid_export.backends.cpp_runtime import CppRuntime
 from dacovid_export.backends.registry import open_backend
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size
+from dacovid_export.core.validate import check_int
 from dacovid_export.data.agreement import softmax
 from dacovid_export.data.preprocessing import preprocess_batch
 
@@ -46,9 +47,7 @@ class CppBenchConfig:
         for b in self.batch_sizes:
             check_batch_size(b, "batch size")
         for name in ("repeats", "count"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserInputError(f"{name}={value!r}: must be an integer >= 1")
+            check_int(name, getattr(self, name), 1)
         if Path(self.model).suffix.lower() != ".onnx":
             raise UserInputError(f"model {self.model!r}: the C++ latency is compared on an ONNX model (OpenVINO on both sides)")
         too_big = [b for b in self.batch_sizes if b > self.count]

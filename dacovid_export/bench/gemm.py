@@ -14,7 +14,8 @@ from __future__ import annotations
 import statistics
 import time
 
-from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.limits import MAX_GEMM_SIZE, MIN_GEMM_SIZE
+from dacovid_export.core.validate import check_int
 
 __all__ = ["GEMM_SIZE", "GEMM_REPEATS", "gemm_gflops", "cpu_rate"]
 
@@ -24,10 +25,8 @@ GEMM_REPEATS = 3
 
 def gemm_gflops(n: int = GEMM_SIZE, repeats: int = GEMM_REPEATS) -> float:
     """Median GFLOP/s of ``repeats`` FP32 ``n x n @ n x n`` products in torch (current torch threads), after one warm-up."""
-    if isinstance(n, bool) or not isinstance(n, int) or not 16 <= n <= 16384:
-        raise UserInputError(f"GEMM size {n!r}: give an integer in 16..16384")
-    if isinstance(repeats, bool) or not isinstance(repeats, int) or repeats < 1:
-        raise UserInputError(f"GEMM repeats {repeats!r}: give an integer >= 1")
+    check_int("GEMM size", n, MIN_GEMM_SIZE, MAX_GEMM_SIZE)
+    check_int("GEMM repeats", repeats, 1)
     import torch
 
     gen = torch.Generator().manual_seed(0)

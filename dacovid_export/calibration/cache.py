@@ -33,6 +33,7 @@ from pathlib import Path
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_path, atomic_write_json, sha256_file
 from dacovid_export.core.log import get_logger
+from dacovid_export.core.validate import check_int
 
 __all__ = ["DEFAULT_MAX_GB", "MAX_GB_ENV", "default_cache_dir", "cache_key", "cache_max_bytes", "CalibrationCache"]
 
@@ -80,8 +81,8 @@ class CalibrationCache:
         self.directory = Path(directory) if directory is not None else default_cache_dir()
         if self.directory.exists() and not self.directory.is_dir():
             raise UserInputError(f"calibration cache {str(self.directory)!r} is a file, not a folder")
-        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0):
-            raise UserInputError(f"max_bytes={max_bytes!r}: give the cache's size cap as an integer >= 0")
+        if max_bytes is not None:
+            check_int("max_bytes", max_bytes, 0, why=" (the cache's size cap in bytes)")
         self.max_bytes = cache_max_bytes() if max_bytes is None else max_bytes
 
     def model_path(self, key: str) -> Path:

@@ -16,15 +16,11 @@ from dacovid_export.calibration.precisions import (
     guarded_precisions,
     precision_of,
 )
-from dacovid_export.calibration.qat import (
-    DEFAULT_QAT_BATCH_SIZE,
-    DEFAULT_QAT_EPOCHS,
-    DEFAULT_QAT_LR,
-    QatConfig,
-)
+from dacovid_export.calibration.qat import QatConfig
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import same_file
 from dacovid_export.core.limits import MAX_IMAGE_COUNT
+from dacovid_export.core.validate import as_path, check_bool, check_int
 from dacovid_export.data.image_folder import check_image_source
 from dacovid_export.export.config import check_seed_and_tolerances
 
@@ -83,16 +79,13 @@ class PrecisionConfig:
         precision_of(self.precision)  # an unknown name: one line listing the registered ones
         check_seed_and_tolerances(self.seed, self.atol, self.rtol)
         for name in _PATH_FIELDS:
-            value = getattr(self, name)
-            if value is not None:
-                object.__setattr__(self, name, Path(value))
+            object.__setattr__(self, name, as_path(getattr(self, name)))
         self._validate_calibration()
         self._validate_guard()
         self._validate_qat()
 
     def _validate_qat(self) -> None:
-        if not isinstance(self.qat, bool):
-            raise UserInputError(f"qat={self.qat!r}: give True or False")
+        check_bool("qat", self.qat)
         check_qat_options(self)
         if self.qat and not self.kind.quantization_aware:
             raise UserInputError(
@@ -122,13 +115,9 @@ class PrecisionConfig:
         )
 
     def qat_config(self) -> QatConfig:
-        """The quantization-aware fine-tune's options (defaults where not given)."""
-        return QatConfig(
-            epochs=DEFAULT_QAT_EPOCHS if self.qat_epochs is None else self.qat_epochs,
-            lr=DEFAULT_QAT_LR if self.qat_lr is None else self.qat_lr,
-            batch_size=DEFAULT_QAT_BATCH_SIZE if self.qat_batch_size is None else self.qat_batch_size,
-            seed=self.seed,
-            **({} if self.qat_device is None else {"device": self.qat_device}),
+        """The quantization-aware fine-tune's options: QatConfig's own defaults where none was given."""
+        return QatConfig.given(
+            seed=self.seed, epochs=self.qat_epochs, lr=self.qat_lr, batch_size=self.qat_batch_size, device=self.qat_device
         )
 
     def _validate_guard(self) -> None:
@@ -149,13 +138,8 @@ class PrecisionConfig:
             check_image_source(self.training_data, "training data", "its training part")
 
     def _validate_calibration(self) -> None:
-        if self.calib_size is not None and (
-            isinstance(self.calib_size, bool) or not isinstance(self.calib_size, int)
-            or not MIN_CALIBRATION_IMAGES <= self.calib_size <= MAX_IMAGE_COUNT
-        ):
-            raise UserInputError(
-                f"calib_size={self.calib_size!r}: need an integer from {MIN_CALIBRATION_IMAGES} to {MAX_IMAGE_COUNT}"
-            )
+        if self.calib_size is not None:
+            check_int("calib_size", self.calib_size, MIN_CALIBRATION_IMAGES, MAX_IMAGE_COUNT)
         if self.calib_method is not None and self.calib_method not in ("entropy", "max"):
             raise UserInputError(f"calib_method={self.calib_method!r}: choose 'entropy' or 'max'")
         # the precision's own rules (what it needs, what it refuses): calibration.precisions.<name>.check_options

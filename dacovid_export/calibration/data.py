@@ -38,6 +38,7 @@ from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import file_identity, sha256_file
 from dacovid_export.core.log import get_logger
 from dacovid_export.core.progress import progress_bar
+from dacovid_export.core.validate import check_fraction, check_int
 from dacovid_export.data.evidence import SortedImages, sort_images
 from dacovid_export.data.fingerprint import ImageRecord
 from dacovid_export.data.image_folder import (
@@ -245,10 +246,8 @@ def _check_args(
 ) -> None:
     if not isinstance(preprocessing, Preprocessing):
         raise UserInputError(f"preprocessing={preprocessing!r}: give a dacovid_export.data.preprocessing.Preprocessing")
-    if isinstance(size, bool) or not isinstance(size, int) or size < minimum:
-        raise UserInputError(f"{what} size={size!r}: give an integer >= {minimum} (64-512 images is typical)")
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UserInputError(f"{what} seed={seed!r}: give a non-negative integer")
+    check_int(f"{what} size", size, minimum, why=" (64-512 images is typical)")
+    check_int(f"{what} seed", seed, 0)
 
 
 def _sample(strata: Mapping[str, list[Path]], take: int, seed: int) -> tuple[list[Path], dict[str, int]]:
@@ -425,8 +424,7 @@ def _split_selections(
     - a folder, without a record: a ``validation_share`` of it is held out, as it always was (the
       report says that it could not be checked).
     """
-    if not (isinstance(validation_share, float) and 0.0 < validation_share < 1.0):
-        raise UserInputError(f"validation_share={validation_share!r}: give a fraction between 0 and 1")
+    check_fraction("validation_share", validation_share, strict=True)
     guard_seed = seed + _VALIDATION_SEED_OFFSET
     if is_split_file(folder):
         root, held_out = _source_strata(folder, "val", "validation")

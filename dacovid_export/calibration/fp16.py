@@ -55,6 +55,7 @@ from dacovid_export.calibration.tooling import (
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.log import get_logger
+from dacovid_export.core.validate import check_int
 
 __all__ = ["FP16_DATA_MAX", "MAX_RANGE_CHECK_IMAGES", "convert_fp16"]
 
@@ -87,8 +88,7 @@ def convert_fp16(
     started = time.perf_counter()
     src = load_source_model(source)
     output = check_output_path(src.path, output)
-    if isinstance(max_range_images, bool) or not isinstance(max_range_images, int) or max_range_images < 1:
-        raise UserInputError(f"max_range_images={max_range_images!r}: give an integer >= 1")
+    check_int("max_range_images", max_range_images, 1)
     if isinstance(calibration, CalibrationSet):
         calibration = calibration.array
     range_data = None if calibration is None else check_calibration_array(calibration, src)

@@ -53,7 +53,6 @@ minutes there, so use ``device="cuda"`` (``--qat-device``).
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
 from collections.abc import Callable
@@ -70,11 +69,12 @@ from dacovid_export.calibration.qat_state import (
 )
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import sha256_file
-from dacovid_export.core.limits import MAX_BATCH_SIZE, MAX_QAT_EPOCHS
+from dacovid_export.core.limits import MAX_QAT_EPOCHS, check_batch_size
 from dacovid_export.core.log import get_logger
 from dacovid_export.core.progress import progress_bar
 from dacovid_export.core.text import escape_text
 from dacovid_export.core.torch_device import check_device_option
+from dacovid_export.core.validate import check_int, check_number
 
 if TYPE_CHECKING:
     import torch
@@ -118,26 +118,29 @@ class QatConfig:
 
     def __post_init__(self) -> None:
         check_device_option(self.device, "--qat-device")
-        if isinstance(self.epochs, bool) or not isinstance(self.epochs, int) or not 1 <= self.epochs <= MAX_QAT_EPOCHS:
-            raise UserInputError(
-                f"qat epochs={self.epochs!r}: give an integer from 1 to {MAX_QAT_EPOCHS} (default {DEFAULT_QAT_EPOCHS}; "
-                "each epoch rewrites a state file ~3x the checkpoint)"
-            )
+        check_int(
+            "qat epochs", self.epochs, 1, MAX_QAT_EPOCHS,
+            why=f" (default {DEFAULT_QAT_EPOCHS}; each epoch rewrites a state file ~3x the checkpoint)",
+        )
         for name in ("lr", "temperature"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-                raise UserInputError(f"qat {name}={value!r}: give a finite number > 0 (default lr {DEFAULT_QAT_LR:g})")
-        if (
-            isinstance(self.label_weight, bool)
-            or not isinstance(self.label_weight, (int, float))
-            or not math.isfinite(self.label_weight)
-            or self.label_weight < 0
-        ):
-            raise UserInputError(f"qat label_weight={self.label_weight!r}: give a finite number >= 0")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= MAX_BATCH_SIZE:
-            raise UserInputError(f"qat batch_size={self.batch_size!r}: give an integer in 1..{MAX_BATCH_SIZE}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise UserInputError(f"qat seed={self.seed!r}: give a non-negative integer")
+            check_number(f"qat {name}", getattr(self, name), 0, above=True, why=f" (default lr {DEFAULT_QAT_LR:g})")
+        check_number("qat label_weight", self.label_weight, 0)
+        check_batch_size(self.batch_size, "qat batch_size")
+        check_int("qat seed", self.seed, 0)
+
+    @classmethod
+    def given(
+        cls,
+        *,
+        seed: int = 0,
+        epochs: int | None = None,
+        lr: float | None = None,
+        batch_size: int | None = None,
+        device: str | None = None,
+    ) -> "QatConfig":
+        """The options given (not ``None``: a flag left unset), this class's own defaults for the rest."""
+        chosen = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "device": device}
+        return dataclasses.replace(cls(seed=seed), **{k: v for k, v in chosen.items() if v is not None})
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

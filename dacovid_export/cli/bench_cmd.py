@@ -10,10 +10,12 @@ from dacovid_export.bench.config import (
     AUTOCAST_CHOICES,
     BACKEND_CHOICES,
     DEFAULT_ITERATIONS,
-    DEFAULT_WARMUP,
     DEVICE_CHOICES,
+    BenchConfig,
 )
+from dacovid_export.bench.cpp import CppBenchConfig
 from dacovid_export.cli.common import (
+    field_default,
     OneLineErrorsCommand,
     handle_errors,
     verbosity_options,
@@ -27,13 +29,13 @@ _OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 @click.command(name="bench", cls=OneLineErrorsCommand, context_settings={"help_option_names": ["-h", "--help"]})
 @click.argument("artifacts", nargs=-1, required=False, type=click.Path(path_type=Path))
 # backend and device are checked by BenchConfig, so a wrong value is one line, like every other error
-@click.option("--backend", default="auto", show_default=True, metavar="|".join(BACKEND_CHOICES),
+@click.option("--backend", default=field_default(BenchConfig, "backend"), show_default=True, metavar="|".join(BACKEND_CHOICES),
               help="auto: torch for checkpoints, onnxruntime for .onnx (plus openvino for INT8 .onnx on the CPU), tensorrt for engines.")
-@click.option("--device", default="auto", show_default=True, metavar="|".join(DEVICE_CHOICES),
+@click.option("--device", default=field_default(BenchConfig, "device"), show_default=True, metavar="|".join(DEVICE_CHOICES),
               help="auto: cuda when a GPU is visible, else cpu.")
-@click.option("--batch", "batch", default="1", show_default=True, metavar="LIST", help="Batch sizes, e.g. 1,8,32.")
+@click.option("--batch", "batch", default=",".join(map(str, field_default(BenchConfig, "batch_sizes"))), show_default=True, metavar="LIST", help="Batch sizes, e.g. 1,8,32.")
 @click.option("--image-size", type=int, default=None, help="Check that every artifact takes N x N inputs (default: each artifact's own).")
-@click.option("--warmup", type=int, default=DEFAULT_WARMUP, show_default=True, help="Untimed runs before each series.")
+@click.option("--warmup", type=int, default=field_default(BenchConfig, "warmup"), show_default=True, help="Untimed runs before each series.")
 @click.option("--iterations", type=int, default=None, help=f"Timed runs per series [default: {DEFAULT_ITERATIONS}].")
 @click.option("--duration", type=float, default=None, metavar="SECONDS", help="Time each series for this long instead of --iterations.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch, ONNX Runtime and OpenVINO (default: torch's setting; ORT: physical cores; OpenVINO: its own).")
@@ -47,17 +49,17 @@ _OUT = click.Path(dir_okay=False, writable=True, path_type=Path)
 @click.option("--triton", "triton_urls", multiple=True, metavar="URL",
               help="Also time a live Triton endpoint (http://HOST:PORT or grpc://HOST:PORT, optionally /MODEL): encoded images from concurrent "
                    "clients, with Triton's own queue/compute split; ARTIFACTs then also get in-process Predictor rows. Repeatable.")
-@click.option("--triton-model", default="dacovid", show_default=True, help="The served ensemble a --triton URL without /MODEL calls.")
-@click.option("--concurrency", default="1", show_default=True, metavar="LIST", help="Concurrent clients per served level, e.g. 1,4,8.")
+@click.option("--triton-model", default=field_default(BenchConfig, "triton_model"), show_default=True, help="The served ensemble a --triton URL without /MODEL calls.")
+@click.option("--concurrency", default=",".join(map(str, field_default(BenchConfig, "concurrency"))), show_default=True, metavar="LIST", help="Concurrent clients per served level, e.g. 1,4,8.")
 @click.option("--cpp", "cpp", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
               help="A built dacovid_infer (cpp/): instead of the usual table, time it end to end beside Python's Predictor (both on OpenVINO) "
-                   "on the first --cpp-images files of --images, at each --batch, with --iterations timed passes (default 3).")
+                   "on the first --cpp-images files of --images, at each --batch, with --iterations timed passes (default {}).".format(field_default(CppBenchConfig, "repeats")))
 @click.option("--images", type=click.Path(file_okay=False, path_type=Path), default=None, help="--cpp: the folder of image files to time.")
-@click.option("--cpp-images", type=int, default=64, show_default=True, help="--cpp: how many images of --images are timed.")
+@click.option("--cpp-images", type=int, default=field_default(CppBenchConfig, "count"), show_default=True, help="--cpp: how many images of --images are timed.")
 @click.option("--json", "json_out", type=_OUT, default=None, help="Write the records and environment as JSON.")
 @click.option("--csv", "csv_out", type=_OUT, default=None, help="Write the records as CSV.")
 @click.option("--plot", "plot_out", type=_OUT, default=None, help="Write a latency/throughput-versus-batch PNG.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic input images.")
+@click.option("--seed", type=int, default=field_default(BenchConfig, "seed"), show_default=True, help="Seed of the synthetic input images.")
 @click.option("--no-progress", is_flag=True, help="No progress bars on stderr.")
 @verbosity_options
 @handle_errors
@@ -95,7 +97,7 @@ def bench(
     GPU work is timed with CUDA events (compute-only and end-to-end series);
     CPU work with a monotonic clock. Percentiles follow trtexec (nearest rank).
     """
-    from dacovid_export.bench.config import BenchConfig, parse_int_list
+    from dacovid_export.bench.config import parse_int_list
     from dacovid_export.bench.report import format_markdown
     from dacovid_export.bench.run import bench_to_files
 
@@ -132,12 +134,12 @@ def bench(
 
 
 def _bench_cpp(cpp: Path, artifacts: tuple[Path, ...], images: Path | None, batches: list[int], iterations: int | None, count: int) -> None:
-    from dacovid_export.bench.cpp import CppBenchConfig, bench_cpp, format_cpp_table
+    from dacovid_export.bench.cpp import bench_cpp, format_cpp_table
     from dacovid_export.core.errors import UserInputError
 
     if len(artifacts) != 1 or images is None:
         raise UserInputError("--cpp times one ONNX model on image files: give exactly one ARTIFACT and --images DIR")
-    config = CppBenchConfig(str(cpp), str(artifacts[0]), str(images), tuple(batches), iterations or 3, count)
+    config = CppBenchConfig(str(cpp), str(artifacts[0]), str(images), tuple(batches), iterations or field_default(CppBenchConfig, "repeats"), count)
     click.echo(format_cpp_table(bench_cpp(config), artifacts[0]), nl=False)
 
 

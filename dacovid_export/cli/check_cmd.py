@@ -8,7 +8,8 @@ from typing import Any
 
 import click
 
-from dacovid_export.cli.common import handle_errors, training_data_option, verbosity_options
+from dacovid_export.cli.common import field_default, handle_errors, training_data_option, verbosity_options
+from dacovid_export.parity.run import run_parity
 
 __all__ = ["check"]
 
@@ -49,13 +50,13 @@ def _tolerance_options(fn: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--cpp", "cpp", type=click.Path(dir_okay=False, path_type=Path), default=None, metavar="PATH",
               help="A built dacovid_infer (cpp/): every MODEL also runs through the C++ runtime, decoding and preprocessing the "
                    "--images files itself, one more row each.")
-@click.option("--triton-model", default="dacovid", show_default=True, help="The served ensemble a --triton URL without /MODEL calls.")
+@click.option("--triton-model", default=field_default(run_parity, "endpoint_model"), show_default=True, help="The served ensemble a --triton URL without /MODEL calls.")
 @click.option("--json", "json_out", type=_OUT, default=None, help="Write the full report as JSON.")
 @click.option("--confusion-png", type=click.Path(file_okay=False, path_type=Path), default=None, metavar="DIR",
               help="Write confusion-matrix PNGs (labelled images only).")
-@click.option("--batch-size", type=int, default=8, show_default=True, help="Images per batch (split further to each model's max batch).")
-@click.option("--synthetic-count", type=int, default=32, show_default=True, help="Synthetic inputs when --images is not given.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the synthetic inputs.")
+@click.option("--batch-size", type=int, default=field_default(run_parity, "batch_size"), show_default=True, help="Images per batch (split further to each model's max batch).")
+@click.option("--synthetic-count", type=int, default=field_default(run_parity, "synthetic_count"), show_default=True, help="Synthetic inputs when --images is not given.")
+@click.option("--seed", type=int, default=field_default(run_parity, "seed"), show_default=True, help="Seed of the synthetic inputs.")
 @click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda",
               help="Where the reference and the models run (TensorRT engines: always cuda).")
 @click.option("--allow-source-mismatch", is_flag=True,

@@ -6,16 +6,11 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.calibration.precisions import precision_names, registered
-from dacovid_export.calibration.config import DEFAULT_CALIB_SIZE, PrecisionConfig
+from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.convert import export_at_precision
-from dacovid_export.cli.common import handle_errors, int8_guard_options, qat_options, verbosity_options
-from dacovid_export.export.config import (
-    DEFAULT_OPSET,
-    MAX_OPSET,
-    MIN_OPSET,
-    OnnxExportConfig,
-)
+from dacovid_export.calibration.precisions import precision_names, registered
+from dacovid_export.cli.common import PrecisionFlags, field_default, handle_errors, precision_options, verbosity_options
+from dacovid_export.export.config import MAX_OPSET, MIN_OPSET, OnnxExportConfig
 
 __all__ = ["onnx"]
 
@@ -26,19 +21,15 @@ __all__ = ["onnx"]
 @click.option(
     "--precision",
     type=click.Choice(precision_names()),
-    default="fp32",
+    default=field_default(PrecisionConfig, "precision"),
     show_default=True,
     help="; ".join(p.summary for p in registered() if p.made_by_step) + ".",
 )
-@click.option("--calib-data", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Calibration images, or a dacovid-train split.json (its training images); needed for int8, optional range data for fp16.")
-@click.option("--calib-size", type=int, default=None, metavar="N", help=f"Calibration images to use  [default: {DEFAULT_CALIB_SIZE}]")
-@click.option("--calib-method", type=click.Choice(["entropy", "max"]), default=None, help="INT8 calibration  [default: entropy, then max if entropy misses --min-agreement; the better is kept]")
-@int8_guard_options
-@qat_options("INT8: quantization-aware fine-tuning (distilled to the checkpoint) before the export; the fine-tuned checkpoint is kept as OUT.qat.pt and reused, an interrupted fine-tune resumes.")
-@click.option("--opset", type=int, default=DEFAULT_OPSET, show_default=True, metavar="N", help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}.")
+@precision_options("INT8: quantization-aware fine-tuning (distilled to the checkpoint) before the export; the fine-tuned checkpoint is kept as OUT.qat.pt and reused, an interrupted fine-tune resumes.")
+@click.option("--opset", type=int, default=field_default(OnnxExportConfig, "opset"), show_default=True, metavar="N", help=f"ONNX opset, {MIN_OPSET}..{MAX_OPSET}.")
 @click.option("--max-batch", type=int, default=None, metavar="N", help="Static: the batch size (default 1). Dynamic: hint for engine profiles.")
 @click.option("--static-batch", is_flag=True, help="Fix the batch dimension instead of leaving it dynamic.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the self-check inputs and calibration sampling.")
+@click.option("--seed", type=int, default=field_default(OnnxExportConfig, "seed"), show_default=True, help="Seed of the self-check inputs and calibration sampling.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, metavar="DIR", help="Reuse INT8 calibration results across runs.")
 @click.option("--atol", type=float, default=None, help="Self-check absolute tolerance on logits of the written model (fp32: vs PyTorch; fp16: vs the FP32 ONNX; int8/bf16: reported only, --min-agreement decides). Default by precision.")
 @click.option("--rtol", type=float, default=None, help="Self-check tolerance relative to the logits' scale (same comparison as --atol). Default by precision.")
@@ -48,18 +39,7 @@ def onnx(
     checkpoint: str,
     output: str,
     precision: str,
-    calib_data: Path | None,
-    calib_size: int | None,
-    calib_method: str | None,
-    min_agreement: float | None,
-    validation_data: Path | None,
-    training_data: Path | None,
-    qat: bool,
-    qat_epochs: int | None,
-    qat_lr: float | None,
-    qat_batch_size: int | None,
-    qat_device: str | None,
-    train_data: Path | None,
+    step: PrecisionFlags,
     opset: int,
     max_batch: int | None,
     static_batch: bool,
@@ -84,25 +64,9 @@ def onnx(
         atol=atol if fp32 else None,
         rtol=rtol if fp32 else None,
     )
-    step = PrecisionConfig(
-        precision=precision,  # type: ignore[arg-type]
-        calib_data=calib_data,
-        calib_size=calib_size,
-        calib_method=calib_method,  # type: ignore[arg-type]
-        min_agreement=min_agreement,
-        validation_data=validation_data,
-        training_data=training_data,
-        qat=qat,
-        qat_epochs=qat_epochs,
-        qat_lr=qat_lr,
-        qat_batch_size=qat_batch_size,
-        qat_device=qat_device,
-        train_data=train_data,
-        seed=seed,
-        cache_dir=cache_dir,
-        atol=None if fp32 else atol,
-        rtol=None if fp32 else rtol,
+    config = step.config(
+        precision, seed=seed, cache_dir=cache_dir, atol=None if fp32 else atol, rtol=None if fp32 else rtol
     )
-    result = export_at_precision(checkpoint, output, export, step, progress=True)
+    result = export_at_precision(checkpoint, output, export, config, progress=True)
     for line in result.summary_lines():
         click.echo(line)

@@ -7,8 +7,11 @@ from pathlib import Path
 
 import click
 
-from dacovid_export.cli.common import handle_errors, qat_options, training_data_option, verbosity_options
+from dacovid_export.cli.common import QatFlags, field_default, handle_errors, qat_options, training_data_option, verbosity_options
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.calibration.config import DEFAULT_CALIB_SIZE
+from dacovid_export.pipeline.config import PIPELINE_BENCH
+from dacovid_export.pipeline.embedded import EMBEDDED_IMAGE_SIZE
 
 __all__ = ["pipeline"]
 
@@ -31,16 +34,20 @@ def _model_options(values: tuple[str, ...]) -> dict[str, int]:
 @click.option("--images", type=click.Path(path_type=Path), default=None, help="Class-per-folder images for parity, or a dacovid-train split.json (its held-out images) (default: synthetic images).")
 @click.option("--calib-data", type=click.Path(path_type=Path), default=None, help="Calibration images for INT8 (training images, not the parity set), or a split.json (its training images).")
 @click.option("--out", "out", type=_DIR, required=True, help="Folder for the models, engines, report.md/json and plots.")
-@click.option("--image-size", type=int, default=None, help="Embedded default only: input size [default: 224].")
+@click.option("--image-size", type=int, default=None, help=f"Embedded default only: input size [default: {EMBEDDED_IMAGE_SIZE}].")
 @click.option("--model-option", "model_option", multiple=True, metavar="KEY=N",
               help="Embedded default only: output_stride=8|16|32, reduction_kernel_size=3|1, reduction_channels=N.")
-@click.option("--batch", default="1", show_default=True, metavar="LIST", help="Batch sizes to time, e.g. 1,8.")
-@click.option("--iterations", type=int, default=10, show_default=True, help="Timed iterations per latency series.")
-@click.option("--warmup", type=int, default=2, show_default=True, help="Warm-up runs per latency series.")
-@click.option("--calib-size", type=int, default=None, help="Calibration images to sample (default: all for the embedded default, 256 otherwise).")
-@click.option("--device", default="auto", show_default=True, metavar="auto|cpu|cuda", help="Where parity and latency run.")
+@click.option("--batch", default=",".join(map(str, PIPELINE_BENCH.batch_sizes)), show_default=True, metavar="LIST",
+              help="Batch sizes to time, e.g. 1,8.")
+@click.option("--iterations", type=int, default=field_default(PIPELINE_BENCH, "iterations"), show_default=True,
+              help="Timed iterations per latency series.")
+@click.option("--warmup", type=int, default=field_default(PIPELINE_BENCH, "warmup"), show_default=True,
+              help="Warm-up runs per latency series.")
+@click.option("--calib-size", type=int, default=None, help=f"Calibration images to sample (default: all for the embedded default, {DEFAULT_CALIB_SIZE} otherwise).")
+@click.option("--device", default=field_default(PIPELINE_BENCH, "device"), show_default=True, metavar="auto|cpu|cuda",
+              help="Where parity and latency run.")
 @click.option("--threads", type=int, default=None, help="CPU threads for torch and ONNX Runtime while timing.")
-@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--seed", type=int, default=field_default(PIPELINE_BENCH, "seed"), show_default=True)
 @click.option("--serve-env", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Serving environment ('dacovid-export serve-env DIR'): also serve the FP32 and INT8 models with Triton "
                    "and add endpoint parity and latency to the report  [default: $DACOVID_SERVE_ENV, else skipped].")
@@ -64,12 +71,7 @@ def pipeline(
     threads: int | None,
     seed: int,
     serve_env: Path | None,
-    qat: bool,
-    qat_epochs: int | None,
-    qat_lr: float | None,
-    qat_batch_size: int | None,
-    qat_device: str | None,
-    train_data: Path | None,
+    qat: QatFlags,
     training_data: Path | None,
     no_progress: bool,
 ) -> None:
@@ -80,32 +82,28 @@ def pipeline(
     fails its parity tolerance or a step fails its self-check (the report is
     still written).
     """
-    from dacovid_export.bench.config import parse_int_list
-    from dacovid_export.pipeline import PipelineConfig, run_pipeline
+    import dataclasses
 
+    from dacovid_export.bench.config import parse_int_list
+    from dacovid_export.pipeline import PipelineConfig, PipelinePrecision, run_pipeline
+
+    # the one place the flat options become the nested configs; --seed and --no-progress rule every step (bench's)
+    bench = dataclasses.replace(
+        PIPELINE_BENCH, device=device, batch_sizes=parse_int_list(batch, "--batch"), iterations=iterations,
+        warmup=warmup, threads=threads, seed=seed, progress=not no_progress,
+    )
     config = PipelineConfig(
         out=out,
         checkpoint=checkpoint,
         images=images,
-        calib_data=calib_data,
         image_size=image_size,
         model_options=_model_options(model_option),
-        batch_sizes=parse_int_list(batch, "--batch"),
-        iterations=iterations,
-        warmup=warmup,
-        calib_size=calib_size,
-        device=device,
-        threads=threads,
-        seed=seed,
-        progress=not no_progress,
         serve_env=serve_env,
-        qat=qat,
-        qat_epochs=qat_epochs,
-        qat_lr=qat_lr,
-        qat_batch_size=qat_batch_size,
-        qat_device=qat_device,
-        train_data=train_data,
-        training_data=training_data,
+        precision=PipelinePrecision(
+            calib_data=calib_data, calib_size=calib_size, training_data=training_data, train_data=qat.train_data
+        ),
+        qat=qat.config(seed),
+        bench=bench,
     )
     result = run_pipeline(config)
     click.echo("\n".join(result.summary_lines()))

@@ -9,7 +9,8 @@ from types import FrameType
 
 import click
 
-from dacovid_export.cli.common import handle_errors, verbosity_options
+from dacovid_export.cli.common import field_default, handle_errors, verbosity_options
+from dacovid_export.serve.server import ServerConfig
 
 __all__ = ["serve", "serve_env"]
 
@@ -18,12 +19,12 @@ __all__ = ["serve", "serve_env"]
 @click.argument("repo", type=click.Path(path_type=Path, file_okay=False))
 @click.option("--env", "env_dir", type=click.Path(path_type=Path, file_okay=False), default=None,
               help="Serving environment made by 'dacovid-export serve-env'  [default: $DACOVID_SERVE_ENV].")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to bind; another than loopback only when you ask for it.")
-@click.option("--http-port", type=int, default=8000, show_default=True)
-@click.option("--grpc-port", type=int, default=8001, show_default=True)
-@click.option("--ready-timeout", type=float, default=180.0, show_default=True, help="Seconds to wait for every model to load.")
+@click.option("--host", default=field_default(ServerConfig, "host"), show_default=True, help="Address to bind; another than loopback only when you ask for it.")
+@click.option("--http-port", type=int, default=field_default(ServerConfig, "http_port"), show_default=True)
+@click.option("--grpc-port", type=int, default=field_default(ServerConfig, "grpc_port"), show_default=True)
+@click.option("--ready-timeout", type=float, default=field_default(ServerConfig, "ready_timeout_s"), show_default=True, help="Seconds to wait for every model to load.")
 @click.option("--log-file", type=click.Path(path_type=Path, dir_okay=False), default=None, help="Keep the server's log here.")
-@click.option("--max-request-mb", type=int, default=16, show_default=True,
+@click.option("--max-request-mb", type=int, default=field_default(ServerConfig, "max_request_mb"), show_default=True,
               help="Largest request (its images together) the server decodes; a larger one is refused with 400 / "
                    "INVALID_ARGUMENT. 16 MB: a 2048x2048 16-bit DICOM (8 MiB of pixels), twice over.")
 @click.option("--grpc-tls-cert", type=click.Path(path_type=Path, dir_okay=False), default=None,
@@ -34,7 +35,7 @@ __all__ = ["serve", "serve_env"]
               help="PEM CA of client certificates: mutual TLS.")
 @click.option("--insecure", is_flag=True,
               help="Serve a non-loopback --host without TLS (no authentication either): only on a network you trust.")
-@click.option("--probe-interval", type=float, default=5.0, show_default=True,
+@click.option("--probe-interval", type=float, default=field_default(ServerConfig, "probe_interval_s"), show_default=True,
               help="Seconds between health probes (a real request to every ensemble; a failing one is reloaded, and "
                    "serve exits non-zero if that does not help); 0: no probes.")
 @verbosity_options
@@ -44,7 +45,7 @@ def serve(repo: Path, env_dir: Path | None, host: str, http_port: int, grpc_port
           grpc_tls_client_ca: Path | None, insecure: bool, probe_interval: float) -> None:
     """Serve REPO with the bundled Triton Inference Server, in the foreground, until Ctrl-C or SIGTERM."""
     from dacovid_export.serve.serve_env import serve_env_from
-    from dacovid_export.serve.server import ServerConfig, TritonServer
+    from dacovid_export.serve.server import TritonServer
 
     config = ServerConfig(repo=repo, env=serve_env_from(env_dir), host=host, http_port=http_port, grpc_port=grpc_port,
                           ready_timeout_s=ready_timeout, log_file=log_file, max_request_mb=max_request_mb,

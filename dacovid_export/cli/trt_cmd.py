@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 # constants only: trt.library imports TensorRT lazily, inside functions
 from dacovid_export.calibration.precisions import engine_precisions, precision_of
-from dacovid_export.cli.common import F, handle_errors, int8_guard_options, verbosity_options
+from dacovid_export.cli.common import F, field_default, handle_errors, int8_guard_options, verbosity_options
+from dacovid_export.engine.config import EngineBuildConfig
 from dacovid_export.trt.library import RUNTIME_CHOICES
 from dacovid_export.trt.targets import RTX_DEFAULT_TARGETS, RTX_TARGETS
-
-if TYPE_CHECKING:
-    from dacovid_export.engine.config import EngineBuildConfig
 
 __all__ = ["trt"]
 
@@ -50,14 +47,14 @@ def _precision(flags: dict[str, bool]) -> str:
 @click.option("--calib-data", type=click.Path(path_type=Path), help="Class-per-folder calibration images, or a dacovid-train split.json (its training images); INT8 from an FP32 ONNX.")
 @int8_guard_options
 @click.option("--qat", is_flag=True, help="INT8 with quantization-aware fine-tuning: refused here with the two commands that do it (it fine-tunes the checkpoint, trt starts from an ONNX).")
-@click.option("--min-batch", type=int, default=1, show_default=True, help="Smallest batch the engine accepts.")
+@click.option("--min-batch", type=int, default=field_default(EngineBuildConfig, "min_batch"), show_default=True, help="Smallest batch the engine accepts.")
 @click.option("--opt-batch", type=int, default=None, help="Batch TensorRT tunes for  [default: --max-batch]; 1 favours single-image latency.")
-@click.option("--max-batch", type=int, default=8, show_default=True, help="Largest batch the engine accepts.")
-@click.option("--workspace", type=float, default=4.0, show_default=True, help="TensorRT workspace limit in GiB.")
-@click.option("--opt-level", type=int, default=3, show_default=True, help="Builder optimization level 0-5 (higher: slower build, maybe faster engine).")
+@click.option("--max-batch", type=int, default=field_default(EngineBuildConfig, "max_batch"), show_default=True, help="Largest batch the engine accepts.")
+@click.option("--workspace", type=float, default=field_default(EngineBuildConfig, "workspace_gib"), show_default=True, help="TensorRT workspace limit in GiB.")
+@click.option("--opt-level", type=int, default=field_default(EngineBuildConfig, "opt_level"), show_default=True, help="Builder optimization level 0-5 (higher: slower build, maybe faster engine).")
 @click.option("--timing-cache", type=click.Path(path_type=Path, dir_okay=False), help="Timing cache file, read if present and saved after the build (one per GPU type).")
 @click.option("--hardware-compatible", is_flag=True, help="TensorRT: engine that runs on any Ampere or newer GPU (compute capability >= 8.0); may be slower.")
-@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default="auto", show_default=True, help="tensorrt: TensorRT 10.8+/11.x, builds on the GPU it targets (data-centre GPUs, Turing). tensorrt-rtx: TensorRT for RTX GPUs, builds without a GPU. auto: TensorRT where it is installed and a GPU is visible, else TensorRT-RTX.")
+@click.option("--runtime", type=click.Choice(RUNTIME_CHOICES), default=field_default(EngineBuildConfig, "runtime"), show_default=True, help="tensorrt: TensorRT 10.8+/11.x, builds on the GPU it targets (data-centre GPUs, Turing). tensorrt-rtx: TensorRT for RTX GPUs, builds without a GPU. auto: TensorRT where it is installed and a GPU is visible, else TensorRT-RTX.")
 @click.option("--target-cc", default=None, metavar="CC[,CC...]", help=f"TensorRT-RTX: compute capabilities to compile for, e.g. 8.6,8.9,12.0 (of {', '.join(RTX_TARGETS)})  [default: TensorRT-RTX's own set, {'/'.join(RTX_DEFAULT_TARGETS)}+].")
 @click.option("--print-trtexec", is_flag=True, help="Only print the equivalent trtexec command (no TensorRT needed) and exit.")
 @click.option("--trt-major", type=click.Choice(["10", "11"]), default=None, help="With --print-trtexec: flags for this TensorRT major version [default: the installed one, else both].")
@@ -94,7 +91,6 @@ def trt(
     TensorRT's parser gave each node is printed and kept in OUTPUT.json.
     """
     from dacovid_export.core.errors import UserInputError
-    from dacovid_export.engine.config import EngineBuildConfig
 
     if qat:
         from dacovid_export.engine.make import refuse_qat_engine

@@ -14,6 +14,8 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from dacovid_export.core.validate import is_int, is_number
+
 __all__ = ["EngineBuildRecord", "rebuild_command"]
 
 
@@ -81,10 +83,10 @@ def rebuild_command(
         str(metadata.max_batch),
     ]
     workspace = metadata.build.get("workspace_gib")
-    if isinstance(workspace, (int, float)) and not isinstance(workspace, bool):
+    if is_number(workspace):
         args += ["--workspace", f"{workspace:g}"]
     level = metadata.build.get("opt_level")
-    if isinstance(level, int) and not isinstance(level, bool):
+    if is_int(level):
         args += ["--opt-level", str(level)]
     if runtime == "tensorrt-rtx":
         if target_cc is None and metadata.runtime == "tensorrt-rtx" and not metadata.build.get("default_targets"):

@@ -16,7 +16,7 @@
 
 from __future__ import annotations
 
-from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.validate import check_int
 
 __all__ = [
     "MIN_IMAGE_SIZE",
@@ -26,6 +26,13 @@ __all__ = [
     "MAX_CLASSES",
     "MAX_QAT_EPOCHS",
     "MAX_IMAGE_COUNT",
+    "MIN_GEMM_SIZE",
+    "MAX_GEMM_SIZE",
+    "MAX_TRITON_INSTANCES",
+    "MAX_QUEUE_DELAY_US",
+    "MAX_PROBE_INTERVAL_S",
+    "MAX_REQUEST_MB",
+    "MAX_CONCURRENCY",
     "check_image_size",
     "check_batch_size",
     "check_resize_size",
@@ -39,37 +46,42 @@ MAX_RESIZE_SIZE = 2048
 MAX_CLASSES = 1000
 MAX_QAT_EPOCHS = 1000
 MAX_IMAGE_COUNT = 100_000
+# the FP32 GEMM bench's reference product (bench.gemm): 16 is too small to time, 16384^2 float32 is 1 GiB per operand
+MIN_GEMM_SIZE = 16
+MAX_GEMM_SIZE = 16384
+# Triton's classifier and preprocessing instances (per GPU or on the CPU), its dynamic batcher's longest wait (10 s),
+# and serve's health-probe interval (an hour: a probe that rare watches nothing)
+MAX_TRITON_INSTANCES = 64
+MAX_QUEUE_DELAY_US = 10_000_000
+MAX_PROBE_INTERVAL_S = 3600
+# a served request is held whole in memory by Triton and the stub (twice): beyond 1 GB is no chest X-ray batch
+MAX_REQUEST_MB = 1024
+# concurrent clients of one served level in the bench: each holds a connection and a batch of encoded images
+MAX_CONCURRENCY = 256
 
 
 def check_image_size(value: object, name: str = "image_size") -> int:
     """``value`` when it is an integer from :data:`MIN_IMAGE_SIZE` to :data:`MAX_IMAGE_SIZE`; else :class:`UserInputError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or not MIN_IMAGE_SIZE <= value <= MAX_IMAGE_SIZE:
-        raise UserInputError(
-            f"{name}={value!r}: give an integer from {MIN_IMAGE_SIZE} to {MAX_IMAGE_SIZE} (the backbone downsamples "
-            f"32x; attention memory grows with the 4th power of the size)"
-        )
-    return value
+    return check_int(
+        name, value, MIN_IMAGE_SIZE, MAX_IMAGE_SIZE,
+        why=" (the backbone downsamples 32x; attention memory grows with the 4th power of the size)",
+    )
 
 
 def check_batch_size(value: object, name: str = "batch size", minimum: int = 1) -> int:
     """``value`` when it is an integer from ``minimum`` to :data:`MAX_BATCH_SIZE`; else :class:`UserInputError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= MAX_BATCH_SIZE:
-        raise UserInputError(f"{name}={value!r}: give an integer from {minimum} to {MAX_BATCH_SIZE}")
-    return value
+    return check_int(name, value, minimum, MAX_BATCH_SIZE)
 
 
 def check_resize_size(value: object, image_size: int, name: str = "resize_size") -> int:
     """``value`` when it is an integer from ``image_size`` to :data:`MAX_RESIZE_SIZE`; else :class:`UserInputError`."""
-    if isinstance(value, bool) or not isinstance(value, int) or not image_size <= value <= MAX_RESIZE_SIZE:
-        raise UserInputError(
-            f"{name}={value!r}: give an integer from image_size ({image_size}) to {MAX_RESIZE_SIZE} (the shorter side "
-            "before the centre crop; memory grows with its square)"
-        )
-    return value
+    # the lower bound is named, not only its value: it is the model's own image size
+    return check_int(
+        name, value, image_size, MAX_RESIZE_SIZE,
+        why=f" (image_size {image_size} and up: the shorter side before the centre crop; memory grows with its square)",
+    )
 
 
 def check_count(value: object, name: str, maximum: int, minimum: int = 1) -> int:
     """``value`` when it is an integer from ``minimum`` to ``maximum``; else :class:`UserInputError` quoting both."""
-    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= maximum:
-        raise UserInputError(f"{name}={value!r}: give an integer from {minimum} to {maximum}")
-    return value
+    return check_int(name, value, minimum, maximum)

@@ -12,6 +12,7 @@ from dacovid_export.artifacts.info import ENGINE_SUFFIXES
 from dacovid_export.calibration.precisions import engine_precisions
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size
+from dacovid_export.core.validate import check_bool, check_int
 from dacovid_export.trt.library import RUNTIME_CHOICES
 from dacovid_export.trt.targets import RTX_TARGETS
 
@@ -89,15 +90,13 @@ class EngineBuildConfig:
         if workspace * 2**30 < 2**20:
             raise UserInputError(f"workspace_gib={workspace!r}: less than 1 MiB of workspace cannot build this model")
         object.__setattr__(self, "workspace_gib", float(workspace))
-        if isinstance(self.opt_level, bool) or not isinstance(self.opt_level, int) or not 0 <= self.opt_level <= 5:
-            raise UserInputError(f"opt_level={self.opt_level!r}: TensorRT builder optimization levels are 0..5 (default 3)")
+        check_int("opt_level", self.opt_level, 0, 5, why=" (TensorRT builder optimization levels are 0..5; default 3)")
         if self.timing_cache is not None:
             cache = Path(self.timing_cache)
             if cache.exists() and not cache.is_file():
                 raise UserInputError(f"timing cache {str(cache)!r} exists but is not a file")
             object.__setattr__(self, "timing_cache", cache)
-        if not isinstance(self.hardware_compatible, bool):
-            raise UserInputError(f"hardware_compatible={self.hardware_compatible!r}: must be True or False")
+        check_bool("hardware_compatible", self.hardware_compatible)
         if self.runtime not in RUNTIME_CHOICES:
             raise UserInputError(f"runtime={self.runtime!r}: use one of {', '.join(RUNTIME_CHOICES)}")
         if isinstance(self.target_cc, str) or not all(isinstance(t, str) for t in self.target_cc):

@@ -14,15 +14,15 @@ import dataclasses
 import os
 import time
 from pathlib import Path
-from typing import cast
 
-from dacovid_export.artifacts.info import ArtifactInfo, Precision
+from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.convert import convert_precision
 from dacovid_export.core.errors import EngineBuildError, UserInputError
 from dacovid_export.core.log import get_logger, info_if
+from dacovid_export.core.validate import as_path
 from dacovid_export.engine.build import build_engine, prepare_build
 from dacovid_export.engine.config import (
     EngineBuildConfig,
@@ -88,11 +88,11 @@ def engine_precision_config(
     if have != "fp32":
         return None  # make_engine refuses this pair of precisions with its own message
     return PrecisionConfig(
-        precision=_precision(precision),
-        calib_data=_optional_path(calib_data),
+        precision=precision,
+        calib_data=as_path(calib_data),
         min_agreement=min_agreement,
-        validation_data=_optional_path(validation_data),
-        training_data=_optional_path(training_data),
+        validation_data=as_path(validation_data),
+        training_data=as_path(training_data),
     )
 
 
@@ -135,7 +135,7 @@ def make_engine(
             _refuse_unused_options(precision.given(), onnx_path, info.precision, config.precision)
         return build_engine(onnx_path, output, config, device=device, log_steps=log_steps, progress=progress)
 
-    step = precision if precision is not None else PrecisionConfig(precision=_precision(config.precision))
+    step = precision if precision is not None else PrecisionConfig(precision=config.precision)
     prepare_build(config, device)  # a missing library or GPU is found before minutes of calibration
     info_if(_log, f"precision ... {onnx_path.name} -> {source.name} ({config.precision})", log_steps)
     started = time.perf_counter()
@@ -153,15 +153,6 @@ def make_engine(
         precision_seconds=seconds,
     )
     return dataclasses.replace(result, onnx_path=source)
-
-
-def _precision(name: str) -> Precision:
-    # an engine precision is one of artifacts.info's names (EngineBuildConfig checked it); PrecisionConfig checks again
-    return cast(Precision, name)
-
-
-def _optional_path(value: str | os.PathLike[str] | None) -> Path | None:
-    return None if value is None else Path(value)
 
 
 def _refuse_unused_options(given: tuple[str, ...], onnx_path: Path, have: str, want: str) -> None:

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.validate import check_int
 from dacovid_export.engine.config import (
     EngineBuildConfig,
     check_engine_paths,
@@ -75,8 +76,7 @@ def trtexec_command(
         raise UserInputError(f"input name {input_name!r} cannot be written in a trtexec shape flag; rename the ONNX input")
     for name, value in (("image_size", image_size), ("channels", channels), ("min_batch", min_batch),
                         ("opt_batch", opt_batch), ("max_batch", max_batch)):
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise UserInputError(f"{name}={value!r}: must be a positive integer")
+        check_int(name, value, 1)
     if not min_batch <= opt_batch <= max_batch:
         raise UserInputError(f"batch sizes min={min_batch} opt={opt_batch} max={max_batch}: need min <= opt <= max")
     if workspace_gib is not None and (not math.isfinite(workspace_gib) or workspace_gib <= 0):

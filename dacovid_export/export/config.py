@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any
 
-from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.validate import check_bool, check_int, check_number
 from dacovid_export.core.limits import check_batch_size
 
 __all__ = [
@@ -53,15 +52,14 @@ class OnnxExportConfig:
     rtol: float | None = None
 
     def __post_init__(self) -> None:
-        if isinstance(self.opset, bool) or not isinstance(self.opset, int) or not MIN_OPSET <= self.opset <= MAX_OPSET:
-            raise UserInputError(
-                f"opset={self.opset!r}: choose {MIN_OPSET}..{MAX_OPSET} (TensorRT's parser reads up to {MAX_OPSET}; "
-                f"Model Optimizer's INT8 step needs >= {MIN_OPSET}); the default is {DEFAULT_OPSET}"
-            )
+        check_int(
+            "opset", self.opset, MIN_OPSET, MAX_OPSET,
+            why=f" (TensorRT's parser reads up to {MAX_OPSET}; Model Optimizer's INT8 step needs >= {MIN_OPSET}); the "
+            f"default is {DEFAULT_OPSET}",
+        )
         if self.max_batch is not None:
             check_batch_size(self.max_batch, "max_batch")
-        if not isinstance(self.static_batch, bool):
-            raise UserInputError(f"static_batch={self.static_batch!r}: need True or False")
+        check_bool("static_batch", self.static_batch)
         check_seed_and_tolerances(self.seed, self.atol, self.rtol)
 
     @property
@@ -84,11 +82,10 @@ class OnnxExportConfig:
 
 def check_seed_and_tolerances(seed: Any, atol: Any, rtol: Any) -> None:
     """The rules every self-check shares: a seed >= 0, tolerances finite and >= 0 (``None``: the default)."""
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise UserInputError(f"seed={seed!r}: need an integer >= 0")
+    check_int("seed", seed, 0)
     for name, value in (("atol", atol), ("rtol", rtol)):
-        if value is not None and (not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0):
-            raise UserInputError(f"{name}={value!r}: need a finite number >= 0")
+        if value is not None:
+            check_number(name, value, 0)
 
 
 def verify_batches(fixed_batch: int | None, max_batch: int | None) -> tuple[int, ...]:

@@ -30,7 +30,7 @@ Modules, one job each: :mod:`.config` (options, validated), :mod:`.embedded`
 :mod:`.report` (report.json and report.md) and :mod:`.run` (``run_pipeline``).
 """
 
-from dacovid_export.pipeline.config import PipelineConfig
+from dacovid_export.pipeline.config import PIPELINE_BENCH, PipelineConfig, PipelinePrecision
 from dacovid_export.pipeline.embedded import (
     EMBEDDED_ATTENTION_WEIGHT,
     EMBEDDED_IMAGE_SIZE,
@@ -54,7 +54,9 @@ __all__ = [
     "ArtifactEntry",
     "FailedStep",
     "Headline",
+    "PIPELINE_BENCH",
     "PipelineConfig",
+    "PipelinePrecision",
     "PipelineResult",
     "SkippedStep",
     "make_embedded_checkpoint",

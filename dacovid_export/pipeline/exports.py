@@ -98,7 +98,7 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
                         inputs.checkpoint,
                         config.out / "model.int8.onnx",
                         OnnxExportConfig(),
-                        config.int8_precision_config(inputs.calib_data, inputs.calib_size),  # type: ignore[arg-type]
+                        _precision_config(precision, inputs, config),
                         progress=config.progress,
                     )
                 else:
@@ -164,11 +164,9 @@ def _bf16_model(fp32: Path, inputs: PipelineInputs, config: PipelineConfig) -> "
 
 
 def _precision_config(precision: str, inputs: PipelineInputs, config: PipelineConfig) -> PrecisionConfig:
-    """The precision step's options for one of the pipeline's models: its calibration images and seed."""
-    return PrecisionConfig(
-        precision=precision,  # type: ignore[arg-type]
-        calib_data=inputs.calib_data,
-        calib_size=inputs.calib_size,
-        seed=config.seed,
-        training_data=config.training_data,
+    """The precision step's options for one of the pipeline's models, on the run's calibration images: INT8 with
+    ``qat`` fine-tunes first."""
+    return config.precision.at(
+        precision, seed=config.seed, calib_data=inputs.calib_data, calib_size=inputs.calib_size,
+        qat=config.qat if precision == "int8" else None,
     )

@@ -123,8 +123,8 @@ def report_markdown(result: PipelineResult, config: PipelineConfig) -> str:
         md += [f"> **{EMBEDDED_NOTICE}**", ""]
         md += [
             f"> Sized to finish within 10 minutes on 2 CPU cores: parity on {result.inputs_note}, batch sizes "
-            f"{', '.join(map(str, config.batch_sizes))}, {config.iterations} timed iterations after "
-            f"{config.warmup} warm-up runs per series. Run it on a trained checkpoint and real images "
+            f"{', '.join(map(str, config.batch_sizes))}, {config.bench.iterations} timed iterations after "
+            f"{config.bench.warmup} warm-up runs per series. Run it on a trained checkpoint and real images "
             "(`--checkpoint`, `--images`, `--calib-data`) for figures that mean something clinically.",
             "",
             *_resolution_notice(result),

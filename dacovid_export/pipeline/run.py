@@ -75,7 +75,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
 
     # 8. latency
     with timer.step("latency"):
-        bench = run_benchmark([str(inputs.checkpoint), *(str(m) for m in models)], config.bench_config())
+        bench = run_benchmark([str(inputs.checkpoint), *(str(m) for m in models)], config.bench)
         plots += save_bench_result(bench, plot=out / "latency.png")
         save_bench_result(bench, csv=out / "bench.csv")
 

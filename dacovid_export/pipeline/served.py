@@ -78,7 +78,7 @@ def serve_models(
             parity = run_parity(checkpoint, [], images=images, batch_size=PARITY_BATCH, seed=config.seed,
                                 device=config.device, progress=config.progress, endpoints=urls,
                                 training_data=config.training_data)  # fmt: skip
-            bench_config = dataclasses.replace(config.bench_config(), triton=tuple(urls), concurrency=_CONCURRENCY)
+            bench_config = dataclasses.replace(config.bench, triton=tuple(urls), concurrency=_CONCURRENCY)
             bench = run_benchmark([str(p) for p in served.values()], bench_config)
     except DacovidError as exc:
         return ServedOutcome(repo=repo, failed=(FailedStep("served", str(exc), type(exc).__name__),))

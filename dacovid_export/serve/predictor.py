@@ -26,6 +26,7 @@ from dacovid_export.artifacts.info import ArtifactInfo
 from dacovid_export.backends.base import Backend, run_any_batch
 from dacovid_export.backends.registry import open_backend
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.limits import check_batch_size
 from dacovid_export.data.agreement import softmax
 from dacovid_export.data.dicom import DicomIdentifiers
 from dacovid_export.data.preprocessing import (
@@ -99,8 +100,7 @@ class Predictor:
     def __init__(self, backend: Backend, *, batch_size: int | None = None, strict_dicom: bool = False) -> None:
         info = backend.info
         if batch_size is not None:
-            if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-                raise UserInputError(f"batch_size={batch_size!r}: give an integer >= 1")
+            check_batch_size(batch_size, "batch_size")
             if info.max_batch is not None and batch_size > info.max_batch:
                 raise UserInputError(
                     f"batch_size={batch_size} exceeds the largest batch {info.path} accepts ({info.max_batch}); "

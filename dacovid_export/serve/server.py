@@ -38,6 +38,8 @@ from types import TracebackType
 
 from dacovid_export.core.errors import DacovidError, UserInputError, one_line
 from dacovid_export.core.fileio import pid_alive
+from dacovid_export.core.limits import MAX_PROBE_INTERVAL_S, MAX_REQUEST_MB
+from dacovid_export.core.validate import check_int, check_number
 from dacovid_export.serve.reaper import set_parent_death_signal
 from dacovid_export.serve.serve_env import ServeEnvironment, inspect_serve_env
 from dacovid_export.serve.triton_config import read_config
@@ -45,8 +47,6 @@ from dacovid_export.serve.triton_models import DEFAULT_MAX_REQUEST_MB, MAX_REQUE
 
 __all__ = ["ServerConfig", "ServerError", "TritonServer", "repository_models"]
 
-# a request is held whole in memory by Triton and the stub (twice): beyond 1 GB is no chest X-ray batch
-MAX_REQUEST_MB = 1024
 _SHM_DIR = Path("/dev/shm")
 _SHM_PREFIX = "dacovid_triton_"
 # Triton's log lines: "E1204 16:24:44.094774 5132 file.cc:123] "message""
@@ -88,13 +88,11 @@ class ServerConfig:
         if not isinstance(self.host, str) or not self.host or any(c.isspace() for c in self.host):
             raise UserInputError(f"host={self.host!r}: give an address such as 127.0.0.1")
         mb = self.max_request_mb
-        if isinstance(mb, bool) or not isinstance(mb, int) or not 1 <= mb <= MAX_REQUEST_MB:
-            raise UserInputError(f"max_request_mb={mb!r}: give an integer from 1 to {MAX_REQUEST_MB} (megabytes per request)")
+        check_int("max_request_mb", mb, 1, MAX_REQUEST_MB, why=" (megabytes per request)")
         if not self.ready_timeout_s > 0:
             raise UserInputError(f"ready_timeout_s={self.ready_timeout_s!r}: must be positive")
         probe = self.probe_interval_s
-        if isinstance(probe, bool) or not isinstance(probe, (int, float)) or not 0 <= probe <= 3600:
-            raise UserInputError(f"probe_interval_s={probe!r}: give seconds from 0 (no probe) to 3600")
+        check_number("probe_interval_s", probe, 0, MAX_PROBE_INTERVAL_S, why=" (seconds; 0: no probe)")
         if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
             raise UserInputError("--grpc-tls-cert and --grpc-tls-key go together: give both (PEM certificate and its key)")
         if self.grpc_tls_client_ca is not None and self.grpc_tls_cert is None:

@@ -45,6 +45,8 @@ from dacovid_export.artifacts.onnx_graph import external_data_locations
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs, companion_files
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.limits import check_batch_size
+from dacovid_export.core.validate import is_int
 from dacovid_export.core.fileio import (
     atomic_path,
     atomic_write_json,
@@ -53,7 +55,6 @@ from dacovid_export.core.fileio import (
     sha256_file,
     verify_sha256,
 )
-from dacovid_export.core.limits import MAX_BATCH_SIZE
 from dacovid_export.core.versions import __version__
 from dacovid_export.serve.triton_config import (
     TRITON_KINDS,
@@ -140,8 +141,8 @@ def _onnx_external_files(path: Path) -> list[str]:
 def _validate(name: str, max_batch: int | None, backend: str, kind: str | None) -> None:
     if not isinstance(name, str) or not _NAME_RE.match(name):
         raise UserInputError(f"model name {name!r}: use letters, digits, '_', '-' and '.', not starting with '.' or '-'")
-    if max_batch is not None and (isinstance(max_batch, bool) or not isinstance(max_batch, int) or not 1 <= max_batch <= MAX_BATCH_SIZE):
-        raise UserInputError(f"max_batch={max_batch!r}: must be an integer from 1 to {MAX_BATCH_SIZE}")
+    if max_batch is not None:
+        check_batch_size(max_batch, "max_batch")
     if backend not in TRITON_BACKENDS:
         raise UserInputError(f"backend={backend!r}: use one of {', '.join(TRITON_BACKENDS)}")
     if kind is not None and kind not in TRITON_KINDS:
@@ -207,7 +208,7 @@ def _onnx_classifier(model_path: Path, backend: str, max_batch: int | None) -> _
             "batch dimension: export the ONNX with a dynamic batch"
         )
     hint = info.extra.get("suggested_max_batch")  # the export's --max-batch, if it was given
-    default = hint if isinstance(hint, int) and not isinstance(hint, bool) and hint >= 1 else DEFAULT_ONNX_MAX_BATCH
+    default = hint if is_int(hint) and hint >= 1 else DEFAULT_ONNX_MAX_BATCH
     batch = max_batch if max_batch is not None else default
     digest = sha256_file(model_path)
     locations = _onnx_external_files(model_path)

@@ -23,7 +23,8 @@ from typing import Any
 
 from dacovid_export.core.deps import require
 from dacovid_export.core.errors import UserInputError, one_line
-from dacovid_export.core.limits import MAX_BATCH_SIZE
+from dacovid_export.core.limits import MAX_QUEUE_DELAY_US, MAX_TRITON_INSTANCES, check_batch_size
+from dacovid_export.core.validate import check_int
 
 __all__ = [
     "TRITON_KINDS",
@@ -54,15 +55,12 @@ class BatchingConfig:
     kind: str = "cpu"
 
     def __post_init__(self) -> None:
-        if isinstance(self.max_batch, bool) or not isinstance(self.max_batch, int) or not 1 <= self.max_batch <= MAX_BATCH_SIZE:
-            raise UserInputError(f"max_batch={self.max_batch!r}: must be an integer from 1 to {MAX_BATCH_SIZE}")
-        if isinstance(self.instances, bool) or not isinstance(self.instances, int) or not 1 <= self.instances <= 64:
-            raise UserInputError(f"instances={self.instances!r}: must be an integer from 1 to 64")
+        check_batch_size(self.max_batch, "max_batch")
+        check_int("instances", self.instances, 1, MAX_TRITON_INSTANCES)
         if self.kind not in TRITON_KINDS:
             raise UserInputError(f"kind={self.kind!r}: use 'gpu' or 'cpu'")
         delay = self.max_queue_delay_us
-        if isinstance(delay, bool) or not isinstance(delay, int) or not 0 <= delay <= 10_000_000:
-            raise UserInputError(f"max_queue_delay_us={delay!r}: must be an integer from 0 to 10000000 (10 s)")
+        check_int("max_queue_delay_us", delay, 0, MAX_QUEUE_DELAY_US, why=f" ({MAX_QUEUE_DELAY_US / 1e6:g} s)")
 
 
 def _new(pb2: ModuleType, name: str, batching: BatchingConfig, parameters: Mapping[str, str]) -> Any:

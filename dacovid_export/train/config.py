@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import re
 from typing import TYPE_CHECKING, Any, Literal
 
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.validate import check_bool, check_fraction, check_int, check_number, is_int
 from dacovid_export.core.limits import check_batch_size, check_image_size
 from dacovid_export.data.preprocessing import Preprocessing
 
@@ -30,10 +30,6 @@ _DEVICE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 def default_workers() -> int:
     """DataLoader worker processes when none are given: up to 4, never more than the CPU count."""
     return max(0, min(4, os.cpu_count() or 1))
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,32 +66,24 @@ class TrainConfig:
     show_progress: bool = True
 
     def __post_init__(self) -> None:
-        if not _is_int(self.epochs) or self.epochs < 1:
-            raise UserInputError(f"epochs={self.epochs!r}: must be an integer >= 1")
-        if not _is_int(self.batch_size) or self.batch_size < 2:
+        check_int("epochs", self.epochs, 1)
+        if not is_int(self.batch_size) or self.batch_size < 2:
             raise UserInputError(
                 f"batch_size={self.batch_size!r}: must be an integer >= 2 (BatchNorm needs two images per step)"
             )
         check_batch_size(self.batch_size, "batch_size", minimum=2)
-        if isinstance(self.lr, bool) or not isinstance(self.lr, (int, float)) or not math.isfinite(self.lr) or self.lr <= 0:
-            raise UserInputError(f"lr={self.lr!r}: must be a finite number > 0 (the paper uses 1e-4)")
-        object.__setattr__(self, "lr", float(self.lr))
+        object.__setattr__(self, "lr", check_number("lr", self.lr, 0, above=True, why=" (the paper uses 1e-4)"))
         check_image_size(self.image_size)
-        if isinstance(self.val_fraction, bool) or not isinstance(self.val_fraction, (int, float)) or not 0.0 < self.val_fraction < 1.0:
-            raise UserInputError(
-                f"val_fraction={self.val_fraction!r}: must be strictly between 0 and 1 (e.g. 0.2 holds out 20% per class)"
-            )
-        object.__setattr__(self, "val_fraction", float(self.val_fraction))
-        if not _is_int(self.seed) or self.seed < 0:
-            raise UserInputError(f"seed={self.seed!r}: must be an integer >= 0")
+        fraction = check_fraction("val_fraction", self.val_fraction, strict=True, why=" (e.g. 0.2 holds out 20% per class)")
+        object.__setattr__(self, "val_fraction", fraction)
+        check_int("seed", self.seed, 0)
         if not isinstance(self.device, str) or not _DEVICE.match(self.device):
             raise UserInputError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
-        if self.workers is not None and (not _is_int(self.workers) or self.workers < 0):
-            raise UserInputError(f"workers={self.workers!r}: must be an integer >= 0 (0 loads images in the main process)")
+        if self.workers is not None:
+            check_int("workers", self.workers, 0, why=" (0 loads images in the main process)")
         if self.unreadable not in ("skip", "error"):
             raise UserInputError(f"unreadable={self.unreadable!r}: use 'skip' or 'error'")
-        if not isinstance(self.strict_dicom, bool):
-            raise UserInputError(f"strict_dicom={self.strict_dicom!r}: must be True or False")
+        check_bool("strict_dicom", self.strict_dicom)
         if self.backbone_weights is not None:
             object.__setattr__(self, "backbone_weights", os.fspath(self.backbone_weights))
         # the model's own validation, re-raised as a user error with the option's name

@@ -33,6 +33,7 @@ from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_write_json
 from dacovid_export.core.log import get_logger, info_if
 from dacovid_export.core.progress import progress_bar
+from dacovid_export.core.validate import check_fraction
 from dacovid_export.data.fingerprint import Fingerprint, FingerprintSet, ImageRecord, fingerprint_decoded
 from dacovid_export.data.image_folder import (
     SPLIT_FORMAT,
@@ -250,8 +251,7 @@ def stratified_split(files: ClassFiles, val_fraction: float, seed: int) -> tuple
     its own generator seeded by ``(seed, crc32(class name))``, so adding or
     removing another class does not reshuffle this one.
     """
-    if not 0.0 < val_fraction < 1.0:
-        raise UserInputError(f"val_fraction={val_fraction!r}: must be strictly between 0 and 1")
+    check_fraction("val_fraction", val_fraction, strict=True)
     train: ClassFiles = {}
     val: ClassFiles = {}
     for name, paths in files.items():

@@ -12,7 +12,9 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.limits import check_batch_size
 from dacovid_export.core.progress import progress_bar
+from dacovid_export.core.validate import check_int
 from dacovid_export.data.image_folder import (
     match_folders_to_classes,
     scan_class_folders,
@@ -85,10 +87,8 @@ def evaluate_checkpoint(
     """
     from dacovid_export.model import load_checkpoint
 
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise UserInputError(f"batch_size={batch_size!r}: must be an integer >= 1")
-    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 0:
-        raise UserInputError(f"workers={workers!r}: must be an integer >= 0")
+    check_batch_size(batch_size, "batch_size")
+    check_int("workers", workers, 0)
     try:
         model, meta = load_checkpoint(checkpoint)
     except UserInputError:

@@ -16,13 +16,13 @@ from __future__ import annotations
 import abc
 import dataclasses
 import importlib
-import math
 import pkgutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from dacovid_export.core.errors import UserInputError
+from dacovid_export.core.validate import check_fraction, check_number
 
 if TYPE_CHECKING:
     import numpy as np
@@ -47,10 +47,6 @@ __all__ = [
 ]
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 @dataclasses.dataclass(frozen=True)
 class Tolerance:
     """``check``'s pass criteria for one precision; ``None`` skips a criterion.
@@ -69,12 +65,11 @@ class Tolerance:
     max_accuracy_drop: float | None = None
 
     def __post_init__(self) -> None:
-        if not _is_number(self.min_agreement) or not 0.0 <= self.min_agreement <= 1.0:
-            raise UserInputError(f"min_agreement={self.min_agreement!r}: give a fraction between 0 and 1 (1.0 = every input)")
+        check_fraction("min_agreement", self.min_agreement, why=" (1.0 = every input)")
         for name in ("max_logit_rel", "max_prob_diff", "max_accuracy_drop"):
             value = getattr(self, name)
-            if value is not None and (not _is_number(value) or not math.isfinite(value) or value < 0):
-                raise UserInputError(f"{name}={value!r}: give a finite number >= 0, or None to skip this criterion")
+            if value is not None:
+                check_number(name, value, 0, why=", or None to skip this criterion")
 
     def to_dict(self) -> dict[str, float | None]:
         return dataclasses.asdict(self)

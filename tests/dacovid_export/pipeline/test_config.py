@@ -6,8 +6,20 @@ from pathlib import Path
 
 import pytest
 
+import dataclasses
+
+from dacovid_export.calibration.qat import QatConfig
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.pipeline.config import PipelineConfig
+from dacovid_export.pipeline.config import PIPELINE_BENCH, PipelineConfig, PipelinePrecision
+
+
+def _config(out: Path, *, calib_data: Path | None = None, calib_size: int | None = None, train_data: Path | None = None,
+            qat: QatConfig | None = None, progress: bool = True, **kwargs: object) -> PipelineConfig:
+    """A PipelineConfig from the options the CLI spells flat, nested as the CLI nests them."""
+    return PipelineConfig(
+        out=out, precision=PipelinePrecision(calib_data=calib_data, calib_size=calib_size, train_data=train_data),
+        qat=qat, bench=dataclasses.replace(PIPELINE_BENCH, progress=progress), **kwargs,  # type: ignore[arg-type]
+    )
 
 
 def test_config_rejects_embedded_options_with_a_checkpoint(tiny_checkpoint: Path, tmp_path: Path) -> None:
@@ -23,16 +35,19 @@ def test_config_rejects_embedded_options_with_a_checkpoint(tiny_checkpoint: Path
         ({"model_options": {"depth": 3}}, "depth"),
         ({"model_options": {"output_stride": 4}}, "output_stride"),
         ({"image_size": 8}, "image_size=8"),
-        ({"batch_sizes": (0,)}, "batch size=0"),
-        ({"iterations": 0}, "iterations=0"),
+        ({"bench": {"batch_sizes": (0,)}}, "batch size=0"),
+        ({"bench": {"iterations": 0}}, "iterations=0"),
         ({"calib_size": 2}, "calib_size=2"),
-        ({"device": "tpu"}, "tpu"),
+        ({"bench": {"device": "tpu"}}, "tpu"),
         ({"checkpoint": Path("missing.pt")}, "missing.pt"),
     ],
 )
 def test_config_rejects_bad_values(kwargs: dict, fragment: str, tmp_path: Path) -> None:
     with pytest.raises(UserInputError, match=fragment):
-        PipelineConfig(out=tmp_path / "o", **kwargs)
+        if "bench" in kwargs:
+            _config(tmp_path / "o", bench=dataclasses.replace(PIPELINE_BENCH, **kwargs["bench"]))
+        else:
+            _config(tmp_path / "o", **kwargs)
 
 
 def test_out_must_not_be_a_file(tmp_path: Path) -> None:
@@ -62,12 +77,12 @@ def _run_folder(tiny_checkpoint: Path, tmp_path: Path, *, split: bool) -> Path:
 def test_qat_needs_training_images_before_any_work(tiny_checkpoint: Path, synthetic_dir: Path, tmp_path: Path) -> None:
     checkpoint = _run_folder(tiny_checkpoint, tmp_path, split=False)
     with pytest.raises(UserInputError, match="no split.json next to .*--train-data"):
-        PipelineConfig(out=tmp_path / "o", checkpoint=checkpoint, calib_data=synthetic_dir, qat=True)
+        _config(tmp_path / "o", checkpoint=checkpoint, calib_data=synthetic_dir, qat=QatConfig())
     # with --train-data, or a split.json beside the checkpoint, the same options are accepted
-    config = PipelineConfig(out=tmp_path / "o", checkpoint=checkpoint, calib_data=synthetic_dir, qat=True, train_data=synthetic_dir)
+    config = _config(tmp_path / "o", checkpoint=checkpoint, calib_data=synthetic_dir, qat=QatConfig(), train_data=synthetic_dir)
     assert config.int8_precision_config(synthetic_dir, None).qat
     beside = _run_folder(tiny_checkpoint, tmp_path, split=True)
-    config = PipelineConfig(out=tmp_path / "o", checkpoint=beside, calib_data=synthetic_dir, qat=True, qat_epochs=3)
+    config = _config(tmp_path / "o", checkpoint=beside, calib_data=synthetic_dir, qat=QatConfig(epochs=3))
     precision = config.int8_precision_config(synthetic_dir, 64)
     assert (precision.precision, precision.qat_config().epochs, precision.calib_size) == ("int8", 3, 64)
     assert config.to_dict()["qat"] is True
@@ -76,11 +91,12 @@ def test_qat_needs_training_images_before_any_work(tiny_checkpoint: Path, synthe
 @pytest.mark.parametrize(
     "kwargs, fragment",
     [
-        ({"qat_epochs": 2}, "--qat-epochs given without --qat"),
-        ({"qat": True, "qat_epochs": 0}, "epochs=0"),
-        ({"qat": True, "qat_lr": 0.0}, "lr=0.0"),
-        ({"qat": True, "calib_data": None}, "needs calibration images"),
-        ({"qat": True, "checkpoint": None}, "give --checkpoint"),
+        ({"train_data": Path(".")}, "--train-data given without --qat"),
+        ({"qat": {"epochs": 0}}, "epochs=0"),
+        ({"qat": {"lr": 0.0}}, "lr=0.0"),
+        ({"qat": {"seed": 5}}, "the run's seed"),
+        ({"qat": {}, "calib_data": None}, "needs calibration images"),
+        ({"qat": {}, "checkpoint": None}, "give --checkpoint"),
     ],
 )
 def test_qat_bad_options_are_refused_up_front(
@@ -88,7 +104,9 @@ def test_qat_bad_options_are_refused_up_front(
 ) -> None:
     base = {"checkpoint": _run_folder(tiny_checkpoint, tmp_path, split=True), "calib_data": synthetic_dir}
     with pytest.raises(UserInputError, match=fragment):
-        PipelineConfig(out=tmp_path / "o", **(base | kwargs))
+        if "qat" in kwargs:
+            kwargs = kwargs | {"qat": QatConfig(**kwargs["qat"])}
+        _config(tmp_path / "o", **(base | kwargs))
 
 
 def test_pipeline_qat_makes_the_int8_model_from_the_checkpoint(
@@ -111,7 +129,7 @@ def test_pipeline_qat_makes_the_int8_model_from_the_checkpoint(
     monkeypatch.setattr(exports, "export_at_precision", lambda ckpt, out, e, cfg, **k: calls.append((str(ckpt), cfg)) or made(out))
     monkeypatch.setattr(exports, "_bf16_model", lambda *a: exports.SkippedStep("bf16", "not here"))
     checkpoint = _run_folder(tiny_checkpoint, tmp_path, split=True)
-    config = PipelineConfig(out=tmp_path / "o", checkpoint=checkpoint, calib_data=synthetic_dir, qat=True, progress=False)
+    config = _config(tmp_path / "o", checkpoint=checkpoint, calib_data=synthetic_dir, qat=QatConfig(), progress=False)
     inputs = PipelineInputs(checkpoint, None, synthetic_dir, None, "")
     models = exports.make_onnx_models(inputs, config, StepTimer(False, total=3))
     assert [(who, cfg.precision, cfg.qat) for who, cfg in calls] == [("convert", "fp16", False), (str(checkpoint), "int8", True)]
@@ -137,7 +155,7 @@ def test_an_int8_refusal_in_the_pipeline_says_add_qat(
     monkeypatch.setattr(exports, "convert_precision", convert)
     monkeypatch.setattr(exports, "_bf16_model", lambda *a: exports.SkippedStep("bf16", "not here"))
     checkpoint = _run_folder(tiny_checkpoint, tmp_path, split=True)
-    config = PipelineConfig(out=tmp_path / "o", checkpoint=checkpoint, calib_data=synthetic_dir, progress=False)
+    config = _config(tmp_path / "o", checkpoint=checkpoint, calib_data=synthetic_dir, progress=False)
     models = exports.make_onnx_models(PipelineInputs(checkpoint, None, synthetic_dir, None, ""), config, StepTimer(False, total=3))
     (failed,) = models.failed
     assert failed.reason.endswith(f"In the pipeline: run this pipeline command again with --qat added (fine-tunes {checkpoint} on the split.json beside it)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from pathlib import Path
@@ -9,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.pipeline import EMBEDDED_NOTICE, PipelineConfig
+from dacovid_export.pipeline import EMBEDDED_NOTICE, PIPELINE_BENCH, PipelineConfig
 from tests.helpers.cli import assert_one_line_error, invoke
 from tests.helpers.images import write_gray_png
 from tests.helpers.runtimes import tensorrt_importable
@@ -274,7 +275,10 @@ def test_unmatched_image_folders_fail_before_any_export(tiny_checkpoint: Path, t
     from dacovid_export.pipeline import run_pipeline
 
     write_gray_png(tmp_path / "images" / "cats" / "a.png")
-    config = PipelineConfig(out=tmp_path / "o", checkpoint=tiny_checkpoint, images=tmp_path / "images", progress=False)
+    config = PipelineConfig(
+        out=tmp_path / "o", checkpoint=tiny_checkpoint, images=tmp_path / "images",
+        bench=dataclasses.replace(PIPELINE_BENCH, progress=False),
+    )
     with pytest.raises(UserInputError, match="cats"):
         run_pipeline(config)
     assert not (tmp_path / "o" / "model.onnx").exists()
