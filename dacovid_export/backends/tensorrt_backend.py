@@ -27,10 +27,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from dacovid_export.artifacts.engine_metadata import (
-    engine_artifact_info,
-    read_engine_metadata,
-)
+from dacovid_export.artifacts.engine_metadata import engine_artifact_info
 from dacovid_export.backends.base import Backend
 from dacovid_export.core.commands import rebuild_command
 from dacovid_export.core.errors import (
@@ -40,6 +37,7 @@ from dacovid_export.core.errors import (
     UserInputError,
 )
 from dacovid_export.core.fileio import atomic_write_bytes
+from dacovid_export.engine.sidecar import read_engine_sidecar
 from dacovid_export.trt.compat import check_engine_compatibility
 from dacovid_export.trt.library import (
     cuda_visible,
@@ -64,7 +62,7 @@ def engine_unavailable_reason(path: str | os.PathLike[str]) -> str | None:
     :class:`UserInputError` like every bad input.
     """
 
-    meta = read_engine_metadata(path)
+    meta = read_engine_sidecar(path)
     try:
         import_runtime(meta.runtime)
     except MissingDependencyError as exc:
@@ -101,7 +99,7 @@ class TensorRTBackend(Backend):
         import torch
 
 
-        meta = read_engine_metadata(path)
+        meta = read_engine_sidecar(path)
         trt = import_runtime(meta.runtime)
         if meta.runtime == "tensorrt-rtx" and not cuda_visible():
             raise MissingDependencyError(

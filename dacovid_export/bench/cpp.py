@@ -17,6 +17,7 @@ import statistics
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from dacovid_export.backends.base import Backend, run_any_batch
 from dacovid_export.backends.cpp_runtime import CppRuntime

@@ -8,8 +8,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dacovid_export.artifacts.engine_metadata import EngineMetadata, sidecar_path
+from dacovid_export.artifacts.engine_metadata import (
+    EngineMetadata,
+    read_engine_metadata,
+    sidecar_path,
+)
 from dacovid_export.artifacts.onnx_graph import external_data_locations
+from dacovid_export.calibration.precisions import engine_precisions
+from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.fileio import atomic_path, sha256_file
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.core.versions import package_versions
@@ -20,12 +26,27 @@ from dacovid_export.trt.library import runtime_of
 if TYPE_CHECKING:
     from types import ModuleType
 
-    from dacovid_export.artifacts.engine_metadata import EngineMetadata
     from dacovid_export.artifacts.info import ArtifactInfo
     from dacovid_export.trt.library import GpuInfo
     from dacovid_export.trt.network import LayerPrecisions
 
-__all__ = ["engine_sidecar", "write_engine_and_sidecar"]
+__all__ = ["engine_sidecar", "read_engine_sidecar", "write_engine_and_sidecar"]
+
+
+def read_engine_sidecar(path: "str | os.PathLike[str]") -> EngineMetadata:
+    """The sidecar of the engine at ``path``, refused unless its precision is one ``trt`` builds engines of.
+
+    artifacts/ reads the sidecar's shape; which precisions have engines is the registry's to say, so the
+    check sits here, above it, where every engine is opened.
+    """
+    meta = read_engine_metadata(path)
+    if meta.precision not in engine_precisions():
+        raise UserInputError(
+            f"{sidecar_path(path)}: engine metadata precision={meta.precision!r} is not a precision dacovid-export "
+            f"builds engines of ({', '.join(engine_precisions())}): the sidecar was edited or written by another "
+            "tool; rebuild the engine with `dacovid-export trt`"
+        )
+    return meta
 
 
 def _onnx_digests(source: Path) -> tuple[str, dict[str, str]]:

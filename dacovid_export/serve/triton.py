@@ -37,7 +37,6 @@ from typing import Any
 
 from dacovid_export.artifacts.engine_metadata import (
     engine_artifact_info,
-    read_engine_metadata,
     sidecar_path,
 )
 from dacovid_export.artifacts.info import ArtifactInfo, artifact_kind
@@ -45,8 +44,6 @@ from dacovid_export.artifacts.onnx_graph import external_data_locations
 from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs, companion_files
 from dacovid_export.core.errors import UserInputError
-from dacovid_export.core.limits import check_batch_size
-from dacovid_export.core.validate import is_int
 from dacovid_export.core.fileio import (
     atomic_path,
     atomic_write_json,
@@ -55,7 +52,10 @@ from dacovid_export.core.fileio import (
     sha256_file,
     verify_sha256,
 )
+from dacovid_export.core.limits import check_batch_size
+from dacovid_export.core.validate import is_int
 from dacovid_export.core.versions import __version__
+from dacovid_export.engine.sidecar import read_engine_sidecar
 from dacovid_export.serve.triton_config import (
     TRITON_KINDS,
     BatchingConfig,
@@ -150,7 +150,7 @@ def _validate(name: str, max_batch: int | None, backend: str, kind: str | None) 
 
 
 def _engine_classifier(model_path: Path, backend: str, kind: str, max_batch: int | None) -> _Classifier:
-    meta = read_engine_metadata(model_path)
+    meta = read_engine_sidecar(model_path)
     info = engine_artifact_info(meta, model_path)
     if kind == "cpu":
         raise UserInputError("a TensorRT engine runs on a GPU only: use --kind gpu (--kind cpu is for ONNX models)")

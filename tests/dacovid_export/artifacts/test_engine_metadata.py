@@ -100,7 +100,7 @@ def test_sidecar_of_another_build_is_rejected(engine: Path) -> None:
         (lambda d: d.update(format="something-else"), "not a dacovid-export engine sidecar"),
         (lambda d: d.update(format_version=99), "format version 99"),
         (lambda d: d.pop("tensorrt_version"), "missing entry 'tensorrt_version'"),
-        (lambda d: d.update(precision="bf16"), "precision='bf16'"),
+        (lambda d: d.update(precision="BF 16"), "precision='BF 16'"),
         (lambda d: d["profile"].update(min=[9, 3, 64, 64]), "not ordered"),
     ],
 )
@@ -111,6 +111,18 @@ def test_damaged_sidecar(engine: Path, edit, message: str) -> None:
     side.write_text(json.dumps(data))
     with pytest.raises(UserInputError, match=message):
         read_engine_metadata(engine)
+
+
+def test_an_engine_of_a_precision_trt_does_not_build_is_refused_where_engines_are_opened(engine: Path) -> None:
+    from dacovid_export.engine.sidecar import read_engine_sidecar
+
+    side = sidecar_path(engine)
+    data = json.loads(side.read_text())
+    data["precision"] = "bf16"  # a precision name, but not one with engines
+    side.write_text(json.dumps(data))
+    assert read_engine_metadata(engine).precision == "bf16"  # artifacts/ reads the shape only
+    with pytest.raises(UserInputError, match="precision='bf16' is not a precision dacovid-export builds engines of"):
+        read_engine_sidecar(engine)
 
 
 def test_same_version_and_gpu_is_compatible(engine: Path) -> None:

@@ -215,6 +215,7 @@ def test_calibrated_agreement_is_the_guards_before_and_renders_as_before_qat(har
     import dataclasses
 
     from dacovid_export.calibration.guard import calibrated_agreement
+    from dacovid_export.calibration.qat_record import QatRecord
 
     _, result = guarded
     ptq = calibrated_agreement(
@@ -222,13 +223,15 @@ def test_calibrated_agreement_is_the_guards_before_and_renders_as_before_qat(har
         cache_dir=hard_toy["cache"], labels=_labels(hard_toy),
     )
     # the same calibrated model as the guard's first candidate (from the cache): the same figures
-    assert ptq["agreement"] == result.guard.before.agreement and ptq["accuracy"] == result.guard.accuracy.before
-    report = dataclasses.replace(result.guard, qat={"epochs": 2, "images": 10, "checkpoint": "m.qat.pt", "before_qat": ptq})
+    assert ptq.agreement == result.guard.before and ptq.accuracy == result.guard.accuracy.before
+    qat = QatRecord(checkpoint="m.qat.pt", reused=False, epochs=2, train_images=10, seconds=3.0,
+                    source_sha256="0" * 64, qat_checkpoint_sha256="1" * 64, before=ptq)
+    report = dataclasses.replace(result.guard, qat=qat)
     line = report.lines()[3 + 1]  # after the QAT line
     assert report.excluded  # the toy's guard took its hard node out: the line says so apart from QAT's own figure
     assert line == (
-        f"INT8 guard: agreement with FP32 before QAT (entropy calibration alone) {ptq['agreement']:.2%}, accuracy "
-        f"{ptq['accuracy']:.2%} -> after QAT {report.before.agreement:.2%}, accuracy {report.accuracy.before:.2%} "
+        f"INT8 guard: agreement with FP32 before QAT (entropy calibration alone) {ptq.agreement.agreement:.2%}, "
+        f"accuracy {ptq.accuracy:.2%} -> after QAT {report.before.agreement:.2%}, accuracy {report.accuracy.before:.2%} "
         f"-> after the guard's fallback {report.after.agreement:.2%}, accuracy {report.accuracy.after:.2%}"
     )
     assert type(report).from_dict(report.to_dict()) == report
