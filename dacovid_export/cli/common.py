@@ -299,7 +299,7 @@ class PrecisionFlags:
 
         q = self.qat
         return PrecisionConfig(
-            precision=precision,  # type: ignore[arg-type]
+            precision=precision,
             calib_data=self.calib_data,
             calib_size=self.calib_size,
             calib_method=self.calib_method,  # type: ignore[arg-type]

@@ -45,7 +45,7 @@ from dacovid_export.engine.config import (
     EngineBuildResult,
     ProfileShapes,
     check_engine_paths,
-    refuse_bf16_source,
+    refuse_engineless_source,
 )
 from dacovid_export.engine.sidecar import engine_sidecar, write_engine_and_sidecar
 from dacovid_export.engine.trtexec import TRTEXEC_MAJORS, trtexec_for
@@ -116,7 +116,7 @@ def build_engine(
     check_engine_paths(onnx_path, output)
     check_outputs(inputs=[onnx_path], files={"output": output, "--timing-cache": config.timing_cache})
     info = read_onnx_info(onnx_path)
-    refuse_bf16_source(info.precision, onnx_path)
+    refuse_engineless_source(info.precision, onnx_path)
     if info.precision != config.precision:
         raise UserInputError(
             f"{str(onnx_path)!r} is a {info.precision} ONNX; an engine has the precision of its ONNX graph, so it "

@@ -9,7 +9,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from dacovid_export.artifacts.info import ENGINE_SUFFIXES
-from dacovid_export.calibration.precisions import engine_precisions
+from dacovid_export.calibration.precisions import (
+    engine_precisions,
+    precision_names,
+    precision_of,
+)
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size
 from dacovid_export.core.validate import check_bool, check_int
@@ -18,6 +22,7 @@ from dacovid_export.trt.targets import RTX_TARGETS
 
 if TYPE_CHECKING:
     from dacovid_export.artifacts.engine_metadata import EngineMetadata
+    from dacovid_export.calibration.precisions import PrecisionKind
     from dacovid_export.trt.network import LayerPrecisions
 
 __all__ = [
@@ -26,7 +31,7 @@ __all__ = [
     "EngineBuildResult",
     "ProfileShapes",
     "check_engine_paths",
-    "refuse_bf16_source",
+    "refuse_engineless_source",
     "precision_onnx_path",
 ]
 
@@ -34,12 +39,18 @@ __all__ = [
 ProfileShapes = tuple[tuple[int, int, int, int], tuple[int, int, int, int], tuple[int, int, int, int]]
 
 
-def refuse_bf16_source(precision: str, onnx_path: str | os.PathLike[str]) -> None:
-    """A BF16-marked ONNX model is no engine source: said in one line before any work."""
-    if precision == "bf16":
+def _known_kind(precision: object) -> "PrecisionKind | None":
+    return precision_of(precision) if isinstance(precision, str) and precision in precision_names() else None
+
+
+def refuse_engineless_source(precision: str, onnx_path: str | os.PathLike[str]) -> None:
+    """A model of a precision with no engines (a BF16-marked one) is no engine source: said in one line before any
+    work."""
+    kind = precision_of(precision)
+    if not kind.engine:
         raise UserInputError(
-            f"{os.fspath(onnx_path)!r} is marked for BF16 execution on a CPU (OpenVINO); engines are built from the "
-            "FP32 ONNX model: give that one (dacovid-export onnx CHECKPOINT -o model.onnx)"
+            f"{os.fspath(onnx_path)!r} {kind.no_engine_reason or f'holds a {precision} model'}; engines are built "
+            "from the FP32 ONNX model: give that one (dacovid-export onnx CHECKPOINT -o model.onnx)"
         )
 
 
@@ -73,7 +84,7 @@ class EngineBuildConfig:
         if self.precision not in engine_precisions():
             raise UserInputError(
                 f"precision={self.precision!r}: use one of {', '.join(engine_precisions())}"
-                + (" (bf16 models run on the CPU through OpenVINO, not as engines)" if self.precision == "bf16" else "")
+                + (f" ({kind.no_engine_note})" if (kind := _known_kind(self.precision)) and kind.no_engine_note else "")
             )
         for name in ("min_batch", "max_batch"):
             check_batch_size(getattr(self, name), name)

@@ -29,7 +29,7 @@ from dacovid_export.engine.config import (
     EngineBuildResult,
     check_engine_paths,
     precision_onnx_path,
-    refuse_bf16_source,
+    refuse_engineless_source,
 )
 
 __all__ = ["engine_precision_config", "make_engine", "refuse_qat_engine"]
@@ -173,7 +173,7 @@ def _precision_target(
     info: ArtifactInfo, onnx_path: Path, output: Path, config: EngineBuildConfig, calib_dir: Path | None
 ) -> Path | None:
     """Where the precision step writes the ONNX to build, or ``None`` when ``onnx_path`` already has the precision."""
-    refuse_bf16_source(info.precision, onnx_path)
+    refuse_engineless_source(info.precision, onnx_path)
     have, want = info.precision, config.precision
     if have == want:
         if calib_dir is not None:

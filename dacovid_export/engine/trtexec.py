@@ -30,7 +30,7 @@ from dacovid_export.engine.config import (
     EngineBuildConfig,
     check_engine_paths,
     precision_onnx_path,
-    refuse_bf16_source,
+    refuse_engineless_source,
 )
 
 __all__ = ["TRTEXEC_MAJORS", "trtexec_command", "trtexec_for", "trtexec_equivalent", "format_command"]
@@ -151,7 +151,7 @@ def trtexec_equivalent(
     onnx_path, output = Path(onnx_path), Path(output)
     check_engine_paths(onnx_path, output)
     info = read_onnx_info(onnx_path)
-    refuse_bf16_source(info.precision, onnx_path)
+    refuse_engineless_source(info.precision, onnx_path)
     have, want = info.precision, config.precision
     if have == want:
         source = onnx_path

@@ -68,7 +68,7 @@ class PipelinePrecision:
         from dacovid_export.calibration.config import PrecisionConfig
 
         return PrecisionConfig(
-            precision=precision,  # type: ignore[arg-type]
+            precision=precision,
             calib_data=calib_data,
             calib_size=calib_size,
             seed=seed,

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from dacovid_export.backends.registry import unavailable_reason
+from dacovid_export.calibration.precisions import precision_of
 from dacovid_export.core.errors import (
     CheckFailedError,
     EngineBuildError,
@@ -96,8 +97,8 @@ def build_engines(onnx_models: Mapping[str, Path], config: PipelineConfig, timer
     records: dict[str, EngineRecord] = {}
     failed: list[FailedStep] = []
     for precision, onnx_path in onnx_models.items():
-        if precision == "bf16":
-            continue  # a BF16-marked model runs on the CPU through OpenVINO; engines come from the FP32/FP16/INT8 ONNX
+        if not precision_of(precision).engine:
+            continue  # e.g. a BF16-marked model: it runs on the CPU through OpenVINO; engines come from the others
         build = EngineBuildConfig(
             precision=precision, max_batch=max(largest, PARITY_BATCH), opt_batch=largest, runtime=runtime
         )

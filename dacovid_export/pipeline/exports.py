@@ -1,5 +1,5 @@
-"""The pipeline's ONNX steps: the FP32 export, then the FP16 and INT8 conversions and the guarded BF16 model (CPUs
-with BF16 only), each described for the report."""
+"""The pipeline's ONNX steps: the FP32 export, then one step per precision the registry has the pipeline make (FP16,
+INT8, and the guarded BF16 model on CPUs with BF16), each described for the report."""
 
 from __future__ import annotations
 
@@ -10,8 +10,13 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.convert import convert_precision, export_at_precision
+from dacovid_export.calibration.precisions import pipeline_precisions
 from dacovid_export.calibration.step_metadata import GUARD_KEYS
-from dacovid_export.core.errors import CheckFailedError
+from dacovid_export.core.errors import (
+    CheckFailedError,
+    MissingDependencyError,
+    UserInputError,
+)
 from dacovid_export.core.progress import StepTimer
 from dacovid_export.export.config import OnnxExportConfig
 from dacovid_export.export.onnx_export import export_onnx
@@ -20,12 +25,14 @@ from dacovid_export.pipeline.inputs import PipelineInputs
 from dacovid_export.pipeline.outcomes import FailedStep, SkippedStep
 
 if TYPE_CHECKING:
+    from dacovid_export.calibration.precisions import PrecisionKind
     from dacovid_export.export.result import OnnxExportResult
 
 __all__ = ["ONNX_STEPS", "OnnxRecord", "OnnxModels", "make_onnx_models"]
 
-# the steps make_onnx_models times, in order (the pipeline numbers them)
-ONNX_STEPS = ("ONNX FP32 export", "ONNX FP16 conversion", "ONNX INT8 conversion", "ONNX BF16 (guarded)")
+# the steps make_onnx_models times, in order (the pipeline numbers them): the export, then one per precision the
+# registry says the pipeline makes
+ONNX_STEPS = ("ONNX FP32 export", *(str(p.pipeline_step) for p in pipeline_precisions()))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +77,8 @@ class OnnxModels:
 
 
 def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: StepTimer) -> OnnxModels:
-    """FP32 export (must succeed), then FP16 and INT8 (may fail their checks: recorded, and the pipeline goes on)."""
+    """FP32 export (must succeed), then each precision the registry has the pipeline make: a refused one is recorded
+    (a failure, or a skip for an extra the user did not ask for) and the pipeline goes on."""
     paths: dict[str, Path] = {}
     records: dict[str, OnnxRecord] = {}
     skipped: list[SkippedStep] = []
@@ -79,54 +87,54 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
         result = export_onnx(inputs.checkpoint, config.out / "model.onnx", OnnxExportConfig(), progress=config.progress)
     paths["fp32"] = result.path
     records["fp32"] = OnnxRecord.of(result)
-    for precision, name in (("fp16", ONNX_STEPS[1]), ("int8", ONNX_STEPS[2])):
+    for kind in pipeline_precisions():
+        name = str(kind.pipeline_step)
         with timer.step(name):
-            if precision == "int8" and inputs.calib_data is None:
-                skipped.append(
-                    SkippedStep(
-                        name,
-                        "no calibration images: give --calib-data DIR (training images, not the parity set) "
-                        "to make the INT8 model",
-                    )
-                )
-                continue
-            try:
-                if precision == "int8" and config.qat:
-                    # QAT fine-tunes the checkpoint's weights (an ONNX model's are frozen): the onnx --qat path, which
-                    # judges the fine-tuned INT8 model against this checkpoint's FP32 export
-                    result = export_at_precision(
-                        inputs.checkpoint,
-                        config.out / "model.int8.onnx",
-                        OnnxExportConfig(),
-                        _precision_config(precision, inputs, config),
-                        progress=config.progress,
-                    )
-                else:
-                    result = convert_precision(
-                        paths["fp32"],
-                        config.out / f"model.{precision}.onnx",
-                        _precision_config(precision, inputs, config),
-                        progress=config.progress,
-                    )
-            except CheckFailedError as exc:
-                failed.append(_with_pipeline_hint(FailedStep.of(name, exc), precision, inputs, config))
-                timer.note(f"failed: {exc}")
-                continue
-        paths[precision] = result.path
-        records[precision] = OnnxRecord.of(result)
-    with timer.step(ONNX_STEPS[3]):
-        bf16 = _bf16_model(paths["fp32"], inputs, config)
-    if isinstance(bf16, SkippedStep):
-        skipped.append(bf16)
-    else:
-        paths["bf16"] = bf16.path
-        records["bf16"] = OnnxRecord.of(bf16)
+            made = _precision_model(kind, name, paths["fp32"], inputs, config)
+            if isinstance(made, SkippedStep):
+                skipped.append(made)
+            elif isinstance(made, FailedStep):
+                failed.append(made)
+                timer.note(f"failed: {made.reason.split(_HINT)[0]}")
+            else:
+                paths[kind.name] = made.path
+                records[kind.name] = OnnxRecord.of(made)
     return OnnxModels(paths, records, tuple(skipped), tuple(failed))
 
 
-def _with_pipeline_hint(step: FailedStep, precision: str, inputs: PipelineInputs, config: PipelineConfig) -> FailedStep:
-    """An INT8 refusal without --qat: in the pipeline, the next thing to try is this same command with --qat."""
-    if precision != "int8" or config.qat or step.error != "GuardFailedError":
+def _precision_model(
+    kind: "PrecisionKind", name: str, fp32: Path, inputs: PipelineInputs, config: PipelineConfig
+) -> "OnnxExportResult | SkippedStep | FailedStep":
+    """The model of precision ``kind``, or why the pipeline has none: this machine cannot make it (a skip), no images
+    for a step that needs them (a skip), or its checks refused it (a failure; a skip for an extra)."""
+    try:
+        kind.preflight()
+    except (UserInputError, MissingDependencyError) as exc:
+        return SkippedStep(name, str(exc))
+    if kind.needs_images and inputs.calib_data is None:
+        return SkippedStep(name, kind.no_images_skip or f"no images: give --calib-data DIR to make the {name} model")
+    output = config.out / f"model.{kind.name}.onnx"
+    options = _precision_config(kind, inputs, config)
+    try:
+        if options.qat:
+            # QAT fine-tunes the checkpoint's weights (an ONNX model's are frozen): the onnx --qat path, which judges
+            # the fine-tuned model against this checkpoint's FP32 export
+            return export_at_precision(inputs.checkpoint, output, OnnxExportConfig(), options, progress=config.progress)
+        return convert_precision(fp32, output, options, progress=config.progress)
+    except CheckFailedError as exc:
+        if kind.pipeline_extra:
+            return SkippedStep(name, f"refused by the {kind.guard or kind.name.upper()} guard: {exc}")
+        return _with_pipeline_hint(FailedStep.of(name, exc), kind, inputs, config)
+
+
+_HINT = "\nIn the pipeline: "
+
+
+def _with_pipeline_hint(
+    step: FailedStep, kind: "PrecisionKind", inputs: PipelineInputs, config: PipelineConfig
+) -> FailedStep:
+    """A guard's refusal of a precision QAT can help, without --qat: the next thing to try is this command with --qat."""
+    if not kind.quantization_aware or config.qat or step.error != "GuardFailedError":
         return step
     if config.embedded:
         hint = "quantization-aware fine-tuning needs a trained checkpoint: pipeline --checkpoint CKPT ... --qat"
@@ -136,37 +144,13 @@ def _with_pipeline_hint(step: FailedStep, precision: str, inputs: PipelineInputs
             else "its training images: add --train-data DIR too"
         )
         hint = f"run this pipeline command again with --qat added (fine-tunes {inputs.checkpoint} on {data})"
-    return dataclasses.replace(step, reason=f"{step.reason}\nIn the pipeline: {hint}")
+    return dataclasses.replace(step, reason=f"{step.reason}{_HINT}{hint}")
 
 
-def _bf16_model(fp32: Path, inputs: PipelineInputs, config: PipelineConfig) -> "OnnxExportResult | SkippedStep":
-    """The BF16-marked model where the CPU has BF16 and its guard passes; otherwise why not.
-
-    A guard refusal is recorded as a skip, not a failure: BF16 is an extra the user never asked
-    for here (``dacovid-export onnx --precision bf16`` asks), and refusing it is the guard working.
-    """
-    from dacovid_export.calibration.bf16 import require_bf16_cpu
-    from dacovid_export.core.errors import MissingDependencyError, UserInputError
-
-    name = ONNX_STEPS[3]
-    try:
-        require_bf16_cpu()
-    except (UserInputError, MissingDependencyError) as exc:
-        return SkippedStep(name, str(exc))
-    if inputs.calib_data is None:
-        return SkippedStep(name, "no images for the BF16 guard: give --calib-data DIR (a part is held out to judge BF16)")
-    try:
-        return convert_precision(
-            fp32, config.out / "model.bf16.onnx", _precision_config("bf16", inputs, config), progress=config.progress
-        )
-    except CheckFailedError as exc:
-        return SkippedStep(name, f"refused by the BF16 guard: {exc}")
-
-
-def _precision_config(precision: str, inputs: PipelineInputs, config: PipelineConfig) -> PrecisionConfig:
-    """The precision step's options for one of the pipeline's models, on the run's calibration images: INT8 with
-    ``qat`` fine-tunes first."""
+def _precision_config(kind: "PrecisionKind", inputs: PipelineInputs, config: PipelineConfig) -> PrecisionConfig:
+    """The precision step's options for one of the pipeline's models, on the run's calibration images: a
+    quantization-aware precision with ``qat`` fine-tunes first."""
     return config.precision.at(
-        precision, seed=config.seed, calib_data=inputs.calib_data, calib_size=inputs.calib_size,
-        qat=config.qat if precision == "int8" else None,
+        kind.name, seed=config.seed, calib_data=inputs.calib_data, calib_size=inputs.calib_size,
+        qat=config.qat if kind.quantization_aware else None,
     )

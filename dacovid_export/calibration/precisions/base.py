@@ -42,6 +42,7 @@ __all__ = [
     "precision_names",
     "engine_precisions",
     "guarded_precisions",
+    "pipeline_precisions",
     "guard_report_types",
     "registered",
 ]
@@ -112,6 +113,9 @@ class PrecisionKind(abc.ABC):
     ``guard``: the accuracy guard's name in messages (``None``: unguarded); ``guard_report``: its
     report class. ``needs_images``: the step refuses to run without images. ``engine_help``: the
     help of ``trt --<name>`` (``None``: no engine of this precision). ``order``: where it is listed.
+    ``pipeline_step``: the pipeline's name for the step that makes it (``None``: the pipeline does not);
+    ``pipeline_extra``: a model the pipeline user did not ask for, so this machine lacking it or its guard
+    refusing it is a skip, not a failure; ``no_images_skip``: why the pipeline skips it without images.
     """
 
     name: ClassVar[str]
@@ -133,6 +137,12 @@ class PrecisionKind(abc.ABC):
     # options only this precision takes (PrecisionConfig field names)
     calibration_method: ClassVar[bool] = False  # calib_method and cache_dir
     quantization_aware: ClassVar[bool] = False  # qat
+    # no engine: what the model is instead (after its path, when it is given to trt) and the note on trt's refusal
+    no_engine_reason: ClassVar[str] = ""
+    no_engine_note: ClassVar[str] = ""
+    pipeline_step: ClassVar[str | None] = None
+    pipeline_extra: ClassVar[bool] = False
+    no_images_skip: ClassVar[str] = ""
 
     @property
     def engine(self) -> bool:
@@ -222,6 +232,11 @@ def precision_of(name: str) -> PrecisionKind:
 def engine_precisions() -> tuple[str, ...]:
     """The precisions ``trt`` builds engines of, in flag order."""
     return tuple(p.name for p in registered() if p.engine)
+
+
+def pipeline_precisions() -> tuple[PrecisionKind, ...]:
+    """The precisions the pipeline makes from its FP32 export, in order."""
+    return tuple(p for p in registered() if p.pipeline_step is not None)
 
 
 def guarded_precisions() -> tuple[PrecisionKind, ...]:

@@ -41,8 +41,14 @@ class Bf16(PrecisionKind):
     guard = "BF16"
     guard_report = Bf16GuardReport
     needs_images = True
+    # an extra on CPUs with BF16: the pipeline makes it unasked, so a refusal there is a skip
+    pipeline_step = "ONNX BF16 (guarded)"
+    pipeline_extra = True
+    no_images_skip = "no images for the BF16 guard: give --calib-data DIR (a part is held out to judge BF16)"
     producer_tool = "OpenVINO BF16 guard, graph unchanged"
     # no engine: a BF16-marked ONNX model is made for OpenVINO on a CPU
+    no_engine_reason = "is marked for BF16 execution on a CPU (OpenVINO)"
+    no_engine_note = "bf16 models run on the CPU through OpenVINO, not as engines"
 
     def model_line(self, fp32_nodes: tuple[str, ...]) -> str:
         return "BF16 model: the FP32 graph, run by OpenVINO at bf16 (every node: OpenVINO keeps none in FP32)"

@@ -38,6 +38,7 @@ class Fp16(PrecisionKind):
     attention_fp32 = True
     guard = "FP16"
     guard_report = Fp16GuardReport
+    pipeline_step = "ONNX FP16 conversion"
     engine_help = "FP16 engine (an FP32 ONNX first goes through AutoCast; attention stays FP32)."
 
     def check_options(self, config: "PrecisionConfig") -> None:

@@ -38,6 +38,10 @@ class Int8(PrecisionKind):
     guard = "INT8"
     guard_report = GuardReport
     needs_images = True
+    pipeline_step = "ONNX INT8 conversion"
+    no_images_skip = (
+        "no calibration images: give --calib-data DIR (training images, not the parity set) to make the INT8 model"
+    )
     engine_help = "INT8 engine (an FP32 ONNX is first quantized to Q/DQ; needs --calib-data)."
     calibration_method = True
     quantization_aware = True

@@ -109,7 +109,7 @@ def test_bf16_marked_model_elsewhere(make_toy_onnx, tmp_path: Path, monkeypatch)
     from dacovid_export.backends.openvino_backend import OpenVINOBackend
     from dacovid_export.backends.registry import auto_backend
     from dacovid_export.core import openvino_model
-    from dacovid_export.engine.config import EngineBuildConfig, refuse_bf16_source
+    from dacovid_export.engine.config import EngineBuildConfig, refuse_engineless_source
     from dacovid_export.parity.config import ParityConfig
 
     marked = make_toy_onnx(tmp_path / "toy.bf16.onnx", precision="bf16")
@@ -119,7 +119,7 @@ def test_bf16_marked_model_elsewhere(make_toy_onnx, tmp_path: Path, monkeypatch)
     assert tol.min_agreement == 0.98 and tol.max_accuracy_drop == 0.01
     assert ParityConfig().with_overrides({"bf16_min_agreement": 0.99}).tolerance_for("bf16").min_agreement == 0.99
     with pytest.raises(UserInputError, match="engines are built from the FP32 ONNX"):
-        refuse_bf16_source("bf16", marked)
+        refuse_engineless_source("bf16", marked)
     with pytest.raises(UserInputError, match="bf16 models run on the CPU through OpenVINO"):
         EngineBuildConfig(precision="bf16")
     monkeypatch.setattr(openvino_model, "cpu_supports_bf16", lambda core=None: False)

@@ -109,6 +109,17 @@ def test_qat_bad_options_are_refused_up_front(
         _config(tmp_path / "o", **(base | kwargs))
 
 
+def _no_bf16_here(monkeypatch: pytest.MonkeyPatch) -> None:
+    """This CPU may run BF16: the pipeline's BF16 step is skipped as on a CPU without it."""
+    from dacovid_export.calibration.precisions import precision_of
+    from dacovid_export.core.errors import MissingDependencyError
+
+    def no_bf16(self) -> None:
+        raise MissingDependencyError("no BF16 here")
+
+    monkeypatch.setattr(type(precision_of("bf16")), "preflight", no_bf16)
+
+
 def test_pipeline_qat_makes_the_int8_model_from_the_checkpoint(
     tiny_checkpoint: Path, synthetic_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -127,7 +138,7 @@ def test_pipeline_qat_makes_the_int8_model_from_the_checkpoint(
     monkeypatch.setattr(exports, "export_onnx", lambda ckpt, out, *a, **k: made(out))
     monkeypatch.setattr(exports, "convert_precision", lambda src, out, cfg, **k: calls.append(("convert", cfg)) or made(out))
     monkeypatch.setattr(exports, "export_at_precision", lambda ckpt, out, e, cfg, **k: calls.append((str(ckpt), cfg)) or made(out))
-    monkeypatch.setattr(exports, "_bf16_model", lambda *a: exports.SkippedStep("bf16", "not here"))
+    _no_bf16_here(monkeypatch)
     checkpoint = _run_folder(tiny_checkpoint, tmp_path, split=True)
     config = _config(tmp_path / "o", checkpoint=checkpoint, calib_data=synthetic_dir, qat=QatConfig(), progress=False)
     inputs = PipelineInputs(checkpoint, None, synthetic_dir, None, "")
@@ -153,7 +164,7 @@ def test_an_int8_refusal_in_the_pipeline_says_add_qat(
 
     monkeypatch.setattr(exports, "export_onnx", lambda ckpt, out, *a, **k: SimpleNamespace(path=Path(out), fp32_nodes=(), guard=None))
     monkeypatch.setattr(exports, "convert_precision", convert)
-    monkeypatch.setattr(exports, "_bf16_model", lambda *a: exports.SkippedStep("bf16", "not here"))
+    _no_bf16_here(monkeypatch)
     checkpoint = _run_folder(tiny_checkpoint, tmp_path, split=True)
     config = _config(tmp_path / "o", checkpoint=checkpoint, calib_data=synthetic_dir, progress=False)
     models = exports.make_onnx_models(PipelineInputs(checkpoint, None, synthetic_dir, None, ""), config, StepTimer(False, total=3))
