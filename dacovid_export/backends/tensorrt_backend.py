@@ -37,7 +37,6 @@ from dacovid_export.core.errors import (
     UserInputError,
 )
 from dacovid_export.core.fileio import atomic_write_bytes
-from dacovid_export.engine.sidecar import read_engine_sidecar
 from dacovid_export.trt.compat import check_engine_compatibility
 from dacovid_export.trt.library import (
     cuda_visible,
@@ -61,6 +60,8 @@ def engine_unavailable_reason(path: str | os.PathLike[str]) -> str | None:
     A damaged or missing sidecar is not a reason to skip: it raises
     :class:`UserInputError` like every bad input.
     """
+
+    from dacovid_export.engine.sidecar import read_engine_sidecar  # engine/ pulls torch: served stubs lack it
 
     meta = read_engine_sidecar(path)
     try:
@@ -98,6 +99,7 @@ class TensorRTBackend(Backend):
     ) -> None:
         import torch
 
+        from dacovid_export.engine.sidecar import read_engine_sidecar
 
         meta = read_engine_sidecar(path)
         trt = import_runtime(meta.runtime)

@@ -72,12 +72,15 @@ from dacovid_export.core.fileio import sha256_file
 from dacovid_export.core.limits import MAX_QAT_EPOCHS, check_batch_size
 from dacovid_export.core.log import get_logger
 from dacovid_export.core.progress import progress_bar
+from dacovid_export.core.seeds import epoch_seed
 from dacovid_export.core.text import escape_text
 from dacovid_export.core.torch_device import check_device_option
 from dacovid_export.core.validate import check_int, check_number
 
 if TYPE_CHECKING:
     import torch
+
+    from dacovid_export.model.checkpoint import CheckpointMetadata
 
 __all__ = [
     "DEFAULT_QAT_EPOCHS",
@@ -344,12 +347,6 @@ def qat_finetune(
     (tests of resume; the state is kept). ``output`` is a checkpoint like the input (BatchNorms
     folded), readable by every command.
     """
-    import torch
-    import torch.nn.functional as F
-
-    from dacovid_export.core.torch_device import torch_device
-    from dacovid_export.model.checkpoint import load_checkpoint, save_checkpoint
-
     started = time.perf_counter()
     say = log or _log.info
     if not isinstance(config, QatConfig):
@@ -361,103 +358,151 @@ def qat_finetune(
         raise UserInputError(f"{len(labels)} labels for {len(train)} training images")
     output = Path(output)
     state_file = Path(state_path) if state_path is not None else output.with_name(output.name + ".qat-state.pt")
-    source_sha = sha256_file(checkpoint)
-    device = torch_device(config.device, "--qat-device")
-    teacher, meta = load_checkpoint(checkpoint)
-    student, _ = load_checkpoint(checkpoint)
-    folded = fold_batchnorms(student)
-    teacher.to(device)
-    student.to(device)
-    student.eval()  # BatchNorms are fixed biases now and dropout stays off: a deterministic fine-tune
-    quantizer = FakeQuantizer(student)
-    convs = quantizer.convs
-    calibration = np.array(calibration_images, dtype=np.float32, copy=True)
-    with torch.no_grad():
-        teacher_logits = torch.cat(
-            [teacher(torch.from_numpy(np.ascontiguousarray(train[s : s + config.batch_size])).to(device)).cpu()
-             for s in range(0, len(train), config.batch_size)]
-        )
-    del teacher
-    optimizer = torch.optim.Adam(student.parameters(), lr=config.lr)
-    data_digest = f"{len(train)}:{float(np.float64(train[:: max(1, len(train) // 16)].sum())):.6e}"
-    fingerprint = {"format": STATE_FORMAT, "source_sha256": source_sha, "config": config.to_dict(), "data": data_digest}
-    first_epoch = 0
-    losses: list[float] = []
+    run = _FineTune.start(checkpoint, config, train, np.array(calibration_images, dtype=np.float32, copy=True), labels)
     if resume and state_file.is_file():
+        run.resume(state_file, say)
+    resumed_from, done_here = run.epochs_done, 0
+    while run.epochs_done < config.epochs and (stop_after_epochs is None or done_here < stop_after_epochs):
+        run.epoch(progress)
+        done_here += 1
+        say(f"qat: epoch {run.epochs_done}/{config.epochs}: mean distillation loss {run.losses[-1]:.5g}")
+        save_qat_state(state_file, fingerprint=run.fingerprint, epoch=run.epochs_done, losses=run.losses,
+                       model=run.student, optimizer=run.optimizer)
+    if run.epochs_done >= config.epochs:
+        run.write(output, extra_record)
+        # the finished checkpoint is what a rerun reuses; the state (weights + Adam moments, ~3x the checkpoint) is spent
+        state_file.unlink(missing_ok=True)
+    return QatResult(
+        checkpoint=output,
+        epochs=run.epochs_done,
+        resumed_from_epoch=resumed_from,
+        losses=tuple(run.losses),
+        images=len(train),
+        quantized_convs=len(run.quantizer.convs),
+        seconds=time.perf_counter() - started,
+        config=config,
+        device=str(run.device),
+    )
+
+
+@dataclasses.dataclass
+class _FineTune:
+    """One fine-tune's working state: the student being trained, the teacher's answers, Adam, the epochs so far."""
+
+    config: QatConfig
+    source_sha: str
+    meta: "CheckpointMetadata"  # what the written checkpoint carries on
+    device: "torch.device"
+    student: "torch.nn.Module"
+    quantizer: FakeQuantizer
+    folded: int
+    optimizer: "torch.optim.Optimizer"
+    teacher_logits: "torch.Tensor"  # N x classes, on the CPU
+    train: np.ndarray
+    calibration: np.ndarray
+    labels: np.ndarray | None
+    fingerprint: dict[str, Any]
+    losses: list[float] = dataclasses.field(default_factory=list)
+
+    @property
+    def epochs_done(self) -> int:
+        return len(self.losses)
+
+    @classmethod
+    def start(
+        cls, checkpoint: str | os.PathLike[str], config: QatConfig, train: np.ndarray, calibration: np.ndarray,
+        labels: np.ndarray | None,
+    ) -> "_FineTune":
+        """The teacher's answers on ``train`` (once per image, not per epoch), then the folded, fake-quantized student."""
+        import torch
+
+        from dacovid_export.core.torch_device import torch_device
+        from dacovid_export.model.checkpoint import load_checkpoint
+
+        source_sha = sha256_file(checkpoint)
+        device = torch_device(config.device, "--qat-device")
+        teacher, meta = load_checkpoint(checkpoint)
+        student, _ = load_checkpoint(checkpoint)
+        folded = fold_batchnorms(student)
+        teacher.to(device)
+        student.to(device)
+        student.eval()  # BatchNorms are fixed biases now and dropout stays off: a deterministic fine-tune
+        quantizer = FakeQuantizer(student)
+        with torch.no_grad():
+            teacher_logits = torch.cat(
+                [teacher(torch.from_numpy(np.ascontiguousarray(train[s : s + config.batch_size])).to(device)).cpu()
+                 for s in range(0, len(train), config.batch_size)]
+            )
+        data_digest = f"{len(train)}:{float(np.float64(train[:: max(1, len(train) // 16)].sum())):.6e}"
+        return cls(
+            config, source_sha, meta, device, student, quantizer, folded,
+            torch.optim.Adam(student.parameters(), lr=config.lr), teacher_logits, train, calibration, labels,
+            {"format": STATE_FORMAT, "source_sha256": source_sha, "config": config.to_dict(), "data": data_digest},
+        )
+
+    def resume(self, state_file: Path, say: Callable[[str], None]) -> None:
+        """Continue from ``state_file`` when it is this run's; one line and a fresh start otherwise."""
         try:
-            state = load_qat_state(state_file, fingerprint=fingerprint, epochs=config.epochs, model=student,
-                                   optimizer=optimizer)
+            state = load_qat_state(state_file, fingerprint=self.fingerprint, epochs=self.config.epochs,
+                                   model=self.student, optimizer=self.optimizer)
         except BadQatState as exc:
             # the state is a cache of this run's own progress: one that cannot be used costs epochs, never the run;
             # nothing was loaded from it, so the fresh student and optimizer are untouched
             say(f"qat: QAT state {escape_text(str(state_file))} {exc}: starting over (it is overwritten after epoch 1)")
-        else:
-            student.load_state_dict(state.model)
-            optimizer.load_state_dict(state.optimizer)  # moves Adam's moments to the parameters' device
-            first_epoch, losses = state.epoch, state.losses
-            say(f"qat: resuming after epoch {first_epoch}/{config.epochs} from {state_file}")
-    resumed_from = first_epoch
-    done_here = 0
-    for epoch in range(first_epoch, config.epochs):
-        if stop_after_epochs is not None and done_here >= stop_after_epochs:
-            break
+            return
+        self.student.load_state_dict(state.model)
+        self.optimizer.load_state_dict(state.optimizer)  # moves Adam's moments to the parameters' device
+        self.losses = list(state.losses)
+        say(f"qat: resuming after epoch {state.epoch}/{self.config.epochs} from {state_file}")
+
+    def epoch(self, progress: bool) -> None:
+        """One epoch over the training images in this epoch's order; its mean loss is appended to ``losses``."""
+        import torch
+        import torch.nn.functional as F
+
+        config, epoch = self.config, self.epochs_done
         # the writer calibrates the fine-tuned weights: re-measure the ranges each epoch so the scales
         # trained with are those of the weights being trained (one forward pass over the calibration images)
-        quantizer.calibrate(calibration, config.batch_size)
-        order = torch.randperm(len(train), generator=torch.Generator().manual_seed(config.seed * 1000 + epoch))
-        batches = [order[s : s + config.batch_size] for s in range(0, len(train), config.batch_size)]
+        self.quantizer.calibrate(self.calibration, config.batch_size)
+        # training's seed rule (core.seeds): a resumed run shuffles as the uninterrupted one did
+        order = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(epoch_seed(config.seed, epoch)))
+        batches = [order[s : s + config.batch_size] for s in range(0, len(self.train), config.batch_size)]
         total = 0.0
-        bar = progress_bar(total=len(batches), desc=f"qat epoch {epoch + 1}/{config.epochs}", unit="batch", enabled=progress,
-                           leave=True)
+        bar = progress_bar(total=len(batches), desc=f"qat epoch {epoch + 1}/{config.epochs}", unit="batch",
+                           enabled=progress, leave=True)
         for index in batches:
-            x = torch.from_numpy(train[index.numpy()]).to(device)
-            logits = student(x)
+            x = torch.from_numpy(self.train[index.numpy()]).to(self.device)
+            logits = self.student(x)
             t = config.temperature
             loss = F.kl_div(
-                F.log_softmax(logits / t, dim=1), F.log_softmax(teacher_logits[index].to(device) / t, dim=1),
+                F.log_softmax(logits / t, dim=1), F.log_softmax(self.teacher_logits[index].to(self.device) / t, dim=1),
                 log_target=True, reduction="batchmean",
             ) * (t * t)
-            if labels is not None and config.label_weight > 0:
-                loss = loss + config.label_weight * F.cross_entropy(logits, torch.as_tensor(labels[index.numpy()], device=device))
-            optimizer.zero_grad(set_to_none=True)
+            if self.labels is not None and config.label_weight > 0:
+                target = torch.as_tensor(self.labels[index.numpy()], device=self.device)
+                loss = loss + config.label_weight * F.cross_entropy(logits, target)
+            self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
-            optimizer.step()
+            self.optimizer.step()
             value = float(loss.detach())  # one device sync a step
             total += value * len(index)
             bar.update(1)
             bar.set_postfix(kl=f"{value:.4g}")
         bar.close()
-        losses.append(total / len(train))
-        done_here += 1
-        say(f"qat: epoch {epoch + 1}/{config.epochs}: mean distillation loss {losses[-1]:.5g}")
-        save_qat_state(state_file, fingerprint=fingerprint, epoch=epoch + 1, losses=losses, model=student,
-                       optimizer=optimizer)
-    finished = len(losses) >= config.epochs
-    if finished:
-        quantizer.remove()  # back to the plain model: the checkpoint is FP32 weights that INT8 rounds well
-        student.to("cpu")  # a checkpoint loads anywhere
+        self.losses.append(total / len(self.train))
+
+    def write(self, output: Path, extra_record: dict[str, Any] | None) -> None:
+        """The fine-tuned FP32 checkpoint, with what the fine-tune did in its training record."""
+        from dacovid_export.model.checkpoint import save_checkpoint
+
+        self.quantizer.remove()  # back to the plain model: the checkpoint is FP32 weights that INT8 rounds well
+        self.student.to("cpu")  # a checkpoint loads anywhere
+        meta = self.meta
+        qat = {"source_sha256": self.source_sha, "batchnorms_folded": self.folded,
+               "quantized_convs": len(self.quantizer.convs), **self.config.to_dict(), "losses": self.losses,
+               **dict(extra_record or {})}
         save_checkpoint(
-            output,
-            student,
-            class_names=meta.class_names,
-            preprocessing=meta.preprocessing,
-            training={**dict(meta.training), "qat": {"source_sha256": source_sha, "batchnorms_folded": folded,
-                                                     "quantized_convs": len(convs), **config.to_dict(), "losses": losses,
-                                                     **dict(extra_record or {})}},
-            metrics=dict(meta.metrics),
-            epoch=meta.epoch,
+            output, self.student, class_names=meta.class_names, preprocessing=meta.preprocessing,
+            training={**dict(meta.training), "qat": qat}, metrics=dict(meta.metrics), epoch=meta.epoch,
         )
-        # the finished checkpoint is what a rerun reuses; the state (weights + Adam moments, ~3x the checkpoint) is spent
-        state_file.unlink(missing_ok=True)
-    return QatResult(
-        checkpoint=output,
-        epochs=len(losses),
-        resumed_from_epoch=resumed_from,
-        losses=tuple(losses),
-        images=len(train),
-        quantized_convs=len(convs),
-        seconds=time.perf_counter() - started,
-        config=config,
-        device=str(device),
-    )
 

@@ -55,7 +55,6 @@ from dacovid_export.core.fileio import (
 from dacovid_export.core.limits import check_batch_size
 from dacovid_export.core.validate import is_int
 from dacovid_export.core.versions import __version__
-from dacovid_export.engine.sidecar import read_engine_sidecar
 from dacovid_export.serve.triton_config import (
     TRITON_KINDS,
     BatchingConfig,
@@ -150,6 +149,8 @@ def _validate(name: str, max_batch: int | None, backend: str, kind: str | None) 
 
 
 def _engine_classifier(model_path: Path, backend: str, kind: str, max_batch: int | None) -> _Classifier:
+    from dacovid_export.engine.sidecar import read_engine_sidecar  # engine/ pulls torch: served stubs lack it
+
     meta = read_engine_sidecar(model_path)
     info = engine_artifact_info(meta, model_path)
     if kind == "cpu":

@@ -35,6 +35,7 @@ from dacovid_export.core.errors import UserInputError, first_line
 from dacovid_export.core.fileio import atomic_write_json
 from dacovid_export.core.log import get_logger
 from dacovid_export.core.progress import progress_bar
+from dacovid_export.core.seeds import epoch_seed
 from dacovid_export.data.fingerprint import ImageRecord
 from dacovid_export.data.metrics import (
     ClassificationReport,
@@ -143,10 +144,6 @@ class _Record:
             self.best = {"epoch": entry["epoch"], "val_accuracy": report.accuracy, "val_loss": entry["val_loss"], "report": report.to_dict()}
             self.best_report = report
         return is_best
-
-
-def _epoch_seed(*parts: int) -> int:
-    return int(np.random.SeedSequence(list(parts)).generate_state(1)[0])
 
 
 def train_model(
@@ -492,12 +489,12 @@ class _Run:
         """Train and validate one epoch, record it, write the run folder (rank 0) and say one line."""
         cfg, ctx, data = self.config, self.ctx, session.data
         t0 = time.perf_counter()
-        torch.manual_seed(_epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout; CUDA generators too
+        torch.manual_seed(epoch_seed(cfg.seed, epoch, ctx.rank))  # dropout; CUDA generators too
         data.train_set.epoch = epoch
         if isinstance(data.sampler, DistributedSampler):
             data.sampler.set_epoch(epoch)
         elif data.shuffle_gen is not None:
-            data.shuffle_gen.manual_seed(_epoch_seed(cfg.seed, epoch))
+            data.shuffle_gen.manual_seed(epoch_seed(cfg.seed, epoch))
         desc = f"epoch {epoch}/{cfg.epochs}"
         train_loss, train_acc, seen = self._train_epoch(session, desc)
         t_train = time.perf_counter() - t0

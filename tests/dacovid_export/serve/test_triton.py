@@ -252,3 +252,17 @@ def test_rtx_engine_goes_to_the_python_backend(tmp_path: Path) -> None:
     assert files == sorted(["model.py", engine.name, engine.name + ".json"])
     with pytest.raises(UserInputError, match="TensorRT-RTX engine"):
         write_triton_repository(engine, tmp_path / "repo2", backend="native")
+
+
+def test_the_served_models_import_without_torch() -> None:
+    """Triton's python stubs run in the serving environment, which has no torch: the module they import must not
+    reach one that imports it at its top (a torch import anywhere on that path stops every served model)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # `import torch` now raises ImportError, as in the serving env
+        "import dacovid_export.serve.triton_models\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
