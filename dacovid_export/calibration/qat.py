@@ -1,11 +1,7 @@
 """Quantization-aware fine-tuning (QAT) for INT8: the checkpoint learns to answer as FP32 does under INT8 rounding.
 
-Why not Model Optimizer's PyTorch quantization (``modelopt.torch.quantization``)? Measured here
-(nvidia-modelopt 0.47.0): ``import modelopt.torch`` fails without ``huggingface_hub``, which the
-project's ``nvidia-modelopt[onnx]`` does not bring; with it present, ``mtq.quantize`` +
-fine-tune runs on the CPU, but its export is its own Q/DQ graph from ``torch.onnx``, not this
-project's INT8 writer and placement rules (attention chains and head FP32, the guard's
-fallback, the calibration cache, the checks). So the simplest faithful route is used instead:
+The method (why not Model Optimizer's PyTorch quantization, what was tried and measured, and what
+it costs: docs/design.md section 4, "QAT"):
 
 1. Fold every BatchNorm's scale into the convolution before it (what the ONNX export does), so
    the weights fine-tuned are the weights the INT8 model quantizes; the BatchNorm keeps only
@@ -16,9 +12,7 @@ fallback, the calibration cache, the checks). So the simplest faithful route is 
    signed symmetric, zero point 0, scale = max |x| / 127 on the calibration images (the ``max``
    calibration the export then runs on the fine-tuned weights; re-measured every epoch so the
    two agree). Attention MatMul/Softmax and the head stay FP32, as in the export. Gradients
-   pass straight through the rounding (``torch.fake_quantize_*``). Measured on the cxr3
-   checkpoint of issue 16 (176 held-out images): this torch model before fine-tuning agrees
-   with FP32 on 88.6%, the written max-calibrated Q/DQ model under ONNX Runtime on 89.2%.
+   pass straight through the rounding (``torch.fake_quantize_*``).
 3. Distil to the FP32 checkpoint itself: KL divergence between the FP32 model's class
    probabilities and the fake-quantized model's (optionally plus the label loss), on
    training images that neither the guard's validation set nor anything else judged holds.
@@ -26,28 +20,9 @@ fallback, the calibration cache, the checks). So the simplest faithful route is 
    Q/DQ writer (:mod:`calibration.int8`) under the guard, judged against the ORIGINAL
    checkpoint's FP32 model.
 
-Limit measured on that checkpoint: it amplifies any perturbation (Gaussian noise of 0.01 on the
-input image alone: 92% agreement in the first measurement; re-measured with seed 0: 89.8% on the
-guard's 176 validation images, 95.5% on the 176 held-out ones); INT8 weights alone give 94.9%, the INT8 input image alone
-92.6%, everything 88.6%; so no single node is to blame, and fine-tuning steps raised the held-out
-|dlogit| rather than lowering it (SGD with momentum, lr 1e-5..1e-3, 30 steps of 16: 0.194 -> 0.22..0.58;
-Adam 1e-5: training KL 0.03 -> 0.2..0.9 within 7 steps; Adam 1e-6: torch agreement 88.6% -> 85.2%
-after 30 steps). No setting tried improved agreement; the default (Adam 1e-6, the smallest tried)
-changes the model least.
-
-On a steadier checkpoint of the same recipe (the fake-quantized model already differs from FP32 on
-2 of 176 held-out images, median |dlogit| 0.017) more fine-tuning did not help either (torch
-fake-quantized model vs the checkpoint, 176 held-out images, 3 epochs each): Adam 1e-5 with the
-attention frozen, KL + logit MSE: 0-3 differ from epoch to epoch while the median |dlogit| rose to
-0.035; with flips, shifts and contrast jitter, teacher answers on each augmented batch, Adam 1e-5,
-logit MSE: 2-4 differ, median 0.046; the same with KL at 3e-6: 1-2 differ, median 0.027-0.043. With
-~500 training images the fine-tune moves the logits of unseen images more than the rounding it
-learns to absorb; the training loss falls all the while.
-
-Cost: a step of 16 images timed with the FP32 teacher's forward included (the fine-tune below runs
-the teacher once per image, not per epoch, so its steps cost less) took 2.0 s at 64 px and 22.6 s at
-224 px on this project's 2-core CPU (11.4x): at 224 px an epoch over ~500 images is at most ~12
-minutes there, so use ``device="cuda"`` (``--qat-device``).
+The fine-tune shares training's seed rule (:mod:`core.seeds`) and the project's progress bars and
+safe loading (:mod:`model.torch_load`); its resumable state is its own (:mod:`calibration.qat_state`):
+train/ sits above this stage, and its ``last.pt`` is a training checkpoint, not a fine-tune's.
 """
 
 from __future__ import annotations
@@ -96,7 +71,7 @@ __all__ = [
 _log = get_logger("calibration")
 
 DEFAULT_QAT_EPOCHS = 2
-DEFAULT_QAT_LR = 1e-6  # the smallest tried on the cxr3 checkpoint; none tried improved agreement (module docstring)
+DEFAULT_QAT_LR = 1e-6  # the smallest tried on the cxr3 checkpoint; none tried improved agreement (docs/design.md section 4, "QAT")
 DEFAULT_QAT_BATCH_SIZE = 16
 
 
