@@ -172,9 +172,9 @@ class PrecisionConfig:
         return self.kind.guard_config(self)
 
     @property
-    def fp16_guarded(self) -> bool:
-        """Whether the FP16 guard runs: it needs images (``calib_data`` to split, or ``validation_data``)."""
-        return self.precision == "fp16" and self.kind.guarded(self)
+    def guarded(self) -> bool:
+        """Whether this precision's guard runs: it needs images (``calib_data`` to split, or ``validation_data``)."""
+        return self.kind.guarded(self)
 
     @property
     def tolerance(self) -> tuple[float, float]:

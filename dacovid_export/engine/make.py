@@ -20,6 +20,7 @@ from dacovid_export.artifacts.onnx_metadata import read_onnx_info
 from dacovid_export.artifacts.outputs import check_outputs
 from dacovid_export.calibration.config import PrecisionConfig
 from dacovid_export.calibration.convert import convert_precision
+from dacovid_export.calibration.precisions import precision_of
 from dacovid_export.core.errors import EngineBuildError, UserInputError
 from dacovid_export.core.log import get_logger, info_if
 from dacovid_export.core.validate import as_path
@@ -184,9 +185,9 @@ def _precision_target(
             f"{str(onnx_path)!r} is a {have} ONNX and can only become a {have} engine (use --{have}); "
             f"give the FP32 ONNX to build a {want} engine"
         )
-    if want == "int8" and calib_dir is None:
+    if precision_of(want).needs_images and calib_dir is None:
         raise UserInputError(
-            f"an INT8 engine from the FP32 ONNX {str(onnx_path)!r} needs calibration images: add --calib-data DIR "
+            f"a {want.upper()} engine from the FP32 ONNX {str(onnx_path)!r} needs calibration images: add --calib-data DIR "
             "(a class-per-folder tree of training images)"
         )
     target = precision_onnx_path(output, want)

@@ -135,9 +135,9 @@ def test_precision_config_fp16_guard_rules(tmp_path: Path) -> None:
         PrecisionConfig(precision="fp32", min_agreement=0.99)
     with pytest.raises(UserInputError, match="min_agreement=2"):
         PrecisionConfig(precision="fp16", calib_data=tmp_path, min_agreement=2)
-    assert PrecisionConfig(precision="fp16", validation_data=tmp_path).fp16_guarded
+    assert PrecisionConfig(precision="fp16", validation_data=tmp_path).guarded
     assert PrecisionConfig(precision="fp16", calib_data=tmp_path, min_agreement=0.9).guard_options().min_agreement == 0.9
-    assert not PrecisionConfig(precision="fp16").fp16_guarded
+    assert not PrecisionConfig(precision="fp16").guarded
 
 
 def test_cli_fp16_validation_folder_equal_to_calibration_is_refused_before_export(
