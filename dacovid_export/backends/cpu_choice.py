@@ -38,6 +38,7 @@ from dacovid_export.core.errors import DacovidError, UserInputError
 from dacovid_export.core.fileio import atomic_write_json, sha256_file
 from dacovid_export.core.log import get_logger
 from dacovid_export.core.text import escape_text
+from dacovid_export.core.validate import check_int, is_int, is_number
 from dacovid_export.core.versions import package_version
 
 __all__ = [
@@ -149,8 +150,7 @@ def choose_cpu_runtime(
     OpenVINO not installed -> ONNX Runtime without measuring. ``threads``: the thread count
     both runtimes are timed with (None: their defaults); part of the cache key.
     """
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
-        raise UserInputError(f"rounds={rounds!r}: give an integer >= 1")
+    check_int("rounds", rounds, 1)
     pinned = _pinned()
     if pinned != "measure":
         return CpuChoice(backend=pinned, source="pinned", reason=f"{CHOICE_ENV}={pinned}", threads=threads)
@@ -207,10 +207,10 @@ def _read(entry: Path) -> CpuChoice | None:
             return None
         for name in ("ort_ms", "openvino_ms", "max_abs_diff"):
             value = fields.get(name)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)):
+            if value is not None and not (is_number(value) and math.isfinite(value)):
                 return None
         threads = fields.get("threads")
-        if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)):
+        if threads is not None and not is_int(threads):
             return None
         if fields.get("backend") == "openvino" and fields.get("faithful") is not True:
             return None  # an entry that says OpenVINO was not faithful (or says nothing) never makes auto pick it

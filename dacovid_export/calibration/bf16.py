@@ -48,6 +48,7 @@ from dacovid_export.calibration.guard_report import (
 )
 from dacovid_export.calibration.sensitivity import onnx_logits
 from dacovid_export.core.errors import CheckFailedError, UserInputError
+from dacovid_export.core.validate import check_fraction, check_int
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
 __all__ = [
@@ -83,12 +84,9 @@ class Bf16GuardConfig:
     threads: int | None = None
 
     def __post_init__(self) -> None:
-        v = self.min_agreement
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not (0 <= v <= 1):
-            raise UserInputError(f"min_agreement={v!r}: give a fraction between 0 and 1 (e.g. 0.99)")
-        t = self.threads
-        if t is not None and (isinstance(t, bool) or not isinstance(t, int) or t < 1):
-            raise UserInputError(f"threads={t!r}: give an integer >= 1, or None for OpenVINO's default")
+        check_fraction("min_agreement", self.min_agreement, why=" (e.g. 0.99)")
+        if self.threads is not None:
+            check_int("threads", self.threads, 1, why=", or None for OpenVINO's default")
 
 
 @dataclasses.dataclass(frozen=True)

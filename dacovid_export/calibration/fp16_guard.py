@@ -23,7 +23,6 @@ images like the validation ones.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import tempfile
 import time
@@ -62,6 +61,7 @@ from dacovid_export.core.deps import require
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.fileio import atomic_write_bytes
 from dacovid_export.core.log import get_logger, info_if
+from dacovid_export.core.validate import check_fraction, check_int
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
 __all__ = [
@@ -95,11 +95,8 @@ class Fp16GuardConfig:
 
     def __post_init__(self) -> None:
         for name in ("min_agreement", "min_fp16_conv_share"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
-                raise UserInputError(f"{name}={value!r}: give a fraction between 0 and 1 (e.g. 0.995)")
-        if isinstance(self.ranking_images, bool) or not isinstance(self.ranking_images, int) or self.ranking_images < 1:
-            raise UserInputError(f"ranking_images={self.ranking_images!r}: give an integer >= 1")
+            check_fraction(name, getattr(self, name), why=" (e.g. 0.995)")
+        check_int("ranking_images", self.ranking_images, 1)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

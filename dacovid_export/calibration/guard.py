@@ -83,6 +83,7 @@ from dacovid_export.calibration.sensitivity import (
 )
 from dacovid_export.core.errors import CheckFailedError, UserInputError
 from dacovid_export.core.log import get_logger, info_if
+from dacovid_export.core.validate import check_fraction, check_int
 from dacovid_export.data.agreement import Agreement, measure_agreement
 
 if TYPE_CHECKING:
@@ -139,9 +140,7 @@ class GuardConfig:
 
     def __post_init__(self) -> None:
         for name in ("min_agreement", "min_int8_conv_share"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or not 0 <= value <= 1:
-                raise UserInputError(f"{name}={value!r}: give a fraction between 0 and 1 (e.g. 0.99)")
+            check_fraction(name, getattr(self, name), why=" (e.g. 0.99)")
         methods = tuple(self.methods) if isinstance(self.methods, (list, tuple)) else ()
         if not methods or any(m not in CALIBRATION_METHODS for m in methods) or len(set(methods)) != len(methods):
             raise UserInputError(
@@ -151,9 +150,7 @@ class GuardConfig:
         if self.fallback_dtype not in ("fp16", "fp32"):
             raise UserInputError(f"fallback_dtype={self.fallback_dtype!r}: choose 'fp16' or 'fp32'")
         for name in ("ranking_images", "measured_candidates"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise UserInputError(f"{name}={value!r}: give an integer >= 1")
+            check_int(name, getattr(self, name), 1)
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "methods": list(self.methods)}

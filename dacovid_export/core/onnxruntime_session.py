@@ -25,6 +25,7 @@ from dacovid_export.core.errors import (
     UserInputError,
     first_line,
 )
+from dacovid_export.core.validate import check_int
 
 if TYPE_CHECKING:
     import onnxruntime
@@ -49,10 +50,8 @@ def ort_errors(ort: Any) -> tuple[type[BaseException], ...]:
 
 def check_session_options(intra_op_threads: int | None, graph_optimization: str) -> None:
     """Raise :class:`UserInputError` quoting a bad thread count or optimisation level (before any file is read)."""
-    if intra_op_threads is not None and (
-        not isinstance(intra_op_threads, int) or isinstance(intra_op_threads, bool) or intra_op_threads < 1
-    ):
-        raise UserInputError(f"intra_op_threads={intra_op_threads!r}: give an integer >= 1, or None for the physical core count")
+    if intra_op_threads is not None:
+        check_int("intra_op_threads", intra_op_threads, 1, why=", or None for the physical core count")
     if graph_optimization not in GRAPH_OPTIMIZATIONS:
         raise UserInputError(f"graph_optimization={graph_optimization!r}: use one of {', '.join(GRAPH_OPTIMIZATIONS)}")
 

@@ -25,6 +25,7 @@ from dacovid_export.core.errors import (
     UserInputError,
     first_line,
 )
+from dacovid_export.core.validate import check_int
 
 __all__ = ["INFERENCE_PRECISIONS", "openvino_core", "cpu_supports_bf16", "compile_for_cpu", "infer_logits", "check_openvino_options", "OpenVINORunner"]
 
@@ -49,8 +50,8 @@ def check_openvino_options(inference_precision: str | None, threads: int | None)
     """Raise :class:`UserInputError` quoting a precision hint OpenVINO is not given here, or a bad thread count."""
     if inference_precision is not None and inference_precision not in INFERENCE_PRECISIONS:
         raise UserInputError(f"inference_precision={inference_precision!r}: choose one of {', '.join(INFERENCE_PRECISIONS)}")
-    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
-        raise UserInputError(f"threads={threads!r}: give an integer >= 1, or None for OpenVINO's default")
+    if threads is not None:
+        check_int("threads", threads, 1, why=", or None for OpenVINO's default")
 
 
 def compile_for_cpu(

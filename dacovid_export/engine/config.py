@@ -16,7 +16,7 @@ from dacovid_export.calibration.precisions import (
 )
 from dacovid_export.core.errors import UserInputError
 from dacovid_export.core.limits import check_batch_size
-from dacovid_export.core.validate import check_bool, check_int
+from dacovid_export.core.validate import check_bool, check_int, is_number
 from dacovid_export.trt.library import RUNTIME_CHOICES
 from dacovid_export.trt.targets import RTX_TARGETS
 
@@ -96,7 +96,7 @@ class EngineBuildConfig:
                 f"batch sizes min={self.min_batch} opt={self.opt_batch} max={self.max_batch}: need min <= opt <= max"
             )
         workspace = self.workspace_gib
-        if isinstance(workspace, bool) or not isinstance(workspace, (int, float)) or not math.isfinite(workspace) or workspace <= 0:
+        if not (is_number(workspace) and math.isfinite(workspace) and workspace > 0):
             raise UserInputError(f"workspace_gib={workspace!r}: give a positive number of GiB (e.g. 4)")
         if workspace * 2**30 < 2**20:
             raise UserInputError(f"workspace_gib={workspace!r}: less than 1 MiB of workspace cannot build this model")

@@ -39,7 +39,7 @@ from types import TracebackType
 from dacovid_export.core.errors import DacovidError, UserInputError, one_line
 from dacovid_export.core.fileio import pid_alive
 from dacovid_export.core.limits import MAX_PROBE_INTERVAL_S, MAX_REQUEST_MB
-from dacovid_export.core.validate import check_int, check_number
+from dacovid_export.core.validate import check_int, check_number, is_int
 from dacovid_export.serve.reaper import set_parent_death_signal
 from dacovid_export.serve.serve_env import ServeEnvironment, inspect_serve_env
 from dacovid_export.serve.triton_config import read_config
@@ -81,7 +81,7 @@ class ServerConfig:
 
     def __post_init__(self) -> None:
         for label, port in (("http_port", self.http_port), ("grpc_port", self.grpc_port)):
-            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+            if not (is_int(port) and 1 <= port <= 65535):
                 raise UserInputError(f"{label}={port!r}: give a port from 1 to 65535")
         if self.http_port == self.grpc_port:
             raise UserInputError(f"http_port and grpc_port are both {self.http_port}: give two different ports")
@@ -490,7 +490,11 @@ class TritonServer:
         ``supervise`` (and ``probe_interval_s`` > 0): probe every ensemble and reload one that fails
         (serve/supervisor.py); one that stays broken ends the server with :class:`ServerError`.
         """
-        from dacovid_export.serve.supervisor import RecoveryFailed, Supervisor, ensembles_of
+        from dacovid_export.serve.supervisor import (
+            RecoveryFailed,
+            Supervisor,
+            ensembles_of,
+        )
 
         supervisor = None
         if supervise and self.config.probe_interval_s > 0:
