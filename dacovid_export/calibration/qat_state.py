@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 __all__ = ["STATE_FORMAT", "QatState", "BadQatState", "save_qat_state", "load_qat_state"]
 
-STATE_FORMAT = "dacovid-qat-state/2"  # /1 was a pickled dict read unsafely: never read again
+# /1 was a pickled dict read unsafely: never read again; /2 shuffled by its own seed rule (seed * 1000 + epoch), not
+# training's (core.seeds): its epochs would not continue as an uninterrupted run of this version does
+STATE_FORMAT = "dacovid-qat-state/3"
 _MODEL = "model."
 _ADAM = ("step", "exp_avg", "exp_avg_sq")
 

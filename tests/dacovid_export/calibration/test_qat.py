@@ -127,7 +127,7 @@ def _evil_payloads(marker: Path) -> dict[str, bytes]:
         "random bytes": np.random.default_rng(0).integers(0, 256, 5000, dtype=np.uint8).tobytes(),
         "a saved list": _saved([1, 2, 3]),
         "metadata that is not JSON": _saved({"meta": "{nope", "tensors": {}}),
-        "a foreign tensor set": _saved({"meta": '{"format": "dacovid-qat-state/2"}', "tensors": {"x": torch.zeros(1)}}),
+        "a foreign tensor set": _saved({"meta": '{"format": "dacovid-qat-state/3"}', "tensors": {"x": torch.zeros(1)}}),
     }
 
 
