@@ -297,7 +297,6 @@ class PrecisionFlags:
         """The step's frozen options for ``precision`` (validated there)."""
         from dacovid_export.calibration.config import PrecisionConfig
 
-        q = self.qat
         return PrecisionConfig(
             precision=precision,
             calib_data=self.calib_data,
@@ -309,13 +308,8 @@ class PrecisionFlags:
             rtol=rtol,
             min_agreement=self.min_agreement,
             validation_data=self.validation_data,
-            qat=q.qat,
-            qat_epochs=q.qat_epochs,
-            qat_lr=q.qat_lr,
-            qat_batch_size=q.qat_batch_size,
-            qat_device=q.qat_device,
-            train_data=q.train_data,
             training_data=self.training_data,
+            **dataclasses.asdict(self.qat),  # QatFlags' fields are PrecisionConfig's qat* and train_data, by name
         )
 
 

@@ -29,6 +29,17 @@ PARITY_BATCH = 8
 PIPELINE_BENCH = BenchConfig(iterations=10, warmup=2)
 
 
+def _qat_fields(qat: "QatConfig | None") -> dict[str, Any]:
+    """A fine-tune as the precision step's (and report.json's) flat ``qat*`` options."""
+    return {
+        "qat": qat is not None,
+        "qat_epochs": None if qat is None else qat.epochs,
+        "qat_lr": None if qat is None else qat.lr,
+        "qat_batch_size": None if qat is None else qat.batch_size,
+        "qat_device": None if qat is None else qat.device,
+    }
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelinePrecision:
     """What the pipeline's precision steps (FP16, INT8, BF16) share: a :class:`PrecisionConfig` less its precision.
@@ -73,12 +84,8 @@ class PipelinePrecision:
             calib_size=calib_size,
             seed=seed,
             training_data=self.training_data,
-            qat=qat is not None,
-            qat_epochs=None if qat is None else qat.epochs,
-            qat_lr=None if qat is None else qat.lr,
-            qat_batch_size=None if qat is None else qat.batch_size,
-            qat_device=None if qat is None else qat.device,
             train_data=None if qat is None else self.train_data,
+            **_qat_fields(qat),
         )
 
 
@@ -231,7 +238,6 @@ class PipelineConfig:
         def text(path: Path | None) -> str | None:
             return None if path is None else str(path)
 
-        qat = self.qat
         return {
             "out": str(self.out),
             "checkpoint": text(self.checkpoint),
@@ -248,11 +254,7 @@ class PipelineConfig:
             "seed": self.seed,
             "progress": self.progress,
             "serve_env": text(self.serve_env),
-            "qat": qat is not None,
-            "qat_epochs": None if qat is None else qat.epochs,
-            "qat_lr": None if qat is None else qat.lr,
-            "qat_batch_size": None if qat is None else qat.batch_size,
-            "qat_device": None if qat is None else qat.device,
+            **_qat_fields(self.qat),
             "train_data": text(self.train_data),
             "training_data": text(self.training_data),
             "embedded_default": self.embedded,

@@ -94,8 +94,8 @@ def make_onnx_models(inputs: PipelineInputs, config: PipelineConfig, timer: Step
             if isinstance(made, SkippedStep):
                 skipped.append(made)
             elif isinstance(made, FailedStep):
-                failed.append(made)
-                timer.note(f"failed: {made.reason.split(_HINT)[0]}")
+                timer.note(f"failed: {made.reason}")
+                failed.append(_with_pipeline_hint(made, kind, inputs, config))
             else:
                 paths[kind.name] = made.path
                 records[kind.name] = OnnxRecord.of(made)
@@ -124,10 +124,7 @@ def _precision_model(
     except CheckFailedError as exc:
         if kind.pipeline_extra:
             return SkippedStep(name, f"refused by the {kind.guard or kind.name.upper()} guard: {exc}")
-        return _with_pipeline_hint(FailedStep.of(name, exc), kind, inputs, config)
-
-
-_HINT = "\nIn the pipeline: "
+        return FailedStep.of(name, exc)
 
 
 def _with_pipeline_hint(
@@ -144,7 +141,7 @@ def _with_pipeline_hint(
             else "its training images: add --train-data DIR too"
         )
         hint = f"run this pipeline command again with --qat added (fine-tunes {inputs.checkpoint} on {data})"
-    return dataclasses.replace(step, reason=f"{step.reason}{_HINT}{hint}")
+    return dataclasses.replace(step, reason=f"{step.reason}\nIn the pipeline: {hint}")
 
 
 def _precision_config(kind: "PrecisionKind", inputs: PipelineInputs, config: PipelineConfig) -> PrecisionConfig:
